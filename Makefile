@@ -1,0 +1,94 @@
+# Service-account gateway: nginx module + sa-admin.
+#
+#   make          build build/ngx_http_sa_module.so and build/sa-admin
+#   make deps     install what is missing (Debian 12, as root)
+#   make test     deps + build + the whole suite (prove -r t)
+#   make demo     deps + build + a local Redis and nginx in front of a sample API
+#   make bench    the benchmark (bench/)
+
+SHELL     := /bin/bash
+
+NGX_SRC   ?= /usr/share/nginx/src
+BUILD     := build
+NGX_BUILD := $(BUILD)/nginx
+
+CC        ?= cc
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Icore
+LDLIBS    := -lhiredis -lsodium -ljansson
+
+# Debian packages the build, the tests and the demo need
+DEPS := nginx nginx-dev libhiredis-dev libsodium-dev libjansson-dev \
+        redis-server redis-tools perl libjson-pp-perl curl wrk make gcc
+
+CORE_SRCS  := $(wildcard core/*.c)
+CORE_HDRS  := $(wildcard core/*.h)
+CORE_OBJS  := $(CORE_SRCS:core/%.c=$(BUILD)/core/%.o)
+ADMIN_SRCS := $(wildcard admin-tool/*.c)
+ADMIN_HDRS := $(wildcard admin-tool/*.h)
+ADMIN_OBJS := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/admin/%.o)
+UNIT_TESTS := $(patsubst t/unit/%.c,$(BUILD)/tests/%,$(wildcard t/unit/test_*.c))
+MODULE_SRC := config $(wildcard ngx_sa_module/*) $(CORE_SRCS) $(CORE_HDRS)
+
+.PHONY: all deps module admin unit test demo bench clean
+
+all: module admin unit
+
+module: $(BUILD)/ngx_http_sa_module.so
+admin: $(BUILD)/sa-admin
+unit: $(UNIT_TESTS)
+
+deps:
+	@missing=""; \
+	for p in $(DEPS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	fi
+
+# nginx's build tree is configured once; its own Makefile rebuilds the module
+$(NGX_BUILD)/objs/Makefile: config
+	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD)
+	cp -r $(NGX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	    > configure.log 2>&1 || { tail -20 configure.log; exit 1; }
+
+$(BUILD)/ngx_http_sa_module.so: $(NGX_BUILD)/objs/Makefile $(MODULE_SRC)
+	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_sa_module.so $@
+
+$(BUILD)/core/%.o: core/%.c $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/admin/%.o: admin-tool/%.c $(ADMIN_HDRS) $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iadmin-tool -c $< -o $@
+
+$(BUILD)/sa-admin: $(ADMIN_OBJS) $(CORE_OBJS)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: t/unit/%.c t/unit/tap.h $(CORE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -It/unit $< $(CORE_OBJS) $(LDLIBS) -o $@
+
+test: deps
+	$(MAKE) all
+	prove -r t
+
+demo: deps
+	$(MAKE) all
+	./bench/../t/demo/run-demo
+
+bench: deps
+	$(MAKE) all
+	./bench/run
+
+clean:
+	rm -rf $(BUILD)

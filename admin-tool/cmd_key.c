@@ -1,0 +1,72 @@
+/* sa-admin key: the Ed25519 key pair that signs token records. */
+
+#include <getopt.h>
+#include <stdio.h>
+
+#include "sa_admin.h"
+#include "sa_crypto.h"
+
+static int sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv);
+
+static const sa_command_t  commands[] = {
+    { "generate", sa_key_generate_cmd, "key generate --out DIR",
+      "Writes DIR/signing.key (mode 0600, for sa-admin only) and\n"
+      "DIR/verify.key (for gateways: sa_verify_key).  Existing keys are\n"
+      "never overwritten.\n" },
+    { NULL, NULL, NULL, NULL }
+};
+
+
+int
+sa_cmd_key(sa_admin_t *sa, int argc, char **argv)
+{
+    return sa_dispatch(sa, "key", commands, argc, argv);
+}
+
+
+static int
+sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "out", required_argument, NULL, 'o' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char  *dir = NULL;
+    char         err[512];
+    int          ch;
+
+    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
+        switch (ch) {
+        case 'o':
+            dir = optarg;
+            break;
+        case 'h':
+            return sa_help(sa);
+        default:
+            return SA_EXIT_USAGE;
+        }
+    }
+
+    if (optind < argc) {
+        return sa_usage_error(sa, "unexpected argument '%s'", argv[optind]);
+    }
+
+    if (dir == NULL) {
+        return sa_usage_error(sa, "--out DIR is required");
+    }
+
+    if (sa_key_generate(dir, err, sizeof(err)) != 0) {
+        return sa_fail(SA_EXIT_NOT_FOUND, "%s", err);
+    }
+
+    if (sa->json) {
+        printf("{\"signing_key\":\"%s/signing.key\","
+               "\"verify_key\":\"%s/verify.key\"}\n", dir, dir);
+    } else {
+        printf("wrote %s/signing.key (keep it secret) and %s/verify.key "
+               "(for sa_verify_key)\n", dir, dir);
+    }
+
+    return SA_EXIT_OK;
+}

@@ -1,0 +1,272 @@
+/*
+ * sa-admin: creates teams and service accounts, issues and revokes their
+ * tokens.  This file reads the global options and hands the rest of the
+ * command line to the command group.
+ */
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sa_admin.h"
+#include "sa_crypto.h"
+
+static const char  usage[] =
+    "usage: sa-admin [--redis URL] [--signing-key FILE] [--as USER] [--json]\n"
+    "                GROUP COMMAND [ARGS]\n"
+    "\n"
+    "groups:\n"
+    "  key       generate the signing and verify keys\n"
+    "\n"
+    "global options (also from the environment):\n"
+    "  --redis URL          redis://[user:pass@]host:port/db or\n"
+    "                       unix:///path?db=N (SA_REDIS;\n"
+    "                       default redis://127.0.0.1:6379/0)\n"
+    "  --signing-key FILE   Ed25519 signing key (SA_SIGNING_KEY)\n"
+    "  --as USER            the acting user (SA_ACTOR)\n"
+    "  --json               print one JSON document on stdout\n"
+    "\n"
+    "'sa-admin GROUP --help' lists a group's commands.\n"
+    "exit status: 0 ok, 1 usage, 2 not found or not permitted,\n"
+    "3 Redis unavailable\n";
+
+typedef struct {
+    const char   *name;
+    sa_group_pt   run;
+} sa_group_t;
+
+static const sa_group_t  groups[] = {
+    { "key", sa_cmd_key },
+    { NULL, NULL }
+};
+
+
+int
+sa_fail(int code, const char *fmt, ...)
+{
+    va_list  ap;
+
+    fputs("sa-admin: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+
+    return code;
+}
+
+
+int
+sa_usage_error(sa_admin_t *sa, const char *fmt, ...)
+{
+    va_list  ap;
+
+    fputs("sa-admin: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: sa-admin %s\n", sa->command->usage);
+
+    return SA_EXIT_USAGE;
+}
+
+
+int
+sa_help(sa_admin_t *sa)
+{
+    printf("usage: sa-admin %s\n\n%s", sa->command->usage,
+           sa->command->help);
+    return SA_EXIT_OK;
+}
+
+
+int
+sa_getopt(sa_admin_t *sa, int argc, char **argv,
+    const struct option *longopts)
+{
+    int  ch;
+
+    /* a leading ':' lets a missing value be told from an unknown flag */
+    ch = getopt_long(argc, argv, ":h", longopts, NULL);
+
+    if (ch == ':') {
+        sa_usage_error(sa, "option '%s' needs a value", argv[optind - 1]);
+        return '?';
+    }
+
+    if (ch == '?') {
+        sa_usage_error(sa, "unknown option '%s'", argv[optind - 1]);
+        return '?';
+    }
+
+    return ch;
+}
+
+
+static void
+sa_group_usage(FILE *out, const char *group, const sa_command_t *cmds)
+{
+    fprintf(out, "usage:\n");
+    for (; cmds->name != NULL; cmds++) {
+        fprintf(out, "  sa-admin %s\n", cmds->usage);
+    }
+    fprintf(out, "\n'sa-admin %s COMMAND --help' describes a command.\n",
+            group);
+}
+
+
+int
+sa_dispatch(sa_admin_t *sa, const char *group, const sa_command_t *cmds,
+    int argc, char **argv)
+{
+    const sa_command_t  *c;
+
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0
+                      || strcmp(argv[1], "-h") == 0))
+    {
+        sa_group_usage(stdout, group, cmds);
+        return SA_EXIT_OK;
+    }
+
+    if (argc < 2) {
+        fprintf(stderr, "sa-admin: '%s' needs a command\n", group);
+        sa_group_usage(stderr, group, cmds);
+        return SA_EXIT_USAGE;
+    }
+
+    for (c = cmds; c->name != NULL; c++) {
+        if (strcmp(argv[1], c->name) == 0) {
+            sa->command = c;
+            optind = 0;          /* glibc: restart getopt from scratch */
+            return c->run(sa, argc - 1, argv + 1);
+        }
+    }
+
+    fprintf(stderr, "sa-admin: unknown command '%s %s'\n", group, argv[1]);
+    sa_group_usage(stderr, group, cmds);
+    return SA_EXIT_USAGE;
+}
+
+
+/*
+ * Takes the global options out of argv wherever they stand, so that
+ * "sa-admin team list t --json" works as well as "sa-admin --json team ...".
+ * Returns the new argc, or -1 after a usage error.
+ */
+static int
+sa_global_options(sa_admin_t *sa, int argc, char **argv)
+{
+    struct { const char *name; const char **slot; }  valued[] = {
+        { "--redis", &sa->redis_url },
+        { "--signing-key", &sa->signing_key },
+        { "--as", &sa->actor }
+    };
+    int     i, j, out;
+    size_t  k, n;
+
+    out = 1;
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < argc) {
+                argv[out++] = argv[i++];
+            }
+            break;
+        }
+
+        if (strcmp(argv[i], "--json") == 0) {
+            sa->json = 1;
+            continue;
+        }
+
+        for (k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
+            n = strlen(valued[k].name);
+            if (strncmp(argv[i], valued[k].name, n) != 0) {
+                continue;
+            }
+            if (argv[i][n] == '=') {
+                *valued[k].slot = argv[i] + n + 1;
+                break;
+            }
+            if (argv[i][n] == '\0') {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "sa-admin: option '%s' needs a value\n",
+                            valued[k].name);
+                    return -1;
+                }
+                *valued[k].slot = argv[++i];
+                break;
+            }
+        }
+
+        if (k == sizeof(valued) / sizeof(valued[0])) {
+            argv[out++] = argv[i];
+        }
+    }
+
+    for (j = out; j < argc; j++) {
+        argv[j] = NULL;
+    }
+
+    return out;
+}
+
+
+static const char *
+sa_env(const char *name, const char *fallback)
+{
+    const char  *v = getenv(name);
+
+    return (v != NULL && *v != '\0') ? v : fallback;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    sa_admin_t         sa;
+    const sa_group_t  *g;
+
+    memset(&sa, 0, sizeof(sa));
+
+    argc = sa_global_options(&sa, argc, argv);
+    if (argc < 0) {
+        return SA_EXIT_USAGE;
+    }
+
+    if (sa.redis_url == NULL) {
+        sa.redis_url = sa_env("SA_REDIS", "redis://127.0.0.1:6379/0");
+    }
+    if (sa.signing_key == NULL) {
+        sa.signing_key = sa_env("SA_SIGNING_KEY", NULL);
+    }
+    if (sa.actor == NULL) {
+        sa.actor = sa_env("SA_ACTOR", NULL);
+    }
+
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return SA_EXIT_USAGE;
+    }
+
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
+        || strcmp(argv[1], "help") == 0)
+    {
+        fputs(usage, stdout);
+        return SA_EXIT_OK;
+    }
+
+    if (sa_crypto_init() != 0) {
+        return sa_fail(SA_EXIT_UNAVAILABLE, "libsodium failed to start");
+    }
+
+    for (g = groups; g->name != NULL; g++) {
+        if (strcmp(argv[1], g->name) == 0) {
+            return g->run(&sa, argc - 1, argv + 1);
+        }
+    }
+
+    fprintf(stderr, "sa-admin: unknown command group '%s'\n", argv[1]);
+    fputs(usage, stderr);
+    return SA_EXIT_USAGE;
+}

@@ -1,0 +1,67 @@
+/*
+ * sa-admin: shared declarations of the command-line tool.
+ *
+ * Every command group lives in its own cmd_<group>.c and exports one
+ * sa_cmd_<group>() entry point with the signature of sa_group_pt.
+ */
+
+#ifndef SA_ADMIN_H
+#define SA_ADMIN_H
+
+#include <stdio.h>
+
+/* exit codes (contract) */
+#define SA_EXIT_OK           0
+#define SA_EXIT_USAGE        1
+#define SA_EXIT_NOT_FOUND    2    /* not found, or not permitted */
+#define SA_EXIT_UNAVAILABLE  3    /* Redis down or refusing */
+
+typedef struct sa_admin_s    sa_admin_t;
+typedef struct sa_command_s  sa_command_t;
+
+typedef int (*sa_run_pt)(sa_admin_t *sa, int argc, char **argv);
+
+struct sa_command_s {
+    const char   *name;
+    sa_run_pt     run;
+    const char   *usage;         /* "team create TEAM --owner USER" */
+    const char   *help;          /* what it does, its options */
+};
+
+struct sa_admin_s {
+    const char          *redis_url;      /* --redis, SA_REDIS */
+    const char          *signing_key;    /* --signing-key, SA_SIGNING_KEY */
+    const char          *actor;          /* --as, SA_ACTOR */
+    int                  json;           /* --json */
+    const sa_command_t  *command;         /* the command being run */
+};
+
+typedef sa_run_pt  sa_group_pt;
+
+/* runs the command named by argv[1] of a group's table (NULL-terminated) */
+int sa_dispatch(sa_admin_t *sa, const char *group, const sa_command_t *cmds,
+    int argc, char **argv);
+
+int sa_cmd_key(sa_admin_t *sa, int argc, char **argv);
+
+/* one line to stderr, prefixed "sa-admin: "; returns code */
+int sa_fail(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* a usage error: the message and the command's usage line; returns 1 */
+int sa_usage_error(sa_admin_t *sa, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* prints the running command's --help on stdout; returns 0 */
+int sa_help(sa_admin_t *sa);
+
+/*
+ * Parses a command's own flags with getopt_long (flags and operands may be
+ * mixed; operands end up from argv[optind]).  Returns the option's val, 'h'
+ * for --help/-h, -1 at the end, or '?' after a usage error was printed.
+ */
+struct option;
+int sa_getopt(sa_admin_t *sa, int argc, char **argv,
+    const struct option *longopts);
+
+#endif /* SA_ADMIN_H */

@@ -1,0 +1,401 @@
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include <jansson.h>
+
+#include "sa_record.h"
+
+
+sa_rec_err_t
+sa_envelope_open(const char *value, size_t len,
+    const uint8_t pk[SA_PUBLICKEY_LEN], const char **payload, size_t *plen)
+{
+    uint8_t  sig[SA_SIGNATURE_LEN];
+    size_t   got;
+
+    if (len <= SA_ENVELOPE_HEAD_LEN || len > SA_RECORD_MAX_LEN
+        || memcmp(value, SA_ENVELOPE_PREFIX, SA_ENVELOPE_PREFIX_LEN) != 0
+        || value[SA_ENVELOPE_HEAD_LEN - 1] != '.')
+    {
+        return SA_REC_MALFORMED;
+    }
+
+    if (sodium_base642bin(sig, sizeof(sig), value + SA_ENVELOPE_PREFIX_LEN,
+                          SA_SIGNATURE_B64_LEN, NULL, &got, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0
+        || got != sizeof(sig))
+    {
+        return SA_REC_MALFORMED;
+    }
+
+    *payload = value + SA_ENVELOPE_HEAD_LEN;
+    *plen = len - SA_ENVELOPE_HEAD_LEN;
+
+    if (crypto_sign_verify_detached(sig, (const unsigned char *) *payload,
+                                    *plen, pk) != 0)
+    {
+        return SA_REC_BAD_SIGNATURE;
+    }
+
+    return SA_REC_OK;
+}
+
+
+char *
+sa_envelope_seal(const char *payload, size_t len,
+    const uint8_t sk[SA_SECRETKEY_LEN])
+{
+    uint8_t  sig[SA_SIGNATURE_LEN];
+    char    *out;
+
+    out = malloc(SA_ENVELOPE_HEAD_LEN + len + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+
+    crypto_sign_detached(sig, NULL, (const unsigned char *) payload, len, sk);
+
+    memcpy(out, SA_ENVELOPE_PREFIX, SA_ENVELOPE_PREFIX_LEN);
+    sodium_bin2base64(out + SA_ENVELOPE_PREFIX_LEN, SA_SIGNATURE_B64_LEN + 1,
+                      sig, sizeof(sig),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    out[SA_ENVELOPE_HEAD_LEN - 1] = '.';
+    memcpy(out + SA_ENVELOPE_HEAD_LEN, payload, len);
+    out[SA_ENVELOPE_HEAD_LEN + len] = '\0';
+
+    return out;
+}
+
+
+/* the fields of a token record, fetched and type-checked */
+typedef struct {
+    json_t  *id, *hash, *account, *name, *email, *team, *scopes, *apps;
+    json_int_t  version, created_at, expires_at;
+    int         revoked;
+} sa_token_fields_t;
+
+
+static int
+sa_string_array_valid(json_t *arr, int (*valid)(const char *, size_t))
+{
+    size_t   i;
+    json_t  *v;
+
+    if (!json_is_array(arr)) {
+        return 0;
+    }
+
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v)
+            || !valid(json_string_value(v), json_string_length(v)))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+sa_token_fields_get(json_t *root, sa_token_fields_t *f)
+{
+    const char  *kind;
+    json_t      *revoked;
+
+    if (json_unpack(root, "{s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+                          " s:I, s:I, s:o}",
+                    "kind", &kind, "version", &f->version,
+                    "id", &f->id, "hash", &f->hash, "account", &f->account,
+                    "name", &f->name, "email", &f->email, "team", &f->team,
+                    "scopes", &f->scopes, "apps", &f->apps,
+                    "created_at", &f->created_at,
+                    "expires_at", &f->expires_at, "revoked", &revoked) != 0)
+    {
+        return 0;
+    }
+
+    f->revoked = json_is_true(revoked);
+
+    return strcmp(kind, "token") == 0
+           && f->version > 0 && f->created_at >= 0 && f->expires_at >= 0
+           && json_is_boolean(revoked)
+           && json_is_string(f->id) && json_is_string(f->hash)
+           && json_is_string(f->account) && json_is_string(f->name)
+           && json_is_string(f->email) && json_is_string(f->team)
+           && sa_token_id_valid(json_string_value(f->id),
+                                json_string_length(f->id))
+           && sa_string_array_valid(f->scopes, sa_scope_valid_granted)
+           && sa_string_array_valid(f->apps, sa_app_valid);
+}
+
+
+/* a bump allocator over the record's single block */
+typedef struct {
+    char  *next;
+} sa_block_t;
+
+
+static void
+sa_block_str(sa_block_t *b, json_t *s, sa_str_t *out)
+{
+    out->len = json_string_length(s);
+    out->data = b->next;
+    memcpy(b->next, json_string_value(s), out->len);
+    b->next[out->len] = '\0';
+    b->next += out->len + 1;
+}
+
+
+static size_t
+sa_array_strings_size(json_t *arr)
+{
+    size_t   i, size;
+    json_t  *v;
+
+    size = 0;
+    json_array_foreach(arr, i, v) {
+        size += sizeof(sa_str_t) + json_string_length(v) + 1;
+    }
+
+    return size;
+}
+
+
+static size_t
+sa_token_block_size(const sa_token_fields_t *f)
+{
+    return sizeof(sa_token_record_t)
+           + sa_array_strings_size(f->scopes) + sa_array_strings_size(f->apps)
+           + json_string_length(f->account) + 1
+           + json_string_length(f->name) + 1
+           + json_string_length(f->email) + 1
+           + json_string_length(f->team) + 1;
+}
+
+
+static void
+sa_block_array(sa_block_t *b, json_t *arr, sa_str_t *out, size_t *n)
+{
+    size_t   i;
+    json_t  *v;
+
+    *n = json_array_size(arr);
+    json_array_foreach(arr, i, v) {
+        sa_block_str(b, v, &out[i]);
+    }
+}
+
+
+static sa_rec_err_t
+sa_token_record_build(const sa_token_fields_t *f, sa_alloc_pt alloc,
+    void *ctx, sa_token_record_t **out)
+{
+    size_t              size;
+    uint8_t             hash[SA_HASH_LEN];
+    sa_block_t          b;
+    sa_token_record_t  *rec;
+
+    if (sa_hex_decode(json_string_value(f->hash), json_string_length(f->hash),
+                      hash, SA_HASH_LEN) != 0)
+    {
+        return SA_REC_INVALID;
+    }
+
+    size = sa_token_block_size(f);
+
+    rec = alloc(ctx, size);
+    if (rec == NULL) {
+        return SA_REC_NOMEM;
+    }
+
+    memset(rec, 0, sizeof(sa_token_record_t));
+    memcpy(rec->hash, hash, SA_HASH_LEN);
+    rec->size = size;
+    rec->version = (uint64_t) f->version;
+    memcpy(rec->id, json_string_value(f->id), SA_TOKEN_ID_LEN + 1);
+    rec->created_at = f->created_at;
+    rec->expires_at = f->expires_at;
+    rec->revoked = f->revoked;
+
+    rec->scopes = (sa_str_t *) (rec + 1);
+    rec->apps = rec->scopes + json_array_size(f->scopes);
+    b.next = (char *) (rec->apps + json_array_size(f->apps));
+
+    sa_block_array(&b, f->scopes, rec->scopes, &rec->nscopes);
+    sa_block_array(&b, f->apps, rec->apps, &rec->napps);
+    sa_block_str(&b, f->account, &rec->account);
+    sa_block_str(&b, f->name, &rec->name);
+    sa_block_str(&b, f->email, &rec->email);
+    sa_block_str(&b, f->team, &rec->team);
+
+    *out = rec;
+    return SA_REC_OK;
+}
+
+
+sa_rec_err_t
+sa_token_record_parse(const char *payload, size_t len, sa_alloc_pt alloc,
+    void *ctx, sa_token_record_t **out)
+{
+    json_t             *root;
+    json_error_t        error;
+    sa_rec_err_t        rc;
+    sa_token_fields_t   f;
+
+    root = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &error);
+    if (root == NULL) {
+        return SA_REC_INVALID;
+    }
+
+    rc = sa_token_fields_get(root, &f)
+         ? sa_token_record_build(&f, alloc, ctx, out)
+         : SA_REC_INVALID;
+
+    json_decref(root);
+    return rc;
+}
+
+
+sa_rec_err_t
+sa_token_record_decode(const char *value, size_t len,
+    const uint8_t pk[SA_PUBLICKEY_LEN], sa_alloc_pt alloc, void *ctx,
+    sa_token_record_t **out)
+{
+    const char    *payload;
+    size_t         plen;
+    sa_rec_err_t   rc;
+
+    rc = sa_envelope_open(value, len, pk, &payload, &plen);
+    if (rc != SA_REC_OK) {
+        return rc;
+    }
+
+    return sa_token_record_parse(payload, plen, alloc, ctx, out);
+}
+
+
+static void
+sa_rebase(sa_str_t *s, const char *from, char *to)
+{
+    s->data = to + (s->data - from);
+}
+
+
+sa_token_record_t *
+sa_token_record_copy(void *dst, const sa_token_record_t *rec)
+{
+    size_t              i;
+    sa_token_record_t  *copy;
+    const char         *from;
+
+    from = (const char *) rec;
+    copy = memcpy(dst, rec, rec->size);
+
+    copy->scopes = (sa_str_t *) ((char *) dst + ((char *) rec->scopes - from));
+    copy->apps = (sa_str_t *) ((char *) dst + ((char *) rec->apps - from));
+
+    for (i = 0; i < copy->nscopes; i++) {
+        sa_rebase(&copy->scopes[i], from, dst);
+    }
+
+    for (i = 0; i < copy->napps; i++) {
+        sa_rebase(&copy->apps[i], from, dst);
+    }
+
+    sa_rebase(&copy->account, from, dst);
+    sa_rebase(&copy->name, from, dst);
+    sa_rebase(&copy->email, from, dst);
+    sa_rebase(&copy->team, from, dst);
+
+    return copy;
+}
+
+
+static json_t *
+sa_json_strings(const sa_str_t *s, size_t n)
+{
+    size_t   i;
+    json_t  *arr;
+
+    arr = json_array();
+    for (i = 0; arr != NULL && i < n; i++) {
+        if (json_array_append_new(arr,
+                json_stringn(s[i].data, s[i].len)) != 0)
+        {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+
+    return arr;
+}
+
+
+char *
+sa_token_record_json(const sa_token_record_t *rec)
+{
+    char     hex[SA_HASH_HEX_LEN + 1];
+    char    *out;
+    json_t  *root;
+
+    sa_hex_encode(rec->hash, SA_HASH_LEN, hex);
+
+    root = json_pack("{s:s, s:I, s:s, s:s, s:s#, s:s#, s:s#, s:s#, s:o, s:o,"
+                     " s:I, s:I, s:b}",
+                     "kind", "token", "version", (json_int_t) rec->version,
+                     "id", rec->id, "hash", hex,
+                     "account", rec->account.data, (int) rec->account.len,
+                     "name", rec->name.data, (int) rec->name.len,
+                     "email", rec->email.data, (int) rec->email.len,
+                     "team", rec->team.data, (int) rec->team.len,
+                     "scopes", sa_json_strings(rec->scopes, rec->nscopes),
+                     "apps", sa_json_strings(rec->apps, rec->napps),
+                     "created_at", (json_int_t) rec->created_at,
+                     "expires_at", (json_int_t) rec->expires_at,
+                     "revoked", (int) rec->revoked);
+    if (root == NULL) {
+        return NULL;
+    }
+
+    out = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(root);
+    return out;
+}
+
+
+char *
+sa_token_record_encode(const sa_token_record_t *rec,
+    const uint8_t sk[SA_SECRETKEY_LEN])
+{
+    char  *payload, *sealed;
+
+    payload = sa_token_record_json(rec);
+    if (payload == NULL) {
+        return NULL;
+    }
+
+    sealed = sa_envelope_seal(payload, strlen(payload), sk);
+    free(payload);
+    return sealed;
+}
+
+
+const char *
+sa_rec_strerror(sa_rec_err_t err)
+{
+    switch (err) {
+    case SA_REC_OK:
+        return "ok";
+    case SA_REC_MALFORMED:
+        return "not a signed record";
+    case SA_REC_BAD_SIGNATURE:
+        return "signature does not verify";
+    case SA_REC_INVALID:
+        return "signed, but not a valid token record";
+    case SA_REC_NOMEM:
+        return "out of memory";
+    }
+
+    return "unknown error";
+}

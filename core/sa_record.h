@@ -1,0 +1,100 @@
+/*
+ * Signed records (nginx-free).
+ *
+ * Redis holds every record as an envelope:
+ *
+ *   sa1.<signature>.<payload JSON>
+ *
+ * where <signature> is base64url (no padding, 86 characters) of the Ed25519
+ * signature of the payload bytes.  The payload names its "kind", so a record
+ * of one kind can never pass for another.  The signature is checked before
+ * the JSON is parsed, so the parser only ever sees what sa-admin wrote.
+ *
+ * A token record carries everything a gateway needs in one GET.  Its version
+ * only grows: a gateway that has seen version N refuses anything older.
+ */
+
+#ifndef SA_RECORD_H
+#define SA_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sa_crypto.h"
+#include "sa_scope.h"
+#include "sa_token.h"
+
+#define SA_ENVELOPE_PREFIX      "sa1."
+#define SA_ENVELOPE_PREFIX_LEN  4
+#define SA_SIGNATURE_B64_LEN    86
+#define SA_ENVELOPE_HEAD_LEN    (SA_ENVELOPE_PREFIX_LEN                     \
+                                 + SA_SIGNATURE_B64_LEN + 1)
+
+#define SA_RECORD_MAX_LEN       (64 * 1024)
+
+typedef enum {
+    SA_REC_OK = 0,
+    SA_REC_MALFORMED,        /* not an envelope at all */
+    SA_REC_BAD_SIGNATURE,    /* an envelope whose signature fails: tampered */
+    SA_REC_INVALID,          /* signed, but not a valid token record */
+    SA_REC_NOMEM
+} sa_rec_err_t;
+
+typedef struct {
+    uint64_t    version;
+    char        id[SA_TOKEN_ID_LEN + 1];
+    uint8_t     hash[SA_HASH_LEN];
+    sa_str_t    account;             /* account id */
+    sa_str_t    name;                /* account name */
+    sa_str_t    email;               /* <account-id>@<team>.sa.invalid */
+    sa_str_t    team;
+    sa_str_t   *scopes;
+    size_t      nscopes;
+    sa_str_t   *apps;
+    size_t      napps;
+    int64_t     created_at;          /* unix seconds */
+    int64_t     expires_at;          /* unix seconds, 0 = never */
+    unsigned    revoked;
+    size_t      size;                /* bytes of the whole block */
+} sa_token_record_t;
+
+typedef void *(*sa_alloc_pt)(void *ctx, size_t size);
+
+/*
+ * Verifies an envelope; on success points *payload into value.
+ * Never allocates.
+ */
+sa_rec_err_t sa_envelope_open(const char *value, size_t len,
+    const uint8_t pk[SA_PUBLICKEY_LEN], const char **payload, size_t *plen);
+
+/* returns a malloc()ed NUL-terminated envelope, or NULL */
+char *sa_envelope_seal(const char *payload, size_t len,
+    const uint8_t sk[SA_SECRETKEY_LEN]);
+
+/*
+ * Decodes a verified token record payload into ONE block obtained from
+ * alloc(ctx, size): strings and arrays live inside it, so the block can be
+ * copied elsewhere with sa_token_record_copy().  Strings are NUL-terminated.
+ */
+sa_rec_err_t sa_token_record_parse(const char *payload, size_t len,
+    sa_alloc_pt alloc, void *ctx, sa_token_record_t **out);
+
+/* envelope check + parse: what a gateway does with a GET reply */
+sa_rec_err_t sa_token_record_decode(const char *value, size_t len,
+    const uint8_t pk[SA_PUBLICKEY_LEN], sa_alloc_pt alloc, void *ctx,
+    sa_token_record_t **out);
+
+/* copies a record block to dst (rec->size bytes) and rebases its pointers */
+sa_token_record_t *sa_token_record_copy(void *dst,
+    const sa_token_record_t *rec);
+
+/* returns the malloc()ed payload JSON (sorted keys, compact), or NULL */
+char *sa_token_record_json(const sa_token_record_t *rec);
+
+/* payload JSON + seal: what sa-admin stores */
+char *sa_token_record_encode(const sa_token_record_t *rec,
+    const uint8_t sk[SA_SECRETKEY_LEN]);
+
+const char *sa_rec_strerror(sa_rec_err_t err);
+
+#endif /* SA_RECORD_H */

@@ -1,0 +1,59 @@
+/*
+ * Service-account token format (nginx-free; shared by the module and sa-admin).
+ *
+ *   sat_<id:16 base62>_<secret:43 base62><check:6 base62>
+ *
+ * The check is CRC32 (IEEE) over everything before it, so typos and random
+ * strings are rejected without a Redis round trip.  Only [A-Za-z0-9_] is
+ * used, so a double click selects the whole token.
+ */
+
+#ifndef SA_TOKEN_H
+#define SA_TOKEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SA_TOKEN_PREFIX      "sat_"
+#define SA_TOKEN_PREFIX_LEN  4
+#define SA_TOKEN_ID_LEN      16
+#define SA_TOKEN_SECRET_LEN  43
+#define SA_TOKEN_CHECK_LEN   6
+#define SA_TOKEN_LEN         (SA_TOKEN_PREFIX_LEN + SA_TOKEN_ID_LEN + 1   \
+                              + SA_TOKEN_SECRET_LEN + SA_TOKEN_CHECK_LEN)
+
+/* offsets inside a token */
+#define SA_TOKEN_ID_OFF      SA_TOKEN_PREFIX_LEN
+#define SA_TOKEN_SECRET_OFF  (SA_TOKEN_ID_OFF + SA_TOKEN_ID_LEN + 1)
+#define SA_TOKEN_CHECK_OFF   (SA_TOKEN_SECRET_OFF + SA_TOKEN_SECRET_LEN)
+
+typedef enum {
+    SA_TOKEN_OK = 0,
+    SA_TOKEN_BAD_LENGTH,
+    SA_TOKEN_BAD_PREFIX,
+    SA_TOKEN_BAD_ALPHABET,
+    SA_TOKEN_BAD_CHECK
+} sa_token_err_t;
+
+uint32_t sa_crc32(const unsigned char *p, size_t len);
+
+int sa_is_base62(const unsigned char *p, size_t len);
+
+/*
+ * Parses a token without allocating.  On success the id is the
+ * SA_TOKEN_ID_LEN bytes at token + SA_TOKEN_ID_OFF.
+ */
+sa_token_err_t sa_token_parse(const unsigned char *token, size_t len);
+
+const char *sa_token_strerror(sa_token_err_t err);
+
+/* Writes a fresh token (SA_TOKEN_LEN chars + NUL) from libsodium's CSPRNG. */
+void sa_token_generate(char out[SA_TOKEN_LEN + 1]);
+
+/* A token id alone: used for the public id of a new token or account. */
+void sa_random_base62(char *out, size_t len);
+
+/* Is this string a well-formed token id (16 base62 characters)? */
+int sa_token_id_valid(const char *id, size_t len);
+
+#endif /* SA_TOKEN_H */

@@ -1,0 +1,483 @@
+/*
+ * ngx_http_sa_module: service-account bearer tokens, verified against
+ * signed records in Redis, with per-route scopes.
+ *
+ * This file holds the configuration: directives, their merge rules and the
+ * checks that make a bad configuration fail "nginx -t".  Token parsing,
+ * hashing, signatures, the record codec and scope matching live in core/,
+ * shared with sa-admin.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "sa_crypto.h"
+#include "sa_scope.h"
+
+
+typedef struct {
+    ngx_str_t                  address;       /* as written, for messages */
+    ngx_str_t                  host;          /* IP text, resolved once */
+    ngx_int_t                  port;          /* 0 for a unix socket */
+    ngx_str_t                  unix_path;
+    ngx_int_t                  db;
+    ngx_str_t                  user;
+    ngx_str_t                  password;
+} ngx_http_sa_redis_conf_t;
+
+
+typedef struct {
+    ngx_http_sa_redis_conf_t  *redis;
+    ngx_msec_t                 timeout;
+    ngx_str_t                  prefix;
+    u_char                     verify_key[SA_PUBLICKEY_LEN];
+    ngx_flag_t                 verify_key_set;
+} ngx_http_sa_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                  realm;         /* empty: off */
+    ngx_array_t               *scopes;        /* of sa_scope_group_t */
+    ngx_http_complex_value_t  *application;
+    ngx_flag_t                 hide_credentials;
+} ngx_http_sa_loc_conf_t;
+
+
+static void *ngx_http_sa_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_sa_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_sa_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_sa_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_sa_verify_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_sa_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+static ngx_command_t  ngx_http_sa_commands[] = {
+
+    { ngx_string("sa_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_sa_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sa_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sa_main_conf_t, timeout),
+      NULL },
+
+    { ngx_string("sa_redis_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sa_main_conf_t, prefix),
+      NULL },
+
+    { ngx_string("sa_verify_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_sa_verify_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sa_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LMT_CONF
+                        |NGX_CONF_TAKE1,
+      ngx_http_sa_auth,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sa_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LMT_CONF
+                        |NGX_CONF_1MORE,
+      ngx_http_sa_scope,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sa_application"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LMT_CONF
+                        |NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sa_loc_conf_t, application),
+      NULL },
+
+    { ngx_string("sa_hide_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LMT_CONF
+                        |NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sa_loc_conf_t, hide_credentials),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_sa_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_sa_create_main_conf,          /* create main configuration */
+    ngx_http_sa_init_main_conf,            /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_sa_create_loc_conf,           /* create location configuration */
+    ngx_http_sa_merge_loc_conf             /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_sa_module = {
+    NGX_MODULE_V1,
+    &ngx_http_sa_module_ctx,               /* module context */
+    ngx_http_sa_commands,                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_sa_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_sa_main_conf_t  *smcf;
+
+    smcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_sa_main_conf_t));
+    if (smcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     smcf->redis = NULL;
+     *     smcf->prefix = { 0, NULL };
+     */
+
+    smcf->timeout = NGX_CONF_UNSET_MSEC;
+    smcf->verify_key_set = 0;
+
+    if (sa_crypto_init() != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "libsodium failed to start");
+        return NULL;
+    }
+
+    return smcf;
+}
+
+
+static char *
+ngx_http_sa_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_sa_main_conf_t  *smcf = conf;
+
+    ngx_conf_init_msec_value(smcf->timeout, 200);
+
+    if (smcf->prefix.data == NULL) {
+        ngx_str_set(&smcf->prefix, "sa:");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_sa_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_sa_loc_conf_t  *slcf;
+
+    slcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_sa_loc_conf_t));
+    if (slcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     slcf->realm = { 0, NULL };
+     *     slcf->scopes = NULL;
+     *     slcf->application = NULL;
+     */
+
+    slcf->hide_credentials = NGX_CONF_UNSET;
+
+    return slcf;
+}
+
+
+static char *
+ngx_http_sa_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_sa_loc_conf_t  *prev = parent;
+    ngx_http_sa_loc_conf_t  *conf = child;
+
+    if (conf->realm.data == NULL) {
+        conf->realm = prev->realm;
+    }
+
+    /* sa_scope lines of an inner block replace the inherited ones */
+    if (conf->scopes == NULL) {
+        conf->scopes = prev->scopes;
+    }
+
+    if (conf->application == NULL) {
+        conf->application = prev->application;
+    }
+
+    ngx_conf_merge_value(conf->hide_credentials, prev->hide_credentials, 1);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sa_redis_option(ngx_conf_t *cf, ngx_http_sa_redis_conf_t *rc,
+    ngx_str_t *arg)
+{
+    if (arg->len > 3 && ngx_strncmp(arg->data, "db=", 3) == 0) {
+        rc->db = ngx_atoi(arg->data + 3, arg->len - 3);
+        if (rc->db == NGX_ERROR) {
+            return "has an invalid \"db\" value";
+        }
+        return NGX_CONF_OK;
+    }
+
+    if (arg->len > 9 && ngx_strncmp(arg->data, "password=", 9) == 0) {
+        rc->password.data = arg->data + 9;
+        rc->password.len = arg->len - 9;
+        return NGX_CONF_OK;
+    }
+
+    if (arg->len > 5 && ngx_strncmp(arg->data, "user=", 5) == 0) {
+        rc->user.data = arg->data + 5;
+        rc->user.len = arg->len - 5;
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", arg);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * "host:port" is resolved here, once: hiredis would resolve with a blocking
+ * getaddrinfo() on every reconnect, inside a worker.
+ */
+static char *
+ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_http_sa_redis_conf_t *rc)
+{
+    ngx_url_t   u;
+    u_char     *p;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = rc->address;
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in sa_redis \"%V\"",
+                               u.err, &u.url);
+        }
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sa_redis \"%V\" has no address", &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.family == AF_UNIX) {
+        /* "unix:/path": the path follows the 5-byte "unix:" prefix */
+        rc->unix_path.len = rc->address.len - 5;
+        rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
+        if (rc->unix_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        p = ngx_cpymem(rc->unix_path.data, rc->address.data + 5,
+                       rc->unix_path.len);
+        *p = '\0';
+        return NGX_CONF_OK;
+    }
+
+    rc->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+
+    rc->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (rc->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                                 rc->host.data, NGX_SOCKADDR_STRLEN, 0);
+    rc->host.data[rc->host.len] = '\0';
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sa_main_conf_t *smcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_uint_t                 i;
+    ngx_http_sa_redis_conf_t  *rc;
+
+    if (smcf->redis) {
+        return "is duplicate";
+    }
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_http_sa_redis_conf_t));
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+    rc->address = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_http_sa_redis_option(cf, rc, &value[i]) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_http_sa_redis_address(cf, rc) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->redis = rc;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sa_verify_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sa_main_conf_t *smcf = conf;
+
+    char        err[512];
+    ngx_str_t  *value, path;
+
+    if (smcf->verify_key_set) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* ngx_conf_full_name() returns a NUL-terminated copy */
+    if (sa_key_load((char *) path.data, SA_KEY_VERIFY, smcf->verify_key,
+                    err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "sa_verify_key %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->verify_key_set = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sa_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sa_loc_conf_t *slcf = conf;
+
+    ngx_str_t  *value;
+
+    if (slcf->realm.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_set(&slcf->realm, "");
+        return NGX_CONF_OK;
+    }
+
+    /* the realm goes inside a quoted header parameter */
+    if (value[1].len == 0 || ngx_strlchr(value[1].data,
+                                         value[1].data + value[1].len, '"'))
+    {
+        return "needs a non-empty realm without quotes";
+    }
+
+    slcf->realm = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* each "sa_scope a b;" line is one group: any of a, b satisfies it */
+static char *
+ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sa_loc_conf_t *slcf = conf;
+
+    ngx_str_t         *value;
+    ngx_uint_t         i;
+    sa_str_t          *scopes;
+    sa_scope_group_t  *group;
+
+    if (slcf->scopes == NULL) {
+        slcf->scopes = ngx_array_create(cf->pool, 2, sizeof(sa_scope_group_t));
+        if (slcf->scopes == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    scopes = ngx_palloc(cf->pool, (cf->args->nelts - 1) * sizeof(sa_str_t));
+    if (scopes == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (!sa_scope_valid_required((char *) value[i].data, value[i].len)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid scope \"%V\": expected "
+                               "\"resource:action\" of [a-z0-9_.-]",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        scopes[i - 1].data = (char *) value[i].data;
+        scopes[i - 1].len = value[i].len;
+    }
+
+    group = ngx_array_push(slcf->scopes);
+    if (group == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    group->scopes = scopes;
+    group->n = cf->args->nelts - 1;
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,256 @@
+/* Unit tests: signed envelopes and the token record codec. */
+
+#include <stdlib.h>
+#include <sodium.h>
+
+#include "tap.h"
+#include "sa_record.h"
+
+#define S(lit)  { lit, sizeof(lit) - 1 }
+
+static uint8_t  pk[SA_PUBLICKEY_LEN], sk[SA_SECRETKEY_LEN];
+
+
+static void *
+heap_alloc(void *ctx, size_t size)
+{
+    (void) ctx;
+    return malloc(size);
+}
+
+
+static void *
+no_alloc(void *ctx, size_t size)
+{
+    (void) ctx;
+    (void) size;
+    return NULL;
+}
+
+
+static sa_token_record_t
+sample(void)
+{
+    static sa_str_t    scopes[] = { S("stacks:read"), S("deploy:*") };
+    static sa_str_t    apps[] = { S("billing") };
+    sa_token_record_t  rec;
+
+    memset(&rec, 0, sizeof(rec));
+    rec.version = 7;
+    memcpy(rec.id, "AbCdEfGh01234567", SA_TOKEN_ID_LEN + 1);
+    sa_token_hash((const unsigned char *) "sat_x", 5, rec.hash);
+    rec.account = (sa_str_t) S("Acct0000000000001");
+    rec.name = (sa_str_t) S("ci-deployer");
+    rec.email = (sa_str_t) S("Acct0000000000001@platform.sa.invalid");
+    rec.team = (sa_str_t) S("platform");
+    rec.scopes = scopes;
+    rec.nscopes = 2;
+    rec.apps = apps;
+    rec.napps = 1;
+    rec.created_at = 1700000000;
+    rec.expires_at = 1800000000;
+
+    return rec;
+}
+
+
+static int
+same_str(sa_str_t a, sa_str_t b)
+{
+    return a.len == b.len && memcmp(a.data, b.data, a.len) == 0
+           && a.data[a.len] == '\0';
+}
+
+
+static int
+same_record(const sa_token_record_t *a, const sa_token_record_t *b)
+{
+    return a->version == b->version && strcmp(a->id, b->id) == 0
+           && memcmp(a->hash, b->hash, SA_HASH_LEN) == 0
+           && same_str(a->account, b->account) && same_str(a->name, b->name)
+           && same_str(a->email, b->email) && same_str(a->team, b->team)
+           && a->nscopes == b->nscopes && a->napps == b->napps
+           && same_str(a->scopes[0], b->scopes[0])
+           && same_str(a->scopes[1], b->scopes[1])
+           && same_str(a->apps[0], b->apps[0])
+           && a->created_at == b->created_at && a->expires_at == b->expires_at
+           && a->revoked == b->revoked;
+}
+
+
+static sa_rec_err_t
+decode(const char *value, sa_token_record_t **out)
+{
+    return sa_token_record_decode(value, strlen(value), pk, heap_alloc, NULL,
+                                  out);
+}
+
+
+static void
+test_round_trip(void)
+{
+    sa_token_record_t   rec = sample(), *got = NULL, *copy;
+    char               *value, *payload;
+    void               *block;
+
+    value = sa_token_record_encode(&rec, sk);
+    ok(value != NULL && strncmp(value, "sa1.", 4) == 0, "record encodes");
+    is_long(decode(value, &got), SA_REC_OK, "record decodes and verifies");
+    ok(got != NULL && same_record(&rec, got), "decoded record is the same");
+
+    payload = sa_token_record_json(&rec);
+    ok(strstr(value, payload) != NULL && strstr(payload, "sat_x") == NULL,
+       "payload is plain JSON and holds no token");
+    ok(strstr(payload, "\"version\":7") != NULL, "payload carries the version");
+
+    block = malloc(got->size);
+    copy = sa_token_record_copy(block, got);
+    memset(got, 0, got->size);
+    free(got);
+    ok(same_record(&rec, copy), "a copied block stands on its own");
+
+    free(block);
+    free(payload);
+    free(value);
+}
+
+
+static void
+test_tampering(void)
+{
+    sa_token_record_t   rec = sample(), *got;
+    char               *value, *edited;
+    size_t              i, len;
+    int                 accepted = 0;
+    uint8_t             pk2[SA_PUBLICKEY_LEN], sk2[SA_SECRETKEY_LEN];
+
+    value = sa_token_record_encode(&rec, sk);
+    len = strlen(value);
+
+    /* every single-bit change in signature or payload is refused */
+    for (i = SA_ENVELOPE_PREFIX_LEN; i < len; i++) {
+        value[i] ^= 0x01;
+        got = NULL;
+        accepted += decode(value, &got) == SA_REC_OK;
+        free(got);
+        value[i] ^= 0x01;
+    }
+    is_long(accepted, 0, "no single-bit change of a record verifies");
+
+    /* the attack that matters: widen the scopes in place */
+    edited = strdup(value);
+    memcpy(strstr(edited, "stacks:read"), "stacks:*   ", 11);
+    is_long(decode(edited, &got), SA_REC_BAD_SIGNATURE,
+            "a widened scope is refused as tampered");
+    free(edited);
+
+    crypto_sign_keypair(pk2, sk2);
+    edited = sa_token_record_encode(&rec, sk2);
+    is_long(decode(edited, &got), SA_REC_BAD_SIGNATURE,
+            "a record signed with another key is refused");
+    free(edited);
+
+    value[len - 5] = '\0';
+    is_long(decode(value, &got), SA_REC_BAD_SIGNATURE,
+            "a truncated record is refused");
+    free(value);
+
+    is_long(decode("", &got), SA_REC_MALFORMED, "empty value is malformed");
+    is_long(decode("{\"kind\":\"token\"}", &got), SA_REC_MALFORMED,
+            "unsigned JSON is malformed");
+    is_long(decode("sa1.abc.{}", &got), SA_REC_MALFORMED,
+            "a short signature is malformed");
+}
+
+
+/* payloads that are correctly signed but not token records */
+static void
+test_invalid_payloads(void)
+{
+    static const char  *bad[] = {
+        "not json",
+        "[]",
+        "{\"kind\":\"account\"}",
+        /* field by field, each breaks one rule of a good record */
+        "{\"kind\":\"token\",\"version\":0,%s}",
+        "{\"kind\":\"tok\",\"version\":1,%s}",
+        "{\"kind\":\"token\",\"version\":1,\"version\":2,%s}",
+        "{\"kind\":\"token\",\"version\":\"1\",%s}",
+    };
+    static const char  *rest =
+        "\"id\":\"AbCdEfGh01234567\",\"hash\":\"%s\",\"account\":\"a\","
+        "\"name\":\"n\",\"email\":\"e\",\"team\":\"t\",\"scopes\":[%s],"
+        "\"apps\":[%s],\"created_at\":1,\"expires_at\":%s,\"revoked\":%s";
+    char                buf[1024], fields[768], *value;
+    sa_token_record_t  *got;
+    size_t              i;
+    const char         *hash64 =
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+#define CHECK(scopes, apps, exp, rev, hash, want, name)                      \
+    snprintf(fields, sizeof(fields), rest, hash, scopes, apps, exp, rev);    \
+    snprintf(buf, sizeof(buf), "{\"kind\":\"token\",\"version\":1,%s}",      \
+             fields);                                                        \
+    value = sa_envelope_seal(buf, strlen(buf), sk);                          \
+    got = NULL;                                                              \
+    is_long(decode(value, &got), want, name);                                \
+    free(got);                                                               \
+    free(value)
+
+    CHECK("\"a:b\"", "\"x\"", "0", "false", hash64, SA_REC_OK,
+          "the reference payload is valid");
+    CHECK("\"A:b\"", "\"x\"", "0", "false", hash64, SA_REC_INVALID,
+          "a bad scope is invalid");
+    CHECK("1", "\"x\"", "0", "false", hash64, SA_REC_INVALID,
+          "a non-string scope is invalid");
+    CHECK("\"a:b\"", "\"x y\"", "0", "false", hash64, SA_REC_INVALID,
+          "a bad app name is invalid");
+    CHECK("\"a:b\"", "\"x\"", "-1", "false", hash64, SA_REC_INVALID,
+          "a negative expiry is invalid");
+    CHECK("\"a:b\"", "\"x\"", "0", "1", hash64, SA_REC_INVALID,
+          "a non-boolean revoked is invalid");
+    CHECK("\"a:b\"", "\"x\"", "0", "false", "0011", SA_REC_INVALID,
+          "a short hash is invalid");
+    CHECK("", "", "0", "true", hash64, SA_REC_OK,
+          "a revoked record with no scopes is valid");
+#undef CHECK
+
+    snprintf(fields, sizeof(fields), rest, hash64, "", "", "0", "false");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(buf, sizeof(buf), bad[i], fields);
+        value = sa_envelope_seal(buf, strlen(buf), sk);
+        got = NULL;
+        ok(decode(value, &got) == SA_REC_INVALID,
+           "signed but invalid payload %zu refused", i);
+        free(got);
+        free(value);
+    }
+
+    snprintf(buf, sizeof(buf), "{\"kind\":\"token\",\"version\":1,%s}", fields);
+    value = sa_envelope_seal(buf, strlen(buf), sk);
+    is_long(sa_token_record_decode(value, strlen(value), pk, no_alloc, NULL,
+                                   &got), SA_REC_NOMEM,
+            "allocation failure is reported, not a crash");
+    free(value);
+}
+
+
+int
+main(void)
+{
+    if (sodium_init() < 0) {
+        printf("Bail out! libsodium init failed\n");
+        return 1;
+    }
+
+    crypto_sign_keypair(pk, sk);
+
+    test_round_trip();
+    test_tampering();
+    test_invalid_payloads();
+
+    is_str(sa_rec_strerror(SA_REC_BAD_SIGNATURE), "signature does not verify",
+           "errors have readable names");
+
+    return done_testing();
+}

@@ -1,0 +1,236 @@
+/* Unit tests: token generation, parsing and every kind of malformed token. */
+
+#include <stdlib.h>
+
+#include "tap.h"
+#include "sa_crypto.h"
+#include "sa_token.h"
+
+#define N_GENERATED  2000
+
+
+static int
+parses_as(const char *t, size_t len, sa_token_err_t want)
+{
+    return sa_token_parse((const unsigned char *) t, len) == want;
+}
+
+
+static void
+test_crc32(void)
+{
+    is_long(sa_crc32((const unsigned char *) "123456789", 9), 0xCBF43926L,
+            "crc32 check value of \"123456789\"");
+    is_long(sa_crc32((const unsigned char *) "", 0), 0, "crc32 of nothing");
+}
+
+
+static int
+cmp_ids(const void *a, const void *b)
+{
+    return memcmp(a, b, SA_TOKEN_ID_LEN);
+}
+
+
+static void
+test_generate(void)
+{
+    static char  ids[N_GENERATED][SA_TOKEN_ID_LEN];
+    char         t[SA_TOKEN_LEN + 1];
+    int          i, bad_parse, bad_shape, dups;
+
+    bad_parse = bad_shape = dups = 0;
+
+    for (i = 0; i < N_GENERATED; i++) {
+        sa_token_generate(t);
+        bad_parse += !parses_as(t, strlen(t), SA_TOKEN_OK);
+        bad_shape += strlen(t) != SA_TOKEN_LEN || strncmp(t, "sat_", 4) != 0
+                     || t[SA_TOKEN_SECRET_OFF - 1] != '_'
+                     || strspn(t, "abcdefghijklmnopqrstuvwxyz"
+                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+                        != SA_TOKEN_LEN;
+        memcpy(ids[i], t + SA_TOKEN_ID_OFF, SA_TOKEN_ID_LEN);
+    }
+
+    qsort(ids, N_GENERATED, SA_TOKEN_ID_LEN, cmp_ids);
+    for (i = 1; i < N_GENERATED; i++) {
+        dups += memcmp(ids[i - 1], ids[i], SA_TOKEN_ID_LEN) == 0;
+    }
+
+    is_long(SA_TOKEN_LEN, 70, "a token is 70 characters");
+    is_long(bad_parse, 0, "every generated token parses");
+    is_long(bad_shape, 0, "every generated token has the documented shape");
+    is_long(dups, 0, "generated ids are distinct");
+}
+
+
+static void
+test_lengths(const char *good)
+{
+    char    buf[SA_TOKEN_LEN * 2];
+    size_t  len;
+    int     wrong = 0;
+
+    for (len = 0; len < sizeof(buf); len++) {
+        if (len == SA_TOKEN_LEN) {
+            continue;
+        }
+        memset(buf, 'a', sizeof(buf));
+        memcpy(buf, good, len < SA_TOKEN_LEN ? len : SA_TOKEN_LEN);
+        wrong += !parses_as(buf, len, SA_TOKEN_BAD_LENGTH);
+    }
+
+    is_long(wrong, 0, "every length but 70 is rejected as a wrong length");
+    ok(parses_as("", 0, SA_TOKEN_BAD_LENGTH), "empty token rejected");
+}
+
+
+static void
+test_prefix(const char *good)
+{
+    static const char  *prefixes[] = { "SAT_", "sat-", "sak_", "xat_",
+                                       "sat ", "sa_t" };
+    char                t[SA_TOKEN_LEN + 1];
+    size_t              i;
+
+    for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        memcpy(t, good, SA_TOKEN_LEN + 1);
+        memcpy(t, prefixes[i], 4);
+        ok(parses_as(t, SA_TOKEN_LEN, SA_TOKEN_BAD_PREFIX),
+           "prefix \"%s\" rejected", prefixes[i]);
+    }
+
+    memcpy(t, good, SA_TOKEN_LEN + 1);
+    t[SA_TOKEN_SECRET_OFF - 1] = 'x';
+    ok(parses_as(t, SA_TOKEN_LEN, SA_TOKEN_BAD_PREFIX),
+       "missing separator between id and secret rejected");
+}
+
+
+static void
+test_alphabet(const char *good)
+{
+    static const unsigned char  bad[] = { '-', '+', '/', '=', ' ', '\0', '\t',
+                                          '_', '.', 0x80, 0xC3, 0xFF };
+    unsigned char               t[SA_TOKEN_LEN];
+    size_t                      pos, i;
+    int                         accepted = 0, tried = 0;
+
+    for (pos = SA_TOKEN_ID_OFF; pos < SA_TOKEN_LEN; pos++) {
+        if (pos == SA_TOKEN_SECRET_OFF - 1) {
+            continue;
+        }
+        for (i = 0; i < sizeof(bad); i++) {
+            memcpy(t, good, SA_TOKEN_LEN);
+            t[pos] = bad[i];
+            tried++;
+            accepted += sa_token_parse(t, SA_TOKEN_LEN)
+                        != SA_TOKEN_BAD_ALPHABET;
+        }
+    }
+
+    is_long(accepted, 0, "a foreign byte at any position is an alphabet error");
+    ok(tried > 700, "alphabet test tried %d variants", tried);
+}
+
+
+static void
+test_checksum(const char *good)
+{
+    char    t[SA_TOKEN_LEN + 1];
+    size_t  pos;
+    int     accepted = 0;
+    char    c;
+
+    /* CRC32 detects every single-character substitution */
+    for (pos = SA_TOKEN_ID_OFF; pos < SA_TOKEN_LEN; pos++) {
+        if (pos == SA_TOKEN_SECRET_OFF - 1) {
+            continue;
+        }
+        for (c = '0'; c <= 'z'; c++) {
+            if (!sa_is_base62((unsigned char *) &c, 1) || c == good[pos]) {
+                continue;
+            }
+            memcpy(t, good, SA_TOKEN_LEN + 1);
+            t[pos] = c;
+            accepted += !parses_as(t, SA_TOKEN_LEN, SA_TOKEN_BAD_CHECK);
+        }
+    }
+    is_long(accepted, 0, "every one-character typo fails the checksum");
+
+    /* and every transposition of two different neighbours */
+    accepted = 0;
+    for (pos = SA_TOKEN_SECRET_OFF; pos + 1 < SA_TOKEN_LEN; pos++) {
+        memcpy(t, good, SA_TOKEN_LEN + 1);
+        if (t[pos] == t[pos + 1]) {
+            continue;
+        }
+        c = t[pos];
+        t[pos] = t[pos + 1];
+        t[pos + 1] = c;
+        accepted += !parses_as(t, SA_TOKEN_LEN, SA_TOKEN_BAD_CHECK);
+    }
+    is_long(accepted, 0, "every swap of neighbours fails the checksum");
+}
+
+
+static void
+test_random_strings(void)
+{
+    static const char  alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "abcdefghijklmnopqrstuvwxyz";
+    char               t[SA_TOKEN_LEN + 1];
+    unsigned long      x = 12345;
+    int                i, pos, accepted = 0;
+
+    /* a deterministic generator: the test must not fail by chance */
+    memcpy(t, "sat_", 4);
+    for (i = 0; i < 100000; i++) {
+        for (pos = SA_TOKEN_ID_OFF; pos < SA_TOKEN_LEN; pos++) {
+            x = x * 6364136223846793005UL + 1442695040888963407UL;
+            t[pos] = alphabet[(x >> 33) % 62];
+        }
+        t[SA_TOKEN_SECRET_OFF - 1] = '_';
+        accepted += parses_as(t, SA_TOKEN_LEN, SA_TOKEN_OK);
+    }
+
+    is_long(accepted, 0, "100000 random well-shaped strings all rejected");
+}
+
+
+static void
+test_ids(void)
+{
+    ok(sa_token_id_valid("0123456789abcdef", 16), "16 base62 chars is an id");
+    ok(!sa_token_id_valid("0123456789abcde", 15), "15 chars is not an id");
+    ok(!sa_token_id_valid("0123456789abcde_", 16), "'_' is not in an id");
+    ok(!sa_token_id_valid("0123456789abcde:", 16), "':' is not in an id");
+}
+
+
+int
+main(void)
+{
+    char  good[SA_TOKEN_LEN + 1];
+
+    if (sa_crypto_init() != 0) {
+        printf("Bail out! libsodium init failed\n");
+        return 1;
+    }
+
+    sa_token_generate(good);
+
+    test_crc32();
+    test_generate();
+    test_lengths(good);
+    test_prefix(good);
+    test_alphabet(good);
+    test_checksum(good);
+    test_random_strings();
+    test_ids();
+
+    is_str(sa_token_strerror(SA_TOKEN_BAD_CHECK), "checksum mismatch",
+           "errors have readable names");
+
+    return done_testing();
+}
