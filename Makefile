@@ -26,7 +26,9 @@ CORE_HDRS  := $(wildcard core/*.h)
 CORE_OBJS  := $(CORE_SRCS:core/%.c=$(BUILD)/core/%.o)
 ADMIN_SRCS := $(wildcard admin-tool/*.c)
 ADMIN_HDRS := $(wildcard admin-tool/*.h)
-ADMIN_OBJS := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/admin/%.o)
+ADMIN_OBJS := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/admin/%.o) \
+              $(BUILD)/admin/lua_scripts.o
+LUA        := $(wildcard admin-tool/lua/*.lua)
 UNIT_TESTS := $(patsubst t/unit/%.c,$(BUILD)/tests/%,$(wildcard t/unit/test_*.c))
 MODULE_SRC := config $(wildcard ngx_sa_module/*) $(CORE_SRCS) $(CORE_HDRS)
 
@@ -69,6 +71,13 @@ $(BUILD)/core/%.o: core/%.c $(CORE_HDRS)
 
 $(BUILD)/admin/%.o: admin-tool/%.c $(ADMIN_HDRS) $(CORE_HDRS)
 	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iadmin-tool -c $< -o $@
+
+$(BUILD)/admin/lua_scripts.c: $(LUA) admin-tool/lua/embed.pl
+	@mkdir -p $(@D)
+	perl admin-tool/lua/embed.pl admin-tool/lua $(LUA) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/admin/lua_scripts.o: $(BUILD)/admin/lua_scripts.c admin-tool/redis.h
 	$(CC) $(CFLAGS) -Iadmin-tool -c $< -o $@
 
 $(BUILD)/sa-admin: $(ADMIN_OBJS) $(CORE_OBJS)

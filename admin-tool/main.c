@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sa_admin.h"
+#include "redis.h"
 #include "sa_crypto.h"
 
 static const char  usage[] =
@@ -18,6 +19,10 @@ static const char  usage[] =
     "\n"
     "groups:\n"
     "  key       generate the signing and verify keys\n"
+    "  team      create teams, add members with permissions\n"
+    "  account   create, list, show, grant, ungrant, delete service accounts\n"
+    "  token     issue, list, scope, rotate, revoke tokens\n"
+    "  audit     print the audit log\n"
     "\n"
     "global options (also from the environment):\n"
     "  --redis URL          redis://[user:pass@]host:port/db or\n"
@@ -26,6 +31,7 @@ static const char  usage[] =
     "  --signing-key FILE   Ed25519 signing key (SA_SIGNING_KEY)\n"
     "  --as USER            the acting user (SA_ACTOR)\n"
     "  --json               print one JSON document on stdout\n"
+    "  SA_PREFIX            Redis key prefix (default sa:, as sa_redis_prefix)\n"
     "\n"
     "'sa-admin GROUP --help' lists a group's commands.\n"
     "exit status: 0 ok, 1 usage, 2 not found or not permitted,\n"
@@ -38,6 +44,10 @@ typedef struct {
 
 static const sa_group_t  groups[] = {
     { "key", sa_cmd_key },
+    { "team", sa_cmd_team },
+    { "account", sa_cmd_account },
+    { "token", sa_cmd_token },
+    { "audit", sa_cmd_audit },
     { NULL, NULL }
 };
 
@@ -101,6 +111,49 @@ sa_getopt(sa_admin_t *sa, int argc, char **argv,
     }
 
     return ch;
+}
+
+
+/* the operands after flags; exits with a usage error on a wrong count */
+int
+sa_operands(sa_admin_t *sa, int argc, char **argv, int want, char ***out)
+{
+    int  have = argc - optind;
+
+    if (have < want) {
+        return sa_usage_error(sa, "missing operand");
+    }
+
+    if (have > want) {
+        return sa_usage_error(sa, "unexpected argument '%s'",
+                              argv[optind + want]);
+    }
+
+    *out = argv + optind;
+    return SA_EXIT_OK;
+}
+
+
+static const struct option  help_only[] = {
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 }
+};
+
+
+int
+sa_only_help(sa_admin_t *sa, int argc, char **argv)
+{
+    int  ch;
+
+    while ((ch = sa_getopt(sa, argc, argv, help_only)) != -1) {
+        if (ch == 'h') {
+            sa_help(sa);
+            return -1;
+        }
+        return SA_EXIT_USAGE;
+    }
+
+    return SA_EXIT_OK;
 }
 
 
@@ -224,6 +277,7 @@ sa_env(const char *name, const char *fallback)
 int
 main(int argc, char **argv)
 {
+    int                rc;
     sa_admin_t         sa;
     const sa_group_t  *g;
 
@@ -243,6 +297,7 @@ main(int argc, char **argv)
     if (sa.actor == NULL) {
         sa.actor = sa_env("SA_ACTOR", NULL);
     }
+    sa.prefix = sa_env("SA_PREFIX", "sa:");
 
     if (argc < 2) {
         fputs(usage, stderr);
@@ -262,7 +317,9 @@ main(int argc, char **argv)
 
     for (g = groups; g->name != NULL; g++) {
         if (strcmp(argv[1], g->name) == 0) {
-            return g->run(&sa, argc - 1, argv + 1);
+            rc = g->run(&sa, argc - 1, argv + 1);
+            sa_redis_close(&sa);
+            return rc;
         }
     }
 

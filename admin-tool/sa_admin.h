@@ -33,7 +33,10 @@ struct sa_admin_s {
     const char          *signing_key;    /* --signing-key, SA_SIGNING_KEY */
     const char          *actor;          /* --as, SA_ACTOR */
     int                  json;           /* --json */
+    const char          *prefix;         /* SA_PREFIX, default "sa:" */
     const sa_command_t  *command;         /* the command being run */
+    struct redisContext *redis;          /* see redis.h */
+    char                 redis_where[600];
 };
 
 typedef sa_run_pt  sa_group_pt;
@@ -63,5 +66,20 @@ int sa_help(sa_admin_t *sa);
 struct option;
 int sa_getopt(sa_admin_t *sa, int argc, char **argv,
     const struct option *longopts);
+
+/*
+ * After sa_getopt(): exactly want operands, from argv[optind], into *out;
+ * otherwise a usage error (returns 1).
+ */
+int sa_operands(sa_admin_t *sa, int argc, char **argv, int want,
+    char ***out);
+
+/* for commands without flags: 0 to go on, -1 when --help was shown, 1 */
+int sa_only_help(sa_admin_t *sa, int argc, char **argv);
+
+int sa_cmd_team(sa_admin_t *sa, int argc, char **argv);
+int sa_cmd_account(sa_admin_t *sa, int argc, char **argv);
+int sa_cmd_token(sa_admin_t *sa, int argc, char **argv);
+int sa_cmd_audit(sa_admin_t *sa, int argc, char **argv);
 
 #endif /* SA_ADMIN_H */

@@ -1,0 +1,565 @@
+/*
+ * sa-admin account: service accounts.  An account belongs to a team, has
+ * application grants and tokens, and no email or password of its own: its
+ * address <id>@<team>.sa.invalid can never receive mail.
+ */
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "records.h"
+#include "redis.h"
+#include "scripts.h"
+#include "util.h"
+
+#define SA_LIST_BATCH  1000
+
+static int sa_account_create(sa_admin_t *sa, int argc, char **argv);
+static int sa_account_list(sa_admin_t *sa, int argc, char **argv);
+static int sa_account_show(sa_admin_t *sa, int argc, char **argv);
+static int sa_account_grant(sa_admin_t *sa, int argc, char **argv);
+static int sa_account_ungrant(sa_admin_t *sa, int argc, char **argv);
+static int sa_account_delete(sa_admin_t *sa, int argc, char **argv);
+
+#define SA_ACCOUNT_REF                                                       \
+    "ACCOUNT is an account id or TEAM/NAME.\n"
+
+static const sa_command_t  commands[] = {
+    { "create", sa_account_create, "account create TEAM NAME [--app APP]...",
+      "Creates a service account in TEAM (needs service_accounts:create),\n"
+      "granted the given applications ('*' for all).  NAME:\n"
+      "[a-z0-9][a-z0-9_.-]*, unique in the team.\n" },
+    { "list", sa_account_list, "account list TEAM",
+      "Lists the accounts of TEAM.\n" },
+    { "show", sa_account_show, "account show ACCOUNT",
+      "Shows one account.  " SA_ACCOUNT_REF },
+    { "grant", sa_account_grant, "account grant ACCOUNT --app APP...",
+      "Adds application grants (needs service_accounts:create).  Every\n"
+      "token of the account sees them on its next request.  "
+      SA_ACCOUNT_REF },
+    { "ungrant", sa_account_ungrant, "account ungrant ACCOUNT --app APP...",
+      "Removes application grants (needs service_accounts:create), at once\n"
+      "for every token of the account.  " SA_ACCOUNT_REF },
+    { "delete", sa_account_delete, "account delete ACCOUNT",
+      "Deletes an account and revokes all its tokens at once (needs\n"
+      "service_accounts:delete).  " SA_ACCOUNT_REF },
+    { NULL, NULL, NULL, NULL }
+};
+
+
+int
+sa_cmd_account(sa_admin_t *sa, int argc, char **argv)
+{
+    return sa_dispatch(sa, "account", commands, argc, argv);
+}
+
+
+/* --app APP, repeatable; into a JSON array without duplicates */
+static int
+sa_app_option(sa_admin_t *sa, json_t *apps, const char *app)
+{
+    size_t   i;
+    json_t  *v;
+
+    if (!sa_app_valid(app, strlen(app))) {
+        return sa_usage_error(sa, "invalid application '%s' (expected "
+                              "[A-Za-z0-9_.-], at most 64, or '*')", app);
+    }
+
+    json_array_foreach(apps, i, v) {
+        if (strcmp(json_string_value(v), app) == 0) {
+            return SA_EXIT_OK;
+        }
+    }
+
+    json_array_append_new(apps, json_string(app));
+    return SA_EXIT_OK;
+}
+
+
+/* parses "[--app APP]..." and want operands */
+static int
+sa_app_args(sa_admin_t *sa, int argc, char **argv, int want, json_t *apps,
+    char ***op)
+{
+    static const struct option  opts[] = {
+        { "app", required_argument, NULL, 'a' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    int  ch, rc;
+
+    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
+        switch (ch) {
+        case 'a':
+            if ((rc = sa_app_option(sa, apps, optarg)) != SA_EXIT_OK) {
+                return rc;
+            }
+            break;
+        case 'h':
+            sa_help(sa);
+            return -1;
+        default:
+            return SA_EXIT_USAGE;
+        }
+    }
+
+    return sa_operands(sa, argc, argv, want, op);
+}
+
+
+static void
+sa_account_print(sa_admin_t *sa, json_t *payload, const char *verb)
+{
+    json_t  *pub = sa_account_public_json(payload);
+    char    *apps;
+
+    if (sa->json) {
+        sa_print_json(pub);
+        return;
+    }
+
+    apps = json_dumps(json_object_get(pub, "apps"), JSON_COMPACT);
+    printf("%s%s/%s  id %s  email %s  apps %s  created %s by %s\n", verb,
+           json_string_value(json_object_get(pub, "team")),
+           json_string_value(json_object_get(pub, "name")),
+           json_string_value(json_object_get(pub, "id")),
+           json_string_value(json_object_get(pub, "email")), apps,
+           json_string_value(json_object_get(pub, "created_at")),
+           json_string_value(json_object_get(pub, "created_by")));
+    free(apps);
+    json_decref(pub);
+}
+
+
+static int
+sa_account_create(sa_admin_t *sa, int argc, char **argv)
+{
+    json_t     *apps, *payload;
+    char      **op, id[SA_TOKEN_ID_LEN + 1], email[256], *sealed;
+    sa_args_t   args;
+    int         rc, attempt;
+
+    apps = json_array();
+    rc = sa_app_args(sa, argc, argv, 2, apps, &op);
+    if (rc != SA_EXIT_OK) {
+        json_decref(apps);
+        return rc < 0 ? SA_EXIT_OK : rc;
+    }
+
+    if (!sa_name_valid(op[0]) || !sa_name_valid(op[1])) {
+        json_decref(apps);
+        return sa_usage_error(sa, "invalid %s name '%s'",
+                              sa_name_valid(op[0]) ? "account" : "team",
+                              sa_name_valid(op[0]) ? op[1] : op[0]);
+    }
+
+    sa_actor(sa);
+    sa_signing_key(sa);
+
+    /* a fresh id on the (astronomically unlikely) collision */
+    for (attempt = 0; attempt < SA_RETRIES; attempt++) {
+        sa_random_base62(id, SA_TOKEN_ID_LEN);
+        id[SA_TOKEN_ID_LEN] = '\0';
+        snprintf(email, sizeof(email), "%s@%s.sa.invalid", id, op[0]);
+
+        payload = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:O, s:I, s:s}",
+                            "kind", "account", "version", 1, "id", id,
+                            "team", op[0], "name", op[1], "email", email,
+                            "apps", apps, "created_at", (json_int_t) sa_now(),
+                            "created_by", sa->actor);
+        sealed = sa_account_seal(sa, payload);
+
+        sa_change_args(sa, &args);
+        sa_args_add(&args, op[0]);
+        sa_args_add(&args, op[1]);
+        sa_args_add(&args, id);
+        sa_args_add(&args, sealed);
+        rc = sa_change(sa, &sa_lua_account_create, &args);
+        sa_args_free(&args);
+        free(sealed);
+
+        if (rc != SA_CONFLICT) {
+            break;
+        }
+        json_decref(payload);
+        payload = NULL;
+    }
+
+    json_decref(apps);
+
+    if (rc == SA_EXIT_OK) {
+        sa_account_print(sa, payload, "created ");
+    }
+
+    json_decref(payload);
+    return rc == SA_CONFLICT ? sa_fail(SA_EXIT_UNAVAILABLE, "no free id") : rc;
+}
+
+
+/* GETs of a batch of account ids, pipelined; records appended to out */
+static void
+sa_account_batch(sa_admin_t *sa, redisReply *ids, size_t from, size_t to,
+    json_t *out)
+{
+    sa_args_t     args;
+    size_t        i, plen;
+    redisReply   *r;
+    json_t       *payload;
+    const char   *p;
+
+    for (i = from; i < to; i++) {
+        sa_args_init(&args);
+        sa_args_add(&args, "GET");
+        sa_args_addf(&args, "%sacct:%s", sa->prefix, ids->element[i]->str);
+        sa_redis_append(sa, &args);
+        sa_args_free(&args);
+    }
+
+    for (i = from; i < to; i++) {
+        r = sa_redis_next_reply(sa);
+        /* an account deleted since SMEMBERS is simply not listed */
+        if (r->type == REDIS_REPLY_STRING && r->len > SA_ENVELOPE_HEAD_LEN) {
+            p = r->str + SA_ENVELOPE_HEAD_LEN;
+            plen = r->len - SA_ENVELOPE_HEAD_LEN;
+            payload = json_loadb(p, plen, 0, NULL);
+            if (payload != NULL) {
+                json_array_append_new(out, sa_account_public_json(payload));
+                json_decref(payload);
+            }
+        }
+        freeReplyObject(r);
+    }
+}
+
+
+static int
+sa_by_name(const void *a, const void *b)
+{
+    json_t  *x = *(json_t * const *) a, *y = *(json_t * const *) b;
+
+    return strcmp(json_string_value(json_object_get(x, "name")),
+                  json_string_value(json_object_get(y, "name")));
+}
+
+
+static json_t *
+sa_sorted_by_name(json_t *arr)
+{
+    size_t    i, n = json_array_size(arr);
+    json_t  **v, *out;
+
+    v = calloc(n + 1, sizeof(json_t *));
+    for (i = 0; i < n; i++) {
+        v[i] = json_array_get(arr, i);
+    }
+    qsort(v, n, sizeof(json_t *), sa_by_name);
+
+    out = json_array();
+    for (i = 0; i < n; i++) {
+        json_array_append(out, v[i]);
+    }
+
+    free(v);
+    json_decref(arr);
+    return out;
+}
+
+
+static int
+sa_account_list(sa_admin_t *sa, int argc, char **argv)
+{
+    char        **op;
+    redisReply   *owner, *ids;
+    json_t       *out;
+    size_t        i;
+    int           rc;
+
+    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
+        return rc < 0 ? SA_EXIT_OK : rc;
+    }
+
+    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
+        return rc;
+    }
+
+    owner = sa_redis_cmd(sa, "EXISTS %s", sa_key(sa, "team:", op[0]));
+    rc = owner->integer == 1;
+    freeReplyObject(owner);
+    if (!rc) {
+        return sa_fail(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
+    }
+
+    ids = sa_redis_cmd(sa, "SMEMBERS %steam:%s:accounts", sa->prefix, op[0]);
+    out = json_array();
+    for (i = 0; i < ids->elements; i += SA_LIST_BATCH) {
+        sa_account_batch(sa, ids, i,
+                         i + SA_LIST_BATCH < ids->elements
+                         ? i + SA_LIST_BATCH : ids->elements, out);
+    }
+    freeReplyObject(ids);
+
+    out = sa_sorted_by_name(out);
+
+    if (sa->json) {
+        sa_print_json(out);
+        return SA_EXIT_OK;
+    }
+
+    printf("%-16s  %-24s  %-20s  %s\n", "ID", "NAME", "CREATED", "APPS");
+    for (i = 0; i < json_array_size(out); i++) {
+        json_t  *a = json_array_get(out, i);
+        char    *apps = json_dumps(json_object_get(a, "apps"), JSON_COMPACT);
+
+        printf("%-16s  %-24s  %-20s  %s\n",
+               json_string_value(json_object_get(a, "id")),
+               json_string_value(json_object_get(a, "name")),
+               json_string_value(json_object_get(a, "created_at")), apps);
+        free(apps);
+    }
+    json_decref(out);
+
+    return SA_EXIT_OK;
+}
+
+
+static int
+sa_account_show(sa_admin_t *sa, int argc, char **argv)
+{
+    char          **op;
+    sa_account_t    a;
+    int             rc;
+
+    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
+        return rc < 0 ? SA_EXIT_OK : rc;
+    }
+
+    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
+        return rc;
+    }
+
+    sa_account_load(sa, op[0], &a);
+    sa_account_print(sa, a.json, "");
+    sa_account_free(&a);
+
+    return SA_EXIT_OK;
+}
+
+
+/* a token record rewritten for the account's change; caller frees */
+static char *
+sa_token_rewrite(sa_admin_t *sa, const sa_token_record_t *old,
+    const sa_str_t *apps, size_t napps, int revoke)
+{
+    sa_token_record_t  rec = *old;
+
+    rec.version++;
+    rec.apps = (sa_str_t *) apps;
+    rec.napps = napps;
+
+    if (revoke) {
+        rec.revoked = 1;
+        rec.nscopes = 0;
+    }
+
+    return sa_token_record_encode(&rec, sa_signing_key(sa));
+}
+
+
+/*
+ * One attempt at grant, ungrant or delete: everything read afresh, every
+ * record re-signed, one script.  new_apps NULL: delete the account.
+ */
+static int
+sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
+    const char *action, const char *perm)
+{
+    sa_token_set_t   ts;
+    sa_args_t        args;
+    sa_str_t        *apps;
+    size_t           i, napps;
+    char            *sealed, exat[24];
+    json_t          *payload;
+    int              rc;
+
+    sa_token_set_load(sa, a->id, &ts);
+    apps = sa_strs_from_json(new_apps ? new_apps : a->apps, &napps);
+
+    sa_change_args(sa, &args);
+    sa_args_add(&args, a->team);
+    sa_args_add(&args, action);
+    sa_args_add(&args, a->id);
+    sa_args_addf(&args, "%lld", (long long) a->version);
+
+    if (new_apps != NULL) {
+        payload = json_deep_copy(a->json);
+        json_object_set(payload, "apps", new_apps);
+        json_object_set_new(payload, "version", json_integer(a->version + 1));
+        sealed = sa_account_seal(sa, payload);
+        sa_args_add(&args, sealed);
+        free(sealed);
+        json_decref(payload);
+    } else {
+        sa_args_add(&args, "");
+    }
+
+    sa_args_add(&args, perm);
+    sa_args_addf(&args, "%zu", ts.n);
+
+    for (i = 0; i < ts.n; i++) {
+        sa_args_add(&args, ts.ids[i]);
+        if (ts.recs[i] == NULL) {
+            sa_args_add(&args, "0");
+            sa_args_add(&args, "");
+            sa_args_add(&args, "0");
+            continue;
+        }
+        sealed = sa_token_rewrite(sa, ts.recs[i], apps, napps,
+                                  new_apps == NULL);
+        sa_token_exat(ts.recs[i], exat);
+        sa_args_addf(&args, "%llu", (unsigned long long) ts.recs[i]->version);
+        sa_args_add(&args, sealed);
+        sa_args_add(&args, exat);
+        free(sealed);
+    }
+
+    rc = sa_change(sa, &sa_lua_account_change, &args);
+
+    sa_args_free(&args);
+    sa_token_set_free(&ts);
+    free(apps);
+
+    return rc;
+}
+
+
+static json_t *
+sa_apps_changed(json_t *have, json_t *change, int grant)
+{
+    json_t  *out, *v, *w;
+    size_t   i, j;
+    int      found;
+
+    out = grant ? json_copy(have) : json_array();
+
+    /* grant: add what is missing; ungrant: keep what is not named */
+    json_array_foreach(grant ? change : have, i, v) {
+        found = 0;
+        json_array_foreach(grant ? have : change, j, w) {
+            found |= json_equal(v, w);
+        }
+        if (found != grant) {
+            json_array_append(out, v);
+        }
+    }
+
+    return out;
+}
+
+
+static int
+sa_account_apps(sa_admin_t *sa, int argc, char **argv, int grant)
+{
+    json_t         *change, *apps = NULL;
+    char          **op;
+    sa_account_t    a;
+    int             rc, attempt;
+
+    change = json_array();
+    rc = sa_app_args(sa, argc, argv, 1, change, &op);
+    if (rc == SA_EXIT_OK && json_array_size(change) == 0) {
+        rc = sa_usage_error(sa, "at least one --app APP is required");
+    }
+    if (rc != SA_EXIT_OK) {
+        json_decref(change);
+        return rc < 0 ? SA_EXIT_OK : rc;
+    }
+
+    sa_actor(sa);
+    sa_signing_key(sa);
+
+    rc = SA_CONFLICT;
+    for (attempt = 0; attempt < SA_RETRIES && rc == SA_CONFLICT; attempt++) {
+        sa_account_load(sa, op[0], &a);
+        json_decref(apps);
+        apps = sa_apps_changed(a.apps, change, grant);
+        rc = sa_account_change_once(sa, &a, apps,
+                                    grant ? "account.grant" : "account.ungrant",
+                                    "service_accounts:create");
+        if (rc != SA_CONFLICT) {
+            break;
+        }
+        sa_account_free(&a);
+    }
+
+    if (rc == SA_EXIT_OK) {
+        json_object_set(a.json, "apps", apps);
+        json_object_set_new(a.json, "version", json_integer(a.version + 1));
+        sa_account_print(sa, a.json, grant ? "granted: " : "ungranted: ");
+        sa_account_free(&a);
+    }
+
+    json_decref(apps);
+    json_decref(change);
+
+    return rc == SA_CONFLICT
+           ? sa_fail(SA_EXIT_UNAVAILABLE, "the account kept changing; retry")
+           : rc;
+}
+
+
+static int
+sa_account_grant(sa_admin_t *sa, int argc, char **argv)
+{
+    return sa_account_apps(sa, argc, argv, 1);
+}
+
+
+static int
+sa_account_ungrant(sa_admin_t *sa, int argc, char **argv)
+{
+    return sa_account_apps(sa, argc, argv, 0);
+}
+
+
+static int
+sa_account_delete(sa_admin_t *sa, int argc, char **argv)
+{
+    char          **op;
+    sa_account_t    a;
+    int             rc, attempt;
+
+    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
+        return rc < 0 ? SA_EXIT_OK : rc;
+    }
+
+    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
+        return rc;
+    }
+
+    sa_actor(sa);
+    sa_signing_key(sa);
+
+    rc = SA_CONFLICT;
+    for (attempt = 0; attempt < SA_RETRIES && rc == SA_CONFLICT; attempt++) {
+        sa_account_load(sa, op[0], &a);
+        rc = sa_account_change_once(sa, &a, NULL, "account.delete",
+                                    "service_accounts:delete");
+        if (rc == SA_EXIT_OK) {
+            if (sa->json) {
+                sa_print_json(json_pack("{s:s, s:s, s:s, s:b}", "id", a.id,
+                                        "team", a.team, "name", a.name,
+                                        "deleted", 1));
+            } else {
+                printf("deleted account %s/%s (%s); its tokens are revoked\n",
+                       a.team, a.name, a.id);
+            }
+        }
+        sa_account_free(&a);
+    }
+
+    return rc == SA_CONFLICT
+           ? sa_fail(SA_EXIT_UNAVAILABLE, "the account kept changing; retry")
+           : rc;
+}

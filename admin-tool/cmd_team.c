@@ -1,0 +1,272 @@
+/* sa-admin team: teams, their owner and their members' permissions. */
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "records.h"
+#include "redis.h"
+#include "scripts.h"
+#include "util.h"
+
+static int sa_team_create(sa_admin_t *sa, int argc, char **argv);
+static int sa_team_member(sa_admin_t *sa, int argc, char **argv);
+static int sa_member_add(sa_admin_t *sa, int argc, char **argv);
+static int sa_member_list(sa_admin_t *sa, int argc, char **argv);
+
+static const sa_command_t  team_commands[] = {
+    { "create", sa_team_create, "team create TEAM --owner USER",
+      "Creates a team owned by USER.  The owner holds every permission and\n"
+      "is the only one who adds members.  TEAM: [a-z0-9][a-z0-9_.-]*, at\n"
+      "most 63 characters (it is part of the accounts' addresses).\n" },
+    { "member", sa_team_member, "team member add|list ...",
+      "Team membership; see 'sa-admin team member --help'.\n" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const sa_command_t  member_commands[] = {
+    { "add", sa_member_add, "team member add TEAM USER [--perm PERM]...",
+      "Adds USER to TEAM (or replaces the member's permissions) with the\n"
+      "given permissions; the owner only.  PERM is one of\n"
+      "  service_accounts:create   create accounts, change their grants\n"
+      "  service_accounts:delete   delete accounts\n"
+      "  service_accounts:tokens   issue, rescope, rotate, revoke tokens\n"
+      "A member without --perm may only read.\n" },
+    { "list", sa_member_list, "team member list TEAM",
+      "Lists the owner and the members of TEAM with their permissions.\n" },
+    { NULL, NULL, NULL, NULL }
+};
+
+
+int
+sa_cmd_team(sa_admin_t *sa, int argc, char **argv)
+{
+    return sa_dispatch(sa, "team", team_commands, argc, argv);
+}
+
+
+static int
+sa_team_member(sa_admin_t *sa, int argc, char **argv)
+{
+    return sa_dispatch(sa, "team member", member_commands, argc, argv);
+}
+
+
+static int
+sa_team_create(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "owner", required_argument, NULL, 'o' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char  *owner = NULL;
+    char       **op;
+    sa_args_t    args;
+    int          ch, rc;
+
+    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
+        switch (ch) {
+        case 'o': owner = optarg; break;
+        case 'h': return sa_help(sa);
+        default:  return SA_EXIT_USAGE;
+        }
+    }
+
+    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
+        return rc;
+    }
+
+    if (!sa_name_valid(op[0])) {
+        return sa_usage_error(sa, "invalid team name '%s'", op[0]);
+    }
+
+    if (owner == NULL || !sa_user_valid(owner)) {
+        return sa_usage_error(sa, owner ? "invalid user name '%s'"
+                                        : "--owner USER is required%s",
+                              owner ? owner : "");
+    }
+
+    /* creating a team needs no permission: the creator may name anyone */
+    if (sa->actor == NULL) {
+        sa->actor = owner;
+    }
+    sa_actor(sa);
+
+    sa_change_args(sa, &args);
+    sa_args_add(&args, op[0]);
+    sa_args_add(&args, owner);
+    rc = sa_change(sa, &sa_lua_team_create, &args);
+    sa_args_free(&args);
+
+    if (rc != SA_EXIT_OK) {
+        return rc;
+    }
+
+    if (sa->json) {
+        sa_print_json(json_pack("{s:s, s:s}", "team", op[0], "owner", owner));
+    } else {
+        printf("created team '%s', owned by %s\n", op[0], owner);
+    }
+
+    return SA_EXIT_OK;
+}
+
+
+static int
+sa_perms_add(sa_admin_t *sa, char *perms, size_t size, const char *perm)
+{
+    if (!sa_perm_valid(perm)) {
+        return sa_usage_error(sa, "unknown permission '%s'", perm);
+    }
+
+    /* a repeated --perm is harmless: keep each once */
+    if (strstr(perms, perm) == NULL) {
+        if (perms[0]) {
+            strncat(perms, ",", size - strlen(perms) - 1);
+        }
+        strncat(perms, perm, size - strlen(perms) - 1);
+    }
+
+    return SA_EXIT_OK;
+}
+
+
+static json_t *
+sa_perms_json(const char *perms)
+{
+    json_t  *arr = json_array();
+    char    *copy, *p, *save;
+
+    copy = strdup(perms);
+    for (p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        json_array_append_new(arr, json_string(p));
+    }
+    free(copy);
+
+    return arr;
+}
+
+
+static int
+sa_member_add(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "perm", required_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    char        perms[128] = "";
+    char      **op;
+    sa_args_t   args;
+    int         ch, rc;
+
+    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
+        switch (ch) {
+        case 'p':
+            if ((rc = sa_perms_add(sa, perms, sizeof(perms), optarg))) {
+                return rc;
+            }
+            break;
+        case 'h': return sa_help(sa);
+        default:  return SA_EXIT_USAGE;
+        }
+    }
+
+    if ((rc = sa_operands(sa, argc, argv, 2, &op)) != SA_EXIT_OK) {
+        return rc;
+    }
+
+    if (!sa_name_valid(op[0])) {
+        return sa_usage_error(sa, "invalid team name '%s'", op[0]);
+    }
+
+    if (!sa_user_valid(op[1])) {
+        return sa_usage_error(sa, "invalid user name '%s'", op[1]);
+    }
+
+    sa_actor(sa);
+
+    sa_change_args(sa, &args);
+    sa_args_add(&args, op[0]);
+    sa_args_add(&args, op[1]);
+    sa_args_add(&args, perms);
+    rc = sa_change(sa, &sa_lua_member_add, &args);
+    sa_args_free(&args);
+
+    if (rc != SA_EXIT_OK) {
+        return rc;
+    }
+
+    if (sa->json) {
+        sa_print_json(json_pack("{s:s, s:s, s:o}", "team", op[0],
+                                "user", op[1], "perms", sa_perms_json(perms)));
+    } else {
+        printf("%s is a member of team '%s' with %s\n", op[1], op[0],
+               perms[0] ? perms : "no permission (read only)");
+    }
+
+    return SA_EXIT_OK;
+}
+
+
+static int
+sa_member_list(sa_admin_t *sa, int argc, char **argv)
+{
+    char        **op;
+    redisReply   *owner, *members;
+    json_t       *arr;
+    size_t        i;
+    int           rc;
+
+    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
+        return rc < 0 ? SA_EXIT_OK : rc;
+    }
+
+    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
+        return rc;
+    }
+
+    owner = sa_redis_cmd(sa, "HGET %s owner", sa_key(sa, "team:", op[0]));
+    if (owner->type != REDIS_REPLY_STRING) {
+        return sa_fail(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
+    }
+
+    members = sa_redis_cmd(sa, "HGETALL %s%s%s:members", sa->prefix, "team:",
+                           op[0]);
+
+    arr = json_array();
+    json_array_append_new(arr, json_pack("{s:s, s:[sss], s:b}",
+                          "user", owner->str,
+                          "perms", "service_accounts:create",
+                          "service_accounts:delete", "service_accounts:tokens",
+                          "owner", 1));
+
+    for (i = 0; i + 1 < members->elements; i += 2) {
+        json_array_append_new(arr, json_pack("{s:s, s:o, s:b}",
+                              "user", members->element[i]->str,
+                              "perms", sa_perms_json(members->element[i + 1]->str),
+                              "owner", 0));
+    }
+
+    freeReplyObject(owner);
+    freeReplyObject(members);
+
+    if (sa->json) {
+        sa_print_json(arr);
+        return SA_EXIT_OK;
+    }
+
+    printf("%-24s %s\n", "USER", "PERMISSIONS");
+    for (i = 0; i < json_array_size(arr); i++) {
+        json_t  *m = json_array_get(arr, i);
+        char    *p = json_dumps(json_object_get(m, "perms"), JSON_COMPACT);
+
+        printf("%-24s %s%s\n", json_string_value(json_object_get(m, "user")),
+               json_is_true(json_object_get(m, "owner")) ? "owner: " : "", p);
+        free(p);
+    }
+    json_decref(arr);
+
+    return SA_EXIT_OK;
+}

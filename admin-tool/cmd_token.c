@@ -1,0 +1,674 @@
+/*
+ * sa-admin token: issue, list, rescope, rotate and revoke tokens.  A token is
+ * shown once, by 'issue' or 'rotate'; Redis only ever holds its BLAKE2b hash
+ * inside a signed record.
+ */
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "records.h"
+#include "redis.h"
+#include "scripts.h"
+#include "util.h"
+
+#define SA_ISSUE_BATCH  1000
+#define SA_ISSUE_MAX    1000000
+
+static int sa_token_issue(sa_admin_t *sa, int argc, char **argv);
+static int sa_token_list(sa_admin_t *sa, int argc, char **argv);
+static int sa_token_scope(sa_admin_t *sa, int argc, char **argv);
+static int sa_token_rotate(sa_admin_t *sa, int argc, char **argv);
+static int sa_token_revoke(sa_admin_t *sa, int argc, char **argv);
+
+static const sa_command_t  commands[] = {
+    { "issue", sa_token_issue,
+      "token issue ACCOUNT [--scope S]... [--expires 90d] [--count N]",
+      "Issues a token for ACCOUNT (an account id or TEAM/NAME; needs\n"
+      "service_accounts:tokens) and prints it: this is the only time it is\n"
+      "shown.  Without --scope the token exists but grants no API access.\n"
+      "  --scope S     resource:action, resource:* or *; repeatable\n"
+      "  --expires D   lifetime (s, m, h, d, w; e.g. 90d, 1h30m); default never\n"
+      "  --count N     issue N tokens at once, pipelined (one per line)\n" },
+    { "list", sa_token_list, "token list ACCOUNT",
+      "Lists the tokens of ACCOUNT: ids, scopes, times, status.  Never a\n"
+      "secret.\n" },
+    { "scope", sa_token_scope, "token scope TOKEN_ID [--scope S]...",
+      "Replaces the scopes of a token (needs service_accounts:tokens); with\n"
+      "no --scope the token keeps existing without any API access.\n" },
+    { "rotate", sa_token_rotate, "token rotate TOKEN_ID [--overlap 1h]",
+      "Issues a new token with the same scopes and lifetime and prints it;\n"
+      "the old one keeps working only for the overlap (default 0: it stops\n"
+      "at once).  Needs service_accounts:tokens.\n" },
+    { "revoke", sa_token_revoke, "token revoke TOKEN_ID",
+      "Revokes a token at once (needs service_accounts:tokens).\n" },
+    { NULL, NULL, NULL, NULL }
+};
+
+typedef struct {
+    json_t    *scopes;          /* --scope, deduplicated */
+    int64_t    expires;         /* --expires, seconds; 0 never */
+    int64_t    overlap;         /* --overlap, seconds */
+    long       count;           /* --count */
+    char     **op;
+} sa_token_opts_t;
+
+
+int
+sa_cmd_token(sa_admin_t *sa, int argc, char **argv)
+{
+    return sa_dispatch(sa, "token", commands, argc, argv);
+}
+
+
+static int
+sa_scope_option(sa_admin_t *sa, json_t *scopes, const char *s)
+{
+    size_t   i;
+    json_t  *v;
+
+    if (!sa_scope_valid_granted(s, strlen(s))) {
+        return sa_usage_error(sa, "invalid scope '%s' (expected "
+                              "resource:action, resource:* or *, of "
+                              "[a-z0-9_.-])", s);
+    }
+
+    json_array_foreach(scopes, i, v) {
+        if (strcmp(json_string_value(v), s) == 0) {
+            return SA_EXIT_OK;
+        }
+    }
+
+    json_array_append_new(scopes, json_string(s));
+    return SA_EXIT_OK;
+}
+
+
+static int
+sa_token_flag(sa_admin_t *sa, int ch, sa_token_opts_t *o)
+{
+    char  *end;
+
+    switch (ch) {
+    case 's':
+        return sa_scope_option(sa, o->scopes, optarg);
+
+    case 'e':
+        o->expires = sa_duration_parse(optarg);
+        if (o->expires <= 0) {
+            return sa_usage_error(sa, "invalid duration '%s' (e.g. 90d, 12h, "
+                                  "1h30m)", optarg);
+        }
+        return SA_EXIT_OK;
+
+    case 'o':
+        o->overlap = sa_duration_parse(optarg);
+        if (o->overlap < 0) {
+            return sa_usage_error(sa, "invalid duration '%s' (e.g. 1h, 30m, "
+                                  "0)", optarg);
+        }
+        return SA_EXIT_OK;
+
+    case 'n':
+        o->count = strtol(optarg, &end, 10);
+        if (*optarg == '\0' || *end != '\0' || o->count < 1
+            || o->count > SA_ISSUE_MAX)
+        {
+            return sa_usage_error(sa, "invalid count '%s' (1 to %d)", optarg,
+                                  SA_ISSUE_MAX);
+        }
+        return SA_EXIT_OK;
+    }
+
+    return SA_EXIT_USAGE;
+}
+
+
+/* every token command's flags; which are allowed is given by opts */
+static int
+sa_token_args(sa_admin_t *sa, int argc, char **argv,
+    const struct option *opts, sa_token_opts_t *o)
+{
+    int  ch, rc;
+
+    memset(o, 0, sizeof(*o));
+    o->scopes = json_array();
+    o->count = 1;
+
+    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
+        if (ch == 'h') {
+            sa_help(sa);
+            return -1;
+        }
+        if ((rc = sa_token_flag(sa, ch, o)) != SA_EXIT_OK) {
+            return rc;
+        }
+    }
+
+    return sa_operands(sa, argc, argv, 1, &o->op);
+}
+
+
+static int
+sa_token_id_arg(sa_admin_t *sa, const char *id)
+{
+    if (strncmp(id, "sat_", 4) == 0) {
+        return sa_usage_error(sa, "give the token id (16 characters after "
+                              "'sat_'), never the token itself");
+    }
+
+    if (!sa_token_id_valid(id, strlen(id))) {
+        return sa_usage_error(sa, "invalid token id '%s'", id);
+    }
+
+    return SA_EXIT_OK;
+}
+
+
+/* a new token for the account; the token text goes to out */
+static char *
+sa_token_new_record(sa_admin_t *sa, sa_account_t *a, json_t *scopes,
+    int64_t now, int64_t lifetime, char token[SA_TOKEN_LEN + 1],
+    sa_token_record_t *rec)
+{
+    size_t  n;
+
+    sa_token_generate(token);
+
+    memset(rec, 0, sizeof(*rec));
+    rec->version = 1;
+    memcpy(rec->id, token + SA_TOKEN_ID_OFF, SA_TOKEN_ID_LEN);
+    sa_token_hash((unsigned char *) token, SA_TOKEN_LEN, rec->hash);
+    rec->account = (sa_str_t) { a->id, strlen(a->id) };
+    rec->name = (sa_str_t) { a->name, strlen(a->name) };
+    rec->email = (sa_str_t) { a->email, strlen(a->email) };
+    rec->team = (sa_str_t) { a->team, strlen(a->team) };
+    rec->scopes = sa_strs_from_json(scopes, &rec->nscopes);
+    rec->apps = sa_strs_from_json(a->apps, &n);
+    rec->napps = n;
+    rec->created_at = now;
+    rec->expires_at = lifetime ? now + lifetime : 0;
+
+    return sa_token_record_encode(rec, sa_signing_key(sa));
+}
+
+
+static void
+sa_issue_args(sa_admin_t *sa, sa_args_t *args, sa_account_t *a,
+    const sa_token_record_t *rec, const char *sealed, const char *action)
+{
+    char  exat[24];
+
+    sa_token_exat(rec, exat);
+
+    sa_change_args(sa, args);
+    sa_args_add(args, a->team);
+    sa_args_add(args, a->id);
+    sa_args_addf(args, "%lld", (long long) a->version);
+    sa_args_add(args, rec->id);
+    sa_args_add(args, sealed);
+    sa_args_add(args, exat);
+    sa_args_add(args, action);
+}
+
+
+static void
+sa_token_issued(sa_admin_t *sa, json_t *out, const sa_token_record_t *rec,
+    const char *token)
+{
+    json_t  *t = sa_token_json(rec, NULL, rec->created_at);
+
+    json_object_set_new(t, "token", json_string(token));
+
+    if (sa->json) {
+        json_array_append_new(out, t);
+        return;
+    }
+
+    /* the token alone on stdout, so that TOKEN=$(sa-admin ...) works */
+    printf("%s\n", token);
+    json_decref(t);
+}
+
+
+/*
+ * One pipelined batch of new tokens for the account.  Returns how many were
+ * issued, or -1 - exit status on a refusal.
+ */
+static long
+sa_issue_batch(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
+    long n, json_t *out)
+{
+    static char         tokens[SA_ISSUE_BATCH][SA_TOKEN_LEN + 1];
+    static sa_token_record_t  recs[SA_ISSUE_BATCH];
+    sa_args_t           args;
+    char               *sealed;
+    long                i, issued = 0;
+    int                 rc, refusal = 0;
+    int64_t             now = sa_now();
+
+    for (i = 0; i < n; i++) {
+        sealed = sa_token_new_record(sa, a, o->scopes, now, o->expires,
+                                     tokens[i], &recs[i]);
+        sa_issue_args(sa, &args, a, &recs[i], sealed, "token.issue");
+        sa_script_append(sa, &sa_lua_token_issue, 0, &args);
+        sa_args_free(&args);
+        free(sealed);
+    }
+
+    for (i = 0; i < n; i++) {
+        rc = sa_change_reply(sa);
+        if (rc == SA_EXIT_OK) {
+            sa_token_issued(sa, out, &recs[i], tokens[i]);
+            issued++;
+        } else if (rc != SA_CONFLICT) {
+            refusal = rc;
+        }
+        sodium_memzero(tokens[i], sizeof(tokens[i]));
+        free(recs[i].scopes);
+        free(recs[i].apps);
+    }
+
+    return refusal ? -1 - refusal : issued;
+}
+
+
+static int
+sa_token_issue(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "scope", required_argument, NULL, 's' },
+        { "expires", required_argument, NULL, 'e' },
+        { "count", required_argument, NULL, 'n' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    sa_token_opts_t   o;
+    sa_account_t      a;
+    json_t           *out;
+    long              left, done;
+    int               rc, stalls = 0;
+
+    rc = sa_token_args(sa, argc, argv, opts, &o);
+    if (rc != SA_EXIT_OK) {
+        json_decref(o.scopes);
+        return rc < 0 ? SA_EXIT_OK : rc;
+    }
+
+    sa_actor(sa);
+    sa_signing_key(sa);
+    out = json_array();
+
+    /* a batch can lose tokens to a concurrent change of the account */
+    for (left = o.count; left > 0 && stalls < SA_RETRIES; ) {
+        sa_account_load(sa, o.op[0], &a);
+        done = sa_issue_batch(sa, &a, &o, left < SA_ISSUE_BATCH
+                                          ? left : SA_ISSUE_BATCH, out);
+        sa_account_free(&a);
+
+        if (done < 0) {
+            json_decref(out);
+            return (int) (-1 - done);
+        }
+        stalls = done ? 0 : stalls + 1;
+        left -= done;
+    }
+
+    if (sa->json) {
+        sa_print_json(o.count == 1 ? json_incref(json_array_get(out, 0))
+                                   : json_incref(out));
+    } else if (left == 0) {
+        fprintf(stderr, "issued %ld token%s; shown only this once: store %s "
+                "now\n", o.count, o.count > 1 ? "s" : "",
+                o.count > 1 ? "them" : "it");
+    }
+
+    json_decref(out);
+    json_decref(o.scopes);
+
+    return left ? sa_fail(SA_EXIT_UNAVAILABLE, "the account kept changing; "
+                          "%ld token(s) not issued", left)
+                : SA_EXIT_OK;
+}
+
+
+static int
+sa_by_created(const void *x, const void *y)
+{
+    json_t      *a = *(json_t * const *) x, *b = *(json_t * const *) y;
+    const char  *ca = json_string_value(json_object_get(a, "created_at"));
+    const char  *cb = json_string_value(json_object_get(b, "created_at"));
+    int          c = strcmp(ca ? ca : "", cb ? cb : "");
+
+    return c ? c : strcmp(json_string_value(json_object_get(a, "id")),
+                          json_string_value(json_object_get(b, "id")));
+}
+
+
+static void
+sa_token_table(json_t *list)
+{
+    size_t   i;
+    json_t  *t;
+    char    *scopes;
+
+    printf("%-16s  %-8s  %-20s  %-20s  %-20s  %s\n", "ID", "STATUS",
+           "CREATED", "EXPIRES", "LAST USED", "SCOPES");
+
+    json_array_foreach(list, i, t) {
+        scopes = json_dumps(json_object_get(t, "scopes"), JSON_COMPACT);
+#define S(f) (json_string_value(json_object_get(t, f)) ?: "-")
+        printf("%-16s  %-8s  %-20s  %-20s  %-20s  %s\n", S("id"), S("status"),
+               S("created_at"), S("expires_at"), S("last_used_at"), scopes);
+#undef S
+        free(scopes);
+    }
+}
+
+
+static int
+sa_token_list(sa_admin_t *sa, int argc, char **argv)
+{
+    char            **op;
+    sa_account_t      a;
+    sa_token_set_t    ts;
+    json_t          **v, *out;
+    size_t            i, n = 0;
+    int               rc;
+    int64_t           now = sa_now();
+
+    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
+        return rc < 0 ? SA_EXIT_OK : rc;
+    }
+
+    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
+        return rc;
+    }
+
+    sa_account_load(sa, op[0], &a);
+    sa_token_set_load(sa, a.id, &ts);
+
+    v = calloc(ts.n + 1, sizeof(json_t *));
+    for (i = 0; i < ts.n; i++) {
+        if (ts.recs[i] != NULL) {
+            v[n++] = sa_token_json(ts.recs[i], ts.used[i], now);
+        }
+    }
+    qsort(v, n, sizeof(json_t *), sa_by_created);
+
+    out = json_array();
+    for (i = 0; i < n; i++) {
+        json_array_append_new(out, v[i]);
+    }
+    free(v);
+
+    if (sa->json) {
+        sa_print_json(out);
+    } else {
+        sa_token_table(out);
+        json_decref(out);
+    }
+
+    sa_token_set_free(&ts);
+    sa_account_free(&a);
+
+    return SA_EXIT_OK;
+}
+
+
+/* a token that can still be changed: exists and is not revoked */
+static sa_token_record_t *
+sa_token_changeable(sa_admin_t *sa, const char *tid, int *rc)
+{
+    sa_token_record_t  *rec;
+
+    rec = sa_token_load(sa, tid);
+
+    if (rec == NULL) {
+        *rc = sa_fail(SA_EXIT_NOT_FOUND, "no token '%s'", tid);
+    } else if (rec->revoked) {
+        *rc = sa_fail(SA_EXIT_NOT_FOUND, "token '%s' is revoked", tid);
+        free(rec);
+        rec = NULL;
+    }
+
+    return rec;
+}
+
+
+/* token scope and revoke: one record replaced by a newer version */
+static int
+sa_token_update(sa_admin_t *sa, const char *tid, json_t *scopes,
+    const char *action)
+{
+    sa_token_record_t  *old, rec;
+    sa_args_t           args;
+    char               *sealed, exat[24];
+    int                 rc = SA_CONFLICT, attempt;
+
+    for (attempt = 0; attempt < SA_RETRIES && rc == SA_CONFLICT; attempt++) {
+        old = sa_token_changeable(sa, tid, &rc);
+        if (old == NULL) {
+            return rc;
+        }
+
+        rec = *old;
+        rec.version++;
+        if (scopes != NULL) {
+            rec.scopes = sa_strs_from_json(scopes, &rec.nscopes);
+        } else {
+            rec.revoked = 1;
+            rec.nscopes = 0;
+            rec.scopes = NULL;
+        }
+
+        sealed = sa_token_record_encode(&rec, sa_signing_key(sa));
+        sa_token_exat(&rec, exat);
+
+        sa_change_args(sa, &args);
+        sa_args_add(&args, rec.team.data);
+        sa_args_add(&args, action);
+        sa_args_add(&args, tid);
+        sa_args_addf(&args, "%llu", (unsigned long long) old->version);
+        sa_args_add(&args, sealed);
+        sa_args_add(&args, exat);
+        rc = sa_change(sa, &sa_lua_token_update, &args);
+
+        if (rc == SA_EXIT_OK) {
+            if (sa->json) {
+                sa_print_json(sa_token_json(&rec, NULL, sa_now()));
+            } else {
+                char  *s = json_dumps(scopes, JSON_COMPACT);
+
+                printf(scopes ? "token %s now has scopes %s\n"
+                              : "token %s revoked%s\n", tid, s ? s : "");
+                free(s);
+            }
+        }
+
+        sa_args_free(&args);
+        free(sealed);
+        if (scopes != NULL) {
+            free(rec.scopes);
+        }
+        free(old);
+    }
+
+    return rc == SA_CONFLICT
+           ? sa_fail(SA_EXIT_UNAVAILABLE, "the token kept changing; retry")
+           : rc;
+}
+
+
+static int
+sa_token_scope(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "scope", required_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    sa_token_opts_t  o;
+    int              rc;
+
+    rc = sa_token_args(sa, argc, argv, opts, &o);
+    if (rc == SA_EXIT_OK) {
+        rc = sa_token_id_arg(sa, o.op[0]);
+    }
+
+    if (rc == SA_EXIT_OK) {
+        sa_actor(sa);
+        sa_signing_key(sa);
+        rc = sa_token_update(sa, o.op[0], o.scopes, "token.scope");
+    }
+
+    json_decref(o.scopes);
+    return rc < 0 ? SA_EXIT_OK : rc;
+}
+
+
+static int
+sa_token_revoke(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    sa_token_opts_t  o;
+    int              rc;
+
+    rc = sa_token_args(sa, argc, argv, opts, &o);
+    if (rc == SA_EXIT_OK) {
+        rc = sa_token_id_arg(sa, o.op[0]);
+    }
+
+    if (rc == SA_EXIT_OK) {
+        sa_actor(sa);
+        sa_signing_key(sa);
+        rc = sa_token_update(sa, o.op[0], NULL, "token.revoke");
+    }
+
+    json_decref(o.scopes);
+    return rc < 0 ? SA_EXIT_OK : rc;
+}
+
+
+/* one attempt: the new token and the shortened old record, one script */
+static int
+sa_token_rotate_once(sa_admin_t *sa, const char *tid, int64_t overlap,
+    json_t *out)
+{
+    sa_token_record_t  *old, shortened, rec;
+    sa_account_t        a;
+    sa_args_t           args;
+    json_t             *scopes, *t;
+    char               *sealed, *old_sealed, exat[24], token[SA_TOKEN_LEN + 1];
+    int64_t             now = sa_now(), lifetime;
+    int                 rc;
+
+    old = sa_token_changeable(sa, tid, &rc);
+    if (old == NULL) {
+        return rc;
+    }
+
+    if (old->expires_at && old->expires_at <= now) {
+        free(old);
+        return sa_fail(SA_EXIT_NOT_FOUND, "token '%s' has expired; issue a "
+                       "new one", tid);
+    }
+
+    sa_account_load(sa, old->account.data, &a);
+
+    scopes = sa_strs_json(old->scopes, old->nscopes);
+    lifetime = old->expires_at ? old->expires_at - old->created_at : 0;
+    sealed = sa_token_new_record(sa, &a, scopes, now, lifetime, token, &rec);
+
+    shortened = *old;
+    shortened.version++;
+    if (shortened.expires_at == 0 || shortened.expires_at > now + overlap) {
+        shortened.expires_at = now + overlap;
+    }
+    old_sealed = sa_token_record_encode(&shortened, sa_signing_key(sa));
+    sa_token_exat(&shortened, exat);
+
+    sa_issue_args(sa, &args, &a, &rec, sealed, "token.rotate");
+    sa_args_add(&args, tid);
+    sa_args_addf(&args, "%llu", (unsigned long long) old->version);
+    sa_args_add(&args, old_sealed);
+    sa_args_add(&args, exat);
+    rc = sa_change(sa, &sa_lua_token_issue, &args);
+
+    if (rc == SA_EXIT_OK) {
+        t = sa_token_json(&rec, NULL, now);
+        json_object_set_new(t, "token", json_string(token));
+        json_object_set_new(t, "rotated_from", json_string(tid));
+        json_object_set_new(t, "old_expires_at",
+                            sa_time_json(shortened.expires_at));
+        json_array_append_new(out, t);
+    }
+
+    sodium_memzero(token, sizeof(token));
+    sa_args_free(&args);
+    free(sealed);
+    free(old_sealed);
+    free(rec.scopes);
+    free(rec.apps);
+    json_decref(scopes);
+    sa_account_free(&a);
+    free(old);
+
+    return rc;
+}
+
+
+static int
+sa_token_rotate(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "overlap", required_argument, NULL, 'o' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    sa_token_opts_t  o;
+    json_t          *out, *t;
+    int              rc, attempt;
+
+    rc = sa_token_args(sa, argc, argv, opts, &o);
+    if (rc == SA_EXIT_OK) {
+        rc = sa_token_id_arg(sa, o.op[0]);
+    }
+    json_decref(o.scopes);
+    if (rc != SA_EXIT_OK) {
+        return rc < 0 ? SA_EXIT_OK : rc;
+    }
+
+    sa_actor(sa);
+    sa_signing_key(sa);
+    out = json_array();
+
+    rc = SA_CONFLICT;
+    for (attempt = 0; attempt < SA_RETRIES && rc == SA_CONFLICT; attempt++) {
+        rc = sa_token_rotate_once(sa, o.op[0], o.overlap, out);
+    }
+
+    if (rc == SA_EXIT_OK) {
+        t = json_array_get(out, 0);
+        if (sa->json) {
+            sa_print_json(json_incref(t));
+        } else {
+            printf("%s\n", json_string_value(json_object_get(t, "token")));
+            fprintf(stderr, "new token %s replaces %s, which stops working "
+                    "at %s; the new token is shown only this once\n",
+                    json_string_value(json_object_get(t, "id")), o.op[0],
+                    json_string_value(json_object_get(t, "old_expires_at")));
+        }
+    }
+
+    json_decref(out);
+
+    return rc == SA_CONFLICT
+           ? sa_fail(SA_EXIT_UNAVAILABLE, "the token kept changing; retry")
+           : rc;
+}

@@ -1,0 +1,40 @@
+-- token issue (and the new half of rotate):
+--   ARGV[4] team, ARGV[5] account id, ARGV[6] account version,
+--   ARGV[7] new token id, ARGV[8] record, ARGV[9] exat,
+--   ARGV[10] action, then for rotate: ARGV[11] old id, ARGV[12] old
+--   version, ARGV[13] old record, ARGV[14] old exat
+local team, aid, aver, tid, rec, exat, action = ARGV[4], ARGV[5], ARGV[6],
+                                                ARGV[7], ARGV[8], ARGV[9],
+                                                ARGV[10]
+local old = ARGV[11]
+local akey = P .. 'acct:' .. aid
+
+local denied = permitted(team, 'service_accounts:tokens')
+    or unchanged(akey, aver, "account '" .. aid .. "'")
+if denied then
+    return denied
+end
+
+if old then
+    denied = unchanged(P .. 'tok:' .. old, ARGV[12], "token '" .. old .. "'")
+    if denied then
+        return denied
+    end
+end
+
+if redis.call('EXISTS', P .. 'tok:' .. tid) == 1 then
+    return fail('CONFLICT', 'token id taken')
+end
+
+put(P .. 'tok:' .. tid, rec, exat)
+redis.call('SADD', akey .. ':tokens', tid)
+
+local ids = { tid }
+if old then
+    put(P .. 'tok:' .. old, ARGV[13], ARGV[14])
+    ids[2] = old
+end
+
+audit(action, old or tid, team)
+invalidate(ids)
+return 1

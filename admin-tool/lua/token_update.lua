@@ -1,0 +1,16 @@
+-- token scope / revoke: one token record replaced.
+--   ARGV[4] team, ARGV[5] action, ARGV[6] token id, ARGV[7] its version,
+--   ARGV[8] new record, ARGV[9] exat
+local team, action, tid, tver, rec, exat = ARGV[4], ARGV[5], ARGV[6],
+                                           ARGV[7], ARGV[8], ARGV[9]
+
+local denied = permitted(team, 'service_accounts:tokens')
+    or unchanged(P .. 'tok:' .. tid, tver, "token '" .. tid .. "'")
+if denied then
+    return denied
+end
+
+put(P .. 'tok:' .. tid, rec, exat)
+audit(action, tid, team)
+invalidate({ tid })
+return 1

@@ -1,0 +1,94 @@
+/*
+ * sa-admin: reading and writing the signed records of schema/README.md.
+ * Every record read in order to be rewritten is verified first, so that
+ * sa-admin never re-signs what somebody else wrote into Redis.
+ */
+
+#ifndef SA_ADMIN_RECORDS_H
+#define SA_ADMIN_RECORDS_H
+
+#include <jansson.h>
+
+#include "sa_admin.h"
+#include "sa_record.h"
+
+#define SA_EXPIRED_KEEP  (7 * 86400)   /* an expired record answers "expired" */
+
+typedef struct {
+    json_t       *json;          /* the payload object; owns the strings */
+    const char   *id;
+    const char   *team;
+    const char   *name;
+    const char   *email;
+    json_t       *apps;          /* array of strings */
+    json_int_t    version;
+} sa_account_t;
+
+/* the signing key, loaded on first use; exits 1 when it is unusable */
+const uint8_t *sa_signing_key(sa_admin_t *sa);
+
+/* the acting user; exits 1 when none was given */
+const char *sa_actor(sa_admin_t *sa);
+
+/* "<prefix><a><b>" in a static buffer that the next call overwrites */
+const char *sa_key(sa_admin_t *sa, const char *a, const char *b);
+
+/*
+ * Finds an account by id or by "TEAM/NAME"; exits 2 when there is none,
+ * and when its record does not verify.
+ */
+void sa_account_load(sa_admin_t *sa, const char *ref, sa_account_t *a);
+void sa_account_free(sa_account_t *a);
+
+/* seals an account payload object; the caller frees the result */
+char *sa_account_seal(sa_admin_t *sa, json_t *payload);
+
+json_t *sa_account_public_json(json_t *payload);
+
+/*
+ * A token record by id (malloc()ed block), verified; NULL when the key is
+ * absent.  Exits 2 when the record does not verify.
+ */
+sa_token_record_t *sa_token_load(sa_admin_t *sa, const char *tid);
+
+/* the same for a value already read, e.g. from a pipeline; NULL: absent */
+sa_token_record_t *sa_token_from_value(sa_admin_t *sa, const char *tid,
+    const char *value, size_t len);
+
+/* the EXAT argument of a record's key: expiry + a week, or "0" for never */
+void sa_token_exat(const sa_token_record_t *rec, char out[24]);
+
+/* "active", "expired" or "revoked" */
+const char *sa_token_status(const sa_token_record_t *rec, int64_t now);
+
+void *sa_heap_alloc(void *ctx, size_t size);
+
+/* one JSON document and a newline on stdout; takes the reference */
+void sa_print_json(json_t *doc);
+
+/* json array of a record's scopes or apps */
+json_t *sa_strs_json(const sa_str_t *s, size_t n);
+
+/* a time as RFC 3339, or JSON null for 0 */
+json_t *sa_time_json(int64_t t);
+
+
+
+typedef struct {
+    size_t               n;
+    char               **ids;
+    sa_token_record_t  **recs;       /* NULL where the record expired away */
+    char               **used;       /* last use, unix seconds, or NULL */
+} sa_token_set_t;
+
+/* every token of an account, read with one pipeline, each verified */
+void sa_token_set_load(sa_admin_t *sa, const char *aid, sa_token_set_t *ts);
+void sa_token_set_free(sa_token_set_t *ts);
+
+/* a scope or app list as sa_str_t, pointing into a JSON array's strings */
+sa_str_t *sa_strs_from_json(json_t *arr, size_t *n);
+
+/* the public JSON of a token (contract fields + status) */
+json_t *sa_token_json(const sa_token_record_t *rec, const char *last_used,
+    int64_t now);
+#endif /* SA_ADMIN_RECORDS_H */

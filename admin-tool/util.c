@@ -1,0 +1,160 @@
+#define _GNU_SOURCE    /* strptime(), timegm() */
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+#define SA_DURATION_MAX  (100LL * 366 * 86400)
+
+
+static int64_t
+sa_unit_seconds(char unit)
+{
+    switch (unit) {
+    case 's': return 1;
+    case 'm': return 60;
+    case 'h': return 3600;
+    case 'd': return 86400;
+    case 'w': return 7 * 86400;
+    }
+
+    return 0;
+}
+
+
+int64_t
+sa_duration_parse(const char *s)
+{
+    int64_t  total = 0, n, unit;
+    int      digits;
+
+    if (strcmp(s, "0") == 0) {
+        return 0;
+    }
+
+    if (*s == '\0') {
+        return -1;
+    }
+
+    while (*s) {
+        n = 0;
+        for (digits = 0; *s >= '0' && *s <= '9'; s++, digits++) {
+            if (digits == 10) {
+                return -1;
+            }
+            n = n * 10 + (*s - '0');
+        }
+
+        unit = sa_unit_seconds(*s);
+        if (digits == 0 || unit == 0) {
+            return -1;
+        }
+        s++;
+
+        total += n * unit;
+        if (total > SA_DURATION_MAX) {
+            return -1;
+        }
+    }
+
+    return total;
+}
+
+
+static int
+sa_all_digits(const char *s)
+{
+    if (*s == '\0') {
+        return 0;
+    }
+
+    return strspn(s, "0123456789") == strlen(s);
+}
+
+
+int64_t
+sa_time_parse(const char *s, int64_t now)
+{
+    struct tm    tm;
+    const char  *end;
+    int64_t      d;
+
+    if (sa_all_digits(s) && strlen(s) <= 12) {
+        return strtoll(s, NULL, 10);
+    }
+
+    d = sa_duration_parse(s);
+    if (d >= 0) {
+        return now - d;
+    }
+
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(s, "%Y-%m-%d", &tm);
+    if (end != NULL && *end == 'T') {
+        end = strptime(end + 1, "%H:%M:%S", &tm);
+        if (end == NULL || strcmp(end, "Z") != 0) {
+            return -1;
+        }
+        end++;
+    }
+
+    if (end == NULL || *end != '\0') {
+        return -1;
+    }
+
+    return (int64_t) timegm(&tm);
+}
+
+
+void
+sa_time_format(int64_t t, char out[SA_TIME_LEN])
+{
+    time_t     tt = (time_t) t;
+    struct tm  tm;
+
+    gmtime_r(&tt, &tm);
+    strftime(out, SA_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+
+int64_t
+sa_now(void)
+{
+    return (int64_t) time(NULL);
+}
+
+
+static int
+sa_chars_in(const char *s, const char *set, size_t max)
+{
+    size_t  len = strlen(s);
+
+    return len > 0 && len <= max && strspn(s, set) == len;
+}
+
+
+int
+sa_name_valid(const char *s)
+{
+    return sa_chars_in(s, "abcdefghijklmnopqrstuvwxyz0123456789_.-", 63)
+           && strchr("_.-", s[0]) == NULL;
+}
+
+
+int
+sa_user_valid(const char *s)
+{
+    return sa_chars_in(s, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-", 64);
+}
+
+
+int
+sa_perm_valid(const char *s)
+{
+    return strcmp(s, "service_accounts:create") == 0
+           || strcmp(s, "service_accounts:delete") == 0
+           || strcmp(s, "service_accounts:tokens") == 0;
+}

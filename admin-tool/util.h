@@ -1,0 +1,34 @@
+/* sa-admin: parsing and formatting of names, durations and times. */
+
+#ifndef SA_ADMIN_UTIL_H
+#define SA_ADMIN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SA_TIME_LEN  sizeof("2026-11-26T21:00:00Z")
+
+/* "90d", "1h30m", "45s", "2w", "0": seconds; -1 when malformed */
+int64_t sa_duration_parse(const char *s);
+
+/*
+ * --since: a duration ago ("24h"), unix seconds ("1764190000") or a UTC date
+ * ("2026-11-26" or "2026-11-26T21:00:00Z"); -1 when malformed.
+ */
+int64_t sa_time_parse(const char *s, int64_t now);
+
+/* RFC 3339 UTC */
+void sa_time_format(int64_t t, char out[SA_TIME_LEN]);
+
+int64_t sa_now(void);
+
+/* team and account names: [a-z0-9][a-z0-9_.-]{0,62} */
+int sa_name_valid(const char *s);
+
+/* users (--as, --owner, members): [A-Za-z0-9_.@+-]{1,64} */
+int sa_user_valid(const char *s);
+
+/* the three team permissions of the contract */
+int sa_perm_valid(const char *s);
+
+#endif /* SA_ADMIN_UTIL_H */
