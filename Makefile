@@ -32,7 +32,7 @@ LUA        := $(wildcard admin-tool/lua/*.lua)
 UNIT_TESTS := $(patsubst t/unit/%.c,$(BUILD)/tests/%,$(wildcard t/unit/test_*.c))
 MODULE_SRC := config $(wildcard ngx_sa_module/*) $(CORE_SRCS) $(CORE_HDRS)
 
-.PHONY: all deps module admin unit test demo bench clean
+.PHONY: all deps module admin unit test demo demo-stop bench clean
 
 all: module admin unit
 
@@ -93,7 +93,10 @@ test: deps
 
 demo: deps
 	$(MAKE) all
-	./bench/../t/demo/run-demo
+	./demo/run
+
+demo-stop:
+	./demo/stop
 
 bench: deps
 	$(MAKE) all

@@ -158,3 +158,51 @@ sa_token_id_valid(const char *id, size_t len)
 {
     return len == SA_TOKEN_ID_LEN && sa_is_base62((const unsigned char *) id, len);
 }
+
+
+static int
+sa_blank(unsigned char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+
+sa_bearer_err_t
+sa_bearer_parse(const unsigned char *value, size_t len,
+    const unsigned char **token, size_t *token_len)
+{
+    static const char  scheme[] = "bearer";
+    size_t             i, start, end;
+
+    for (i = 0; i < len && sa_blank(value[i]); i++) { /* void */ }
+
+    start = i;
+    for ( /* void */ ; i < len && !sa_blank(value[i]); i++) { /* void */ }
+
+    if (i - start != sizeof(scheme) - 1) {
+        return (i - start == 0) ? SA_BEARER_MALFORMED : SA_BEARER_NONE;
+    }
+
+    for (end = 0; end < sizeof(scheme) - 1; end++) {
+        if ((value[start + end] | 0x20) != (unsigned char) scheme[end]) {
+            return SA_BEARER_NONE;
+        }
+    }
+
+    for ( /* void */ ; i < len && sa_blank(value[i]); i++) { /* void */ }
+
+    start = i;
+    for ( /* void */ ; i < len && !sa_blank(value[i]); i++) { /* void */ }
+    end = i;
+
+    for ( /* void */ ; i < len && sa_blank(value[i]); i++) { /* void */ }
+
+    if (start == end || i != len) {
+        return SA_BEARER_MALFORMED;
+    }
+
+    *token = value + start;
+    *token_len = end - start;
+
+    return SA_BEARER_OK;
+}

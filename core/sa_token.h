@@ -47,6 +47,20 @@ sa_token_err_t sa_token_parse(const unsigned char *token, size_t len);
 
 const char *sa_token_strerror(sa_token_err_t err);
 
+typedef enum {
+    SA_BEARER_OK = 0,
+    SA_BEARER_NONE,          /* another scheme (Basic, ...): no bearer token */
+    SA_BEARER_MALFORMED      /* "Bearer" without one well-shaped credential */
+} sa_bearer_err_t;
+
+/*
+ * Finds the credential of an Authorization header value "Bearer <token>"
+ * (scheme case-insensitive, RFC 7235; spaces and tabs around the token
+ * allowed).  *token points into value; nothing is allocated.
+ */
+sa_bearer_err_t sa_bearer_parse(const unsigned char *value, size_t len,
+    const unsigned char **token, size_t *token_len);
+
 /* Writes a fresh token (SA_TOKEN_LEN chars + NUL) from libsodium's CSPRNG. */
 void sa_token_generate(char out[SA_TOKEN_LEN + 1]);
 

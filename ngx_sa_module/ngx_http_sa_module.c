@@ -2,29 +2,23 @@
  * ngx_http_sa_module: service-account bearer tokens, verified against
  * signed records in Redis, with per-route scopes.
  *
- * This file holds the configuration: directives, their merge rules and the
- * checks that make a bad configuration fail "nginx -t".  Token parsing,
- * hashing, signatures, the record codec and scope matching live in core/,
- * shared with sa-admin.
+ * The access handler parses "Authorization: Bearer <token>", refuses a
+ * malformed token without touching Redis, then sends one GET through the
+ * worker's asynchronous Redis connection (ngx_http_sa_redis.c) and parks the
+ * request.  The reply resumes it: signature, hash, expiry, application and
+ * scopes are checked, and the handler runs again to return the outcome, as
+ * in ngx_http_auth_request_module.
+ *
+ * Token parsing, hashing, signatures, the record codec and scope matching
+ * live in core/, shared with sa-admin.
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "sa_crypto.h"
-#include "sa_scope.h"
-
-
-typedef struct {
-    ngx_str_t                  address;       /* as written, for messages */
-    ngx_str_t                  host;          /* IP text, resolved once */
-    ngx_int_t                  port;          /* 0 for a unix socket */
-    ngx_str_t                  unix_path;
-    ngx_int_t                  db;
-    ngx_str_t                  user;
-    ngx_str_t                  password;
-} ngx_http_sa_redis_conf_t;
+#include "sa_record.h"
+#include "ngx_http_sa_redis.h"
 
 
 typedef struct {
@@ -33,6 +27,7 @@ typedef struct {
     ngx_str_t                  prefix;
     u_char                     verify_key[SA_PUBLICKEY_LEN];
     ngx_flag_t                 verify_key_set;
+    ngx_flag_t                 used;          /* some sa_auth is not off */
 } ngx_http_sa_main_conf_t;
 
 
@@ -44,6 +39,51 @@ typedef struct {
 } ngx_http_sa_loc_conf_t;
 
 
+/* $sa_status values, in the order of the contract */
+typedef enum {
+    NGX_HTTP_SA_OK = 0,
+    NGX_HTTP_SA_MISSING,
+    NGX_HTTP_SA_MALFORMED,
+    NGX_HTTP_SA_UNKNOWN,
+    NGX_HTTP_SA_EXPIRED,
+    NGX_HTTP_SA_REVOKED,
+    NGX_HTTP_SA_TAMPERED,
+    NGX_HTTP_SA_INSUFFICIENT_SCOPE,
+    NGX_HTTP_SA_FORBIDDEN_APPLICATION,
+    NGX_HTTP_SA_UNAVAILABLE
+} ngx_http_sa_status_e;
+
+
+typedef struct {
+    ngx_http_sa_status_e       status;
+    ngx_int_t                  rc;            /* NGX_AGAIN while waiting */
+    sa_token_record_t         *record;        /* verified, in r->pool */
+    sa_scope_group_t          *missing;       /* the unsatisfied sa_scope */
+    u_char                     id[SA_TOKEN_ID_LEN];
+    u_char                     hash[SA_HASH_LEN];
+    unsigned                   has_id:1;
+} ngx_http_sa_ctx_t;
+
+
+static ngx_str_t  ngx_http_sa_status_names[] = {
+    ngx_string("ok"),
+    ngx_string("missing"),
+    ngx_string("malformed"),
+    ngx_string("unknown"),
+    ngx_string("expired"),
+    ngx_string("revoked"),
+    ngx_string("tampered"),
+    ngx_string("insufficient_scope"),
+    ngx_string("forbidden_application"),
+    ngx_string("unavailable")
+};
+
+
+static ngx_int_t ngx_http_sa_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sa_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_sa_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_sa_init_process(ngx_cycle_t *cycle);
+static void ngx_http_sa_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_sa_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_sa_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_sa_create_loc_conf(ngx_conf_t *cf);
@@ -123,8 +163,8 @@ static ngx_command_t  ngx_http_sa_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_sa_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_sa_add_variables,             /* preconfiguration */
+    ngx_http_sa_init,                      /* postconfiguration */
 
     ngx_http_sa_create_main_conf,          /* create main configuration */
     ngx_http_sa_init_main_conf,            /* init main configuration */
@@ -144,10 +184,10 @@ ngx_module_t  ngx_http_sa_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_sa_init_process,              /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_sa_exit_process,              /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -188,6 +228,10 @@ ngx_http_sa_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_sa_main_conf_t  *smcf = conf;
 
     ngx_conf_init_msec_value(smcf->timeout, 200);
+
+    if (smcf->redis) {
+        smcf->redis->timeout = smcf->timeout;
+    }
 
     if (smcf->prefix.data == NULL) {
         ngx_str_set(&smcf->prefix, "sa:");
@@ -407,7 +451,8 @@ ngx_http_sa_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_sa_loc_conf_t *slcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                *value;
+    ngx_http_sa_main_conf_t  *smcf;
 
     if (slcf->realm.data) {
         return "is duplicate";
@@ -419,6 +464,9 @@ ngx_http_sa_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_str_set(&slcf->realm, "");
         return NGX_CONF_OK;
     }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sa_module);
+    smcf->used = 1;
 
     /* the realm goes inside a quoted header parameter */
     if (value[1].len == 0 || ngx_strlchr(value[1].data,
@@ -480,4 +528,663 @@ ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     group->n = cf->args->nelts - 1;
 
     return NGX_CONF_OK;
+}
+
+
+/* the request path */
+
+static ngx_int_t ngx_http_sa_start(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_loc_conf_t *slcf);
+static void ngx_http_sa_reply(ngx_http_request_t *r, redisReply *reply);
+static ngx_int_t ngx_http_sa_decide(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, redisReply *reply);
+static ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_loc_conf_t *slcf);
+
+
+static ngx_int_t
+ngx_http_sa_handler(ngx_http_request_t *r)
+{
+    ngx_http_sa_ctx_t       *ctx;
+    ngx_http_sa_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+
+    if (slcf->realm.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
+
+    if (ctx != NULL) {
+        /* resumed by the reply (or woken early by someone else) */
+        return ctx->rc == NGX_AGAIN ? NGX_AGAIN : ngx_http_sa_respond(r, ctx,
+                                                                      slcf);
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sa_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_sa_module);
+
+    ctx->rc = ngx_http_sa_start(r, ctx, slcf);
+
+    return ctx->rc == NGX_AGAIN ? NGX_AGAIN : ngx_http_sa_respond(r, ctx,
+                                                                  slcf);
+}
+
+
+/* parses the header and sends the GET; NGX_AGAIN when it is on its way */
+static ngx_int_t
+ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_loc_conf_t *slcf)
+{
+    u_char                   *key, *p;
+    size_t                    len;
+    ngx_str_t                 rkey;
+    ngx_int_t                 rc;
+    sa_token_err_t            terr;
+    sa_bearer_err_t           berr;
+    const unsigned char      *token;
+    ngx_table_elt_t          *auth;
+    ngx_http_sa_main_conf_t  *smcf;
+
+    auth = r->headers_in.authorization;
+
+    berr = auth ? sa_bearer_parse(auth->value.data, auth->value.len, &token,
+                                  &len)
+                : SA_BEARER_NONE;
+
+    if (berr == SA_BEARER_NONE) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "sa: no bearer token was provided");
+        ctx->status = NGX_HTTP_SA_MISSING;
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    terr = (berr == SA_BEARER_OK) ? sa_token_parse(token, len)
+                                  : SA_TOKEN_BAD_LENGTH;
+
+    if (terr != SA_TOKEN_OK) {
+        /* a malformed token may be a mistyped secret: log no byte of it */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "sa: malformed bearer token: %s",
+                      berr == SA_BEARER_OK ? sa_token_strerror(terr)
+                                           : "not one credential");
+        ctx->status = NGX_HTTP_SA_MALFORMED;
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    ngx_memcpy(ctx->id, token + SA_TOKEN_ID_OFF, SA_TOKEN_ID_LEN);
+    ctx->has_id = 1;
+    sa_token_hash(token, SA_TOKEN_LEN, ctx->hash);
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
+
+    len = smcf->prefix.len + sizeof("tok:") - 1 + SA_TOKEN_ID_LEN;
+    key = ngx_pnalloc(r->pool, len);
+    if (key == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key, smcf->prefix.data, smcf->prefix.len);
+    p = ngx_cpymem(p, "tok:", sizeof("tok:") - 1);
+    ngx_memcpy(p, ctx->id, SA_TOKEN_ID_LEN);
+
+    rkey.data = key;
+    rkey.len = len;
+
+    rc = ngx_http_sa_redis_get(r, &rkey, ngx_http_sa_reply);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sa: Redis %V is unavailable", &smcf->redis->address);
+        ctx->status = NGX_HTTP_SA_UNAVAILABLE;
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    return rc == NGX_OK ? NGX_AGAIN : NGX_ERROR;
+}
+
+
+static void
+ngx_http_sa_reply(ngx_http_request_t *r, redisReply *reply)
+{
+    ngx_http_sa_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
+
+    ctx->rc = ngx_http_sa_decide(r, ctx, reply);
+
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(r->connection);
+}
+
+
+static void *
+ngx_http_sa_palloc(void *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
+}
+
+
+static ngx_int_t
+ngx_http_sa_fail(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_status_e status, ngx_uint_t level, ngx_int_t rc)
+{
+    ctx->status = status;
+
+    ngx_log_error(level, r->connection->log, 0, "sa: token \"%*s\": %V",
+                  (size_t) SA_TOKEN_ID_LEN, ctx->id,
+                  &ngx_http_sa_status_names[status]);
+
+    return rc;
+}
+
+
+/* the record is genuine: now the rules */
+static ngx_int_t
+ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    sa_token_record_t *rec)
+{
+    long                     missing;
+    ngx_str_t                app;
+    ngx_http_sa_loc_conf_t  *slcf;
+
+    if (ngx_memcmp(rec->id, ctx->id, SA_TOKEN_ID_LEN) != 0) {
+        /* a genuine record copied under another token's key */
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_TAMPERED, NGX_LOG_ERR,
+                                NGX_HTTP_UNAUTHORIZED);
+    }
+
+    if (!sa_hash_equal(rec->hash, ctx->hash)) {
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
+                                NGX_HTTP_UNAUTHORIZED);
+    }
+
+    if (rec->revoked) {
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_REVOKED, NGX_LOG_INFO,
+                                NGX_HTTP_UNAUTHORIZED);
+    }
+
+    if (rec->expires_at && rec->expires_at <= (int64_t) ngx_time()) {
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_EXPIRED, NGX_LOG_INFO,
+                                NGX_HTTP_UNAUTHORIZED);
+    }
+
+    /* from here on the identity is known: the variables show it */
+    ctx->record = rec;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+
+    if (slcf->application) {
+        if (ngx_http_complex_value(r, slcf->application, &app) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (!sa_app_granted(rec->apps, rec->napps, (char *) app.data,
+                            app.len))
+        {
+            return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_FORBIDDEN_APPLICATION,
+                                    NGX_LOG_INFO, NGX_HTTP_FORBIDDEN);
+        }
+    }
+
+    missing = slcf->scopes
+              ? sa_scopes_check(rec->scopes, rec->nscopes, slcf->scopes->elts,
+                                slcf->scopes->nelts)
+              : sa_scopes_check(rec->scopes, rec->nscopes, NULL, 0);
+
+    if (missing >= 0) {
+        if (slcf->scopes && (ngx_uint_t) missing < slcf->scopes->nelts) {
+            ctx->missing = (sa_scope_group_t *) slcf->scopes->elts + missing;
+        }
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_INSUFFICIENT_SCOPE,
+                                NGX_LOG_INFO, NGX_HTTP_FORBIDDEN);
+    }
+
+    ctx->status = NGX_HTTP_SA_OK;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sa_decide(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    redisReply *reply)
+{
+    sa_rec_err_t              rc;
+    sa_token_record_t        *rec;
+    ngx_http_sa_main_conf_t  *smcf;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "sa: Redis error: %s", reply->str);
+        }
+        ctx->status = NGX_HTTP_SA_UNAVAILABLE;
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
+                                NGX_HTTP_UNAUTHORIZED);
+    }
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_TAMPERED, NGX_LOG_ERR,
+                                NGX_HTTP_UNAUTHORIZED);
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
+
+    rc = sa_token_record_decode(reply->str, reply->len, smcf->verify_key,
+                                ngx_http_sa_palloc, r->pool, &rec);
+
+    switch (rc) {
+    case SA_REC_OK:
+        return ngx_http_sa_check_record(r, ctx, rec);
+
+    case SA_REC_NOMEM:
+        return NGX_ERROR;
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sa: record of token \"%*s\" refused: %s",
+                      (size_t) SA_TOKEN_ID_LEN, ctx->id, sa_rec_strerror(rc));
+        ctx->status = NGX_HTTP_SA_TAMPERED;
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+}
+
+
+/* the response: headers of RFC 6750, or the credentials hidden on success */
+
+static ngx_int_t
+ngx_http_sa_challenge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_loc_conf_t *slcf)
+{
+    size_t             len;
+    u_char            *p;
+    ngx_uint_t         i;
+    ngx_table_elt_t   *h;
+    sa_scope_group_t  *g = ctx->missing;
+
+    len = sizeof("Bearer realm=\"\"") - 1 + slcf->realm.len
+          + sizeof(", error=\"insufficient_scope\"") - 1
+          + sizeof(", scope=\"\"") - 1;
+
+    for (i = 0; g && i < g->n; i++) {
+        len += g->scopes[i].len + 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    h->value.data = p;
+
+    p = ngx_sprintf(p, "Bearer realm=\"%V\"", &slcf->realm);
+
+    if (ctx->status == NGX_HTTP_SA_INSUFFICIENT_SCOPE
+        || ctx->status == NGX_HTTP_SA_FORBIDDEN_APPLICATION)
+    {
+        p = ngx_cpymem(p, ", error=\"insufficient_scope\"",
+                       sizeof(", error=\"insufficient_scope\"") - 1);
+
+        if (g) {
+            p = ngx_cpymem(p, ", scope=\"", sizeof(", scope=\"") - 1);
+            for (i = 0; i < g->n; i++) {
+                if (i) {
+                    *p++ = ' ';
+                }
+                p = ngx_cpymem(p, g->scopes[i].data, g->scopes[i].len);
+            }
+            *p++ = '"';
+        }
+
+    } else if (ctx->status != NGX_HTTP_SA_MISSING) {
+        p = ngx_cpymem(p, ", error=\"invalid_token\"",
+                       sizeof(", error=\"invalid_token\"") - 1);
+    }
+
+    h->value.len = p - h->value.data;
+
+    r->headers_out.www_authenticate = h;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sa_retry_after(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    return NGX_OK;
+}
+
+
+/*
+ * The upstream must not see the token: take the header out of the list
+ * (a list element cannot be marked as absent in 1.22).
+ */
+static void
+ngx_http_sa_hide_credentials(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *auth;
+
+    auth = r->headers_in.authorization;
+    if (auth == NULL) {
+        return;
+    }
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (&h[i] != auth) {
+                continue;
+            }
+
+            ngx_memmove(&h[i], &h[i + 1],
+                        (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
+            part->nelts--;
+
+            r->headers_in.authorization = NULL;
+            return;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_loc_conf_t *slcf)
+{
+    switch (ctx->rc) {
+
+    case NGX_OK:
+        if (slcf->hide_credentials) {
+            ngx_http_sa_hide_credentials(r);
+        }
+        return NGX_OK;
+
+    case NGX_HTTP_UNAUTHORIZED:
+    case NGX_HTTP_FORBIDDEN:
+        if (ngx_http_sa_challenge(r, ctx, slcf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        return ctx->rc;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        if (ngx_http_sa_retry_after(r) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        return ctx->rc;
+    }
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/* variables */
+
+typedef enum {
+    NGX_HTTP_SA_VAR_ACCOUNT,
+    NGX_HTTP_SA_VAR_ACCOUNT_NAME,
+    NGX_HTTP_SA_VAR_ACCOUNT_EMAIL,
+    NGX_HTTP_SA_VAR_TEAM,
+    NGX_HTTP_SA_VAR_TOKEN_ID,
+    NGX_HTTP_SA_VAR_SCOPES,
+    NGX_HTTP_SA_VAR_STATUS
+} ngx_http_sa_var_e;
+
+
+static ngx_int_t
+ngx_http_sa_scopes_value(ngx_http_request_t *r, sa_token_record_t *rec,
+    ngx_http_variable_value_t *v)
+{
+    size_t   i, len;
+    u_char  *p;
+
+    len = 0;
+    for (i = 0; i < rec->nscopes; i++) {
+        len += rec->scopes[i].len + 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    for (i = 0; i < rec->nscopes; i++) {
+        if (i) {
+            *p++ = ' ';
+        }
+        p = ngx_cpymem(p, rec->scopes[i].data, rec->scopes[i].len);
+    }
+
+    v->len = p - v->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sa_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    sa_str_t            *s;
+    ngx_http_sa_ctx_t   *ctx;
+    sa_token_record_t   *rec;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
+
+    if (ctx == NULL || ctx->rc == NGX_AGAIN) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    rec = ctx->record;
+    s = NULL;
+
+    switch ((ngx_http_sa_var_e) data) {
+
+    case NGX_HTTP_SA_VAR_STATUS:
+        v->len = ngx_http_sa_status_names[ctx->status].len;
+        v->data = ngx_http_sa_status_names[ctx->status].data;
+        return NGX_OK;
+
+    case NGX_HTTP_SA_VAR_TOKEN_ID:
+        if (!ctx->has_id) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+        v->len = SA_TOKEN_ID_LEN;
+        v->data = ctx->id;
+        return NGX_OK;
+
+    case NGX_HTTP_SA_VAR_SCOPES:
+        if (rec == NULL) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+        return ngx_http_sa_scopes_value(r, rec, v);
+
+    case NGX_HTTP_SA_VAR_ACCOUNT:
+        s = rec ? &rec->account : NULL;
+        break;
+
+    case NGX_HTTP_SA_VAR_ACCOUNT_NAME:
+        s = rec ? &rec->name : NULL;
+        break;
+
+    case NGX_HTTP_SA_VAR_ACCOUNT_EMAIL:
+        s = rec ? &rec->email : NULL;
+        break;
+
+    case NGX_HTTP_SA_VAR_TEAM:
+        s = rec ? &rec->team : NULL;
+        break;
+    }
+
+    if (s == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->data = (u_char *) s->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_variable_t  ngx_http_sa_vars[] = {
+
+    { ngx_string("sa_account"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_ACCOUNT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_account_name"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_ACCOUNT_NAME, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_account_email"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_ACCOUNT_EMAIL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_team"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_TEAM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_token_id"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_TOKEN_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_scopes"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_SCOPES, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_status"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_sa_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_sa_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* start-up */
+
+static ngx_int_t
+ngx_http_sa_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_sa_main_conf_t    *smcf;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sa_module);
+
+    if (!smcf->used) {
+        return NGX_OK;
+    }
+
+    if (smcf->redis == NULL || !smcf->verify_key_set) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"sa_auth\" requires \"sa_redis\" and "
+                      "\"sa_verify_key\" in the http block");
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_sa_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_sa_main_conf_t *
+ngx_http_sa_cycle_main_conf(ngx_cycle_t *cycle)
+{
+    ngx_http_conf_ctx_t  *ctx;
+
+    ctx = (ngx_http_conf_ctx_t *) cycle->conf_ctx[ngx_http_module.index];
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    return ctx->main_conf[ngx_http_sa_module.ctx_index];
+}
+
+
+static ngx_int_t
+ngx_http_sa_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_sa_main_conf_t  *smcf;
+
+    smcf = ngx_http_sa_cycle_main_conf(cycle);
+
+    if (smcf == NULL || !smcf->used) {
+        return NGX_OK;
+    }
+
+    return ngx_http_sa_redis_init_process(cycle, smcf->redis);
+}
+
+
+static void
+ngx_http_sa_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_sa_main_conf_t  *smcf;
+
+    smcf = ngx_http_sa_cycle_main_conf(cycle);
+
+    if (smcf != NULL && smcf->used) {
+        ngx_http_sa_redis_exit_process(cycle);
+    }
 }

@@ -208,6 +208,50 @@ test_ids(void)
 }
 
 
+static int
+bearer(const char *v, sa_bearer_err_t want, const char *want_token)
+{
+    const unsigned char  *t = NULL;
+    size_t                tlen = 0;
+    sa_bearer_err_t       rc;
+
+    rc = sa_bearer_parse((const unsigned char *) v, strlen(v), &t, &tlen);
+
+    if (rc != want) {
+        return 0;
+    }
+
+    return want != SA_BEARER_OK
+           || (tlen == strlen(want_token) && memcmp(t, want_token, tlen) == 0);
+}
+
+
+static void
+test_bearer(void)
+{
+    ok(bearer("Bearer abc", SA_BEARER_OK, "abc"), "Bearer abc");
+    ok(bearer("bearer abc", SA_BEARER_OK, "abc"), "scheme is case-insensitive");
+    ok(bearer("BEARER  \tabc \t", SA_BEARER_OK, "abc"),
+       "spaces and tabs around the token");
+    ok(bearer("Basic dXNlcjpwYXNz", SA_BEARER_NONE, NULL), "Basic is no bearer");
+    ok(bearer("Bearerx abc", SA_BEARER_NONE, NULL), "Bearerx is another scheme");
+    ok(bearer("Beare abc", SA_BEARER_NONE, NULL), "Beare is another scheme");
+    ok(bearer("Bearer", SA_BEARER_MALFORMED, NULL), "Bearer alone");
+    ok(bearer("Bearer   ", SA_BEARER_MALFORMED, NULL), "Bearer and spaces");
+    ok(bearer("Bearer a b", SA_BEARER_MALFORMED, NULL), "two credentials");
+    ok(bearer("", SA_BEARER_MALFORMED, NULL), "empty value");
+    ok(bearer("   ", SA_BEARER_MALFORMED, NULL), "blank value");
+    {
+        const unsigned char  *t;
+        size_t                tlen;
+
+        ok(sa_bearer_parse((const unsigned char *) "Bearer a\0b", 10, &t,
+                           &tlen) == SA_BEARER_OK && tlen == 3,
+           "a NUL byte is part of the credential (the token check refuses it)");
+    }
+}
+
+
 int
 main(void)
 {
@@ -228,6 +272,7 @@ main(void)
     test_checksum(good);
     test_random_strings();
     test_ids();
+    test_bearer();
 
     is_str(sa_token_strerror(SA_TOKEN_BAD_CHECK), "checksum mismatch",
            "errors have readable names");

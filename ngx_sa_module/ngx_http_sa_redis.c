@@ -1,0 +1,547 @@
+/*
+ * The worker's Redis connection.
+ *
+ * hiredis owns the socket; an ngx_connection_t wraps its fd so that nginx's
+ * epoll drives redisAsyncHandleRead/Write.  Events are level-triggered: a
+ * read handles at most 16 KiB, and epoll reports the rest again.
+ *
+ * Queued hiredis callbacks cannot be cancelled, so every waiting request
+ * gets a small record allocated outside its pool: the request's pool cleanup
+ * detaches it, the reply callback frees it.  A request is resumed by exactly
+ * one of: its reply, its timeout timer, the connection's failure.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_sa_redis.h"
+
+
+#define NGX_HTTP_SA_BACKOFF_MIN   100
+#define NGX_HTTP_SA_BACKOFF_MAX   5000
+
+/* no reply at all for this long while requests wait: the link is dead */
+#define NGX_HTTP_SA_STALL_MIN     1000
+
+
+typedef struct {
+    ngx_http_request_t            *request;     /* NULL once detached */
+    ngx_http_sa_redis_handler_pt   handler;
+    ngx_pool_cleanup_t            *cleanup;
+    ngx_event_t                    timer;
+} ngx_http_sa_redis_wait_t;
+
+
+typedef struct {
+    ngx_http_sa_redis_conf_t      *conf;
+    ngx_log_t                     *log;
+    redisAsyncContext             *ac;
+    ngx_connection_t              *conn;
+    ngx_event_t                    reconnect;
+    ngx_msec_t                     backoff;
+    ngx_msec_t                     last_reply;
+    ngx_uint_t                     waiting;
+    unsigned                       exiting:1;
+} ngx_http_sa_redis_t;
+
+
+static void ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd);
+static void ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_sa_redis_schedule(ngx_http_sa_redis_t *rd);
+
+
+static ngx_http_sa_redis_t  ngx_http_sa_redis;
+
+
+/* hiredis event hooks */
+
+static void
+ngx_http_sa_redis_read_handler(ngx_event_t *rev)
+{
+    ngx_connection_t     *c = rev->data;
+    ngx_http_sa_redis_t  *rd = c->data;
+
+    redisAsyncHandleRead(rd->ac);
+}
+
+
+static void
+ngx_http_sa_redis_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t     *c = wev->data;
+    ngx_http_sa_redis_t  *rd = c->data;
+
+    redisAsyncHandleWrite(rd->ac);
+}
+
+
+static void
+ngx_http_sa_redis_add_event(ngx_event_t *ev, ngx_int_t event)
+{
+    if (!ev->active) {
+        if (ngx_add_event(ev, event, NGX_LEVEL_EVENT) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "sa_redis: cannot add event");
+        }
+    }
+}
+
+
+static void
+ngx_http_sa_redis_del_event(ngx_event_t *ev, ngx_int_t event)
+{
+    if (ev->active) {
+        ngx_del_event(ev, event, 0);
+    }
+}
+
+
+static void
+ngx_http_sa_redis_add_read(void *data)
+{
+    ngx_http_sa_redis_t  *rd = data;
+
+    ngx_http_sa_redis_add_event(rd->conn->read, NGX_READ_EVENT);
+}
+
+
+static void
+ngx_http_sa_redis_del_read(void *data)
+{
+    ngx_http_sa_redis_t  *rd = data;
+
+    ngx_http_sa_redis_del_event(rd->conn->read, NGX_READ_EVENT);
+}
+
+
+static void
+ngx_http_sa_redis_add_write(void *data)
+{
+    ngx_http_sa_redis_t  *rd = data;
+
+    ngx_http_sa_redis_add_event(rd->conn->write, NGX_WRITE_EVENT);
+}
+
+
+static void
+ngx_http_sa_redis_del_write(void *data)
+{
+    ngx_http_sa_redis_t  *rd = data;
+
+    ngx_http_sa_redis_del_event(rd->conn->write, NGX_WRITE_EVENT);
+}
+
+
+/*
+ * Called by redisAsyncFree() just before hiredis closes the fd: forget the
+ * events (NGX_CLOSE_EVENT: the close removes them from epoll) and give the
+ * ngx_connection_t back without closing the fd ourselves.
+ */
+static void
+ngx_http_sa_redis_cleanup(void *data)
+{
+    ngx_http_sa_redis_t  *rd = data;
+    ngx_connection_t     *c = rd->conn;
+
+    if (c == NULL) {
+        return;
+    }
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    rd->conn = NULL;
+}
+
+
+/* connection life cycle */
+
+static void
+ngx_http_sa_redis_lost(ngx_http_sa_redis_t *rd)
+{
+    rd->ac = NULL;
+
+    if (!rd->exiting) {
+        ngx_http_sa_redis_schedule(rd);
+    }
+}
+
+
+static void
+ngx_http_sa_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_sa_redis_t  *rd = ac->ev.data;
+
+    if (status != REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa_redis: cannot connect to %V: %s",
+                      &rd->conf->address, ac->errstr);
+
+        /* hiredis frees the context itself after this callback */
+        ngx_http_sa_redis_lost(rd);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0, "sa_redis: connected to %V",
+                  &rd->conf->address);
+}
+
+
+static void
+ngx_http_sa_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_sa_redis_t  *rd = ac->ev.data;
+
+    if (!rd->exiting) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa_redis: connection to %V lost%s%s",
+                      &rd->conf->address, status == REDIS_OK ? "" : ": ",
+                      status == REDIS_OK ? "" : ac->errstr);
+    }
+
+    ngx_http_sa_redis_lost(rd);
+}
+
+
+/* AUTH, SELECT and PING after connect; only a PONG resets the backoff */
+static void
+ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_http_sa_redis_t  *rd = ac->ev.data;
+    redisReply           *reply = r;
+    const char           *what = privdata;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0, "sa_redis: %s on %V failed: %s",
+                      what, &rd->conf->address, reply->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+
+    if (ngx_strcmp(what, "PING") == 0) {
+        rd->backoff = 0;
+    }
+}
+
+
+static void
+ngx_http_sa_redis_setup(ngx_http_sa_redis_t *rd)
+{
+    ngx_http_sa_redis_conf_t  *conf = rd->conf;
+
+    if (conf->password.len && conf->user.len) {
+        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "AUTH",
+                          "AUTH %b %b", conf->user.data, conf->user.len,
+                          conf->password.data, conf->password.len);
+
+    } else if (conf->password.len) {
+        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "AUTH",
+                          "AUTH %b", conf->password.data,
+                          conf->password.len);
+    }
+
+    if (conf->db) {
+        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "SELECT",
+                          "SELECT %d", (int) conf->db);
+    }
+
+    redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "PING", "PING");
+}
+
+
+static ngx_int_t
+ngx_http_sa_redis_attach(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_get_connection(ac->c.fd, rd->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = rd;
+    c->log = rd->log;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+    c->read->handler = ngx_http_sa_redis_read_handler;
+    c->write->handler = ngx_http_sa_redis_write_handler;
+
+    rd->ac = ac;
+    rd->conn = c;
+    rd->last_reply = ngx_current_msec;
+
+    /* the hooks first: setting the connect callback already adds a write */
+    ac->ev.data = rd;
+    ac->ev.addRead = ngx_http_sa_redis_add_read;
+    ac->ev.delRead = ngx_http_sa_redis_del_read;
+    ac->ev.addWrite = ngx_http_sa_redis_add_write;
+    ac->ev.delWrite = ngx_http_sa_redis_del_write;
+    ac->ev.cleanup = ngx_http_sa_redis_cleanup;
+
+    redisAsyncSetConnectCallback(ac, ngx_http_sa_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_sa_redis_disconnected);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
+{
+    redisAsyncContext         *ac;
+    ngx_http_sa_redis_conf_t  *conf = rd->conf;
+
+    /* both were made NUL-terminated when the configuration was read */
+    ac = conf->unix_path.len
+         ? redisAsyncConnectUnix((char *) conf->unix_path.data)
+         : redisAsyncConnect((char *) conf->host.data, (int) conf->port);
+
+    if (ac->err) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa_redis: cannot connect to %V: %s",
+                      &conf->address, ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_sa_redis_schedule(rd);
+        return;
+    }
+
+    if (ngx_http_sa_redis_attach(rd, ac) != NGX_OK) {
+        redisAsyncFree(ac);
+        ngx_http_sa_redis_schedule(rd);
+        return;
+    }
+
+    ngx_http_sa_redis_setup(rd);
+}
+
+
+/* capped exponential backoff with jitter: workers do not reconnect in step */
+static void
+ngx_http_sa_redis_schedule(ngx_http_sa_redis_t *rd)
+{
+    ngx_msec_t  delay;
+
+    if (rd->reconnect.timer_set) {
+        return;
+    }
+
+    rd->backoff = rd->backoff ? ngx_min(rd->backoff * 2,
+                                        NGX_HTTP_SA_BACKOFF_MAX)
+                              : NGX_HTTP_SA_BACKOFF_MIN;
+
+    delay = rd->backoff / 2 + (ngx_msec_t) ngx_random() % (rd->backoff / 2);
+
+    ngx_add_timer(&rd->reconnect, delay);
+}
+
+
+static void
+ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_sa_redis_t  *rd = ev->data;
+
+    if (rd->ac == NULL && !rd->exiting) {
+        ngx_http_sa_redis_connect(rd);
+    }
+}
+
+
+ngx_int_t
+ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_sa_redis_conf_t *conf)
+{
+    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis;
+
+    ngx_memzero(rd, sizeof(ngx_http_sa_redis_t));
+
+    rd->conf = conf;
+    rd->log = cycle->log;
+
+    rd->reconnect.handler = ngx_http_sa_redis_reconnect_handler;
+    rd->reconnect.data = rd;
+    rd->reconnect.log = cycle->log;
+    rd->reconnect.cancelable = 1;
+
+    ngx_http_sa_redis_connect(rd);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis;
+
+    rd->exiting = 1;
+
+    if (rd->reconnect.timer_set) {
+        ngx_del_timer(&rd->reconnect);
+    }
+
+    if (rd->ac) {
+        redisAsyncFree(rd->ac);
+        rd->ac = NULL;
+    }
+}
+
+
+/* requests */
+
+static void
+ngx_http_sa_redis_detach(ngx_http_sa_redis_wait_t *w)
+{
+    w->request = NULL;
+    w->cleanup->handler = NULL;
+
+    if (w->timer.timer_set) {
+        ngx_del_timer(&w->timer);
+    }
+}
+
+
+/* the request's pool goes away before its reply: forget the request */
+static void
+ngx_http_sa_redis_wait_cleanup(void *data)
+{
+    ngx_http_sa_redis_wait_t  *w = data;
+
+    w->request = NULL;
+
+    if (w->timer.timer_set) {
+        ngx_del_timer(&w->timer);
+    }
+}
+
+
+static void
+ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    ngx_http_sa_redis_wait_t  *w = privdata;
+    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
+    ngx_http_request_t        *r;
+
+    rd->waiting--;
+
+    if (reply != NULL) {
+        rd->last_reply = ngx_current_msec;
+    }
+
+    r = w->request;
+
+    if (r != NULL) {
+        ngx_http_sa_redis_detach(w);
+        w->handler(r, reply);
+    }
+
+    ngx_free(w);
+}
+
+
+/*
+ * A reply timed out.  When nothing at all has come back for a while, the
+ * link is dead (a paused or partitioned Redis never resets the TCP
+ * connection): drop it, so that the next connection can be made.
+ */
+static void
+ngx_http_sa_redis_timeout(ngx_event_t *ev)
+{
+    ngx_http_sa_redis_wait_t  *w = ev->data;
+    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
+    ngx_http_request_t        *r = w->request;
+    ngx_msec_t                 stall;
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "sa_redis: no reply from %V within %M ms",
+                  &rd->conf->address, rd->conf->timeout);
+
+    ngx_http_sa_redis_detach(w);
+    w->handler(r, NULL);
+
+    /* w stays allocated: the reply callback frees it */
+
+    stall = ngx_max(NGX_HTTP_SA_STALL_MIN, 4 * rd->conf->timeout);
+
+    if (rd->ac && rd->waiting && ngx_current_msec - rd->last_reply > stall) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa_redis: %V has not answered for %M ms, reconnecting",
+                      &rd->conf->address, ngx_current_msec - rd->last_reply);
+        redisAsyncFree(rd->ac);
+    }
+}
+
+
+ngx_int_t
+ngx_http_sa_redis_get(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_http_sa_redis_handler_pt handler)
+{
+    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
+    ngx_http_sa_redis_wait_t  *w;
+    ngx_pool_cleanup_t        *cln;
+    const char                *argv[2];
+    size_t                     argvlen[2];
+
+    if (rd->ac == NULL || rd->conn == NULL) {
+        return NGX_DECLINED;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    w = ngx_calloc(sizeof(ngx_http_sa_redis_wait_t), r->connection->log);
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key->data;
+    argvlen[1] = key->len;
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_http_sa_redis_reply, w, 2, argv,
+                              argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(w);
+        return NGX_DECLINED;
+    }
+
+    rd->waiting++;
+
+    w->request = r;
+    w->handler = handler;
+    w->cleanup = cln;
+    cln->handler = ngx_http_sa_redis_wait_cleanup;
+    cln->data = w;
+
+    w->timer.handler = ngx_http_sa_redis_timeout;
+    w->timer.data = w;
+    w->timer.log = r->connection->log;
+    ngx_add_timer(&w->timer, rd->conf->timeout);
+
+    return NGX_OK;
+}

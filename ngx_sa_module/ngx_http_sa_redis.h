@@ -1,0 +1,46 @@
+/*
+ * One hiredis asynchronous connection per worker, driven by nginx's event
+ * loop, with nginx timers for reply timeouts and reconnects (hiredis 0.14
+ * has neither).
+ */
+
+#ifndef NGX_HTTP_SA_REDIS_H
+#define NGX_HTTP_SA_REDIS_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <hiredis/hiredis.h>
+
+
+typedef struct {
+    ngx_str_t                  address;       /* as written, for messages */
+    ngx_str_t                  host;          /* IP text, resolved once */
+    ngx_int_t                  port;
+    ngx_str_t                  unix_path;     /* non-empty for unix: */
+    ngx_int_t                  db;
+    ngx_str_t                  user;
+    ngx_str_t                  password;
+    ngx_msec_t                 timeout;
+} ngx_http_sa_redis_conf_t;
+
+
+/*
+ * Called exactly once per ngx_http_sa_redis_get() that returned NGX_OK,
+ * unless the request is freed first: with the reply, or with NULL when
+ * Redis failed or did not answer within the timeout.  The reply is freed
+ * after the call returns.
+ */
+typedef void (*ngx_http_sa_redis_handler_pt)(ngx_http_request_t *r,
+    redisReply *reply);
+
+
+ngx_int_t ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_sa_redis_conf_t *conf);
+void ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle);
+
+/* NGX_OK: the handler will be called; NGX_DECLINED: Redis is unavailable */
+ngx_int_t ngx_http_sa_redis_get(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_http_sa_redis_handler_pt handler);
+
+#endif /* NGX_HTTP_SA_REDIS_H */
