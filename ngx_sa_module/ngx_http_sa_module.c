@@ -380,6 +380,7 @@ ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_sa_main_conf_t *smcf = conf;
 
+    char                      *rv;
     ngx_str_t                 *value;
     ngx_uint_t                 i;
     ngx_http_sa_redis_conf_t  *rc;
@@ -397,8 +398,9 @@ ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->address = value[1];
 
     for (i = 2; i < cf->args->nelts; i++) {
-        if (ngx_http_sa_redis_option(cf, rc, &value[i]) != NGX_CONF_OK) {
-            return NGX_CONF_ERROR;
+        rv = ngx_http_sa_redis_option(cf, rc, &value[i]);
+        if (rv != NGX_CONF_OK) {
+            return rv;
         }
     }
 
