@@ -148,6 +148,24 @@ sa_perms_json(const char *perms)
 }
 
 
+/* "a, b" for people; a static buffer */
+static const char *
+sa_perms_text(json_t *perms)
+{
+    static char   buf[256];
+    size_t        i;
+    json_t       *p;
+
+    buf[0] = '\0';
+    json_array_foreach(perms, i, p) {
+        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s",
+                 i ? ", " : "", json_string_value(p));
+    }
+
+    return buf[0] ? buf : "(read only)";
+}
+
+
 static int
 sa_member_add(sa_admin_t *sa, int argc, char **argv)
 {
@@ -260,11 +278,10 @@ sa_member_list(sa_admin_t *sa, int argc, char **argv)
     printf("%-24s %s\n", "USER", "PERMISSIONS");
     for (i = 0; i < json_array_size(arr); i++) {
         json_t  *m = json_array_get(arr, i);
-        char    *p = json_dumps(json_object_get(m, "perms"), JSON_COMPACT);
 
-        printf("%-24s %s%s\n", json_string_value(json_object_get(m, "user")),
-               json_is_true(json_object_get(m, "owner")) ? "owner: " : "", p);
-        free(p);
+        printf("%-24s %s\n", json_string_value(json_object_get(m, "user")),
+               json_is_true(json_object_get(m, "owner"))
+               ? "owner (all)" : sa_perms_text(json_object_get(m, "perms")));
     }
     json_decref(arr);
 

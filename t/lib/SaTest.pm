@@ -156,7 +156,8 @@ sub launch {
     my ($self) = @_;
     my @args = ('--port', $self->{port}, '--bind', '127.0.0.1',
                 '--save', '', '--appendonly', 'no', '--dir', $self->{dir},
-                '--logfile', "$self->{dir}/redis.log");
+                '--logfile', "$self->{dir}/redis.log",
+                '--enable-debug-command', 'yes');
     push @args, '--unixsocket', $self->{socket}, '--unixsocketperm', '777'
         if $self->{socket};
     push @args, '--requirepass', $self->{password} if $self->{password};
@@ -273,6 +274,9 @@ sub stop {
     }
     $self->{pid} = undef;
 }
+
+# a digest of the whole dataset: equal digests, nothing was written
+sub digest  { $_[0]->cmd('DEBUG', 'DIGEST') }
 
 sub kill9   { $_[0]->stop('KILL') }
 sub restart { my ($self) = @_; $self->stop; $self->launch }
