@@ -449,7 +449,7 @@ sa_apps_changed(json_t *have, json_t *change, int grant)
         json_array_foreach(grant ? have : change, j, w) {
             found |= json_equal(v, w);
         }
-        if (found != grant) {
+        if (!found) {
             json_array_append(out, v);
         }
     }
