@@ -18,7 +18,13 @@
 #include <ngx_http.h>
 
 #include "sa_record.h"
+#include "ngx_http_sa_cache.h"
 #include "ngx_http_sa_redis.h"
+
+
+/* without a cache, last uses are remembered per worker in a small table */
+#define NGX_HTTP_SA_USED_SLOTS  4096
+#define NGX_HTTP_SA_USED_EVERY  60
 
 
 typedef struct {
@@ -28,6 +34,7 @@ typedef struct {
     u_char                     verify_key[SA_PUBLICKEY_LEN];
     ngx_flag_t                 verify_key_set;
     ngx_flag_t                 used;          /* some sa_auth is not off */
+    ngx_http_sa_cache_t       *cache;
 } ngx_http_sa_main_conf_t;
 
 
@@ -59,10 +66,24 @@ typedef struct {
     ngx_int_t                  rc;            /* NGX_AGAIN while waiting */
     sa_token_record_t         *record;        /* verified, in r->pool */
     sa_scope_group_t          *missing;       /* the unsatisfied sa_scope */
+    ngx_uint_t                 generation;    /* of invalidations, at GET */
     u_char                     id[SA_TOKEN_ID_LEN];
     u_char                     hash[SA_HASH_LEN];
     unsigned                   has_id:1;
 } ngx_http_sa_ctx_t;
+
+
+typedef struct {
+    u_char                     id[SA_TOKEN_ID_LEN];
+    time_t                     written;
+} ngx_http_sa_used_slot_t;
+
+
+/* per worker: is the invalidation channel up, and how many messages came */
+static ngx_uint_t                ngx_http_sa_subscribed;
+static ngx_uint_t                ngx_http_sa_generation;
+static ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
+static ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
 
 
 static ngx_str_t  ngx_http_sa_status_names[] = {
@@ -94,6 +115,7 @@ static char *ngx_http_sa_verify_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sa_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_sa_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 static ngx_command_t  ngx_http_sa_commands[] = {
@@ -122,6 +144,13 @@ static ngx_command_t  ngx_http_sa_commands[] = {
     { ngx_string("sa_verify_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_sa_verify_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sa_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_sa_cache,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -483,6 +512,29 @@ ngx_http_sa_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_http_sa_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sa_main_conf_t *smcf = conf;
+
+    ngx_str_t  *value;
+
+    if (smcf->cache) {
+        return "is duplicate";
+    }
+
+    smcf->cache = ngx_pcalloc(cf->pool, sizeof(ngx_http_sa_cache_t));
+    if (smcf->cache == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_sa_cache_conf(cf, smcf->cache, &value[1],
+                                  cf->args->nelts - 1, &ngx_http_sa_module);
+}
+
+
 /* each "sa_scope a b;" line is one group: any of a, b satisfies it */
 static char *
 ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -538,6 +590,17 @@ ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t ngx_http_sa_start(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_loc_conf_t *slcf);
 static void ngx_http_sa_reply(ngx_http_request_t *r, redisReply *reply);
+static ngx_int_t ngx_http_sa_cached(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_cache_t *cache);
+static ngx_int_t ngx_http_sa_unavailable(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx);
+static ngx_int_t ngx_http_sa_check_record(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
+static ngx_int_t ngx_http_sa_fail(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_status_e status, ngx_uint_t level,
+    ngx_int_t rc);
+static void ngx_http_sa_record_use(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx);
 static ngx_int_t ngx_http_sa_decide(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, redisReply *reply);
 static ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r,
@@ -625,6 +688,15 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
+    if (smcf->cache) {
+        rc = ngx_http_sa_cached(r, ctx, smcf->cache);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    ctx->generation = ngx_http_sa_generation;
+
     len = smcf->prefix.len + sizeof("tok:") - 1 + SA_TOKEN_ID_LEN;
     key = ngx_pnalloc(r->pool, len);
     if (key == NULL) {
@@ -643,11 +715,65 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "sa: Redis %V is unavailable", &smcf->redis->address);
-        ctx->status = NGX_HTTP_SA_UNAVAILABLE;
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
+        return ngx_http_sa_unavailable(r, ctx);
     }
 
     return rc == NGX_OK ? NGX_AGAIN : NGX_ERROR;
+}
+
+
+/*
+ * A fresh cache entry answers without Redis, but only while this worker's
+ * subscription is up: otherwise a change could go unseen.
+ */
+static ngx_int_t
+ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_cache_t *cache)
+{
+    sa_token_record_t  *rec;
+
+    ngx_http_sa_redis_poll_subscriber();
+
+    if (!ngx_http_sa_subscribed) {
+        return NGX_DECLINED;
+    }
+
+    switch (ngx_http_sa_cache_lookup(cache, ctx->id, 0, r->pool, &rec)) {
+
+    case NGX_HTTP_SA_CACHE_HIT:
+        return ngx_http_sa_check_record(r, ctx, rec);
+
+    case NGX_HTTP_SA_CACHE_NEGATIVE:
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
+                                NGX_HTTP_UNAUTHORIZED);
+
+    default:
+        return NGX_DECLINED;
+    }
+}
+
+
+/* Redis cannot answer: a record within its stale time, or 503 */
+static ngx_int_t
+ngx_http_sa_unavailable(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
+{
+    sa_token_record_t        *rec;
+    ngx_http_sa_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
+
+    if (smcf->cache && smcf->cache->stale
+        && ngx_http_sa_cache_lookup(smcf->cache, ctx->id, 1, r->pool, &rec)
+           != NGX_HTTP_SA_CACHE_MISS)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "sa: Redis unavailable, serving the cached record of "
+                      "token \"%*s\"", (size_t) SA_TOKEN_ID_LEN, ctx->id);
+        return ngx_http_sa_check_record(r, ctx, rec);
+    }
+
+    ctx->status = NGX_HTTP_SA_UNAVAILABLE;
+    return NGX_HTTP_SERVICE_UNAVAILABLE;
 }
 
 
@@ -748,7 +874,72 @@ ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     }
 
     ctx->status = NGX_HTTP_SA_OK;
+    ngx_http_sa_record_use(r, ctx);
+
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_sa_use_due(ngx_http_sa_ctx_t *ctx, time_t now)
+{
+    ngx_http_sa_used_slot_t  *slot;
+
+    if (ngx_http_sa_worker_cache) {
+        return ngx_http_sa_cache_used(ngx_http_sa_worker_cache, ctx->id, now);
+    }
+
+    if (ngx_http_sa_used_slots == NULL) {
+        return 0;
+    }
+
+    slot = &ngx_http_sa_used_slots[ngx_crc32_short(ctx->id, SA_TOKEN_ID_LEN)
+                                   % NGX_HTTP_SA_USED_SLOTS];
+
+    if (ngx_memcmp(slot->id, ctx->id, SA_TOKEN_ID_LEN) == 0
+        && now - slot->written < NGX_HTTP_SA_USED_EVERY)
+    {
+        return 0;
+    }
+
+    ngx_memcpy(slot->id, ctx->id, SA_TOKEN_ID_LEN);
+    slot->written = now;
+
+    return 1;
+}
+
+
+/* "SET <prefix>tok:<id>:used <now>", at most once a minute, not awaited */
+static void
+ngx_http_sa_record_use(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
+{
+    u_char                    key[128], now_text[NGX_TIME_T_LEN];
+    time_t                    now;
+    const char               *argv[3];
+    size_t                    argvlen[3];
+    ngx_http_sa_main_conf_t  *smcf;
+
+    now = ngx_time();
+
+    if (!ngx_http_sa_use_due(ctx, now)) {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
+
+    if (smcf->prefix.len + 4 + SA_TOKEN_ID_LEN + 5 > sizeof(key)) {
+        return;
+    }
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key;
+    argvlen[1] = ngx_sprintf(key, "%Vtok:%*s:used", &smcf->prefix,
+                             (size_t) SA_TOKEN_ID_LEN, ctx->id) - key;
+    argv[2] = (const char *) now_text;
+    argvlen[2] = ngx_sprintf(now_text, "%T", now) - now_text;
+
+    ngx_http_sa_redis_send(3, argv, argvlen);
 }
 
 
@@ -760,16 +951,26 @@ ngx_http_sa_decide(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     sa_token_record_t        *rec;
     ngx_http_sa_main_conf_t  *smcf;
 
+    ngx_uint_t  keep;
+
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         if (reply) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "sa: Redis error: %s", reply->str);
         }
-        ctx->status = NGX_HTTP_SA_UNAVAILABLE;
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
+        return ngx_http_sa_unavailable(r, ctx);
     }
 
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
+
+    /* a change published since the GET was sent may predate its reply */
+    keep = ctx->generation == ngx_http_sa_generation && ngx_http_sa_subscribed;
+
     if (reply->type == REDIS_REPLY_NIL) {
+        if (smcf->cache) {
+            (void) ngx_http_sa_cache_store(smcf->cache, ctx->id, NULL, keep,
+                                           r->connection->log);
+        }
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
                                 NGX_HTTP_UNAUTHORIZED);
     }
@@ -779,13 +980,25 @@ ngx_http_sa_decide(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
                                 NGX_HTTP_UNAUTHORIZED);
     }
 
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
-
     rc = sa_token_record_decode(reply->str, reply->len, smcf->verify_key,
                                 ngx_http_sa_palloc, r->pool, &rec);
 
     switch (rc) {
     case SA_REC_OK:
+        if (smcf->cache
+            && ngx_memcmp(rec->id, ctx->id, SA_TOKEN_ID_LEN) == 0
+            && ngx_http_sa_cache_store(smcf->cache, ctx->id, rec, keep,
+                                       r->connection->log)
+               == NGX_DECLINED)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "sa: record of token \"%*s\" refused: version "
+                          "%uL is older than one already seen",
+                          (size_t) SA_TOKEN_ID_LEN, ctx->id, rec->version);
+            ctx->status = NGX_HTTP_SA_TAMPERED;
+            return NGX_HTTP_UNAUTHORIZED;
+        }
+
         return ngx_http_sa_check_record(r, ctx, rec);
 
     case SA_REC_NOMEM:
@@ -1150,6 +1363,10 @@ ngx_http_sa_init(ngx_conf_t *cf)
 }
 
 
+static void ngx_http_sa_invalidated(u_char *data, size_t len);
+static void ngx_http_sa_subscription(ngx_uint_t up);
+
+
 static ngx_http_sa_main_conf_t *
 ngx_http_sa_cycle_main_conf(ngx_cycle_t *cycle)
 {
@@ -1169,13 +1386,74 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_sa_main_conf_t  *smcf;
 
+    u_char                   *p;
+    ngx_str_t                 channel;
+
     smcf = ngx_http_sa_cycle_main_conf(cycle);
 
     if (smcf == NULL || !smcf->used) {
         return NGX_OK;
     }
 
-    return ngx_http_sa_redis_init_process(cycle, smcf->redis);
+    ngx_http_sa_subscribed = 0;
+    ngx_http_sa_worker_cache = smcf->cache;
+
+    if (smcf->cache == NULL) {
+        ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,
+                                    NGX_HTTP_SA_USED_SLOTS
+                                    * sizeof(ngx_http_sa_used_slot_t));
+        return ngx_http_sa_redis_init_process(cycle, smcf->redis, NULL, NULL,
+                                              NULL);
+    }
+
+    channel.len = smcf->prefix.len + sizeof("invalidate") - 1;
+    channel.data = ngx_pnalloc(cycle->pool, channel.len);
+    if (channel.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(channel.data, smcf->prefix.data, smcf->prefix.len);
+    ngx_memcpy(p, "invalidate", sizeof("invalidate") - 1);
+
+    return ngx_http_sa_redis_init_process(cycle, smcf->redis, &channel,
+                                          ngx_http_sa_invalidated,
+                                          ngx_http_sa_subscription);
+}
+
+
+/* a message on <prefix>invalidate: token ids, space-separated */
+static void
+ngx_http_sa_invalidated(u_char *data, size_t len)
+{
+    u_char  *p, *end, *id;
+
+    ngx_http_sa_generation++;
+
+    end = data + len;
+
+    for (p = data; p < end; p++) {
+        id = p;
+        while (p < end && *p != ' ') {
+            p++;
+        }
+
+        if (p - id == SA_TOKEN_ID_LEN) {
+            ngx_http_sa_cache_invalidate(ngx_http_sa_worker_cache, id);
+        }
+    }
+}
+
+
+/* messages may have been lost while the subscription was down */
+static void
+ngx_http_sa_subscription(ngx_uint_t up)
+{
+    ngx_http_sa_generation++;
+    ngx_http_sa_subscribed = up;
+
+    if (up) {
+        ngx_http_sa_cache_invalidate_all(ngx_http_sa_worker_cache);
+    }
 }
 
 

@@ -14,6 +14,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <sys/ioctl.h>
 #include <hiredis/async.h>
 
 #include "ngx_http_sa_redis.h"
@@ -34,17 +35,22 @@ typedef struct {
 } ngx_http_sa_redis_wait_t;
 
 
-typedef struct {
+typedef struct ngx_http_sa_redis_s  ngx_http_sa_redis_t;
+
+struct ngx_http_sa_redis_s {
     ngx_http_sa_redis_conf_t      *conf;
     ngx_log_t                     *log;
+    const char                    *role;        /* for messages */
     redisAsyncContext             *ac;
     ngx_connection_t              *conn;
     ngx_event_t                    reconnect;
     ngx_msec_t                     backoff;
     ngx_msec_t                     last_reply;
     ngx_uint_t                     waiting;
+    void                         (*ready)(ngx_http_sa_redis_t *rd);
+    void                         (*lost)(ngx_http_sa_redis_t *rd);
     unsigned                       exiting:1;
-} ngx_http_sa_redis_t;
+};
 
 
 static void ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd);
@@ -52,7 +58,13 @@ static void ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_sa_redis_schedule(ngx_http_sa_redis_t *rd);
 
 
+/* the worker's two connections: commands, and the invalidation channel */
 static ngx_http_sa_redis_t  ngx_http_sa_redis;
+static ngx_http_sa_redis_t  ngx_http_sa_redis_sub;
+
+static ngx_str_t                      ngx_http_sa_channel;
+static ngx_http_sa_redis_message_pt   ngx_http_sa_on_message;
+static ngx_http_sa_redis_state_pt     ngx_http_sa_on_state;
 
 
 /* hiredis event hooks */
@@ -179,6 +191,10 @@ ngx_http_sa_redis_lost(ngx_http_sa_redis_t *rd)
 {
     rd->ac = NULL;
 
+    if (rd->lost) {
+        rd->lost(rd);
+    }
+
     if (!rd->exiting) {
         ngx_http_sa_redis_schedule(rd);
     }
@@ -192,7 +208,7 @@ ngx_http_sa_redis_connected(const redisAsyncContext *ac, int status)
 
     if (status != REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa_redis: cannot connect to %V: %s",
+                      "sa_redis: %s connection to %V failed: %s", rd->role,
                       &rd->conf->address, ac->errstr);
 
         /* hiredis frees the context itself after this callback */
@@ -200,8 +216,8 @@ ngx_http_sa_redis_connected(const redisAsyncContext *ac, int status)
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, rd->log, 0, "sa_redis: connected to %V",
-                  &rd->conf->address);
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0, "sa_redis: %s connection to %V",
+                  rd->role, &rd->conf->address);
 }
 
 
@@ -212,7 +228,7 @@ ngx_http_sa_redis_disconnected(const redisAsyncContext *ac, int status)
 
     if (!rd->exiting) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa_redis: connection to %V lost%s%s",
+                      "sa_redis: %s connection to %V lost%s%s", rd->role,
                       &rd->conf->address, status == REDIS_OK ? "" : ": ",
                       status == REDIS_OK ? "" : ac->errstr);
     }
@@ -242,6 +258,10 @@ ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     if (ngx_strcmp(what, "PING") == 0) {
         rd->backoff = 0;
+
+        if (rd->ready) {
+            rd->ready(rd);
+        }
     }
 }
 
@@ -320,7 +340,7 @@ ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
 
     if (ac->err) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa_redis: cannot connect to %V: %s",
+                      "sa_redis: %s connection to %V failed: %s", rd->role,
                       &conf->address, ac->errstr);
         redisAsyncFree(ac);
         ngx_http_sa_redis_schedule(rd);
@@ -368,34 +388,128 @@ ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev)
 }
 
 
-ngx_int_t
-ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_sa_redis_conf_t *conf)
-{
-    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis;
+/* the subscriber: SUBSCRIBE once set up, then one callback per message */
 
+static void
+ngx_http_sa_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply  *reply = r;
+    redisReply  *kind, *payload;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3)
+    {
+        return;
+    }
+
+    kind = reply->element[0];
+    payload = reply->element[2];
+
+    if (kind->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    if (ngx_strcmp(kind->str, "subscribe") == 0) {
+        ngx_log_error(NGX_LOG_INFO, ngx_http_sa_redis_sub.log, 0,
+                      "sa_redis: subscribed to \"%V\"", &ngx_http_sa_channel);
+        ngx_http_sa_on_state(1);
+        return;
+    }
+
+    if (ngx_strcmp(kind->str, "message") == 0
+        && payload->type == REDIS_REPLY_STRING)
+    {
+        ngx_http_sa_on_message((u_char *) payload->str, payload->len);
+    }
+}
+
+
+static void
+ngx_http_sa_redis_sub_ready(ngx_http_sa_redis_t *rd)
+{
+    redisAsyncCommand(rd->ac, ngx_http_sa_redis_sub_reply, NULL,
+                      "SUBSCRIBE %b", ngx_http_sa_channel.data,
+                      ngx_http_sa_channel.len);
+}
+
+
+static void
+ngx_http_sa_redis_sub_lost(ngx_http_sa_redis_t *rd)
+{
+    ngx_http_sa_on_state(0);
+}
+
+
+/*
+ * Reads what the invalidation channel holds right now.  Called before a
+ * cached record is served, so that a change published before the request
+ * arrived is never missed because epoll reported the request first.
+ */
+void
+ngx_http_sa_redis_poll_subscriber(void)
+{
+    int                   n;
+    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis_sub;
+
+    if (rd->ac == NULL || rd->conn == NULL) {
+        return;
+    }
+
+    if (ioctl(rd->conn->fd, FIONREAD, &n) == 0 && n > 0) {
+        redisAsyncHandleRead(rd->ac);
+    }
+}
+
+
+static void
+ngx_http_sa_redis_start(ngx_http_sa_redis_t *rd, ngx_cycle_t *cycle,
+    ngx_http_sa_redis_conf_t *conf, const char *role)
+{
     ngx_memzero(rd, sizeof(ngx_http_sa_redis_t));
 
     rd->conf = conf;
     rd->log = cycle->log;
+    rd->role = role;
 
     rd->reconnect.handler = ngx_http_sa_redis_reconnect_handler;
     rd->reconnect.data = rd;
     rd->reconnect.log = cycle->log;
     rd->reconnect.cancelable = 1;
+}
 
-    ngx_http_sa_redis_connect(rd);
+
+ngx_int_t
+ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_sa_redis_conf_t *conf, ngx_str_t *channel,
+    ngx_http_sa_redis_message_pt on_message,
+    ngx_http_sa_redis_state_pt on_state)
+{
+    ngx_http_sa_redis_start(&ngx_http_sa_redis, cycle, conf, "command");
+    ngx_http_sa_redis_connect(&ngx_http_sa_redis);
+
+    if (channel == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_sa_channel = *channel;
+    ngx_http_sa_on_message = on_message;
+    ngx_http_sa_on_state = on_state;
+
+    ngx_http_sa_redis_start(&ngx_http_sa_redis_sub, cycle, conf,
+                            "subscriber");
+    ngx_http_sa_redis_sub.ready = ngx_http_sa_redis_sub_ready;
+    ngx_http_sa_redis_sub.lost = ngx_http_sa_redis_sub_lost;
+    ngx_http_sa_redis_connect(&ngx_http_sa_redis_sub);
 
     return NGX_OK;
 }
 
 
-void
-ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle)
+static void
+ngx_http_sa_redis_stop(ngx_http_sa_redis_t *rd)
 {
-    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis;
-
     rd->exiting = 1;
+    rd->lost = NULL;
 
     if (rd->reconnect.timer_set) {
         ngx_del_timer(&rd->reconnect);
@@ -404,6 +518,25 @@ ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle)
     if (rd->ac) {
         redisAsyncFree(rd->ac);
         rd->ac = NULL;
+    }
+}
+
+
+void
+ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_sa_redis_stop(&ngx_http_sa_redis);
+    ngx_http_sa_redis_stop(&ngx_http_sa_redis_sub);
+}
+
+
+/* commands whose reply nobody waits for (last use) */
+void
+ngx_http_sa_redis_send(int argc, const char **argv, const size_t *argvlen)
+{
+    if (ngx_http_sa_redis.ac != NULL && ngx_http_sa_redis.conn != NULL) {
+        redisAsyncCommandArgv(ngx_http_sa_redis.ac, NULL, NULL, argc, argv,
+                              argvlen);
     }
 }
 
@@ -451,7 +584,8 @@ ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     r = w->request;
 
-    if (r != NULL) {
+    /* at exit the request is not woken: the worker is going away */
+    if (r != NULL && !rd->exiting) {
         ngx_http_sa_redis_detach(w);
         w->handler(r, reply);
     }

@@ -35,9 +35,25 @@ typedef void (*ngx_http_sa_redis_handler_pt)(ngx_http_request_t *r,
     redisReply *reply);
 
 
+/* a message of the invalidation channel: space-separated token ids */
+typedef void (*ngx_http_sa_redis_message_pt)(u_char *data, size_t len);
+
+/* the subscription is up (1: every later change will be seen) or down */
+typedef void (*ngx_http_sa_redis_state_pt)(ngx_uint_t up);
+
+
+/* channel NULL: no subscriber connection */
 ngx_int_t ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_sa_redis_conf_t *conf);
+    ngx_http_sa_redis_conf_t *conf, ngx_str_t *channel,
+    ngx_http_sa_redis_message_pt on_message,
+    ngx_http_sa_redis_state_pt on_state);
 void ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle);
+
+void ngx_http_sa_redis_poll_subscriber(void);
+
+/* a command whose reply is ignored */
+void ngx_http_sa_redis_send(int argc, const char **argv,
+    const size_t *argvlen);
 
 /* NGX_OK: the handler will be called; NGX_DECLINED: Redis is unavailable */
 ngx_int_t ngx_http_sa_redis_get(ngx_http_request_t *r, ngx_str_t *key,

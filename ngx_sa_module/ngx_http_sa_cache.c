@@ -1,0 +1,504 @@
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sa_cache.h"
+
+
+#define NGX_HTTP_SA_USED_EVERY   60       /* seconds between last-use writes */
+#define NGX_HTTP_SA_EVICT_BATCH  8        /* entries freed per failed alloc */
+
+
+typedef struct ngx_http_sa_cache_sh_s {
+    ngx_rbtree_t                 rbtree;
+    ngx_rbtree_node_t            sentinel;
+    ngx_queue_t                  queue;       /* LRU: most recent first */
+} ngx_http_sa_cache_sh_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t            node;        /* key: crc32 of the id */
+    ngx_queue_t                  queue;
+    ngx_msec_t                   fetched;     /* when verified from Redis */
+    time_t                       used;        /* last use written */
+    uint64_t                     version;
+    u_char                       id[SA_TOKEN_ID_LEN];
+    unsigned                     valid:1;     /* may be served */
+    unsigned                     negative:1;
+    sa_token_record_t           *rec;         /* in data[], or NULL */
+    uint64_t                     data[];      /* aligned record block */
+} ngx_http_sa_cache_node_t;
+
+
+static ngx_int_t ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+
+static void
+ngx_http_sa_cache_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t         **p;
+    ngx_http_sa_cache_node_t   *n, *t;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            n = (ngx_http_sa_cache_node_t *) node;
+            t = (ngx_http_sa_cache_node_t *) temp;
+
+            p = (ngx_memcmp(n->id, t->id, SA_TOKEN_ID_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_http_sa_cache_node_t *
+ngx_http_sa_cache_find(ngx_http_sa_cache_t *cache, u_char *id)
+{
+    ngx_int_t                  rc;
+    uint32_t                   hash;
+    ngx_rbtree_node_t         *node, *sentinel;
+    ngx_http_sa_cache_node_t  *cn;
+
+    hash = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
+
+    node = cache->sh->rbtree.root;
+    sentinel = cache->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        cn = (ngx_http_sa_cache_node_t *) node;
+        rc = ngx_memcmp(id, cn->id, SA_TOKEN_ID_LEN);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_sa_cache_free_node(ngx_http_sa_cache_t *cache,
+    ngx_http_sa_cache_node_t *cn)
+{
+    ngx_queue_remove(&cn->queue);
+    ngx_rbtree_delete(&cache->sh->rbtree, &cn->node);
+    ngx_slab_free_locked(cache->shpool, cn);
+}
+
+
+/* the least recently used entries go; the zone must serve, not fail */
+static void
+ngx_http_sa_cache_evict_lru(ngx_http_sa_cache_t *cache, ngx_uint_t n)
+{
+    ngx_queue_t  *q;
+
+    while (n-- && !ngx_queue_empty(&cache->sh->queue)) {
+        q = ngx_queue_last(&cache->sh->queue);
+        ngx_http_sa_cache_free_node(cache,
+            ngx_queue_data(q, ngx_http_sa_cache_node_t, queue));
+    }
+}
+
+
+static ngx_http_sa_cache_node_t *
+ngx_http_sa_cache_alloc(ngx_http_sa_cache_t *cache, size_t size)
+{
+    ngx_uint_t   tries;
+    void        *p;
+
+    for (tries = 0; tries < 4; tries++) {
+        p = ngx_slab_alloc_locked(cache->shpool, size);
+        if (p != NULL) {
+            return p;
+        }
+
+        if (ngx_queue_empty(&cache->sh->queue)) {
+            break;
+        }
+
+        ngx_http_sa_cache_evict_lru(cache, NGX_HTTP_SA_EVICT_BATCH);
+    }
+
+    return NULL;
+}
+
+
+ngx_http_sa_cache_rc_e
+ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
+    ngx_uint_t stale, ngx_pool_t *pool, sa_token_record_t **rec)
+{
+    void                      *copy;
+    ngx_msec_int_t             age;
+    ngx_http_sa_cache_rc_e     rc;
+    ngx_http_sa_cache_node_t  *cn;
+
+    rc = NGX_HTTP_SA_CACHE_MISS;
+    *rec = NULL;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_sa_cache_find(cache, id);
+
+    if (cn == NULL || !cn->valid) {
+        goto done;
+    }
+
+    age = (ngx_msec_int_t) (ngx_current_msec - cn->fetched);
+
+    if (cn->negative) {
+        if (!stale && age < (ngx_msec_int_t) cache->negative_ttl) {
+            rc = NGX_HTTP_SA_CACHE_NEGATIVE;
+        }
+        goto done;
+    }
+
+    if (age < (ngx_msec_int_t) cache->ttl) {
+        rc = NGX_HTTP_SA_CACHE_HIT;
+
+    } else if (stale && age < (ngx_msec_int_t) (cache->ttl + cache->stale)) {
+        rc = NGX_HTTP_SA_CACHE_STALE;
+
+    } else {
+        goto done;
+    }
+
+    copy = ngx_palloc(pool, cn->rec->size);
+    if (copy == NULL) {
+        rc = NGX_HTTP_SA_CACHE_MISS;
+        goto done;
+    }
+
+    *rec = sa_token_record_copy(copy, cn->rec);
+
+    ngx_queue_remove(&cn->queue);
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+
+done:
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
+    sa_token_record_t *rec, ngx_uint_t keep, ngx_log_t *log)
+{
+    size_t                     size;
+    time_t                     used;
+    ngx_int_t                  rc;
+    ngx_http_sa_cache_node_t  *cn, *old;
+
+    rc = NGX_OK;
+    used = 0;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    old = ngx_http_sa_cache_find(cache, id);
+
+    if (old != NULL) {
+        if (rec != NULL && rec->version < old->version) {
+            rc = NGX_DECLINED;
+            goto done;
+        }
+
+        /* a token that vanished after we saw it: keep its version */
+        if (rec == NULL && old->version) {
+            old->valid = 0;
+            goto done;
+        }
+
+        used = old->used;
+        ngx_http_sa_cache_free_node(cache, old);
+    }
+
+    if (rec == NULL && cache->negative_ttl == 0) {
+        goto done;
+    }
+
+    size = sizeof(ngx_http_sa_cache_node_t) + (rec ? rec->size : 0);
+
+    cn = ngx_http_sa_cache_alloc(cache, size);
+    if (cn == NULL) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "sa_cache \"%V\" is full, record not cached",
+                      &cache->shm_zone->shm.name);
+        goto done;
+    }
+
+    ngx_memcpy(cn->id, id, SA_TOKEN_ID_LEN);
+    cn->node.key = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
+    cn->fetched = ngx_current_msec;
+    cn->used = used;
+    cn->valid = keep;
+    cn->negative = (rec == NULL);
+    cn->version = rec ? rec->version : 0;
+    cn->rec = rec ? sa_token_record_copy(cn->data, rec) : NULL;
+
+    ngx_rbtree_insert(&cache->sh->rbtree, &cn->node);
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+
+done:
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id)
+{
+    ngx_http_sa_cache_node_t  *cn;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_sa_cache_find(cache, id);
+    if (cn != NULL) {
+        cn->valid = 0;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+void
+ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache)
+{
+    ngx_queue_t               *q;
+    ngx_http_sa_cache_node_t  *cn;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    for (q = ngx_queue_head(&cache->sh->queue);
+         q != ngx_queue_sentinel(&cache->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        cn = ngx_queue_data(q, ngx_http_sa_cache_node_t, queue);
+        cn->valid = 0;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+ngx_uint_t
+ngx_http_sa_cache_used(ngx_http_sa_cache_t *cache, u_char *id, time_t now)
+{
+    ngx_uint_t                 write;
+    ngx_http_sa_cache_node_t  *cn;
+
+    write = 0;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_sa_cache_find(cache, id);
+    if (cn != NULL && now - cn->used >= NGX_HTTP_SA_USED_EVERY) {
+        cn->used = now;
+        write = 1;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return write;
+}
+
+
+/* configuration */
+
+static ngx_int_t
+ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_sa_cache_t  *ocache = data;
+
+    size_t                len;
+    ngx_http_sa_cache_t  *cache;
+
+    cache = shm_zone->data;
+
+    /* a reload keeps what the workers had cached */
+    if (ocache) {
+        cache->sh = ocache->sh;
+        cache->shpool = ocache->shpool;
+        return NGX_OK;
+    }
+
+    cache->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        cache->sh = cache->shpool->data;
+        return NGX_OK;
+    }
+
+    cache->sh = ngx_slab_alloc(cache->shpool, sizeof(ngx_http_sa_cache_sh_t));
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->shpool->data = cache->sh;
+
+    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
+                    ngx_http_sa_cache_rbtree_insert);
+    ngx_queue_init(&cache->sh->queue);
+
+    len = sizeof(" in sa_cache zone \"\"") + shm_zone->shm.name.len;
+
+    cache->shpool->log_ctx = ngx_slab_alloc(cache->shpool, len);
+    if (cache->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(cache->shpool->log_ctx, " in sa_cache zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone evicts; it is not an error worth a log line each time */
+    cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_sa_cache_time(ngx_conf_t *cf, ngx_str_t *v, size_t skip,
+    ngx_msec_t *out)
+{
+    ngx_str_t  s;
+
+    s.data = v->data + skip;
+    s.len = v->len - skip;
+
+    *out = ngx_parse_time(&s, 0);
+    if (*out == (ngx_msec_t) NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid time \"%V\"", v);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
+    ngx_str_t *value, ngx_uint_t n, void *tag)
+{
+    u_char      *p;
+    ssize_t      size;
+    ngx_str_t    name, s;
+    ngx_uint_t   i;
+
+    size = 0;
+    name.len = 0;
+    cache->ttl = 60000;
+    cache->negative_ttl = 1000;
+    cache->stale = 0;
+
+    for (i = 0; i < n; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+            p = (u_char *) ngx_strchr(name.data, ':');
+            if (p == NULL) {
+                goto invalid;
+            }
+            name.len = p - name.data;
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR || name.len == 0) {
+                goto invalid;
+            }
+            if (size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "sa_cache zone \"%V\" is too small", &name);
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+            if (ngx_http_sa_cache_time(cf, &value[i], 4, &cache->ttl)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "negative_ttl=", 13) == 0) {
+            if (ngx_http_sa_cache_time(cf, &value[i], 13, &cache->negative_ttl)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "stale=", 6) == 0) {
+            if (ngx_http_sa_cache_time(cf, &value[i], 6, &cache->stale)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+    invalid:
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"",
+                           &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sa_cache needs \"zone=NAME:SIZE\"");
+        return NGX_CONF_ERROR;
+    }
+
+    cache->shm_zone = ngx_shared_memory_add(cf, &name, size, tag);
+    if (cache->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cache->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate sa_cache zone \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    cache->shm_zone->init = ngx_http_sa_cache_init_zone;
+    cache->shm_zone->data = cache;
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,67 @@
+/*
+ * The shared-memory cache of verified token records: a slab zone with an
+ * rbtree keyed by token id and an LRU queue, as ngx_http_limit_req_module
+ * keeps its states.  An entry remembers the highest record version seen for
+ * its token even after it has been invalidated, so that an older record
+ * replayed into Redis is refused.
+ */
+
+#ifndef NGX_HTTP_SA_CACHE_H
+#define NGX_HTTP_SA_CACHE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "sa_record.h"
+
+
+typedef struct {
+    ngx_shm_zone_t      *shm_zone;
+    ngx_slab_pool_t     *shpool;
+    struct ngx_http_sa_cache_sh_s  *sh;
+    ngx_msec_t           ttl;
+    ngx_msec_t           negative_ttl;
+    ngx_msec_t           stale;
+} ngx_http_sa_cache_t;
+
+
+typedef enum {
+    NGX_HTTP_SA_CACHE_MISS = 0,
+    NGX_HTTP_SA_CACHE_HIT,          /* fresh record, copied out */
+    NGX_HTTP_SA_CACHE_NEGATIVE,     /* fresh "no such token" */
+    NGX_HTTP_SA_CACHE_STALE         /* past ttl, within stale; copied out */
+} ngx_http_sa_cache_rc_e;
+
+
+char *ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
+    ngx_str_t *args, ngx_uint_t nargs, void *tag);
+
+/*
+ * Looks a token up.  With stale set, an entry past its ttl but within the
+ * stale time also counts (for when Redis is unavailable).  Records are
+ * copied into pool: an entry may be evicted as soon as the lock is released.
+ */
+ngx_http_sa_cache_rc_e ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache,
+    u_char *id, ngx_uint_t stale, ngx_pool_t *pool, sa_token_record_t **rec);
+
+/*
+ * Stores a verified record (or, rec NULL, "no such token").  Returns
+ * NGX_DECLINED when the cache has seen a newer version of this token: the
+ * record is a replay and must be refused.  A full zone never fails a
+ * request: the least recently used entries make room, or nothing is stored.
+ */
+ngx_int_t ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
+    sa_token_record_t *rec, ngx_uint_t keep, ngx_log_t *log);
+
+/* the token changed: never serve the entry again, keep its version */
+void ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id);
+
+/* invalidations may have been lost: the same for every entry */
+void ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache);
+
+/* 1 when this token's use should be recorded now (at most once a minute) */
+ngx_uint_t ngx_http_sa_cache_used(ngx_http_sa_cache_t *cache, u_char *id,
+    time_t now);
+
+#endif /* NGX_HTTP_SA_CACHE_H */
