@@ -368,6 +368,30 @@ sa_token_rewrite(sa_admin_t *sa, const sa_token_record_t *old,
 
 
 /*
+ * A revocation for a token whose record cannot be trusted: built from the
+ * account alone, with the highest version a script can compare exactly
+ * (2^53 - 1, Lua numbers are doubles), so that nothing supersedes it.
+ */
+static char *
+sa_token_tombstone(sa_admin_t *sa, sa_account_t *a, const char *tid)
+{
+    sa_token_record_t  rec;
+
+    memset(&rec, 0, sizeof(rec));
+    rec.version = 9007199254740991ULL;
+    snprintf(rec.id, sizeof(rec.id), "%s", tid);
+    rec.account = (sa_str_t) { a->id, strlen(a->id) };
+    rec.name = (sa_str_t) { a->name, strlen(a->name) };
+    rec.email = (sa_str_t) { a->email, strlen(a->email) };
+    rec.team = (sa_str_t) { a->team, strlen(a->team) };
+    rec.created_at = sa_now();
+    rec.revoked = 1;
+
+    return sa_token_record_encode(&rec, sa_signing_key(sa));
+}
+
+
+/*
  * One attempt at grant, ungrant or delete: everything read afresh, every
  * record re-signed, one script.  new_apps NULL: delete the account.
  */
@@ -409,6 +433,16 @@ sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
 
     for (i = 0; i < ts.n; i++) {
         sa_args_add(&args, ts.ids[i]);
+        if (ts.tampered[i]) {
+            sealed = sa_token_tombstone(sa, a, ts.ids[i]);
+            fprintf(stderr, "sa-admin: token %s: its record fails "
+                    "verification; replaced by a revocation\n", ts.ids[i]);
+            sa_args_add(&args, "*");
+            sa_args_add(&args, sealed);
+            sa_args_add(&args, "0");
+            free(sealed);
+            continue;
+        }
         if (ts.recs[i] == NULL) {
             sa_args_add(&args, "0");
             sa_args_add(&args, "");

@@ -394,6 +394,13 @@ sa_token_list(sa_admin_t *sa, int argc, char **argv)
     for (i = 0; i < ts.n; i++) {
         if (ts.recs[i] != NULL) {
             v[n++] = sa_token_json(ts.recs[i], ts.used[i], now);
+
+        } else if (ts.tampered[i]) {
+            /* say so, and show nothing it claims */
+            v[n++] = json_pack("{s:s, s:s, s:[], s:n, s:n, s:n, s:s}",
+                               "id", ts.ids[i], "account", a.id, "scopes",
+                               "created_at", "expires_at", "last_used_at",
+                               "status", "tampered");
         }
     }
     qsort(v, n, sizeof(json_t *), sa_by_created);

@@ -232,6 +232,45 @@ sa_token_from_value(sa_admin_t *sa, const char *tid, const char *value,
 
 
 sa_token_record_t *
+sa_token_try_value(sa_admin_t *sa, const char *tid, const char *value,
+    size_t len, int *tampered)
+{
+    const char         *payload;
+    size_t              plen;
+    sa_token_record_t  *rec = NULL;
+
+    *tampered = 0;
+
+    if (value == NULL) {
+        return NULL;
+    }
+
+    if (sa->signing_key == NULL) {
+        payload = len > SA_ENVELOPE_HEAD_LEN ? value + SA_ENVELOPE_HEAD_LEN
+                                             : NULL;
+        plen = len - SA_ENVELOPE_HEAD_LEN;
+
+    } else if (sa_envelope_open(value, len, sa_signing_key(sa) + 32,
+                                &payload, &plen) != SA_REC_OK)
+    {
+        payload = NULL;
+    }
+
+    if (payload == NULL
+        || sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)
+           != SA_REC_OK
+        || strcmp(rec->id, tid) != 0)
+    {
+        free(rec);
+        *tampered = 1;
+        return NULL;
+    }
+
+    return rec;
+}
+
+
+sa_token_record_t *
 sa_token_load(sa_admin_t *sa, const char *tid)
 {
     redisReply         *r;
@@ -335,6 +374,7 @@ sa_token_set_load(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
     ts->ids = calloc(ts->n + 1, sizeof(char *));
     ts->recs = calloc(ts->n + 1, sizeof(sa_token_record_t *));
     ts->used = calloc(ts->n + 1, sizeof(char *));
+    ts->tampered = calloc(ts->n + 1, sizeof(int));
 
     for (i = 0; i < ts->n; i++) {
         ts->ids[i] = strdup(set->element[i]->str);
@@ -345,9 +385,10 @@ sa_token_set_load(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
     for (i = 0; i < ts->n; i++) {
         r = sa_redis_next_reply(sa);
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-            ts->recs[i] = sa_token_from_value(sa, ts->ids[i],
-                                              r->element[0]->str,
-                                              r->element[0]->len);
+            ts->recs[i] = sa_token_try_value(sa, ts->ids[i],
+                                             r->element[0]->str,
+                                             r->element[0]->len,
+                                             &ts->tampered[i]);
             ts->used[i] = r->element[1]->str ? strdup(r->element[1]->str)
                                              : NULL;
         }
@@ -370,6 +411,7 @@ sa_token_set_free(sa_token_set_t *ts)
     free(ts->ids);
     free(ts->recs);
     free(ts->used);
+    free(ts->tampered);
     memset(ts, 0, sizeof(*ts));
 }
 

@@ -55,6 +55,10 @@ sa_token_record_t *sa_token_load(sa_admin_t *sa, const char *tid);
 sa_token_record_t *sa_token_from_value(sa_admin_t *sa, const char *tid,
     const char *value, size_t len);
 
+/* the same, but a bad record only sets *tampered (for listings) */
+sa_token_record_t *sa_token_try_value(sa_admin_t *sa, const char *tid,
+    const char *value, size_t len, int *tampered);
+
 /* the EXAT argument of a record's key: expiry + a week, or "0" for never */
 void sa_token_exat(const sa_token_record_t *rec, char out[24]);
 
@@ -79,6 +83,7 @@ typedef struct {
     char               **ids;
     sa_token_record_t  **recs;       /* NULL where the record expired away */
     char               **used;       /* last use, unix seconds, or NULL */
+    int                 *tampered;   /* the record failed verification */
 } sa_token_set_t;
 
 /* every token of an account, read with one pipeline, each verified */

@@ -26,8 +26,11 @@ for i = 0, ntok - 1 do
     if redis.call('SISMEMBER', tset, tid) == 0 then
         return fail('CONFLICT', 'the account gained or lost tokens meanwhile')
     end
-    -- version '0': the record had expired out of Redis when sa-admin read
-    if tver == '0' then
+    -- version '0': the record had expired out of Redis when sa-admin read;
+    -- '*': it failed verification and is overwritten whatever it holds
+    if tver == '*' then
+        ids[#ids + 1] = tid
+    elseif tver == '0' then
         if redis.call('EXISTS', P .. 'tok:' .. tid) == 1 then
             return fail('CONFLICT', "token '" .. tid .. "' changed meanwhile")
         end

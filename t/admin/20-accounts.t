@@ -112,6 +112,23 @@ like($redis->cmd('GET', "sa:tok:$tid"), qr/"scopes":\[\]/, 'with no scopes');
 $r = as('alice', qw(account create platform ci-deployer));
 is($r->{code}, 0, 'the name can be used again');
 
+# a tampered token record: listed as such, and revoked with its account
+my $c = as('alice', qw(account create platform victim --json))->{json};
+my $good = as('alice', 'token', 'issue', $c->{id}, '--json')->{json}{id};
+my $bad = as('alice', 'token', 'issue', $c->{id}, '--json')->{json}{id};
+$redis->cmd('SET', "sa:tok:$bad", $redis->cmd('GET', "sa:tok:$good"));
+$r = SaTest::admin($redis, 'token', 'list', $c->{id}, '--json');
+is($r->{code}, 0, 'a listing with a tampered record still works');
+my %st = map { $_->{id} => $_->{status} } @{ $r->{json} };
+is($st{$bad}, 'tampered', 'and names it');
+is($st{$good}, 'active', 'the others as they are');
+$r = as('alice', 'account', 'delete', $c->{id});
+is($r->{code}, 0, 'an account with a tampered token can be deleted');
+like($r->{err}, qr/token $bad: its record fails verification; replaced by a revocation/,
+     'saying what it did');
+like($redis->cmd('GET', "sa:tok:$bad"), qr/"revoked":true.*"version":9007199254740991/,
+     'a final tombstone');
+
 $r = SaTest::admin($redis, qw(account --help));
 like($r->{out}, qr/account ungrant ACCOUNT --app APP/, 'account --help');
 
