@@ -66,7 +66,9 @@ typedef struct {
     ngx_int_t                  rc;            /* NGX_AGAIN while waiting */
     sa_token_record_t         *record;        /* verified, in r->pool */
     sa_scope_group_t          *missing;       /* the unsatisfied sa_scope */
-    ngx_uint_t                 generation;    /* of invalidations, at GET */
+    ngx_http_request_t        *request;
+    struct ngx_http_sa_flight_s  *flight;     /* the GET it waits for */
+    ngx_queue_t                link;          /* in flight->waiters */
     u_char                     id[SA_TOKEN_ID_LEN];
     u_char                     hash[SA_HASH_LEN];
     unsigned                   has_id:1;
@@ -79,11 +81,40 @@ typedef struct {
 } ngx_http_sa_used_slot_t;
 
 
+/*
+ * One GET on its way for one token, and every request of this worker that
+ * waits for it: concurrent misses for a token cost one Redis round trip.
+ * The flight outlives its requests: hiredis calls back even when they are
+ * gone, and the flight is freed then.
+ */
+typedef struct ngx_http_sa_flight_s {
+    ngx_rbtree_node_t          node;          /* key: crc32 of the id */
+    u_char                     id[SA_TOKEN_ID_LEN];
+    ngx_queue_t                waiters;       /* of ngx_http_sa_ctx_t */
+    ngx_uint_t                 generation;    /* of invalidations, at GET */
+    ngx_event_t                timer;
+    unsigned                   landed:1;      /* answered or timed out */
+} ngx_http_sa_flight_t;
+
+
+/* what a GET brought back, read once for all its waiters */
+typedef struct {
+    ngx_http_sa_status_e       status;        /* OK: rec holds the record */
+    sa_rec_err_t               err;
+    sa_token_record_t         *rec;           /* malloc()ed */
+    unsigned                   unavailable:1;
+    unsigned                   older:1;
+} ngx_http_sa_landing_t;
+
+
 /* per worker: is the invalidation channel up, and how many messages came */
 static ngx_uint_t                ngx_http_sa_subscribed;
 static ngx_uint_t                ngx_http_sa_generation;
 static ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
 static ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
+static ngx_rbtree_t              ngx_http_sa_flights;
+static ngx_rbtree_node_t         ngx_http_sa_flights_sentinel;
+static ngx_uint_t                ngx_http_sa_exiting;
 
 
 static ngx_str_t  ngx_http_sa_status_names[] = {
@@ -589,7 +620,13 @@ ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 static ngx_int_t ngx_http_sa_start(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_loc_conf_t *slcf);
-static void ngx_http_sa_reply(ngx_http_request_t *r, redisReply *reply);
+static ngx_int_t ngx_http_sa_board(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_main_conf_t *smcf);
+static void ngx_http_sa_landed(void *data, redisReply *reply);
+static void ngx_http_sa_flight_timeout(ngx_event_t *ev);
+static void ngx_http_sa_flight_forget(ngx_http_sa_flight_t *f);
+static ngx_int_t ngx_http_sa_judge(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_landing_t *l);
 static ngx_int_t ngx_http_sa_cached(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_cache_t *cache);
 static ngx_int_t ngx_http_sa_unavailable(ngx_http_request_t *r,
@@ -601,8 +638,6 @@ static ngx_int_t ngx_http_sa_fail(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_sa_record_use(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
-static ngx_int_t ngx_http_sa_decide(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx, redisReply *reply);
 static ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_loc_conf_t *slcf);
 
@@ -646,9 +681,7 @@ static ngx_int_t
 ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_loc_conf_t *slcf)
 {
-    u_char                   *key, *p;
     size_t                    len;
-    ngx_str_t                 rkey;
     ngx_int_t                 rc;
     sa_token_err_t            terr;
     sa_bearer_err_t           berr;
@@ -695,30 +728,344 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         }
     }
 
-    ctx->generation = ngx_http_sa_generation;
+    return ngx_http_sa_board(r, ctx, smcf);
+}
 
-    len = smcf->prefix.len + sizeof("tok:") - 1 + SA_TOKEN_ID_LEN;
-    key = ngx_pnalloc(r->pool, len);
-    if (key == NULL) {
-        return NGX_ERROR;
+
+static ngx_http_sa_flight_t *
+ngx_http_sa_flight_find(u_char *id)
+{
+    uint32_t               hash;
+    ngx_int_t              rc;
+    ngx_rbtree_node_t     *node, *sentinel;
+    ngx_http_sa_flight_t  *f;
+
+    hash = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
+    node = ngx_http_sa_flights.root;
+    sentinel = ngx_http_sa_flights.sentinel;
+
+    while (node != sentinel) {
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        f = (ngx_http_sa_flight_t *) node;
+        rc = ngx_memcmp(id, f->id, SA_TOKEN_ID_LEN);
+        if (rc == 0) {
+            return f;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_sa_flight_t *
+ngx_http_sa_flight_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_main_conf_t *smcf)
+{
+    u_char                *p;
+    u_char                 key[256];
+    ngx_str_t              k;
+    ngx_int_t              rc;
+    ngx_http_sa_flight_t  *f;
+
+    if (smcf->prefix.len + sizeof("tok:") - 1 + SA_TOKEN_ID_LEN > sizeof(key)) {
+        return NULL;
+    }
+
+    f = ngx_calloc(sizeof(ngx_http_sa_flight_t), r->connection->log);
+    if (f == NULL) {
+        return NULL;
     }
 
     p = ngx_cpymem(key, smcf->prefix.data, smcf->prefix.len);
     p = ngx_cpymem(p, "tok:", sizeof("tok:") - 1);
-    ngx_memcpy(p, ctx->id, SA_TOKEN_ID_LEN);
+    p = ngx_cpymem(p, ctx->id, SA_TOKEN_ID_LEN);
 
-    rkey.data = key;
-    rkey.len = len;
+    k.data = key;
+    k.len = p - key;
 
-    rc = ngx_http_sa_redis_get(r, &rkey, ngx_http_sa_reply);
+    rc = ngx_http_sa_redis_get(&k, ngx_http_sa_landed, f, r->connection->log);
 
-    if (rc == NGX_DECLINED) {
+    if (rc != NGX_OK) {
+        ngx_free(f);
+        return NULL;
+    }
+
+    ngx_memcpy(f->id, ctx->id, SA_TOKEN_ID_LEN);
+    f->node.key = ngx_crc32_short(ctx->id, SA_TOKEN_ID_LEN);
+    f->generation = ngx_http_sa_generation;
+    ngx_queue_init(&f->waiters);
+
+    f->timer.handler = ngx_http_sa_flight_timeout;
+    f->timer.data = f;
+    f->timer.log = ngx_cycle->log;
+    ngx_add_timer(&f->timer, ngx_http_sa_redis_timeout());
+
+    ngx_rbtree_insert(&ngx_http_sa_flights, &f->node);
+
+    return f;
+}
+
+
+/* the request goes away while it waits: it leaves the flight */
+static void
+ngx_http_sa_leave(void *data)
+{
+    ngx_http_sa_ctx_t  *ctx = data;
+
+    if (ctx->flight) {
+        ngx_queue_remove(&ctx->link);
+        ctx->flight = NULL;
+    }
+}
+
+
+/* joins the GET on its way for this token, or sends one */
+static ngx_int_t
+ngx_http_sa_board(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_main_conf_t *smcf)
+{
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_sa_flight_t  *f;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    f = ngx_http_sa_flight_find(ctx->id);
+
+    if (f == NULL) {
+        f = ngx_http_sa_flight_start(r, ctx, smcf);
+    }
+
+    if (f == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "sa: Redis %V is unavailable", &smcf->redis->address);
         return ngx_http_sa_unavailable(r, ctx);
     }
 
-    return rc == NGX_OK ? NGX_AGAIN : NGX_ERROR;
+    ctx->request = r;
+    ctx->flight = f;
+    ngx_queue_insert_tail(&f->waiters, &ctx->link);
+
+    cln->handler = ngx_http_sa_leave;
+    cln->data = ctx;
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_sa_flight_land(ngx_http_sa_flight_t *f)
+{
+    f->landed = 1;
+    ngx_rbtree_delete(&ngx_http_sa_flights, &f->node);
+
+    if (f->timer.timer_set) {
+        ngx_del_timer(&f->timer);
+    }
+}
+
+
+/* resumes every waiting request with the landing's outcome */
+static void
+ngx_http_sa_flight_wake(ngx_http_sa_flight_t *f, ngx_http_sa_landing_t *l)
+{
+    ngx_queue_t         *q;
+    ngx_http_sa_ctx_t   *ctx;
+    ngx_http_request_t  *r;
+
+    while (!ngx_queue_empty(&f->waiters)) {
+        q = ngx_queue_head(&f->waiters);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_http_sa_ctx_t, link);
+        ctx->flight = NULL;
+        r = ctx->request;
+
+        ctx->rc = ngx_http_sa_judge(r, ctx, l);
+
+        ngx_http_core_run_phases(r);
+        ngx_http_run_posted_requests(r->connection);
+    }
+}
+
+
+static void
+ngx_http_sa_flight_timeout(ngx_event_t *ev)
+{
+    ngx_http_sa_flight_t   *f = ev->data;
+    ngx_http_sa_landing_t   l;
+
+    ngx_memzero(&l, sizeof(ngx_http_sa_landing_t));
+    l.unavailable = 1;
+
+    ngx_http_sa_flight_land(f);
+    ngx_http_sa_flight_wake(f, &l);
+
+    /* last: dropping a dead connection calls ngx_http_sa_landed(f) */
+    ngx_http_sa_redis_timed_out();
+}
+
+
+static void *
+ngx_http_sa_heap_alloc(void *ctx, size_t size)
+{
+    return ngx_alloc(size, ngx_cycle->log);
+}
+
+
+/* the reply, read once: decoded, verified, and stored in the cache */
+static void
+ngx_http_sa_read_reply(ngx_http_sa_flight_t *f, redisReply *reply,
+    ngx_http_sa_landing_t *l)
+{
+    ngx_uint_t                keep;
+    ngx_http_sa_main_conf_t  *smcf;
+
+    ngx_memzero(l, sizeof(ngx_http_sa_landing_t));
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "sa: Redis error: %s", reply->str);
+        }
+        l->unavailable = 1;
+        return;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_sa_module);
+
+    /* a change published since the GET was sent may predate its reply */
+    keep = f->generation == ngx_http_sa_generation && ngx_http_sa_subscribed;
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        l->status = NGX_HTTP_SA_UNKNOWN;
+        if (smcf->cache) {
+            (void) ngx_http_sa_cache_store(smcf->cache, f->id, NULL, keep,
+                                           ngx_cycle->log);
+        }
+        return;
+    }
+
+    l->err = (reply->type == REDIS_REPLY_STRING)
+             ? sa_token_record_decode(reply->str, reply->len,
+                                      smcf->verify_key,
+                                      ngx_http_sa_heap_alloc, NULL, &l->rec)
+             : SA_REC_MALFORMED;
+
+    if (l->err != SA_REC_OK) {
+        l->status = NGX_HTTP_SA_TAMPERED;
+        return;
+    }
+
+    if (smcf->cache
+        && ngx_memcmp(l->rec->id, f->id, SA_TOKEN_ID_LEN) == 0
+        && ngx_http_sa_cache_store(smcf->cache, f->id, l->rec, keep,
+                                   ngx_cycle->log)
+           == NGX_DECLINED)
+    {
+        l->status = NGX_HTTP_SA_TAMPERED;
+        l->older = 1;
+        return;
+    }
+
+    l->status = NGX_HTTP_SA_OK;
+}
+
+
+static void
+ngx_http_sa_landed(void *data, redisReply *reply)
+{
+    ngx_http_sa_flight_t   *f = data;
+    ngx_http_sa_landing_t   l;
+
+    if (f->landed || ngx_http_sa_exiting) {
+        /* timed out earlier, or the worker is going away */
+        ngx_http_sa_flight_forget(f);
+        return;
+    }
+
+    ngx_http_sa_flight_land(f);
+    ngx_http_sa_read_reply(f, reply, &l);
+    ngx_http_sa_flight_wake(f, &l);
+
+    if (l.rec) {
+        ngx_free(l.rec);
+    }
+
+    ngx_free(f);
+}
+
+
+/* no request may point at a flight that is freed */
+static void
+ngx_http_sa_flight_forget(ngx_http_sa_flight_t *f)
+{
+    ngx_queue_t        *q;
+    ngx_http_sa_ctx_t  *ctx;
+
+    if (!f->landed) {
+        ngx_http_sa_flight_land(f);
+    }
+
+    while (!ngx_queue_empty(&f->waiters)) {
+        q = ngx_queue_head(&f->waiters);
+        ngx_queue_remove(q);
+        ctx = ngx_queue_data(q, ngx_http_sa_ctx_t, link);
+        ctx->flight = NULL;
+    }
+
+    ngx_free(f);
+}
+
+
+/* one waiting request's outcome */
+static ngx_int_t
+ngx_http_sa_judge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_landing_t *l)
+{
+    void  *copy;
+
+    if (l->unavailable) {
+        return ngx_http_sa_unavailable(r, ctx);
+    }
+
+    switch (l->status) {
+
+    case NGX_HTTP_SA_OK:
+        copy = ngx_palloc(r->pool, l->rec->size);
+        if (copy == NULL) {
+            return NGX_ERROR;
+        }
+        return ngx_http_sa_check_record(r, ctx,
+                                        sa_token_record_copy(copy, l->rec));
+
+    case NGX_HTTP_SA_UNKNOWN:
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
+                                NGX_HTTP_UNAUTHORIZED);
+
+    default:
+        if (l->older) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "sa: record of token \"%*s\" refused: version "
+                          "%uL is older than one already seen",
+                          (size_t) SA_TOKEN_ID_LEN, ctx->id, l->rec->version);
+        } else {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "sa: record of token \"%*s\" refused: %s",
+                          (size_t) SA_TOKEN_ID_LEN, ctx->id,
+                          sa_rec_strerror(l->err));
+        }
+        ctx->status = NGX_HTTP_SA_TAMPERED;
+        return NGX_HTTP_UNAUTHORIZED;
+    }
 }
 
 
@@ -774,27 +1121,6 @@ ngx_http_sa_unavailable(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 
     ctx->status = NGX_HTTP_SA_UNAVAILABLE;
     return NGX_HTTP_SERVICE_UNAVAILABLE;
-}
-
-
-static void
-ngx_http_sa_reply(ngx_http_request_t *r, redisReply *reply)
-{
-    ngx_http_sa_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
-
-    ctx->rc = ngx_http_sa_decide(r, ctx, reply);
-
-    ngx_http_core_run_phases(r);
-    ngx_http_run_posted_requests(r->connection);
-}
-
-
-static void *
-ngx_http_sa_palloc(void *pool, size_t size)
-{
-    return ngx_palloc(pool, size);
 }
 
 
@@ -940,77 +1266,6 @@ ngx_http_sa_record_use(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     argvlen[2] = ngx_sprintf(now_text, "%T", now) - now_text;
 
     ngx_http_sa_redis_send(3, argv, argvlen);
-}
-
-
-static ngx_int_t
-ngx_http_sa_decide(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
-    redisReply *reply)
-{
-    sa_rec_err_t              rc;
-    sa_token_record_t        *rec;
-    ngx_http_sa_main_conf_t  *smcf;
-
-    ngx_uint_t  keep;
-
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        if (reply) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "sa: Redis error: %s", reply->str);
-        }
-        return ngx_http_sa_unavailable(r, ctx);
-    }
-
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
-
-    /* a change published since the GET was sent may predate its reply */
-    keep = ctx->generation == ngx_http_sa_generation && ngx_http_sa_subscribed;
-
-    if (reply->type == REDIS_REPLY_NIL) {
-        if (smcf->cache) {
-            (void) ngx_http_sa_cache_store(smcf->cache, ctx->id, NULL, keep,
-                                           r->connection->log);
-        }
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
-                                NGX_HTTP_UNAUTHORIZED);
-    }
-
-    if (reply->type != REDIS_REPLY_STRING) {
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_TAMPERED, NGX_LOG_ERR,
-                                NGX_HTTP_UNAUTHORIZED);
-    }
-
-    rc = sa_token_record_decode(reply->str, reply->len, smcf->verify_key,
-                                ngx_http_sa_palloc, r->pool, &rec);
-
-    switch (rc) {
-    case SA_REC_OK:
-        if (smcf->cache
-            && ngx_memcmp(rec->id, ctx->id, SA_TOKEN_ID_LEN) == 0
-            && ngx_http_sa_cache_store(smcf->cache, ctx->id, rec, keep,
-                                       r->connection->log)
-               == NGX_DECLINED)
-        {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "sa: record of token \"%*s\" refused: version "
-                          "%uL is older than one already seen",
-                          (size_t) SA_TOKEN_ID_LEN, ctx->id, rec->version);
-            ctx->status = NGX_HTTP_SA_TAMPERED;
-            return NGX_HTTP_UNAUTHORIZED;
-        }
-
-        return ngx_http_sa_check_record(r, ctx, rec);
-
-    case SA_REC_NOMEM:
-        return NGX_ERROR;
-
-    default:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sa: record of token \"%*s\" refused: %s",
-                      (size_t) SA_TOKEN_ID_LEN, ctx->id, sa_rec_strerror(rc));
-        ctx->status = NGX_HTTP_SA_TAMPERED;
-        return NGX_HTTP_UNAUTHORIZED;
-    }
 }
 
 
@@ -1398,6 +1653,9 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
     ngx_http_sa_subscribed = 0;
     ngx_http_sa_worker_cache = smcf->cache;
 
+    ngx_rbtree_init(&ngx_http_sa_flights, &ngx_http_sa_flights_sentinel,
+                    ngx_rbtree_insert_value);
+
     if (smcf->cache == NULL) {
         ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,
                                     NGX_HTTP_SA_USED_SLOTS
@@ -1465,6 +1723,7 @@ ngx_http_sa_exit_process(ngx_cycle_t *cycle)
     smcf = ngx_http_sa_cycle_main_conf(cycle);
 
     if (smcf != NULL && smcf->used) {
+        ngx_http_sa_exiting = 1;
         ngx_http_sa_redis_exit_process(cycle);
     }
 }

@@ -5,10 +5,10 @@
  * epoll drives redisAsyncHandleRead/Write.  Events are level-triggered: a
  * read handles at most 16 KiB, and epoll reports the rest again.
  *
- * Queued hiredis callbacks cannot be cancelled, so every waiting request
- * gets a small record allocated outside its pool: the request's pool cleanup
- * detaches it, the reply callback frees it.  A request is resumed by exactly
- * one of: its reply, its timeout timer, the connection's failure.
+ * Queued hiredis callbacks cannot be cancelled: every GET's handler is
+ * called exactly once, with the reply or with NULL when the connection is
+ * gone, and must cope with whoever asked being gone (see the module's
+ * flights).
  */
 
 #include <ngx_config.h>
@@ -25,14 +25,6 @@
 
 /* no reply at all for this long while requests wait: the link is dead */
 #define NGX_HTTP_SA_STALL_MIN     1000
-
-
-typedef struct {
-    ngx_http_request_t            *request;     /* NULL once detached */
-    ngx_http_sa_redis_handler_pt   handler;
-    ngx_pool_cleanup_t            *cleanup;
-    ngx_event_t                    timer;
-} ngx_http_sa_redis_wait_t;
 
 
 typedef struct ngx_http_sa_redis_s  ngx_http_sa_redis_t;
@@ -541,32 +533,12 @@ ngx_http_sa_redis_send(int argc, const char **argv, const size_t *argvlen)
 }
 
 
-/* requests */
+/* GET: the caller's handler gets the reply, or NULL when there is none */
 
-static void
-ngx_http_sa_redis_detach(ngx_http_sa_redis_wait_t *w)
-{
-    w->request = NULL;
-    w->cleanup->handler = NULL;
-
-    if (w->timer.timer_set) {
-        ngx_del_timer(&w->timer);
-    }
-}
-
-
-/* the request's pool goes away before its reply: forget the request */
-static void
-ngx_http_sa_redis_wait_cleanup(void *data)
-{
-    ngx_http_sa_redis_wait_t  *w = data;
-
-    w->request = NULL;
-
-    if (w->timer.timer_set) {
-        ngx_del_timer(&w->timer);
-    }
-}
+typedef struct {
+    ngx_http_sa_redis_handler_pt   handler;
+    void                          *data;
+} ngx_http_sa_redis_wait_t;
 
 
 static void
@@ -574,7 +546,6 @@ ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     ngx_http_sa_redis_wait_t  *w = privdata;
     ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
-    ngx_http_request_t        *r;
 
     rd->waiting--;
 
@@ -582,58 +553,18 @@ ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
         rd->last_reply = ngx_current_msec;
     }
 
-    r = w->request;
-
-    /* at exit the request is not woken: the worker is going away */
-    if (r != NULL && !rd->exiting) {
-        ngx_http_sa_redis_detach(w);
-        w->handler(r, reply);
-    }
+    w->handler(w->data, reply);
 
     ngx_free(w);
 }
 
 
-/*
- * A reply timed out.  When nothing at all has come back for a while, the
- * link is dead (a paused or partitioned Redis never resets the TCP
- * connection): drop it, so that the next connection can be made.
- */
-static void
-ngx_http_sa_redis_timeout(ngx_event_t *ev)
-{
-    ngx_http_sa_redis_wait_t  *w = ev->data;
-    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
-    ngx_http_request_t        *r = w->request;
-    ngx_msec_t                 stall;
-
-    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                  "sa_redis: no reply from %V within %M ms",
-                  &rd->conf->address, rd->conf->timeout);
-
-    ngx_http_sa_redis_detach(w);
-    w->handler(r, NULL);
-
-    /* w stays allocated: the reply callback frees it */
-
-    stall = ngx_max(NGX_HTTP_SA_STALL_MIN, 4 * rd->conf->timeout);
-
-    if (rd->ac && rd->waiting && ngx_current_msec - rd->last_reply > stall) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa_redis: %V has not answered for %M ms, reconnecting",
-                      &rd->conf->address, ngx_current_msec - rd->last_reply);
-        redisAsyncFree(rd->ac);
-    }
-}
-
-
 ngx_int_t
-ngx_http_sa_redis_get(ngx_http_request_t *r, ngx_str_t *key,
-    ngx_http_sa_redis_handler_pt handler)
+ngx_http_sa_redis_get(ngx_str_t *key, ngx_http_sa_redis_handler_pt handler,
+    void *data, ngx_log_t *log)
 {
     ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
     ngx_http_sa_redis_wait_t  *w;
-    ngx_pool_cleanup_t        *cln;
     const char                *argv[2];
     size_t                     argvlen[2];
 
@@ -641,15 +572,13 @@ ngx_http_sa_redis_get(ngx_http_request_t *r, ngx_str_t *key,
         return NGX_DECLINED;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    w = ngx_calloc(sizeof(ngx_http_sa_redis_wait_t), r->connection->log);
+    w = ngx_alloc(sizeof(ngx_http_sa_redis_wait_t), log);
     if (w == NULL) {
         return NGX_ERROR;
     }
+
+    w->handler = handler;
+    w->data = data;
 
     argv[0] = "GET";
     argvlen[0] = 3;
@@ -666,16 +595,39 @@ ngx_http_sa_redis_get(ngx_http_request_t *r, ngx_str_t *key,
 
     rd->waiting++;
 
-    w->request = r;
-    w->handler = handler;
-    w->cleanup = cln;
-    cln->handler = ngx_http_sa_redis_wait_cleanup;
-    cln->data = w;
-
-    w->timer.handler = ngx_http_sa_redis_timeout;
-    w->timer.data = w;
-    w->timer.log = r->connection->log;
-    ngx_add_timer(&w->timer, rd->conf->timeout);
-
     return NGX_OK;
+}
+
+
+/*
+ * A reply timed out.  When nothing at all has come back for a while, the
+ * link is dead (a paused or partitioned Redis never resets the TCP
+ * connection): drop it, so that the next connection can be made.  Every
+ * pending GET is then answered with NULL.
+ */
+void
+ngx_http_sa_redis_timed_out(void)
+{
+    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis;
+    ngx_msec_t            stall;
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                  "sa_redis: no reply from %V within %M ms",
+                  &rd->conf->address, rd->conf->timeout);
+
+    stall = ngx_max(NGX_HTTP_SA_STALL_MIN, 4 * rd->conf->timeout);
+
+    if (rd->ac && rd->waiting && ngx_current_msec - rd->last_reply > stall) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa_redis: %V has not answered for %M ms, reconnecting",
+                      &rd->conf->address, ngx_current_msec - rd->last_reply);
+        redisAsyncFree(rd->ac);
+    }
+}
+
+
+ngx_msec_t
+ngx_http_sa_redis_timeout(void)
+{
+    return ngx_http_sa_redis.conf->timeout;
 }

@@ -26,13 +26,11 @@ typedef struct {
 
 
 /*
- * Called exactly once per ngx_http_sa_redis_get() that returned NGX_OK,
- * unless the request is freed first: with the reply, or with NULL when
- * Redis failed or did not answer within the timeout.  The reply is freed
- * after the call returns.
+ * Called exactly once per ngx_http_sa_redis_get() that returned NGX_OK:
+ * with the reply, or with NULL when the connection failed or was dropped.
+ * The reply is freed after the call returns.
  */
-typedef void (*ngx_http_sa_redis_handler_pt)(ngx_http_request_t *r,
-    redisReply *reply);
+typedef void (*ngx_http_sa_redis_handler_pt)(void *data, redisReply *reply);
 
 
 /* a message of the invalidation channel: space-separated token ids */
@@ -56,7 +54,13 @@ void ngx_http_sa_redis_send(int argc, const char **argv,
     const size_t *argvlen);
 
 /* NGX_OK: the handler will be called; NGX_DECLINED: Redis is unavailable */
-ngx_int_t ngx_http_sa_redis_get(ngx_http_request_t *r, ngx_str_t *key,
-    ngx_http_sa_redis_handler_pt handler);
+ngx_int_t ngx_http_sa_redis_get(ngx_str_t *key,
+    ngx_http_sa_redis_handler_pt handler, void *data, ngx_log_t *log);
+
+/* sa_redis_timeout */
+ngx_msec_t ngx_http_sa_redis_timeout(void);
+
+/* a GET went unanswered for sa_redis_timeout: drop a dead connection */
+void ngx_http_sa_redis_timed_out(void);
 
 #endif /* NGX_HTTP_SA_REDIS_H */

@@ -1,444 +1,853 @@
-# The integration-test harness: a real redis-server and Debian's nginx with
-# our module, on free loopback ports in a temporary directory, torn down
-# when the test ends (even when it dies).  Core Perl only.
+# SaTest: integration-test harness for ngx_http_sa_module and sa-admin.
 #
-#   use lib 't/lib';
-#   use SaTest;
+# Starts real redis-server and nginx processes on free loopback ports inside
+# one temp dir per test process, talks to them, and makes sure none of them
+# outlives the test script (END block, INT/TERM/HUP handlers, and the kernel's
+# parent-death signal if the script is SIGKILLed). Core Perl only.
+#
+#   use lib 't/lib';                         # tests run from the repo root
+#   use Test::More; use SaTest;
+#   SaTest::require_build();                 # skip when the module isn't built
 #   my $redis = SaTest::Redis->start;
-#   my $keys  = SaTest::keys_dir();                  # signing + verify key
-#   my $r     = SaTest::admin($redis, qw(team create platform --owner alice));
-#   my $nginx = SaTest::Nginx->start(redis => $redis, http => '...');
-#   my $res   = $nginx->get('/index.html', Authorization => "Bearer $token");
-
+#   $redis->cmd(SET => 'k', 'v');
+#   my $nginx = SaTest::Nginx->start(redis => $redis, http => <<'EOF');
+#       server { listen 127.0.0.1:%%PORT%%; root %%DIR%%/html; }
+#   EOF
+#   my $res = $nginx->get('/', Authorization => 'Bearer x');
+#   my $r = SaTest::admin($redis, qw(team create t --owner a --json));
+#   # $r = {code, out, err, json}
+#
+# Environment: SA_TEST_KEEP=1 keeps the temp dir (its path is printed);
+# SA_TEST_NGINX (or TEST_NGINX_BINARY) and SA_TEST_REDIS override binaries.
 package SaTest;
 
 use strict;
 use warnings;
-
-use Cwd qw(abs_path);
-use File::Basename qw(dirname);
-use File::Temp qw(tempdir);
-use IO::Socket::INET;
+use Carp ();
+use Cwd ();
+use File::Basename ();
+use File::Temp ();
 use HTTP::Tiny;
-use POSIX qw(:sys_wait_h);
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP ();
+use POSIX ();
 use Time::HiRes qw(sleep time);
-use JSON::PP;
 
-our $ROOT = abs_path(dirname(__FILE__) . '/../..');
-our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-our @PROCS;                    # every object with a live process
+my $ROOT = Cwd::abs_path(File::Basename::dirname(__FILE__) . '/../..');
 
-my $tmp;
+sub root        { $ROOT }
+sub build_dir   { "$ROOT/build" }
+sub module_path { build_dir() . '/ngx_http_sa_module.so' }
+sub admin_path  { build_dir() . '/sa-admin' }
 
-sub root   { $ROOT }
-sub build  { "$ROOT/build" }
-sub module { "$ROOT/build/ngx_http_sa_module.so" }
-
-# one temporary directory per test script, readable by nginx's workers
-sub tmpdir {
-    $tmp //= do {
-        my $d = tempdir('sa-test-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-        chmod 0755, $d;
-        $d;
-    };
-    return $tmp;
-}
+# ---------------------------------------------------------------- helpers
 
 sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!\n";
-    my $port = $s->sockport;
-    close $s;
+    my $sock = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', Listen => 1,
+    ) or die "free_port: $!\n";
+    my $port = $sock->sockport;
+    close $sock;
     return $port;
 }
 
-sub wait_for {
-    my ($what, $cond, $timeout) = @_;
-    my $until = time + ($timeout // 5);
-    while (time < $until) {
-        return 1 if $cond->();
-        sleep 0.05;
+sub port_open {
+    my ($port) = @_;
+    my $sock = IO::Socket::INET->new(
+        PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 1,
+    );
+    return $sock ? 1 : 0;
+}
+
+# Polls $cond, first every 1 ms (a short sa-admin run should not cost a
+# whole poll interval), backing off to 20 ms. Returns its first true value,
+# or 0 after $secs.
+sub wait_until {
+    my ($secs, $cond) = @_;
+    my ($deadline, $nap) = (time + $secs, 0.001);
+    while (1) {
+        my $v = $cond->();
+        return $v if $v;
+        return 0 if time >= $deadline;
+        sleep $nap;
+        $nap *= 2 if $nap < 0.02;
     }
-    die "timed out waiting for $what\n";
+}
+
+# Like wait_until, but dies naming $what (default 5 s).
+sub wait_for {
+    my ($what, $cond, $secs) = @_;
+    return wait_until($secs // 5, $cond) || die "timed out waiting for $what\n";
 }
 
 sub slurp {
     my ($path) = @_;
-    open my $fh, '<', $path or return '';
+    open my $fh, '<:raw', $path or return '';
     local $/;
     return scalar <$fh>;
 }
 
-sub spit {
-    my ($path, $content) = @_;
-    open my $fh, '>', $path or die "$path: $!\n";
-    print $fh $content;
-    close $fh;
+sub write_file {
+    my ($path, $text) = @_;
+    open my $fh, '>:raw', $path or die "write $path: $!\n";
+    print {$fh} $text;
+    close $fh or die "write $path: $!\n";
 }
 
-# a key pair made by sa-admin, shared by the whole test script
-my $keys;
-sub keys_dir {
-    return $keys if $keys;
-    $keys = tmpdir() . '/keys';
-    mkdir $keys;
-    my $r = run_cmd([build() . '/sa-admin', 'key', 'generate', '--out', $keys]);
-    die "key generate failed: $r->{err}" if $r->{code};
-    return $keys;
+sub tail {
+    my ($text, $lines) = @_;
+    my @l = split /\n/, $text;
+    splice @l, 0, @l - ($lines // 20) if @l > ($lines // 20);
+    return join '', map { "    $_\n" } @l;
 }
 
-# runs a command, returns {code, out, err}
-sub run_cmd {
-    my ($argv, %env) = @_;
-    my $n = int(rand(1e9));
-    my ($out, $err) = (tmpdir() . "/out.$n", tmpdir() . "/err.$n");
+# ---------------------------------------------------------------- temp dirs
+
+my ($TMP, $TMP_OWNER, $SEQ) = (undef, undef, 0);
+
+# One dir per test process. 0755, not File::Temp's 0700: nginx workers that
+# run as another user must be able to read the files we serve from it.
+sub tmp_dir {
+    return $TMP if defined $TMP;
+    $TMP = File::Temp::tempdir('sa-test-XXXXXX', TMPDIR => 1,
+                               CLEANUP => !$ENV{SA_TEST_KEEP});
+    $TMP_OWNER = $$;
+    chmod 0755, $TMP or die "chmod $TMP: $!\n";
+    return $TMP;
+}
+
+sub new_dir {
+    my ($name) = @_;
+    my $dir = tmp_dir() . "/$name-" . ++$SEQ;
+    mkdir $dir or die "mkdir $dir: $!\n";
+    chmod 0755, $dir;
+    return $dir;
+}
+
+# ---------------------------------------------------------------- processes
+
+my $SYS_prctl = eval { package main; require 'syscall.ph'; main::SYS_prctl() };
+use constant PR_SET_PDEATHSIG => 1;
+
+# fork + exec with redirections; env is the child's whole environment.
+# The child leaves only through exec or POSIX::_exit, so it never runs our
+# END blocks (which would stop the servers).
+sub fork_exec {
+    my ($cmd, %io) = @_;
+    my $parent = $$;
     my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        @ENV{keys %env} = values %env;
-        open STDOUT, '>', $out or die;
-        open STDERR, '>', $err or die;
-        exec @$argv or POSIX::_exit(127);
+    if ($pid) {
+        POSIX::setpgid($pid, $pid) if $io{group};   # both sides: no race
+        return $pid;
     }
-    waitpid $pid, 0;
-    my $r = { code => $? >> 8, out => slurp($out), err => slurp($err) };
-    unlink $out, $err;
-    return $r;
+    eval {
+        $SIG{PIPE} = 'DEFAULT';            # an ignored signal survives exec
+        POSIX::setpgid(0, 0) if $io{group};
+        _die_with_parent($parent);
+        %ENV = %{ $io{env} } if $io{env};
+        _redirect(\*STDIN,  '<',  $io{stdin}  // '/dev/null');
+        _redirect(\*STDOUT, '>>', $io{stdout} // '/dev/null');
+        _redirect(\*STDERR, '>>', $io{stderr} // '/dev/null');
+        exec { $cmd->[0] } @$cmd or die "exec $cmd->[0]: $!\n";
+    };
+    print STDERR $@;
+    POSIX::_exit(127);
 }
 
-# sa-admin against a Redis; {code, out, err, json} (json when --json parses)
+sub _redirect {
+    my ($fh, $mode, $path) = @_;
+    open $fh, $mode, $path or die "open $path: $!\n";
+}
+
+# If the test script is SIGKILLed, the kernel sends SIGTERM to the child
+# (nginx's master then takes its workers down with it).
+sub _die_with_parent {
+    my ($parent) = @_;
+    syscall($SYS_prctl, PR_SET_PDEATHSIG, POSIX::SIGTERM(), 0, 0, 0) if $SYS_prctl;
+    POSIX::_exit(1) if getppid() != $parent;    # parent died before prctl
+}
+
+# %ENV with changes applied; an undef value removes the variable.
+sub env_with {
+    my ($changes) = @_;
+    my %env = %ENV;
+    while (my ($k, $v) = each %{ $changes // {} }) {
+        if (defined $v) { $env{$k} = $v } else { delete $env{$k} }
+    }
+    return \%env;
+}
+
+# Exit status as a shell reports it: a crash is never "exit code 0".
+sub exit_code {
+    my ($status) = @_;
+    return POSIX::WIFEXITED($status) ? POSIX::WEXITSTATUS($status)
+                                     : 128 + POSIX::WTERMSIG($status);
+}
+
+# run(\@argv, env => {changes}, stdin => $text, timeout => $secs)
+#   -> {code, out, err}. Output goes to temp files rather than pipes, so a
+# chatty command can never deadlock us; a hung one is killed after timeout.
+sub run {
+    my ($cmd, %opt) = @_;
+    my ($in, $out, $err) = map { File::Temp->new(DIR => tmp_dir()) } 1 .. 3;
+    print {$in} $opt{stdin} // '';
+    close $in;
+    my $pid = fork_exec($cmd, env => env_with($opt{env}),
+                        stdin => "$in", stdout => "$out", stderr => "$err");
+    my $secs = $opt{timeout} // 30;
+    # waitpid sets $?, and a $? of -1 left behind makes a later top-level
+    # die report "exited with -1": leave the caller's $? alone.
+    local $?;
+    my $status;
+    my $done = wait_until($secs, sub {
+        waitpid($pid, POSIX::WNOHANG()) == $pid and ($status = $?, 1);
+    });
+    unless ($done) {
+        kill 'KILL', $pid;
+        waitpid $pid, 0;
+        Carp::croak("@$cmd: still running after ${secs}s, killed");
+    }
+    return { code => exit_code($status), out => slurp("$out"), err => slurp("$err") };
+}
+
+# run_cmd(\@argv, NAME => value, ...): run() with environment changes only.
+sub run_cmd {
+    my ($cmd, %env) = @_;
+    return run($cmd, env => \%env);
+}
+
+# ---------------------------------------------------------------- HTTP
+
+# One fresh connection per request (keep_alive 0), no redirects followed,
+# and no proxy from the environment. Returns HTTP::Tiny's hash: status,
+# reason, headers (lowercase keys), content; status 599 = connection error.
+sub http {
+    my %opt = @_;
+    my $ua = HTTP::Tiny->new(
+        timeout => $opt{timeout} // 5, keep_alive => 0, max_redirect => 0,
+        proxy => undef, http_proxy => undef, https_proxy => undef,
+    );
+    my %req = (headers => $opt{headers} // {});
+    $req{content} = $opt{content} if defined $opt{content};
+    return $ua->request($opt{method} // 'GET', $opt{url}, \%req);
+}
+
+# Sends $bytes as they are and returns whatever comes back until the server
+# closes or `timeout` (default 5 s) passes. half_close => 1 shuts down our
+# write side after sending. Write errors are ignored: the server may answer
+# and close before reading everything, and that answer is what we want.
+sub raw_http {
+    my ($port, $bytes, %opt) = @_;
+    my $sock = IO::Socket::INET->new(
+        PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 2,
+    ) or Carp::croak("raw_http: connect to port $port: $!");
+    _write_all($sock, $bytes);
+    shutdown($sock, 1) if $opt{half_close};
+    my $deadline = time + ($opt{timeout} // 5);
+    my $got = '';
+    while ((my $left = $deadline - time) > 0) {
+        last unless IO::Select->new($sock)->can_read($left);
+        last unless sysread($sock, $got, 65536, length $got);   # EOF or reset
+    }
+    return $got;
+}
+
+sub _write_all {
+    my ($sock, $bytes) = @_;
+    while (length $bytes) {
+        my $n = syswrite($sock, $bytes) or return 0;
+        substr($bytes, 0, $n, '');
+    }
+    return 1;
+}
+
+# ---------------------------------------------------------------- sa-admin
+
+# A key pair made by sa-admin, shared by the whole test script.
+my $KEYS;
+sub keys_dir {
+    return $KEYS if $KEYS;
+    my $dir = new_dir('keys');
+    my $r = run([admin_path(), 'key', 'generate', '--out', $dir]);
+    die "sa-admin key generate failed: $r->{err}" if $r->{code};
+    return $KEYS = $dir;
+}
+
+# admin($redis_or_url, [\%env_changes], @args) -> {code, out, err, json}
 sub admin {
     my ($redis, @args) = @_;
-    my %env = (SA_REDIS => $redis->url,
-               SA_SIGNING_KEY => keys_dir() . '/signing.key');
-    if (ref $args[0] eq 'HASH') {
-        my $extra = shift @args;
-        %env = (%env, %$extra);
+    my $env = ref $args[0] eq 'HASH' ? shift @args : {};
+    return run_admin(redis => $redis, env => $env, args => \@args);
+}
+
+sub sa_admin { goto &admin }
+
+# run_admin(redis => $redis_or_url, args => [...], env => {changes},
+#           stdin => $text, timeout => $secs, bin => $path)
+# Sets SA_REDIS and SA_SIGNING_KEY (keys_dir) unless env names them; an
+# undef in env removes a variable. json: the decoded stdout when --json.
+sub run_admin {
+    my %opt = @_;
+    my $bin = $opt{bin} // admin_path();
+    -x $bin or Carp::croak("$bin is not built: run 'make' first");
+    my %env = %{ $opt{env} // {} };
+    if (defined $opt{redis} && !exists $env{SA_REDIS}) {
+        $env{SA_REDIS} = ref $opt{redis} ? $opt{redis}->url : $opt{redis};
     }
-    delete $env{$_} for grep { !defined $env{$_} } keys %env;
-    my $r = run_cmd([build() . '/sa-admin', @args], %env);
-    $r->{json} = eval { JSON::PP->new->decode($r->{out}) }
-        if grep { $_ eq '--json' } @args;
+    $env{SA_SIGNING_KEY} = keys_dir() . '/signing.key' unless exists $env{SA_SIGNING_KEY};
+    my @args = @{ $opt{args} // [] };
+    my $r = run([$bin, @args], env => \%env, stdin => $opt{stdin},
+                timeout => $opt{timeout});
+    $r->{json} = eval { JSON::PP->new->decode($r->{out}) } if grep { $_ eq '--json' } @args;
     return $r;
 }
 
-sub stop_all {
-    $_->stop for grep { $_ && $_->pid } reverse @PROCS;
+# ---------------------------------------------------------------- skipping
+
+# Skips the test file when a build product is missing (developer
+# convenience). Under CI (CI set) a missing build is an error, not a skip.
+sub require_build {
+    my @files = @_ ? @_ : ('ngx_http_sa_module.so');
+    my @missing = grep { !-e build_dir() . "/$_" } @files;
+    return 1 unless @missing;
+    my $msg = "not built: build/@missing (run 'make' first)";
+    die "$msg\n" if $ENV{CI};
+    require Test::More;
+    Test::More::plan(skip_all => $msg);
 }
 
-END { my $rc = $?; stop_all(); $? = $rc; }
-$SIG{INT} = $SIG{TERM} = sub { stop_all(); exit 1 };
+# ---------------------------------------------------------------- cleanup
 
+# Perl's default action for these signals skips END blocks: turn them into
+# exit() so the servers get stopped. SIGPIPE is ignored so that writing to a
+# socket the server closed is an error return, not a silent death.
+for my $sig (qw(INT TERM HUP)) {
+    my $num = POSIX->can("SIG$sig")->();
+    $SIG{$sig} = sub {
+        print STDERR "# SaTest: caught SIG$sig, stopping servers\n";
+        exit 128 + $num;
+    };
+}
+$SIG{PIPE} = 'IGNORE';
 
+sub stop_all { SaTest::Process::stop_all() }
+
+END {
+    local $?;    # stopping children runs waitpid, which would clobber it
+    stop_all();
+    print STDERR "# SaTest: kept $TMP\n"
+        if $ENV{SA_TEST_KEEP} && defined $TMP && $TMP_OWNER == $$;
+}
+
+# Earlier names of this harness, still used by tests.
+{
+    no warnings 'once';
+    *build  = \&build_dir;
+    *module = \&module_path;
+    *tmpdir = \&tmp_dir;
+    *spit   = \&write_file;
+}
+
+# ======================================================================
+# SaTest::Process: a child process we own (base class of Redis and Nginx).
+# Usable directly for background commands:
+#   my $p = SaTest::Process->start(cmd => [...], env => {changes}, stdin => $text);
+#   $p->out; $p->err; $p->stop; $p->exit_code;
+# ======================================================================
+package SaTest::Process;
+
+use strict;
+use warnings;
+use POSIX ();
+use Scalar::Util qw(refaddr weaken);
+
+my %LIVE;    # refaddr => weak ref: every object that may own a process
+
+sub start {
+    my ($class, %opt) = @_;
+    my $d = SaTest::new_dir('proc');
+    my $self = bless { dir => $d }, $class;
+    SaTest::write_file("$d/stdin", $opt{stdin} // '');
+    $self->_spawn({ env => SaTest::env_with($opt{env}), stdin => "$d/stdin",
+                    stdout => "$d/stdout", stderr => "$d/stderr" }, @{ $opt{cmd} });
+    return $self;
+}
+
+sub pid { $_[0]{pid} }
+sub dir { $_[0]{dir} }
+sub out { SaTest::slurp("$_[0]{dir}/stdout") }
+sub err { SaTest::slurp("$_[0]{dir}/stderr") }
+
+# Exit status of the last run (shell style), undef while running.
+sub exit_code { defined $_[0]{status} ? SaTest::exit_code($_[0]{status}) : undef }
+
+# Own process group, so the final SIGKILL also reaches nginx's workers and a
+# Ctrl-C in the terminal reaches only the test script, which stops us in order.
+sub _spawn {
+    my ($self, $io, @cmd) = @_;
+    my $log = "$self->{dir}/stdout.log";
+    $self->{pid} = SaTest::fork_exec(\@cmd, stdout => $log, stderr => $log,
+                                     %$io, group => 1);
+    $self->{owner} = $$;
+    delete $self->{status};
+    weaken($LIVE{ refaddr $self } = $self);
+}
+
+# Reaps the child if it has exited; true while it runs.
+sub running {
+    my ($self) = @_;
+    return 0 unless $self->{pid};
+    local $?;    # see SaTest::run()
+    return 1 if waitpid($self->{pid}, POSIX::WNOHANG()) == 0;
+    $self->{status} = $?;
+    delete $self->{pid};
+    return 0;
+}
+
+# Waits up to $secs for $ready->() while the process lives; on failure the
+# process is killed. Returns true when ready.
+sub _wait_ready {
+    my ($self, $secs, $ready) = @_;
+    my $ok = SaTest::wait_until($secs, sub { $ready->() || (!$self->running && 'exited') });
+    return 1 if $ok && $ok ne 'exited';
+    $self->kill9;
+    return 0;
+}
+
+# Sends $sig, waits up to $grace s, then SIGKILLs the whole group.
+# Returns 1 if it exited on $sig in time, 0 if it had to be killed.
+sub _terminate {
+    my ($self, $sig, $grace) = @_;
+    return 1 unless $self->running;
+    kill $sig, $self->{pid};
+    kill 'CONT', $self->{pid};    # a paused process would never act on $sig
+    return 1 if SaTest::wait_until($grace, sub { !$self->running });
+    $self->kill9;
+    return 0;
+}
+
+sub stop   { $_[0]->_terminate($_[1] // 'TERM', 5) }
+sub pause  { kill 'STOP', $_[0]{pid} if $_[0]->running }
+sub resume { kill 'CONT', $_[0]{pid} if $_[0]->running }
+
+# Group kill before reaping: the unreaped leader keeps the group id ours.
+sub kill9 {
+    my ($self) = @_;
+    return unless $self->running;
+    kill '-KILL', $self->{pid};
+    kill 'KILL', $self->{pid};
+    local $?;    # see SaTest::run()
+    waitpid $self->{pid}, 0;
+    $self->{status} = $?;
+    delete $self->{pid};
+}
+
+# Only the process that started a server stops it: a test that forks a
+# helper must not lose its servers when the helper exits.
+sub _owned { $_[0]{pid} && $_[0]{owner} == $$ }
+
+sub stop_all {
+    $_->stop for grep { $_ && $_->_owned } values %LIVE;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $!, $@);
+    delete $LIVE{ refaddr $self };
+    $self->stop if $self->_owned;
+}
+
+# ======================================================================
+# SaTest::RedisError: an error reply (-ERR ...), returned by cmd_err and
+# found inside arrays (e.g. EXEC results). A blessed ref to the message:
+# $$err, $err->message and "$err" all give it.
+# ======================================================================
+package SaTest::RedisError;
+
+use overload '""' => sub { ${ $_[0] } }, fallback => 1;
+
+sub new     { my ($class, $msg) = @_; bless \$msg, $class }
+sub message { ${ $_[0] } }
+
+# ======================================================================
+# SaTest::Resp: a minimal RESP2 client over one socket.
+# $conn = { sock => IO::Socket, buf => '', deadline => epoch secs }
+# ======================================================================
+package SaTest::Resp;
+
+use strict;
+use warnings;
+use IO::Select;
+use Time::HiRes qw(time);
+
+sub encode {
+    my @args = map {
+        my $s = "$_";
+        utf8::encode($s) if utf8::is_utf8($s);    # Redis counts bytes
+        $s;
+    } @_;
+    return join '', '*' . @args . "\r\n", map { '$' . length($_) . "\r\n$_\r\n" } @args;
+}
+
+sub call {
+    my ($conn, $args, $timeout) = @_;
+    $conn->{deadline} = time + $timeout;
+    SaTest::_write_all($conn->{sock}, encode(@$args)) or die "write: $!\n";
+    return read_reply($conn);
+}
+
+# Nil is returned as `return undef`, not `return`: inside an array reply's
+# map a bare return would drop the element.
+sub read_reply {
+    my ($conn) = @_;
+    my $line = _line($conn);
+    my ($type, $rest) = (substr($line, 0, 1), substr($line, 1));
+    return $rest                           if $type eq '+';
+    return SaTest::RedisError->new($rest)  if $type eq '-';
+    return 0 + $rest                       if $type eq ':';
+    if ($type eq '$') {
+        return undef if $rest < 0;
+        return substr(_bytes($conn, $rest + 2), 0, $rest);
+    }
+    if ($type eq '*') {
+        return undef if $rest < 0;
+        return [ map { read_reply($conn) } 1 .. $rest ];
+    }
+    die "protocol error: unexpected reply line '$line'\n";
+}
+
+sub _line {
+    my ($conn) = @_;
+    my $i;
+    _fill($conn) while ($i = index($conn->{buf}, "\r\n")) < 0;
+    my $line = substr($conn->{buf}, 0, $i);
+    substr($conn->{buf}, 0, $i + 2, '');
+    return $line;
+}
+
+sub _bytes {
+    my ($conn, $n) = @_;
+    _fill($conn) while length($conn->{buf}) < $n;
+    return substr($conn->{buf}, 0, $n, '');
+}
+
+sub _fill {
+    my ($conn) = @_;
+    my $left = $conn->{deadline} - time;
+    die "timeout waiting for reply\n"
+        if $left <= 0 || !IO::Select->new($conn->{sock})->can_read($left);
+    my $n = sysread($conn->{sock}, $conn->{buf}, 65536, length $conn->{buf});
+    die "read: $!\n" unless defined $n;
+    die "connection closed by server\n" unless $n;
+}
+
+# ======================================================================
+# SaTest::Redis: a real redis-server on a free loopback port.
+#   start(unix => 1, password => 'x', conf => "lines" or [lines],
+#         port => N, timeout => 5)
+# Nothing is persisted (save "", appendonly no) unless conf says otherwise,
+# so restart() comes back empty; the dir is kept, so an AOF survives.
+# ======================================================================
 package SaTest::Redis;
 
 use strict;
 use warnings;
+use Carp ();
 use IO::Socket::INET;
-use IO::Socket::UNIX;
-use POSIX qw(:sys_wait_h);
-use Time::HiRes qw(sleep time);
+use Scalar::Util qw(blessed);
+our @ISA = ('SaTest::Process');
 
-# start(unix => 1, password => 'p', conf => ["maxmemory 1mb", ...])
+my $REDIS_BIN = $ENV{SA_TEST_REDIS} || 'redis-server';
+
 sub start {
     my ($class, %opt) = @_;
-    my $self = bless { %opt }, $class;
-    $self->{port} //= SaTest::free_port();
-    $self->{dir} = SaTest::tmpdir() . "/redis-$self->{port}";
-    mkdir $self->{dir};
+    my $self = bless { timeout => 5, %opt, dir => SaTest::new_dir('redis') }, $class;
     $self->{socket} = "$self->{dir}/redis.sock" if $opt{unix};
-    push @SaTest::PROCS, $self;
-    $self->launch;
-    return $self;
+    for (1 .. ($opt{port} ? 1 : 3)) {
+        $self->{port} = $opt{port} || SaTest::free_port();
+        return $self if $self->_boot;
+        last unless $self->log =~ /Address already in use/;   # lost a race
+    }
+    die "redis-server did not start; its log:\n" . SaTest::tail($self->log);
 }
 
-sub launch {
-    my ($self) = @_;
-    my @args = ('--port', $self->{port}, '--bind', '127.0.0.1',
-                '--save', '', '--appendonly', 'no', '--dir', $self->{dir},
-                '--logfile', "$self->{dir}/redis.log",
-                '--enable-debug-command', 'yes');
-    push @args, '--unixsocket', $self->{socket}, '--unixsocketperm', '777'
-        if $self->{socket};
-    push @args, '--requirepass', $self->{password} if $self->{password};
-    for my $line (@{ $self->{conf} || [] }) {
-        my ($k, @v) = split ' ', $line;
-        push @args, "--$k", @v;
-    }
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        exec 'redis-server', @args or POSIX::_exit(127);
-    }
-    $self->{pid} = $pid;
-    SaTest::wait_for("redis on $self->{port}",
-                     sub { eval { $self->cmd('PING') } });
-}
+sub port     { $_[0]{port} }
+sub socket   { $_[0]{socket} }
+sub password { $_[0]{password} }
+sub log      { join '', map { SaTest::slurp("$_[0]{dir}/$_") } qw(stdout.log redis.log) }
 
-sub port   { $_[0]{port} }
-sub pid    { $_[0]{pid} }
-sub socket { $_[0]{socket} }
+# Seconds to wait for a reply (and for connect); a paused server times out.
+sub timeout {
+    my ($self, $secs) = @_;
+    $self->{timeout} = $secs if defined $secs;
+    return $self->{timeout};
+}
 
 sub url {
     my ($self) = @_;
-    my $auth = $self->{password} ? ":$self->{password}@" : '';
+    my $auth = defined $self->{password} ? ":$self->{password}@" : '';
     return "redis://${auth}127.0.0.1:$self->{port}/0";
 }
 
-sub connect {
+# Starts it again, same port, conf and dir (after stop or kill9).
+sub launch {
     my ($self) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $self->{port}, Timeout => 2)
-        or die "redis: $!\n";
-    if ($self->{password}) {
-        $self->{sock} = $s;
-        $self->roundtrip('AUTH', $self->{password});
-    }
-    return $s;
+    $self->_boot or die "redis-server did not restart:\n" . SaTest::tail($self->log);
+    return $self;
 }
 
-# one command; errors die with Redis's message
+sub restart { $_[0]->stop; $_[0]->launch }
+
+sub stop  { my $self = shift; delete $self->{conn}; $self->SUPER::stop(@_) }
+sub kill9 { my $self = shift; delete $self->{conn}; $self->SUPER::kill9(@_) }
+
+# A fingerprint of the whole data set: equal digests, equal data.
+sub digest { $_[0]->cmd('DEBUG', 'DIGEST') }
+
+# The reply as a Perl value; an error reply dies with its message.
 sub cmd {
     my ($self, @args) = @_;
-    my $r = $self->cmd_err(@args);
-    die "redis: $$r\n" if ref $r eq 'SaTest::RedisError';
-    return $r;
+    my $reply = $self->cmd_err(@args);
+    Carp::croak("redis $args[0]: $reply") if blessed $reply && $reply->isa('SaTest::RedisError');
+    return $reply;
 }
 
-# one command; an error comes back as a SaTest::RedisError (a string ref)
+# Like cmd, but an error reply is returned as a SaTest::RedisError.
+# Connection problems (server down, timeout) still die.
 sub cmd_err {
     my ($self, @args) = @_;
-    $self->{sock} = undef if $self->{sock} && !$self->{sock}->connected;
-    $self->{sock} //= $self->connect;
-    my $r = eval { $self->roundtrip(@args) };
-    if ($@) {
-        $self->{sock} = undef;
-        die $@;
-    }
-    return $r;
+    my $reply;
+    return $reply if eval {
+        $self->{conn} //= $self->_connect;
+        $reply = SaTest::Resp::call($self->{conn}, \@args, $self->{timeout});
+        1;
+    };
+    delete $self->{conn};    # a half-read reply would desync the next command
+    Carp::croak("redis 127.0.0.1:$self->{port} $args[0]: $@");
 }
 
-sub roundtrip {
-    my ($self, @args) = @_;
-    my $s = $self->{sock};
-    my $req = '*' . @args . "\r\n";
-    $req .= '$' . length($_) . "\r\n$_\r\n" for @args;
-    $s->print($req) or die "redis write: $!\n";
-    return read_reply($s);
+sub _connect {
+    my ($self) = @_;
+    my $sock = IO::Socket::INET->new(
+        PeerAddr => '127.0.0.1', PeerPort => $self->{port}, Proto => 'tcp',
+        Timeout => $self->{timeout},
+    ) or die "connect: $!\n";
+    my $conn = { sock => $sock, buf => '' };
+    if (defined $self->{password}) {
+        my $r = SaTest::Resp::call($conn, ['AUTH', $self->{password}], $self->{timeout});
+        die "AUTH: $r\n" if ref $r;
+    }
+    return $conn;
 }
 
-sub read_line {
-    my ($s) = @_;
-    my $line = <$s>;
-    die "redis: connection closed\n" unless defined $line;
-    $line =~ s/\r\n\z//;
-    return $line;
+sub _boot {
+    my ($self) = @_;
+    SaTest::write_file("$self->{dir}/redis.conf", $self->_conf_text);
+    $self->_spawn({}, $REDIS_BIN, "$self->{dir}/redis.conf");
+    return $self->_wait_ready(5, sub {
+        my $r = eval { $self->cmd_err('PING') };
+        defined $r && $r eq 'PONG';
+    });
 }
 
-sub read_reply {
-    my ($s) = @_;
-    my $line = read_line($s);
-    my ($t, $v) = (substr($line, 0, 1), substr($line, 1));
-    return $v if $t eq '+';
-    return bless \$v, 'SaTest::RedisError' if $t eq '-';
-    return 0 + $v if $t eq ':';
-    if ($t eq '$') {
-        return undef if $v < 0;
-        my $buf = '';
-        while (length($buf) < $v + 2) {
-            my $n = read($s, $buf, $v + 2 - length($buf), length($buf));
-            die "redis: connection closed\n" unless $n;
-        }
-        return substr($buf, 0, $v);
-    }
-    if ($t eq '*') {
-        return undef if $v < 0;
-        return [ map { read_reply($s) } 1 .. $v ];
-    }
-    die "redis: bad reply '$line'\n";
+# enable-debug-command: Redis 7 refuses DEBUG (used by digest) by default.
+sub _conf_text {
+    my ($self) = @_;
+    my $d = $self->{dir};
+    my $extra = $self->{conf} // '';
+    return join "\n",
+        '# generated by t/lib/SaTest.pm',
+        'bind 127.0.0.1', "port $self->{port}",
+        'save ""', 'appendonly no', 'daemonize no',
+        "dir $d", "logfile $d/redis.log", 'enable-debug-command local',
+        ($self->{socket} ? ("unixsocket $self->{socket}", 'unixsocketperm 777') : ()),
+        (defined $self->{password} ? 'requirepass ' . _quote($self->{password}) : ()),
+        (ref $extra ? @$extra : $extra), '';
 }
 
-sub stop {
-    my ($self, $sig) = @_;
-    return unless $self->{pid};
-    $self->{sock} = undef;
-    kill $sig // 'TERM', $self->{pid};
-    kill 'CONT', $self->{pid};
-    my $until = time + 5;
-    while (time < $until) {
-        last if waitpid($self->{pid}, WNOHANG) == $self->{pid};
-        sleep 0.02;
-    }
-    if (kill 0, $self->{pid}) {
-        kill 'KILL', $self->{pid};
-        waitpid $self->{pid}, 0;
-    }
-    $self->{pid} = undef;
-}
+sub _quote { '"' . ($_[0] =~ s/(["\\])/\\$1/gr) . '"' }
 
-# a digest of the whole dataset: equal digests, nothing was written
-sub digest  { $_[0]->cmd('DEBUG', 'DIGEST') }
-
-sub kill9   { $_[0]->stop('KILL') }
-sub restart { my ($self) = @_; $self->stop; $self->launch }
-sub pause   { kill 'STOP', $_[0]{pid} }
-sub resume  { kill 'CONT', $_[0]{pid} }
-
-
+# ======================================================================
+# SaTest::Nginx: Debian's nginx as a child (daemon off), own dir and conf.
+#   start(http => "...", main => "...", module => 1, workers => 1,
+#         redis => $redis, port => N)
+# Placeholders in http/main: %%PORT%% (our listen port), %%DIR%% (our dir).
+# redis => $redis adds sa_redis and sa_verify_key (keys_dir) to http { }.
+# ======================================================================
 package SaTest::Nginx;
 
 use strict;
 use warnings;
-use HTTP::Tiny;
-use IO::Socket::INET;
-use POSIX qw(:sys_wait_h);
+use Carp ();
 use Time::HiRes qw(sleep time);
+our @ISA = ('SaTest::Process');
 
-# the nginx.conf around a test's own http-level lines
-sub conf_text {
-    my ($self) = @_;
-    my $dir = $self->{dir};
-    my $module = $self->{module} // 1;
-    my $user = $> == 0 ? 'user root;' : '';
-    my $load = $module ? 'load_module ' . SaTest::module() . ';' : '';
-    my $sa = '';
-    if ($self->{redis}) {
-        my $keys = SaTest::keys_dir();
-        $sa = 'sa_redis 127.0.0.1:' . $self->{redis}->port . ";\n"
-            . "    sa_verify_key $keys/verify.key;";
-    }
-    my $http = $self->{http} // '';
-    $http =~ s/%%PORT%%/$self->{port}/g;
-    $http =~ s/%%DIR%%/$dir/g;
-    my $main = $self->{main} // '';
-    my $workers = $self->{workers} // 1;
+my $NGINX_BIN = $ENV{SA_TEST_NGINX} || $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 
-    return <<CONF;
-$load
-$user
-worker_processes $workers;
-error_log $dir/error.log info;
-pid $dir/nginx.pid;
-$main
-events { worker_connections 1024; }
-
-http {
-    access_log $dir/access.log;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    $sa
-
-$http
-}
-CONF
-}
-
-sub prepare {
-    my ($class, %opt) = @_;
-    my $self = bless { %opt }, $class;
-    $self->{port} //= SaTest::free_port();
-    $self->{dir} = SaTest::tmpdir() . "/nginx-$self->{port}";
-    mkdir $self->{dir};
-    mkdir "$self->{dir}/html";
-    chmod 0755, $self->{dir}, "$self->{dir}/html";
-    SaTest::spit("$self->{dir}/html/index.html", "hello\n");
-    SaTest::spit("$self->{dir}/nginx.conf", $self->conf_text);
-    return $self;
-}
-
-sub args { my ($self) = @_; ('-p', $self->{dir}, '-c', "$self->{dir}/nginx.conf") }
-
-# nginx -t only: (ok, output)
-sub test_config {
-    my ($class, %opt) = @_;
-    my $self = $class->prepare(%opt);
-    my $r = SaTest::run_cmd([$SaTest::NGINX, $self->args, '-t']);
-    return ($r->{code} == 0, $r->{err});
-}
+my $DEFAULT_HTTP = "server { listen 127.0.0.1:%%PORT%%; root %%DIR%%/html; }";
 
 sub start {
     my ($class, %opt) = @_;
-    my $self = $class->prepare(%opt);
-    my $r = SaTest::run_cmd([$SaTest::NGINX, $self->args, '-t']);
-    die "nginx -t failed:\n$r->{err}" if $r->{code};
-
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        open STDERR, '>>', "$self->{dir}/stderr.log";
-        exec $SaTest::NGINX, $self->args, '-g', 'daemon off;'
-            or POSIX::_exit(127);
+    my $self = $class->_prepare(%opt);
+    for (1 .. ($opt{port} ? 1 : 3)) {
+        my ($ok, $out) = $self->_config_test;
+        Carp::croak("nginx -t failed:\n$out") unless $ok;
+        return $self if $self->_boot;
+        last unless $self->error_log =~ /Address already in use/;   # lost a race
+        $self->{port} = SaTest::free_port();
     }
-    $self->{pid} = $pid;
-    push @SaTest::PROCS, $self;
-    SaTest::wait_for("nginx on $self->{port}", sub {
-        IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                              PeerPort => $self->{port});
-    });
+    die "nginx did not start; its error log:\n" . SaTest::tail($self->error_log);
+}
+
+# Only `nginx -t`: returns (ok, output), for tests of configuration errors.
+sub test_config {
+    my ($class, %opt) = @_;
+    return $class->_prepare(%opt)->_config_test;
+}
+
+sub port       { $_[0]{port} }
+sub url        { "http://127.0.0.1:$_[0]{port}" . ($_[1] // '/') }
+sub error_log  { SaTest::slurp("$_[0]{dir}/error.log") . SaTest::slurp("$_[0]{dir}/stdout.log") }
+sub access_log { SaTest::slurp("$_[0]{dir}/access.log") }
+sub conf       { SaTest::slurp("$_[0]{dir}/nginx.conf") }
+
+sub get {
+    my ($self, $path, %headers) = @_;
+    return $self->request('GET', $path, %headers);
+}
+
+sub request {
+    my ($self, $method, $path, %headers) = @_;
+    return SaTest::http(method => $method, url => $self->url($path), headers => \%headers);
+}
+
+sub post {
+    my ($self, $path, $content, %headers) = @_;
+    return SaTest::http(method => 'POST', url => $self->url($path),
+                        headers => \%headers, content => $content);
+}
+
+# Graceful shutdown; true if it finished within $secs (a module that leaves
+# non-cancelable timers makes this false). Killed afterwards either way.
+sub quit {
+    my ($self, $secs) = @_;
+    return $self->_terminate('QUIT', $secs // 10);
+}
+
+# Rewrites the conf with any changed options (http, main, module, workers,
+# redis), sends HUP and waits until only new workers accept. Returns 1 on
+# success, 0 if nginx rejected the new conf (it keeps the old, logs [emerg]).
+sub reload {
+    my ($self, %changes) = @_;
+    @$self{ keys %changes } = values %changes;
+    $self->_write_conf;
+    my %old = map { $_ => 1 } $self->worker_pids;
+    my $mark = length $self->error_log;
+    kill 'HUP', $self->{pid};
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        die "nginx master exited during reload\n" unless $self->running;
+        return 0 if substr($self->error_log, $mark) =~ /\[emerg\]/;
+        my @now = $self->worker_pids;
+        return 1 if @now >= $self->{workers} && !grep { $old{$_} } @now;
+        sleep 0.02;
+    }
+    die "nginx reload: new workers not up after 10 s\n" . SaTest::tail($self->error_log);
+}
+
+# Pids of the master's workers that accept connections (one that is
+# "shutting down" after a reload or quit has closed its listen sockets).
+sub worker_pids {
+    my ($self) = @_;
+    my @pids;
+    return @pids unless $self->running;    # () would be undef in scalar context
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my ($pid) = $stat =~ m{/proc/(\d+)/};
+        next unless _ppid($pid) == $self->{pid};
+        push @pids, $pid if SaTest::slurp("/proc/$pid/cmdline") =~ /worker process\0*$/;
+    }
+    return @pids;
+}
+
+# The 4th field of /proc/PID/stat; the 2nd (comm) may contain spaces.
+sub _ppid {
+    my ($pid) = @_;
+    my $stat = SaTest::slurp("/proc/$pid/stat");
+    return -1 unless $stat =~ /\)\s+\S+\s+(\d+)/;
+    return $1;
+}
+
+sub _prepare {
+    my ($class, %opt) = @_;
+    my $self = bless { module => 1, workers => 1, %opt,
+                       dir => SaTest::new_dir('nginx'),
+                       port => $opt{port} || SaTest::free_port() }, $class;
+    mkdir "$self->{dir}/$_" for qw(html tmp);
+    SaTest::write_file("$self->{dir}/html/index.html", "hello\n");
     return $self;
 }
 
-sub port { $_[0]{port} }
-sub dir  { $_[0]{dir} }
-sub pid  { $_[0]{pid} }
-sub url  { my ($self, $path) = @_; "http://127.0.0.1:$self->{port}$path" }
-
-sub error_log  { SaTest::slurp("$_[0]{dir}/error.log") }
-sub access_log { SaTest::slurp("$_[0]{dir}/access.log") }
-
-# {status, headers (lower-case keys), content}
-sub request {
-    my ($self, $method, $path, %headers) = @_;
-    my $http = HTTP::Tiny->new(timeout => 10, max_redirect => 0);
-    return $http->request($method, $self->url($path), { headers => \%headers });
+# -e: Debian's nginx logs to stderr until the conf is read; keep it in DIR.
+sub _argv {
+    my $d = $_[0]{dir};
+    return ($NGINX_BIN, '-p', "$d/", '-e', "$d/error.log", '-c', "$d/nginx.conf",
+            '-g', 'daemon off;');
 }
 
-sub get { my ($self, $path, %h) = @_; $self->request('GET', $path, %h) }
+sub _config_test {
+    my ($self) = @_;
+    $self->_write_conf;
+    my $r = SaTest::run([$self->_argv, '-t']);
+    return ($r->{code} == 0, $r->{out} . $r->{err});
+}
 
-sub reload {
-    my ($self, %opt) = @_;
-    if (exists $opt{http}) {
-        $self->{http} = $opt{http};
-        SaTest::spit("$self->{dir}/nginx.conf", $self->conf_text);
-    }
-    my $before = () = $self->error_log =~ /start worker process/g;
-    kill 'HUP', $self->{pid};
-    my $workers = $self->{workers} // 1;
-    SaTest::wait_for('new workers', sub {
-        my $now = () = $self->error_log =~ /start worker process/g;
-        $now >= $before + $workers;
+# Ready when the port accepts and all workers exist (the master listens
+# before it forks them; connections queue until a worker accepts).
+sub _boot {
+    my ($self) = @_;
+    $self->_spawn({}, $self->_argv);
+    return $self->_wait_ready(10, sub {
+        SaTest::port_open($self->{port}) && $self->worker_pids >= $self->{workers};
     });
 }
 
-sub quit {
+sub _write_conf {
     my ($self) = @_;
-    kill 'QUIT', $self->{pid};
-    my $until = time + 10;
-    while (time < $until) {
-        if (waitpid($self->{pid}, WNOHANG) == $self->{pid}) {
-            $self->{pid} = undef;
-            return 1;
-        }
-        sleep 0.05;
-    }
-    return 0;
+    SaTest::write_file("$self->{dir}/nginx.conf", $self->_conf_text);
 }
 
-sub stop {
+sub _conf_text {
     my ($self) = @_;
-    return unless $self->{pid};
-    kill 'TERM', $self->{pid};
-    my $until = time + 5;
-    while (time < $until) {
-        last if waitpid($self->{pid}, WNOHANG) == $self->{pid};
-        sleep 0.02;
-    }
-    if (kill 0, $self->{pid}) {
-        kill 'KILL', -$self->{pid}, $self->{pid};
-        waitpid $self->{pid}, 0;
-    }
-    $self->{pid} = undef;
+    my $d = $self->{dir};
+    my $text = join "\n",
+        '# generated by t/lib/SaTest.pm',
+        ($self->{module} ? 'load_module ' . SaTest::module_path() . ';' : ()),
+        # as root, workers default to nobody, who can't read a 0700 dir
+        ($> == 0 ? 'user root;' : ()),
+        "worker_processes $self->{workers};",
+        "error_log $d/error.log info;",
+        "pid $d/nginx.pid;",
+        "lock_file $d/nginx.lock;",
+        $self->{main} // '',
+        'events { worker_connections 1024; }',
+        'http {',
+        "    access_log $d/access.log;",
+        (map { "    ${_}_temp_path $d/tmp/$_;" } qw(client_body proxy fastcgi uwsgi scgi)),
+        $self->_sa_lines,
+        $self->{http} // $DEFAULT_HTTP,
+        '}', '';
+    $text =~ s/%%PORT%%/$self->{port}/g;
+    $text =~ s/%%DIR%%/$d/g;
+    return $text;
+}
+
+sub _sa_lines {
+    my ($self) = @_;
+    my $redis = $self->{redis} or return ();
+    my $pass = defined $redis->password ? ' password=' . $redis->password : '';
+    return ('    sa_redis 127.0.0.1:' . $redis->port . "$pass;",
+            '    sa_verify_key ' . SaTest::keys_dir() . '/verify.key;');
 }
 
 1;
