@@ -30,15 +30,25 @@ ADMIN_OBJS := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/admin/%.o) \
               $(BUILD)/admin/lua_scripts.o
 LUA        := $(wildcard admin-tool/lua/*.lua)
 UNIT_TESTS := $(patsubst t/unit/%.c,$(BUILD)/tests/%,$(wildcard t/unit/test_*.c))
+
+# the same sa-admin and unit tests with AddressSanitizer and UBSan: 'make test'
+# runs the whole suite with this sa-admin, and these unit tests too
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all
+ASAN_CORE  := $(CORE_SRCS:core/%.c=$(BUILD)/asan/core/%.o)
+ASAN_ADMIN := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/asan/admin/%.o) \
+              $(BUILD)/asan/admin/lua_scripts.o
+ASAN_UNIT  := $(patsubst t/unit/%.c,$(BUILD)/asan/tests/%,$(wildcard t/unit/test_*.c))
 MODULE_SRC := config $(wildcard ngx_sa_module/*) $(CORE_SRCS) $(CORE_HDRS)
 
-.PHONY: all deps module admin unit test demo demo-stop bench clean
+.PHONY: all deps module admin unit asan test demo demo-stop bench clean
 
-all: module admin unit
+all: module admin unit asan
 
 module: $(BUILD)/ngx_http_sa_module.so
 admin: $(BUILD)/sa-admin
 unit: $(UNIT_TESTS)
+asan: $(BUILD)/asan/sa-admin $(ASAN_UNIT)
 
 deps:
 	@missing=""; \
@@ -87,8 +97,32 @@ $(BUILD)/tests/%: t/unit/%.c t/unit/tap.h $(CORE_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -It/unit $< $(CORE_OBJS) $(LDLIBS) -o $@
 
+$(BUILD)/asan/core/%.o: core/%.c $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c $< -o $@
+
+$(BUILD)/asan/admin/%.o: admin-tool/%.c $(ADMIN_HDRS) $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Iadmin-tool -c $< -o $@
+
+$(BUILD)/asan/admin/lua_scripts.o: $(BUILD)/admin/lua_scripts.c admin-tool/redis.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Iadmin-tool -c $< -o $@
+
+$(BUILD)/asan/sa-admin: $(ASAN_ADMIN) $(ASAN_CORE)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/asan/tests/%: t/unit/%.c t/unit/tap.h $(ASAN_CORE)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -It/unit $< $(ASAN_CORE) $(LDLIBS) -o $@
+
+# sa-admin exits from deep inside on errors, leaving memory for the kernel:
+# leak reports would be noise there; memory errors and UB still fail tests
 test: deps
 	$(MAKE) all
+	SA_TEST_ADMIN=$(CURDIR)/$(BUILD)/asan/sa-admin \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	prove -r t
 
 demo: deps
