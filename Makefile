@@ -41,7 +41,7 @@ ASAN_ADMIN := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/asan/admin/%.o) \
 ASAN_UNIT  := $(patsubst t/unit/%.c,$(BUILD)/asan/tests/%,$(wildcard t/unit/test_*.c))
 MODULE_SRC := config $(wildcard ngx_sa_module/*) $(CORE_SRCS) $(CORE_HDRS)
 
-.PHONY: all deps module admin unit asan test demo demo-stop bench clean
+.PHONY: all deps module admin unit asan test test-valgrind test-nginx-suite demo demo-stop bench clean
 
 all: module admin unit asan
 
@@ -124,6 +124,24 @@ test: deps
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	prove -r t
+
+# the module's tests once with every nginx process under memcheck; slow
+# tests may fail on timing there: the verdict is the valgrind report
+VALGRIND_DIR := $(CURDIR)/$(BUILD)/valgrind
+test-valgrind: deps
+	$(MAKE) all
+	command -v valgrind >/dev/null || apt-get install -y -qq valgrind
+	rm -rf $(VALGRIND_DIR) && mkdir -p $(VALGRIND_DIR)
+	-SA_TEST_NGINX_WRAPPER="valgrind --quiet --leak-check=full \
+	    --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+	    --trace-children=no --log-file=$(VALGRIND_DIR)/vg.%p.log" \
+	    prove t/module
+	t/lib/valgrind-report $(VALGRIND_DIR)
+
+# nginx's own tests (not packaged: NGINX_TESTS=/path/to/nginx-tests)
+test-nginx-suite: deps
+	$(MAKE) all
+	t/nginx-suite/run
 
 demo: deps
 	$(MAKE) all

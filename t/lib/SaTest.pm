@@ -791,9 +791,12 @@ sub _prepare {
 }
 
 # -e: Debian's nginx logs to stderr until the conf is read; keep it in DIR.
+# SA_TEST_NGINX_WRAPPER: a command put in front, e.g. valgrind ('make
+# test-valgrind')
 sub _argv {
     my $d = $_[0]{dir};
-    return ($NGINX_BIN, '-p', "$d/", '-e', "$d/error.log", '-c', "$d/nginx.conf",
+    my @wrapper = split ' ', $ENV{SA_TEST_NGINX_WRAPPER} // '';
+    return (@wrapper, $NGINX_BIN, '-p', "$d/", '-e', "$d/error.log", '-c', "$d/nginx.conf",
             '-g', 'daemon off;');
 }
 
