@@ -59,21 +59,12 @@ sa_cmd_account(sa_admin_t *sa, int argc, char **argv)
 static int
 sa_app_option(sa_admin_t *sa, json_t *apps, const char *app)
 {
-    size_t   i;
-    json_t  *v;
-
     if (!sa_app_valid(app, strlen(app))) {
         return sa_usage_error(sa, "invalid application '%s' (expected "
                               "[A-Za-z0-9_.-], at most 64, or '*')", app);
     }
 
-    json_array_foreach(apps, i, v) {
-        if (strcmp(json_string_value(v), app) == 0) {
-            return SA_EXIT_OK;
-        }
-    }
-
-    json_array_append_new(apps, json_string(app));
+    sa_json_add_unique(apps, app);
     return SA_EXIT_OK;
 }
 
@@ -276,12 +267,9 @@ sa_account_list(sa_admin_t *sa, int argc, char **argv)
     size_t        i;
     int           rc;
 
-    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
-        return rc < 0 ? SA_EXIT_OK : rc;
-    }
-
-    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
-        return rc;
+    rc = sa_plain_args(sa, argc, argv, 1, &op);
+    if (rc != SA_EXIT_OK) {
+        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
     }
 
     owner = sa_redis_cmd(sa, "EXISTS %s", sa_key(sa, "team:", op[0]));
@@ -331,12 +319,9 @@ sa_account_show(sa_admin_t *sa, int argc, char **argv)
     sa_account_t    a;
     int             rc;
 
-    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
-        return rc < 0 ? SA_EXIT_OK : rc;
-    }
-
-    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
-        return rc;
+    rc = sa_plain_args(sa, argc, argv, 1, &op);
+    if (rc != SA_EXIT_OK) {
+        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
     }
 
     sa_account_load(sa, op[0], &a);
@@ -564,12 +549,9 @@ sa_account_delete(sa_admin_t *sa, int argc, char **argv)
     sa_account_t    a;
     int             rc, attempt;
 
-    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
-        return rc < 0 ? SA_EXIT_OK : rc;
-    }
-
-    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
-        return rc;
+    rc = sa_plain_args(sa, argc, argv, 1, &op);
+    if (rc != SA_EXIT_OK) {
+        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
     }
 
     sa_actor(sa);

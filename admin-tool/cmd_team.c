@@ -237,12 +237,9 @@ sa_member_list(sa_admin_t *sa, int argc, char **argv)
     size_t        i;
     int           rc;
 
-    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
-        return rc < 0 ? SA_EXIT_OK : rc;
-    }
-
-    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
-        return rc;
+    rc = sa_plain_args(sa, argc, argv, 1, &op);
+    if (rc != SA_EXIT_OK) {
+        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
     }
 
     owner = sa_redis_cmd(sa, "HGET %s owner", sa_key(sa, "team:", op[0]));

@@ -66,22 +66,13 @@ sa_cmd_token(sa_admin_t *sa, int argc, char **argv)
 static int
 sa_scope_option(sa_admin_t *sa, json_t *scopes, const char *s)
 {
-    size_t   i;
-    json_t  *v;
-
     if (!sa_scope_valid_granted(s, strlen(s))) {
         return sa_usage_error(sa, "invalid scope '%s' (expected "
                               "resource:action, resource:* or *, of "
                               "[a-z0-9_.-])", s);
     }
 
-    json_array_foreach(scopes, i, v) {
-        if (strcmp(json_string_value(v), s) == 0) {
-            return SA_EXIT_OK;
-        }
-    }
-
-    json_array_append_new(scopes, json_string(s));
+    sa_json_add_unique(scopes, s);
     return SA_EXIT_OK;
 }
 
@@ -379,12 +370,9 @@ sa_token_list(sa_admin_t *sa, int argc, char **argv)
     int               rc;
     int64_t           now = sa_now();
 
-    if ((rc = sa_only_help(sa, argc, argv)) != SA_EXIT_OK) {
-        return rc < 0 ? SA_EXIT_OK : rc;
-    }
-
-    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
-        return rc;
+    rc = sa_plain_args(sa, argc, argv, 1, &op);
+    if (rc != SA_EXIT_OK) {
+        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
     }
 
     sa_account_load(sa, op[0], &a);

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "sa_admin.h"
+#include <jansson.h>
+
 #include "redis.h"
 #include "sa_crypto.h"
 
@@ -154,6 +156,36 @@ sa_only_help(sa_admin_t *sa, int argc, char **argv)
     }
 
     return SA_EXIT_OK;
+}
+
+
+int
+sa_plain_args(sa_admin_t *sa, int argc, char **argv, int want, char ***op)
+{
+    int  rc;
+
+    rc = sa_only_help(sa, argc, argv);
+    if (rc != SA_EXIT_OK) {
+        return rc < 0 ? SA_HELP_SHOWN : rc;
+    }
+
+    return sa_operands(sa, argc, argv, want, op);
+}
+
+
+void
+sa_json_add_unique(json_t *arr, const char *s)
+{
+    size_t   i;
+    json_t  *v;
+
+    json_array_foreach(arr, i, v) {
+        if (strcmp(json_string_value(v), s) == 0) {
+            return;
+        }
+    }
+
+    json_array_append_new(arr, json_string(s));
 }
 
 

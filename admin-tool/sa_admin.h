@@ -16,6 +16,9 @@
 #define SA_EXIT_NOT_FOUND    2    /* not found, or not permitted */
 #define SA_EXIT_UNAVAILABLE  3    /* Redis down or refusing */
 
+/* not an exit status: --help was shown, the command exits with 0 */
+#define SA_HELP_SHOWN        (-2)
+
 typedef struct sa_admin_s    sa_admin_t;
 typedef struct sa_command_s  sa_command_t;
 
@@ -76,6 +79,17 @@ int sa_operands(sa_admin_t *sa, int argc, char **argv, int want,
 
 /* for commands without flags: 0 to go on, -1 when --help was shown, 1 */
 int sa_only_help(sa_admin_t *sa, int argc, char **argv);
+
+/*
+ * Commands without flags: --help, then exactly want operands into *op.
+ * Returns 0 to go on, or the exit status to return at once.
+ */
+int sa_plain_args(sa_admin_t *sa, int argc, char **argv, int want,
+    char ***op);
+
+/* appends s to a JSON array of strings unless it is there already */
+struct json_t;
+void sa_json_add_unique(struct json_t *arr, const char *s);
 
 int sa_cmd_team(sa_admin_t *sa, int argc, char **argv);
 int sa_cmd_account(sa_admin_t *sa, int argc, char **argv);
