@@ -62,7 +62,7 @@ is($s, 401, 'no header: 401');
 like($res, qr/^WWW-Authenticate: Bearer realm="api"\r$/m, 'with the challenge');
 
 unlike(SaTest::slurp($nginx->dir . '/sa.log'), qr/^5\d\d /m, 'no 5xx in the access log');
-unlike($nginx->error_log, qr/\[(alert|crit|emerg)\]|signal \d+/, 'no alert, no crash');
+unlike($nginx->error_log, qr/\[(alert|crit|emerg)\]|exited on signal/, 'no alert, no crash');
 # nginx itself, at info level, logs a duplicate header line in full: the
 # module's own lines never hold the secret
 my $secret = substr($token, 21);
