@@ -878,6 +878,7 @@ static void
 ngx_http_sa_flight_wake(ngx_http_sa_flight_t *f, ngx_http_sa_landing_t *l)
 {
     ngx_queue_t         *q;
+    ngx_connection_t    *c;
     ngx_http_sa_ctx_t   *ctx;
     ngx_http_request_t  *r;
 
@@ -888,11 +889,13 @@ ngx_http_sa_flight_wake(ngx_http_sa_flight_t *f, ngx_http_sa_landing_t *l)
         ctx = ngx_queue_data(q, ngx_http_sa_ctx_t, link);
         ctx->flight = NULL;
         r = ctx->request;
+        c = r->connection;
 
         ctx->rc = ngx_http_sa_judge(r, ctx, l);
 
+        /* the phases may finalize and free r: c outlives it */
         ngx_http_core_run_phases(r);
-        ngx_http_run_posted_requests(r->connection);
+        ngx_http_run_posted_requests(c);
     }
 }
 
