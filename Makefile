@@ -156,3 +156,56 @@ bench: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# libFuzzer targets (fuzz/fuzz_*.c, see fuzz/README.md); not part of 'make test'.
+#   make fuzz [FUZZ_SECONDS=30] [FUZZ_TARGETS="fuzz_url fuzz_scope"] [FUZZ_ARGS=...]
+# Each target runs on a copy of its corpus in build/fuzz/corpus/ (the tree's
+# fuzz/corpus/ is never written); crashing inputs land in build/fuzz/artifacts/.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -Icore -Iadmin-tool
+FUZZ_LIBSRCS := $(CORE_SRCS) admin-tool/util.c admin-tool/redis.c fuzz/stubs.c
+FUZZ_ALL     := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+
+.PHONY: fuzz fuzz-build fuzz-deps
+
+fuzz-deps: deps
+	@dpkg-query -W -f='$${Status}' libclang-rt-14-dev 2>/dev/null \
+	    | grep -q 'ok installed' || \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang \
+	        libclang-rt-14-dev
+
+fuzz-build: fuzz-deps $(FUZZ_ALL:%=$(BUILD)/fuzz/%)
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_LIBSRCS) $(CORE_HDRS) \
+                      $(ADMIN_HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_LIBSRCS) $(LDLIBS) -o $@
+
+fuzz: fuzz-build
+	@failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+	    corpus=$(BUILD)/fuzz/corpus/$$t; log=$(BUILD)/fuzz/$$t.log; \
+	    mkdir -p $$corpus $(BUILD)/fuzz/artifacts; \
+	    cp fuzz/corpus/$$t/* $$corpus/ 2>/dev/null; \
+	    dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
+	    echo "fuzz: $$t for $(FUZZ_SECONDS)s (log: $$log)"; \
+	    if UBSAN_OPTIONS=print_stacktrace=1 $(BUILD)/fuzz/$$t \
+	        -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/fuzz/artifacts/$$t- $$dict $(FUZZ_ARGS) \
+	        $$corpus > $$log 2>&1; \
+	    then \
+	        grep -a -E '^#[0-9]+[[:space:]]+DONE|number_of_executed_units' $$log \
+	            | sed 's/^/    /'; \
+	    else \
+	        failed="$$failed $$t"; \
+	        grep -a -m1 -B3 -A25 -E '==ERROR|invariant failed|runtime error' \
+	            $$log; grep -a 'Test unit written' $$log; \
+	    fi; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	    echo "fuzz: FAILED:$$failed (inputs in $(BUILD)/fuzz/artifacts/)"; \
+	    exit 1; \
+	fi

@@ -190,15 +190,13 @@ sa_account_public_json(json_t *payload)
 {
     json_t      *out;
     json_int_t   created;
-    char         t[SA_TIME_LEN];
 
     out = json_deep_copy(payload);
     json_object_del(out, "kind");
     json_object_del(out, "version");
 
     created = json_integer_value(json_object_get(payload, "created_at"));
-    sa_time_format(created, t);
-    json_object_set_new(out, "created_at", json_string(t));
+    json_object_set_new(out, "created_at", sa_time_json(created));
 
     return out;
 }
@@ -338,11 +336,10 @@ sa_time_json(int64_t t)
 {
     char  buf[SA_TIME_LEN];
 
-    if (t == 0) {
+    if (t == 0 || sa_time_format(t, buf) != 0) {
         return json_null();
     }
 
-    sa_time_format(t, buf);
     return json_string(buf);
 }
 

@@ -108,14 +108,21 @@ sa_time_parse(const char *s, int64_t now)
 }
 
 
-void
+int
 sa_time_format(int64_t t, char out[SA_TIME_LEN])
 {
     time_t     tt = (time_t) t;
     struct tm  tm;
 
-    gmtime_r(&tt, &tm);
-    strftime(out, SA_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* years 1970-9999 only: unsigned data from Redis may hold anything */
+    if (t < SA_TIME_MIN || t > SA_TIME_MAX || gmtime_r(&tt, &tm) == NULL
+        || strftime(out, SA_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    {
+        out[0] = '\0';
+        return -1;
+    }
+
+    return 0;
 }
 
 

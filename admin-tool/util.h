@@ -17,8 +17,11 @@ int64_t sa_duration_parse(const char *s);
  */
 int64_t sa_time_parse(const char *s, int64_t now);
 
-/* RFC 3339 UTC */
-void sa_time_format(int64_t t, char out[SA_TIME_LEN]);
+#define SA_TIME_MIN  0LL                  /* 1970-01-01T00:00:00Z */
+#define SA_TIME_MAX  253402300799LL       /* 9999-12-31T23:59:59Z */
+
+/* RFC 3339 UTC; -1 and an empty string outside years 1970-9999 */
+int sa_time_format(int64_t t, char out[SA_TIME_LEN]);
 
 int64_t sa_now(void);
 

@@ -81,6 +81,13 @@ $redis->cmd('SET', "sa:tok:$id:used", time - 60);
 $r = SaTest::admin($redis, qw(token list platform/ci --json));
 ($t) = grep { $_->{id} eq $id } @{ $r->{json} };
 like($t->{last_used_at}, qr/^\d{4}-/, 'last_used_at shown once recorded');
+# a value nobody signs may hold anything (found by fuzz_duration)
+$redis->cmd('SET', "sa:tok:$id:used", '99999999999999');
+$r = SaTest::admin($redis, qw(token list platform/ci --json));
+($t) = grep { $_->{id} eq $id } @{ $r->{json} };
+is($r->{code}, 0, 'a last use in the year 3170843 does not break the listing');
+is($t->{last_used_at}, undef, 'and shows as null');
+$redis->cmd('SET', "sa:tok:$id:used", time - 60);
 $r = SaTest::admin($redis, qw(token list platform/ci));
 like($r->{out}, qr/^ID\s+STATUS\s+CREATED\s+EXPIRES\s+LAST USED\s+SCOPES$/m,
      'human table');
