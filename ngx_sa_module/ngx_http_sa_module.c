@@ -23,7 +23,7 @@
 
 
 /* without a cache, last uses are remembered per worker in a small table */
-#define NGX_HTTP_SA_USED_SLOTS  4096
+#define NGX_HTTP_SA_USED_SLOTS  65536   /* 1.5 MiB a worker: few collisions */
 #define NGX_HTTP_SA_USED_EVERY  60
 
 

@@ -1,0 +1,30 @@
+-- wrk script for bench/run: cycle through the tokens of a file, one per line,
+-- a different one on every request (in file order, then again from the top).
+--   wrk -t1 -c32 -d5s --latency -s bench/tokens.lua URL -- TOKENS_FILE
+
+local headers = {}
+local tokens, n, i = {}, 0, 0
+
+function init(args)
+    local f = assert(io.open(args[1], "r"))
+    for line in f:lines() do
+        if #line > 0 then
+            n = n + 1
+            tokens[n] = "Bearer " .. line
+        end
+    end
+    f:close()
+    assert(n > 0, "no tokens in " .. args[1])
+    for k, v in pairs(wrk.headers) do
+        headers[k] = v
+    end
+end
+
+function request()
+    i = i + 1
+    if i > n then
+        i = 1
+    end
+    headers["Authorization"] = tokens[i]
+    return wrk.format(nil, nil, headers)
+end
