@@ -497,10 +497,11 @@ sa_token_update(sa_admin_t *sa, const char *tid, json_t *scopes,
 }
 
 
+/* token scope and revoke: TOKEN_ID, then one record replaced */
 static int
-sa_token_scope(sa_admin_t *sa, int argc, char **argv)
+sa_token_change(sa_admin_t *sa, int argc, char **argv, int revoke)
 {
-    static const struct option  opts[] = {
+    static const struct option  scope_opts[] = {
         { "scope", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -508,7 +509,8 @@ sa_token_scope(sa_admin_t *sa, int argc, char **argv)
     sa_token_opts_t  o;
     int              rc;
 
-    rc = sa_token_args(sa, argc, argv, opts, &o);
+    rc = sa_token_args(sa, argc, argv, revoke ? scope_opts + 1 : scope_opts,
+                       &o);
     if (rc == SA_EXIT_OK) {
         rc = sa_token_id_arg(sa, o.op[0]);
     }
@@ -516,7 +518,8 @@ sa_token_scope(sa_admin_t *sa, int argc, char **argv)
     if (rc == SA_EXIT_OK) {
         sa_actor(sa);
         sa_signing_key(sa);
-        rc = sa_token_update(sa, o.op[0], o.scopes, "token.scope");
+        rc = sa_token_update(sa, o.op[0], revoke ? NULL : o.scopes,
+                             revoke ? "token.revoke" : "token.scope");
     }
 
     json_decref(o.scopes);
@@ -525,28 +528,16 @@ sa_token_scope(sa_admin_t *sa, int argc, char **argv)
 
 
 static int
+sa_token_scope(sa_admin_t *sa, int argc, char **argv)
+{
+    return sa_token_change(sa, argc, argv, 0);
+}
+
+
+static int
 sa_token_revoke(sa_admin_t *sa, int argc, char **argv)
 {
-    static const struct option  opts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
-    sa_token_opts_t  o;
-    int              rc;
-
-    rc = sa_token_args(sa, argc, argv, opts, &o);
-    if (rc == SA_EXIT_OK) {
-        rc = sa_token_id_arg(sa, o.op[0]);
-    }
-
-    if (rc == SA_EXIT_OK) {
-        sa_actor(sa);
-        sa_signing_key(sa);
-        rc = sa_token_update(sa, o.op[0], NULL, "token.revoke");
-    }
-
-    json_decref(o.scopes);
-    return rc < 0 ? SA_EXIT_OK : rc;
+    return sa_token_change(sa, argc, argv, 1);
 }
 
 
