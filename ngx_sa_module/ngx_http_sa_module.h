@@ -1,0 +1,127 @@
+/*
+ * ngx_http_sa_module: what its files share.
+ *
+ *   ngx_http_sa_module.c    directives, configuration, worker start and stop
+ *   ngx_http_sa_handler.c   the access handler: token, cache, Redis, rules
+ *   ngx_http_sa_response.c  RFC 6750 responses and the $sa_* variables
+ *   ngx_http_sa_redis.c     the worker's Redis connections
+ *   ngx_http_sa_cache.c     the shared-memory cache
+ */
+
+#ifndef NGX_HTTP_SA_MODULE_H
+#define NGX_HTTP_SA_MODULE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "sa_record.h"
+#include "ngx_http_sa_cache.h"
+#include "ngx_http_sa_redis.h"
+
+
+/* without a cache, last uses are remembered per worker in a small table */
+#define NGX_HTTP_SA_USED_SLOTS  65536   /* 1.5 MiB a worker: few collisions */
+#define NGX_HTTP_SA_USED_EVERY  60
+
+
+typedef struct {
+    ngx_http_sa_redis_conf_t  *redis;
+    ngx_msec_t                 timeout;
+    ngx_str_t                  prefix;
+    u_char                     verify_key[SA_PUBLICKEY_LEN];
+    ngx_flag_t                 verify_key_set;
+    ngx_flag_t                 used;          /* some sa_auth is not off */
+    ngx_http_sa_cache_t       *cache;
+} ngx_http_sa_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                  realm;         /* empty: off */
+    ngx_array_t               *scopes;        /* of sa_scope_group_t */
+    ngx_http_complex_value_t  *application;
+    ngx_flag_t                 hide_credentials;
+} ngx_http_sa_loc_conf_t;
+
+
+/* $sa_status values, in the order of the contract */
+typedef enum {
+    NGX_HTTP_SA_OK = 0,
+    NGX_HTTP_SA_MISSING,
+    NGX_HTTP_SA_MALFORMED,
+    NGX_HTTP_SA_UNKNOWN,
+    NGX_HTTP_SA_EXPIRED,
+    NGX_HTTP_SA_REVOKED,
+    NGX_HTTP_SA_TAMPERED,
+    NGX_HTTP_SA_INSUFFICIENT_SCOPE,
+    NGX_HTTP_SA_FORBIDDEN_APPLICATION,
+    NGX_HTTP_SA_UNAVAILABLE
+} ngx_http_sa_status_e;
+
+
+typedef struct {
+    ngx_http_sa_status_e       status;
+    ngx_int_t                  rc;            /* NGX_AGAIN while waiting */
+    sa_token_record_t         *record;        /* verified, in r->pool */
+    sa_scope_group_t          *missing;       /* the unsatisfied sa_scope */
+    ngx_http_request_t        *request;
+    struct ngx_http_sa_flight_s  *flight;     /* the GET it waits for */
+    ngx_queue_t                link;          /* in flight->waiters */
+    u_char                     id[SA_TOKEN_ID_LEN];
+    u_char                     hash[SA_HASH_LEN];
+    unsigned                   has_id:1;
+} ngx_http_sa_ctx_t;
+
+
+typedef struct {
+    u_char                     id[SA_TOKEN_ID_LEN];
+    time_t                     written;
+} ngx_http_sa_used_slot_t;
+
+
+/*
+ * One GET on its way for one token, and every request of this worker that
+ * waits for it: concurrent misses for a token cost one Redis round trip.
+ * The flight outlives its requests: hiredis calls back even when they are
+ * gone, and the flight is freed then.
+ */
+typedef struct ngx_http_sa_flight_s {
+    ngx_rbtree_node_t          node;          /* key: crc32 of the id */
+    u_char                     id[SA_TOKEN_ID_LEN];
+    ngx_queue_t                waiters;       /* of ngx_http_sa_ctx_t */
+    ngx_uint_t                 generation;    /* of invalidations, at GET */
+    ngx_event_t                timer;
+    unsigned                   landed:1;      /* answered or timed out */
+} ngx_http_sa_flight_t;
+
+
+/* what a GET brought back, read once for all its waiters */
+typedef struct {
+    ngx_http_sa_status_e       status;        /* OK: rec holds the record */
+    sa_rec_err_t               err;
+    sa_token_record_t         *rec;           /* malloc()ed */
+    unsigned                   unavailable:1;
+    unsigned                   older:1;
+} ngx_http_sa_landing_t;
+
+
+
+/* per worker: is the invalidation channel up, and how many messages came */
+extern ngx_uint_t                ngx_http_sa_subscribed;
+extern ngx_uint_t                ngx_http_sa_generation;
+extern ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
+extern ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
+extern ngx_rbtree_t              ngx_http_sa_flights;
+extern ngx_rbtree_node_t         ngx_http_sa_flights_sentinel;
+extern ngx_uint_t                ngx_http_sa_exiting;
+
+extern ngx_str_t                 ngx_http_sa_status_names[];
+extern ngx_module_t              ngx_http_sa_module;
+
+
+ngx_int_t ngx_http_sa_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_loc_conf_t *slcf);
+ngx_int_t ngx_http_sa_add_variables(ngx_conf_t *cf);
+
+#endif /* NGX_HTTP_SA_MODULE_H */

@@ -1,0 +1,340 @@
+/*
+ * What the client and the upstream see: the RFC 6750 challenge or 503 with
+ * Retry-After, the Authorization header removed on success, and the $sa_*
+ * variables.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sa_module.h"
+
+
+ngx_str_t  ngx_http_sa_status_names[] = {
+    ngx_string("ok"),
+    ngx_string("missing"),
+    ngx_string("malformed"),
+    ngx_string("unknown"),
+    ngx_string("expired"),
+    ngx_string("revoked"),
+    ngx_string("tampered"),
+    ngx_string("insufficient_scope"),
+    ngx_string("forbidden_application"),
+    ngx_string("unavailable")
+};
+
+
+/* the response: headers of RFC 6750, or the credentials hidden on success */
+
+static ngx_int_t
+ngx_http_sa_challenge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_loc_conf_t *slcf)
+{
+    size_t             len;
+    u_char            *p;
+    ngx_uint_t         i;
+    ngx_table_elt_t   *h;
+    sa_scope_group_t  *g = ctx->missing;
+
+    len = sizeof("Bearer realm=\"\"") - 1 + slcf->realm.len
+          + sizeof(", error=\"insufficient_scope\"") - 1
+          + sizeof(", scope=\"\"") - 1;
+
+    for (i = 0; g && i < g->n; i++) {
+        len += g->scopes[i].len + 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    h->value.data = p;
+
+    p = ngx_sprintf(p, "Bearer realm=\"%V\"", &slcf->realm);
+
+    if (ctx->status == NGX_HTTP_SA_INSUFFICIENT_SCOPE
+        || ctx->status == NGX_HTTP_SA_FORBIDDEN_APPLICATION)
+    {
+        p = ngx_cpymem(p, ", error=\"insufficient_scope\"",
+                       sizeof(", error=\"insufficient_scope\"") - 1);
+
+        if (g) {
+            p = ngx_cpymem(p, ", scope=\"", sizeof(", scope=\"") - 1);
+            for (i = 0; i < g->n; i++) {
+                if (i) {
+                    *p++ = ' ';
+                }
+                p = ngx_cpymem(p, g->scopes[i].data, g->scopes[i].len);
+            }
+            *p++ = '"';
+        }
+
+    } else if (ctx->status != NGX_HTTP_SA_MISSING) {
+        p = ngx_cpymem(p, ", error=\"invalid_token\"",
+                       sizeof(", error=\"invalid_token\"") - 1);
+    }
+
+    h->value.len = p - h->value.data;
+
+    r->headers_out.www_authenticate = h;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sa_retry_after(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    return NGX_OK;
+}
+
+
+/*
+ * The upstream must not see the token: take the header out of the list
+ * (a list element cannot be marked as absent in 1.22).
+ */
+static void
+ngx_http_sa_hide_credentials(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *auth;
+
+    auth = r->headers_in.authorization;
+    if (auth == NULL) {
+        return;
+    }
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (&h[i] != auth) {
+                continue;
+            }
+
+            ngx_memmove(&h[i], &h[i + 1],
+                        (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
+            part->nelts--;
+
+            r->headers_in.authorization = NULL;
+            return;
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_loc_conf_t *slcf)
+{
+    switch (ctx->rc) {
+
+    case NGX_OK:
+        if (slcf->hide_credentials) {
+            ngx_http_sa_hide_credentials(r);
+        }
+        return NGX_OK;
+
+    case NGX_HTTP_UNAUTHORIZED:
+    case NGX_HTTP_FORBIDDEN:
+        if (ngx_http_sa_challenge(r, ctx, slcf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        return ctx->rc;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        if (ngx_http_sa_retry_after(r) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        return ctx->rc;
+    }
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/* variables */
+
+typedef enum {
+    NGX_HTTP_SA_VAR_ACCOUNT,
+    NGX_HTTP_SA_VAR_ACCOUNT_NAME,
+    NGX_HTTP_SA_VAR_ACCOUNT_EMAIL,
+    NGX_HTTP_SA_VAR_TEAM,
+    NGX_HTTP_SA_VAR_TOKEN_ID,
+    NGX_HTTP_SA_VAR_SCOPES,
+    NGX_HTTP_SA_VAR_STATUS
+} ngx_http_sa_var_e;
+
+
+static ngx_int_t
+ngx_http_sa_scopes_value(ngx_http_request_t *r, sa_token_record_t *rec,
+    ngx_http_variable_value_t *v)
+{
+    size_t   i, len;
+    u_char  *p;
+
+    len = 0;
+    for (i = 0; i < rec->nscopes; i++) {
+        len += rec->scopes[i].len + 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    for (i = 0; i < rec->nscopes; i++) {
+        if (i) {
+            *p++ = ' ';
+        }
+        p = ngx_cpymem(p, rec->scopes[i].data, rec->scopes[i].len);
+    }
+
+    v->len = p - v->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sa_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    sa_str_t            *s;
+    ngx_http_sa_ctx_t   *ctx;
+    sa_token_record_t   *rec;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
+
+    if (ctx == NULL || ctx->rc == NGX_AGAIN) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    rec = ctx->record;
+    s = NULL;
+
+    switch ((ngx_http_sa_var_e) data) {
+
+    case NGX_HTTP_SA_VAR_STATUS:
+        v->len = ngx_http_sa_status_names[ctx->status].len;
+        v->data = ngx_http_sa_status_names[ctx->status].data;
+        return NGX_OK;
+
+    case NGX_HTTP_SA_VAR_TOKEN_ID:
+        if (!ctx->has_id) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+        v->len = SA_TOKEN_ID_LEN;
+        v->data = ctx->id;
+        return NGX_OK;
+
+    case NGX_HTTP_SA_VAR_SCOPES:
+        if (rec == NULL) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+        return ngx_http_sa_scopes_value(r, rec, v);
+
+    case NGX_HTTP_SA_VAR_ACCOUNT:
+        s = rec ? &rec->account : NULL;
+        break;
+
+    case NGX_HTTP_SA_VAR_ACCOUNT_NAME:
+        s = rec ? &rec->name : NULL;
+        break;
+
+    case NGX_HTTP_SA_VAR_ACCOUNT_EMAIL:
+        s = rec ? &rec->email : NULL;
+        break;
+
+    case NGX_HTTP_SA_VAR_TEAM:
+        s = rec ? &rec->team : NULL;
+        break;
+    }
+
+    if (s == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->data = (u_char *) s->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_variable_t  ngx_http_sa_vars[] = {
+
+    { ngx_string("sa_account"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_ACCOUNT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_account_name"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_ACCOUNT_NAME, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_account_email"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_ACCOUNT_EMAIL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_team"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_TEAM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_token_id"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_TOKEN_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_scopes"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_SCOPES, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sa_status"), NULL, ngx_http_sa_variable,
+      NGX_HTTP_SA_VAR_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_sa_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_sa_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
