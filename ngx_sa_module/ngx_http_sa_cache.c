@@ -155,7 +155,8 @@ ngx_http_sa_cache_alloc(ngx_http_sa_cache_t *cache, size_t size)
 
 ngx_http_sa_cache_rc_e
 ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
-    ngx_uint_t stale, ngx_pool_t *pool, sa_token_record_t **rec)
+    ngx_uint_t stale, ngx_pool_t *pool, sa_token_record_t **rec,
+    ngx_uint_t *use_due)
 {
     void                      *copy;
     ngx_msec_int_t             age;
@@ -199,6 +200,11 @@ ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
     }
 
     *rec = sa_token_record_copy(copy, cn->rec);
+
+    if (ngx_time() - cn->used >= NGX_HTTP_SA_USED_EVERY) {
+        cn->used = ngx_time();
+        *use_due = 1;
+    }
 
     ngx_queue_remove(&cn->queue);
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);

@@ -41,9 +41,12 @@ char *ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
  * Looks a token up.  With stale set, an entry past its ttl but within the
  * stale time also counts (for when Redis is unavailable).  Records are
  * copied into pool: an entry may be evicted as soon as the lock is released.
+ * On a hit, *use_due tells, under the same lock, whether the token's use
+ * should be recorded now (see ngx_http_sa_cache_used()).
  */
 ngx_http_sa_cache_rc_e ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache,
-    u_char *id, ngx_uint_t stale, ngx_pool_t *pool, sa_token_record_t **rec);
+    u_char *id, ngx_uint_t stale, ngx_pool_t *pool, sa_token_record_t **rec,
+    ngx_uint_t *use_due);
 
 /*
  * Stores a verified record (or, rec NULL, "no such token").  Returns

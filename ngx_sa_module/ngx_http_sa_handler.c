@@ -475,6 +475,7 @@ static ngx_int_t
 ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_cache_t *cache)
 {
+    ngx_uint_t          use_due;
     sa_token_record_t  *rec;
 
     ngx_http_sa_redis_poll_subscriber();
@@ -483,9 +484,15 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    switch (ngx_http_sa_cache_lookup(cache, ctx->id, 0, r->pool, &rec)) {
+    use_due = 0;
+
+    switch (ngx_http_sa_cache_lookup(cache, ctx->id, 0, r->pool, &rec,
+                                     &use_due))
+    {
 
     case NGX_HTTP_SA_CACHE_HIT:
+        ctx->cached = 1;
+        ctx->use_due = use_due;
         return ngx_http_sa_check_record(r, ctx, rec);
 
     case NGX_HTTP_SA_CACHE_NEGATIVE:
@@ -502,13 +509,15 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 static ngx_int_t
 ngx_http_sa_unavailable(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 {
+    ngx_uint_t                use_due = 0;
     sa_token_record_t        *rec;
     ngx_http_sa_main_conf_t  *smcf;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
     if (smcf->cache && smcf->cache->stale
-        && ngx_http_sa_cache_lookup(smcf->cache, ctx->id, 1, r->pool, &rec)
+        && ngx_http_sa_cache_lookup(smcf->cache, ctx->id, 1, r->pool, &rec,
+                                    &use_due)
            != NGX_HTTP_SA_CACHE_MISS)
     {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -608,6 +617,10 @@ static ngx_uint_t
 ngx_http_sa_use_due(ngx_http_sa_ctx_t *ctx, time_t now)
 {
     ngx_http_sa_used_slot_t  *slot;
+
+    if (ctx->cached) {
+        return ctx->use_due;        /* decided by the lookup, under its lock */
+    }
 
     if (ngx_http_sa_worker_cache) {
         return ngx_http_sa_cache_used(ngx_http_sa_worker_cache, ctx->id, now);

@@ -70,6 +70,8 @@ typedef struct {
     u_char                     id[SA_TOKEN_ID_LEN];
     u_char                     hash[SA_HASH_LEN];
     unsigned                   has_id:1;
+    unsigned                   cached:1;      /* answered from the cache */
+    unsigned                   use_due:1;     /* and its use is to record */
 } ngx_http_sa_ctx_t;
 
 
