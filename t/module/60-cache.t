@@ -1,6 +1,6 @@
 # sa_cache: hits without Redis, immediate invalidation, lost messages,
-# replayed records, stale-if-error, negative entries, a full zone, last use.
-use strict;
+# replayed records, stale-if-error, negative entries, last use (a full zone:
+# 62-zone-full.t).
 use warnings;
 use lib 't/lib';
 use Test::More;
