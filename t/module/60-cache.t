@@ -1,6 +1,7 @@
 # sa_cache: hits without Redis, immediate invalidation, lost messages,
 # replayed records, stale-if-error, negative entries, last use (a full zone:
 # 62-zone-full.t).
+use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
