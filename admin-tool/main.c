@@ -142,7 +142,8 @@ static const struct option  help_only[] = {
 };
 
 
-int
+/* for commands without flags: 0 to go on, -1 when --help was shown, 1 */
+static int
 sa_only_help(sa_admin_t *sa, int argc, char **argv)
 {
     int  ch;

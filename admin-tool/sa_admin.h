@@ -77,9 +77,6 @@ int sa_getopt(sa_admin_t *sa, int argc, char **argv,
 int sa_operands(sa_admin_t *sa, int argc, char **argv, int want,
     char ***out);
 
-/* for commands without flags: 0 to go on, -1 when --help was shown, 1 */
-int sa_only_help(sa_admin_t *sa, int argc, char **argv);
-
 /*
  * Commands without flags: --help, then exactly want operands into *op.
  * Returns 0 to go on, or the exit status to return at once.

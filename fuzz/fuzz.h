@@ -43,6 +43,17 @@ fuzz_keys(void)
                              (const unsigned char *) FUZZ_TEST_SEED);
 }
 
+/* the targets that sign or verify derive the test keys once, at start */
+#define FUZZ_INIT_TEST_KEYS()                                                \
+    int                                                                      \
+    LLVMFuzzerInitialize(int *argc, char ***argv)                            \
+    {                                                                        \
+        (void) argc;                                                         \
+        (void) argv;                                                         \
+        fuzz_keys();                                                         \
+        return 0;                                                            \
+    }
+
 /* a NUL-terminated heap copy of exactly size + 1 bytes */
 static inline char *
 fuzz_cstr(const uint8_t *data, size_t size)

@@ -90,14 +90,7 @@ check_key(const char *buf, size_t len, sa_key_kind_t kind)
 }
 
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void) argc;
-    (void) argv;
-    fuzz_keys();
-    return 0;
-}
+FUZZ_INIT_TEST_KEYS()
 
 
 int

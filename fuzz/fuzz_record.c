@@ -310,14 +310,7 @@ mode_parse(const char *payload, size_t len, int with_failing_alloc)
 }
 
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void) argc;
-    (void) argv;
-    fuzz_keys();
-    return 0;
-}
+FUZZ_INIT_TEST_KEYS()
 
 
 int

@@ -206,14 +206,7 @@ check_token(const unsigned char *t, size_t n)
 }
 
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void) argc;
-    (void) argv;
-    fuzz_keys();
-    return 0;
-}
+FUZZ_INIT_TEST_KEYS()
 
 
 int
