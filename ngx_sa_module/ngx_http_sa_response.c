@@ -110,37 +110,64 @@ ngx_http_sa_retry_after(ngx_http_request_t *r)
 
 
 /*
- * The upstream must not see the token: take the header out of the list
- * (a list element cannot be marked as absent in 1.22).
+ * The upstream must not see the token.  The elements of headers_in.headers
+ * cannot be moved: r->headers_in.host, user_agent, cookies, content_length
+ * and the others point into them.  So a new list takes every element but
+ * Authorization, and the old elements, which those pointers name, stay
+ * where they are.  Every upstream module (proxy, fastcgi, uwsgi, scgi,
+ * grpc) and $http_* walk the new list.
  */
-static void
+static ngx_int_t
 ngx_http_sa_hide_credentials(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
+    ngx_uint_t        i, n;
+    ngx_list_t        old;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *auth;
+    ngx_table_elt_t  *h, *copy, *auth;
 
     auth = r->headers_in.authorization;
     if (auth == NULL) {
-        return;
+        return NGX_OK;
     }
 
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
+    /* the first part is inside the list struct: walk a copy of it */
+    old = r->headers_in.headers;
+
+    n = 0;
+    for (part = &old.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    if (ngx_list_init(&r->headers_in.headers, r->pool, n,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (part = &old.part; part; part = part->next) {
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
-            if (&h[i] != auth) {
+            if (&h[i] == auth) {
                 continue;
             }
 
-            ngx_memmove(&h[i], &h[i + 1],
-                        (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
-            part->nelts--;
+            copy = ngx_list_push(&r->headers_in.headers);
+            if (copy == NULL) {
+                return NGX_ERROR;
+            }
 
-            r->headers_in.authorization = NULL;
-            return;
+            *copy = h[i];
         }
     }
+
+    r->headers_in.authorization = NULL;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "sa: Authorization hidden from the upstream");
+
+    return NGX_OK;
 }
 
 
@@ -151,8 +178,10 @@ ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     switch (ctx->rc) {
 
     case NGX_OK:
-        if (slcf->hide_credentials) {
-            ngx_http_sa_hide_credentials(r);
+        if (slcf->hide_credentials
+            && ngx_http_sa_hide_credentials(r) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
         return NGX_OK;
 

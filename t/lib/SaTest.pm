@@ -862,4 +862,196 @@ sub _sa_lines {
             '    sa_verify_key ' . SaTest::keys_dir() . '/verify.key;');
 }
 
+# ======================================================================
+# SaTest::Proxy: t/lib/fault-proxy in front of a port (see that file for
+# the modes): a network that delays, freezes or swallows traffic per
+# direction and per connection, stops accepting, or drops SYNs.
+#   my $p = SaTest::Proxy->start(target => $redis->port);
+#   $p->set('pubsub', 'both', 'freeze'); $p->set(3, 'down', 'delay', 500);
+#   $p->accept(0); $p->blackhole(1); $p->cut('all'); $p->conns;
+# ======================================================================
+package SaTest::Proxy;
+
+use strict;
+use warnings;
+use Carp ();
+use IO::Socket::INET;
+our @ISA = ('SaTest::Process');
+
+sub start {
+    my ($class, %opt) = @_;
+    my $self = bless { dir => SaTest::new_dir('proxy'), port => $opt{port} || SaTest::free_port(),
+                       control => SaTest::free_port() }, $class;
+    $self->_spawn({}, $^X, SaTest::root() . '/t/lib/fault-proxy',
+                  $self->{port}, $opt{target}, $self->{control});
+    $self->_wait_ready(5, sub { SaTest::port_open($self->{control}) })
+        or die "fault-proxy did not start:\n" . SaTest::tail(SaTest::slurp("$self->{dir}/stdout.log"));
+    return $self;
+}
+
+sub port { $_[0]{port} }
+
+# One control command; dies on an error answer. Returns the answer.
+sub ctl {
+    my ($self, $line) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{control},
+                                  Proto => 'tcp', Timeout => 5)
+        or Carp::croak("fault-proxy control: $!");
+    print {$s} "$line\n";
+    my $reply = '';
+    while (defined(my $l = <$s>)) {
+        $reply .= $l;
+        last if $l =~ /^(ok|\.|error.*)\n/;
+    }
+    close $s;
+    Carp::croak("fault-proxy '$line': $reply") if $reply =~ /^error/m || $reply eq '';
+    return $reply;
+}
+
+sub set       { my ($self, @w) = @_; $self->ctl("set @w") }
+sub accept    { $_[0]->ctl('accept ' . ($_[1] ? 'on' : 'off')) }
+sub blackhole { $_[0]->ctl('blackhole ' . ($_[1] ? 'on' : 'off')) }
+sub cut       { $_[0]->ctl('cut ' . ($_[1] // 'all')) }
+sub target    { $_[0]->ctl("target $_[1]") }
+
+# The connections as [{id, kind, port (the client's), up, down}, ...]
+sub conns {
+    my ($self) = @_;
+    my @c;
+    for (split /\n/, $self->ctl('list')) {
+        my ($id, $kind, $port, $up, $down) = split ' ' or next;
+        next if $id eq '.';
+        push @c, { id => $id, kind => $kind, port => $port, up => $up, down => $down };
+    }
+    return @c;
+}
+
+# ======================================================================
+# SaTest::Recorder: t/lib/recorder, an upstream (HTTP, FastCGI, uwsgi,
+# SCGI) that keeps every request it gets, byte for byte.
+#   my $up = SaTest::Recorder->start;  ... $up->port; $up->count;
+#   my ($bytes, $proto) = $up->request($n);   # $n from 1; default: the last
+# ======================================================================
+package SaTest::Recorder;
+
+use strict;
+use warnings;
+our @ISA = ('SaTest::Process');
+
+sub start {
+    my ($class) = @_;
+    my $self = bless { dir => SaTest::new_dir('recorder'), port => SaTest::free_port() }, $class;
+    $self->_spawn({}, $^X, SaTest::root() . '/t/lib/recorder', $self->{port}, $self->{dir});
+    $self->_wait_ready(5, sub { SaTest::port_open($self->{port}) })
+        or die "recorder did not start\n";
+    # port_open's probe connection counts as nothing: it sends no byte
+    return $self;
+}
+
+sub port  { $_[0]{port} }
+sub count { 0 + (SaTest::slurp("$_[0]{dir}/count") || 0) }
+
+sub request {
+    my ($self, $n) = @_;
+    $n //= $self->count;
+    for my $proto (qw(http fastcgi uwsgi scgi)) {
+        my $f = "$self->{dir}/$n.$proto";
+        return (SaTest::slurp($f), $proto) if -e $f;
+    }
+    return;
+}
+
+# ======================================================================
+# SaTest::Conn: one keep-alive HTTP/1.1 connection, for sending requests
+# through one chosen nginx worker (a connection stays with the worker that
+# accepted it) and for raw header orders.
+#   my $c = SaTest::Conn->new($port);
+#   my $res = $c->request("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+#   # {status, headers (lowercase keys), body}; undef when the server closed
+# ======================================================================
+package SaTest::Conn;
+
+use strict;
+use warnings;
+use Carp ();
+use IO::Select;
+use IO::Socket::INET;
+use Time::HiRes qw(time);
+
+sub new {
+    my ($class, $port) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                     Proto => 'tcp', Timeout => 5)
+        or Carp::croak("connect $port: $!");
+    return bless { sock => $sock, buf => '' }, $class;
+}
+
+sub send_raw { SaTest::_write_all($_[0]{sock}, $_[1]) }
+
+sub request {
+    my ($self, $raw, $timeout) = @_;
+    $self->send_raw($raw);
+    return $self->response($timeout);
+}
+
+# GET path with headers (a list of pairs, sent in that order)
+sub get {
+    my ($self, $path, @h) = @_;
+    my $raw = "GET $path HTTP/1.1\r\n";
+    $raw .= "Host: localhost\r\n" unless grep { lc $_ eq 'host' } @h[ grep { !($_ % 2) } 0 .. $#h ];
+    while (my ($k, $v) = splice @h, 0, 2) { $raw .= "$k: $v\r\n" }
+    return $self->request("$raw\r\n");
+}
+
+sub response {
+    my ($self, $timeout) = @_;
+    my $deadline = time + ($timeout // 5);
+    my $end;
+    until (($end = index($self->{buf}, "\r\n\r\n")) >= 0) {
+        $self->_fill($deadline) or return;
+    }
+    my $head = substr($self->{buf}, 0, $end + 4, '');
+    my ($status) = $head =~ m{^HTTP/1\.\d (\d{3})} or Carp::croak("bad response: $head");
+    my %h;
+    $h{ lc $1 } = $2 while $head =~ /^([^:\r\n]+):\s*(.*?)\r$/mg;
+    my $len = $h{'content-length'} // 0;
+    while (length $self->{buf} < $len) { $self->_fill($deadline) or last }
+    my $body = substr($self->{buf}, 0, $len, '');
+    return { status => $status, headers => \%h, body => $body };
+}
+
+sub _fill {
+    my ($self, $deadline) = @_;
+    my $left = $deadline - time;
+    return 0 if $left <= 0 || !IO::Select->new($self->{sock})->can_read($left);
+    return sysread($self->{sock}, $self->{buf}, 65536, length $self->{buf});
+}
+
+sub close { close $_[0]{sock} }
+
+# ======================================================================
+# Which process holds the local end of a loopback TCP connection from
+# $port: for telling which nginx worker owns a connection the proxy sees.
+# ======================================================================
+package SaTest;
+
+sub socket_owner {
+    my ($port, @pids) = @_;
+    my %inode;
+    for my $f (glob('/proc/net/tcp'), glob('/proc/net/tcp6')) {
+        for (split /\n/, slurp($f)) {
+            my @w = split ' ';
+            next unless @w > 9 && $w[1] =~ /:([0-9A-F]{4})$/;
+            $inode{ $w[9] } = 1 if hex($1) == $port;
+        }
+    }
+    for my $pid (@pids) {
+        for my $fd (glob "/proc/$pid/fd/*") {
+            my $l = readlink($fd) // next;
+            return $pid if $l =~ /^socket:\[(\d+)\]$/ && $inode{$1};
+        }
+    }
+    return;
+}
+
 1;
