@@ -18,7 +18,8 @@
 #   # $r = {code, out, err, json}
 #
 # Environment: SA_TEST_KEEP=1 keeps the temp dir (its path is printed);
-# SA_TEST_NGINX (or TEST_NGINX_BINARY), SA_TEST_REDIS and SA_TEST_ADMIN
+# SA_TEST_NGINX (or TEST_NGINX_BINARY), SA_TEST_REDIS, SA_TEST_ADMIN and
+# SA_TEST_MODULE
 # override binaries.
 package SaTest;
 
@@ -39,7 +40,9 @@ my $ROOT = Cwd::abs_path(File::Basename::dirname(__FILE__) . '/../..');
 
 sub root        { $ROOT }
 sub build_dir   { "$ROOT/build" }
-sub module_path { build_dir() . '/ngx_http_sa_module.so' }
+# SA_TEST_MODULE: another build of the module (e.g. an older one, to see a
+# regression test fail against it)
+sub module_path { $ENV{SA_TEST_MODULE} || build_dir() . '/ngx_http_sa_module.so' }
 # SA_TEST_ADMIN: another sa-admin build, e.g. the sanitizer one 'make test' uses
 sub admin_path  { $ENV{SA_TEST_ADMIN} || build_dir() . '/sa-admin' }
 
