@@ -7,12 +7,18 @@
 
 #define NGX_HTTP_SA_USED_EVERY   60       /* seconds between last-use writes */
 #define NGX_HTTP_SA_EVICT_BATCH  8        /* entries freed per failed alloc */
+#define NGX_HTTP_SA_STAMPS       1024     /* invalidation stamps, by id hash */
 
 
 typedef struct ngx_http_sa_cache_sh_s {
     ngx_rbtree_t                 rbtree;
     ngx_rbtree_node_t            sentinel;
     ngx_queue_t                  queue;       /* LRU: most recent first */
+
+    /* written under the mutex, read without it */
+    ngx_atomic_t                 epoch;       /* invalidations processed */
+    ngx_atomic_t                 all;         /* epoch of the last "all" */
+    ngx_atomic_t                 stamps[NGX_HTTP_SA_STAMPS];
 } ngx_http_sa_cache_sh_t;
 
 
@@ -103,6 +109,31 @@ ngx_http_sa_cache_find(ngx_http_sa_cache_t *cache, u_char *id)
     }
 
     return NULL;
+}
+
+
+/* colliding ids share a stamp: a GET may be cached less often, never more */
+static ngx_atomic_t *
+ngx_http_sa_cache_stamp(ngx_http_sa_cache_t *cache, u_char *id)
+{
+    return &cache->sh->stamps[ngx_crc32_short(id, SA_TOKEN_ID_LEN)
+                              % NGX_HTTP_SA_STAMPS];
+}
+
+
+ngx_atomic_uint_t
+ngx_http_sa_cache_epoch(ngx_http_sa_cache_t *cache)
+{
+    return cache->sh->epoch;
+}
+
+
+ngx_uint_t
+ngx_http_sa_cache_changed(ngx_http_sa_cache_t *cache, u_char *id,
+    ngx_atomic_uint_t epoch)
+{
+    return *ngx_http_sa_cache_stamp(cache, id) > epoch
+           || cache->sh->all > epoch;
 }
 
 
@@ -219,17 +250,21 @@ done:
 
 ngx_int_t
 ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
-    sa_token_record_t *rec, ngx_uint_t keep, ngx_log_t *log)
+    sa_token_record_t *rec, ngx_atomic_uint_t epoch, ngx_log_t *log)
 {
     size_t                     size;
     time_t                     used;
     ngx_int_t                  rc;
+    ngx_uint_t                 keep;
     ngx_http_sa_cache_node_t  *cn, *old;
 
     rc = NGX_OK;
     used = 0;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
+
+    /* under the mutex: no invalidation can slip between check and store */
+    keep = !ngx_http_sa_cache_changed(cache, id, epoch);
 
     old = ngx_http_sa_cache_find(cache, id);
 
@@ -290,6 +325,8 @@ ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id)
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
+    *ngx_http_sa_cache_stamp(cache, id) = ++cache->sh->epoch;
+
     cn = ngx_http_sa_cache_find(cache, id);
     if (cn != NULL) {
         cn->valid = 0;
@@ -306,6 +343,8 @@ ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache)
     ngx_http_sa_cache_node_t  *cn;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cache->sh->all = ++cache->sh->epoch;
 
     for (q = ngx_queue_head(&cache->sh->queue);
          q != ngx_queue_sentinel(&cache->sh->queue);
@@ -367,7 +406,8 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    cache->sh = ngx_slab_alloc(cache->shpool, sizeof(ngx_http_sa_cache_sh_t));
+    cache->sh = ngx_slab_calloc(cache->shpool,
+                                sizeof(ngx_http_sa_cache_sh_t));
     if (cache->sh == NULL) {
         return NGX_ERROR;
     }
@@ -428,6 +468,7 @@ ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
     cache->ttl = 60000;
     cache->negative_ttl = 1000;
     cache->stale = 0;
+    cache->heartbeat = 1000;
 
     for (i = 0; i < n; i++) {
 
@@ -475,6 +516,18 @@ ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
                 != NGX_CONF_OK)
             {
                 return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "heartbeat=", 10) == 0) {
+            if (ngx_http_sa_cache_time(cf, &value[i], 10, &cache->heartbeat)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            if (cache->heartbeat == 0) {
+                goto invalid;
             }
             continue;
         }

@@ -23,6 +23,7 @@ typedef struct {
     ngx_msec_t           ttl;
     ngx_msec_t           negative_ttl;
     ngx_msec_t           stale;
+    ngx_msec_t           heartbeat;
 } ngx_http_sa_cache_t;
 
 
@@ -49,18 +50,31 @@ ngx_http_sa_cache_rc_e ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache,
     ngx_uint_t *use_due);
 
 /*
- * Stores a verified record (or, rec NULL, "no such token").  Returns
- * NGX_DECLINED when the cache has seen a newer version of this token: the
- * record is a replay and must be refused.  A full zone never fails a
- * request: the least recently used entries make room, or nothing is stored.
+ * Invalidations are counted in the zone (its epoch), and each token id
+ * remembers, in a small table shared by all workers, the epoch of the last
+ * invalidation any worker processed for it.  A GET remembers the epoch read
+ * before it was sent; if the token changed since, its reply may predate
+ * the change: it is used for its own requests, but not cached as valid,
+ * and a request that comes later does not wait for it.
+ */
+ngx_atomic_uint_t ngx_http_sa_cache_epoch(ngx_http_sa_cache_t *cache);
+ngx_uint_t ngx_http_sa_cache_changed(ngx_http_sa_cache_t *cache, u_char *id,
+    ngx_atomic_uint_t epoch);
+
+/*
+ * Stores a verified record (or, rec NULL, "no such token") that a GET sent
+ * at epoch brought.  Returns NGX_DECLINED when the cache has seen a newer
+ * version of this token: the record is a replay and must be refused.  A
+ * full zone never fails a request: the least recently used entries make
+ * room, or nothing is stored.
  */
 ngx_int_t ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
-    sa_token_record_t *rec, ngx_uint_t keep, ngx_log_t *log);
+    sa_token_record_t *rec, ngx_atomic_uint_t epoch, ngx_log_t *log);
 
 /* the token changed: never serve the entry again, keep its version */
 void ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id);
 
-/* invalidations may have been lost: the same for every entry */
+/* invalidations may have been lost: the same for every token */
 void ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache);
 
 /* 1 when this token's use should be recorded now (at most once a minute) */

@@ -1,11 +1,15 @@
 /*
  * The access handler.  It parses "Authorization: Bearer <token>", refuses a
  * malformed token without touching Redis, answers from the cache when it
- * can, and otherwise boards the flight of the one GET on its way for that
- * token (sending it if there is none), parking the request.  The reply
- * resumes every waiting request: signature, hash, expiry, application and
- * scopes are checked, and the handler runs again to return the outcome, as
- * in ngx_http_auth_request_module.
+ * can, and otherwise waits on the token's lock: the one GET on its way for
+ * that token in this worker, sent if there is none.  The reply is read once
+ * inside the hiredis callback, every waiting request gets a copy, and a
+ * posted event wakes each of them; the handler then runs again and judges
+ * (hash, expiry, application, scopes), as in ngx_http_auth_request_module.
+ *
+ * The verdict lives in a pool cleanup, so an internal redirect keeps it:
+ * the new location's rules are checked against the same record, without a
+ * second lookup.
  */
 
 #include <ngx_config.h>
@@ -15,20 +19,25 @@
 #include "ngx_http_sa_module.h"
 
 
+static ngx_http_sa_ctx_t *ngx_http_sa_create_ctx(ngx_http_request_t *r);
+static void ngx_http_sa_cleanup(void *data);
 static ngx_int_t ngx_http_sa_start(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx, ngx_http_sa_loc_conf_t *slcf);
-static ngx_int_t ngx_http_sa_board(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx, ngx_http_sa_main_conf_t *smcf);
-static void ngx_http_sa_landed(void *data, redisReply *reply);
-static void ngx_http_sa_flight_timeout(ngx_event_t *ev);
-static void ngx_http_sa_flight_forget(ngx_http_sa_flight_t *f);
-static ngx_int_t ngx_http_sa_judge(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx, ngx_http_sa_landing_t *l);
+    ngx_http_sa_ctx_t *ctx);
 static ngx_int_t ngx_http_sa_cached(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_cache_t *cache);
+static ngx_int_t ngx_http_sa_lookup(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_main_conf_t *smcf);
+static void ngx_http_sa_lock_reply(void *data, redisReply *reply);
+static void ngx_http_sa_lock_timeout(ngx_event_t *ev);
+static void ngx_http_sa_lock_free(ngx_http_sa_lock_t *lock);
+static void ngx_http_sa_wait_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_sa_judge(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx);
 static ngx_int_t ngx_http_sa_unavailable(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
 static ngx_int_t ngx_http_sa_check_record(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
+static ngx_int_t ngx_http_sa_check_rules(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
 static ngx_int_t ngx_http_sa_fail(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_status_e status, ngx_uint_t level,
@@ -52,29 +61,117 @@ ngx_http_sa_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
 
     if (ctx != NULL) {
-        /* resumed by the reply (or woken early by someone else) */
-        return ctx->rc == NGX_AGAIN ? NGX_AGAIN : ngx_http_sa_respond(r, ctx,
-                                                                      slcf);
+        if (ctx->rc == NGX_AGAIN) {
+            if (!ctx->answered) {
+                return NGX_AGAIN;
+            }
+
+            /* woken: the lookup was answered */
+            ctx->rc = ngx_http_sa_judge(r, ctx);
+        }
+
+        return ngx_http_sa_respond(r, ctx, slcf);
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sa_ctx_t));
+    ctx = ngx_http_sa_get_ctx(r);
+
+    if (ctx != NULL) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "sa: verified before an internal redirect: %V",
+                       &ngx_http_sa_status_names[ctx->status]);
+
+        /* the same record, this location's rules */
+        if (ctx->record) {
+            ctx->rc = ngx_http_sa_check_rules(r, ctx, ctx->record);
+        }
+
+        return ngx_http_sa_respond(r, ctx, slcf);
+    }
+
+    ctx = ngx_http_sa_create_ctx(r);
     if (ctx == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_set_ctx(r, ctx, ngx_http_sa_module);
-
-    ctx->rc = ngx_http_sa_start(r, ctx, slcf);
+    ctx->rc = ngx_http_sa_start(r, ctx);
 
     return ctx->rc == NGX_AGAIN ? NGX_AGAIN : ngx_http_sa_respond(r, ctx,
                                                                   slcf);
 }
 
 
-/* parses the header and sends the GET; NGX_AGAIN when it is on its way */
+/* the verdict, in the module context or, after a redirect, in the pool */
+ngx_http_sa_ctx_t *
+ngx_http_sa_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_sa_ctx_t   *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
+
+    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_sa_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r, ctx, ngx_http_sa_module);
+                break;
+            }
+        }
+    }
+
+    return ctx;
+}
+
+
+static ngx_http_sa_ctx_t *
+ngx_http_sa_create_ctx(ngx_http_request_t *r)
+{
+    ngx_http_sa_ctx_t   *ctx;
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_sa_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_sa_ctx_t));
+
+    ctx->request = r;
+    ctx->rc = NGX_AGAIN;
+    ctx->wake.handler = ngx_http_sa_wait_handler;
+    ctx->wake.data = r;
+    ctx->wake.log = r->connection->log;
+
+    cln->handler = ngx_http_sa_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_sa_module);
+
+    return ctx;
+}
+
+
+/* the request is gone: it leaves its lock, and nothing may wake it */
+static void
+ngx_http_sa_cleanup(void *data)
+{
+    ngx_http_sa_ctx_t  *ctx = data;
+
+    if (ctx->lock) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->lock = NULL;
+    }
+
+    if (ctx->wake.posted) {
+        ngx_delete_posted_event(&ctx->wake);
+    }
+}
+
+
+/* parses the header; the cache, or a GET: NGX_AGAIN while it is on its way */
 static ngx_int_t
-ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
-    ngx_http_sa_loc_conf_t *slcf)
+ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 {
     size_t                    len;
     ngx_int_t                 rc;
@@ -97,6 +194,8 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         return NGX_HTTP_UNAUTHORIZED;
     }
 
+    ctx->bearer = 1;
+
     terr = (berr == SA_BEARER_OK) ? sa_token_parse(token, len)
                                   : SA_TOKEN_BAD_LENGTH;
 
@@ -114,6 +213,9 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ctx->has_id = 1;
     sa_token_hash(token, SA_TOKEN_LEN, ctx->hash);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "sa: token \"%*s\"", (size_t) SA_TOKEN_ID_LEN, ctx->id);
+
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
     if (smcf->cache) {
@@ -123,21 +225,63 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         }
     }
 
-    return ngx_http_sa_board(r, ctx, smcf);
+    return ngx_http_sa_lookup(r, ctx, smcf);
 }
 
 
-static ngx_http_sa_flight_t *
-ngx_http_sa_flight_find(u_char *id)
+/*
+ * A fresh cache entry answers without Redis, but only while this worker's
+ * subscriber has proven, recently enough, that it hears every change.
+ */
+static ngx_int_t
+ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_cache_t *cache)
 {
-    uint32_t               hash;
-    ngx_int_t              rc;
-    ngx_rbtree_node_t     *node, *sentinel;
-    ngx_http_sa_flight_t  *f;
+    ngx_uint_t          use_due;
+    sa_token_record_t  *rec;
+
+    if (!ngx_http_sa_redis_subscriber_fresh()) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "sa: subscriber not proven alive, no cache hit");
+        return NGX_DECLINED;
+    }
+
+    use_due = 0;
+
+    switch (ngx_http_sa_cache_lookup(cache, ctx->id, 0, r->pool, &rec,
+                                     &use_due))
+    {
+
+    case NGX_HTTP_SA_CACHE_HIT:
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "sa: cache hit");
+        ctx->cached = 1;
+        ctx->use_due = use_due;
+        return ngx_http_sa_check_record(r, ctx, rec);
+
+    case NGX_HTTP_SA_CACHE_NEGATIVE:
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
+                                NGX_HTTP_UNAUTHORIZED);
+
+    default:
+        return NGX_DECLINED;
+    }
+}
+
+
+/* locks */
+
+static ngx_http_sa_lock_t *
+ngx_http_sa_lock_find(u_char *id)
+{
+    uint32_t             hash;
+    ngx_int_t            rc;
+    ngx_rbtree_node_t   *node, *sentinel;
+    ngx_http_sa_lock_t  *lock;
 
     hash = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
-    node = ngx_http_sa_flights.root;
-    sentinel = ngx_http_sa_flights.sentinel;
+    node = ngx_http_sa_locks.root;
+    sentinel = ngx_http_sa_locks.sentinel;
 
     while (node != sentinel) {
         if (hash != node->key) {
@@ -145,10 +289,10 @@ ngx_http_sa_flight_find(u_char *id)
             continue;
         }
 
-        f = (ngx_http_sa_flight_t *) node;
-        rc = ngx_memcmp(id, f->id, SA_TOKEN_ID_LEN);
+        lock = (ngx_http_sa_lock_t *) node;
+        rc = ngx_memcmp(id, lock->id, SA_TOKEN_ID_LEN);
         if (rc == 0) {
-            return f;
+            return lock;
         }
 
         node = (rc < 0) ? node->left : node->right;
@@ -158,157 +302,199 @@ ngx_http_sa_flight_find(u_char *id)
 }
 
 
-static ngx_http_sa_flight_t *
-ngx_http_sa_flight_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+/* no request joins it any more; its waiters still get its answer */
+static void
+ngx_http_sa_lock_detach(ngx_http_sa_lock_t *lock)
+{
+    if (lock->in_tree) {
+        ngx_rbtree_delete(&ngx_http_sa_locks, &lock->node);
+        lock->in_tree = 0;
+    }
+}
+
+
+static ngx_http_sa_lock_t *
+ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_main_conf_t *smcf)
 {
-    u_char                *p;
-    u_char                 key[256];
-    ngx_str_t              k;
-    ngx_int_t              rc;
-    ngx_http_sa_flight_t  *f;
+    u_char              *p;
+    u_char               key[256];
+    size_t               argvlen[2];
+    const char          *argv[2];
+    ngx_http_sa_lock_t  *lock;
 
     if (smcf->prefix.len + sizeof("tok:") - 1 + SA_TOKEN_ID_LEN > sizeof(key)) {
         return NULL;
     }
 
-    f = ngx_calloc(sizeof(ngx_http_sa_flight_t), r->connection->log);
-    if (f == NULL) {
+    lock = ngx_calloc(sizeof(ngx_http_sa_lock_t), r->connection->log);
+    if (lock == NULL) {
         return NULL;
     }
+
+    /* read before the GET is sent: changes seen later are newer than it */
+    lock->epoch = smcf->cache ? ngx_http_sa_cache_epoch(smcf->cache) : 0;
 
     p = ngx_cpymem(key, smcf->prefix.data, smcf->prefix.len);
     p = ngx_cpymem(p, "tok:", sizeof("tok:") - 1);
     p = ngx_cpymem(p, ctx->id, SA_TOKEN_ID_LEN);
 
-    k.data = key;
-    k.len = p - key;
+    argv[0] = "GET";
+    argvlen[0] = sizeof("GET") - 1;
+    argv[1] = (const char *) key;
+    argvlen[1] = p - key;
 
-    rc = ngx_http_sa_redis_get(&k, ngx_http_sa_landed, f, r->connection->log);
-
-    if (rc != NGX_OK) {
-        ngx_free(f);
+    if (ngx_http_sa_redis_command(2, argv, argvlen, ngx_http_sa_lock_reply,
+                                  lock)
+        != NGX_OK)
+    {
+        ngx_free(lock);
         return NULL;
     }
 
-    ngx_memcpy(f->id, ctx->id, SA_TOKEN_ID_LEN);
-    f->node.key = ngx_crc32_short(ctx->id, SA_TOKEN_ID_LEN);
-    f->generation = ngx_http_sa_generation;
-    ngx_queue_init(&f->waiters);
+    ngx_memcpy(lock->id, ctx->id, SA_TOKEN_ID_LEN);
+    lock->node.key = ngx_crc32_short(ctx->id, SA_TOKEN_ID_LEN);
+    ngx_queue_init(&lock->waiters);
 
-    f->timer.handler = ngx_http_sa_flight_timeout;
-    f->timer.data = f;
-    f->timer.log = ngx_cycle->log;
-    ngx_add_timer(&f->timer, ngx_http_sa_redis_timeout());
+    lock->timer.handler = ngx_http_sa_lock_timeout;
+    lock->timer.data = lock;
+    lock->timer.log = ngx_cycle->log;
+    ngx_add_timer(&lock->timer, smcf->timeout);
 
-    ngx_rbtree_insert(&ngx_http_sa_flights, &f->node);
+    ngx_rbtree_insert(&ngx_http_sa_locks, &lock->node);
+    lock->in_tree = 1;
 
-    return f;
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "sa: GET sent, cache epoch %uA", lock->epoch);
+
+    return lock;
 }
 
 
-/* the request goes away while it waits: it leaves the flight */
-static void
-ngx_http_sa_leave(void *data)
-{
-    ngx_http_sa_ctx_t  *ctx = data;
-
-    if (ctx->flight) {
-        ngx_queue_remove(&ctx->link);
-        ctx->flight = NULL;
-    }
-}
-
-
-/* joins the GET on its way for this token, or sends one */
+/* waits on the GET on its way for this token, or sends one */
 static ngx_int_t
-ngx_http_sa_board(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+ngx_http_sa_lookup(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_main_conf_t *smcf)
 {
-    ngx_pool_cleanup_t    *cln;
-    ngx_http_sa_flight_t  *f;
+    ngx_http_sa_lock_t  *lock;
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
+    lock = ngx_http_sa_lock_find(ctx->id);
+
+    /*
+     * A change of this token seen (by any worker) since that GET was sent:
+     * its reply may predate the change, and this request came after it.
+     */
+    if (lock && smcf->cache
+        && ngx_http_sa_cache_changed(smcf->cache, ctx->id, lock->epoch))
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "sa: token changed since the GET on its way");
+        ngx_http_sa_lock_detach(lock);
+        lock = NULL;
     }
 
-    f = ngx_http_sa_flight_find(ctx->id);
-
-    if (f == NULL) {
-        f = ngx_http_sa_flight_start(r, ctx, smcf);
+    if (lock == NULL) {
+        lock = ngx_http_sa_lock_create(r, ctx, smcf);
     }
 
-    if (f == NULL) {
+    if (lock == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "sa: Redis %V is unavailable", &smcf->redis->address);
         return ngx_http_sa_unavailable(r, ctx);
     }
 
-    ctx->request = r;
-    ctx->flight = f;
-    ngx_queue_insert_tail(&f->waiters, &ctx->link);
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "sa: waiting for Redis");
 
-    cln->handler = ngx_http_sa_leave;
-    cln->data = ctx;
+    ctx->lock = lock;
+    ngx_queue_insert_tail(&lock->waiters, &ctx->queue);
 
     return NGX_AGAIN;
 }
 
 
+/* answered or timed out: nobody joins it any more */
 static void
-ngx_http_sa_flight_land(ngx_http_sa_flight_t *f)
+ngx_http_sa_lock_done(ngx_http_sa_lock_t *lock)
 {
-    f->landed = 1;
-    ngx_rbtree_delete(&ngx_http_sa_flights, &f->node);
+    lock->done = 1;
+    ngx_http_sa_lock_detach(lock);
 
-    if (f->timer.timer_set) {
-        ngx_del_timer(&f->timer);
+    if (lock->timer.timer_set) {
+        ngx_del_timer(&lock->timer);
     }
 }
 
 
-/* resumes every waiting request with the landing's outcome */
+/*
+ * Gives every waiting request its own copy of the answer and posts its
+ * wake event: request phases never run inside a hiredis callback.
+ */
 static void
-ngx_http_sa_flight_wake(ngx_http_sa_flight_t *f, ngx_http_sa_landing_t *l)
+ngx_http_sa_lock_wake(ngx_http_sa_lock_t *lock, ngx_http_sa_answer_t *a)
 {
+    void                *copy;
     ngx_queue_t         *q;
-    ngx_connection_t    *c;
     ngx_http_sa_ctx_t   *ctx;
-    ngx_http_request_t  *r;
 
-    while (!ngx_queue_empty(&f->waiters)) {
-        q = ngx_queue_head(&f->waiters);
+    while (!ngx_queue_empty(&lock->waiters)) {
+        q = ngx_queue_head(&lock->waiters);
         ngx_queue_remove(q);
 
-        ctx = ngx_queue_data(q, ngx_http_sa_ctx_t, link);
-        ctx->flight = NULL;
-        r = ctx->request;
-        c = r->connection;
+        ctx = ngx_queue_data(q, ngx_http_sa_ctx_t, queue);
+        ctx->lock = NULL;
+        ctx->answer = *a;
 
-        ctx->rc = ngx_http_sa_judge(r, ctx, l);
+        if (a->record) {
+            copy = ngx_palloc(ctx->request->pool, a->record->size);
+            ctx->answer.record = copy ? sa_token_record_copy(copy, a->record)
+                                      : NULL;
+        }
 
-        /* the phases may finalize and free r: c outlives it */
-        ngx_http_core_run_phases(r);
-        ngx_http_run_posted_requests(c);
+        ctx->answered = 1;
+        ngx_post_event(&ctx->wake, &ngx_posted_events);
     }
 }
 
 
 static void
-ngx_http_sa_flight_timeout(ngx_event_t *ev)
+ngx_http_sa_wait_handler(ngx_event_t *ev)
 {
-    ngx_http_sa_flight_t   *f = ev->data;
-    ngx_http_sa_landing_t   l;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
 
-    ngx_memzero(&l, sizeof(ngx_http_sa_landing_t));
-    l.unavailable = 1;
+    r = ev->data;
+    c = r->connection;
 
-    ngx_http_sa_flight_land(f);
-    ngx_http_sa_flight_wake(f, &l);
+    ngx_http_set_log_request(c->log, r);
 
-    /* last: dropping a dead connection calls ngx_http_sa_landed(f) */
-    ngx_http_sa_redis_timed_out();
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "sa: woken");
+
+    /* the phases may finalize and free r: c outlives it */
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_sa_lock_timeout(ngx_event_t *ev)
+{
+    ngx_http_sa_lock_t       *lock = ev->data;
+    ngx_http_sa_answer_t      a;
+    ngx_http_sa_main_conf_t  *smcf;
+
+    smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_sa_module);
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "sa: no reply from Redis within %M ms for token \"%*s\"",
+                  smcf->timeout, (size_t) SA_TOKEN_ID_LEN, lock->id);
+
+    ngx_memzero(&a, sizeof(ngx_http_sa_answer_t));
+    a.status = NGX_HTTP_SA_UNAVAILABLE;
+
+    /* the reply, when it comes, only frees the lock */
+    ngx_http_sa_lock_done(lock);
+    ngx_http_sa_lock_wake(lock, &a);
 }
 
 
@@ -321,186 +507,144 @@ ngx_http_sa_heap_alloc(void *ctx, size_t size)
 
 /* the reply, read once: decoded, verified, and stored in the cache */
 static void
-ngx_http_sa_read_reply(ngx_http_sa_flight_t *f, redisReply *reply,
-    ngx_http_sa_landing_t *l)
+ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, redisReply *reply,
+    ngx_http_sa_answer_t *a)
 {
-    ngx_uint_t                keep;
     ngx_http_sa_main_conf_t  *smcf;
 
-    ngx_memzero(l, sizeof(ngx_http_sa_landing_t));
+    ngx_memzero(a, sizeof(ngx_http_sa_answer_t));
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         if (reply) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "sa: Redis error: %s", reply->str);
+                          "sa: Redis error: %*s", (size_t) reply->len,
+                          reply->str);
         }
-        l->unavailable = 1;
+        a->status = NGX_HTTP_SA_UNAVAILABLE;
         return;
     }
 
     smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_sa_module);
 
-    /* a change published since the GET was sent may predate its reply */
-    keep = f->generation == ngx_http_sa_generation && ngx_http_sa_subscribed;
-
     if (reply->type == REDIS_REPLY_NIL) {
-        l->status = NGX_HTTP_SA_UNKNOWN;
+        a->status = NGX_HTTP_SA_UNKNOWN;
         if (smcf->cache) {
-            (void) ngx_http_sa_cache_store(smcf->cache, f->id, NULL, keep,
-                                           ngx_cycle->log);
+            (void) ngx_http_sa_cache_store(smcf->cache, lock->id, NULL,
+                                           lock->epoch, ngx_cycle->log);
         }
         return;
     }
 
-    l->err = (reply->type == REDIS_REPLY_STRING)
+    a->err = (reply->type == REDIS_REPLY_STRING)
              ? sa_token_record_decode(reply->str, reply->len,
                                       smcf->verify_key,
-                                      ngx_http_sa_heap_alloc, NULL, &l->rec)
+                                      ngx_http_sa_heap_alloc, NULL, &a->record)
              : SA_REC_MALFORMED;
 
-    if (l->err != SA_REC_OK) {
-        l->status = NGX_HTTP_SA_TAMPERED;
+    if (a->err != SA_REC_OK) {
+        a->status = NGX_HTTP_SA_TAMPERED;
         return;
     }
 
     if (smcf->cache
-        && ngx_memcmp(l->rec->id, f->id, SA_TOKEN_ID_LEN) == 0
-        && ngx_http_sa_cache_store(smcf->cache, f->id, l->rec, keep,
-                                   ngx_cycle->log)
+        && ngx_memcmp(a->record->id, lock->id, SA_TOKEN_ID_LEN) == 0
+        && ngx_http_sa_cache_store(smcf->cache, lock->id, a->record,
+                                   lock->epoch, ngx_cycle->log)
            == NGX_DECLINED)
     {
-        l->status = NGX_HTTP_SA_TAMPERED;
-        l->older = 1;
+        a->status = NGX_HTTP_SA_TAMPERED;
+        a->older = 1;
+        a->version = a->record->version;
+        ngx_free(a->record);
+        a->record = NULL;
         return;
     }
 
-    l->status = NGX_HTTP_SA_OK;
+    a->status = NGX_HTTP_SA_OK;
 }
 
 
 static void
-ngx_http_sa_landed(void *data, redisReply *reply)
+ngx_http_sa_lock_reply(void *data, redisReply *reply)
 {
-    ngx_http_sa_flight_t   *f = data;
-    ngx_http_sa_landing_t   l;
+    ngx_http_sa_lock_t    *lock = data;
+    ngx_http_sa_answer_t   a;
 
-    if (f->landed || ngx_http_sa_exiting) {
+    if (lock->done || ngx_http_sa_exiting) {
         /* timed out earlier, or the worker is going away */
-        ngx_http_sa_flight_forget(f);
+        ngx_http_sa_lock_free(lock);
         return;
     }
 
-    ngx_http_sa_flight_land(f);
-    ngx_http_sa_read_reply(f, reply, &l);
-    ngx_http_sa_flight_wake(f, &l);
+    ngx_http_sa_lock_done(lock);
+    ngx_http_sa_read_reply(lock, reply, &a);
+    ngx_http_sa_lock_wake(lock, &a);
 
-    if (l.rec) {
-        ngx_free(l.rec);
+    if (a.record) {
+        ngx_free(a.record);
     }
 
-    ngx_free(f);
+    ngx_http_sa_lock_free(lock);
 }
 
 
-/* no request may point at a flight that is freed */
+/* no request may point at a lock that is freed */
 static void
-ngx_http_sa_flight_forget(ngx_http_sa_flight_t *f)
+ngx_http_sa_lock_free(ngx_http_sa_lock_t *lock)
 {
     ngx_queue_t        *q;
     ngx_http_sa_ctx_t  *ctx;
 
-    if (!f->landed) {
-        ngx_http_sa_flight_land(f);
+    if (!lock->done) {
+        ngx_http_sa_lock_done(lock);
     }
 
-    while (!ngx_queue_empty(&f->waiters)) {
-        q = ngx_queue_head(&f->waiters);
+    while (!ngx_queue_empty(&lock->waiters)) {
+        q = ngx_queue_head(&lock->waiters);
         ngx_queue_remove(q);
-        ctx = ngx_queue_data(q, ngx_http_sa_ctx_t, link);
-        ctx->flight = NULL;
+        ctx = ngx_queue_data(q, ngx_http_sa_ctx_t, queue);
+        ctx->lock = NULL;
     }
 
-    ngx_free(f);
+    ngx_free(lock);
 }
 
 
-/* one waiting request's outcome */
+/* the answer, judged for one waiting request */
 static ngx_int_t
-ngx_http_sa_judge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
-    ngx_http_sa_landing_t *l)
+ngx_http_sa_judge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 {
-    void  *copy;
+    ngx_http_sa_answer_t  *a = &ctx->answer;
 
-    if (l->unavailable) {
-        return ngx_http_sa_unavailable(r, ctx);
-    }
-
-    switch (l->status) {
+    switch (a->status) {
 
     case NGX_HTTP_SA_OK:
-        copy = ngx_palloc(r->pool, l->rec->size);
-        if (copy == NULL) {
-            return NGX_ERROR;
+        if (a->record == NULL) {
+            return NGX_ERROR;       /* no memory for the copy */
         }
-        return ngx_http_sa_check_record(r, ctx,
-                                        sa_token_record_copy(copy, l->rec));
+        return ngx_http_sa_check_record(r, ctx, a->record);
 
     case NGX_HTTP_SA_UNKNOWN:
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
                                 NGX_HTTP_UNAUTHORIZED);
 
+    case NGX_HTTP_SA_UNAVAILABLE:
+        return ngx_http_sa_unavailable(r, ctx);
+
     default:
-        if (l->older) {
+        if (a->older) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "sa: record of token \"%*s\" refused: version "
                           "%uL is older than one already seen",
-                          (size_t) SA_TOKEN_ID_LEN, ctx->id, l->rec->version);
+                          (size_t) SA_TOKEN_ID_LEN, ctx->id, a->version);
         } else {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "sa: record of token \"%*s\" refused: %s",
                           (size_t) SA_TOKEN_ID_LEN, ctx->id,
-                          sa_rec_strerror(l->err));
+                          sa_rec_strerror(a->err));
         }
         ctx->status = NGX_HTTP_SA_TAMPERED;
         return NGX_HTTP_UNAUTHORIZED;
-    }
-}
-
-
-/*
- * A fresh cache entry answers without Redis, but only while this worker's
- * subscription is up: otherwise a change could go unseen.
- */
-static ngx_int_t
-ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
-    ngx_http_sa_cache_t *cache)
-{
-    ngx_uint_t          use_due;
-    sa_token_record_t  *rec;
-
-    ngx_http_sa_redis_poll_subscriber();
-
-    if (!ngx_http_sa_subscribed) {
-        return NGX_DECLINED;
-    }
-
-    use_due = 0;
-
-    switch (ngx_http_sa_cache_lookup(cache, ctx->id, 0, r->pool, &rec,
-                                     &use_due))
-    {
-
-    case NGX_HTTP_SA_CACHE_HIT:
-        ctx->cached = 1;
-        ctx->use_due = use_due;
-        return ngx_http_sa_check_record(r, ctx, rec);
-
-    case NGX_HTTP_SA_CACHE_NEGATIVE:
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
-                                NGX_HTTP_UNAUTHORIZED);
-
-    default:
-        return NGX_DECLINED;
     }
 }
 
@@ -545,14 +689,12 @@ ngx_http_sa_fail(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 }
 
 
-/* the record is genuine: now the rules */
+/* is the record this token's, and may it be used at all */
 static ngx_int_t
 ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     sa_token_record_t *rec)
 {
-    long                     missing;
-    ngx_str_t                app;
-    ngx_http_sa_loc_conf_t  *slcf;
+    ngx_int_t  rc;
 
     if (ngx_memcmp(rec->id, ctx->id, SA_TOKEN_ID_LEN) != 0) {
         /* a genuine record copied under another token's key */
@@ -575,18 +717,41 @@ ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
                                 NGX_HTTP_UNAUTHORIZED);
     }
 
-    /* from here on the identity is known: the variables show it */
+    /* the token is genuine: kept for the rules of later locations too */
     ctx->record = rec;
 
+    rc = ngx_http_sa_check_rules(r, ctx, rec);
+
+    if (rc == NGX_OK) {
+        ngx_http_sa_record_use(r, ctx);
+    }
+
+    return rc;
+}
+
+
+/* this location's application and scopes */
+static ngx_int_t
+ngx_http_sa_check_rules(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    sa_token_record_t *rec)
+{
+    long                     missing;
+    ngx_str_t                app;
+    ngx_http_sa_loc_conf_t  *slcf;
+
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+
+    ctx->missing = NULL;
 
     if (slcf->application) {
         if (ngx_http_complex_value(r, slcf->application, &app) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        if (!sa_app_granted(rec->apps, rec->napps, (char *) app.data,
-                            app.len))
+        /* an empty application is no application: even "*" does not hold it */
+        if (app.len == 0
+            || !sa_app_granted(rec->apps, rec->napps, (char *) app.data,
+                               app.len))
         {
             return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_FORBIDDEN_APPLICATION,
                                     NGX_LOG_INFO, NGX_HTTP_FORBIDDEN);
@@ -607,7 +772,6 @@ ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     }
 
     ctx->status = NGX_HTTP_SA_OK;
-    ngx_http_sa_record_use(r, ctx);
 
     return NGX_OK;
 }
@@ -676,6 +840,5 @@ ngx_http_sa_record_use(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     argv[2] = (const char *) now_text;
     argvlen[2] = ngx_sprintf(now_text, "%T", now) - now_text;
 
-    ngx_http_sa_redis_send(3, argv, argvlen);
+    (void) ngx_http_sa_redis_command(3, argv, argvlen, NULL, NULL);
 }
-

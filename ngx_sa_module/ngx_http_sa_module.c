@@ -17,13 +17,11 @@
 #include "ngx_http_sa_module.h"
 
 
-/* per worker: is the invalidation channel up, and how many messages came */
-ngx_uint_t                ngx_http_sa_subscribed;
-ngx_uint_t                ngx_http_sa_generation;
+/* per worker */
 ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
 ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
-ngx_rbtree_t              ngx_http_sa_flights;
-ngx_rbtree_node_t         ngx_http_sa_flights_sentinel;
+ngx_rbtree_t              ngx_http_sa_locks;
+ngx_rbtree_node_t         ngx_http_sa_locks_sentinel;
 ngx_uint_t                ngx_http_sa_exiting;
 
 
@@ -566,10 +564,9 @@ ngx_http_sa_cycle_main_conf(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_sa_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_sa_main_conf_t  *smcf;
-
-    u_char                   *p;
-    ngx_str_t                 channel;
+    u_char                        *p;
+    ngx_http_sa_main_conf_t       *smcf;
+    ngx_http_sa_redis_sub_conf_t   sub;
 
     smcf = ngx_http_sa_cycle_main_conf(cycle);
 
@@ -577,32 +574,33 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_http_sa_subscribed = 0;
+    ngx_http_sa_exiting = 0;
     ngx_http_sa_worker_cache = smcf->cache;
 
-    ngx_rbtree_init(&ngx_http_sa_flights, &ngx_http_sa_flights_sentinel,
+    ngx_rbtree_init(&ngx_http_sa_locks, &ngx_http_sa_locks_sentinel,
                     ngx_rbtree_insert_value);
 
     if (smcf->cache == NULL) {
         ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,
                                     NGX_HTTP_SA_USED_SLOTS
                                     * sizeof(ngx_http_sa_used_slot_t));
-        return ngx_http_sa_redis_init_process(cycle, smcf->redis, NULL, NULL,
-                                              NULL);
+        return ngx_http_sa_redis_init_process(cycle, smcf->redis, NULL);
     }
 
-    channel.len = smcf->prefix.len + sizeof("invalidate") - 1;
-    channel.data = ngx_pnalloc(cycle->pool, channel.len);
-    if (channel.data == NULL) {
+    sub.channel.len = smcf->prefix.len + sizeof("invalidate") - 1;
+    sub.channel.data = ngx_pnalloc(cycle->pool, sub.channel.len);
+    if (sub.channel.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(channel.data, smcf->prefix.data, smcf->prefix.len);
+    p = ngx_cpymem(sub.channel.data, smcf->prefix.data, smcf->prefix.len);
     ngx_memcpy(p, "invalidate", sizeof("invalidate") - 1);
 
-    return ngx_http_sa_redis_init_process(cycle, smcf->redis, &channel,
-                                          ngx_http_sa_invalidated,
-                                          ngx_http_sa_subscription);
+    sub.heartbeat = smcf->cache->heartbeat;
+    sub.on_message = ngx_http_sa_invalidated;
+    sub.on_state = ngx_http_sa_subscription;
+
+    return ngx_http_sa_redis_init_process(cycle, smcf->redis, &sub);
 }
 
 
@@ -611,8 +609,6 @@ static void
 ngx_http_sa_invalidated(u_char *data, size_t len)
 {
     u_char  *p, *end, *id;
-
-    ngx_http_sa_generation++;
 
     end = data + len;
 
@@ -633,9 +629,6 @@ ngx_http_sa_invalidated(u_char *data, size_t len)
 static void
 ngx_http_sa_subscription(ngx_uint_t up)
 {
-    ngx_http_sa_generation++;
-    ngx_http_sa_subscribed = up;
-
     if (up) {
         ngx_http_sa_cache_invalidate_all(ngx_http_sa_worker_cache);
     }

@@ -59,19 +59,42 @@ typedef enum {
 } ngx_http_sa_status_e;
 
 
+/* what a GET brought back, read once for every request waiting on it */
 typedef struct {
-    ngx_http_sa_status_e       status;
-    ngx_int_t                  rc;            /* NGX_AGAIN while waiting */
-    sa_token_record_t         *record;        /* verified, in r->pool */
-    sa_scope_group_t          *missing;       /* the unsatisfied sa_scope */
+    ngx_http_sa_status_e       status;        /* OK: record is genuine */
+    sa_token_record_t         *record;
+    sa_rec_err_t               err;           /* why TAMPERED */
+    uint64_t                   version;       /* of a replayed older record */
+    unsigned                   older:1;
+} ngx_http_sa_answer_t;
+
+
+typedef struct ngx_http_sa_lock_s  ngx_http_sa_lock_t;
+
+
+/*
+ * The request's verdict.  It lives in a pool cleanup, so that it outlives
+ * the internal redirects that zero the module contexts (as in
+ * ngx_http_realip_module): a request is verified once.
+ */
+typedef struct {
     ngx_http_request_t        *request;
-    struct ngx_http_sa_flight_s  *flight;     /* the GET it waits for */
-    ngx_queue_t                link;          /* in flight->waiters */
+    ngx_http_sa_status_e       status;
+    ngx_int_t                  rc;            /* NGX_AGAIN until judged */
+    sa_token_record_t         *record;        /* genuine, in r->pool */
+    sa_scope_group_t          *missing;       /* the unsatisfied sa_scope */
+    ngx_http_sa_lock_t        *lock;          /* the GET it waits for */
+    ngx_queue_t                queue;         /* in lock->waiters */
+    ngx_event_t                wake;          /* posted when it is answered */
+    ngx_http_sa_answer_t       answer;        /* record copied to r->pool */
     u_char                     id[SA_TOKEN_ID_LEN];
     u_char                     hash[SA_HASH_LEN];
     unsigned                   has_id:1;
+    unsigned                   bearer:1;      /* "Bearer" was presented */
+    unsigned                   answered:1;
     unsigned                   cached:1;      /* answered from the cache */
     unsigned                   use_due:1;     /* and its use is to record */
+    unsigned                   retry_after:1; /* header added */
 } ngx_http_sa_ctx_t;
 
 
@@ -82,45 +105,35 @@ typedef struct {
 
 
 /*
- * One GET on its way for one token, and every request of this worker that
- * waits for it: concurrent misses for a token cost one Redis round trip.
- * The flight outlives its requests: hiredis calls back even when they are
- * gone, and the flight is freed then.
+ * The lock on a token's record, as nginx's file cache locks an entry: one
+ * GET on its way, and every request of this worker that waits for it, so
+ * that concurrent misses for a token cost one Redis round trip.  The lock
+ * outlives its requests: hiredis calls back even when they are gone, and
+ * the lock is freed then.
  */
-typedef struct ngx_http_sa_flight_s {
+struct ngx_http_sa_lock_s {
     ngx_rbtree_node_t          node;          /* key: crc32 of the id */
     u_char                     id[SA_TOKEN_ID_LEN];
     ngx_queue_t                waiters;       /* of ngx_http_sa_ctx_t */
-    ngx_uint_t                 generation;    /* of invalidations, at GET */
-    ngx_event_t                timer;
-    unsigned                   landed:1;      /* answered or timed out */
-} ngx_http_sa_flight_t;
+    ngx_atomic_uint_t          epoch;         /* the cache's, at the GET */
+    ngx_event_t                timer;         /* sa_redis_timeout */
+    unsigned                   in_tree:1;     /* may still be joined */
+    unsigned                   done:1;        /* answered or timed out */
+};
 
 
-/* what a GET brought back, read once for all its waiters */
-typedef struct {
-    ngx_http_sa_status_e       status;        /* OK: rec holds the record */
-    sa_rec_err_t               err;
-    sa_token_record_t         *rec;           /* malloc()ed */
-    unsigned                   unavailable:1;
-    unsigned                   older:1;
-} ngx_http_sa_landing_t;
-
-
-
-/* per worker: is the invalidation channel up, and how many messages came */
-extern ngx_uint_t                ngx_http_sa_subscribed;
-extern ngx_uint_t                ngx_http_sa_generation;
+/* per worker */
 extern ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
 extern ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
-extern ngx_rbtree_t              ngx_http_sa_flights;
-extern ngx_rbtree_node_t         ngx_http_sa_flights_sentinel;
+extern ngx_rbtree_t              ngx_http_sa_locks;
+extern ngx_rbtree_node_t         ngx_http_sa_locks_sentinel;
 extern ngx_uint_t                ngx_http_sa_exiting;
 
 extern ngx_str_t                 ngx_http_sa_status_names[];
 extern ngx_module_t              ngx_http_sa_module;
 
 
+ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_loc_conf_t *slcf);

@@ -1,14 +1,25 @@
 /*
- * The worker's Redis connection.
+ * The worker's Redis connections.
  *
  * hiredis owns the socket; an ngx_connection_t wraps its fd so that nginx's
  * epoll drives redisAsyncHandleRead/Write.  Events are level-triggered: a
  * read handles at most 16 KiB, and epoll reports the rest again.
  *
- * Queued hiredis callbacks cannot be cancelled: every GET's handler is
- * called exactly once, with the reply or with NULL when the connection is
- * gone, and must cope with whoever asked being gone (see the module's
- * flights).
+ * A connection is idle (waiting for its reconnect timer), connecting (TCP
+ * connect, then AUTH, SELECT and PING, and for the subscriber SUBSCRIBE,
+ * all within one deadline), or ready.  Nothing but the set-up is sent
+ * before it is ready: commands asked for meanwhile wait in a queue.
+ *
+ * However a connection ends (refused, connect or reply deadline, set-up
+ * error, protocol error, server close, dead subscriber, worker exit),
+ * hiredis frees its context, and freeing always calls the ev.cleanup hook,
+ * even for a context that never connected: ngx_http_sa_redis_cleanup() is
+ * the one place where a connection's end is handled.  To end one we only
+ * ever call ngx_http_sa_redis_close(), which asks hiredis to free it (at
+ * once, or when the hiredis callback we are in returns).
+ *
+ * Queued hiredis callbacks cannot be cancelled: every command's handler is
+ * called exactly once, with the reply or with NULL.
  */
 
 #include <ngx_config.h>
@@ -16,6 +27,7 @@
 #include <ngx_http.h>
 #include <sys/ioctl.h>
 #include <hiredis/async.h>
+#include <sodium.h>
 
 #include "ngx_http_sa_redis.h"
 
@@ -23,8 +35,19 @@
 #define NGX_HTTP_SA_BACKOFF_MIN   100
 #define NGX_HTTP_SA_BACKOFF_MAX   5000
 
-/* no reply at all for this long while requests wait: the link is dead */
+/*
+ * A connection must be set up, and a ready one must answer something while
+ * commands wait, within max(1 s, 4 x sa_redis_timeout): a paused,
+ * blackholed or partitioned Redis never resets TCP.
+ */
 #define NGX_HTTP_SA_STALL_MIN     1000
+
+
+typedef enum {
+    NGX_HTTP_SA_REDIS_IDLE = 0,
+    NGX_HTTP_SA_REDIS_CONNECTING,
+    NGX_HTTP_SA_REDIS_READY
+} ngx_http_sa_redis_state_e;
 
 
 typedef struct ngx_http_sa_redis_s  ngx_http_sa_redis_t;
@@ -35,28 +58,61 @@ struct ngx_http_sa_redis_s {
     const char                    *role;        /* for messages */
     redisAsyncContext             *ac;
     ngx_connection_t              *conn;
+    ngx_http_sa_redis_state_e      state;
     ngx_event_t                    reconnect;
+    ngx_event_t                    watchdog;    /* set-up or reply deadline */
     ngx_msec_t                     backoff;
-    ngx_msec_t                     last_reply;
-    ngx_uint_t                     waiting;
+    ngx_msec_t                     stall;
+    ngx_uint_t                     outstanding; /* replies the ready link owes */
+    ngx_uint_t                     subscribed;  /* channels confirmed */
+    ngx_queue_t                    pending;     /* commands before ready */
+    u_char                         reason[160]; /* why we end it, for the log */
     void                         (*ready)(ngx_http_sa_redis_t *rd);
     void                         (*lost)(ngx_http_sa_redis_t *rd);
+    unsigned                       connected:1;
     unsigned                       exiting:1;
 };
 
 
+/* a command whose reply someone waits for */
+typedef struct {
+    ngx_queue_t                    queue;       /* in pending */
+    ngx_http_sa_redis_handler_pt   handler;
+    void                          *data;
+    char                          *cmd;         /* formatted, while pending */
+    int                            len;
+} ngx_http_sa_redis_wait_t;
+
+
 static void ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd);
-static void ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_sa_redis_close(ngx_http_sa_redis_t *rd,
+    const char *fmt, ...);
 static void ngx_http_sa_redis_schedule(ngx_http_sa_redis_t *rd);
+static void ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_sa_redis_subscribe(ngx_http_sa_redis_t *rd);
+static void ngx_http_sa_redis_heartbeat(ngx_event_t *ev);
 
 
 /* the worker's two connections: commands, and the invalidation channel */
 static ngx_http_sa_redis_t  ngx_http_sa_redis;
 static ngx_http_sa_redis_t  ngx_http_sa_redis_sub;
 
-static ngx_str_t                      ngx_http_sa_channel;
-static ngx_http_sa_redis_message_pt   ngx_http_sa_on_message;
-static ngx_http_sa_redis_state_pt     ngx_http_sa_on_state;
+static ngx_http_sa_redis_sub_conf_t  ngx_http_sa_sub_conf;
+static ngx_str_t                     ngx_http_sa_hb_channel;
+
+/*
+ * Heartbeats: the worker publishes its own clock on a channel of its own
+ * through the command connection, and the subscriber must hear it.  Redis
+ * delivers messages to a subscriber in the order they were published, so a
+ * heartbeat sent at T that came back proves that every invalidation
+ * published before T has been read.
+ */
+static ngx_event_t  ngx_http_sa_hb_timer;
+static ngx_msec_t   ngx_http_sa_hb_proven;     /* sent at, newest heard */
+static ngx_msec_t   ngx_http_sa_hb_delivered;  /* sent at, newest Redis
+                                                  delivered to a subscriber */
+static ngx_msec_t   ngx_http_sa_hb_since;      /* this subscription's start */
 
 
 /* hiredis event hooks */
@@ -67,7 +123,9 @@ ngx_http_sa_redis_read_handler(ngx_event_t *rev)
     ngx_connection_t     *c = rev->data;
     ngx_http_sa_redis_t  *rd = c->data;
 
-    redisAsyncHandleRead(rd->ac);
+    if (rd->ac) {
+        redisAsyncHandleRead(rd->ac);
+    }
 }
 
 
@@ -77,7 +135,9 @@ ngx_http_sa_redis_write_handler(ngx_event_t *wev)
     ngx_connection_t     *c = wev->data;
     ngx_http_sa_redis_t  *rd = c->data;
 
-    redisAsyncHandleWrite(rd->ac);
+    if (rd->ac) {
+        redisAsyncHandleWrite(rd->ac);
+    }
 }
 
 
@@ -138,21 +198,14 @@ ngx_http_sa_redis_del_write(void *data)
 }
 
 
-/*
- * Called by redisAsyncFree() just before hiredis closes the fd: forget the
- * events (NGX_CLOSE_EVENT: the close removes them from epoll) and give the
- * ngx_connection_t back without closing the fd ourselves.
- */
+/* the end of a connection: every way there goes through here */
+
 static void
-ngx_http_sa_redis_cleanup(void *data)
+ngx_http_sa_redis_release(ngx_http_sa_redis_t *rd)
 {
-    ngx_http_sa_redis_t  *rd = data;
-    ngx_connection_t     *c = rd->conn;
+    ngx_connection_t  *c = rd->conn;
 
-    if (c == NULL) {
-        return;
-    }
-
+    /* NGX_CLOSE_EVENT: hiredis closes the fd, which leaves epoll by itself */
     if (c->read->active) {
         ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
     }
@@ -176,12 +229,67 @@ ngx_http_sa_redis_cleanup(void *data)
 }
 
 
-/* connection life cycle */
-
 static void
-ngx_http_sa_redis_lost(ngx_http_sa_redis_t *rd)
+ngx_http_sa_redis_fail_pending(ngx_http_sa_redis_t *rd)
 {
+    ngx_queue_t               *q;
+    ngx_http_sa_redis_wait_t  *w;
+
+    while (!ngx_queue_empty(&rd->pending)) {
+        q = ngx_queue_head(&rd->pending);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_http_sa_redis_wait_t, queue);
+        redisFreeCommand(w->cmd);
+        w->handler(w->data, NULL);
+        ngx_free(w);
+    }
+}
+
+
+/*
+ * The ev.cleanup hook: hiredis calls it once for every context it frees,
+ * after answering the queued callbacks with NULL and just before it closes
+ * the fd.  The reconnect comes from a timer, never from here: a new socket
+ * could get the fd number that is about to be closed.
+ */
+static void
+ngx_http_sa_redis_cleanup(void *data)
+{
+    ngx_http_sa_redis_t  *rd = data;
+
+    const char  *why;
+
+    why = rd->reason[0] ? (const char *) rd->reason
+          : rd->ac->c.err ? rd->ac->c.errstr : "closed";
+
+    if (!rd->exiting) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      rd->connected ? "sa_redis: %s connection to %V lost: %s"
+                                    : "sa_redis: %s connection to %V failed: %s",
+                      rd->role, &rd->conf->address, why);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "sa_redis: %s connection ended, %ui replies owed",
+                   rd->role, rd->outstanding);
+
+    if (rd->conn) {
+        ngx_http_sa_redis_release(rd);
+    }
+
+    if (rd->watchdog.timer_set) {
+        ngx_del_timer(&rd->watchdog);
+    }
+
     rd->ac = NULL;
+    rd->state = NGX_HTTP_SA_REDIS_IDLE;
+    rd->outstanding = 0;
+    rd->subscribed = 0;
+    rd->connected = 0;
+    rd->reason[0] = '\0';
+
+    ngx_http_sa_redis_fail_pending(rd);
 
     if (rd->lost) {
         rd->lost(rd);
@@ -193,43 +301,112 @@ ngx_http_sa_redis_lost(ngx_http_sa_redis_t *rd)
 }
 
 
+/*
+ * Ends a connection.  Inside one of its hiredis callbacks, hiredis frees it
+ * when the callback returns; never call this from the connect callback.
+ */
+static void
+ngx_http_sa_redis_close(ngx_http_sa_redis_t *rd, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    if (rd->ac == NULL || (rd->ac->c.flags & REDIS_FREEING)) {
+        return;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(rd->reason, rd->reason + sizeof(rd->reason) - 1, fmt,
+                      args);
+    va_end(args);
+    *p = '\0';
+
+    redisAsyncFree(rd->ac);
+}
+
+
+static void
+ngx_http_sa_redis_watchdog_handler(ngx_event_t *ev)
+{
+    ngx_http_sa_redis_t  *rd = ev->data;
+
+    if (rd->state == NGX_HTTP_SA_REDIS_CONNECTING) {
+        ngx_http_sa_redis_close(rd, "not set up within %M ms", rd->stall);
+        return;
+    }
+
+    ngx_http_sa_redis_close(rd, "no reply for %M ms", rd->stall);
+}
+
+
+/* connection life cycle */
+
 static void
 ngx_http_sa_redis_connected(const redisAsyncContext *ac, int status)
 {
     ngx_http_sa_redis_t  *rd = ac->ev.data;
 
-    if (status != REDIS_OK) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa_redis: %s connection to %V failed: %s", rd->role,
-                      &rd->conf->address, ac->errstr);
-
-        /* hiredis frees the context itself after this callback */
-        ngx_http_sa_redis_lost(rd);
-        return;
+    /* on failure hiredis frees the context right after this returns */
+    if (status == REDIS_OK) {
+        rd->connected = 1;
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                       "sa_redis: %s connection: TCP connected", rd->role);
     }
-
-    ngx_log_error(NGX_LOG_INFO, rd->log, 0, "sa_redis: %s connection to %V",
-                  rd->role, &rd->conf->address);
 }
 
 
 static void
-ngx_http_sa_redis_disconnected(const redisAsyncContext *ac, int status)
+ngx_http_sa_redis_send_pending(ngx_http_sa_redis_t *rd)
 {
-    ngx_http_sa_redis_t  *rd = ac->ev.data;
+    ngx_queue_t               *q;
+    ngx_http_sa_redis_wait_t  *w;
 
-    if (!rd->exiting) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa_redis: %s connection to %V lost%s%s", rd->role,
-                      &rd->conf->address, status == REDIS_OK ? "" : ": ",
-                      status == REDIS_OK ? "" : ac->errstr);
+    while (!ngx_queue_empty(&rd->pending) && rd->ac) {
+        q = ngx_queue_head(&rd->pending);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_http_sa_redis_wait_t, queue);
+
+        if (redisAsyncFormattedCommand(rd->ac, ngx_http_sa_redis_reply, w,
+                                       w->cmd, w->len)
+            != REDIS_OK)
+        {
+            redisFreeCommand(w->cmd);
+            w->handler(w->data, NULL);
+            ngx_free(w);
+            continue;
+        }
+
+        redisFreeCommand(w->cmd);
+        w->cmd = NULL;
+
+        if (rd->outstanding++ == 0) {
+            ngx_add_timer(&rd->watchdog, rd->stall);
+        }
     }
-
-    ngx_http_sa_redis_lost(rd);
 }
 
 
-/* AUTH, SELECT and PING after connect; only a PONG resets the backoff */
+static void
+ngx_http_sa_redis_set_ready(ngx_http_sa_redis_t *rd)
+{
+    rd->state = NGX_HTTP_SA_REDIS_READY;
+    rd->backoff = 0;
+
+    if (rd->watchdog.timer_set) {
+        ngx_del_timer(&rd->watchdog);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0, "sa_redis: %s connection to %V",
+                  rd->role, &rd->conf->address);
+
+    if (rd->ready) {
+        rd->ready(rd);
+    }
+}
+
+
+/* AUTH, SELECT and PING: any error ends the connection, a PONG readies it */
 static void
 ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -237,23 +414,26 @@ ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     redisReply           *reply = r;
     const char           *what = privdata;
 
-    if (reply == NULL) {
+    if (reply == NULL || rd->state != NGX_HTTP_SA_REDIS_CONNECTING) {
         return;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0, "sa_redis: %s on %V failed: %s",
-                      what, &rd->conf->address, reply->str);
-        redisAsyncDisconnect(ac);
+        ngx_http_sa_redis_close(rd, "%s refused: %*s", what,
+                                (size_t) reply->len, reply->str);
         return;
     }
 
-    if (ngx_strcmp(what, "PING") == 0) {
-        rd->backoff = 0;
+    if (ngx_strcmp(what, "PING") != 0) {
+        return;
+    }
 
-        if (rd->ready) {
-            rd->ready(rd);
-        }
+    /* the subscriber still has to subscribe, within the same deadline */
+    if (rd == &ngx_http_sa_redis_sub) {
+        ngx_http_sa_redis_subscribe(rd);
+
+    } else {
+        ngx_http_sa_redis_set_ready(rd);
     }
 }
 
@@ -262,6 +442,8 @@ static void
 ngx_http_sa_redis_setup(ngx_http_sa_redis_t *rd)
 {
     ngx_http_sa_redis_conf_t  *conf = rd->conf;
+
+    /* queued before the connect completes: hiredis sends them first */
 
     if (conf->password.len && conf->user.len) {
         redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "AUTH",
@@ -302,7 +484,8 @@ ngx_http_sa_redis_attach(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
 
     rd->ac = ac;
     rd->conn = c;
-    rd->last_reply = ngx_current_msec;
+    rd->state = NGX_HTTP_SA_REDIS_CONNECTING;
+    rd->reason[0] = '\0';
 
     /* the hooks first: setting the connect callback already adds a write */
     ac->ev.data = rd;
@@ -313,7 +496,6 @@ ngx_http_sa_redis_attach(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
     ac->ev.cleanup = ngx_http_sa_redis_cleanup;
 
     redisAsyncSetConnectCallback(ac, ngx_http_sa_redis_connected);
-    redisAsyncSetDisconnectCallback(ac, ngx_http_sa_redis_disconnected);
 
     return NGX_OK;
 }
@@ -325,11 +507,15 @@ ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
     redisAsyncContext         *ac;
     ngx_http_sa_redis_conf_t  *conf = rd->conf;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "sa_redis: %s connection: connecting", rd->role);
+
     /* both were made NUL-terminated when the configuration was read */
     ac = conf->unix_path.len
          ? redisAsyncConnectUnix((char *) conf->unix_path.data)
          : redisAsyncConnect((char *) conf->host.data, (int) conf->port);
 
+    /* a context that failed at once never had our hooks: no cleanup call */
     if (ac->err) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "sa_redis: %s connection to %V failed: %s", rd->role,
@@ -344,6 +530,8 @@ ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
         ngx_http_sa_redis_schedule(rd);
         return;
     }
+
+    ngx_add_timer(&rd->watchdog, rd->stall);
 
     ngx_http_sa_redis_setup(rd);
 }
@@ -365,6 +553,10 @@ ngx_http_sa_redis_schedule(ngx_http_sa_redis_t *rd)
 
     delay = rd->backoff / 2 + (ngx_msec_t) ngx_random() % (rd->backoff / 2);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "sa_redis: %s connection: reconnect in %M ms",
+                   rd->role, delay);
+
     ngx_add_timer(&rd->reconnect, delay);
 }
 
@@ -380,13 +572,119 @@ ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev)
 }
 
 
+/* commands */
+
+static void
+ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    ngx_http_sa_redis_wait_t  *w = privdata;
+    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
+
+    /* NULL: the context is being freed, the cleanup resets the count */
+    if (reply != NULL && rd->outstanding) {
+        if (--rd->outstanding) {
+            ngx_add_timer(&rd->watchdog, rd->stall);     /* progress */
+
+        } else if (rd->watchdog.timer_set) {
+            ngx_del_timer(&rd->watchdog);
+        }
+    }
+
+    if (w->handler) {
+        w->handler(w->data, reply);
+    }
+
+    ngx_free(w);
+}
+
+
+ngx_int_t
+ngx_http_sa_redis_command(int argc, const char **argv, const size_t *argvlen,
+    ngx_http_sa_redis_handler_pt handler, void *data)
+{
+    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
+    ngx_http_sa_redis_wait_t  *w;
+
+    if (rd->state == NGX_HTTP_SA_REDIS_IDLE || rd->ac == NULL
+        || (rd->state == NGX_HTTP_SA_REDIS_CONNECTING && handler == NULL))
+    {
+        return NGX_DECLINED;
+    }
+
+    w = ngx_alloc(sizeof(ngx_http_sa_redis_wait_t), rd->log);
+    if (w == NULL) {
+        return NGX_DECLINED;
+    }
+
+    w->handler = handler;
+    w->data = data;
+    w->cmd = NULL;
+
+    if (rd->state == NGX_HTTP_SA_REDIS_CONNECTING) {
+        w->len = redisFormatCommandArgv(&w->cmd, argc, argv, argvlen);
+        if (w->len < 0) {
+            ngx_free(w);
+            return NGX_DECLINED;
+        }
+
+        ngx_queue_insert_tail(&rd->pending, &w->queue);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                       "sa_redis: %s waits for the connection", argv[0]);
+        return NGX_OK;
+    }
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_http_sa_redis_reply, w, argc, argv,
+                              argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(w);
+        return NGX_DECLINED;
+    }
+
+    if (rd->outstanding++ == 0) {
+        ngx_add_timer(&rd->watchdog, rd->stall);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sa_redis_command_ready(ngx_http_sa_redis_t *rd)
+{
+    ngx_http_sa_redis_send_pending(rd);
+
+    /* the first heartbeat as soon as both connections are up */
+    if (ngx_http_sa_redis_sub.state == NGX_HTTP_SA_REDIS_READY) {
+        ngx_http_sa_redis_heartbeat(&ngx_http_sa_hb_timer);
+    }
+}
+
+
 /* the subscriber: SUBSCRIBE once set up, then one callback per message */
+
+static void
+ngx_http_sa_redis_heard(u_char *data, size_t len)
+{
+    ngx_int_t  sent;
+
+    sent = ngx_atoi(data, len);
+
+    if (sent != NGX_ERROR && (ngx_msec_t) sent <= ngx_current_msec
+        && (ngx_msec_t) sent > ngx_http_sa_hb_proven)
+    {
+        ngx_http_sa_hb_proven = (ngx_msec_t) sent;
+    }
+}
+
 
 static void
 ngx_http_sa_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    redisReply  *reply = r;
-    redisReply  *kind, *payload;
+    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis_sub;
+    redisReply           *reply = r;
+    redisReply           *kind, *channel, *payload;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 3)
@@ -395,63 +693,188 @@ ngx_http_sa_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     kind = reply->element[0];
+    channel = reply->element[1];
     payload = reply->element[2];
 
-    if (kind->type != REDIS_REPLY_STRING) {
+    if (kind->type != REDIS_REPLY_STRING
+        || channel->type != REDIS_REPLY_STRING)
+    {
         return;
     }
 
     if (ngx_strcmp(kind->str, "subscribe") == 0) {
-        ngx_log_error(NGX_LOG_INFO, ngx_http_sa_redis_sub.log, 0,
-                      "sa_redis: subscribed to \"%V\"", &ngx_http_sa_channel);
-        ngx_http_sa_on_state(1);
+        /* the invalidation channel and the heartbeat channel */
+        if (++rd->subscribed == 2) {
+            ngx_http_sa_redis_set_ready(rd);
+        }
         return;
     }
 
-    if (ngx_strcmp(kind->str, "message") == 0
-        && payload->type == REDIS_REPLY_STRING)
+    if (ngx_strcmp(kind->str, "message") != 0
+        || payload->type != REDIS_REPLY_STRING)
     {
-        ngx_http_sa_on_message((u_char *) payload->str, payload->len);
+        return;
     }
+
+    if ((size_t) channel->len == ngx_http_sa_hb_channel.len
+        && ngx_strncmp(channel->str, ngx_http_sa_hb_channel.data,
+                       channel->len) == 0)
+    {
+        ngx_http_sa_redis_heard((u_char *) payload->str, payload->len);
+        return;
+    }
+
+    ngx_http_sa_sub_conf.on_message((u_char *) payload->str, payload->len);
+}
+
+
+/* AUTH and SELECT went through: subscribe, ready once both are confirmed */
+static void
+ngx_http_sa_redis_subscribe(ngx_http_sa_redis_t *rd)
+{
+    const char  *argv[3];
+    size_t       argvlen[3];
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = sizeof("SUBSCRIBE") - 1;
+    argv[1] = (const char *) ngx_http_sa_sub_conf.channel.data;
+    argvlen[1] = ngx_http_sa_sub_conf.channel.len;
+    argv[2] = (const char *) ngx_http_sa_hb_channel.data;
+    argvlen[2] = ngx_http_sa_hb_channel.len;
+
+    redisAsyncCommandArgv(rd->ac, ngx_http_sa_redis_sub_reply, NULL, 3, argv,
+                          argvlen);
 }
 
 
 static void
 ngx_http_sa_redis_sub_ready(ngx_http_sa_redis_t *rd)
 {
-    redisAsyncCommand(rd->ac, ngx_http_sa_redis_sub_reply, NULL,
-                      "SUBSCRIBE %b", ngx_http_sa_channel.data,
-                      ngx_http_sa_channel.len);
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                  "sa_redis: subscribed to \"%V\"",
+                  &ngx_http_sa_sub_conf.channel);
+
+    ngx_http_sa_hb_proven = 0;
+    ngx_http_sa_hb_delivered = 0;
+    ngx_http_sa_hb_since = ngx_current_msec;
+
+    ngx_http_sa_sub_conf.on_state(1);
+
+    if (ngx_http_sa_redis.state == NGX_HTTP_SA_REDIS_READY) {
+        ngx_http_sa_redis_heartbeat(&ngx_http_sa_hb_timer);
+    }
 }
 
 
 static void
 ngx_http_sa_redis_sub_lost(ngx_http_sa_redis_t *rd)
 {
-    ngx_http_sa_on_state(0);
+    ngx_http_sa_hb_proven = 0;
+    ngx_http_sa_hb_delivered = 0;
+
+    ngx_http_sa_sub_conf.on_state(0);
 }
 
 
-/*
- * Reads what the invalidation channel holds right now.  Called before a
- * cached record is served, so that a change published before the request
- * arrived is never missed because epoll reported the request first.
- */
-void
-ngx_http_sa_redis_poll_subscriber(void)
+/* PUBLISH answered: to how many subscribers Redis delivered the heartbeat */
+static void
+ngx_http_sa_redis_published(void *data, redisReply *reply)
+{
+    ngx_msec_t            sent = (ngx_msec_t) (uintptr_t) data;
+    ngx_http_sa_redis_t  *sub = &ngx_http_sa_redis_sub;
+
+    /* an answer about an earlier subscription tells nothing */
+    if (reply == NULL || sub->state != NGX_HTTP_SA_REDIS_READY
+        || sent < ngx_http_sa_hb_since || sent < ngx_http_sa_hb_delivered)
+    {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        ngx_log_error(NGX_LOG_ERR, sub->log, 0,
+                      "sa_redis: heartbeat PUBLISH refused: %*s",
+                      (size_t) reply->len, reply->str ? reply->str : "");
+        return;
+    }
+
+    if (reply->integer == 0) {
+        /* the server does not know our subscription: it is gone */
+        ngx_http_sa_redis_close(sub, "not subscribed at the server");
+        return;
+    }
+
+    ngx_http_sa_hb_delivered = sent;
+}
+
+
+static void
+ngx_http_sa_redis_heartbeat(ngx_event_t *ev)
+{
+    u_char                now[NGX_INT_T_LEN];
+    const char           *argv[3];
+    size_t                argvlen[3];
+    ngx_http_sa_redis_t  *sub = &ngx_http_sa_redis_sub;
+
+    if (!ngx_http_sa_redis.exiting) {
+        if (ev->timer_set) {
+            ngx_del_timer(ev);
+        }
+        ngx_add_timer(ev, ngx_http_sa_sub_conf.heartbeat);
+    }
+
+    if (sub->state != NGX_HTTP_SA_REDIS_READY
+        || ngx_http_sa_redis.state != NGX_HTTP_SA_REDIS_READY)
+    {
+        return;
+    }
+
+    /* delivered by Redis, never heard: the subscriber's link is dead */
+    if (ngx_http_sa_hb_delivered > ngx_http_sa_hb_proven
+        && ngx_current_msec - ngx_http_sa_hb_delivered > sub->stall)
+    {
+        ngx_http_sa_redis_close(sub, "heartbeat not heard for %M ms",
+                                ngx_current_msec - ngx_http_sa_hb_delivered);
+        return;
+    }
+
+    argv[0] = "PUBLISH";
+    argvlen[0] = sizeof("PUBLISH") - 1;
+    argv[1] = (const char *) ngx_http_sa_hb_channel.data;
+    argvlen[1] = ngx_http_sa_hb_channel.len;
+    argv[2] = (const char *) now;
+    argvlen[2] = ngx_sprintf(now, "%M", ngx_current_msec) - now;
+
+    (void) ngx_http_sa_redis_command(3, argv, argvlen,
+                                     ngx_http_sa_redis_published,
+                                     (void *) (uintptr_t) ngx_current_msec);
+}
+
+
+ngx_uint_t
+ngx_http_sa_redis_subscriber_fresh(void)
 {
     int                   n;
     ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis_sub;
 
-    if (rd->ac == NULL || rd->conn == NULL) {
-        return;
+    if (rd->state != NGX_HTTP_SA_REDIS_READY) {
+        return 0;
     }
 
     if (ioctl(rd->conn->fd, FIONREAD, &n) == 0 && n > 0) {
         redisAsyncHandleRead(rd->ac);
+
+        if (rd->state != NGX_HTTP_SA_REDIS_READY) {
+            return 0;
+        }
     }
+
+    return ngx_http_sa_hb_proven
+           && ngx_current_msec - ngx_http_sa_hb_proven
+              <= ngx_http_sa_sub_conf.heartbeat + rd->conf->timeout;
 }
 
+
+/* worker start and exit */
 
 static void
 ngx_http_sa_redis_start(ngx_http_sa_redis_t *rd, ngx_cycle_t *cycle,
@@ -462,36 +885,75 @@ ngx_http_sa_redis_start(ngx_http_sa_redis_t *rd, ngx_cycle_t *cycle,
     rd->conf = conf;
     rd->log = cycle->log;
     rd->role = role;
+    rd->stall = ngx_max(NGX_HTTP_SA_STALL_MIN, 4 * conf->timeout);
+    ngx_queue_init(&rd->pending);
 
     rd->reconnect.handler = ngx_http_sa_redis_reconnect_handler;
     rd->reconnect.data = rd;
     rd->reconnect.log = cycle->log;
     rd->reconnect.cancelable = 1;
+
+    rd->watchdog.handler = ngx_http_sa_redis_watchdog_handler;
+    rd->watchdog.data = rd;
+    rd->watchdog.log = cycle->log;
+    rd->watchdog.cancelable = 1;
+}
+
+
+/* <channel>:hb:<32 hex digits>, a channel only this worker listens to */
+static ngx_int_t
+ngx_http_sa_redis_hb_channel(ngx_cycle_t *cycle, ngx_str_t *channel)
+{
+    u_char  *p, rnd[16];
+
+    randombytes_buf(rnd, sizeof(rnd));
+
+    ngx_http_sa_hb_channel.len = channel->len + sizeof(":hb:") - 1 + 32;
+    ngx_http_sa_hb_channel.data = ngx_pnalloc(cycle->pool,
+                                              ngx_http_sa_hb_channel.len);
+    if (ngx_http_sa_hb_channel.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ngx_http_sa_hb_channel.data, channel->data, channel->len);
+    p = ngx_cpymem(p, ":hb:", sizeof(":hb:") - 1);
+    ngx_hex_dump(p, rnd, sizeof(rnd));
+
+    return NGX_OK;
 }
 
 
 ngx_int_t
 ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_sa_redis_conf_t *conf, ngx_str_t *channel,
-    ngx_http_sa_redis_message_pt on_message,
-    ngx_http_sa_redis_state_pt on_state)
+    ngx_http_sa_redis_conf_t *conf, ngx_http_sa_redis_sub_conf_t *sub)
 {
     ngx_http_sa_redis_start(&ngx_http_sa_redis, cycle, conf, "command");
-    ngx_http_sa_redis_connect(&ngx_http_sa_redis);
+    ngx_http_sa_redis.ready = ngx_http_sa_redis_command_ready;
 
-    if (channel == NULL) {
-        return NGX_OK;
+    if (sub != NULL) {
+        ngx_http_sa_sub_conf = *sub;
+
+        if (ngx_http_sa_redis_hb_channel(cycle, &sub->channel) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_sa_hb_timer.handler = ngx_http_sa_redis_heartbeat;
+        ngx_http_sa_hb_timer.log = cycle->log;
+        ngx_http_sa_hb_timer.cancelable = 1;
+        ngx_http_sa_hb_proven = 0;
+        ngx_http_sa_hb_delivered = 0;
+
+        ngx_http_sa_redis_start(&ngx_http_sa_redis_sub, cycle, conf,
+                                "subscriber");
+        ngx_http_sa_redis_sub.ready = ngx_http_sa_redis_sub_ready;
+        ngx_http_sa_redis_sub.lost = ngx_http_sa_redis_sub_lost;
+        ngx_http_sa_redis_connect(&ngx_http_sa_redis_sub);
+
+    } else {
+        ngx_memzero(&ngx_http_sa_redis_sub, sizeof(ngx_http_sa_redis_t));
     }
 
-    ngx_http_sa_channel = *channel;
-    ngx_http_sa_on_message = on_message;
-    ngx_http_sa_on_state = on_state;
-
-    ngx_http_sa_redis_start(&ngx_http_sa_redis_sub, cycle, conf,
-                            "subscriber");
-    ngx_http_sa_redis_sub.ready = ngx_http_sa_redis_sub_ready;
-    ngx_http_sa_redis_sub.lost = ngx_http_sa_redis_sub_lost;
-    ngx_http_sa_redis_connect(&ngx_http_sa_redis_sub);
+    ngx_http_sa_redis_connect(&ngx_http_sa_redis);
 
     return NGX_OK;
 }
@@ -501,133 +963,22 @@ static void
 ngx_http_sa_redis_stop(ngx_http_sa_redis_t *rd)
 {
     rd->exiting = 1;
-    rd->lost = NULL;
 
     if (rd->reconnect.timer_set) {
         ngx_del_timer(&rd->reconnect);
     }
 
-    if (rd->ac) {
-        redisAsyncFree(rd->ac);
-        rd->ac = NULL;
-    }
+    ngx_http_sa_redis_close(rd, "worker exiting");
 }
 
 
 void
 ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_sa_redis_stop(&ngx_http_sa_redis);
+    if (ngx_http_sa_hb_timer.timer_set) {
+        ngx_del_timer(&ngx_http_sa_hb_timer);
+    }
+
     ngx_http_sa_redis_stop(&ngx_http_sa_redis_sub);
-}
-
-
-/* commands whose reply nobody waits for (last use) */
-void
-ngx_http_sa_redis_send(int argc, const char **argv, const size_t *argvlen)
-{
-    if (ngx_http_sa_redis.ac != NULL && ngx_http_sa_redis.conn != NULL) {
-        redisAsyncCommandArgv(ngx_http_sa_redis.ac, NULL, NULL, argc, argv,
-                              argvlen);
-    }
-}
-
-
-/* GET: the caller's handler gets the reply, or NULL when there is none */
-
-typedef struct {
-    ngx_http_sa_redis_handler_pt   handler;
-    void                          *data;
-} ngx_http_sa_redis_wait_t;
-
-
-static void
-ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    ngx_http_sa_redis_wait_t  *w = privdata;
-    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
-
-    rd->waiting--;
-
-    if (reply != NULL) {
-        rd->last_reply = ngx_current_msec;
-    }
-
-    w->handler(w->data, reply);
-
-    ngx_free(w);
-}
-
-
-ngx_int_t
-ngx_http_sa_redis_get(ngx_str_t *key, ngx_http_sa_redis_handler_pt handler,
-    void *data, ngx_log_t *log)
-{
-    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
-    ngx_http_sa_redis_wait_t  *w;
-    const char                *argv[2];
-    size_t                     argvlen[2];
-
-    if (rd->ac == NULL || rd->conn == NULL) {
-        return NGX_DECLINED;
-    }
-
-    w = ngx_alloc(sizeof(ngx_http_sa_redis_wait_t), log);
-    if (w == NULL) {
-        return NGX_ERROR;
-    }
-
-    w->handler = handler;
-    w->data = data;
-
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) key->data;
-    argvlen[1] = key->len;
-
-    if (redisAsyncCommandArgv(rd->ac, ngx_http_sa_redis_reply, w, 2, argv,
-                              argvlen)
-        != REDIS_OK)
-    {
-        ngx_free(w);
-        return NGX_DECLINED;
-    }
-
-    rd->waiting++;
-
-    return NGX_OK;
-}
-
-
-/*
- * A reply timed out.  When nothing at all has come back for a while, the
- * link is dead (a paused or partitioned Redis never resets the TCP
- * connection): drop it, so that the next connection can be made.  Every
- * pending GET is then answered with NULL.
- */
-void
-ngx_http_sa_redis_timed_out(void)
-{
-    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis;
-    ngx_msec_t            stall;
-
-    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                  "sa_redis: no reply from %V within %M ms",
-                  &rd->conf->address, rd->conf->timeout);
-
-    stall = ngx_max(NGX_HTTP_SA_STALL_MIN, 4 * rd->conf->timeout);
-
-    if (rd->ac && rd->waiting && ngx_current_msec - rd->last_reply > stall) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa_redis: %V has not answered for %M ms, reconnecting",
-                      &rd->conf->address, ngx_current_msec - rd->last_reply);
-        redisAsyncFree(rd->ac);
-    }
-}
-
-
-ngx_msec_t
-ngx_http_sa_redis_timeout(void)
-{
-    return ngx_http_sa_redis.conf->timeout;
+    ngx_http_sa_redis_stop(&ngx_http_sa_redis);
 }

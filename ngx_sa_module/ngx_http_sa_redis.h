@@ -1,7 +1,8 @@
 /*
- * One hiredis asynchronous connection per worker, driven by nginx's event
- * loop, with nginx timers for reply timeouts and reconnects (hiredis 0.14
- * has neither).
+ * The worker's Redis connections, driven by nginx's event loop, with nginx
+ * timers for every deadline (hiredis 0.14 has none): one connection for
+ * commands, and, with sa_cache, one subscribed to the invalidation channel,
+ * whose liveness is proven by heartbeats.
  */
 
 #ifndef NGX_HTTP_SA_REDIS_H
@@ -26,12 +27,12 @@ typedef struct {
 
 
 /*
- * Called exactly once per ngx_http_sa_redis_get() that returned NGX_OK:
- * with the reply, or with NULL when the connection failed or was dropped.
- * The reply is freed after the call returns.
+ * Called exactly once for every ngx_http_sa_redis_command() that returned
+ * NGX_OK: with the reply, or with NULL when the connection ended first.
+ * The reply is freed after the call returns.  It runs inside hiredis: it
+ * must not run request phases (post an event instead).
  */
 typedef void (*ngx_http_sa_redis_handler_pt)(void *data, redisReply *reply);
-
 
 /* a message of the invalidation channel: space-separated token ids */
 typedef void (*ngx_http_sa_redis_message_pt)(u_char *data, size_t len);
@@ -40,27 +41,36 @@ typedef void (*ngx_http_sa_redis_message_pt)(u_char *data, size_t len);
 typedef void (*ngx_http_sa_redis_state_pt)(ngx_uint_t up);
 
 
-/* channel NULL: no subscriber connection */
+typedef struct {
+    ngx_str_t                      channel;
+    ngx_msec_t                     heartbeat;
+    ngx_http_sa_redis_message_pt   on_message;
+    ngx_http_sa_redis_state_pt     on_state;
+} ngx_http_sa_redis_sub_conf_t;
+
+
+/* sub NULL: no subscriber connection (no sa_cache) */
 ngx_int_t ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_sa_redis_conf_t *conf, ngx_str_t *channel,
-    ngx_http_sa_redis_message_pt on_message,
-    ngx_http_sa_redis_state_pt on_state);
+    ngx_http_sa_redis_conf_t *conf, ngx_http_sa_redis_sub_conf_t *sub);
 void ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle);
 
-void ngx_http_sa_redis_poll_subscriber(void);
+/*
+ * Sends a command on the command connection.  With a handler: NGX_OK, and
+ * the handler will be called; a command asked for while the connection is
+ * being set up waits until AUTH, SELECT and PING have answered.  Without a
+ * handler the reply is ignored and nothing waits.  NGX_DECLINED: Redis is
+ * unavailable now.
+ */
+ngx_int_t ngx_http_sa_redis_command(int argc, const char **argv,
+    const size_t *argvlen, ngx_http_sa_redis_handler_pt handler, void *data);
 
-/* a command whose reply is ignored */
-void ngx_http_sa_redis_send(int argc, const char **argv,
-    const size_t *argvlen);
-
-/* NGX_OK: the handler will be called; NGX_DECLINED: Redis is unavailable */
-ngx_int_t ngx_http_sa_redis_get(ngx_str_t *key,
-    ngx_http_sa_redis_handler_pt handler, void *data, ngx_log_t *log);
-
-/* sa_redis_timeout */
-ngx_msec_t ngx_http_sa_redis_timeout(void);
-
-/* a GET went unanswered for sa_redis_timeout: drop a dead connection */
-void ngx_http_sa_redis_timed_out(void);
+/*
+ * 1 while the subscriber has proven, within heartbeat + sa_redis_timeout,
+ * that it receives everything published: only then may a cached record be
+ * served.  Reads whatever the channel already holds first, so that a change
+ * published before the request arrived is never missed because epoll
+ * reported the request first.
+ */
+ngx_uint_t ngx_http_sa_redis_subscriber_fresh(void);
 
 #endif /* NGX_HTTP_SA_REDIS_H */

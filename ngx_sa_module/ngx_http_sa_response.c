@@ -50,9 +50,14 @@ ngx_http_sa_challenge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
+    /* after an error_page redirect the first challenge is still there */
+    h = r->headers_out.www_authenticate;
+
     if (h == NULL) {
-        return NGX_ERROR;
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     h->hash = 1;
@@ -171,18 +176,25 @@ ngx_http_sa_hide_credentials(ngx_http_request_t *r)
 }
 
 
+/*
+ * The verdict as the access phase wants it.  The credential is hidden
+ * whatever the verdict: under "satisfy any" a refused request may still go
+ * upstream.  Only a Bearer credential is ours to hide; another scheme is
+ * left for whoever it belongs to.
+ */
 ngx_int_t
 ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_loc_conf_t *slcf)
 {
+    if (slcf->hide_credentials && ctx->bearer
+        && ngx_http_sa_hide_credentials(r) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     switch (ctx->rc) {
 
     case NGX_OK:
-        if (slcf->hide_credentials
-            && ngx_http_sa_hide_credentials(r) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
         return NGX_OK;
 
     case NGX_HTTP_UNAUTHORIZED:
@@ -193,8 +205,12 @@ ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         return ctx->rc;
 
     case NGX_HTTP_SERVICE_UNAVAILABLE:
-        if (ngx_http_sa_retry_after(r) != NGX_OK) {
-            return NGX_ERROR;
+        /* once, even when an error_page redirect comes back here */
+        if (!ctx->retry_after) {
+            if (ngx_http_sa_retry_after(r) != NGX_OK) {
+                return NGX_ERROR;
+            }
+            ctx->retry_after = 1;
         }
         return ctx->rc;
     }
@@ -256,7 +272,8 @@ ngx_http_sa_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     ngx_http_sa_ctx_t   *ctx;
     sa_token_record_t   *rec;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
+    /* subrequests (SSI, auth_request, mirror) inherit the main verdict */
+    ctx = ngx_http_sa_get_ctx(r->main);
 
     if (ctx == NULL || ctx->rc == NGX_AGAIN) {
         v->not_found = 1;
@@ -267,7 +284,8 @@ ngx_http_sa_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     v->no_cacheable = 0;
     v->not_found = 0;
 
-    rec = ctx->record;
+    /* the identity only for a request the module let through */
+    rec = (ctx->status == NGX_HTTP_SA_OK) ? ctx->record : NULL;
     s = NULL;
 
     switch ((ngx_http_sa_var_e) data) {
