@@ -314,7 +314,8 @@ sub run_admin {
 # convenience). Under CI (CI set) a missing build is an error, not a skip.
 sub require_build {
     my @files = @_ ? @_ : ('ngx_http_sa_module.so');
-    my @missing = grep { !-e build_dir() . "/$_" } @files;
+    my %path = ('ngx_http_sa_module.so' => module_path(), 'sa-admin' => admin_path());
+    my @missing = grep { !-e ($path{$_} // build_dir() . "/$_") } @files;
     return 1 unless @missing;
     my $msg = "not built: build/@missing (run 'make' first)";
     die "$msg\n" if $ENV{CI};
