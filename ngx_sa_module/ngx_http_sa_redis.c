@@ -811,6 +811,7 @@ static void
 ngx_http_sa_redis_heartbeat(ngx_event_t *ev)
 {
     u_char                now[NGX_INT_T_LEN];
+    ngx_msec_t            heard;
     const char           *argv[3];
     size_t                argvlen[3];
     ngx_http_sa_redis_t  *sub = &ngx_http_sa_redis_sub;
@@ -828,12 +829,18 @@ ngx_http_sa_redis_heartbeat(ngx_event_t *ev)
         return;
     }
 
-    /* delivered by Redis, never heard: the subscriber's link is dead */
+    /*
+     * Redis delivered heartbeats that were never heard, and nothing was
+     * heard for a heartbeat and a deadline: the subscriber's link is dead.
+     */
+    heard = ngx_max(ngx_http_sa_hb_proven, ngx_http_sa_hb_since);
+
     if (ngx_http_sa_hb_delivered > ngx_http_sa_hb_proven
-        && ngx_current_msec - ngx_http_sa_hb_delivered > sub->stall)
+        && ngx_current_msec - heard
+           > ngx_http_sa_sub_conf.heartbeat + sub->stall)
     {
-        ngx_http_sa_redis_close(sub, "heartbeat not heard for %M ms",
-                                ngx_current_msec - ngx_http_sa_hb_delivered);
+        ngx_http_sa_redis_close(sub, "no heartbeat heard for %M ms",
+                                ngx_current_msec - heard);
         return;
     }
 

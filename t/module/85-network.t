@@ -110,12 +110,9 @@ sub all_unavailable {
         or diag 'statuses: ' . histogram(@res);
 }
 
-# The proxy's "blackhole on" alone still accepts (its listen socket stays in
-# the select set, so the queue never fills): stop accepting too.
 sub blackhole {
     my ($proxy, $on) = @_;
-    if ($on) { $proxy->accept(0); $proxy->blackhole(1) }
-    else     { $proxy->blackhole(0); $proxy->accept(1) }
+    $proxy->blackhole($on);
 }
 
 # GETs Redis has run, refused or failed (INFO commandstats)
@@ -297,6 +294,12 @@ reload_and_quit('B4 (dead)', 503, sub {
     my $before = gets($redis);
     is(status($nginx, $t2), 200, "$name: a valid token is still served during the freeze");
     cmp_ok(gets($redis), '>', $before, "$name: through a GET, not a hit");
+
+    # heartbeats Redis delivered but nobody heard: the subscriber is given up
+    # within heartbeat + max(1 s, 4 x timeout) after the last one heard
+    ok(SaTest::wait_until(6, sub { $nginx->error_log =~ /subscriber connection .* lost: no heartbeat heard for \d+ ms/ }),
+       "$name: the frozen subscriber is given up and remade")
+        or diag SaTest::tail($nginx->error_log, 10);
 
     $proxy->set(qw(pubsub both pass));
     my $t_heal = time;
