@@ -308,6 +308,17 @@ sub run_admin {
     return $r;
 }
 
+# issue_token($redis, $account, @scopes) -> the token, issued by alice (the
+# usual team owner of the tests); dies when sa-admin fails.
+sub issue_token {
+    my ($redis, $account, @scopes) = @_;
+    my $r = admin($redis, { SA_ACTOR => 'alice' }, 'token', 'issue', $account,
+                  map { ('--scope', $_) } @scopes);
+    die "token issue failed: $r->{err}" if $r->{code};
+    chomp(my $token = $r->{out});
+    return $token;
+}
+
 # ---------------------------------------------------------------- skipping
 
 # Skips the test file when a build product is missing (developer

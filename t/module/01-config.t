@@ -61,6 +61,15 @@ conf_fails($base . server('sa_auth "a\"b";'),
 conf_fails($base . 'server { listen 127.0.0.1:%%PORT%%; sa_redis 127.0.0.1:1; }',
            qr/"sa_redis" directive is not allowed here/, 'sa_redis in server');
 
+conf_fails($base . 'sa_cache zone=sa:1m heartbeat=0;' . server('sa_auth api;'),
+           qr/invalid parameter "heartbeat=0"/, 'heartbeat 0');
+conf_fails($base . 'sa_cache zone=sa:1m heartbeat=soon;' . server('sa_auth api;'),
+           qr/invalid time "heartbeat=soon"/, 'heartbeat not a time');
+($ok, $out) = SaTest::Nginx->test_config(http => $base
+    . 'sa_cache zone=sa:1m ttl=5m negative_ttl=2s stale=10s heartbeat=250ms;'
+    . server('sa_auth api;'));
+ok($ok, 'sa_cache with every parameter') or diag $out;
+
 ($ok, $out) = SaTest::Nginx->test_config(http => server('sa_auth off;'));
 ok($ok, 'sa_auth off needs no Redis') or diag $out;
 

@@ -13,13 +13,7 @@ my $redis = SaTest::Redis->start;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 sub tid { substr($_[0], 4, 16) }
 
-sub issue {
-    my ($account, @scopes) = @_;
-    my $r = as('token', 'issue', $account, map { ('--scope', $_) } @scopes);
-    die "token issue failed: $r->{err}" if $r->{code};
-    chomp(my $token = $r->{out});
-    return $token;
-}
+sub issue { SaTest::issue_token($redis, @_) }
 
 as(qw(team create platform --owner alice));
 as(qw(account create platform ci --app billing));

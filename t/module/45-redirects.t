@@ -38,13 +38,7 @@ my $up = SaTest::Recorder->start;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 sub tid { substr($_[0], 4, 16) }
 
-sub issue {
-    my ($account, @scopes) = @_;
-    my $r = as('token', 'issue', $account, map { ('--scope', $_) } @scopes);
-    die "token issue failed: $r->{err}" if $r->{code};
-    chomp(my $token = $r->{out});
-    return $token;
-}
+sub issue { SaTest::issue_token($redis, @_) }
 
 is(as(qw(team create platform --owner alice))->{code}, 0, 'team create');
 my $ci = as(qw(account create platform ci --app api --json))->{json};
