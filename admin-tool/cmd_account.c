@@ -189,16 +189,20 @@ sa_account_create(sa_admin_t *sa, int argc, char **argv)
 }
 
 
-/* GETs of a batch of account ids, pipelined; records appended to out */
+/*
+ * GETs of a batch of account ids, pipelined; the public JSON of each record
+ * appended to out.  A record that is not a genuine account record of this
+ * team is reported and skipped.
+ */
 static void
-sa_account_batch(sa_admin_t *sa, redisReply *ids, size_t from, size_t to,
-    json_t *out)
+sa_account_batch(sa_admin_t *sa, const char *team, redisReply *ids,
+    size_t from, size_t to, json_t *out)
 {
-    sa_args_t     args;
-    size_t        i, plen;
-    redisReply   *r;
-    json_t       *payload;
-    const char   *p;
+    sa_args_t      args;
+    size_t         i;
+    redisReply    *r;
+    const char    *id, *err;
+    sa_account_t   a;
 
     for (i = from; i < to; i++) {
         sa_args_init(&args);
@@ -210,16 +214,28 @@ sa_account_batch(sa_admin_t *sa, redisReply *ids, size_t from, size_t to,
 
     for (i = from; i < to; i++) {
         r = sa_redis_next_reply(sa);
+        id = ids->element[i]->str;
+
         /* an account deleted since SMEMBERS is simply not listed */
-        if (r->type == REDIS_REPLY_STRING && r->len > SA_ENVELOPE_HEAD_LEN) {
-            p = r->str + SA_ENVELOPE_HEAD_LEN;
-            plen = r->len - SA_ENVELOPE_HEAD_LEN;
-            payload = json_loadb(p, plen, 0, NULL);
-            if (payload != NULL) {
-                json_array_append_new(out, sa_account_public_json(payload));
-                json_decref(payload);
-            }
+        if (r->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            continue;
         }
+
+        if (sa_account_from_value(sa, id, r->str, r->len, &a, &err) != 0) {
+            fprintf(stderr, "sa-admin: account %s: record refused: %s "
+                    "(written by something other than sa-admin?)\n", id, err);
+
+        } else if (strcmp(a.team, team) != 0) {
+            fprintf(stderr, "sa-admin: account %s is listed in team %s but "
+                    "belongs to team %s: skipped\n", id, team, a.team);
+            sa_account_free(&a);
+
+        } else {
+            json_array_append_new(out, sa_account_public_json(a.json));
+            sa_account_free(&a);
+        }
+
         freeReplyObject(r);
     }
 }
@@ -282,7 +298,7 @@ sa_account_list(sa_admin_t *sa, int argc, char **argv)
     ids = sa_redis_cmd(sa, "SMEMBERS %steam:%s:accounts", sa->prefix, op[0]);
     out = json_array();
     for (i = 0; i < ids->elements; i += SA_LIST_BATCH) {
-        sa_account_batch(sa, ids, i,
+        sa_account_batch(sa, op[0], ids, i,
                          i + SA_LIST_BATCH < ids->elements
                          ? i + SA_LIST_BATCH : ids->elements, out);
     }
@@ -376,23 +392,76 @@ sa_token_tombstone(sa_admin_t *sa, sa_account_t *a, const char *tid)
 }
 
 
+/* one token's four arguments of account_change.lua */
+static void
+sa_token_change_args(sa_admin_t *sa, sa_args_t *args, sa_account_t *a,
+    sa_token_set_t *ts, size_t i, const sa_str_t *apps, size_t napps,
+    int revoke)
+{
+    char  *sealed, exat[24];
+
+    sa_args_add(args, ts->ids[i]);
+
+    if (ts->foreign[i]) {
+        /* another account's token in this index: only the index entry goes */
+        sa_args_add(args, "-");
+        sa_args_add(args, "");
+        sa_args_add(args, "0");
+        return;
+    }
+
+    if (ts->tampered[i]) {
+        sealed = sa_token_tombstone(sa, a, ts->ids[i]);
+        fprintf(stderr, "sa-admin: token %s: its record fails verification; "
+                "replaced by a revocation\n", ts->ids[i]);
+        sa_args_add(args, "*");
+        sa_args_add(args, sealed);
+        sa_args_add(args, "0");
+        free(sealed);
+        return;
+    }
+
+    if (ts->recs[i] == NULL) {
+        /* expired out of Redis */
+        sa_args_add(args, "0");
+        sa_args_add(args, "");
+        sa_args_add(args, "0");
+        return;
+    }
+
+    sealed = sa_token_rewrite(sa, ts->recs[i], apps, napps, revoke);
+    sa_token_exat(ts->recs[i], exat);
+    sa_args_addf(args, "%llu", (unsigned long long) ts->recs[i]->version);
+    sa_args_add(args, sealed);
+    sa_args_add(args, exat);
+    free(sealed);
+}
+
+
 /*
  * One attempt at grant, ungrant or delete: everything read afresh, every
- * record re-signed, one script.  new_apps NULL: delete the account.
+ * record re-signed, one script.  new_apps NULL: delete the account.  The
+ * tokens are those whose signed records name the account: its index lists
+ * them, and for ungrant and delete, which must not miss one, every token
+ * record is looked at too.
  */
 static int
 sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
-    const char *action, const char *perm)
+    const char *action, const char *perm, int narrowing)
 {
     sa_token_set_t   ts;
     sa_args_t        args;
     sa_str_t        *apps;
     size_t           i, napps;
-    char            *sealed, exat[24];
+    char            *sealed;
     json_t          *payload;
     int              rc;
 
     sa_token_set_load(sa, a->id, &ts);
+    if (narrowing) {
+        sa_token_set_scan(sa, a->id, &ts);
+    }
+
     apps = sa_strs_from_json(new_apps ? new_apps : a->apps, &napps);
 
     sa_change_args(sa, &args);
@@ -414,33 +483,12 @@ sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
     }
 
     sa_args_add(&args, perm);
+    sa_args_add(&args, a->name);
     sa_args_addf(&args, "%zu", ts.n);
 
     for (i = 0; i < ts.n; i++) {
-        sa_args_add(&args, ts.ids[i]);
-        if (ts.tampered[i]) {
-            sealed = sa_token_tombstone(sa, a, ts.ids[i]);
-            fprintf(stderr, "sa-admin: token %s: its record fails "
-                    "verification; replaced by a revocation\n", ts.ids[i]);
-            sa_args_add(&args, "*");
-            sa_args_add(&args, sealed);
-            sa_args_add(&args, "0");
-            free(sealed);
-            continue;
-        }
-        if (ts.recs[i] == NULL) {
-            sa_args_add(&args, "0");
-            sa_args_add(&args, "");
-            sa_args_add(&args, "0");
-            continue;
-        }
-        sealed = sa_token_rewrite(sa, ts.recs[i], apps, napps,
-                                  new_apps == NULL);
-        sa_token_exat(ts.recs[i], exat);
-        sa_args_addf(&args, "%llu", (unsigned long long) ts.recs[i]->version);
-        sa_args_add(&args, sealed);
-        sa_args_add(&args, exat);
-        free(sealed);
+        sa_token_change_args(sa, &args, a, &ts, i, apps, napps,
+                             new_apps == NULL);
     }
 
     rc = sa_change(sa, &sa_lua_account_change, &args);
@@ -505,7 +553,7 @@ sa_account_apps(sa_admin_t *sa, int argc, char **argv, int grant)
         apps = sa_apps_changed(a.apps, change, grant);
         rc = sa_account_change_once(sa, &a, apps,
                                     grant ? "account.grant" : "account.ungrant",
-                                    "service_accounts:create");
+                                    "service_accounts:create", !grant);
         if (rc != SA_CONFLICT) {
             break;
         }
@@ -561,7 +609,7 @@ sa_account_delete(sa_admin_t *sa, int argc, char **argv)
     for (attempt = 0; attempt < SA_RETRIES && rc == SA_CONFLICT; attempt++) {
         sa_account_load(sa, op[0], &a);
         rc = sa_account_change_once(sa, &a, NULL, "account.delete",
-                                    "service_accounts:delete");
+                                    "service_accounts:delete", 1);
         if (rc == SA_EXIT_OK) {
             if (sa->json) {
                 sa_print_json(json_pack("{s:s, s:s, s:s, s:b}", "id", a.id,

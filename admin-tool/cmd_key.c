@@ -1,8 +1,12 @@
 /* sa-admin key: the Ed25519 key pair that signs token records. */
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
+#include "records.h"
 #include "sa_admin.h"
 #include "sa_crypto.h"
 
@@ -11,8 +15,8 @@ static int sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv);
 static const sa_command_t  commands[] = {
     { "generate", sa_key_generate_cmd, "key generate --out DIR",
       "Writes DIR/signing.key (mode 0600, for sa-admin only) and\n"
-      "DIR/verify.key (for gateways: sa_verify_key).  Existing keys are\n"
-      "never overwritten.\n" },
+      "DIR/verify.key (for gateways: sa_verify_key).  DIR is created (mode\n"
+      "0700) when missing.  Existing keys are never overwritten.\n" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -56,13 +60,20 @@ sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv)
         return sa_usage_error(sa, "--out DIR is required");
     }
 
+    /* a new directory only its owner can enter: the signing key goes there */
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return sa_fail(SA_EXIT_NOT_FOUND, "cannot create \"%s\": %s", dir,
+                       strerror(errno));
+    }
+
     if (sa_key_generate(dir, err, sizeof(err)) != 0) {
         return sa_fail(SA_EXIT_NOT_FOUND, "%s", err);
     }
 
     if (sa->json) {
-        printf("{\"signing_key\":\"%s/signing.key\","
-               "\"verify_key\":\"%s/verify.key\"}\n", dir, dir);
+        sa_print_json(json_pack("{s:s+, s:s+}",
+                                "signing_key", dir, "/signing.key",
+                                "verify_key", dir, "/verify.key"));
     } else {
         printf("wrote %s/signing.key (keep it secret) and %s/verify.key "
                "(for sa_verify_key)\n", dir, dir);

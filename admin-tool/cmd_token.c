@@ -349,7 +349,7 @@ sa_token_table(json_t *list)
            "CREATED", "EXPIRES", "LAST USED", "SCOPES");
 
     json_array_foreach(list, i, t) {
-        scopes = json_dumps(json_object_get(t, "scopes"), JSON_COMPACT);
+        scopes = sa_join(json_object_get(t, "scopes"), ", ");
 #define S(f) (json_string_value(json_object_get(t, f)) ?: "-")
         printf("%-16s  %-8s  %-20s  %-20s  %-20s  %s\n", S("id"), S("status"),
                S("created_at"), S("expires_at"), S("last_used_at"), scopes);

@@ -1,17 +1,32 @@
+#define _GNU_SOURCE     /* memmem */
+
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "records.h"
+#include "xalloc.h"
 #include "redis.h"
 #include "util.h"
+
+
+static uint8_t  sa_signing_key_bytes[SA_SECRETKEY_LEN];
+
+
+/* the key leaves memory with the process, whichever way it exits */
+static void
+sa_signing_key_wipe(void)
+{
+    sodium_memzero(sa_signing_key_bytes, sizeof(sa_signing_key_bytes));
+}
 
 
 const uint8_t *
 sa_signing_key(sa_admin_t *sa)
 {
-    static uint8_t  key[SA_SECRETKEY_LEN];
-    static int      loaded;
-    char            err[600];
+    uint8_t     *key = sa_signing_key_bytes;
+    static int   loaded;
+    char         err[600];
 
     if (loaded) {
         return key;
@@ -31,6 +46,7 @@ sa_signing_key(sa_admin_t *sa)
     }
 
     loaded = 1;
+    atexit(sa_signing_key_wipe);
     return key;
 }
 
@@ -70,21 +86,23 @@ sa_heap_alloc(void *ctx, size_t size)
 }
 
 
+/*
+ * The payload of a record, its signature checked.  Without a signing key
+ * only reading commands get here (every writing command loads the key
+ * first): the record is shown unverified.  NULL, with why in *err, when it
+ * cannot be used.
+ */
 static const char *
-sa_verified_payload(sa_admin_t *sa, const char *what, const char *value,
-    size_t len, size_t *plen)
+sa_payload(sa_admin_t *sa, const char *value, size_t len, size_t *plen,
+    const char **err)
 {
     const char    *payload;
     sa_rec_err_t   rc;
 
-    /*
-     * Without a signing key only reading commands get here (every writing
-     * command loads the key first): show the record unverified.
-     */
     if (sa->signing_key == NULL) {
         if (len <= SA_ENVELOPE_HEAD_LEN) {
-            exit(sa_fail(SA_EXIT_NOT_FOUND, "the record of %s is malformed",
-                         what));
+            *err = "malformed";
+            return NULL;
         }
         *plen = len - SA_ENVELOPE_HEAD_LEN;
         return value + SA_ENVELOPE_HEAD_LEN;
@@ -92,9 +110,24 @@ sa_verified_payload(sa_admin_t *sa, const char *what, const char *value,
 
     rc = sa_envelope_open(value, len, sa_signing_key(sa) + 32, &payload, plen);
     if (rc != SA_REC_OK) {
+        *err = sa_rec_strerror(rc);
+        return NULL;
+    }
+
+    return payload;
+}
+
+
+static const char *
+sa_verified_payload(sa_admin_t *sa, const char *what, const char *value,
+    size_t len, size_t *plen)
+{
+    const char  *payload, *err;
+
+    payload = sa_payload(sa, value, len, plen, &err);
+    if (payload == NULL) {
         sa_fail(SA_EXIT_NOT_FOUND, "the record of %s is refused: %s "
-                "(written by something other than sa-admin?)", what,
-                sa_rec_strerror(rc));
+                "(written by something other than sa-admin?)", what, err);
         exit(SA_EXIT_NOT_FOUND);
     }
 
@@ -122,16 +155,66 @@ sa_account_id_by_name(sa_admin_t *sa, const char *ref)
 }
 
 
+/*
+ * An account record read from Redis, checked: verified, of kind "account",
+ * naming the id it was stored under.  Returns -1 (the caller reports *err)
+ * when it is not one.
+ */
+int
+sa_account_from_value(sa_admin_t *sa, const char *id, const char *value,
+    size_t len, sa_account_t *a, const char **err)
+{
+    const char    *payload, *kind;
+    size_t         plen;
+
+    memset(a, 0, sizeof(*a));
+
+    payload = sa_payload(sa, value, len, &plen, err);
+    if (payload == NULL) {
+        return -1;
+    }
+
+    a->json = json_loadb(payload, plen, 0, NULL);
+
+    if (a->json == NULL
+        || json_unpack(a->json, "{s:s, s:s, s:s, s:s, s:s, s:o, s:I}",
+                       "kind", &kind, "id", &a->id, "team", &a->team,
+                       "name", &a->name, "email", &a->email,
+                       "apps", &a->apps, "version", &a->version) != 0
+        || !json_is_array(a->apps))
+    {
+        *err = "invalid record";
+        sa_account_free(a);
+        return -1;
+    }
+
+    if (strcmp(kind, "account") != 0) {
+        *err = "not an account record";
+        sa_account_free(a);
+        return -1;
+    }
+
+    /* a genuine record copied under another account's key */
+    if (strcmp(a->id, id) != 0) {
+        *err = "the record names another account";
+        sa_account_free(a);
+        return -1;
+    }
+
+    return 0;
+}
+
+
 void
 sa_account_load(sa_admin_t *sa, const char *ref, sa_account_t *a)
 {
     char          *id;
+    const char    *slash, *err;
     redisReply    *r;
-    const char    *payload;
-    size_t         plen;
-    json_error_t   error;
+    int            rc;
 
-    id = strchr(ref, '/') ? sa_account_id_by_name(sa, ref) : strdup(ref);
+    slash = strchr(ref, '/');
+    id = slash ? sa_account_id_by_name(sa, ref) : strdup(ref);
     if (id == NULL || !sa_token_id_valid(id, strlen(id))) {
         exit(sa_fail(SA_EXIT_NOT_FOUND, "no account '%s'", ref));
     }
@@ -141,21 +224,26 @@ sa_account_load(sa_admin_t *sa, const char *ref, sa_account_t *a)
         exit(sa_fail(SA_EXIT_NOT_FOUND, "no account '%s'", ref));
     }
 
-    payload = sa_verified_payload(sa, ref, r->str, r->len, &plen);
-
-    memset(a, 0, sizeof(*a));
-    a->json = json_loadb(payload, plen, 0, &error);
+    rc = sa_account_from_value(sa, id, r->str, r->len, a, &err);
     freeReplyObject(r);
     free(id);
 
-    if (a->json == NULL
-        || json_unpack(a->json, "{s:s, s:s, s:s, s:s, s:o, s:I}",
-                       "id", &a->id, "team", &a->team, "name", &a->name,
-                       "email", &a->email, "apps", &a->apps,
-                       "version", &a->version) != 0
-        || !json_is_array(a->apps))
+    if (rc != 0) {
+        exit(sa_fail(SA_EXIT_NOT_FOUND, "account '%s' is refused: %s "
+                     "(written by something other than sa-admin?)", ref,
+                     err));
+    }
+
+    /* TEAM/NAME found through the unsigned name index: it must agree */
+    if (slash
+        && (strncmp(a->team, ref, slash - ref) != 0
+            || a->team[slash - ref] != '\0'
+            || strcmp(a->name, slash + 1) != 0))
     {
-        exit(sa_fail(SA_EXIT_NOT_FOUND, "account '%s': invalid record", ref));
+        sa_fail(SA_EXIT_NOT_FOUND, "account '%s' is refused: the name index "
+                "points at %s/%s (written by something other than "
+                "sa-admin?)", ref, a->team, a->name);
+        exit(SA_EXIT_NOT_FOUND);
     }
 }
 
@@ -345,6 +433,32 @@ sa_time_json(int64_t t)
 
 
 static void
+sa_token_set_push(sa_token_set_t *ts, const char *id)
+{
+    size_t  cap;
+
+    if (ts->n == ts->cap) {
+        cap = ts->cap ? ts->cap * 2 : 16;
+        ts->ids = sa_xrealloc(ts->ids, cap * sizeof(char *));
+        ts->recs = sa_xrealloc(ts->recs, cap * sizeof(sa_token_record_t *));
+        ts->used = sa_xrealloc(ts->used, cap * sizeof(char *));
+        ts->tampered = sa_xrealloc(ts->tampered, cap * sizeof(int));
+        ts->foreign = sa_xrealloc(ts->foreign, cap * sizeof(int));
+        ts->unlisted = sa_xrealloc(ts->unlisted, cap * sizeof(int));
+        ts->cap = cap;
+    }
+
+    ts->ids[ts->n] = sa_xstrdup(id);
+    ts->recs[ts->n] = NULL;
+    ts->used[ts->n] = NULL;
+    ts->tampered[ts->n] = 0;
+    ts->foreign[ts->n] = 0;
+    ts->unlisted[ts->n] = 0;
+    ts->n++;
+}
+
+
+static void
 sa_token_set_append(sa_admin_t *sa, sa_token_set_t *ts, size_t i)
 {
     sa_args_t  args;
@@ -358,23 +472,24 @@ sa_token_set_append(sa_admin_t *sa, sa_token_set_t *ts, size_t i)
 }
 
 
+/*
+ * Every token the account's index lists, read with one pipeline, each
+ * verified.  The index is a hint: a token whose record names another
+ * account is not this account's (foreign) and is reported.
+ */
 void
 sa_token_set_load(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
 {
-    redisReply  *set, *r;
-    size_t       i;
+    redisReply         *set, *r;
+    size_t              i;
+    sa_token_record_t  *rec;
 
     memset(ts, 0, sizeof(*ts));
 
     set = sa_redis_cmd(sa, "SMEMBERS %s%s%s:tokens", sa->prefix, "acct:", aid);
-    ts->n = set->type == REDIS_REPLY_ARRAY ? set->elements : 0;
-    ts->ids = calloc(ts->n + 1, sizeof(char *));
-    ts->recs = calloc(ts->n + 1, sizeof(sa_token_record_t *));
-    ts->used = calloc(ts->n + 1, sizeof(char *));
-    ts->tampered = calloc(ts->n + 1, sizeof(int));
 
-    for (i = 0; i < ts->n; i++) {
-        ts->ids[i] = strdup(set->element[i]->str);
+    for (i = 0; set->type == REDIS_REPLY_ARRAY && i < set->elements; i++) {
+        sa_token_set_push(ts, set->element[i]->str);
         sa_token_set_append(sa, ts, i);
     }
     freeReplyObject(set);
@@ -382,15 +497,172 @@ sa_token_set_load(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
     for (i = 0; i < ts->n; i++) {
         r = sa_redis_next_reply(sa);
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-            ts->recs[i] = sa_token_try_value(sa, ts->ids[i],
-                                             r->element[0]->str,
-                                             r->element[0]->len,
-                                             &ts->tampered[i]);
-            ts->used[i] = r->element[1]->str ? strdup(r->element[1]->str)
+            rec = sa_token_try_value(sa, ts->ids[i], r->element[0]->str,
+                                     r->element[0]->len, &ts->tampered[i]);
+
+            if (rec != NULL && strcmp(rec->account.data, aid) != 0) {
+                fprintf(stderr, "sa-admin: token %s is listed under account "
+                        "%s but its record names account %s: skipped\n",
+                        ts->ids[i], aid, rec->account.data);
+                ts->foreign[i] = 1;
+                free(rec);
+                rec = NULL;
+            }
+
+            ts->recs[i] = rec;
+            ts->used[i] = r->element[1]->str ? sa_xstrdup(r->element[1]->str)
                                              : NULL;
         }
         freeReplyObject(r);
     }
+}
+
+
+static int
+sa_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char * const *) a, *(char * const *) b);
+}
+
+
+/* is id among the n sorted strings, or among ts's ids from 'from' on */
+static int
+sa_token_known(char **sorted, size_t n, sa_token_set_t *ts, size_t from,
+    const char *id)
+{
+    size_t  i;
+
+    if (bsearch(&id, sorted, n, sizeof(char *), sa_cmp_str) != NULL) {
+        return 1;
+    }
+
+    for (i = from; i < ts->n; i++) {
+        if (strcmp(ts->ids[i], id) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* one SCAN batch: GETs of the unknown token keys, pipelined */
+static size_t
+sa_token_scan_batch(sa_admin_t *sa, const char *aid, redisReply *keys,
+    char **sorted, size_t nsorted, sa_token_set_t *ts, size_t from)
+{
+    char                 needle[64];
+    const char          *id, *value;
+    size_t               i, plen, asked, n;
+    sa_args_t            args;
+    redisReply          *r;
+    int                  tampered;
+    sa_token_record_t   *rec;
+    const char          *want[1024];
+
+    plen = strlen(sa->prefix) + sizeof("tok:") - 1;
+    snprintf(needle, sizeof(needle), "\"account\":\"%s\"", aid);
+
+    asked = 0;
+    for (i = 0; i < keys->elements && asked < 1024; i++) {
+        if (keys->element[i]->len != plen + SA_TOKEN_ID_LEN) {
+            continue;                       /* tok:<id>:used, or not ours */
+        }
+        id = keys->element[i]->str + plen;
+        if (sa_token_known(sorted, nsorted, ts, from, id)) {
+            continue;
+        }
+        sa_args_init(&args);
+        sa_args_add(&args, "GET");
+        sa_args_add(&args, keys->element[i]->str);
+        sa_redis_append(sa, &args);
+        sa_args_free(&args);
+        want[asked++] = id;
+    }
+
+    n = 0;
+    for (i = 0; i < asked; i++) {
+        r = sa_redis_next_reply(sa);
+        value = r->type == REDIS_REPLY_STRING ? r->str : NULL;
+
+        /* sa-admin writes compact JSON: only a record naming us can match */
+        if (value != NULL
+            && memmem(value, r->len, needle, strlen(needle)) != NULL)
+        {
+            rec = sa_token_try_value(sa, want[i], value, r->len, &tampered);
+
+            if (rec != NULL && strcmp(rec->account.data, aid) == 0) {
+                sa_token_set_push(ts, want[i]);
+                ts->recs[ts->n - 1] = rec;
+                ts->unlisted[ts->n - 1] = 1;
+                fprintf(stderr, "sa-admin: token %s names account %s but is "
+                        "missing from its index: included\n", want[i], aid);
+                rec = NULL;
+            }
+
+            free(rec);
+        }
+
+        freeReplyObject(r);
+        n++;
+    }
+
+    return n;
+}
+
+
+/*
+ * Adds the tokens whose signed records name the account but that its index
+ * does not list (a Redis writer may have removed them to have them escape
+ * a revocation): every token record is read, with SCAN.  Progress on
+ * stderr when it takes longer than a second.
+ */
+void
+sa_token_set_scan(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
+{
+    char         cursor[32], match[256], **sorted;
+    size_t       i, nsorted, from, read;
+    int64_t      start, shown;
+    redisReply  *r;
+
+    nsorted = ts->n;
+    sorted = sa_xmalloc((nsorted + 1) * sizeof(char *));
+    for (i = 0; i < nsorted; i++) {
+        sorted[i] = ts->ids[i];
+    }
+    qsort(sorted, nsorted, sizeof(char *), sa_cmp_str);
+
+    snprintf(match, sizeof(match), "%stok:*", sa->prefix);
+    strcpy(cursor, "0");
+    from = ts->n;
+    read = 0;
+    start = shown = sa_now();
+
+    do {
+        r = sa_redis_cmd(sa, "SCAN %s MATCH %s COUNT 1000", cursor, match);
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            break;
+        }
+
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        read += sa_token_scan_batch(sa, aid, r->element[1], sorted, nsorted,
+                                    ts, from);
+        freeReplyObject(r);
+
+        if (sa_now() - shown >= 1) {
+            shown = sa_now();
+            fprintf(stderr, "sa-admin: looking for tokens of account %s: "
+                    "%zu records read\n", aid, read);
+        }
+    } while (strcmp(cursor, "0") != 0);
+
+    if (shown != start) {
+        fprintf(stderr, "sa-admin: %zu records read in %lld s\n", read,
+                (long long) (sa_now() - start));
+    }
+
+    free(sorted);
 }
 
 
@@ -409,7 +681,39 @@ sa_token_set_free(sa_token_set_t *ts)
     free(ts->recs);
     free(ts->used);
     free(ts->tampered);
+    free(ts->foreign);
+    free(ts->unlisted);
     memset(ts, 0, sizeof(*ts));
+}
+
+
+char *
+sa_join(json_t *arr, const char *sep)
+{
+    size_t   i, len;
+    json_t  *v;
+    char    *out;
+
+    len = 2;
+    json_array_foreach(arr, i, v) {
+        len += json_string_length(v) + strlen(sep);
+    }
+
+    out = sa_xmalloc(len);
+    out[0] = '\0';
+
+    json_array_foreach(arr, i, v) {
+        if (i) {
+            strcat(out, sep);
+        }
+        strcat(out, json_string_value(v) ? json_string_value(v) : "");
+    }
+
+    if (out[0] == '\0') {
+        strcpy(out, "-");
+    }
+
+    return out;
 }
 
 

@@ -38,6 +38,13 @@ const char *sa_key(sa_admin_t *sa, const char *a, const char *b);
  * and when its record does not verify.
  */
 void sa_account_load(sa_admin_t *sa, const char *ref, sa_account_t *a);
+
+/*
+ * The same for a value already read: verified, kind "account", naming id.
+ * Returns -1 with the reason in *err (nothing to free) when it is not.
+ */
+int sa_account_from_value(sa_admin_t *sa, const char *id, const char *value,
+    size_t len, sa_account_t *a, const char **err);
 void sa_account_free(sa_account_t *a);
 
 /* seals an account payload object; the caller frees the result */
@@ -80,15 +87,28 @@ json_t *sa_time_json(int64_t t);
 
 typedef struct {
     size_t               n;
+    size_t               cap;
     char               **ids;
-    sa_token_record_t  **recs;       /* NULL where the record expired away */
+    sa_token_record_t  **recs;       /* verified and the account's, or NULL */
     char               **used;       /* last use, unix seconds, or NULL */
     int                 *tampered;   /* the record failed verification */
+    int                 *foreign;    /* it names another account */
+    int                 *unlisted;   /* not in the account's index */
 } sa_token_set_t;
 
-/* every token of an account, read with one pipeline, each verified */
+/*
+ * The tokens the account's index lists, read with one pipeline, each
+ * verified; one whose record names another account is flagged foreign
+ * (and reported), never treated as this account's.
+ */
 void sa_token_set_load(sa_admin_t *sa, const char *aid, sa_token_set_t *ts);
+
+/* adds the account's tokens that its index misses, found by a SCAN */
+void sa_token_set_scan(sa_admin_t *sa, const char *aid, sa_token_set_t *ts);
 void sa_token_set_free(sa_token_set_t *ts);
+
+/* the strings of a JSON array joined by sep ("-" when none); free() it */
+char *sa_join(json_t *arr, const char *sep);
 
 /* a scope or app list as sa_str_t, pointing into a JSON array's strings */
 sa_str_t *sa_strs_from_json(json_t *arr, size_t *n);

@@ -119,13 +119,20 @@ int
 sa_key_load(const char *path, sa_key_kind_t kind, uint8_t *key, char *err,
     size_t errlen)
 {
-    int      fd;
-    char     buf[SA_KEY_FILE_MAX + 1];
-    ssize_t  n;
+    int          fd;
+    char         buf[SA_KEY_FILE_MAX + 1];
+    ssize_t      n;
+    struct stat  st;
 
     fd = open(path, O_RDONLY);
     if (fd == -1) {
         snprintf(err, errlen, "cannot open \"%s\": %s", path, strerror(errno));
+        return -1;
+    }
+
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "cannot stat \"%s\": %s", path, strerror(errno));
+        close(fd);
         return -1;
     }
 
@@ -152,6 +159,17 @@ sa_key_load(const char *path, sa_key_kind_t kind, uint8_t *key, char *err,
     }
 
     sodium_memzero(buf, sizeof(buf));
+
+    /* as ssh does with its private keys: a key others can read is not kept */
+    if (kind == SA_KEY_SIGNING && (st.st_mode & 077)) {
+        sodium_memzero(key, SA_SECRETKEY_LEN);
+        snprintf(err, errlen, "\"%s\" is accessible by others (mode %04o): "
+                 "a signing key must be readable by its owner only; fix with "
+                 "chmod 600 \"%s\"", path, (unsigned) (st.st_mode & 07777),
+                 path);
+        return -1;
+    }
+
     return 0;
 }
 
@@ -172,6 +190,8 @@ sa_key_write(const char *dir, const char *name, mode_t mode, const char *label,
     if (fd == -1) {
         snprintf(err, errlen, "cannot create \"%s\": %s", path,
                  strerror(errno));
+        sodium_memzero(line, sizeof(line));
+        sodium_memzero(b64, sizeof(b64));
         return -1;
     }
 
@@ -179,12 +199,15 @@ sa_key_write(const char *dir, const char *name, mode_t mode, const char *label,
     if (fchmod(fd, mode) != 0 || write(fd, line, n) != n || fsync(fd) != 0) {
         snprintf(err, errlen, "cannot write \"%s\": %s", path,
                  strerror(errno));
+        sodium_memzero(line, sizeof(line));
+        sodium_memzero(b64, sizeof(b64));
         close(fd);
         unlink(path);
         return -1;
     }
 
     sodium_memzero(line, sizeof(line));
+    sodium_memzero(b64, sizeof(b64));
     return close(fd);
 }
 

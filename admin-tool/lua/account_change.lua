@@ -2,39 +2,50 @@
 -- its token records change together.
 --   ARGV[4] team, ARGV[5] action, ARGV[6] account id, ARGV[7] its version,
 --   ARGV[8] new account record ('' to delete), ARGV[9] perm,
---   ARGV[10] number of tokens, then per token: id, version, record, exat
-local team, action, aid, aver, arec, perm = ARGV[4], ARGV[5], ARGV[6],
-                                            ARGV[7], ARGV[8], ARGV[9]
-local ntok = tonumber(ARGV[10])
+--   ARGV[10] account name, ARGV[11] number of tokens, then per token: id,
+--   version, record, exat.  The version is the one sa-admin verified, or
+--   '0': the record had expired out of Redis; '*': it failed verification
+--   and is overwritten whatever it holds; '-': it names another account,
+--   only its entry in this account's index goes.
+-- The tokens are those whose signed records name the account, found by
+-- sa-admin, which may include some the index misses (they are put back);
+-- the index only tells whether one was issued meanwhile.
+local team, action, aid, aver, arec, perm, aname = ARGV[4], ARGV[5], ARGV[6],
+                                                   ARGV[7], ARGV[8], ARGV[9],
+                                                   ARGV[10]
+local ntok = tonumber(ARGV[11])
 local akey = P .. 'acct:' .. aid
 local tset = akey .. ':tokens'
 
 local denied = permitted(team, perm)
     or unchanged(akey, aver, "account '" .. aid .. "'")
+    or names(akey, aid, team)
 if denied then
     return denied
 end
 
+local given = {}
+for i = 0, ntok - 1 do
+    given[ARGV[12 + i * 4]] = true
+end
+
 -- a token issued meanwhile would escape the change
-if redis.call('SCARD', tset) ~= ntok then
-    return fail('CONFLICT', 'the account gained or lost tokens meanwhile')
+for _, tid in ipairs(redis.call('SMEMBERS', tset)) do
+    if not given[tid] then
+        return fail('CONFLICT', 'the account gained tokens meanwhile')
+    end
 end
 
 local ids = {}
 for i = 0, ntok - 1 do
-    local tid, tver = ARGV[11 + i * 4], ARGV[12 + i * 4]
-    if redis.call('SISMEMBER', tset, tid) == 0 then
-        return fail('CONFLICT', 'the account gained or lost tokens meanwhile')
-    end
-    -- version '0': the record had expired out of Redis when sa-admin read;
-    -- '*': it failed verification and is overwritten whatever it holds
+    local tid, tver = ARGV[12 + i * 4], ARGV[13 + i * 4]
     if tver == '*' then
         ids[#ids + 1] = tid
     elseif tver == '0' then
         if redis.call('EXISTS', P .. 'tok:' .. tid) == 1 then
             return fail('CONFLICT', "token '" .. tid .. "' changed meanwhile")
         end
-    else
+    elseif tver ~= '-' then
         denied = unchanged(P .. 'tok:' .. tid, tver, "token '" .. tid .. "'")
         if denied then
             return denied
@@ -44,19 +55,21 @@ for i = 0, ntok - 1 do
 end
 
 for i = 0, ntok - 1 do
-    local tid = ARGV[11 + i * 4]
-    if ARGV[12 + i * 4] == '0' then
+    local tid, tver = ARGV[12 + i * 4], ARGV[13 + i * 4]
+    if tver == '0' or tver == '-' then
         redis.call('SREM', tset, tid)
     else
-        put(P .. 'tok:' .. tid, ARGV[13 + i * 4], ARGV[14 + i * 4])
+        put(P .. 'tok:' .. tid, ARGV[14 + i * 4], ARGV[15 + i * 4])
+        redis.call('SADD', tset, tid)
     end
 end
 
 if arec == '' then
-    local name = cjson.decode(string.sub(redis.call('GET', akey), HEAD + 1)).name
     redis.call('DEL', akey, tset)
     redis.call('SREM', P .. 'team:' .. team .. ':accounts', aid)
-    redis.call('HDEL', P .. 'team:' .. team .. ':names', name)
+    if redis.call('HGET', P .. 'team:' .. team .. ':names', aname) == aid then
+        redis.call('HDEL', P .. 'team:' .. team .. ':names', aname)
+    end
 else
     redis.call('SET', akey, arec)
 end

@@ -37,6 +37,17 @@ local function unchanged(key, version, what)
     return nil
 end
 
+-- nil when the record at key names id and team: sa-admin verified it, and
+-- the team the permission is checked in must be the record's
+local function names(key, id, team)
+    local v = redis.call('GET', key)
+    local ok, rec = pcall(cjson.decode, string.sub(v or '', HEAD + 1))
+    if not ok or type(rec) ~= 'table' or rec.id ~= id or rec.team ~= team then
+        return fail('CONFLICT', 'the record of ' .. id .. ' changed meanwhile')
+    end
+    return nil
+end
+
 -- nil when ACTOR owns the team or holds perm in it
 local function permitted(team, perm)
     local owner = redis.call('HGET', P .. 'team:' .. team, 'owner')

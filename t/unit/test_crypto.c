@@ -101,6 +101,22 @@ test_keys(const char *dir)
        && strstr(err, "verify key") != NULL,
        "verify key given as signing key is named as such: %s", err);
 
+    chmod(spath, 0640);
+    ok(sa_key_load(spath, SA_KEY_SIGNING, sk, err, sizeof(err)) != 0
+       && strstr(err, "chmod 600") != NULL && strstr(err, "0640") != NULL,
+       "a group-readable signing key is refused, saying how to fix it: %s",
+       err);
+    chmod(spath, 0604);
+    ok(sa_key_load(spath, SA_KEY_SIGNING, sk, err, sizeof(err)) != 0,
+       "a world-readable signing key is refused");
+    chmod(spath, 0600);
+    ok(sa_key_load(spath, SA_KEY_SIGNING, sk, err, sizeof(err)) == 0,
+       "mode 0600 loads again");
+    chmod(vpath, 0600);
+    ok(sa_key_load(vpath, SA_KEY_VERIFY, pk, err, sizeof(err)) == 0,
+       "a verify key loads whatever its mode");
+    chmod(vpath, 0644);
+
     snprintf(path, sizeof(path), "%s/missing.key", dir);
     ok(sa_key_load(path, SA_KEY_VERIFY, pk, err, sizeof(err)) != 0
        && strstr(err, "No such file") != NULL, "missing file: %s", err);

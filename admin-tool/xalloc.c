@@ -1,0 +1,66 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sa_admin.h"
+#include "xalloc.h"
+
+
+static void
+sa_out_of_memory(size_t size)
+{
+    fprintf(stderr, "sa-admin: out of memory (%zu bytes)\n", size);
+    exit(SA_EXIT_UNAVAILABLE);
+}
+
+
+void *
+sa_xmalloc(size_t size)
+{
+    void  *p = malloc(size ? size : 1);
+
+    if (p == NULL) {
+        sa_out_of_memory(size);
+    }
+
+    return p;
+}
+
+
+void *
+sa_xcalloc(size_t n, size_t size)
+{
+    void  *p = calloc(n ? n : 1, size ? size : 1);
+
+    if (p == NULL) {
+        sa_out_of_memory(n * size);
+    }
+
+    return p;
+}
+
+
+void *
+sa_xrealloc(void *p, size_t size)
+{
+    void  *q = realloc(p, size ? size : 1);
+
+    if (q == NULL) {
+        sa_out_of_memory(size);
+    }
+
+    return q;
+}
+
+
+char *
+sa_xstrdup(const char *s)
+{
+    char  *p = strdup(s);
+
+    if (p == NULL) {
+        sa_out_of_memory(strlen(s) + 1);
+    }
+
+    return p;
+}

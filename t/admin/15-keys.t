@@ -1,0 +1,76 @@
+# sa-admin key generate and the signing key's file: the directory is made
+# private when missing, the output is valid JSON whatever the path, and a
+# signing key that others can read is refused (as ssh refuses such keys),
+# with a message that says how to fix it.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use JSON::PP ();
+use SaTest;
+
+my $redis = SaTest::Redis->start;
+my $base = SaTest::new_dir('keys-test');
+
+sub keygen { SaTest::admin($redis, {}, 'key', 'generate', '--out', @_) }
+sub mode   { (stat $_[0])[2] & 07777 }
+
+# a missing directory is created, 0700
+my $dir = "$base/new";
+my $r = keygen($dir);
+is($r->{code}, 0, 'key generate into a missing directory') or diag $r->{err};
+is(mode($dir), 0700, 'the directory is created 0700');
+is(mode("$dir/signing.key"), 0600, 'signing.key 0600');
+is(mode("$dir/verify.key"), 0644, 'verify.key 0644');
+
+# an existing directory keeps its mode; keys are never overwritten
+mkdir "$base/shared", 0755;
+chmod 0755, "$base/shared";
+is(keygen("$base/shared")->{code}, 0, 'into an existing directory');
+is(mode("$base/shared"), 0755, 'which keeps its mode');
+$r = keygen("$base/shared");
+is($r->{code}, 2, 'never over existing keys');
+like($r->{err}, qr/exists/, 'and says so');
+
+# a missing parent is an error, not a tree of directories
+$r = keygen("$base/no/such");
+is($r->{code}, 2, 'missing parent: exit 2');
+like($r->{err}, qr/cannot create .*No such file/, 'missing parent: the reason');
+
+# JSON output is JSON, even for a path with quotes and backslashes
+my $odd = "$base/q\"uo\\te";
+$r = keygen($odd, '--json');
+is($r->{code}, 0, 'a path with a quote and a backslash') or diag $r->{err};
+my $doc = eval { JSON::PP->new->decode($r->{out}) };
+ok($doc, '--json output parses') or diag $r->{out};
+is($doc->{signing_key}, "$odd/signing.key", 'the signing key path, exactly');
+is($doc->{verify_key}, "$odd/verify.key", 'the verify key path, exactly');
+
+# a signing key readable by others is refused by every signing command
+my $key = "$dir/signing.key";
+sub as_with_key {
+    SaTest::admin($redis, { SA_ACTOR => 'alice', SA_SIGNING_KEY => $key }, @_);
+}
+as_with_key(qw(team create platform --owner alice));
+for my $m (0640, 0604, 0644) {
+    chmod $m, $key;
+    $r = as_with_key(qw(account create platform ci));
+    is($r->{code}, 1, sprintf('signing key mode %04o: exit 1', $m));
+    like($r->{err}, qr/accessible by others.*chmod 600/, sprintf('mode %04o: says how to fix it', $m));
+}
+is($redis->cmd('HLEN', 'sa:team:platform:names'), 0, 'and nothing was created');
+chmod 0600, $key;
+$r = as_with_key(qw(account create platform ci));
+is($r->{code}, 0, 'mode 0600: accepted') or diag $r->{err};
+
+# token list: scopes read as a list in the human form
+my $t = as_with_key(qw(token issue platform/ci --scope stacks:read --scope deploy:write));
+is($t->{code}, 0, 'token issued');
+$r = as_with_key(qw(token list platform/ci));
+like($r->{out}, qr/  stacks:read, deploy:write\n/, 'scopes as "a:b, c:d"') or diag $r->{out};
+unlike($r->{out}, qr/\[/, 'not a JSON array');
+as_with_key(qw(token issue platform/ci));
+$r = as_with_key(qw(token list platform/ci));
+like($r->{out}, qr/  -\n/, 'no scopes: "-"') or diag $r->{out};
+
+done_testing;
