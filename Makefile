@@ -165,7 +165,8 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -Icore -Iadmin-tool
-FUZZ_LIBSRCS := $(CORE_SRCS) admin-tool/util.c admin-tool/redis.c fuzz/stubs.c
+FUZZ_LIBSRCS := $(CORE_SRCS) admin-tool/util.c admin-tool/redis.c admin-tool/cli.c \
+                admin-tool/xalloc.c
 FUZZ_ALL     := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 

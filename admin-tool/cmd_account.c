@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "records.h"
+#include "change.h"
 #include "redis.h"
 #include "scripts.h"
 #include "util.h"
@@ -89,8 +90,7 @@ sa_app_args(sa_admin_t *sa, int argc, char **argv, int want, json_t *apps,
             }
             break;
         case 'h':
-            sa_help(sa);
-            return -1;
+            return sa_help(sa);
         default:
             return SA_EXIT_USAGE;
         }
@@ -124,68 +124,79 @@ sa_account_print(sa_admin_t *sa, json_t *payload, const char *verb)
 }
 
 
+typedef struct {
+    char      **op;             /* TEAM NAME */
+    json_t     *apps;
+    json_t     *payload;        /* the record written */
+} sa_create_t;
+
+
+/* a fresh id each attempt: a (most unlikely) taken id is a conflict */
+static int
+sa_account_create_once(sa_admin_t *sa, void *data)
+{
+    sa_create_t  *c = data;
+    char          id[SA_TOKEN_ID_LEN + 1], email[256], *sealed;
+    sa_args_t     args;
+    int           rc;
+
+    sa_random_base62(id, SA_TOKEN_ID_LEN);
+    id[SA_TOKEN_ID_LEN] = '\0';
+    snprintf(email, sizeof(email), "%s@%s.sa.invalid", id, c->op[0]);
+
+    json_decref(c->payload);
+    c->payload = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:O, s:I, s:s}",
+                           "kind", "account", "version", 1, "id", id,
+                           "team", c->op[0], "name", c->op[1],
+                           "email", email, "apps", c->apps,
+                           "created_at", (json_int_t) sa_now(),
+                           "created_by", sa->actor);
+    sealed = sa_account_seal(sa, c->payload);
+
+    sa_change_args(sa, &args);
+    sa_args_add(&args, c->op[0]);
+    sa_args_add(&args, c->op[1]);
+    sa_args_add(&args, id);
+    sa_args_add(&args, sealed);
+    rc = sa_change(sa, &sa_lua_account_create, &args);
+    sa_args_free(&args);
+    free(sealed);
+
+    return rc;
+}
+
+
 static int
 sa_account_create(sa_admin_t *sa, int argc, char **argv)
 {
-    json_t     *apps, *payload;
-    char      **op, id[SA_TOKEN_ID_LEN + 1], email[256], *sealed;
-    sa_args_t   args;
-    int         rc, attempt;
+    sa_create_t  c = { NULL, NULL, NULL };
+    int          rc;
 
-    apps = json_array();
-    rc = sa_app_args(sa, argc, argv, 2, apps, &op);
-    if (rc != SA_EXIT_OK) {
-        json_decref(apps);
-        return rc < 0 ? SA_EXIT_OK : rc;
+    c.apps = json_array();
+    rc = sa_app_args(sa, argc, argv, 2, c.apps, &c.op);
+
+    if (rc == SA_EXIT_OK
+        && (!sa_name_valid(c.op[0]) || !sa_name_valid(c.op[1])))
+    {
+        rc = sa_usage_error(sa, "invalid %s name '%s'",
+                            sa_name_valid(c.op[0]) ? "account" : "team",
+                            sa_name_valid(c.op[0]) ? c.op[1] : c.op[0]);
     }
-
-    if (!sa_name_valid(op[0]) || !sa_name_valid(op[1])) {
-        json_decref(apps);
-        return sa_usage_error(sa, "invalid %s name '%s'",
-                              sa_name_valid(op[0]) ? "account" : "team",
-                              sa_name_valid(op[0]) ? op[1] : op[0]);
-    }
-
-    sa_actor(sa);
-    sa_signing_key(sa);
-
-    /* a fresh id on the (astronomically unlikely) collision */
-    for (attempt = 0; attempt < SA_RETRIES; attempt++) {
-        sa_random_base62(id, SA_TOKEN_ID_LEN);
-        id[SA_TOKEN_ID_LEN] = '\0';
-        snprintf(email, sizeof(email), "%s@%s.sa.invalid", id, op[0]);
-
-        payload = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:O, s:I, s:s}",
-                            "kind", "account", "version", 1, "id", id,
-                            "team", op[0], "name", op[1], "email", email,
-                            "apps", apps, "created_at", (json_int_t) sa_now(),
-                            "created_by", sa->actor);
-        sealed = sa_account_seal(sa, payload);
-
-        sa_change_args(sa, &args);
-        sa_args_add(&args, op[0]);
-        sa_args_add(&args, op[1]);
-        sa_args_add(&args, id);
-        sa_args_add(&args, sealed);
-        rc = sa_change(sa, &sa_lua_account_create, &args);
-        sa_args_free(&args);
-        free(sealed);
-
-        if (rc != SA_CONFLICT) {
-            break;
-        }
-        json_decref(payload);
-        payload = NULL;
-    }
-
-    json_decref(apps);
 
     if (rc == SA_EXIT_OK) {
-        sa_account_print(sa, payload, "created ");
+        sa_actor_or_exit(sa);
+        sa_signing_key_or_exit(sa);
+        rc = sa_retry(sa, sa_account_create_once, &c, "the account id");
     }
 
-    json_decref(payload);
-    return rc == SA_CONFLICT ? sa_fail(SA_EXIT_UNAVAILABLE, "no free id") : rc;
+    if (rc == SA_EXIT_OK) {
+        sa_account_print(sa, c.payload, "created ");
+    }
+
+    json_decref(c.payload);
+    json_decref(c.apps);
+
+    return rc;
 }
 
 
@@ -208,12 +219,12 @@ sa_account_batch(sa_admin_t *sa, const char *team, redisReply *ids,
         sa_args_init(&args);
         sa_args_add(&args, "GET");
         sa_args_addf(&args, "%sacct:%s", sa->prefix, ids->element[i]->str);
-        sa_redis_append(sa, &args);
+        sa_xredis_append(sa, &args);
         sa_args_free(&args);
     }
 
     for (i = from; i < to; i++) {
-        r = sa_redis_next_reply(sa);
+        r = sa_xredis_reply(sa);
         id = ids->element[i]->str;
 
         /* an account deleted since SMEMBERS is simply not listed */
@@ -285,17 +296,17 @@ sa_account_list(sa_admin_t *sa, int argc, char **argv)
 
     rc = sa_plain_args(sa, argc, argv, 1, &op);
     if (rc != SA_EXIT_OK) {
-        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
+        return rc;
     }
 
-    owner = sa_redis_cmd(sa, "EXISTS %s", sa_key(sa, "team:", op[0]));
+    owner = sa_xredis_cmd(sa, "EXISTS %s", sa_key(sa, "team:", op[0]));
     rc = owner->integer == 1;
     freeReplyObject(owner);
     if (!rc) {
         return sa_fail(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
     }
 
-    ids = sa_redis_cmd(sa, "SMEMBERS %steam:%s:accounts", sa->prefix, op[0]);
+    ids = sa_xredis_cmd(sa, "SMEMBERS %steam:%s:accounts", sa->prefix, op[0]);
     out = json_array();
     for (i = 0; i < ids->elements; i += SA_LIST_BATCH) {
         sa_account_batch(sa, op[0], ids, i,
@@ -337,10 +348,10 @@ sa_account_show(sa_admin_t *sa, int argc, char **argv)
 
     rc = sa_plain_args(sa, argc, argv, 1, &op);
     if (rc != SA_EXIT_OK) {
-        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
+        return rc;
     }
 
-    sa_account_load(sa, op[0], &a);
+    sa_account_load_or_exit(sa, op[0], &a);
     sa_account_print(sa, a.json, "");
     sa_account_free(&a);
 
@@ -364,7 +375,7 @@ sa_token_rewrite(sa_admin_t *sa, const sa_token_record_t *old,
         rec.nscopes = 0;
     }
 
-    return sa_token_record_encode(&rec, sa_signing_key(sa));
+    return sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
 }
 
 
@@ -388,7 +399,7 @@ sa_token_tombstone(sa_admin_t *sa, sa_account_t *a, const char *tid)
     rec.created_at = sa_now();
     rec.revoked = 1;
 
-    return sa_token_record_encode(&rec, sa_signing_key(sa));
+    return sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
 }
 
 
@@ -525,54 +536,73 @@ sa_apps_changed(json_t *have, json_t *change, int grant)
 }
 
 
+typedef struct {
+    const char    *ref;         /* ACCOUNT as given */
+    json_t        *change;      /* --app values; NULL: delete */
+    int            grant;
+    json_t        *apps;        /* the account's apps after the change */
+    sa_account_t   a;           /* as read by the attempt that succeeded */
+} sa_account_change_t;
+
+
+static int
+sa_account_change_attempt(sa_admin_t *sa, void *data)
+{
+    sa_account_change_t  *c = data;
+
+    sa_account_free(&c->a);
+    sa_account_load_or_exit(sa, c->ref, &c->a);
+
+    if (c->change == NULL) {
+        return sa_account_change_once(sa, &c->a, NULL, "account.delete",
+                                      "service_accounts:delete", 1);
+    }
+
+    json_decref(c->apps);
+    c->apps = sa_apps_changed(c->a.apps, c->change, c->grant);
+
+    return sa_account_change_once(sa, &c->a, c->apps,
+                                  c->grant ? "account.grant"
+                                           : "account.ungrant",
+                                  "service_accounts:create", !c->grant);
+}
+
+
 static int
 sa_account_apps(sa_admin_t *sa, int argc, char **argv, int grant)
 {
-    json_t         *change, *apps = NULL;
-    char          **op;
-    sa_account_t    a;
-    int             rc, attempt;
+    sa_account_change_t   c;
+    char                **op;
+    int                   rc;
 
-    change = json_array();
-    rc = sa_app_args(sa, argc, argv, 1, change, &op);
-    if (rc == SA_EXIT_OK && json_array_size(change) == 0) {
+    memset(&c, 0, sizeof(c));
+    c.grant = grant;
+    c.change = json_array();
+
+    rc = sa_app_args(sa, argc, argv, 1, c.change, &op);
+    if (rc == SA_EXIT_OK && json_array_size(c.change) == 0) {
         rc = sa_usage_error(sa, "at least one --app APP is required");
-    }
-    if (rc != SA_EXIT_OK) {
-        json_decref(change);
-        return rc < 0 ? SA_EXIT_OK : rc;
-    }
-
-    sa_actor(sa);
-    sa_signing_key(sa);
-
-    rc = SA_CONFLICT;
-    for (attempt = 0; attempt < SA_RETRIES && rc == SA_CONFLICT; attempt++) {
-        sa_account_load(sa, op[0], &a);
-        json_decref(apps);
-        apps = sa_apps_changed(a.apps, change, grant);
-        rc = sa_account_change_once(sa, &a, apps,
-                                    grant ? "account.grant" : "account.ungrant",
-                                    "service_accounts:create", !grant);
-        if (rc != SA_CONFLICT) {
-            break;
-        }
-        sa_account_free(&a);
     }
 
     if (rc == SA_EXIT_OK) {
-        json_object_set(a.json, "apps", apps);
-        json_object_set_new(a.json, "version", json_integer(a.version + 1));
-        sa_account_print(sa, a.json, grant ? "granted: " : "ungranted: ");
-        sa_account_free(&a);
+        c.ref = op[0];
+        sa_actor_or_exit(sa);
+        sa_signing_key_or_exit(sa);
+        rc = sa_retry(sa, sa_account_change_attempt, &c, "the account");
     }
 
-    json_decref(apps);
-    json_decref(change);
+    if (rc == SA_EXIT_OK) {
+        json_object_set(c.a.json, "apps", c.apps);
+        json_object_set_new(c.a.json, "version",
+                            json_integer(c.a.version + 1));
+        sa_account_print(sa, c.a.json, grant ? "granted: " : "ungranted: ");
+    }
 
-    return rc == SA_CONFLICT
-           ? sa_fail(SA_EXIT_UNAVAILABLE, "the account kept changing; retry")
-           : rc;
+    sa_account_free(&c.a);
+    json_decref(c.apps);
+    json_decref(c.change);
+
+    return rc;
 }
 
 
@@ -593,37 +623,35 @@ sa_account_ungrant(sa_admin_t *sa, int argc, char **argv)
 static int
 sa_account_delete(sa_admin_t *sa, int argc, char **argv)
 {
-    char          **op;
-    sa_account_t    a;
-    int             rc, attempt;
+    sa_account_change_t   c;
+    char                **op;
+    int                   rc;
 
     rc = sa_plain_args(sa, argc, argv, 1, &op);
     if (rc != SA_EXIT_OK) {
-        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
+        return rc;
     }
 
-    sa_actor(sa);
-    sa_signing_key(sa);
+    memset(&c, 0, sizeof(c));
+    c.ref = op[0];
 
-    rc = SA_CONFLICT;
-    for (attempt = 0; attempt < SA_RETRIES && rc == SA_CONFLICT; attempt++) {
-        sa_account_load(sa, op[0], &a);
-        rc = sa_account_change_once(sa, &a, NULL, "account.delete",
-                                    "service_accounts:delete", 1);
-        if (rc == SA_EXIT_OK) {
-            if (sa->json) {
-                sa_print_json(json_pack("{s:s, s:s, s:s, s:b}", "id", a.id,
-                                        "team", a.team, "name", a.name,
-                                        "deleted", 1));
-            } else {
-                printf("deleted account %s/%s (%s); its tokens are revoked\n",
-                       a.team, a.name, a.id);
-            }
+    sa_actor_or_exit(sa);
+    sa_signing_key_or_exit(sa);
+
+    rc = sa_retry(sa, sa_account_change_attempt, &c, "the account");
+
+    if (rc == SA_EXIT_OK) {
+        if (sa->json) {
+            sa_print_json(json_pack("{s:s, s:s, s:s, s:b}", "id", c.a.id,
+                                    "team", c.a.team, "name", c.a.name,
+                                    "deleted", 1));
+        } else {
+            printf("deleted account %s/%s (%s); its tokens are revoked\n",
+                   c.a.team, c.a.name, c.a.id);
         }
-        sa_account_free(&a);
     }
 
-    return rc == SA_CONFLICT
-           ? sa_fail(SA_EXIT_UNAVAILABLE, "the account kept changing; retry")
-           : rc;
+    sa_account_free(&c.a);
+
+    return rc;
 }

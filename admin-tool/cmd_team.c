@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "records.h"
+#include "change.h"
 #include "redis.h"
 #include "scripts.h"
 #include "util.h"
@@ -91,7 +92,7 @@ sa_team_create(sa_admin_t *sa, int argc, char **argv)
     if (sa->actor == NULL) {
         sa->actor = owner;
     }
-    sa_actor(sa);
+    sa_actor_or_exit(sa);
 
     sa_change_args(sa, &args);
     sa_args_add(&args, op[0]);
@@ -203,7 +204,7 @@ sa_member_add(sa_admin_t *sa, int argc, char **argv)
         return sa_usage_error(sa, "invalid user name '%s'", op[1]);
     }
 
-    sa_actor(sa);
+    sa_actor_or_exit(sa);
 
     sa_change_args(sa, &args);
     sa_args_add(&args, op[0]);
@@ -239,15 +240,15 @@ sa_member_list(sa_admin_t *sa, int argc, char **argv)
 
     rc = sa_plain_args(sa, argc, argv, 1, &op);
     if (rc != SA_EXIT_OK) {
-        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
+        return rc;
     }
 
-    owner = sa_redis_cmd(sa, "HGET %s owner", sa_key(sa, "team:", op[0]));
+    owner = sa_xredis_cmd(sa, "HGET %s owner", sa_key(sa, "team:", op[0]));
     if (owner->type != REDIS_REPLY_STRING) {
         return sa_fail(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
     }
 
-    members = sa_redis_cmd(sa, "HGETALL %s%s%s:members", sa->prefix, "team:",
+    members = sa_xredis_cmd(sa, "HGETALL %s%s%s:members", sa->prefix, "team:",
                            op[0]);
 
     arr = json_array();

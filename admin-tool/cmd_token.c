@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "records.h"
+#include "change.h"
 #include "redis.h"
 #include "scripts.h"
 #include "util.h"
@@ -130,8 +131,7 @@ sa_token_args(sa_admin_t *sa, int argc, char **argv,
 
     while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
         if (ch == 'h') {
-            sa_help(sa);
-            return -1;
+            return sa_help(sa);
         }
         if ((rc = sa_token_flag(sa, ch, o)) != SA_EXIT_OK) {
             return rc;
@@ -182,7 +182,7 @@ sa_token_new_record(sa_admin_t *sa, sa_account_t *a, json_t *scopes,
     rec->created_at = now;
     rec->expires_at = lifetime ? now + lifetime : 0;
 
-    return sa_token_record_encode(rec, sa_signing_key(sa));
+    return sa_token_record_encode(rec, sa_signing_key_or_exit(sa));
 }
 
 
@@ -244,7 +244,7 @@ sa_issue_batch(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
         sealed = sa_token_new_record(sa, a, o->scopes, now, o->expires,
                                      tokens[i], &recs[i]);
         sa_issue_args(sa, &args, a, &recs[i], sealed, "token.issue");
-        sa_script_append(sa, &sa_lua_token_issue, 0, &args);
+        sa_xscript_append(sa, &sa_lua_token_issue, 0, &args);
         sa_args_free(&args);
         free(sealed);
     }
@@ -285,16 +285,16 @@ sa_token_issue(sa_admin_t *sa, int argc, char **argv)
     rc = sa_token_args(sa, argc, argv, opts, &o);
     if (rc != SA_EXIT_OK) {
         json_decref(o.scopes);
-        return rc < 0 ? SA_EXIT_OK : rc;
+        return rc;
     }
 
-    sa_actor(sa);
-    sa_signing_key(sa);
+    sa_actor_or_exit(sa);
+    sa_signing_key_or_exit(sa);
     out = json_array();
 
     /* a batch can lose tokens to a concurrent change of the account */
     for (left = o.count; left > 0 && stalls < SA_RETRIES; ) {
-        sa_account_load(sa, o.op[0], &a);
+        sa_account_load_or_exit(sa, o.op[0], &a);
         done = sa_issue_batch(sa, &a, &o, left < SA_ISSUE_BATCH
                                           ? left : SA_ISSUE_BATCH, out);
         sa_account_free(&a);
@@ -372,10 +372,10 @@ sa_token_list(sa_admin_t *sa, int argc, char **argv)
 
     rc = sa_plain_args(sa, argc, argv, 1, &op);
     if (rc != SA_EXIT_OK) {
-        return rc == SA_HELP_SHOWN ? SA_EXIT_OK : rc;
+        return rc;
     }
 
-    sa_account_load(sa, op[0], &a);
+    sa_account_load_or_exit(sa, op[0], &a);
     sa_token_set_load(sa, a.id, &ts);
 
     v = calloc(ts.n + 1, sizeof(json_t *));
@@ -419,7 +419,7 @@ sa_token_changeable(sa_admin_t *sa, const char *tid, int *rc)
 {
     sa_token_record_t  *rec;
 
-    rec = sa_token_load(sa, tid);
+    rec = sa_token_load_or_exit(sa, tid);
 
     if (rec == NULL) {
         *rc = sa_fail(SA_EXIT_NOT_FOUND, "no token '%s'", tid);
@@ -433,67 +433,70 @@ sa_token_changeable(sa_admin_t *sa, const char *tid, int *rc)
 }
 
 
+typedef struct {
+    const char  *tid;
+    json_t      *scopes;        /* NULL: revoke */
+    const char  *action;
+} sa_token_update_t;
+
+
 /* token scope and revoke: one record replaced by a newer version */
 static int
-sa_token_update(sa_admin_t *sa, const char *tid, json_t *scopes,
-    const char *action)
+sa_token_update_once(sa_admin_t *sa, void *data)
 {
+    sa_token_update_t  *u = data;
     sa_token_record_t  *old, rec;
     sa_args_t           args;
-    char               *sealed, exat[24];
-    int                 rc = SA_CONFLICT, attempt;
+    char               *sealed, exat[24], *s;
+    int                 rc;
 
-    for (attempt = 0; attempt < SA_RETRIES && rc == SA_CONFLICT; attempt++) {
-        old = sa_token_changeable(sa, tid, &rc);
-        if (old == NULL) {
-            return rc;
-        }
-
-        rec = *old;
-        rec.version++;
-        if (scopes != NULL) {
-            rec.scopes = sa_strs_from_json(scopes, &rec.nscopes);
-        } else {
-            rec.revoked = 1;
-            rec.nscopes = 0;
-            rec.scopes = NULL;
-        }
-
-        sealed = sa_token_record_encode(&rec, sa_signing_key(sa));
-        sa_token_exat(&rec, exat);
-
-        sa_change_args(sa, &args);
-        sa_args_add(&args, rec.team.data);
-        sa_args_add(&args, action);
-        sa_args_add(&args, tid);
-        sa_args_addf(&args, "%llu", (unsigned long long) old->version);
-        sa_args_add(&args, sealed);
-        sa_args_add(&args, exat);
-        rc = sa_change(sa, &sa_lua_token_update, &args);
-
-        if (rc == SA_EXIT_OK) {
-            if (sa->json) {
-                sa_print_json(sa_token_json(&rec, NULL, sa_now()));
-            } else {
-                char  *s = json_dumps(scopes, JSON_COMPACT);
-
-                printf(scopes ? "token %s now has scopes %s\n"
-                              : "token %s revoked%s\n", tid, s ? s : "");
-                free(s);
-            }
-        }
-
-        sa_args_free(&args);
-        free(sealed);
-        if (scopes != NULL) {
-            free(rec.scopes);
-        }
-        free(old);
+    old = sa_token_changeable(sa, u->tid, &rc);
+    if (old == NULL) {
+        return rc;
     }
 
-    return rc == SA_CONFLICT
-           ? sa_fail(SA_EXIT_UNAVAILABLE, "the token kept changing; retry")
-           : rc;
+    rec = *old;
+    rec.version++;
+    if (u->scopes != NULL) {
+        rec.scopes = sa_strs_from_json(u->scopes, &rec.nscopes);
+    } else {
+        rec.revoked = 1;
+        rec.nscopes = 0;
+        rec.scopes = NULL;
+    }
+
+    sealed = sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
+    sa_token_exat(&rec, exat);
+
+    sa_change_args(sa, &args);
+    sa_args_add(&args, rec.team.data);
+    sa_args_add(&args, u->action);
+    sa_args_add(&args, u->tid);
+    sa_args_addf(&args, "%llu", (unsigned long long) old->version);
+    sa_args_add(&args, sealed);
+    sa_args_add(&args, exat);
+    rc = sa_change(sa, &sa_lua_token_update, &args);
+
+    if (rc == SA_EXIT_OK && sa->json) {
+        sa_print_json(sa_token_json(&rec, NULL, sa_now()));
+
+    } else if (rc == SA_EXIT_OK && u->scopes != NULL) {
+        s = sa_join(u->scopes, ", ");
+        printf("token %s now has scopes %s\n", u->tid, s);
+        free(s);
+
+    } else if (rc == SA_EXIT_OK) {
+        printf("token %s revoked\n", u->tid);
+    }
+
+    sa_args_free(&args);
+    free(sealed);
+    if (u->scopes != NULL) {
+        free(rec.scopes);
+    }
+    free(old);
+
+    return rc;
 }
 
 
@@ -516,14 +519,16 @@ sa_token_change(sa_admin_t *sa, int argc, char **argv, int revoke)
     }
 
     if (rc == SA_EXIT_OK) {
-        sa_actor(sa);
-        sa_signing_key(sa);
-        rc = sa_token_update(sa, o.op[0], revoke ? NULL : o.scopes,
-                             revoke ? "token.revoke" : "token.scope");
+        sa_actor_or_exit(sa);
+        sa_signing_key_or_exit(sa);
+        sa_token_update_t  u = { o.op[0], revoke ? NULL : o.scopes,
+                                 revoke ? "token.revoke" : "token.scope" };
+
+        rc = sa_retry(sa, sa_token_update_once, &u, "the token");
     }
 
     json_decref(o.scopes);
-    return rc < 0 ? SA_EXIT_OK : rc;
+    return rc;
 }
 
 
@@ -541,11 +546,21 @@ sa_token_revoke(sa_admin_t *sa, int argc, char **argv)
 }
 
 
+typedef struct {
+    const char  *tid;
+    int64_t      overlap;
+    json_t      *out;           /* the new token, once issued */
+} sa_token_rotate_t;
+
+
 /* one attempt: the new token and the shortened old record, one script */
 static int
-sa_token_rotate_once(sa_admin_t *sa, const char *tid, int64_t overlap,
-    json_t *out)
+sa_token_rotate_once(sa_admin_t *sa, void *data)
 {
+    sa_token_rotate_t  *ro = data;
+    const char         *tid = ro->tid;
+    int64_t             overlap = ro->overlap;
+    json_t             *out = ro->out;
     sa_token_record_t  *old, shortened, rec;
     sa_account_t        a;
     sa_args_t           args;
@@ -565,7 +580,7 @@ sa_token_rotate_once(sa_admin_t *sa, const char *tid, int64_t overlap,
                        "new one", tid);
     }
 
-    sa_account_load(sa, old->account.data, &a);
+    sa_account_load_or_exit(sa, old->account.data, &a);
 
     scopes = sa_strs_json(old->scopes, old->nscopes);
     lifetime = old->expires_at ? old->expires_at - old->created_at : 0;
@@ -576,7 +591,7 @@ sa_token_rotate_once(sa_admin_t *sa, const char *tid, int64_t overlap,
     if (shortened.expires_at == 0 || shortened.expires_at > now + overlap) {
         shortened.expires_at = now + overlap;
     }
-    old_sealed = sa_token_record_encode(&shortened, sa_signing_key(sa));
+    old_sealed = sa_token_record_encode(&shortened, sa_signing_key_or_exit(sa));
     sa_token_exat(&shortened, exat);
 
     sa_issue_args(sa, &args, &a, &rec, sealed, "token.rotate");
@@ -617,9 +632,10 @@ sa_token_rotate(sa_admin_t *sa, int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
-    sa_token_opts_t  o;
-    json_t          *out, *t;
-    int              rc, attempt;
+    sa_token_opts_t     o;
+    sa_token_rotate_t   ro;
+    json_t             *out, *t;
+    int                 rc;
 
     rc = sa_token_args(sa, argc, argv, opts, &o);
     if (rc == SA_EXIT_OK) {
@@ -627,17 +643,17 @@ sa_token_rotate(sa_admin_t *sa, int argc, char **argv)
     }
     json_decref(o.scopes);
     if (rc != SA_EXIT_OK) {
-        return rc < 0 ? SA_EXIT_OK : rc;
+        return rc;
     }
 
-    sa_actor(sa);
-    sa_signing_key(sa);
+    sa_actor_or_exit(sa);
+    sa_signing_key_or_exit(sa);
     out = json_array();
 
-    rc = SA_CONFLICT;
-    for (attempt = 0; attempt < SA_RETRIES && rc == SA_CONFLICT; attempt++) {
-        rc = sa_token_rotate_once(sa, o.op[0], o.overlap, out);
-    }
+    ro.tid = o.op[0];
+    ro.overlap = o.overlap;
+    ro.out = out;
+    rc = sa_retry(sa, sa_token_rotate_once, &ro, "the token");
 
     if (rc == SA_EXIT_OK) {
         t = json_array_get(out, 0);
@@ -654,7 +670,5 @@ sa_token_rotate(sa_admin_t *sa, int argc, char **argv)
 
     json_decref(out);
 
-    return rc == SA_CONFLICT
-           ? sa_fail(SA_EXIT_UNAVAILABLE, "the token kept changing; retry")
-           : rc;
+    return rc;
 }

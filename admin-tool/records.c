@@ -6,6 +6,7 @@
 
 #include "records.h"
 #include "xalloc.h"
+#include "change.h"
 #include "redis.h"
 #include "util.h"
 
@@ -22,7 +23,7 @@ sa_signing_key_wipe(void)
 
 
 const uint8_t *
-sa_signing_key(sa_admin_t *sa)
+sa_signing_key_or_exit(sa_admin_t *sa)
 {
     uint8_t     *key = sa_signing_key_bytes;
     static int   loaded;
@@ -52,7 +53,7 @@ sa_signing_key(sa_admin_t *sa)
 
 
 const char *
-sa_actor(sa_admin_t *sa)
+sa_actor_or_exit(sa_admin_t *sa)
 {
     if (sa->actor == NULL) {
         sa_fail(SA_EXIT_USAGE, "who is acting? use --as USER or SA_ACTOR");
@@ -108,7 +109,7 @@ sa_payload(sa_admin_t *sa, const char *value, size_t len, size_t *plen,
         return value + SA_ENVELOPE_HEAD_LEN;
     }
 
-    rc = sa_envelope_open(value, len, sa_signing_key(sa) + 32, &payload, plen);
+    rc = sa_envelope_open(value, len, sa_signing_key_or_exit(sa) + 32, &payload, plen);
     if (rc != SA_REC_OK) {
         *err = sa_rec_strerror(rc);
         return NULL;
@@ -119,7 +120,7 @@ sa_payload(sa_admin_t *sa, const char *value, size_t len, size_t *plen,
 
 
 static const char *
-sa_verified_payload(sa_admin_t *sa, const char *what, const char *value,
+sa_verified_payload_or_exit(sa_admin_t *sa, const char *what, const char *value,
     size_t len, size_t *plen)
 {
     const char  *payload, *err;
@@ -145,7 +146,7 @@ sa_account_id_by_name(sa_admin_t *sa, const char *ref)
 
     snprintf(key, sizeof(key), "%steam:%.*s:names", sa->prefix,
              (int) (slash - ref), ref);
-    r = sa_redis_cmd(sa, "HGET %s %s", key, slash + 1);
+    r = sa_xredis_cmd(sa, "HGET %s %s", key, slash + 1);
     if (r->type == REDIS_REPLY_STRING) {
         id = strdup(r->str);
     }
@@ -206,7 +207,7 @@ sa_account_from_value(sa_admin_t *sa, const char *id, const char *value,
 
 
 void
-sa_account_load(sa_admin_t *sa, const char *ref, sa_account_t *a)
+sa_account_load_or_exit(sa_admin_t *sa, const char *ref, sa_account_t *a)
 {
     char          *id;
     const char    *slash, *err;
@@ -219,7 +220,7 @@ sa_account_load(sa_admin_t *sa, const char *ref, sa_account_t *a)
         exit(sa_fail(SA_EXIT_NOT_FOUND, "no account '%s'", ref));
     }
 
-    r = sa_redis_cmd(sa, "GET %s", sa_key(sa, "acct:", id));
+    r = sa_xredis_cmd(sa, "GET %s", sa_key(sa, "acct:", id));
     if (r->type != REDIS_REPLY_STRING) {
         exit(sa_fail(SA_EXIT_NOT_FOUND, "no account '%s'", ref));
     }
@@ -261,12 +262,9 @@ sa_account_seal(sa_admin_t *sa, json_t *payload)
 {
     char  *json, *sealed;
 
-    json = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
-    if (json == NULL) {
-        exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
-    }
+    json = sa_xjson_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
 
-    sealed = sa_envelope_seal(json, strlen(json), sa_signing_key(sa));
+    sealed = sa_envelope_seal(json, strlen(json), sa_signing_key_or_exit(sa));
     free(json);
 
     return sealed;
@@ -291,7 +289,7 @@ sa_account_public_json(json_t *payload)
 
 
 sa_token_record_t *
-sa_token_from_value(sa_admin_t *sa, const char *tid, const char *value,
+sa_token_from_value_or_exit(sa_admin_t *sa, const char *tid, const char *value,
     size_t len)
 {
     const char         *payload;
@@ -304,7 +302,7 @@ sa_token_from_value(sa_admin_t *sa, const char *tid, const char *value,
     }
 
     snprintf(what, sizeof(what), "token '%s'", tid);
-    payload = sa_verified_payload(sa, what, value, len, &plen);
+    payload = sa_verified_payload_or_exit(sa, what, value, len, &plen);
 
     if (sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)
         != SA_REC_OK
@@ -336,7 +334,7 @@ sa_token_try_value(sa_admin_t *sa, const char *tid, const char *value,
                                              : NULL;
         plen = len - SA_ENVELOPE_HEAD_LEN;
 
-    } else if (sa_envelope_open(value, len, sa_signing_key(sa) + 32,
+    } else if (sa_envelope_open(value, len, sa_signing_key_or_exit(sa) + 32,
                                 &payload, &plen) != SA_REC_OK)
     {
         payload = NULL;
@@ -357,13 +355,13 @@ sa_token_try_value(sa_admin_t *sa, const char *tid, const char *value,
 
 
 sa_token_record_t *
-sa_token_load(sa_admin_t *sa, const char *tid)
+sa_token_load_or_exit(sa_admin_t *sa, const char *tid)
 {
     redisReply         *r;
     sa_token_record_t  *rec;
 
-    r = sa_redis_cmd(sa, "GET %s", sa_key(sa, "tok:", tid));
-    rec = sa_token_from_value(sa, tid,
+    r = sa_xredis_cmd(sa, "GET %s", sa_key(sa, "tok:", tid));
+    rec = sa_token_from_value_or_exit(sa, tid,
                               r->type == REDIS_REPLY_STRING ? r->str : NULL,
                               r->len);
     freeReplyObject(r);
@@ -467,7 +465,7 @@ sa_token_set_append(sa_admin_t *sa, sa_token_set_t *ts, size_t i)
     sa_args_add(&args, "MGET");
     sa_args_addf(&args, "%stok:%s", sa->prefix, ts->ids[i]);
     sa_args_addf(&args, "%stok:%s:used", sa->prefix, ts->ids[i]);
-    sa_redis_append(sa, &args);
+    sa_xredis_append(sa, &args);
     sa_args_free(&args);
 }
 
@@ -486,7 +484,7 @@ sa_token_set_load(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
 
     memset(ts, 0, sizeof(*ts));
 
-    set = sa_redis_cmd(sa, "SMEMBERS %s%s%s:tokens", sa->prefix, "acct:", aid);
+    set = sa_xredis_cmd(sa, "SMEMBERS %s%s%s:tokens", sa->prefix, "acct:", aid);
 
     for (i = 0; set->type == REDIS_REPLY_ARRAY && i < set->elements; i++) {
         sa_token_set_push(ts, set->element[i]->str);
@@ -495,7 +493,7 @@ sa_token_set_load(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
     freeReplyObject(set);
 
     for (i = 0; i < ts->n; i++) {
-        r = sa_redis_next_reply(sa);
+        r = sa_xredis_reply(sa);
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
             rec = sa_token_try_value(sa, ts->ids[i], r->element[0]->str,
                                      r->element[0]->len, &ts->tampered[i]);
@@ -575,14 +573,14 @@ sa_token_scan_batch(sa_admin_t *sa, const char *aid, redisReply *keys,
         sa_args_init(&args);
         sa_args_add(&args, "GET");
         sa_args_add(&args, keys->element[i]->str);
-        sa_redis_append(sa, &args);
+        sa_xredis_append(sa, &args);
         sa_args_free(&args);
         want[asked++] = id;
     }
 
     n = 0;
     for (i = 0; i < asked; i++) {
-        r = sa_redis_next_reply(sa);
+        r = sa_xredis_reply(sa);
         value = r->type == REDIS_REPLY_STRING ? r->str : NULL;
 
         /* sa-admin writes compact JSON: only a record naming us can match */
@@ -639,7 +637,7 @@ sa_token_set_scan(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
     start = shown = sa_now();
 
     do {
-        r = sa_redis_cmd(sa, "SCAN %s MATCH %s COUNT 1000", cursor, match);
+        r = sa_xredis_cmd(sa, "SCAN %s MATCH %s COUNT 1000", cursor, match);
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             freeReplyObject(r);
             break;

@@ -25,10 +25,10 @@ typedef struct {
 } sa_account_t;
 
 /* the signing key, loaded on first use; exits 1 when it is unusable */
-const uint8_t *sa_signing_key(sa_admin_t *sa);
+const uint8_t *sa_signing_key_or_exit(sa_admin_t *sa);
 
 /* the acting user; exits 1 when none was given */
-const char *sa_actor(sa_admin_t *sa);
+const char *sa_actor_or_exit(sa_admin_t *sa);
 
 /* "<prefix><a><b>" in a static buffer that the next call overwrites */
 const char *sa_key(sa_admin_t *sa, const char *a, const char *b);
@@ -37,7 +37,7 @@ const char *sa_key(sa_admin_t *sa, const char *a, const char *b);
  * Finds an account by id or by "TEAM/NAME"; exits 2 when there is none,
  * and when its record does not verify.
  */
-void sa_account_load(sa_admin_t *sa, const char *ref, sa_account_t *a);
+void sa_account_load_or_exit(sa_admin_t *sa, const char *ref, sa_account_t *a);
 
 /*
  * The same for a value already read: verified, kind "account", naming id.
@@ -56,10 +56,10 @@ json_t *sa_account_public_json(json_t *payload);
  * A token record by id (malloc()ed block), verified; NULL when the key is
  * absent.  Exits 2 when the record does not verify.
  */
-sa_token_record_t *sa_token_load(sa_admin_t *sa, const char *tid);
+sa_token_record_t *sa_token_load_or_exit(sa_admin_t *sa, const char *tid);
 
 /* the same for a value already read, e.g. from a pipeline; NULL: absent */
-sa_token_record_t *sa_token_from_value(sa_admin_t *sa, const char *tid,
+sa_token_record_t *sa_token_from_value_or_exit(sa_admin_t *sa, const char *tid,
     const char *value, size_t len);
 
 /* the same, but a bad record only sets *tampered (for listings) */

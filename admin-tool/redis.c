@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "redis.h"
+#include "xalloc.h"
 
 #define SA_CONNECT_TIMEOUT_SEC  2
 #define SA_REPLY_TIMEOUT_SEC    10
@@ -216,7 +217,7 @@ sa_redis_setup(redisContext *c, const sa_redis_url_t *u, const char *where)
 
 
 redisContext *
-sa_redis(sa_admin_t *sa)
+sa_xredis(sa_admin_t *sa)
 {
     sa_redis_url_t   u;
     redisContext    *c;
@@ -273,12 +274,12 @@ sa_checked(sa_admin_t *sa, void *reply)
 
 
 redisReply *
-sa_redis_cmd(sa_admin_t *sa, const char *fmt, ...)
+sa_xredis_cmd(sa_admin_t *sa, const char *fmt, ...)
 {
     va_list  ap;
     void    *r;
 
-    sa_redis(sa);
+    sa_xredis(sa);
 
     va_start(ap, fmt);
     r = redisvCommand(sa->redis, fmt, ap);
@@ -288,21 +289,10 @@ sa_redis_cmd(sa_admin_t *sa, const char *fmt, ...)
 }
 
 
-redisReply *
-sa_redis_argv(sa_admin_t *sa, sa_args_t *args)
-{
-    sa_redis(sa);
-
-    return sa_checked(sa, redisCommandArgv(sa->redis, args->n,
-                                           (const char **) args->v,
-                                           args->len));
-}
-
-
 void
-sa_redis_append(sa_admin_t *sa, sa_args_t *args)
+sa_xredis_append(sa_admin_t *sa, sa_args_t *args)
 {
-    sa_redis(sa);
+    sa_xredis(sa);
 
     if (redisAppendCommandArgv(sa->redis, args->n, (const char **) args->v,
                                args->len) != REDIS_OK)
@@ -313,7 +303,7 @@ sa_redis_append(sa_admin_t *sa, sa_args_t *args)
 
 
 redisReply *
-sa_redis_next_reply(sa_admin_t *sa)
+sa_xredis_reply(sa_admin_t *sa)
 {
     void  *r = NULL;
 
@@ -326,7 +316,7 @@ sa_redis_next_reply(sa_admin_t *sa)
 
 
 static void
-sa_script_load(sa_admin_t *sa, sa_script_t *script)
+sa_xscript_load(sa_admin_t *sa, sa_script_t *script)
 {
     redisReply  *r;
 
@@ -334,7 +324,7 @@ sa_script_load(sa_admin_t *sa, sa_script_t *script)
         return;
     }
 
-    r = sa_redis_cmd(sa, "SCRIPT LOAD %s", script->body);
+    r = sa_xredis_cmd(sa, "SCRIPT LOAD %s", script->body);
     if (r->type != REDIS_REPLY_STRING || r->len != 40) {
         sa_fail(SA_EXIT_UNAVAILABLE, "Redis refused script %s: %s",
                 script->name, r->type == REDIS_REPLY_ERROR ? r->str : "?");
@@ -363,24 +353,15 @@ sa_script_args(sa_script_t *script, int nkeys, sa_args_t *in, sa_args_t *out)
 
 
 void
-sa_script_append(sa_admin_t *sa, sa_script_t *script, int nkeys,
+sa_xscript_append(sa_admin_t *sa, sa_script_t *script, int nkeys,
     sa_args_t *args)
 {
     sa_args_t  full;
 
-    sa_script_load(sa, script);
+    sa_xscript_load(sa, script);
     sa_script_args(script, nkeys, args, &full);
-    sa_redis_append(sa, &full);
+    sa_xredis_append(sa, &full);
     sa_args_free(&full);
-}
-
-
-redisReply *
-sa_script_run(sa_admin_t *sa, sa_script_t *script, int nkeys, sa_args_t *args)
-{
-    sa_script_append(sa, script, nkeys, args);
-
-    return sa_redis_next_reply(sa);
 }
 
 
@@ -396,19 +377,11 @@ sa_args_addn(sa_args_t *a, const char *s, size_t len)
 {
     if (a->n == a->cap) {
         a->cap = a->cap ? a->cap * 2 : 16;
-        a->v = realloc(a->v, a->cap * sizeof(char *));
-        a->len = realloc(a->len, a->cap * sizeof(size_t));
-        if (a->v == NULL || a->len == NULL) {
-            sa_fail(SA_EXIT_UNAVAILABLE, "out of memory");
-            exit(SA_EXIT_UNAVAILABLE);
-        }
+        a->v = sa_xrealloc(a->v, a->cap * sizeof(char *));
+        a->len = sa_xrealloc(a->len, a->cap * sizeof(size_t));
     }
 
-    a->v[a->n] = malloc(len + 1);
-    if (a->v[a->n] == NULL) {
-        sa_fail(SA_EXIT_UNAVAILABLE, "out of memory");
-        exit(SA_EXIT_UNAVAILABLE);
-    }
+    a->v[a->n] = sa_xmalloc(len + 1);
 
     memcpy(a->v[a->n], s, len);
     a->v[a->n][len] = '\0';
@@ -451,65 +424,4 @@ sa_args_free(sa_args_t *a)
     free(a->v);
     free(a->len);
     sa_args_init(a);
-}
-
-
-int
-sa_reply_error_exit(redisReply *r)
-{
-    static const struct { const char *code; int exit; }  codes[] = {
-        { "NOTFOUND ", SA_EXIT_NOT_FOUND },
-        { "NOPERM ", SA_EXIT_NOT_FOUND },
-        { "EXISTS ", SA_EXIT_NOT_FOUND },
-        { "INVALID ", SA_EXIT_USAGE },
-    };
-    const char  *msg = r->str;
-    size_t       i, n;
-
-    /* scripts raise "CODE message"; Redis itself raises e.g. "OOM ..." */
-    for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-        n = strlen(codes[i].code);
-        if (strncmp(msg, codes[i].code, n) == 0) {
-            return sa_fail(codes[i].exit, "%s", msg + n);
-        }
-    }
-
-    return sa_fail(SA_EXIT_UNAVAILABLE, "Redis refused the change: %s", msg);
-}
-
-
-void
-sa_change_args(sa_admin_t *sa, sa_args_t *args)
-{
-    sa_args_init(args);
-    sa_args_add(args, sa->prefix);
-    sa_args_add(args, sa->actor);
-    sa_args_addf(args, "%lld", (long long) time(NULL));
-}
-
-
-int
-sa_change_reply(sa_admin_t *sa)
-{
-    redisReply  *r;
-    int          rc = SA_EXIT_OK;
-
-    r = sa_redis_next_reply(sa);
-
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = strncmp(r->str, "CONFLICT ", 9) == 0 ? SA_CONFLICT
-                                                  : sa_reply_error_exit(r);
-    }
-
-    freeReplyObject(r);
-    return rc;
-}
-
-
-int
-sa_change(sa_admin_t *sa, sa_script_t *script, sa_args_t *args)
-{
-    sa_script_append(sa, script, 0, args);
-
-    return sa_change_reply(sa);
 }

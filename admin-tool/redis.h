@@ -40,23 +40,19 @@ int sa_redis_url_parse(const char *url, sa_redis_url_t *u, char *err,
     size_t errlen);
 
 /* the connection, made on first use */
-redisContext *sa_redis(sa_admin_t *sa);
+redisContext *sa_xredis(sa_admin_t *sa);
 
 void sa_redis_close(sa_admin_t *sa);
 
 /* one command; printf-like, as redisCommand() */
-redisReply *sa_redis_cmd(sa_admin_t *sa, const char *fmt, ...);
-
-redisReply *sa_redis_argv(sa_admin_t *sa, sa_args_t *args);
+redisReply *sa_xredis_cmd(sa_admin_t *sa, const char *fmt, ...);
 
 /* pipelining: append any number of commands, then read their replies */
-void sa_redis_append(sa_admin_t *sa, sa_args_t *args);
-redisReply *sa_redis_next_reply(sa_admin_t *sa);
+void sa_xredis_append(sa_admin_t *sa, sa_args_t *args);
+redisReply *sa_xredis_reply(sa_admin_t *sa);
 
 /* EVALSHA of a script, loading it first if needed */
-void sa_script_append(sa_admin_t *sa, sa_script_t *script, int nkeys,
-    sa_args_t *keys_and_args);
-redisReply *sa_script_run(sa_admin_t *sa, sa_script_t *script, int nkeys,
+void sa_xscript_append(sa_admin_t *sa, sa_script_t *script, int nkeys,
     sa_args_t *keys_and_args);
 
 void sa_args_init(sa_args_t *a);
@@ -65,24 +61,4 @@ void sa_args_addn(sa_args_t *a, const char *s, size_t len);
 void sa_args_addf(sa_args_t *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void sa_args_free(sa_args_t *a);
-
-/* "ERRCODE message" of an error reply, mapped to an exit status */
-int sa_reply_error_exit(redisReply *r);
-
-
-
-#define SA_CONFLICT  (-1)     /* a script found its input changed: retry */
-#define SA_RETRIES   5
-
-/* starts a script's arguments: prefix, acting user, now */
-void sa_change_args(sa_admin_t *sa, sa_args_t *args);
-
-/*
- * Runs a changing script (0 keys, arguments from sa_change_args()).
- * Returns SA_EXIT_OK, SA_CONFLICT, or an exit status after printing why.
- */
-int sa_change(sa_admin_t *sa, sa_script_t *script, sa_args_t *args);
-
-/* the reply of a pipelined sa_script_append(), judged as sa_change() */
-int sa_change_reply(sa_admin_t *sa);
 #endif /* SA_ADMIN_REDIS_H */

@@ -16,8 +16,13 @@
 #define SA_EXIT_NOT_FOUND    2    /* not found, or not permitted */
 #define SA_EXIT_UNAVAILABLE  3    /* Redis down or refusing */
 
-/* not an exit status: --help was shown, the command exits with 0 */
-#define SA_HELP_SHOWN        (-2)
+/*
+ * Not an exit status: the command is done (it showed --help); the
+ * dispatcher makes it 0.  Every helper that parses a command's arguments
+ * returns SA_EXIT_OK to go on, SA_DONE, or an exit status: callers pass
+ * anything but SA_EXIT_OK up unchanged.
+ */
+#define SA_DONE              (-2)
 
 typedef struct sa_admin_s    sa_admin_t;
 typedef struct sa_command_s  sa_command_t;
@@ -58,7 +63,7 @@ int sa_fail(int code, const char *fmt, ...)
 int sa_usage_error(sa_admin_t *sa, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* prints the running command's --help on stdout; returns 0 */
+/* prints the running command's --help on stdout; returns SA_DONE */
 int sa_help(sa_admin_t *sa);
 
 /*
@@ -79,7 +84,7 @@ int sa_operands(sa_admin_t *sa, int argc, char **argv, int want,
 
 /*
  * Commands without flags: --help, then exactly want operands into *op.
- * Returns 0 to go on, or the exit status to return at once.
+ * Returns 0 to go on, or SA_DONE or an exit status to return at once.
  */
 int sa_plain_args(sa_admin_t *sa, int argc, char **argv, int want,
     char ***op);

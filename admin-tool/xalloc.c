@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "sa_admin.h"
 #include "xalloc.h"
 
@@ -63,4 +65,17 @@ sa_xstrdup(const char *s)
     }
 
     return p;
+}
+
+
+char *
+sa_xjson_dumps(const struct json_t *doc, size_t flags)
+{
+    char  *s = json_dumps(doc, flags);
+
+    if (s == NULL) {
+        sa_out_of_memory(0);
+    }
+
+    return s;
 }

@@ -15,4 +15,8 @@ void *sa_xcalloc(size_t n, size_t size);
 void *sa_xrealloc(void *p, size_t size);
 char *sa_xstrdup(const char *s);
 
+/* json_dumps() of a document sa-admin built itself: only memory can fail */
+struct json_t;
+char *sa_xjson_dumps(const struct json_t *doc, size_t flags);
+
 #endif /* SA_ADMIN_XALLOC_H */

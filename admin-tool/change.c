@@ -1,0 +1,90 @@
+/*
+ * sa-admin: how a change reaches Redis.  sa-admin reads what it changes,
+ * verifies and re-signs it, and hands one Lua script the versions it read;
+ * the script writes nothing when one of them changed meanwhile (CONFLICT),
+ * and the whole attempt is made again from a fresh read.
+ */
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "change.h"
+
+
+int
+sa_reply_status(redisReply *r)
+{
+    static const struct { const char *code; int exit; }  codes[] = {
+        { "NOTFOUND ", SA_EXIT_NOT_FOUND },
+        { "NOPERM ", SA_EXIT_NOT_FOUND },
+        { "EXISTS ", SA_EXIT_NOT_FOUND },
+        { "INVALID ", SA_EXIT_USAGE },
+    };
+    const char  *msg = r->str;
+    size_t       i, n;
+
+    /* scripts raise "CODE message"; Redis itself raises e.g. "OOM ..." */
+    for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        n = strlen(codes[i].code);
+        if (strncmp(msg, codes[i].code, n) == 0) {
+            return sa_fail(codes[i].exit, "%s", msg + n);
+        }
+    }
+
+    return sa_fail(SA_EXIT_UNAVAILABLE, "Redis refused the change: %s", msg);
+}
+
+
+void
+sa_change_args(sa_admin_t *sa, sa_args_t *args)
+{
+    sa_args_init(args);
+    sa_args_add(args, sa->prefix);
+    sa_args_add(args, sa->actor);
+    sa_args_addf(args, "%lld", (long long) time(NULL));
+}
+
+
+int
+sa_change_reply(sa_admin_t *sa)
+{
+    redisReply  *r;
+    int          rc = SA_EXIT_OK;
+
+    r = sa_xredis_reply(sa);
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = strncmp(r->str, "CONFLICT ", 9) == 0 ? SA_CONFLICT
+                                                  : sa_reply_status(r);
+    }
+
+    freeReplyObject(r);
+    return rc;
+}
+
+
+int
+sa_change(sa_admin_t *sa, sa_script_t *script, sa_args_t *args)
+{
+    sa_xscript_append(sa, script, 0, args);
+
+    return sa_change_reply(sa);
+}
+
+
+int
+sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx, const char *what)
+{
+    int  rc, n;
+
+    rc = SA_CONFLICT;
+
+    for (n = 0; n < SA_RETRIES && rc == SA_CONFLICT; n++) {
+        rc = attempt(sa, ctx);
+    }
+
+    return rc == SA_CONFLICT
+           ? sa_fail(SA_EXIT_UNAVAILABLE, "%s kept changing; retry", what)
+           : rc;
+}

@@ -1,0 +1,42 @@
+/*
+ * sa-admin: changes as Lua scripts, compared and retried (see change.c).
+ */
+
+#ifndef SA_ADMIN_CHANGE_H
+#define SA_ADMIN_CHANGE_H
+
+#include "redis.h"
+
+#define SA_CONFLICT  (-1)     /* a script found its input changed: retry */
+#define SA_RETRIES   5
+
+/* an error reply ("CODE message" from a script) printed, as exit status */
+int sa_reply_status(redisReply *r);
+
+/* starts a script's arguments: prefix, acting user, now */
+void sa_change_args(sa_admin_t *sa, sa_args_t *args);
+
+/*
+ * Runs a changing script (0 keys, arguments from sa_change_args()).
+ * Returns SA_EXIT_OK, SA_CONFLICT, or an exit status after printing why.
+ */
+int sa_change(sa_admin_t *sa, sa_script_t *script, sa_args_t *args);
+
+/* the reply of a pipelined sa_xscript_append(), judged as sa_change() */
+int sa_change_reply(sa_admin_t *sa);
+
+/*
+ * One attempt at a change: read, verify, sign, one script.  Returns
+ * SA_CONFLICT when the script found what it read changed meanwhile.
+ */
+typedef int (*sa_attempt_pt)(sa_admin_t *sa, void *ctx);
+
+/*
+ * Makes the attempt again while it conflicts, at most SA_RETRIES times.
+ * Returns its status; one that kept conflicting fails with exit status 3,
+ * saying "<what> kept changing; retry".
+ */
+int sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx,
+    const char *what);
+
+#endif /* SA_ADMIN_CHANGE_H */
