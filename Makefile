@@ -83,9 +83,12 @@ $(BUILD)/admin/%.o: admin-tool/%.c $(ADMIN_HDRS) $(CORE_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iadmin-tool -c $< -o $@
 
-$(BUILD)/admin/lua_scripts.c: $(LUA) admin-tool/lua/embed.pl
+LUA_HEADERS := core/sa_keys.h core/sa_record.h
+
+$(BUILD)/admin/lua_scripts.c: $(LUA) admin-tool/lua/embed.pl $(LUA_HEADERS)
 	@mkdir -p $(@D)
-	perl admin-tool/lua/embed.pl admin-tool/lua $(LUA) > $@.tmp && mv $@.tmp $@
+	perl admin-tool/lua/embed.pl $(LUA_HEADERS:%=--header %) admin-tool/lua \
+	    $(LUA) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/admin/lua_scripts.o: $(BUILD)/admin/lua_scripts.c admin-tool/redis.h
 	$(CC) $(CFLAGS) -Iadmin-tool -c $< -o $@

@@ -218,7 +218,8 @@ sa_account_batch(sa_admin_t *sa, const char *team, redisReply *ids,
     for (i = from; i < to; i++) {
         sa_args_init(&args);
         sa_args_add(&args, "GET");
-        sa_args_addf(&args, "%sacct:%s", sa->prefix, ids->element[i]->str);
+        sa_args_addf(&args, "%s" SA_KEY_ACCOUNT "%s", sa->prefix,
+                     ids->element[i]->str);
         sa_xredis_append(sa, &args);
         sa_args_free(&args);
     }
@@ -299,14 +300,15 @@ sa_account_list(sa_admin_t *sa, int argc, char **argv)
         return rc;
     }
 
-    owner = sa_xredis_cmd(sa, "EXISTS %s", sa_key(sa, "team:", op[0]));
+    owner = sa_xredis_cmd(sa, "EXISTS %s", sa_key(sa, SA_KEY_TEAM, op[0]));
     rc = owner->integer == 1;
     freeReplyObject(owner);
     if (!rc) {
         return sa_fail(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
     }
 
-    ids = sa_xredis_cmd(sa, "SMEMBERS %steam:%s:accounts", sa->prefix, op[0]);
+    ids = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_TEAM "%s" SA_KEY_ACCOUNTS,
+                        sa->prefix, op[0]);
     out = json_array();
     for (i = 0; i < ids->elements; i += SA_LIST_BATCH) {
         sa_account_batch(sa, op[0], ids, i,

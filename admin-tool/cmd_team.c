@@ -243,13 +243,13 @@ sa_member_list(sa_admin_t *sa, int argc, char **argv)
         return rc;
     }
 
-    owner = sa_xredis_cmd(sa, "HGET %s owner", sa_key(sa, "team:", op[0]));
+    owner = sa_xredis_cmd(sa, "HGET %s owner", sa_key(sa, SA_KEY_TEAM, op[0]));
     if (owner->type != REDIS_REPLY_STRING) {
         return sa_fail(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
     }
 
-    members = sa_xredis_cmd(sa, "HGETALL %s%s%s:members", sa->prefix, "team:",
-                           op[0]);
+    members = sa_xredis_cmd(sa, "HGETALL %s" SA_KEY_TEAM "%s" SA_KEY_MEMBERS,
+                            sa->prefix, op[0]);
 
     arr = json_array();
     json_array_append_new(arr, json_pack("{s:s, s:[sss], s:b}",

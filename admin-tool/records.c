@@ -144,7 +144,7 @@ sa_account_id_by_name(sa_admin_t *sa, const char *ref)
     redisReply  *r;
     char        *id = NULL;
 
-    snprintf(key, sizeof(key), "%steam:%.*s:names", sa->prefix,
+    snprintf(key, sizeof(key), "%s" SA_KEY_TEAM "%.*s" SA_KEY_NAMES, sa->prefix,
              (int) (slash - ref), ref);
     r = sa_xredis_cmd(sa, "HGET %s %s", key, slash + 1);
     if (r->type == REDIS_REPLY_STRING) {
@@ -220,7 +220,7 @@ sa_account_load_or_exit(sa_admin_t *sa, const char *ref, sa_account_t *a)
         exit(sa_fail(SA_EXIT_NOT_FOUND, "no account '%s'", ref));
     }
 
-    r = sa_xredis_cmd(sa, "GET %s", sa_key(sa, "acct:", id));
+    r = sa_xredis_cmd(sa, "GET %s", sa_key(sa, SA_KEY_ACCOUNT, id));
     if (r->type != REDIS_REPLY_STRING) {
         exit(sa_fail(SA_EXIT_NOT_FOUND, "no account '%s'", ref));
     }
@@ -360,7 +360,7 @@ sa_token_load_or_exit(sa_admin_t *sa, const char *tid)
     redisReply         *r;
     sa_token_record_t  *rec;
 
-    r = sa_xredis_cmd(sa, "GET %s", sa_key(sa, "tok:", tid));
+    r = sa_xredis_cmd(sa, "GET %s", sa_key(sa, SA_KEY_TOKEN, tid));
     rec = sa_token_from_value_or_exit(sa, tid,
                               r->type == REDIS_REPLY_STRING ? r->str : NULL,
                               r->len);
@@ -463,8 +463,9 @@ sa_token_set_append(sa_admin_t *sa, sa_token_set_t *ts, size_t i)
 
     sa_args_init(&args);
     sa_args_add(&args, "MGET");
-    sa_args_addf(&args, "%stok:%s", sa->prefix, ts->ids[i]);
-    sa_args_addf(&args, "%stok:%s:used", sa->prefix, ts->ids[i]);
+    sa_args_addf(&args, "%s" SA_KEY_TOKEN "%s", sa->prefix, ts->ids[i]);
+    sa_args_addf(&args, "%s" SA_KEY_TOKEN "%s" SA_KEY_USED, sa->prefix,
+                 ts->ids[i]);
     sa_xredis_append(sa, &args);
     sa_args_free(&args);
 }
@@ -484,7 +485,8 @@ sa_token_set_load(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
 
     memset(ts, 0, sizeof(*ts));
 
-    set = sa_xredis_cmd(sa, "SMEMBERS %s%s%s:tokens", sa->prefix, "acct:", aid);
+    set = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_ACCOUNT "%s" SA_KEY_TOKENS,
+                        sa->prefix, aid);
 
     for (i = 0; set->type == REDIS_REPLY_ARRAY && i < set->elements; i++) {
         sa_token_set_push(ts, set->element[i]->str);
@@ -558,7 +560,7 @@ sa_token_scan_batch(sa_admin_t *sa, const char *aid, redisReply *keys,
     sa_token_record_t   *rec;
     const char          *want[1024];
 
-    plen = strlen(sa->prefix) + sizeof("tok:") - 1;
+    plen = strlen(sa->prefix) + sizeof(SA_KEY_TOKEN) - 1;
     snprintf(needle, sizeof(needle), "\"account\":\"%s\"", aid);
 
     asked = 0;
@@ -630,7 +632,7 @@ sa_token_set_scan(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
     }
     qsort(sorted, nsorted, sizeof(char *), sa_cmp_str);
 
-    snprintf(match, sizeof(match), "%stok:*", sa->prefix);
+    snprintf(match, sizeof(match), "%s" SA_KEY_TOKEN "*", sa->prefix);
     strcpy(cursor, "0");
     from = ts->n;
     read = 0;

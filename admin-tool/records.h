@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "sa_admin.h"
+#include "sa_keys.h"
 #include "sa_record.h"
 
 #define SA_EXPIRED_KEEP  (7 * 86400)   /* an expired record answers "expired" */

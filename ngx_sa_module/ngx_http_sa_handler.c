@@ -323,7 +323,9 @@ ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     const char          *argv[2];
     ngx_http_sa_lock_t  *lock;
 
-    if (smcf->prefix.len + sizeof("tok:") - 1 + SA_TOKEN_ID_LEN > sizeof(key)) {
+    if (smcf->prefix.len + sizeof(SA_KEY_TOKEN) - 1 + SA_TOKEN_ID_LEN
+        > sizeof(key))
+    {
         return NULL;
     }
 
@@ -336,7 +338,7 @@ ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     lock->epoch = smcf->cache ? ngx_http_sa_cache_epoch(smcf->cache) : 0;
 
     p = ngx_cpymem(key, smcf->prefix.data, smcf->prefix.len);
-    p = ngx_cpymem(p, "tok:", sizeof("tok:") - 1);
+    p = ngx_cpymem(p, SA_KEY_TOKEN, sizeof(SA_KEY_TOKEN) - 1);
     p = ngx_cpymem(p, ctx->id, SA_TOKEN_ID_LEN);
 
     argv[0] = "GET";
@@ -835,7 +837,8 @@ ngx_http_sa_record_use(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     argv[0] = "SET";
     argvlen[0] = 3;
     argv[1] = (const char *) key;
-    argvlen[1] = ngx_sprintf(key, "%Vtok:%*s:used", &smcf->prefix,
+    argvlen[1] = ngx_sprintf(key, "%V" SA_KEY_TOKEN "%*s" SA_KEY_USED,
+                             &smcf->prefix,
                              (size_t) SA_TOKEN_ID_LEN, ctx->id) - key;
     argv[2] = (const char *) now_text;
     argvlen[2] = ngx_sprintf(now_text, "%T", now) - now_text;

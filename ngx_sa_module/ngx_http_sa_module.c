@@ -587,14 +587,14 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
         return ngx_http_sa_redis_init_process(cycle, smcf->redis, NULL);
     }
 
-    sub.channel.len = smcf->prefix.len + sizeof("invalidate") - 1;
+    sub.channel.len = smcf->prefix.len + sizeof(SA_KEY_INVALIDATE) - 1;
     sub.channel.data = ngx_pnalloc(cycle->pool, sub.channel.len);
     if (sub.channel.data == NULL) {
         return NGX_ERROR;
     }
 
     p = ngx_cpymem(sub.channel.data, smcf->prefix.data, smcf->prefix.len);
-    ngx_memcpy(p, "invalidate", sizeof("invalidate") - 1);
+    ngx_memcpy(p, SA_KEY_INVALIDATE, sizeof(SA_KEY_INVALIDATE) - 1);
 
     sub.heartbeat = smcf->cache->heartbeat;
     sub.on_message = ngx_http_sa_invalidated;

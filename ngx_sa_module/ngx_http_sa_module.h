@@ -15,6 +15,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "sa_keys.h"
 #include "sa_record.h"
 #include "ngx_http_sa_cache.h"
 #include "ngx_http_sa_redis.h"

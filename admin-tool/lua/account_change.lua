@@ -14,8 +14,8 @@ local team, action, aid, aver, arec, perm, aname = ARGV[4], ARGV[5], ARGV[6],
                                                    ARGV[7], ARGV[8], ARGV[9],
                                                    ARGV[10]
 local ntok = tonumber(ARGV[11])
-local akey = P .. 'acct:' .. aid
-local tset = akey .. ':tokens'
+local akey = P .. SA_KEY_ACCOUNT .. aid
+local tset = akey .. SA_KEY_TOKENS
 
 local denied = permitted(team, perm)
     or unchanged(akey, aver, "account '" .. aid .. "'")
@@ -42,11 +42,11 @@ for i = 0, ntok - 1 do
     if tver == '*' then
         ids[#ids + 1] = tid
     elseif tver == '0' then
-        if redis.call('EXISTS', P .. 'tok:' .. tid) == 1 then
+        if redis.call('EXISTS', P .. SA_KEY_TOKEN .. tid) == 1 then
             return fail('CONFLICT', "token '" .. tid .. "' changed meanwhile")
         end
     elseif tver ~= '-' then
-        denied = unchanged(P .. 'tok:' .. tid, tver, "token '" .. tid .. "'")
+        denied = unchanged(P .. SA_KEY_TOKEN .. tid, tver, "token '" .. tid .. "'")
         if denied then
             return denied
         end
@@ -59,16 +59,16 @@ for i = 0, ntok - 1 do
     if tver == '0' or tver == '-' then
         redis.call('SREM', tset, tid)
     else
-        put(P .. 'tok:' .. tid, ARGV[14 + i * 4], ARGV[15 + i * 4])
+        put(P .. SA_KEY_TOKEN .. tid, ARGV[14 + i * 4], ARGV[15 + i * 4])
         redis.call('SADD', tset, tid)
     end
 end
 
 if arec == '' then
     redis.call('DEL', akey, tset)
-    redis.call('SREM', P .. 'team:' .. team .. ':accounts', aid)
-    if redis.call('HGET', P .. 'team:' .. team .. ':names', aname) == aid then
-        redis.call('HDEL', P .. 'team:' .. team .. ':names', aname)
+    redis.call('SREM', P .. SA_KEY_TEAM .. team .. SA_KEY_ACCOUNTS, aid)
+    if redis.call('HGET', P .. SA_KEY_TEAM .. team .. SA_KEY_NAMES, aname) == aid then
+        redis.call('HDEL', P .. SA_KEY_TEAM .. team .. SA_KEY_NAMES, aname)
     end
 else
     redis.call('SET', akey, arec)

@@ -6,17 +6,17 @@ if denied then
     return denied
 end
 
-local names = P .. 'team:' .. team .. ':names'
+local names = P .. SA_KEY_TEAM .. team .. SA_KEY_NAMES
 if redis.call('HEXISTS', names, name) == 1 then
     return fail('EXISTS', "team '" .. team .. "' already has an account '"
                 .. name .. "'")
 end
-if redis.call('EXISTS', P .. 'acct:' .. id) == 1 then
+if redis.call('EXISTS', P .. SA_KEY_ACCOUNT .. id) == 1 then
     return fail('CONFLICT', 'account id taken')
 end
 
 redis.call('HSET', names, name, id)
-redis.call('SET', P .. 'acct:' .. id, record)
-redis.call('SADD', P .. 'team:' .. team .. ':accounts', id)
+redis.call('SET', P .. SA_KEY_ACCOUNT .. id, record)
+redis.call('SADD', P .. SA_KEY_TEAM .. team .. SA_KEY_ACCOUNTS, id)
 audit('account.create', id, team)
 return 1

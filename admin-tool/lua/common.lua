@@ -6,7 +6,6 @@
 -- with CODE one of NOTFOUND, NOPERM, EXISTS, CONFLICT (sa-admin retries).
 
 local P, ACTOR, NOW = ARGV[1], ARGV[2], ARGV[3]
-local HEAD = 91   -- "sa1." .. 86-character signature .. "."
 
 local function fail(code, msg)
     return redis.error_reply(code .. ' ' .. msg)
@@ -18,7 +17,7 @@ local function version_of(key)
     if not v then
         return nil
     end
-    local ok, rec = pcall(cjson.decode, string.sub(v, HEAD + 1))
+    local ok, rec = pcall(cjson.decode, string.sub(v, SA_ENVELOPE_HEAD_LEN + 1))
     if not ok or type(rec) ~= 'table' or rec.version == nil then
         return -1
     end
@@ -41,7 +40,7 @@ end
 -- the team the permission is checked in must be the record's
 local function names(key, id, team)
     local v = redis.call('GET', key)
-    local ok, rec = pcall(cjson.decode, string.sub(v or '', HEAD + 1))
+    local ok, rec = pcall(cjson.decode, string.sub(v or '', SA_ENVELOPE_HEAD_LEN + 1))
     if not ok or type(rec) ~= 'table' or rec.id ~= id or rec.team ~= team then
         return fail('CONFLICT', 'the record of ' .. id .. ' changed meanwhile')
     end
@@ -50,14 +49,14 @@ end
 
 -- nil when ACTOR owns the team or holds perm in it
 local function permitted(team, perm)
-    local owner = redis.call('HGET', P .. 'team:' .. team, 'owner')
+    local owner = redis.call('HGET', P .. SA_KEY_TEAM .. team, 'owner')
     if not owner then
         return fail('NOTFOUND', "team '" .. team .. "' does not exist")
     end
     if owner == ACTOR then
         return nil
     end
-    local perms = redis.call('HGET', P .. 'team:' .. team .. ':members', ACTOR)
+    local perms = redis.call('HGET', P .. SA_KEY_TEAM .. team .. SA_KEY_MEMBERS, ACTOR)
     for p in string.gmatch(perms or '', '[^,]+') do
         if p == perm then
             return nil
@@ -77,12 +76,12 @@ local function put(key, value, exat)
 end
 
 local function audit(action, target, team)
-    redis.call('XADD', P .. 'audit', 'MAXLEN', '~', 1000000, '*',
+    redis.call('XADD', P .. SA_KEY_AUDIT, 'MAXLEN', '~', 1000000, '*',
                'time', NOW, 'actor', ACTOR, 'action', action,
                'target', target, 'team', team)
 end
 
 local function invalidate(ids)
-    redis.call('PUBLISH', P .. 'invalidate', table.concat(ids, ' '))
+    redis.call('PUBLISH', P .. SA_KEY_INVALIDATE, table.concat(ids, ' '))
 end
 

@@ -7,7 +7,7 @@ local team, aid, aver, tid, rec, exat, action = ARGV[4], ARGV[5], ARGV[6],
                                                 ARGV[7], ARGV[8], ARGV[9],
                                                 ARGV[10]
 local old = ARGV[11]
-local akey = P .. 'acct:' .. aid
+local akey = P .. SA_KEY_ACCOUNT .. aid
 
 local denied = permitted(team, 'service_accounts:tokens')
     or unchanged(akey, aver, "account '" .. aid .. "'")
@@ -16,22 +16,22 @@ if denied then
 end
 
 if old then
-    denied = unchanged(P .. 'tok:' .. old, ARGV[12], "token '" .. old .. "'")
+    denied = unchanged(P .. SA_KEY_TOKEN .. old, ARGV[12], "token '" .. old .. "'")
     if denied then
         return denied
     end
 end
 
-if redis.call('EXISTS', P .. 'tok:' .. tid) == 1 then
+if redis.call('EXISTS', P .. SA_KEY_TOKEN .. tid) == 1 then
     return fail('CONFLICT', 'token id taken')
 end
 
-put(P .. 'tok:' .. tid, rec, exat)
-redis.call('SADD', akey .. ':tokens', tid)
+put(P .. SA_KEY_TOKEN .. tid, rec, exat)
+redis.call('SADD', akey .. SA_KEY_TOKENS, tid)
 
 local ids = { tid }
 if old then
-    put(P .. 'tok:' .. old, ARGV[13], ARGV[14])
+    put(P .. SA_KEY_TOKEN .. old, ARGV[13], ARGV[14])
     ids[2] = old
 end
 

@@ -5,12 +5,12 @@ local team, action, tid, tver, rec, exat = ARGV[4], ARGV[5], ARGV[6],
                                            ARGV[7], ARGV[8], ARGV[9]
 
 local denied = permitted(team, 'service_accounts:tokens')
-    or unchanged(P .. 'tok:' .. tid, tver, "token '" .. tid .. "'")
+    or unchanged(P .. SA_KEY_TOKEN .. tid, tver, "token '" .. tid .. "'")
 if denied then
     return denied
 end
 
-put(P .. 'tok:' .. tid, rec, exat)
+put(P .. SA_KEY_TOKEN .. tid, rec, exat)
 audit(action, tid, team)
 invalidate({ tid })
 return 1
