@@ -37,7 +37,8 @@ local function unchanged(key, version, what)
 end
 
 -- nil when the record at key names id and team: sa-admin verified it, and
--- the team the permission is checked in must be the record's
+-- the team the permission is checked in must be the record's (the script
+-- cannot check signatures; this catches a record swapped since the read)
 local function names(key, id, team)
     local v = redis.call('GET', key)
     local ok, rec = pcall(cjson.decode, string.sub(v or '', SA_ENVELOPE_HEAD_LEN + 1))

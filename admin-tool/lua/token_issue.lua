@@ -11,12 +11,14 @@ local akey = P .. SA_KEY_ACCOUNT .. aid
 
 local denied = permitted(team, 'service_accounts:tokens')
     or unchanged(akey, aver, "account '" .. aid .. "'")
+    or names(akey, aid, team)
 if denied then
     return denied
 end
 
 if old then
     denied = unchanged(P .. SA_KEY_TOKEN .. old, ARGV[12], "token '" .. old .. "'")
+        or names(P .. SA_KEY_TOKEN .. old, old, team)
     if denied then
         return denied
     end

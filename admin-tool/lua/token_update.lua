@@ -6,6 +6,7 @@ local team, action, tid, tver, rec, exat = ARGV[4], ARGV[5], ARGV[6],
 
 local denied = permitted(team, 'service_accounts:tokens')
     or unchanged(P .. SA_KEY_TOKEN .. tid, tver, "token '" .. tid .. "'")
+    or names(P .. SA_KEY_TOKEN .. tid, tid, team)
 if denied then
     return denied
 end
