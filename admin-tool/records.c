@@ -101,6 +101,11 @@ sa_payload(sa_admin_t *sa, const char *value, size_t len, size_t *plen,
     sa_rec_err_t   rc;
 
     if (sa->signing_key == NULL) {
+        if (!sa->warned_unverified) {
+            fprintf(stderr, "sa-admin: no signing key: records are shown "
+                    "unverified (set SA_SIGNING_KEY to check them)\n");
+            sa->warned_unverified = 1;
+        }
         if (len <= SA_ENVELOPE_HEAD_LEN) {
             *err = "malformed";
             return NULL;
@@ -319,7 +324,7 @@ sa_token_record_t *
 sa_token_try_value(sa_admin_t *sa, const char *tid, const char *value,
     size_t len, int *tampered)
 {
-    const char         *payload;
+    const char         *payload, *err;
     size_t              plen;
     sa_token_record_t  *rec = NULL;
 
@@ -329,16 +334,7 @@ sa_token_try_value(sa_admin_t *sa, const char *tid, const char *value,
         return NULL;
     }
 
-    if (sa->signing_key == NULL) {
-        payload = len > SA_ENVELOPE_HEAD_LEN ? value + SA_ENVELOPE_HEAD_LEN
-                                             : NULL;
-        plen = len - SA_ENVELOPE_HEAD_LEN;
-
-    } else if (sa_envelope_open(value, len, sa_signing_key_or_exit(sa) + 32,
-                                &payload, &plen) != SA_REC_OK)
-    {
-        payload = NULL;
-    }
+    payload = sa_payload(sa, value, len, &plen, &err);
 
     if (payload == NULL
         || sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)

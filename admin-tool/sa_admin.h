@@ -41,6 +41,7 @@ struct sa_admin_s {
     const char          *signing_key;    /* --signing-key, SA_SIGNING_KEY */
     const char          *actor;          /* --as, SA_ACTOR */
     int                  json;           /* --json */
+    int                  warned_unverified;
     const char          *prefix;         /* SA_PREFIX, default "sa:" */
     const sa_command_t  *command;         /* the command being run */
     struct redisContext *redis;          /* see redis.h */

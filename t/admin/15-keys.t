@@ -73,4 +73,9 @@ as_with_key(qw(token issue platform/ci));
 $r = as_with_key(qw(token list platform/ci));
 like($r->{out}, qr/  -\n/, 'no scopes: "-"') or diag $r->{out};
 
+# without a signing key, reading commands still work, but say what they show
+$r = SaTest::admin($redis, { SA_SIGNING_KEY => undef }, qw(token list platform/ci));
+is($r->{code}, 0, 'token list without a signing key');
+like($r->{err}, qr/records are shown unverified/, 'says the records are unverified');
+
 done_testing;
