@@ -58,24 +58,41 @@ ngx_http_sa_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
-
-    if (ctx != NULL) {
-        if (ctx->rc == NGX_AGAIN) {
-            if (!ctx->answered) {
-                return NGX_AGAIN;
-            }
-
-            /* woken: the lookup was answered */
-            ctx->rc = ngx_http_sa_judge(r, ctx);
-        }
-
-        return ngx_http_sa_respond(r, ctx, slcf);
-    }
-
     ctx = ngx_http_sa_get_ctx(r);
 
-    if (ctx != NULL) {
+    if (ctx == NULL) {
+        ctx = ngx_http_sa_create_ctx(r);
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->rc = ngx_http_sa_start(r, ctx);
+        ctx->judged = slcf;
+
+        return ctx->rc == NGX_AGAIN ? NGX_AGAIN : ngx_http_sa_respond(r, ctx,
+                                                                      slcf);
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_sa_module);
+
+    if (ctx->rc == NGX_AGAIN) {
+        if (!ctx->answered) {
+            return NGX_AGAIN;       /* a client event while it waits */
+        }
+
+        /*
+         * The lookup was answered.  Whoever runs the phases first (the
+         * posted wake, or an event of the client's connection in the same
+         * epoll batch) judges; the other must not run them a second time.
+         */
+        if (ctx->wake.posted) {
+            ngx_delete_posted_event(&ctx->wake);
+        }
+
+        ctx->rc = ngx_http_sa_judge(r, ctx);
+        ctx->judged = slcf;
+
+    } else if (ctx->judged != slcf) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "sa: verified before an internal redirect: %V",
                        &ngx_http_sa_status_names[ctx->status]);
@@ -85,18 +102,10 @@ ngx_http_sa_handler(ngx_http_request_t *r)
             ctx->rc = ngx_http_sa_check_rules(r, ctx, ctx->record);
         }
 
-        return ngx_http_sa_respond(r, ctx, slcf);
+        ctx->judged = slcf;
     }
 
-    ctx = ngx_http_sa_create_ctx(r);
-    if (ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->rc = ngx_http_sa_start(r, ctx);
-
-    return ctx->rc == NGX_AGAIN ? NGX_AGAIN : ngx_http_sa_respond(r, ctx,
-                                                                  slcf);
+    return ngx_http_sa_respond(r, ctx, slcf);
 }
 
 
@@ -111,10 +120,10 @@ ngx_http_sa_get_ctx(ngx_http_request_t *r)
 
     if (ctx == NULL && (r->internal || r->filter_finalize)) {
 
+        /* only looked up: which location judged it is the handler's affair */
         for (cln = r->pool->cleanup; cln; cln = cln->next) {
             if (cln->handler == ngx_http_sa_cleanup) {
                 ctx = cln->data;
-                ngx_http_set_ctx(r, ctx, ngx_http_sa_module);
                 break;
             }
         }
@@ -270,6 +279,42 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
 
 /* locks */
+
+/* by crc32 of the id, then by the id: as ngx_http_sa_lock_find() looks */
+void
+ngx_http_sa_lock_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t   **p;
+    ngx_http_sa_lock_t   *n, *t;
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            n = (ngx_http_sa_lock_t *) node;
+            t = (ngx_http_sa_lock_t *) temp;
+
+            p = (ngx_memcmp(n->id, t->id, SA_TOKEN_ID_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
 
 static ngx_http_sa_lock_t *
 ngx_http_sa_lock_find(u_char *id)
@@ -463,6 +508,7 @@ static void
 ngx_http_sa_wait_handler(ngx_event_t *ev)
 {
     ngx_connection_t    *c;
+    ngx_http_sa_ctx_t   *ctx;
     ngx_http_request_t  *r;
 
     r = ev->data;
@@ -471,6 +517,13 @@ ngx_http_sa_wait_handler(ngx_event_t *ev)
     ngx_http_set_log_request(c->log, r);
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "sa: woken");
+
+    ctx = ngx_http_sa_get_ctx(r);
+
+    /* judged already by a client event that ran the phases first */
+    if (ctx == NULL || ctx->rc != NGX_AGAIN) {
+        return;
+    }
 
     /* the phases may finalize and free r: c outlives it */
     ngx_http_core_run_phases(r);

@@ -189,6 +189,14 @@ ngx_http_sa_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_str_set(&smcf->prefix, "sa:");
     }
 
+    /* the keys are built in fixed buffers on the request path */
+    if (smcf->prefix.len > NGX_HTTP_SA_PREFIX_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sa_redis_prefix \"%V\" is too long: at most %d "
+                           "bytes", &smcf->prefix, NGX_HTTP_SA_PREFIX_MAX);
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -570,7 +578,11 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
 
     smcf = ngx_http_sa_cycle_main_conf(cycle);
 
-    if (smcf == NULL || !smcf->used) {
+    /* the cache manager and loader call init_process too: they serve nothing */
+    if (smcf == NULL || !smcf->used
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
         return NGX_OK;
     }
 
@@ -578,7 +590,7 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
     ngx_http_sa_worker_cache = smcf->cache;
 
     ngx_rbtree_init(&ngx_http_sa_locks, &ngx_http_sa_locks_sentinel,
-                    ngx_rbtree_insert_value);
+                    ngx_http_sa_lock_rbtree_insert);
 
     if (smcf->cache == NULL) {
         ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,

@@ -21,6 +21,9 @@
 #include "ngx_http_sa_redis.h"
 
 
+/* the longest sa_redis_prefix: keys are built in fixed buffers */
+#define NGX_HTTP_SA_PREFIX_MAX  100
+
 /* without a cache, last uses are remembered per worker in a small table */
 #define NGX_HTTP_SA_USED_SLOTS  65536   /* 1.5 MiB a worker: few collisions */
 #define NGX_HTTP_SA_USED_EVERY  60
@@ -82,6 +85,7 @@ typedef struct {
     ngx_http_request_t        *request;
     ngx_http_sa_status_e       status;
     ngx_int_t                  rc;            /* NGX_AGAIN until judged */
+    ngx_http_sa_loc_conf_t    *judged;        /* by whose rules */
     sa_token_record_t         *record;        /* genuine, in r->pool */
     sa_scope_group_t          *missing;       /* the unsatisfied sa_scope */
     ngx_http_sa_lock_t        *lock;          /* the GET it waits for */
@@ -135,6 +139,8 @@ extern ngx_module_t              ngx_http_sa_module;
 
 
 ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
+void ngx_http_sa_lock_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 ngx_int_t ngx_http_sa_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_loc_conf_t *slcf);

@@ -861,13 +861,17 @@ ngx_uint_t
 ngx_http_sa_redis_subscriber_fresh(void)
 {
     int                   n;
+    ngx_uint_t            i;
     ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis_sub;
 
     if (rd->state != NGX_HTTP_SA_REDIS_READY) {
         return 0;
     }
 
-    if (ioctl(rd->conn->fd, FIONREAD, &n) == 0 && n > 0) {
+    /* hiredis reads 16 KiB at a time: a long message may take several */
+    for (i = 0; i < 64 && ioctl(rd->conn->fd, FIONREAD, &n) == 0 && n > 0;
+         i++)
+    {
         redisAsyncHandleRead(rd->ac);
 
         if (rd->state != NGX_HTTP_SA_REDIS_READY) {

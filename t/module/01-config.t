@@ -61,6 +61,11 @@ conf_fails($base . server('sa_auth "a\"b";'),
 conf_fails($base . 'server { listen 127.0.0.1:%%PORT%%; sa_redis 127.0.0.1:1; }',
            qr/"sa_redis" directive is not allowed here/, 'sa_redis in server');
 
+conf_fails($base . 'sa_redis_prefix ' . ('p' x 101) . ';' . server('sa_auth api;'),
+           qr/sa_redis_prefix "p+" is too long: at most 100 bytes/, 'prefix too long');
+($ok, $out) = SaTest::Nginx->test_config(http => $base . 'sa_redis_prefix ' . ('p' x 100) . ';'
+                                         . server('sa_auth api;'));
+ok($ok, 'a prefix of 100 bytes passes') or diag $out;
 conf_fails($base . 'sa_cache zone=sa:1m heartbeat=0;' . server('sa_auth api;'),
            qr/invalid parameter "heartbeat=0"/, 'heartbeat 0');
 conf_fails($base . 'sa_cache zone=sa:1m heartbeat=soon;' . server('sa_auth api;'),
