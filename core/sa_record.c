@@ -6,6 +6,14 @@
 #include "sa_record.h"
 
 
+void
+sa_envelope_digest(const char *value, size_t len, uint8_t out[SA_DIGEST_LEN])
+{
+    crypto_generichash(out, SA_DIGEST_LEN, (const unsigned char *) value, len,
+                       NULL, 0);
+}
+
+
 sa_rec_err_t
 sa_envelope_open(const char *value, size_t len,
     const uint8_t pk[SA_PUBLICKEY_LEN], const char **payload, size_t *plen)

@@ -17,6 +17,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sa_module.h"
+#include "ngx_http_sa_verified.h"
 
 
 static ngx_http_sa_ctx_t *ngx_http_sa_create_ctx(ngx_http_request_t *r);
@@ -560,11 +561,32 @@ ngx_http_sa_heap_alloc(void *ctx, size_t size)
 }
 
 
-/* the reply, read once: decoded, verified, and stored in the cache */
+/* a genuine record, but older than one already seen: a replay */
+static void
+ngx_http_sa_refuse_older(ngx_http_sa_answer_t *a)
+{
+    a->status = NGX_HTTP_SA_TAMPERED;
+    a->older = 1;
+    a->version = a->record->version;
+
+    if (!a->borrowed) {
+        ngx_free(a->record);
+    }
+
+    a->record = NULL;
+    a->borrowed = 0;
+}
+
+
+/*
+ * The reply, read once: verified (unless this worker verified exactly
+ * these bytes before), decoded, and stored in the cache.
+ */
 static void
 ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, redisReply *reply,
     ngx_http_sa_answer_t *a)
 {
+    u_char                    digest[SA_DIGEST_LEN];
     ngx_http_sa_main_conf_t  *smcf;
 
     ngx_memzero(a, sizeof(ngx_http_sa_answer_t));
@@ -590,15 +612,42 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, redisReply *reply,
         return;
     }
 
-    a->err = (reply->type == REDIS_REPLY_STRING)
-             ? sa_token_record_decode(reply->str, reply->len,
-                                      smcf->verify_key,
-                                      ngx_http_sa_heap_alloc, NULL, &a->record)
-             : SA_REC_MALFORMED;
-
-    if (a->err != SA_REC_OK) {
+    if (reply->type != REDIS_REPLY_STRING) {
+        a->err = SA_REC_MALFORMED;
         a->status = NGX_HTTP_SA_TAMPERED;
         return;
+    }
+
+    sa_envelope_digest(reply->str, reply->len, digest);
+
+    a->record = ngx_http_sa_verified_find(lock->id, digest);
+
+    if (a->record != NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "sa: the same record as verified before");
+        a->borrowed = 1;
+
+    } else {
+        a->err = sa_token_record_decode(reply->str, reply->len,
+                                        smcf->verify_key,
+                                        ngx_http_sa_heap_alloc, NULL,
+                                        &a->record);
+
+        if (a->err != SA_REC_OK) {
+            a->status = NGX_HTTP_SA_TAMPERED;
+            return;
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "sa: record version %uL verified", a->record->version);
+
+        if (ngx_memcmp(a->record->id, lock->id, SA_TOKEN_ID_LEN) == 0
+            && ngx_http_sa_verified_remember(lock->id, digest, a->record)
+               == NGX_DECLINED)
+        {
+            ngx_http_sa_refuse_older(a);
+            return;
+        }
     }
 
     if (smcf->cache
@@ -607,11 +656,7 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, redisReply *reply,
                                    lock->epoch, ngx_cycle->log)
            == NGX_DECLINED)
     {
-        a->status = NGX_HTTP_SA_TAMPERED;
-        a->older = 1;
-        a->version = a->record->version;
-        ngx_free(a->record);
-        a->record = NULL;
+        ngx_http_sa_refuse_older(a);
         return;
     }
 
@@ -635,7 +680,7 @@ ngx_http_sa_lock_reply(void *data, redisReply *reply)
     ngx_http_sa_read_reply(lock, reply, &a);
     ngx_http_sa_lock_wake(lock, &a);
 
-    if (a.record) {
+    if (a.record && !a.borrowed) {
         ngx_free(a.record);
     }
 

@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sa_module.h"
+#include "ngx_http_sa_verified.h"
 
 
 /* per worker */
@@ -592,6 +593,10 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
     ngx_rbtree_init(&ngx_http_sa_locks, &ngx_http_sa_locks_sentinel,
                     ngx_http_sa_lock_rbtree_insert);
 
+    if (ngx_http_sa_verified_init(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (smcf->cache == NULL) {
         ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,
                                     NGX_HTTP_SA_USED_SLOTS
@@ -657,5 +662,6 @@ ngx_http_sa_exit_process(ngx_cycle_t *cycle)
     if (smcf != NULL && smcf->used) {
         ngx_http_sa_exiting = 1;
         ngx_http_sa_redis_exit_process(cycle);
+        ngx_http_sa_verified_exit();
     }
 }

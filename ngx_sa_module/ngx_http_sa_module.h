@@ -70,6 +70,7 @@ typedef struct {
     sa_rec_err_t               err;           /* why TAMPERED */
     uint64_t                   version;       /* of a replayed older record */
     unsigned                   older:1;
+    unsigned                   borrowed:1;    /* record: the worker's memory */
 } ngx_http_sa_answer_t;
 
 

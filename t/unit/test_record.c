@@ -235,6 +235,36 @@ test_invalid_payloads(void)
 }
 
 
+/* the digest tells envelopes apart by every byte, and only by their bytes */
+static void
+test_digest(void)
+{
+    char     env[] = "sa1.abc.{\"kind\":\"token\"}";
+    uint8_t  d1[SA_DIGEST_LEN], d2[SA_DIGEST_LEN], want[SA_DIGEST_LEN];
+    size_t   i, len = strlen(env);
+    int      all_differ = 1;
+
+    sa_envelope_digest(env, len, d1);
+    sa_envelope_digest(env, len, d2);
+    ok(memcmp(d1, d2, sizeof(d1)) == 0, "digest: the same bytes, the same digest");
+
+    crypto_generichash(want, sizeof(want), (const unsigned char *) env, len,
+                       NULL, 0);
+    ok(memcmp(d1, want, sizeof(d1)) == 0, "digest: BLAKE2b-128 of the bytes");
+
+    for (i = 0; i < len; i++) {
+        env[i] ^= 1;
+        sa_envelope_digest(env, len, d2);
+        all_differ &= memcmp(d1, d2, sizeof(d1)) != 0;
+        env[i] ^= 1;
+    }
+    ok(all_differ, "digest: every single-bit flip changes it");
+
+    sa_envelope_digest(env, len - 1, d2);
+    ok(memcmp(d1, d2, sizeof(d1)) != 0, "digest: a shorter envelope differs");
+}
+
+
 int
 main(void)
 {
@@ -248,6 +278,7 @@ main(void)
     test_round_trip();
     test_tampering();
     test_invalid_payloads();
+    test_digest();
 
     is_str(sa_rec_strerror(SA_REC_BAD_SIGNATURE), "signature does not verify",
            "errors have readable names");
