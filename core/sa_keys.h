@@ -21,4 +21,15 @@
 #define SA_KEY_AUDIT        "audit"         /* a stream */
 #define SA_KEY_INVALIDATE   "invalidate"    /* a pub/sub channel */
 
+/* notifications (sa-admin notify; schema/README.md, "Notifications") */
+#define SA_KEY_EVENTS       "events"        /* stream: one entry per delivery */
+#define SA_NOTIFY_GROUP     "sa-notify"     /* its consumer group */
+#define SA_KEY_NOTIFY       "notify:"       /* notify:<app>, hash aid -> sub */
+#define SA_KEY_SUBS         ":notify"       /* acct:<aid>:notify, set of apps */
+#define SA_KEY_EXPIRING     "expiring"      /* zset tid -> next notice time */
+#define SA_KEY_DUE          "delivery:due"  /* zset delivery id -> due (ms) */
+#define SA_KEY_DELIVERY     "delivery:data" /* hash delivery id -> state */
+#define SA_KEY_OWNER        "delivery:owner"  /* hash delivery id -> worker */
+#define SA_KEY_FAILED       "delivery:failed" /* hash delivery id -> state */
+
 #endif /* SA_KEYS_H */

@@ -77,10 +77,8 @@ sa_check_encode(uint32_t crc, char out[SA_TOKEN_CHECK_LEN])
 
 
 sa_token_err_t
-sa_token_parse(const unsigned char *token, size_t len)
+sa_token_shape(const unsigned char *token, size_t len)
 {
-    char  check[SA_TOKEN_CHECK_LEN];
-
     if (len != SA_TOKEN_LEN) {
         return SA_TOKEN_BAD_LENGTH;
     }
@@ -89,6 +87,21 @@ sa_token_parse(const unsigned char *token, size_t len)
         || token[SA_TOKEN_SECRET_OFF - 1] != '_')
     {
         return SA_TOKEN_BAD_PREFIX;
+    }
+
+    return SA_TOKEN_OK;
+}
+
+
+sa_token_err_t
+sa_token_parse(const unsigned char *token, size_t len)
+{
+    char            check[SA_TOKEN_CHECK_LEN];
+    sa_token_err_t  err;
+
+    err = sa_token_shape(token, len);
+    if (err != SA_TOKEN_OK) {
+        return err;
     }
 
     if (!sa_is_base62(token + SA_TOKEN_ID_OFF, SA_TOKEN_ID_LEN)

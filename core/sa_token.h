@@ -45,6 +45,14 @@ int sa_is_base62(const unsigned char *p, size_t len);
  */
 sa_token_err_t sa_token_parse(const unsigned char *token, size_t len);
 
+/*
+ * Only the shape: length, prefix and separator, what it takes to find the
+ * id.  A gateway's cache hit needs no more: comparing the token's hash with
+ * the record's proves it is exactly the issued token.  Everything else
+ * (sa_token_parse) before anything is asked of Redis.
+ */
+sa_token_err_t sa_token_shape(const unsigned char *token, size_t len);
+
 const char *sa_token_strerror(sa_token_err_t err);
 
 typedef enum {

@@ -24,8 +24,11 @@ static ngx_http_sa_ctx_t *ngx_http_sa_create_ctx(ngx_http_request_t *r);
 static void ngx_http_sa_cleanup(void *data);
 static ngx_int_t ngx_http_sa_start(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
+static ngx_int_t ngx_http_sa_malformed(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, sa_bearer_err_t berr, sa_token_err_t terr);
 static ngx_int_t ngx_http_sa_cached(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx, ngx_http_sa_cache_t *cache);
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_cache_t *cache,
+    const u_char *token);
 static ngx_int_t ngx_http_sa_lookup(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_main_conf_t *smcf);
 static void ngx_http_sa_lock_reply(void *data, redisReply *reply);
@@ -206,17 +209,12 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 
     ctx->bearer = 1;
 
-    terr = (berr == SA_BEARER_OK) ? sa_token_parse(token, len)
+    /* the shape finds the id; the rest of the parse is for what needs it */
+    terr = (berr == SA_BEARER_OK) ? sa_token_shape(token, len)
                                   : SA_TOKEN_BAD_LENGTH;
 
     if (terr != SA_TOKEN_OK) {
-        /* a malformed token may be a mistyped secret: log no byte of it */
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "sa: malformed bearer token: %s",
-                      berr == SA_BEARER_OK ? sa_token_strerror(terr)
-                                           : "not one credential");
-        ctx->status = NGX_HTTP_SA_MALFORMED;
-        return NGX_HTTP_UNAUTHORIZED;
+        return ngx_http_sa_malformed(r, ctx, berr, terr);
     }
 
     ngx_memcpy(ctx->id, token + SA_TOKEN_ID_OFF, SA_TOKEN_ID_LEN);
@@ -229,13 +227,35 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
     if (smcf->cache) {
-        rc = ngx_http_sa_cached(r, ctx, smcf->cache);
+        rc = ngx_http_sa_cached(r, ctx, smcf->cache, token);
         if (rc != NGX_DECLINED) {
             return rc;
         }
     }
 
+    /* nothing reaches Redis that is not a well-formed token */
+    terr = sa_token_parse(token, len);
+    if (terr != SA_TOKEN_OK) {
+        return ngx_http_sa_malformed(r, ctx, berr, terr);
+    }
+
     return ngx_http_sa_lookup(r, ctx, smcf);
+}
+
+
+static ngx_int_t
+ngx_http_sa_malformed(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    sa_bearer_err_t berr, sa_token_err_t terr)
+{
+    /* a malformed token may be a mistyped secret: log no byte of it */
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "sa: malformed bearer token: %s",
+                  berr == SA_BEARER_OK ? sa_token_strerror(terr)
+                                       : "not one credential");
+    ctx->status = NGX_HTTP_SA_MALFORMED;
+    ctx->has_id = 0;
+
+    return NGX_HTTP_UNAUTHORIZED;
 }
 
 
@@ -245,7 +265,7 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
  */
 static ngx_int_t
 ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
-    ngx_http_sa_cache_t *cache)
+    ngx_http_sa_cache_t *cache, const u_char *token)
 {
     ngx_uint_t          use_due;
     sa_token_record_t  *rec;
@@ -263,6 +283,13 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     {
 
     case NGX_HTTP_SA_CACHE_HIT:
+        /* the hash proves the exact token; any other must be well-formed */
+        if (!sa_hash_equal(rec->hash, ctx->hash)
+            && sa_token_parse(token, SA_TOKEN_LEN) != SA_TOKEN_OK)
+        {
+            return NGX_DECLINED;
+        }
+
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "sa: cache hit");
         ctx->cached = 1;
@@ -270,6 +297,10 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         return ngx_http_sa_check_record(r, ctx, rec);
 
     case NGX_HTTP_SA_CACHE_NEGATIVE:
+        if (sa_token_parse(token, SA_TOKEN_LEN) != SA_TOKEN_OK) {
+            return NGX_DECLINED;
+        }
+
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
                                 NGX_HTTP_UNAUTHORIZED);
 

@@ -25,7 +25,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <sys/ioctl.h>
 #include <hiredis/async.h>
 #include <sodium.h>
 
@@ -857,22 +856,53 @@ ngx_http_sa_redis_heartbeat(ngx_event_t *ev)
 }
 
 
+/*
+ * The subscriber is read at most once per event loop iteration: every
+ * request of one epoll batch was ready before anything that arrives while
+ * the batch is handled.  The flag is cleared by an event posted at the first
+ * look, which nginx runs after the batch.
+ */
+static ngx_uint_t   ngx_http_sa_sub_polled;
+static ngx_event_t  ngx_http_sa_sub_poll_reset;
+
+
+static void
+ngx_http_sa_redis_poll_reset(ngx_event_t *ev)
+{
+    ngx_http_sa_sub_polled = 0;
+}
+
+
+static void
+ngx_http_sa_redis_poll_subscriber(ngx_http_sa_redis_t *rd)
+{
+    int         n;
+    ngx_uint_t  i;
+
+    ngx_http_sa_sub_polled = 1;
+    ngx_post_event(&ngx_http_sa_sub_poll_reset, &ngx_posted_events);
+
+    /* hiredis reads 16 KiB at a time: a long message may take several */
+    for (i = 0; i < 64 && rd->state == NGX_HTTP_SA_REDIS_READY
+                && ngx_socket_nread(rd->conn->fd, &n) == 0 && n > 0;
+         i++)
+    {
+        redisAsyncHandleRead(rd->ac);
+    }
+}
+
+
 ngx_uint_t
 ngx_http_sa_redis_subscriber_fresh(void)
 {
-    int                   n;
-    ngx_uint_t            i;
     ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis_sub;
 
     if (rd->state != NGX_HTTP_SA_REDIS_READY) {
         return 0;
     }
 
-    /* hiredis reads 16 KiB at a time: a long message may take several */
-    for (i = 0; i < 64 && ioctl(rd->conn->fd, FIONREAD, &n) == 0 && n > 0;
-         i++)
-    {
-        redisAsyncHandleRead(rd->ac);
+    if (!ngx_http_sa_sub_polled) {
+        ngx_http_sa_redis_poll_subscriber(rd);
 
         if (rd->state != NGX_HTTP_SA_REDIS_READY) {
             return 0;
@@ -948,6 +978,10 @@ ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
             return NGX_ERROR;
         }
 
+        ngx_http_sa_sub_poll_reset.handler = ngx_http_sa_redis_poll_reset;
+        ngx_http_sa_sub_poll_reset.log = cycle->log;
+        ngx_http_sa_sub_polled = 0;
+
         ngx_http_sa_hb_timer.handler = ngx_http_sa_redis_heartbeat;
         ngx_http_sa_hb_timer.log = cycle->log;
         ngx_http_sa_hb_timer.cancelable = 1;
@@ -988,6 +1022,10 @@ ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle)
 {
     if (ngx_http_sa_hb_timer.timer_set) {
         ngx_del_timer(&ngx_http_sa_hb_timer);
+    }
+
+    if (ngx_http_sa_sub_poll_reset.posted) {
+        ngx_delete_posted_event(&ngx_http_sa_sub_poll_reset);
     }
 
     ngx_http_sa_redis_stop(&ngx_http_sa_redis_sub);

@@ -252,6 +252,53 @@ test_bearer(void)
 }
 
 
+/* the shape is the first half of the parse: never more than it accepts */
+static void
+test_shape(const char *good)
+{
+    char    t[SA_TOKEN_LEN + 1];
+    size_t  i;
+    int     agree = 1;
+
+    ok(sa_token_shape((const unsigned char *) good, SA_TOKEN_LEN)
+       == SA_TOKEN_OK, "shape: a good token");
+    ok(sa_token_shape((const unsigned char *) good, SA_TOKEN_LEN - 1)
+       == SA_TOKEN_BAD_LENGTH, "shape: a short one is a wrong length");
+
+    memcpy(t, good, sizeof(t));
+    t[SA_TOKEN_LEN - 1] = t[SA_TOKEN_LEN - 1] == 'a' ? 'b' : 'a';
+    ok(sa_token_shape((const unsigned char *) t, SA_TOKEN_LEN) == SA_TOKEN_OK
+       && sa_token_parse((const unsigned char *) t, SA_TOKEN_LEN)
+          == SA_TOKEN_BAD_CHECK,
+       "shape: a wrong checksum has the shape, and fails the parse");
+
+    /* every byte changed to every value: whatever parses has the shape */
+    for (i = 0; i < SA_TOKEN_LEN; i++) {
+        int  c;
+
+        for (c = 0; c < 256; c++) {
+            memcpy(t, good, sizeof(t));
+            t[i] = (char) c;
+            if (sa_token_parse((const unsigned char *) t, SA_TOKEN_LEN)
+                == SA_TOKEN_OK)
+            {
+                agree &= sa_token_shape((const unsigned char *) t,
+                                        SA_TOKEN_LEN) == SA_TOKEN_OK;
+            }
+            if (sa_token_shape((const unsigned char *) t, SA_TOKEN_LEN)
+                != SA_TOKEN_OK)
+            {
+                agree &= sa_token_parse((const unsigned char *) t,
+                                        SA_TOKEN_LEN)
+                         == sa_token_shape((const unsigned char *) t,
+                                           SA_TOKEN_LEN);
+            }
+        }
+    }
+    ok(agree, "shape: agrees with the parse on every one-byte change");
+}
+
+
 int
 main(void)
 {
@@ -268,6 +315,7 @@ main(void)
     test_generate();
     test_lengths(good);
     test_prefix(good);
+    test_shape(good);
     test_alphabet(good);
     test_checksum(good);
     test_random_strings();
