@@ -85,8 +85,8 @@ sa_audit_read(sa_admin_t *sa, const char *team, int64_t since)
     snprintf(start, sizeof(start), "%lld", (long long) since * 1000);
 
     for ( ;; ) {
-        r = sa_xredis_cmd(sa, "XRANGE %s" SA_KEY_AUDIT " %s + COUNT %d", sa->prefix,
-                         start, SA_AUDIT_BATCH);
+        r = sa_xredis_cmd(sa, "XRANGE %s" SA_KEY_AUDIT " %s + COUNT %d",
+                          sa->prefix, start, SA_AUDIT_BATCH);
         if (r->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(r);
             break;

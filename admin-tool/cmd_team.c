@@ -261,7 +261,8 @@ sa_member_list(sa_admin_t *sa, int argc, char **argv)
     for (i = 0; i + 1 < members->elements; i += 2) {
         json_array_append_new(arr, json_pack("{s:s, s:o, s:b}",
                               "user", members->element[i]->str,
-                              "perms", sa_perms_json(members->element[i + 1]->str),
+                              "perms",
+                              sa_perms_json(members->element[i + 1]->str),
                               "owner", 0));
     }
 

@@ -114,7 +114,8 @@ sa_payload(sa_admin_t *sa, const char *value, size_t len, size_t *plen,
         return value + SA_ENVELOPE_HEAD_LEN;
     }
 
-    rc = sa_envelope_open(value, len, sa_signing_key_or_exit(sa) + 32, &payload, plen);
+    rc = sa_envelope_open(value, len, sa_signing_key_or_exit(sa) + 32,
+                          &payload, plen);
     if (rc != SA_REC_OK) {
         *err = sa_rec_strerror(rc);
         return NULL;

@@ -293,7 +293,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     cn = ngx_http_sa_cache_alloc(cache, size);
     if (cn == NULL) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "sa_cache \"%V\" is full, record not cached",
+                      "sa: cache zone \"%V\" is full, record not cached",
                       &cache->shm_zone->shm.name);
         goto done;
     }

@@ -44,8 +44,7 @@ static ngx_int_t ngx_http_sa_check_record(ngx_http_request_t *r,
 static ngx_int_t ngx_http_sa_check_rules(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
 static ngx_int_t ngx_http_sa_fail(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx, ngx_http_sa_status_e status, ngx_uint_t level,
-    ngx_int_t rc);
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_status_e status);
 static void ngx_http_sa_record_use(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
 
@@ -99,7 +98,7 @@ ngx_http_sa_handler(ngx_http_request_t *r)
     } else if (ctx->judged != slcf) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "sa: verified before an internal redirect: %V",
-                       &ngx_http_sa_status_names[ctx->status]);
+                       &ngx_http_sa_statuses[ctx->status].name);
 
         /* the same record, this location's rules */
         if (ctx->record) {
@@ -204,7 +203,7 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "sa: no bearer token was provided");
         ctx->status = NGX_HTTP_SA_MISSING;
-        return NGX_HTTP_UNAUTHORIZED;
+        return ngx_http_sa_statuses[NGX_HTTP_SA_MISSING].rc;
     }
 
     ctx->bearer = 1;
@@ -255,7 +254,7 @@ ngx_http_sa_malformed(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ctx->status = NGX_HTTP_SA_MALFORMED;
     ctx->has_id = 0;
 
-    return NGX_HTTP_UNAUTHORIZED;
+    return ngx_http_sa_statuses[NGX_HTTP_SA_MALFORMED].rc;
 }
 
 
@@ -301,8 +300,7 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
             return NGX_DECLINED;
         }
 
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
-                                NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN);
 
     default:
         return NGX_DECLINED;
@@ -756,8 +754,7 @@ ngx_http_sa_judge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
         return ngx_http_sa_check_record(r, ctx, a->record);
 
     case NGX_HTTP_SA_UNKNOWN:
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
-                                NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN);
 
     case NGX_HTTP_SA_UNAVAILABLE:
         return ngx_http_sa_unavailable(r, ctx);
@@ -775,7 +772,7 @@ ngx_http_sa_judge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
                           sa_rec_strerror(a->err));
         }
         ctx->status = NGX_HTTP_SA_TAMPERED;
-        return NGX_HTTP_UNAUTHORIZED;
+        return ngx_http_sa_statuses[NGX_HTTP_SA_TAMPERED].rc;
     }
 }
 
@@ -802,21 +799,21 @@ ngx_http_sa_unavailable(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     }
 
     ctx->status = NGX_HTTP_SA_UNAVAILABLE;
-    return NGX_HTTP_SERVICE_UNAVAILABLE;
+    return ngx_http_sa_statuses[NGX_HTTP_SA_UNAVAILABLE].rc;
 }
 
 
 static ngx_int_t
 ngx_http_sa_fail(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
-    ngx_http_sa_status_e status, ngx_uint_t level, ngx_int_t rc)
+    ngx_http_sa_status_e status)
 {
     ctx->status = status;
 
-    ngx_log_error(level, r->connection->log, 0, "sa: token \"%*s\": %V",
-                  (size_t) SA_TOKEN_ID_LEN, ctx->id,
-                  &ngx_http_sa_status_names[status]);
+    ngx_log_error(ngx_http_sa_statuses[status].level, r->connection->log, 0,
+                  "sa: token \"%*s\": %V", (size_t) SA_TOKEN_ID_LEN, ctx->id,
+                  &ngx_http_sa_statuses[status].name);
 
-    return rc;
+    return ngx_http_sa_statuses[status].rc;
 }
 
 
@@ -829,23 +826,19 @@ ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
     if (ngx_memcmp(rec->id, ctx->id, SA_TOKEN_ID_LEN) != 0) {
         /* a genuine record copied under another token's key */
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_TAMPERED, NGX_LOG_ERR,
-                                NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_TAMPERED);
     }
 
     if (!sa_hash_equal(rec->hash, ctx->hash)) {
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN, NGX_LOG_INFO,
-                                NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN);
     }
 
     if (rec->revoked) {
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_REVOKED, NGX_LOG_INFO,
-                                NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_REVOKED);
     }
 
     if (rec->expires_at && rec->expires_at <= (int64_t) ngx_time()) {
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_EXPIRED, NGX_LOG_INFO,
-                                NGX_HTTP_UNAUTHORIZED);
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_EXPIRED);
     }
 
     /* the token is genuine: kept for the rules of later locations too */
@@ -884,8 +877,7 @@ ngx_http_sa_check_rules(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
             || !sa_app_granted(rec->apps, rec->napps, (char *) app.data,
                                app.len))
         {
-            return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_FORBIDDEN_APPLICATION,
-                                    NGX_LOG_INFO, NGX_HTTP_FORBIDDEN);
+            return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_FORBIDDEN_APPLICATION);
         }
     }
 
@@ -898,8 +890,7 @@ ngx_http_sa_check_rules(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         if (slcf->scopes && (ngx_uint_t) missing < slcf->scopes->nelts) {
             ctx->missing = (sa_scope_group_t *) slcf->scopes->elts + missing;
         }
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_INSUFFICIENT_SCOPE,
-                                NGX_LOG_INFO, NGX_HTTP_FORBIDDEN);
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_INSUFFICIENT_SCOPE);
     }
 
     ctx->status = NGX_HTTP_SA_OK;

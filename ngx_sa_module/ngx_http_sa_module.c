@@ -579,7 +579,7 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
 
     smcf = ngx_http_sa_cycle_main_conf(cycle);
 
-    /* the cache manager and loader call init_process too: they serve nothing */
+    /* the cache manager and loader call init_process too: no Redis there */
     if (smcf == NULL || !smcf->used
         || (ngx_process != NGX_PROCESS_WORKER
             && ngx_process != NGX_PROCESS_SINGLE))

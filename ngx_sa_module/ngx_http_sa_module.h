@@ -135,7 +135,13 @@ extern ngx_rbtree_t              ngx_http_sa_locks;
 extern ngx_rbtree_node_t         ngx_http_sa_locks_sentinel;
 extern ngx_uint_t                ngx_http_sa_exiting;
 
-extern ngx_str_t                 ngx_http_sa_status_names[];
+typedef struct {
+    ngx_str_t                  name;          /* $sa_status */
+    ngx_int_t                  rc;            /* for the access phase */
+    ngx_uint_t                 level;         /* of its log line */
+} ngx_http_sa_status_t;
+
+extern ngx_http_sa_status_t      ngx_http_sa_statuses[];
 extern ngx_module_t              ngx_http_sa_module;
 
 

@@ -62,10 +62,10 @@ struct ngx_http_sa_redis_s {
     ngx_event_t                    watchdog;    /* set-up or reply deadline */
     ngx_msec_t                     backoff;
     ngx_msec_t                     stall;
-    ngx_uint_t                     outstanding; /* replies the ready link owes */
+    ngx_uint_t                     outstanding; /* replies owed when ready */
     ngx_uint_t                     subscribed;  /* channels confirmed */
     ngx_queue_t                    pending;     /* commands before ready */
-    u_char                         reason[160]; /* why we end it, for the log */
+    u_char                         reason[160]; /* why we end it: the log */
     void                         (*ready)(ngx_http_sa_redis_t *rd);
     void                         (*lost)(ngx_http_sa_redis_t *rd);
     unsigned                       connected:1;
@@ -146,7 +146,7 @@ ngx_http_sa_redis_add_event(ngx_event_t *ev, ngx_int_t event)
     if (!ev->active) {
         if (ngx_add_event(ev, event, NGX_LEVEL_EVENT) != NGX_OK) {
             ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                          "sa_redis: cannot add event");
+                          "sa: cannot add a Redis connection event");
         }
     }
 }
@@ -264,13 +264,13 @@ ngx_http_sa_redis_cleanup(void *data)
 
     if (!rd->exiting) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      rd->connected ? "sa_redis: %s connection to %V lost: %s"
-                                    : "sa_redis: %s connection to %V failed: %s",
-                      rd->role, &rd->conf->address, why);
+                      "sa: Redis %s connection to %V %s: %s", rd->role,
+                      &rd->conf->address, rd->connected ? "lost" : "failed",
+                      why);
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
-                   "sa_redis: %s connection ended, %ui replies owed",
+                   "sa: Redis %s connection ended, %ui replies owed",
                    rd->role, rd->outstanding);
 
     if (rd->conn) {
@@ -349,7 +349,7 @@ ngx_http_sa_redis_connected(const redisAsyncContext *ac, int status)
     if (status == REDIS_OK) {
         rd->connected = 1;
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
-                       "sa_redis: %s connection: TCP connected", rd->role);
+                       "sa: Redis %s connection: TCP connected", rd->role);
     }
 }
 
@@ -396,7 +396,7 @@ ngx_http_sa_redis_set_ready(ngx_http_sa_redis_t *rd)
         ngx_del_timer(&rd->watchdog);
     }
 
-    ngx_log_error(NGX_LOG_INFO, rd->log, 0, "sa_redis: %s connection to %V",
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0, "sa: Redis %s connection to %V",
                   rd->role, &rd->conf->address);
 
     if (rd->ready) {
@@ -507,7 +507,7 @@ ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
     ngx_http_sa_redis_conf_t  *conf = rd->conf;
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
-                   "sa_redis: %s connection: connecting", rd->role);
+                   "sa: Redis %s connection: connecting", rd->role);
 
     /* both were made NUL-terminated when the configuration was read */
     ac = conf->unix_path.len
@@ -517,7 +517,7 @@ ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
     /* a context that failed at once never had our hooks: no cleanup call */
     if (ac->err) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa_redis: %s connection to %V failed: %s", rd->role,
+                      "sa: Redis %s connection to %V failed: %s", rd->role,
                       &conf->address, ac->errstr);
         redisAsyncFree(ac);
         ngx_http_sa_redis_schedule(rd);
@@ -553,7 +553,7 @@ ngx_http_sa_redis_schedule(ngx_http_sa_redis_t *rd)
     delay = rd->backoff / 2 + (ngx_msec_t) ngx_random() % (rd->backoff / 2);
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
-                   "sa_redis: %s connection: reconnect in %M ms",
+                   "sa: Redis %s connection: reconnect in %M ms",
                    rd->role, delay);
 
     ngx_add_timer(&rd->reconnect, delay);
@@ -629,7 +629,7 @@ ngx_http_sa_redis_command(int argc, const char **argv, const size_t *argvlen,
         ngx_queue_insert_tail(&rd->pending, &w->queue);
 
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
-                       "sa_redis: %s waits for the connection", argv[0]);
+                       "sa: %s waits for the connection", argv[0]);
         return NGX_OK;
     }
 
@@ -750,7 +750,7 @@ static void
 ngx_http_sa_redis_sub_ready(ngx_http_sa_redis_t *rd)
 {
     ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                  "sa_redis: subscribed to \"%V\"",
+                  "sa: subscribed to \"%V\"",
                   &ngx_http_sa_sub_conf.channel);
 
     ngx_http_sa_hb_proven = 0;
@@ -791,7 +791,7 @@ ngx_http_sa_redis_published(void *data, redisReply *reply)
 
     if (reply->type != REDIS_REPLY_INTEGER) {
         ngx_log_error(NGX_LOG_ERR, sub->log, 0,
-                      "sa_redis: heartbeat PUBLISH refused: %*s",
+                      "sa: Redis refused the heartbeat PUBLISH: %*s",
                       (size_t) reply->len, reply->str ? reply->str : "");
         return;
     }

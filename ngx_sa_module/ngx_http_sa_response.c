@@ -11,17 +11,22 @@
 #include "ngx_http_sa_module.h"
 
 
-ngx_str_t  ngx_http_sa_status_names[] = {
-    ngx_string("ok"),
-    ngx_string("missing"),
-    ngx_string("malformed"),
-    ngx_string("unknown"),
-    ngx_string("expired"),
-    ngx_string("revoked"),
-    ngx_string("tampered"),
-    ngx_string("insufficient_scope"),
-    ngx_string("forbidden_application"),
-    ngx_string("unavailable")
+/* every $sa_status: its name, the access phase's answer, how it is logged */
+ngx_http_sa_status_t  ngx_http_sa_statuses[] = {
+    { ngx_string("ok"), NGX_OK, NGX_LOG_DEBUG },
+    { ngx_string("missing"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
+    { ngx_string("malformed"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
+    { ngx_string("unknown"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
+    { ngx_string("expired"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
+    { ngx_string("revoked"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
+    /* a record that fails verification is somebody's doing: error */
+    { ngx_string("tampered"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR },
+    { ngx_string("insufficient_scope"), NGX_HTTP_FORBIDDEN, NGX_LOG_INFO },
+    { ngx_string("forbidden_application"), NGX_HTTP_FORBIDDEN,
+      NGX_LOG_INFO },
+    /* Redis' failures are logged where they happen, at error level */
+    { ngx_string("unavailable"), NGX_HTTP_SERVICE_UNAVAILABLE,
+      NGX_LOG_INFO }
 };
 
 
@@ -291,8 +296,8 @@ ngx_http_sa_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     switch ((ngx_http_sa_var_e) data) {
 
     case NGX_HTTP_SA_VAR_STATUS:
-        v->len = ngx_http_sa_status_names[ctx->status].len;
-        v->data = ngx_http_sa_status_names[ctx->status].data;
+        v->len = ngx_http_sa_statuses[ctx->status].name.len;
+        v->data = ngx_http_sa_statuses[ctx->status].name.data;
         return NGX_OK;
 
     case NGX_HTTP_SA_VAR_TOKEN_ID:
