@@ -5,7 +5,6 @@
 #include "ngx_http_sa_cache.h"
 
 
-#define NGX_HTTP_SA_USED_EVERY   60       /* seconds between last-use writes */
 #define NGX_HTTP_SA_EVICT_BATCH  8        /* entries freed per failed alloc */
 #define NGX_HTTP_SA_STAMPS       1024     /* invalidation stamps, by id hash */
 
@@ -23,12 +22,11 @@ typedef struct ngx_http_sa_cache_sh_s {
 
 
 typedef struct {
-    ngx_rbtree_node_t            node;        /* key: crc32 of the id */
+    ngx_http_sa_id_node_t        node;        /* the token id's */
     ngx_queue_t                  queue;
     ngx_msec_t                   fetched;     /* when verified from Redis */
     time_t                       used;        /* last use written */
     uint64_t                     version;
-    u_char                       id[SA_TOKEN_ID_LEN];
     unsigned                     valid:1;     /* may be served */
     unsigned                     negative:1;
     sa_token_record_t           *rec;         /* in data[], or NULL */
@@ -40,24 +38,25 @@ static ngx_int_t ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
 
-static void
-ngx_http_sa_cache_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+/*
+ * Trees of token ids (the cache's entries, the workers' locks): by crc32 of
+ * the id, then by the id itself, inserted as they are looked up.
+ */
+void
+ngx_http_sa_id_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t         **p;
-    ngx_http_sa_cache_node_t   *n, *t;
+    ngx_rbtree_node_t      **p;
+    ngx_http_sa_id_node_t   *n, *t;
 
     for ( ;; ) {
 
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
 
         } else {
-            n = (ngx_http_sa_cache_node_t *) node;
-            t = (ngx_http_sa_cache_node_t *) temp;
+            n = (ngx_http_sa_id_node_t *) node;
+            t = (ngx_http_sa_id_node_t *) temp;
 
             p = (ngx_memcmp(n->id, t->id, SA_TOKEN_ID_LEN) < 0)
                 ? &temp->left : &temp->right;
@@ -78,18 +77,17 @@ ngx_http_sa_cache_rbtree_insert(ngx_rbtree_node_t *temp,
 }
 
 
-static ngx_http_sa_cache_node_t *
-ngx_http_sa_cache_find(ngx_http_sa_cache_t *cache, u_char *id)
+ngx_http_sa_id_node_t *
+ngx_http_sa_id_find(ngx_rbtree_t *tree, u_char *id)
 {
-    ngx_int_t                  rc;
-    uint32_t                   hash;
-    ngx_rbtree_node_t         *node, *sentinel;
-    ngx_http_sa_cache_node_t  *cn;
+    uint32_t                hash;
+    ngx_int_t               rc;
+    ngx_rbtree_node_t      *node, *sentinel;
+    ngx_http_sa_id_node_t  *n;
 
     hash = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
-
-    node = cache->sh->rbtree.root;
-    sentinel = cache->sh->rbtree.sentinel;
+    node = tree->root;
+    sentinel = tree->sentinel;
 
     while (node != sentinel) {
 
@@ -98,17 +96,33 @@ ngx_http_sa_cache_find(ngx_http_sa_cache_t *cache, u_char *id)
             continue;
         }
 
-        cn = (ngx_http_sa_cache_node_t *) node;
-        rc = ngx_memcmp(id, cn->id, SA_TOKEN_ID_LEN);
+        n = (ngx_http_sa_id_node_t *) node;
+        rc = ngx_memcmp(id, n->id, SA_TOKEN_ID_LEN);
 
         if (rc == 0) {
-            return cn;
+            return n;
         }
 
         node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
+}
+
+
+void
+ngx_http_sa_id_set(ngx_http_sa_id_node_t *n, u_char *id)
+{
+    ngx_memcpy(n->id, id, SA_TOKEN_ID_LEN);
+    n->node.key = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
+}
+
+
+static ngx_http_sa_cache_node_t *
+ngx_http_sa_cache_find(ngx_http_sa_cache_t *cache, u_char *id)
+{
+    return (ngx_http_sa_cache_node_t *) ngx_http_sa_id_find(&cache->sh->rbtree,
+                                                            id);
 }
 
 
@@ -142,7 +156,7 @@ ngx_http_sa_cache_free_node(ngx_http_sa_cache_t *cache,
     ngx_http_sa_cache_node_t *cn)
 {
     ngx_queue_remove(&cn->queue);
-    ngx_rbtree_delete(&cache->sh->rbtree, &cn->node);
+    ngx_rbtree_delete(&cache->sh->rbtree, &cn->node.node);
     ngx_slab_free_locked(cache->shpool, cn);
 }
 
@@ -298,8 +312,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
         goto done;
     }
 
-    ngx_memcpy(cn->id, id, SA_TOKEN_ID_LEN);
-    cn->node.key = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
+    ngx_http_sa_id_set(&cn->node, id);
     cn->fetched = ngx_current_msec;
     cn->used = used;
     cn->valid = keep;
@@ -307,7 +320,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     cn->version = rec ? rec->version : 0;
     cn->rec = rec ? sa_token_record_copy(cn->data, rec) : NULL;
 
-    ngx_rbtree_insert(&cache->sh->rbtree, &cn->node);
+    ngx_rbtree_insert(&cache->sh->rbtree, &cn->node.node);
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
 
 done:
@@ -415,7 +428,7 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     cache->shpool->data = cache->sh;
 
     ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
-                    ngx_http_sa_cache_rbtree_insert);
+                    ngx_http_sa_id_insert);
     ngx_queue_init(&cache->sh->queue);
 
     len = sizeof(" in sa_cache zone \"\"") + shm_zone->shm.name.len;

@@ -16,6 +16,22 @@
 #include "sa_record.h"
 
 
+/* a token's last use is written to Redis at most this often (seconds) */
+#define NGX_HTTP_SA_USED_EVERY  60
+
+
+/* a node of a tree of token ids; whatever follows it is its user's */
+typedef struct {
+    ngx_rbtree_node_t    node;          /* key: crc32 of the id */
+    u_char               id[SA_TOKEN_ID_LEN];
+} ngx_http_sa_id_node_t;
+
+void ngx_http_sa_id_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel);
+ngx_http_sa_id_node_t *ngx_http_sa_id_find(ngx_rbtree_t *tree, u_char *id);
+void ngx_http_sa_id_set(ngx_http_sa_id_node_t *n, u_char *id);
+
+
 typedef struct {
     ngx_shm_zone_t      *shm_zone;
     ngx_slab_pool_t     *shpool;

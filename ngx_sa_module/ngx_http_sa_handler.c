@@ -20,6 +20,16 @@
 #include "ngx_http_sa_verified.h"
 
 
+/* without a cache, last uses are remembered per worker in a small table */
+#define NGX_HTTP_SA_USED_SLOTS  65536   /* 1.5 MiB a worker: few collisions */
+
+
+typedef struct {
+    u_char                     id[SA_TOKEN_ID_LEN];
+    time_t                     written;
+} ngx_http_sa_used_slot_t;
+
+
 static ngx_http_sa_ctx_t *ngx_http_sa_create_ctx(ngx_http_request_t *r);
 static void ngx_http_sa_cleanup(void *data);
 static ngx_int_t ngx_http_sa_start(ngx_http_request_t *r,
@@ -31,7 +41,8 @@ static ngx_int_t ngx_http_sa_cached(ngx_http_request_t *r,
     const u_char *token);
 static ngx_int_t ngx_http_sa_lookup(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_main_conf_t *smcf);
-static void ngx_http_sa_lock_reply(void *data, redisReply *reply);
+static void ngx_http_sa_lock_reply(void *data, ngx_int_t rc,
+    ngx_str_t *value);
 static void ngx_http_sa_lock_timeout(ngx_event_t *ev);
 static void ngx_http_sa_lock_free(ngx_http_sa_lock_t *lock);
 static void ngx_http_sa_wait_handler(ngx_event_t *ev);
@@ -47,6 +58,45 @@ static ngx_int_t ngx_http_sa_fail(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_status_e status);
 static void ngx_http_sa_record_use(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
+
+
+/* per worker */
+static ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
+static ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
+static ngx_rbtree_t              ngx_http_sa_locks;
+static ngx_rbtree_node_t         ngx_http_sa_locks_sentinel;
+static ngx_uint_t                ngx_http_sa_exiting;
+
+
+ngx_int_t
+ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
+    ngx_http_sa_main_conf_t *smcf)
+{
+    ngx_http_sa_exiting = 0;
+    ngx_http_sa_worker_cache = smcf->cache;
+
+    ngx_rbtree_init(&ngx_http_sa_locks, &ngx_http_sa_locks_sentinel,
+                    ngx_http_sa_id_insert);
+
+    if (smcf->cache == NULL) {
+        ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,
+                                    NGX_HTTP_SA_USED_SLOTS
+                                    * sizeof(ngx_http_sa_used_slot_t));
+        if (ngx_http_sa_used_slots == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_sa_verified_init(cycle);
+}
+
+
+/* Redis' last answers, which come as the worker exits, wake nobody */
+void
+ngx_http_sa_handler_exit_process(void)
+{
+    ngx_http_sa_exiting = 1;
+}
 
 
 ngx_int_t
@@ -308,72 +358,35 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 }
 
 
-/* locks */
-
-/* by crc32 of the id, then by the id: as ngx_http_sa_lock_find() looks */
-void
-ngx_http_sa_lock_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+/*
+ * The one place that names a token's keys: <prefix>tok:<id>, and with used
+ * set <prefix>tok:<id>:used.  key has NGX_HTTP_SA_KEY_MAX bytes: the prefix
+ * is limited when the configuration is read.  Returns the end.
+ */
+static u_char *
+ngx_http_sa_token_key(u_char *key, ngx_str_t *prefix, u_char *id,
+    ngx_uint_t used)
 {
-    ngx_rbtree_node_t   **p;
-    ngx_http_sa_lock_t   *n, *t;
+    u_char  *p;
 
-    for ( ;; ) {
+    p = ngx_cpymem(key, prefix->data, prefix->len);
+    p = ngx_cpymem(p, SA_KEY_TOKEN, sizeof(SA_KEY_TOKEN) - 1);
+    p = ngx_cpymem(p, id, SA_TOKEN_ID_LEN);
 
-        if (node->key != temp->key) {
-            p = (node->key < temp->key) ? &temp->left : &temp->right;
-
-        } else {
-            n = (ngx_http_sa_lock_t *) node;
-            t = (ngx_http_sa_lock_t *) temp;
-
-            p = (ngx_memcmp(n->id, t->id, SA_TOKEN_ID_LEN) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
+    if (used) {
+        p = ngx_cpymem(p, SA_KEY_USED, sizeof(SA_KEY_USED) - 1);
     }
 
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
+    return p;
 }
 
+
+/* locks */
 
 static ngx_http_sa_lock_t *
 ngx_http_sa_lock_find(u_char *id)
 {
-    uint32_t             hash;
-    ngx_int_t            rc;
-    ngx_rbtree_node_t   *node, *sentinel;
-    ngx_http_sa_lock_t  *lock;
-
-    hash = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
-    node = ngx_http_sa_locks.root;
-    sentinel = ngx_http_sa_locks.sentinel;
-
-    while (node != sentinel) {
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        lock = (ngx_http_sa_lock_t *) node;
-        rc = ngx_memcmp(id, lock->id, SA_TOKEN_ID_LEN);
-        if (rc == 0) {
-            return lock;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
+    return (ngx_http_sa_lock_t *) ngx_http_sa_id_find(&ngx_http_sa_locks, id);
 }
 
 
@@ -382,7 +395,7 @@ static void
 ngx_http_sa_lock_detach(ngx_http_sa_lock_t *lock)
 {
     if (lock->in_tree) {
-        ngx_rbtree_delete(&ngx_http_sa_locks, &lock->node);
+        ngx_rbtree_delete(&ngx_http_sa_locks, &lock->node.node);
         lock->in_tree = 0;
     }
 }
@@ -392,17 +405,10 @@ static ngx_http_sa_lock_t *
 ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_main_conf_t *smcf)
 {
-    u_char              *p;
-    u_char               key[256];
+    u_char               key[NGX_HTTP_SA_KEY_MAX];
     size_t               argvlen[2];
     const char          *argv[2];
     ngx_http_sa_lock_t  *lock;
-
-    if (smcf->prefix.len + sizeof(SA_KEY_TOKEN) - 1 + SA_TOKEN_ID_LEN
-        > sizeof(key))
-    {
-        return NULL;
-    }
 
     lock = ngx_calloc(sizeof(ngx_http_sa_lock_t), r->connection->log);
     if (lock == NULL) {
@@ -412,14 +418,10 @@ ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     /* read before the GET is sent: changes seen later are newer than it */
     lock->epoch = smcf->cache ? ngx_http_sa_cache_epoch(smcf->cache) : 0;
 
-    p = ngx_cpymem(key, smcf->prefix.data, smcf->prefix.len);
-    p = ngx_cpymem(p, SA_KEY_TOKEN, sizeof(SA_KEY_TOKEN) - 1);
-    p = ngx_cpymem(p, ctx->id, SA_TOKEN_ID_LEN);
-
     argv[0] = "GET";
     argvlen[0] = sizeof("GET") - 1;
     argv[1] = (const char *) key;
-    argvlen[1] = p - key;
+    argvlen[1] = ngx_http_sa_token_key(key, &smcf->prefix, ctx->id, 0) - key;
 
     if (ngx_http_sa_redis_command(2, argv, argvlen, ngx_http_sa_lock_reply,
                                   lock)
@@ -429,8 +431,7 @@ ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         return NULL;
     }
 
-    ngx_memcpy(lock->id, ctx->id, SA_TOKEN_ID_LEN);
-    lock->node.key = ngx_crc32_short(ctx->id, SA_TOKEN_ID_LEN);
+    ngx_http_sa_id_set(&lock->node, ctx->id);
     ngx_queue_init(&lock->waiters);
 
     lock->timer.handler = ngx_http_sa_lock_timeout;
@@ -438,7 +439,7 @@ ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     lock->timer.log = ngx_cycle->log;
     ngx_add_timer(&lock->timer, smcf->timeout);
 
-    ngx_rbtree_insert(&ngx_http_sa_locks, &lock->node);
+    ngx_rbtree_insert(&ngx_http_sa_locks, &lock->node.node);
     lock->in_tree = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -572,7 +573,7 @@ ngx_http_sa_lock_timeout(ngx_event_t *ev)
 
     ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                   "sa: no reply from Redis within %M ms for token \"%*s\"",
-                  smcf->timeout, (size_t) SA_TOKEN_ID_LEN, lock->id);
+                  smcf->timeout, (size_t) SA_TOKEN_ID_LEN, lock->node.id);
 
     ngx_memzero(&a, sizeof(ngx_http_sa_answer_t));
     a.status = NGX_HTTP_SA_UNAVAILABLE;
@@ -612,44 +613,39 @@ ngx_http_sa_refuse_older(ngx_http_sa_answer_t *a)
  * these bytes before), decoded, and stored in the cache.
  */
 static void
-ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, redisReply *reply,
-    ngx_http_sa_answer_t *a)
+ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, ngx_int_t rc,
+    ngx_str_t *value, ngx_http_sa_answer_t *a)
 {
     u_char                    digest[SA_DIGEST_LEN];
     ngx_http_sa_main_conf_t  *smcf;
 
     ngx_memzero(a, sizeof(ngx_http_sa_answer_t));
 
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        if (reply) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "sa: Redis error: %*s", (size_t) reply->len,
-                          reply->str);
-        }
+    if (rc == NGX_ERROR) {
         a->status = NGX_HTTP_SA_UNAVAILABLE;
         return;
     }
 
     smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_sa_module);
 
-    if (reply->type == REDIS_REPLY_NIL) {
+    if (rc == NGX_DECLINED) {
         a->status = NGX_HTTP_SA_UNKNOWN;
         if (smcf->cache) {
-            (void) ngx_http_sa_cache_store(smcf->cache, lock->id, NULL,
+            (void) ngx_http_sa_cache_store(smcf->cache, lock->node.id, NULL,
                                            lock->epoch, ngx_cycle->log);
         }
         return;
     }
 
-    if (reply->type != REDIS_REPLY_STRING) {
+    if (rc != NGX_OK) {
         a->err = SA_REC_MALFORMED;
         a->status = NGX_HTTP_SA_TAMPERED;
         return;
     }
 
-    sa_envelope_digest(reply->str, reply->len, digest);
+    sa_envelope_digest((char *) value->data, value->len, digest);
 
-    a->record = ngx_http_sa_verified_find(lock->id, digest);
+    a->record = ngx_http_sa_verified_find(lock->node.id, digest);
 
     if (a->record != NULL) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
@@ -657,7 +653,7 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, redisReply *reply,
         a->borrowed = 1;
 
     } else {
-        a->err = sa_token_record_decode(reply->str, reply->len,
+        a->err = sa_token_record_decode((char *) value->data, value->len,
                                         smcf->verify_key,
                                         ngx_http_sa_heap_alloc, NULL,
                                         &a->record);
@@ -670,8 +666,8 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, redisReply *reply,
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "sa: record version %uL verified", a->record->version);
 
-        if (ngx_memcmp(a->record->id, lock->id, SA_TOKEN_ID_LEN) == 0
-            && ngx_http_sa_verified_remember(lock->id, digest, a->record)
+        if (ngx_memcmp(a->record->id, lock->node.id, SA_TOKEN_ID_LEN) == 0
+            && ngx_http_sa_verified_remember(lock->node.id, digest, a->record)
                == NGX_DECLINED)
         {
             ngx_http_sa_refuse_older(a);
@@ -680,8 +676,8 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, redisReply *reply,
     }
 
     if (smcf->cache
-        && ngx_memcmp(a->record->id, lock->id, SA_TOKEN_ID_LEN) == 0
-        && ngx_http_sa_cache_store(smcf->cache, lock->id, a->record,
+        && ngx_memcmp(a->record->id, lock->node.id, SA_TOKEN_ID_LEN) == 0
+        && ngx_http_sa_cache_store(smcf->cache, lock->node.id, a->record,
                                    lock->epoch, ngx_cycle->log)
            == NGX_DECLINED)
     {
@@ -694,7 +690,7 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, redisReply *reply,
 
 
 static void
-ngx_http_sa_lock_reply(void *data, redisReply *reply)
+ngx_http_sa_lock_reply(void *data, ngx_int_t rc, ngx_str_t *value)
 {
     ngx_http_sa_lock_t    *lock = data;
     ngx_http_sa_answer_t   a;
@@ -706,7 +702,7 @@ ngx_http_sa_lock_reply(void *data, redisReply *reply)
     }
 
     ngx_http_sa_lock_done(lock);
-    ngx_http_sa_read_reply(lock, reply, &a);
+    ngx_http_sa_read_reply(lock, rc, value, &a);
     ngx_http_sa_lock_wake(lock, &a);
 
     if (a.record && !a.borrowed) {
@@ -936,7 +932,8 @@ ngx_http_sa_use_due(ngx_http_sa_ctx_t *ctx, time_t now)
 static void
 ngx_http_sa_record_use(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 {
-    u_char                    key[128], now_text[NGX_TIME_T_LEN];
+    u_char                    key[NGX_HTTP_SA_KEY_MAX];
+    u_char                    now_text[NGX_TIME_T_LEN];
     time_t                    now;
     const char               *argv[3];
     size_t                    argvlen[3];
@@ -950,16 +947,10 @@ ngx_http_sa_record_use(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
-    if (smcf->prefix.len + 4 + SA_TOKEN_ID_LEN + 5 > sizeof(key)) {
-        return;
-    }
-
     argv[0] = "SET";
     argvlen[0] = 3;
     argv[1] = (const char *) key;
-    argvlen[1] = ngx_sprintf(key, "%V" SA_KEY_TOKEN "%*s" SA_KEY_USED,
-                             &smcf->prefix,
-                             (size_t) SA_TOKEN_ID_LEN, ctx->id) - key;
+    argvlen[1] = ngx_http_sa_token_key(key, &smcf->prefix, ctx->id, 1) - key;
     argv[2] = (const char *) now_text;
     argvlen[2] = ngx_sprintf(now_text, "%T", now) - now_text;
 

@@ -18,14 +18,6 @@
 #include "ngx_http_sa_verified.h"
 
 
-/* per worker */
-ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
-ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
-ngx_rbtree_t              ngx_http_sa_locks;
-ngx_rbtree_node_t         ngx_http_sa_locks_sentinel;
-ngx_uint_t                ngx_http_sa_exiting;
-
-
 static ngx_int_t ngx_http_sa_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_sa_init_process(ngx_cycle_t *cycle);
 static void ngx_http_sa_exit_process(ngx_cycle_t *cycle);
@@ -587,20 +579,11 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_http_sa_exiting = 0;
-    ngx_http_sa_worker_cache = smcf->cache;
-
-    ngx_rbtree_init(&ngx_http_sa_locks, &ngx_http_sa_locks_sentinel,
-                    ngx_http_sa_lock_rbtree_insert);
-
-    if (ngx_http_sa_verified_init(cycle) != NGX_OK) {
+    if (ngx_http_sa_handler_init_process(cycle, smcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
     if (smcf->cache == NULL) {
-        ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,
-                                    NGX_HTTP_SA_USED_SLOTS
-                                    * sizeof(ngx_http_sa_used_slot_t));
         return ngx_http_sa_redis_init_process(cycle, smcf->redis, NULL);
     }
 
@@ -625,8 +608,10 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_sa_invalidated(u_char *data, size_t len)
 {
-    u_char  *p, *end, *id;
+    u_char               *p, *end, *id;
+    ngx_http_sa_cache_t  *cache;
 
+    cache = ngx_http_sa_cycle_main_conf((ngx_cycle_t *) ngx_cycle)->cache;
     end = data + len;
 
     for (p = data; p < end; p++) {
@@ -636,7 +621,7 @@ ngx_http_sa_invalidated(u_char *data, size_t len)
         }
 
         if (p - id == SA_TOKEN_ID_LEN) {
-            ngx_http_sa_cache_invalidate(ngx_http_sa_worker_cache, id);
+            ngx_http_sa_cache_invalidate(cache, id);
         }
     }
 }
@@ -647,7 +632,8 @@ static void
 ngx_http_sa_subscription(ngx_uint_t up)
 {
     if (up) {
-        ngx_http_sa_cache_invalidate_all(ngx_http_sa_worker_cache);
+        ngx_http_sa_cache_invalidate_all(
+            ngx_http_sa_cycle_main_conf((ngx_cycle_t *) ngx_cycle)->cache);
     }
 }
 
@@ -660,7 +646,7 @@ ngx_http_sa_exit_process(ngx_cycle_t *cycle)
     smcf = ngx_http_sa_cycle_main_conf(cycle);
 
     if (smcf != NULL && smcf->used) {
-        ngx_http_sa_exiting = 1;
+        ngx_http_sa_handler_exit_process();
         ngx_http_sa_redis_exit_process(cycle);
         ngx_http_sa_verified_exit();
     }

@@ -23,10 +23,10 @@
 
 /* the longest sa_redis_prefix: keys are built in fixed buffers */
 #define NGX_HTTP_SA_PREFIX_MAX  100
+#define NGX_HTTP_SA_KEY_MAX     (NGX_HTTP_SA_PREFIX_MAX                     \
+                                 + sizeof(SA_KEY_TOKEN) - 1 + SA_TOKEN_ID_LEN \
+                                 + sizeof(SA_KEY_USED) - 1)
 
-/* without a cache, last uses are remembered per worker in a small table */
-#define NGX_HTTP_SA_USED_SLOTS  65536   /* 1.5 MiB a worker: few collisions */
-#define NGX_HTTP_SA_USED_EVERY  60
 
 
 typedef struct {
@@ -104,12 +104,6 @@ typedef struct {
 } ngx_http_sa_ctx_t;
 
 
-typedef struct {
-    u_char                     id[SA_TOKEN_ID_LEN];
-    time_t                     written;
-} ngx_http_sa_used_slot_t;
-
-
 /*
  * The lock on a token's record, as nginx's file cache locks an entry: one
  * GET on its way, and every request of this worker that waits for it, so
@@ -118,8 +112,7 @@ typedef struct {
  * the lock is freed then.
  */
 struct ngx_http_sa_lock_s {
-    ngx_rbtree_node_t          node;          /* key: crc32 of the id */
-    u_char                     id[SA_TOKEN_ID_LEN];
+    ngx_http_sa_id_node_t      node;          /* the token id's */
     ngx_queue_t                waiters;       /* of ngx_http_sa_ctx_t */
     ngx_atomic_uint_t          epoch;         /* the cache's, at the GET */
     ngx_event_t                timer;         /* sa_redis_timeout */
@@ -127,13 +120,6 @@ struct ngx_http_sa_lock_s {
     unsigned                   done:1;        /* answered or timed out */
 };
 
-
-/* per worker */
-extern ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
-extern ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
-extern ngx_rbtree_t              ngx_http_sa_locks;
-extern ngx_rbtree_node_t         ngx_http_sa_locks_sentinel;
-extern ngx_uint_t                ngx_http_sa_exiting;
 
 typedef struct {
     ngx_str_t                  name;          /* $sa_status */
@@ -146,9 +132,11 @@ extern ngx_module_t              ngx_http_sa_module;
 
 
 ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
-void ngx_http_sa_lock_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
 ngx_int_t ngx_http_sa_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
+    ngx_http_sa_main_conf_t *smcf);
+void ngx_http_sa_handler_exit_process(void);
 ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_loc_conf_t *slcf);
 ngx_int_t ngx_http_sa_add_variables(ngx_conf_t *cf);

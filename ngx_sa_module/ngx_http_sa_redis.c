@@ -25,6 +25,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <sodium.h>
 
@@ -240,7 +241,7 @@ ngx_http_sa_redis_fail_pending(ngx_http_sa_redis_t *rd)
 
         w = ngx_queue_data(q, ngx_http_sa_redis_wait_t, queue);
         redisFreeCommand(w->cmd);
-        w->handler(w->data, NULL);
+        w->handler(w->data, NGX_ERROR, NULL);
         ngx_free(w);
     }
 }
@@ -371,7 +372,7 @@ ngx_http_sa_redis_send_pending(ngx_http_sa_redis_t *rd)
             != REDIS_OK)
         {
             redisFreeCommand(w->cmd);
-            w->handler(w->data, NULL);
+            w->handler(w->data, NGX_ERROR, NULL);
             ngx_free(w);
             continue;
         }
@@ -573,6 +574,52 @@ ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev)
 
 /* commands */
 
+/* hiredis' reply, handed on as a value: no hiredis type leaves this file */
+static void
+ngx_http_sa_redis_answer(ngx_http_sa_redis_t *rd,
+    ngx_http_sa_redis_wait_t *w, redisReply *reply)
+{
+    u_char     digits[NGX_INT64_LEN];
+    ngx_str_t  value;
+
+    if (reply == NULL) {
+        w->handler(w->data, NGX_ERROR, NULL);
+        return;
+    }
+
+    switch (reply->type) {
+
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        value.data = (u_char *) reply->str;
+        value.len = reply->len;
+        w->handler(w->data, NGX_OK, &value);
+        return;
+
+    case REDIS_REPLY_INTEGER:
+        value.data = digits;
+        value.len = ngx_sprintf(digits, "%L", (int64_t) reply->integer)
+                    - digits;
+        w->handler(w->data, NGX_OK, &value);
+        return;
+
+    case REDIS_REPLY_NIL:
+        w->handler(w->data, NGX_DECLINED, NULL);
+        return;
+
+    case REDIS_REPLY_ERROR:
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0, "sa: Redis error: %*s",
+                      (size_t) reply->len, reply->str);
+        w->handler(w->data, NGX_ERROR, NULL);
+        return;
+
+    default:
+        w->handler(w->data, NGX_ABORT, NULL);
+        return;
+    }
+}
+
+
 static void
 ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -590,7 +637,7 @@ ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
 
     if (w->handler) {
-        w->handler(w->data, reply);
+        ngx_http_sa_redis_answer(rd, w, reply);
     }
 
     ngx_free(w);
@@ -777,26 +824,19 @@ ngx_http_sa_redis_sub_lost(ngx_http_sa_redis_t *rd)
 
 /* PUBLISH answered: to how many subscribers Redis delivered the heartbeat */
 static void
-ngx_http_sa_redis_published(void *data, redisReply *reply)
+ngx_http_sa_redis_published(void *data, ngx_int_t rc, ngx_str_t *value)
 {
     ngx_msec_t            sent = (ngx_msec_t) (uintptr_t) data;
     ngx_http_sa_redis_t  *sub = &ngx_http_sa_redis_sub;
 
-    /* an answer about an earlier subscription tells nothing */
-    if (reply == NULL || sub->state != NGX_HTTP_SA_REDIS_READY
+    /* no answer, an error (logged), or about an earlier subscription */
+    if (rc != NGX_OK || sub->state != NGX_HTTP_SA_REDIS_READY
         || sent < ngx_http_sa_hb_since || sent < ngx_http_sa_hb_delivered)
     {
         return;
     }
 
-    if (reply->type != REDIS_REPLY_INTEGER) {
-        ngx_log_error(NGX_LOG_ERR, sub->log, 0,
-                      "sa: Redis refused the heartbeat PUBLISH: %*s",
-                      (size_t) reply->len, reply->str ? reply->str : "");
-        return;
-    }
-
-    if (reply->integer == 0) {
+    if (value->len == 1 && value->data[0] == '0') {
         /* the server does not know our subscription: it is gone */
         ngx_http_sa_redis_close(sub, "not subscribed at the server");
         return;

@@ -11,7 +11,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <hiredis/hiredis.h>
 
 
 typedef struct {
@@ -28,11 +27,17 @@ typedef struct {
 
 /*
  * Called exactly once for every ngx_http_sa_redis_command() that returned
- * NGX_OK: with the reply, or with NULL when the connection ended first.
- * The reply is freed after the call returns.  It runs inside hiredis: it
+ * NGX_OK, with what Redis answered:
+ *   NGX_OK        a value in *value: a string, or an integer's digits;
+ *   NGX_DECLINED  nil;
+ *   NGX_ABORT     something that is not a value (an array);
+ *   NGX_ERROR     no answer (the connection ended first), or an error reply
+ *                 (logged here, at error level).
+ * The value is freed after the call returns.  It runs inside hiredis: it
  * must not run request phases (post an event instead).
  */
-typedef void (*ngx_http_sa_redis_handler_pt)(void *data, redisReply *reply);
+typedef void (*ngx_http_sa_redis_handler_pt)(void *data, ngx_int_t rc,
+    ngx_str_t *value);
 
 /* a message of the invalidation channel: space-separated token ids */
 typedef void (*ngx_http_sa_redis_message_pt)(u_char *data, size_t len);
