@@ -407,3 +407,214 @@ sa_rec_strerror(sa_rec_err_t err)
 
     return "unknown error";
 }
+
+
+/* packed records (see sa_record.h) */
+
+#define SA_PACK_REVOKED   0x01
+#define SA_PACK_EMAIL     0x02      /* the email is stored: not the usual */
+#define SA_PACK_HEAD      (8 + 8 + SA_HASH_LEN + 3)
+
+static const char  sa_email_domain[] = ".sa.invalid";
+
+
+static int
+sa_email_usual(const sa_token_record_t *rec)
+{
+    size_t  a = rec->account.len, t = rec->team.len;
+
+    return rec->email.len == a + 1 + t + sizeof(sa_email_domain) - 1
+           && memcmp(rec->email.data, rec->account.data, a) == 0
+           && rec->email.data[a] == '@'
+           && memcmp(rec->email.data + a + 1, rec->team.data, t) == 0
+           && memcmp(rec->email.data + a + 1 + t, sa_email_domain,
+                     sizeof(sa_email_domain) - 1) == 0;
+}
+
+
+/* one length-prefixed string; returns the new offset, or 0 if too long */
+static size_t
+sa_pack_str(const sa_str_t *s, uint8_t *buf, size_t size, size_t off)
+{
+    if (s->len > 255) {
+        return 0;
+    }
+
+    if (off + 1 + s->len <= size) {
+        buf[off] = (uint8_t) s->len;
+        memcpy(buf + off + 1, s->data, s->len);
+    }
+
+    return off + 1 + s->len;
+}
+
+
+size_t
+sa_token_record_pack(const sa_token_record_t *rec, uint8_t *buf, size_t size)
+{
+    size_t   i, off;
+    uint8_t  flags;
+    int      usual;
+
+    if (rec->nscopes > 255 || rec->napps > 255) {
+        return 0;
+    }
+
+    usual = sa_email_usual(rec);
+    flags = (rec->revoked ? SA_PACK_REVOKED : 0) | (usual ? 0 : SA_PACK_EMAIL);
+
+    if (SA_PACK_HEAD <= size) {
+        memcpy(buf, &rec->version, 8);
+        memcpy(buf + 8, &rec->expires_at, 8);
+        memcpy(buf + 16, rec->hash, SA_HASH_LEN);
+        buf[16 + SA_HASH_LEN] = flags;
+        buf[17 + SA_HASH_LEN] = (uint8_t) rec->nscopes;
+        buf[18 + SA_HASH_LEN] = (uint8_t) rec->napps;
+    }
+
+    off = SA_PACK_HEAD;
+
+    if ((off = sa_pack_str(&rec->account, buf, size, off)) == 0
+        || (off = sa_pack_str(&rec->name, buf, size, off)) == 0
+        || (off = sa_pack_str(&rec->team, buf, size, off)) == 0
+        || (!usual && (off = sa_pack_str(&rec->email, buf, size, off)) == 0))
+    {
+        return 0;
+    }
+
+    for (i = 0; i < rec->nscopes; i++) {
+        if ((off = sa_pack_str(&rec->scopes[i], buf, size, off)) == 0) {
+            return 0;
+        }
+    }
+
+    for (i = 0; i < rec->napps; i++) {
+        if ((off = sa_pack_str(&rec->apps[i], buf, size, off)) == 0) {
+            return 0;
+        }
+    }
+
+    return off;
+}
+
+
+/* walks the packed strings: their count and their bytes */
+static void
+sa_pack_walk(const uint8_t *packed, size_t *nstr, size_t *bytes)
+{
+    size_t   i, n, off;
+    uint8_t  flags = packed[16 + SA_HASH_LEN];
+
+    n = 3 + ((flags & SA_PACK_EMAIL) ? 1 : 0) + packed[17 + SA_HASH_LEN]
+        + packed[18 + SA_HASH_LEN];
+
+    *bytes = 0;
+
+    for (i = 0, off = SA_PACK_HEAD; i < n; i++) {
+        *bytes += packed[off];
+        off += 1 + packed[off];
+    }
+
+    *nstr = n;
+}
+
+
+size_t
+sa_token_record_unpacked_size(const uint8_t *packed)
+{
+    size_t          nstr, bytes, lists, email;
+    const uint8_t  *account, *team;
+
+    sa_pack_walk(packed, &nstr, &bytes);
+
+    lists = packed[17 + SA_HASH_LEN] + packed[18 + SA_HASH_LEN];
+
+    /* a derived email: account@team.sa.invalid, NUL-terminated */
+    email = 0;
+    if (!(packed[16 + SA_HASH_LEN] & SA_PACK_EMAIL)) {
+        account = packed + SA_PACK_HEAD;
+        team = account + 1 + account[0];
+        team += 1 + team[0];                    /* past the name */
+        email = account[0] + 1 + team[0] + sizeof(sa_email_domain);
+    }
+
+    /* strings NUL-terminated */
+    return sizeof(sa_token_record_t) + lists * sizeof(sa_str_t) + bytes + nstr
+           + email;
+}
+
+
+static const uint8_t *
+sa_unpack_str(const uint8_t *p, sa_str_t *s, char **strings)
+{
+    s->len = p[0];
+    s->data = *strings;
+    memcpy(*strings, p + 1, s->len);
+    (*strings)[s->len] = '\0';
+    *strings += s->len + 1;
+
+    return p + 1 + s->len;
+}
+
+
+sa_token_record_t *
+sa_token_record_unpack(const uint8_t *packed, const char *id, void *dst)
+{
+    size_t              i, nscopes, napps;
+    uint8_t             flags;
+    const uint8_t      *p;
+    char               *strings, *e;
+    sa_token_record_t  *rec = dst;
+
+    memset(rec, 0, sizeof(*rec));
+
+    memcpy(&rec->version, packed, 8);
+    memcpy(&rec->expires_at, packed + 8, 8);
+    memcpy(rec->hash, packed + 16, SA_HASH_LEN);
+    flags = packed[16 + SA_HASH_LEN];
+    nscopes = packed[17 + SA_HASH_LEN];
+    napps = packed[18 + SA_HASH_LEN];
+
+    memcpy(rec->id, id, SA_TOKEN_ID_LEN);
+    rec->id[SA_TOKEN_ID_LEN] = '\0';
+    rec->revoked = (flags & SA_PACK_REVOKED) ? 1 : 0;
+
+    rec->scopes = (sa_str_t *) (rec + 1);
+    rec->apps = rec->scopes + nscopes;
+    rec->nscopes = nscopes;
+    rec->napps = napps;
+    strings = (char *) (rec->apps + napps);
+
+    p = packed + SA_PACK_HEAD;
+    p = sa_unpack_str(p, &rec->account, &strings);
+    p = sa_unpack_str(p, &rec->name, &strings);
+    p = sa_unpack_str(p, &rec->team, &strings);
+
+    if (flags & SA_PACK_EMAIL) {
+        p = sa_unpack_str(p, &rec->email, &strings);
+
+    } else {
+        e = strings;
+        memcpy(e, rec->account.data, rec->account.len);
+        e[rec->account.len] = '@';
+        memcpy(e + rec->account.len + 1, rec->team.data, rec->team.len);
+        memcpy(e + rec->account.len + 1 + rec->team.len, sa_email_domain,
+               sizeof(sa_email_domain));
+        rec->email.data = e;
+        rec->email.len = rec->account.len + 1 + rec->team.len
+                         + sizeof(sa_email_domain) - 1;
+        strings += rec->email.len + 1;
+    }
+
+    for (i = 0; i < nscopes; i++) {
+        p = sa_unpack_str(p, &rec->scopes[i], &strings);
+    }
+
+    for (i = 0; i < napps; i++) {
+        p = sa_unpack_str(p, &rec->apps[i], &strings);
+    }
+
+    rec->size = (size_t) (strings - (char *) dst);
+
+    return rec;
+}

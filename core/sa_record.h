@@ -99,6 +99,24 @@ sa_rec_err_t sa_token_record_decode(const char *value, size_t len,
 sa_token_record_t *sa_token_record_copy(void *dst,
     const sa_token_record_t *rec);
 
+/*
+ * A record packed for a gateway's cache: no pointers (the cache is shared
+ * memory, mapped anywhere), one length byte per string, the id left out (the
+ * cache keeps it), and the email left out when it is the usual
+ * <account>@<team>.sa.invalid.
+ *
+ * sa_token_record_pack() returns the bytes needed, writing them when size
+ * allows; 0 when a string is too long for its length byte or a list has
+ * more than 255 items (such a record is simply not cached).
+ * sa_token_record_unpacked_size() gives the size of the sa_token_record_t
+ * block sa_token_record_unpack() builds in dst from packed bytes and id.
+ */
+size_t sa_token_record_pack(const sa_token_record_t *rec, uint8_t *buf,
+    size_t size);
+size_t sa_token_record_unpacked_size(const uint8_t *packed);
+sa_token_record_t *sa_token_record_unpack(const uint8_t *packed,
+    const char *id, void *dst);
+
 /* returns the malloc()ed payload JSON (sorted keys, compact), or NULL */
 char *sa_token_record_json(const sa_token_record_t *rec);
 

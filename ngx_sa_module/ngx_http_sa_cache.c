@@ -21,16 +21,20 @@ typedef struct ngx_http_sa_cache_sh_s {
 } ngx_http_sa_cache_sh_t;
 
 
+/*
+ * An entry: about 100 bytes, and the record packed (sa_token_record_pack():
+ * no pointers, one length byte per string, usually under 150 bytes), so
+ * that most entries take a 256-byte slab chunk.
+ */
 typedef struct {
     ngx_http_sa_id_node_t        node;        /* the token id's */
     ngx_queue_t                  queue;
     ngx_msec_t                   fetched;     /* when verified from Redis */
-    time_t                       used;        /* last use written */
     uint64_t                     version;
+    uint32_t                     used;        /* last use written, unix s */
     unsigned                     valid:1;     /* may be served */
-    unsigned                     negative:1;
-    sa_token_record_t           *rec;         /* in data[], or NULL */
-    uint64_t                     data[];      /* aligned record block */
+    unsigned                     negative:1;  /* no record: "no such token" */
+    u_char                       packed[];
 } ngx_http_sa_cache_node_t;
 
 
@@ -238,16 +242,16 @@ ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
         goto done;
     }
 
-    copy = ngx_palloc(pool, cn->rec->size);
+    copy = ngx_palloc(pool, sa_token_record_unpacked_size(cn->packed));
     if (copy == NULL) {
         rc = NGX_HTTP_SA_CACHE_MISS;
         goto done;
     }
 
-    *rec = sa_token_record_copy(copy, cn->rec);
+    *rec = sa_token_record_unpack(cn->packed, (char *) id, copy);
 
-    if (ngx_time() - cn->used >= NGX_HTTP_SA_USED_EVERY) {
-        cn->used = ngx_time();
+    if (ngx_time() - (time_t) cn->used >= NGX_HTTP_SA_USED_EVERY) {
+        cn->used = (uint32_t) ngx_time();
         *use_due = 1;
     }
 
@@ -266,14 +270,17 @@ ngx_int_t
 ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     sa_token_record_t *rec, ngx_atomic_uint_t epoch, ngx_log_t *log)
 {
-    size_t                     size;
-    time_t                     used;
+    size_t                     size, packed;
+    uint32_t                   used;
     ngx_int_t                  rc;
     ngx_uint_t                 keep;
     ngx_http_sa_cache_node_t  *cn, *old;
 
     rc = NGX_OK;
     used = 0;
+
+    /* outside the mutex: how much room the packed record takes */
+    packed = rec ? sa_token_record_pack(rec, NULL, 0) : 0;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -302,7 +309,8 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
         goto done;
     }
 
-    size = sizeof(ngx_http_sa_cache_node_t) + (rec ? rec->size : 0);
+    /* a record too large to pack is not cached; its version is kept below */
+    size = sizeof(ngx_http_sa_cache_node_t) + packed;
 
     cn = ngx_http_sa_cache_alloc(cache, size);
     if (cn == NULL) {
@@ -315,10 +323,13 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     ngx_http_sa_id_set(&cn->node, id);
     cn->fetched = ngx_current_msec;
     cn->used = used;
-    cn->valid = keep;
+    cn->valid = keep && (rec == NULL || packed > 0);
     cn->negative = (rec == NULL);
     cn->version = rec ? rec->version : 0;
-    cn->rec = rec ? sa_token_record_copy(cn->data, rec) : NULL;
+
+    if (packed) {
+        (void) sa_token_record_pack(rec, cn->packed, packed);
+    }
 
     ngx_rbtree_insert(&cache->sh->rbtree, &cn->node.node);
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
