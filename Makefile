@@ -5,6 +5,8 @@
 #   make test     deps + build + the whole suite (prove -r t)
 #   make demo     deps + build + a local Redis and nginx in front of a sample API
 #   make bench    the benchmark (bench/)
+#   make deb      the Debian packages (debian/) into build/deb/
+#   make test-deb builds them, installs them in a throwaway root, checks them
 
 SHELL     := /bin/bash
 
@@ -16,10 +18,17 @@ CC        ?= cc
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Icore
 LDLIBS    := -lhiredis -lsodium -ljansson
+# sa-admin only (the notification worker's HTTP client), not the module
+ADMIN_LDLIBS := -lcurl -lm
+
+# the version's one home is the first line of debian/changelog:
+# "sa-gateway (0.3) ..." -> 0.3, for sa-admin --version and the packages
+SA_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 
 # Debian packages the build, the tests and the demo need
 DEPS := nginx nginx-dev libhiredis-dev libsodium-dev libjansson-dev \
-        redis-server redis-tools perl libjson-pp-perl curl wrk make gcc
+        redis-server redis-tools perl libjson-pp-perl curl wrk make gcc \
+        libcurl4-openssl-dev
 
 CORE_SRCS  := $(wildcard core/*.c)
 CORE_HDRS  := $(wildcard core/*.h)
@@ -68,7 +77,8 @@ $(NGX_BUILD)/objs/Makefile: config
 	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD)
 	cp -r $(NGX_SRC) $(NGX_BUILD)
 	cd $(NGX_BUILD) && . ./conf_flags && \
-	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" $(NGX_CONFIGURE) \
+	    --add-dynamic-module=$(CURDIR) \
 	    > configure.log 2>&1 || { tail -20 configure.log; exit 1; }
 
 $(BUILD)/ngx_http_sa_module.so: $(NGX_BUILD)/objs/Makefile $(MODULE_SRC)
@@ -94,7 +104,12 @@ $(BUILD)/admin/lua_scripts.o: $(BUILD)/admin/lua_scripts.c admin-tool/redis.h
 	$(CC) $(CFLAGS) -Iadmin-tool -c $< -o $@
 
 $(BUILD)/sa-admin: $(ADMIN_OBJS) $(CORE_OBJS)
-	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
+# sa-admin --version
+$(BUILD)/admin/main.o $(BUILD)/asan/admin/main.o: debian/changelog
+$(BUILD)/admin/main.o $(BUILD)/asan/admin/main.o: \
+    override CFLAGS += -DSA_VERSION='"$(SA_VERSION)"'
 
 $(BUILD)/tests/%: t/unit/%.c t/unit/tap.h $(CORE_OBJS)
 	@mkdir -p $(@D)
@@ -113,7 +128,7 @@ $(BUILD)/asan/admin/lua_scripts.o: $(BUILD)/admin/lua_scripts.c admin-tool/redis
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Iadmin-tool -c $< -o $@
 
 $(BUILD)/asan/sa-admin: $(ASAN_ADMIN) $(ASAN_CORE)
-	$(CC) $(CFLAGS) $(ASAN_FLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) $^ $(LDLIBS) $(ADMIN_LDLIBS) -o $@
 
 $(BUILD)/asan/tests/%: t/unit/%.c t/unit/tap.h $(ASAN_CORE)
 	@mkdir -p $(@D)
@@ -159,6 +174,36 @@ bench: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# Debian packages (debian/): libnginx-mod-http-sa and sa-admin, built by
+# dpkg-buildpackage in a copy of the tree (build/deb/sa-gateway-VERSION/, so
+# the tree gets no build products; removed after a good build), left in
+# build/deb/ with the build log.  The build dependencies are debian/control's
+# Build-Depends, installed with apt-get build-dep when missing.
+DEB_DIR := $(BUILD)/deb
+DEB_SRC := $(DEB_DIR)/sa-gateway-$(SA_VERSION)
+
+.PHONY: deb test-deb
+
+deb:
+	@command -v dpkg-checkbuilddeps >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends dpkg-dev; }
+	@dpkg-checkbuilddeps 2>/dev/null || { \
+	    echo "installing the build dependencies of debian/control"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	        apt-get build-dep -y -qq --no-install-recommends ./; }
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
+	tar -cf - --exclude=./$(BUILD) --exclude=./.git . | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc -j$$(nproc) \
+	    > ../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	rm -rf $(DEB_SRC)
+	@ls -1 $(DEB_DIR)/*.deb
+
+# installs both packages with dpkg -i in a throwaway copy-on-write root
+# (t/deb/run) and checks them there; slow, not part of 'make test'
+test-deb: deb
+	t/deb/run $(DEB_DIR)
 
 # libFuzzer targets (fuzz/fuzz_*.c, see fuzz/README.md); not part of 'make test'.
 #   make fuzz [FUZZ_SECONDS=30] [FUZZ_TARGETS="fuzz_url fuzz_scope"] [FUZZ_ARGS=...]

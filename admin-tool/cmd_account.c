@@ -10,6 +10,7 @@
 
 #include "records.h"
 #include "change.h"
+#include "notify.h"
 #include "redis.h"
 #include "scripts.h"
 #include "util.h"
@@ -466,7 +467,7 @@ sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
     sa_args_t        args;
     sa_str_t        *apps;
     size_t           i, napps;
-    char            *sealed;
+    char            *sealed, *ev;
     json_t          *payload;
     int              rc;
 
@@ -503,6 +504,15 @@ sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
         sa_token_change_args(sa, &args, a, &ts, i, apps, napps,
                              new_apps == NULL);
     }
+
+    ev = sa_event_seal_account(sa, new_apps == NULL ? "account.deleted"
+                               : strcmp(action, "account.grant") == 0
+                                 ? "account.granted" : "account.ungranted", a,
+                               new_apps == NULL ? json_object()
+                               : json_pack("{s:O, s:O}", "apps", new_apps,
+                                           "previous_apps", a->apps));
+    sa_args_add(&args, ev);
+    free(ev);
 
     rc = sa_change(sa, &sa_lua_account_change, &args);
 

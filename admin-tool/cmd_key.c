@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "notify.h"
 #include "records.h"
 #include "sa_admin.h"
 #include "sa_crypto.h"
@@ -14,9 +16,11 @@ static int sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv);
 
 static const sa_command_t  commands[] = {
     { "generate", sa_key_generate_cmd, "key generate --out DIR",
-      "Writes DIR/signing.key (mode 0600, for sa-admin only) and\n"
-      "DIR/verify.key (for gateways: sa_verify_key).  DIR is created (mode\n"
-      "0700) when missing.  Existing keys are never overwritten.\n" },
+      "Writes DIR/signing.key (mode 0600, for sa-admin only),\n"
+      "DIR/verify.key (for gateways: sa_verify_key) and DIR/notify.key\n"
+      "(mode 0600, for sa-admin and the notification worker only).  DIR\n"
+      "is created (mode 0700) when missing.  Existing keys are never\n"
+      "overwritten.\n" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -25,6 +29,16 @@ int
 sa_cmd_key(sa_admin_t *sa, int argc, char **argv)
 {
     return sa_dispatch(sa, "key", commands, argc, argv);
+}
+
+
+static void
+sa_key_unlink(const char *dir, const char *name)
+{
+    char  path[4096];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    unlink(path);
 }
 
 
@@ -70,13 +84,22 @@ sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv)
         return sa_fail(SA_EXIT_NOT_FOUND, "%s", err);
     }
 
+    if (sa_notify_key_generate(dir, err, sizeof(err)) != 0) {
+        /* all three or none */
+        sa_key_unlink(dir, "signing.key");
+        sa_key_unlink(dir, "verify.key");
+        return sa_fail(SA_EXIT_NOT_FOUND, "%s", err);
+    }
+
     if (sa->json) {
-        sa_print_json(json_pack("{s:s+, s:s+}",
+        sa_print_json(json_pack("{s:s+, s:s+, s:s+}",
                                 "signing_key", dir, "/signing.key",
-                                "verify_key", dir, "/verify.key"));
+                                "verify_key", dir, "/verify.key",
+                                "notify_key", dir, "/notify.key"));
     } else {
-        printf("wrote %s/signing.key (keep it secret) and %s/verify.key "
-               "(for sa_verify_key)\n", dir, dir);
+        printf("wrote %s/signing.key (keep it secret), %s/verify.key "
+               "(for sa_verify_key) and %s/notify.key (keep it secret)\n",
+               dir, dir, dir);
     }
 
     return SA_EXIT_OK;

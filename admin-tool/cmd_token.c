@@ -11,6 +11,7 @@
 
 #include "records.h"
 #include "change.h"
+#include "notify.h"
 #include "redis.h"
 #include "scripts.h"
 #include "util.h"
@@ -188,7 +189,8 @@ sa_token_new_record(sa_admin_t *sa, sa_account_t *a, json_t *scopes,
 
 static void
 sa_issue_args(sa_admin_t *sa, sa_args_t *args, sa_account_t *a,
-    const sa_token_record_t *rec, const char *sealed, const char *action)
+    const sa_token_record_t *rec, const char *sealed, const char *action,
+    const char *ev)
 {
     char  exat[24];
 
@@ -202,6 +204,7 @@ sa_issue_args(sa_admin_t *sa, sa_args_t *args, sa_account_t *a,
     sa_args_add(args, sealed);
     sa_args_add(args, exat);
     sa_args_add(args, action);
+    sa_args_add(args, ev);
 }
 
 
@@ -235,7 +238,7 @@ sa_issue_batch(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
     static char         tokens[SA_ISSUE_BATCH][SA_TOKEN_LEN + 1];
     static sa_token_record_t  recs[SA_ISSUE_BATCH];
     sa_args_t           args;
-    char               *sealed;
+    char               *sealed, *ev;
     long                i, issued = 0;
     int                 rc, refusal = 0;
     int64_t             now = sa_now();
@@ -243,10 +246,13 @@ sa_issue_batch(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
     for (i = 0; i < n; i++) {
         sealed = sa_token_new_record(sa, a, o->scopes, now, o->expires,
                                      tokens[i], &recs[i]);
-        sa_issue_args(sa, &args, a, &recs[i], sealed, "token.issue");
+        ev = sa_event_seal_token(sa, "token.issued", &recs[i],
+                 json_pack("{s:o}", "token", sa_event_token_json(&recs[i])));
+        sa_issue_args(sa, &args, a, &recs[i], sealed, "token.issue", ev);
         sa_xscript_append(sa, &sa_lua_token_issue, 0, &args);
         sa_args_free(&args);
         free(sealed);
+        free(ev);
     }
 
     for (i = 0; i < n; i++) {
@@ -447,7 +453,8 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     sa_token_update_t  *u = data;
     sa_token_record_t  *old, rec;
     sa_args_t           args;
-    char               *sealed, exat[24], *s;
+    char               *sealed, exat[24], *s, *ev;
+    json_t             *evdata;
     int                 rc;
 
     old = sa_token_changeable(sa, u->tid, &rc);
@@ -475,6 +482,16 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     sa_args_addf(&args, "%llu", (unsigned long long) old->version);
     sa_args_add(&args, sealed);
     sa_args_add(&args, exat);
+    evdata = json_pack("{s:o}", "token", sa_event_token_json(&rec));
+    if (u->scopes != NULL) {
+        json_object_set_new(evdata, "previous_scopes",
+                            sa_strs_json(old->scopes, old->nscopes));
+    }
+    ev = sa_event_seal_token(sa, u->scopes ? "token.rescoped"
+                                           : "token.revoked", &rec, evdata);
+    sa_args_add(&args, old->account.data);
+    sa_args_add(&args, ev);
+    free(ev);
     rc = sa_change(sa, &sa_lua_token_update, &args);
 
     if (rc == SA_EXIT_OK && sa->json) {
@@ -566,6 +583,7 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
     sa_args_t           args;
     json_t             *scopes, *t;
     char               *sealed, *old_sealed, exat[24], token[SA_TOKEN_LEN + 1];
+    char               *ev;
     int64_t             now = sa_now(), lifetime;
     int                 rc;
 
@@ -591,10 +609,16 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
     if (shortened.expires_at == 0 || shortened.expires_at > now + overlap) {
         shortened.expires_at = now + overlap;
     }
-    old_sealed = sa_token_record_encode(&shortened, sa_signing_key_or_exit(sa));
+    old_sealed = sa_token_record_encode(&shortened,
+                                        sa_signing_key_or_exit(sa));
     sa_token_exat(&shortened, exat);
 
-    sa_issue_args(sa, &args, &a, &rec, sealed, "token.rotate");
+    ev = sa_event_seal_token(sa, "token.rotated", &rec,
+             json_pack("{s:o, s:s, s:o}", "token", sa_event_token_json(&rec),
+                       "rotated_from", tid, "old_expires_at",
+                       sa_time_json(shortened.expires_at)));
+    sa_issue_args(sa, &args, &a, &rec, sealed, "token.rotate", ev);
+    free(ev);
     sa_args_add(&args, tid);
     sa_args_addf(&args, "%llu", (unsigned long long) old->version);
     sa_args_add(&args, old_sealed);

@@ -15,6 +15,11 @@
 #include "redis.h"
 #include "sa_crypto.h"
 
+/* the version: the Makefile passes the first entry of debian/changelog */
+#ifndef SA_VERSION
+#error "SA_VERSION is not defined: build with make (from debian/changelog)"
+#endif
+
 static const char  usage[] =
     "usage: sa-admin [--redis URL] [--signing-key FILE] [--as USER] [--json]\n"
     "                GROUP COMMAND [ARGS]\n"
@@ -25,6 +30,7 @@ static const char  usage[] =
     "  account   create, list, show, grant, ungrant, delete service accounts\n"
     "  token     issue, list, scope, rotate, revoke tokens\n"
     "  audit     print the audit log\n"
+    "  notify    notifications and webhooks, and their delivery worker\n"
     "\n"
     "global options (also from the environment):\n"
     "  --redis URL          redis://[user:pass@]host:port/db or\n"
@@ -33,6 +39,7 @@ static const char  usage[] =
     "  --signing-key FILE   Ed25519 signing key (SA_SIGNING_KEY)\n"
     "  --as USER            the acting user (SA_ACTOR)\n"
     "  --json               print one JSON document on stdout\n"
+    "  --version            print the version and exit\n"
     "  SA_PREFIX            Redis key prefix (default sa:, as sa_redis_prefix)\n"
     "\n"
     "'sa-admin GROUP --help' lists a group's commands.\n"
@@ -50,8 +57,32 @@ static const sa_group_t  groups[] = {
     { "account", sa_cmd_account },
     { "token", sa_cmd_token },
     { "audit", sa_cmd_audit },
+    { "notify", sa_cmd_notify },
     { NULL, NULL }
 };
+
+
+static int  sa_show_version;     /* --version, anywhere on the line */
+
+
+/* "sa-admin 0.3", or {"version":"0.3"} with --json */
+static int
+sa_version(sa_admin_t *sa)
+{
+    json_t  *doc;
+
+    if (sa->json) {
+        doc = json_pack("{s:s}", "version", SA_VERSION);
+        json_dumpf(doc, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(doc);
+
+    } else {
+        printf("sa-admin %s\n", SA_VERSION);
+    }
+
+    return SA_EXIT_OK;
+}
 
 
 /*
@@ -81,6 +112,11 @@ sa_global_options(sa_admin_t *sa, int argc, char **argv)
 
         if (strcmp(argv[i], "--json") == 0) {
             sa->json = 1;
+            continue;
+        }
+
+        if (strcmp(argv[i], "--version") == 0) {
+            sa_show_version = 1;
             continue;
         }
 
@@ -140,6 +176,10 @@ main(int argc, char **argv)
         return SA_EXIT_USAGE;
     }
 
+    if (sa_show_version) {
+        return sa_version(&sa);
+    }
+
     if (sa.redis_url == NULL) {
         sa.redis_url = sa_env("SA_REDIS", "redis://127.0.0.1:6379/0");
     }
@@ -171,7 +211,8 @@ main(int argc, char **argv)
         if (strcmp(argv[1], g->name) == 0) {
             rc = g->run(&sa, argc - 1, argv + 1);
             sa_redis_close(&sa);
-            return rc;
+            /* a group without commands (audit) is its own command */
+            return rc == SA_DONE ? SA_EXIT_OK : rc;
         }
     }
 

@@ -98,5 +98,6 @@ int sa_cmd_team(sa_admin_t *sa, int argc, char **argv);
 int sa_cmd_account(sa_admin_t *sa, int argc, char **argv);
 int sa_cmd_token(sa_admin_t *sa, int argc, char **argv);
 int sa_cmd_audit(sa_admin_t *sa, int argc, char **argv);
+int sa_cmd_notify(sa_admin_t *sa, int argc, char **argv);
 
 #endif /* SA_ADMIN_H */

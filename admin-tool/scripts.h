@@ -11,5 +11,12 @@ extern sa_script_t  sa_lua_account_create;
 extern sa_script_t  sa_lua_account_change;
 extern sa_script_t  sa_lua_token_issue;
 extern sa_script_t  sa_lua_token_update;
+extern sa_script_t  sa_lua_notify_set;
+extern sa_script_t  sa_lua_notify_emit;
+extern sa_script_t  sa_lua_notify_done;
+extern sa_script_t  sa_lua_notify_claim;
+extern sa_script_t  sa_lua_notify_expiring;
+extern sa_script_t  sa_lua_notify_expand;
+extern sa_script_t  sa_lua_notify_retry;
 
 #endif /* SA_ADMIN_SCRIPTS_H */

@@ -1,17 +1,25 @@
--- Variant (e) of bench/run: the same check done the way Kong's key-auth
--- plugin does it in OpenResty.  In access_by_lua, per worker:
+-- Variants (e), (f) and (g) of bench/run: the same check done the way it is
+-- done in OpenResty, with lua-resty-redis (cosocket, set_keepalive pool):
 --
---   Authorization: Bearer sat_<id>_...  ->  lua-resty-lrucache, keyed by the
---   token text (ttl 300 s); on a miss GET <prefix>tok:<id> from Redis with
---   lua-resty-redis (cosocket, set_keepalive pool), strip the 91-character
---   signature prefix "sa1.<86>." and decode the JSON with cjson; refuse a
---   record that is missing, revoked, expired or has no scopes (401), cache
---   the rest.
+--   Authorization: Bearer sat_<id>_...  ->  GET <prefix>tok:<id> from Redis,
+--   strip the 91-character signature prefix "sa1.<86>." and decode the JSON
+--   with cjson; refuse a record that is missing, revoked, expired or has no
+--   scopes (401), admit the rest.
 --
--- It does NOT verify the Ed25519 signature nor compare the BLAKE2b hash of
--- the token (Debian packages no Lua binding for either), so any token that
+--   (e) access():         Kong's key-auth plugin: access_by_lua, the record
+--                         kept per worker in lua-resty-lrucache, keyed by the
+--                         token text (ttl 300 s); Redis only on a miss
+--   (f) access_nocache(): the same in access_by_lua without a cache: one
+--                         Redis GET on every request
+--   (g) auth_service():   the same as the content handler of the location
+--                         that auth_request calls (a subrequest skips the
+--                         access phase, so content_by_lua): 200 or 401, no
+--                         cache
+--
+-- None of them verifies the Ed25519 signature nor compares the BLAKE2b hash
+-- of the token (Debian packages no Lua binding for either), so any token that
 -- merely has a valid id passes: a faithful Lua version would be slower on
--- every miss.  The benchmark measures the warm (hit) path.
+-- every Redis lookup.
 
 local lrucache = require "resty.lrucache"
 local redis    = require "nginx.redis"      -- Debian's lua-resty-redis
@@ -87,11 +95,35 @@ local function expired(rec)
     return exp ~= 0 and exp <= ngx_time()
 end
 
-function _M.access()
+-- the token of the Authorization header, nil when there is none
+local function bearer()
     local auth = ngx_var.http_authorization
     local token = auth and match(auth, "^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(sat_%w+_%w+)%s*$")
 
     if not token or #token ~= 70 then
+        return nil
+    end
+
+    return token
+end
+
+-- the status a token gets without a cache: 200, 401 or 503
+local function check(token)
+    local rec, err = lookup(token)
+    if rec == nil then
+        ngx.log(ngx.ERR, "sa_keyauth: redis: ", err)
+        return 503
+    end
+    if not rec or expired(rec) then
+        return 401
+    end
+    return 200
+end
+
+-- (e) access_by_lua, with the per-worker cache
+function _M.access()
+    local token = bearer()
+    if not token then
         return ngx_exit(401)
     end
 
@@ -113,6 +145,25 @@ function _M.access()
     if expired(rec) then
         return ngx_exit(401)
     end
+end
+
+-- (f) access_by_lua, Redis on every request
+function _M.access_nocache()
+    local token = bearer()
+    if not token then
+        return ngx_exit(401)
+    end
+
+    local status = check(token)
+    if status ~= 200 then
+        return ngx_exit(status)
+    end
+end
+
+-- (g) content_by_lua of the auth_request location: the answer is the status
+function _M.auth_service()
+    local token = bearer()
+    return ngx_exit(token and check(token) or 401)
 end
 
 return _M

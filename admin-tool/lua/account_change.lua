@@ -6,7 +6,8 @@
 --   version, record, exat.  The version is the one sa-admin verified, or
 --   '0': the record had expired out of Redis; '*': it failed verification
 --   and is overwritten whatever it holds; '-': it names another account,
---   only its entry in this account's index goes.
+--   only its entry in this account's index goes.  After the tokens:
+--   the event (a signed envelope, '' for none).
 -- The tokens are those whose signed records name the account, found by
 -- sa-admin, which may include some the index misses (they are put back);
 -- the index only tells whether one was issued meanwhile.
@@ -14,6 +15,7 @@ local team, action, aid, aver, arec, perm, aname = ARGV[4], ARGV[5], ARGV[6],
                                                    ARGV[7], ARGV[8], ARGV[9],
                                                    ARGV[10]
 local ntok = tonumber(ARGV[11])
+local ev = ARGV[12 + ntok * 4]
 local akey = P .. SA_KEY_ACCOUNT .. aid
 local tset = akey .. SA_KEY_TOKENS
 
@@ -64,7 +66,31 @@ for i = 0, ntok - 1 do
     end
 end
 
+-- subscriptions of applications the account no longer holds end here:
+-- they get this change's event last
+local apps, gone = {}, {}
+if arec ~= '' then
+    local ok, a = pcall(cjson.decode, string.sub(arec, SA_ENVELOPE_HEAD_LEN + 1))
+    for _, app in ipairs(ok and type(a) == 'table' and a.apps or {}) do
+        apps[app] = true
+    end
+end
+for _, app in ipairs(redis.call('SMEMBERS', akey .. SA_KEY_SUBS)) do
+    if not apps[app] and not apps['*'] then
+        gone[app] = true
+    end
+end
+notify(aid, ({ ['account.grant'] = 'account.granted',
+               ['account.ungrant'] = 'account.ungranted',
+               ['account.delete'] = 'account.deleted' })[action], ev, gone)
+for app in pairs(gone) do
+    unsubscribe(app, aid)
+end
+
 if arec == '' then
+    for i = 0, ntok - 1 do
+        redis.call('ZREM', P .. SA_KEY_EXPIRING, ARGV[12 + i * 4])
+    end
     redis.call('DEL', akey, tset)
     redis.call('SREM', P .. SA_KEY_TEAM .. team .. SA_KEY_ACCOUNTS, aid)
     if redis.call('HGET', P .. SA_KEY_TEAM .. team .. SA_KEY_NAMES, aname) == aid then

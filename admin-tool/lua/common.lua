@@ -86,3 +86,96 @@ local function invalidate(ids)
     redis.call('PUBLISH', P .. SA_KEY_INVALIDATE, table.concat(ids, ' '))
 end
 
+
+-- Notifications (schema/README.md, "Notifications").  A subscription is
+-- the JSON at notify:<app> field <aid>: its public part routes here, its
+-- sealed part (which only the worker can open) decides at delivery.
+
+-- true when a subscription's event list takes etype ('*' takes all)
+local function takes(events, etype)
+    if type(events) ~= 'table' then
+        return false
+    end
+    for _, e in ipairs(events) do
+        if e == '*' or e == etype then
+            return true
+        end
+    end
+    return false
+end
+
+-- Queues one delivery per destination of subscription s (of app, aid)
+-- when it takes etype (force: whatever it takes, for ping); extra: the
+-- entry's own fields; last: the subscription ends with this change, so
+-- the entry carries a copy of it.  Returns the number queued.
+local function queue(app, aid, s, etype, extra, force, last)
+    local ok, sub = pcall(cjson.decode, s)
+    if not ok or type(sub) ~= 'table' then
+        -- unreadable: queued anyway, for the worker to report
+        sub = { webhook = true, events = { '*' } }
+    end
+    if sub.disabled_at and sub.disabled_at ~= cjson.null then
+        return 0
+    end
+    if not force and not takes(sub.events, etype) then
+        return 0
+    end
+    local n = 0
+    for _, dest in ipairs({ 'webhook', 'slack' }) do
+        if sub[dest] and sub[dest] ~= cjson.null then
+            local f = { 'app', app, 'account', aid, 'dest', dest,
+                        'type', etype }
+            for _, v in ipairs(extra) do
+                f[#f + 1] = v
+            end
+            if last then
+                f[#f + 1] = 'sub'
+                f[#f + 1] = s
+            end
+            redis.call('XADD', P .. SA_KEY_EVENTS, '*', unpack(f))
+            n = n + 1
+        end
+    end
+    return n
+end
+
+-- An account's event (ev: a signed envelope from sa-admin, '' for none) to
+-- every subscription of the account; gone: apps whose subscriptions end
+-- with this change (they get this event last, then are removed).
+local function notify(aid, etype, ev, gone)
+    if ev == nil or ev == '' then
+        return 0
+    end
+    local n = 0
+    for _, app in ipairs(redis.call('SMEMBERS', P .. SA_KEY_ACCOUNT .. aid
+                                                .. SA_KEY_SUBS)) do
+        local s = redis.call('HGET', P .. SA_KEY_NOTIFY .. app, aid)
+        if s then
+            n = n + queue(app, aid, s, etype, { 'ev', ev }, false,
+                          gone and gone[app])
+        end
+    end
+    return n
+end
+
+-- the subscription of aid to app goes
+local function unsubscribe(app, aid)
+    redis.call('HDEL', P .. SA_KEY_NOTIFY .. app, aid)
+    redis.call('SREM', P .. SA_KEY_ACCOUNT .. aid .. SA_KEY_SUBS, app)
+end
+
+-- the expiry index: the next time a token.expiring notice is due, 7 days
+-- and 1 day before the expiry; a mark already past is skipped
+local function expiry_index(tid, exp)
+    exp = tonumber(exp) or 0
+    local now = tonumber(NOW)
+    if exp == 0 then
+        redis.call('ZREM', P .. SA_KEY_EXPIRING, tid)
+    elseif exp - 7 * 86400 > now then
+        redis.call('ZADD', P .. SA_KEY_EXPIRING, exp - 7 * 86400, tid)
+    elseif exp - 86400 > now then
+        redis.call('ZADD', P .. SA_KEY_EXPIRING, exp - 86400, tid)
+    else
+        redis.call('ZREM', P .. SA_KEY_EXPIRING, tid)
+    end
+end

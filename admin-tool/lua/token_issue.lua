@@ -1,12 +1,14 @@
 -- token issue (and the new half of rotate):
 --   ARGV[4] team, ARGV[5] account id, ARGV[6] account version,
 --   ARGV[7] new token id, ARGV[8] record, ARGV[9] exat,
---   ARGV[10] action, then for rotate: ARGV[11] old id, ARGV[12] old
---   version, ARGV[13] old record, ARGV[14] old exat
+--   ARGV[10] action, ARGV[11] the event (a signed envelope, '' for
+--   none), then for rotate: ARGV[12] old id, ARGV[13] old version,
+--   ARGV[14] old record, ARGV[15] old exat
 local team, aid, aver, tid, rec, exat, action = ARGV[4], ARGV[5], ARGV[6],
                                                 ARGV[7], ARGV[8], ARGV[9],
                                                 ARGV[10]
-local old = ARGV[11]
+local ev = ARGV[11]
+local old = ARGV[12]
 local akey = P .. SA_KEY_ACCOUNT .. aid
 
 local denied = permitted(team, 'service_accounts:tokens')
@@ -17,7 +19,7 @@ if denied then
 end
 
 if old then
-    denied = unchanged(P .. SA_KEY_TOKEN .. old, ARGV[12], "token '" .. old .. "'")
+    denied = unchanged(P .. SA_KEY_TOKEN .. old, ARGV[13], "token '" .. old .. "'")
         or names(P .. SA_KEY_TOKEN .. old, old, team)
     if denied then
         return denied
@@ -33,9 +35,15 @@ redis.call('SADD', akey .. SA_KEY_TOKENS, tid)
 
 local ids = { tid }
 if old then
-    put(P .. SA_KEY_TOKEN .. old, ARGV[13], ARGV[14])
+    put(P .. SA_KEY_TOKEN .. old, ARGV[14], ARGV[15])
     ids[2] = old
+    -- the old token is on its way out: no expiry notices for it
+    redis.call('ZREM', P .. SA_KEY_EXPIRING, old)
 end
+
+-- exat is the expiry + 7 days (an expired record answers for a week)
+expiry_index(tid, exat == '0' and 0 or tonumber(exat) - 7 * 86400)
+notify(aid, old and 'token.rotated' or 'token.issued', ev)
 
 audit(action, old or tid, team)
 invalidate(ids)

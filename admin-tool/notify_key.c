@@ -1,0 +1,367 @@
+/*
+ * sa-admin notify: notify.key, sealing of subscription secrets, signed
+ * events.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "notify.h"
+#include "util.h"
+#include "xalloc.h"
+
+#define SA_NOTIFY_KEY_FILE_MAX  256
+
+static const char  *sa_notify_key_file;
+static const char  *sa_verify_key_file;
+static uint8_t      sa_notify_key_bytes[SA_NOTIFY_KEY_LEN];
+static uint8_t      sa_verify_key_bytes[SA_PUBLICKEY_LEN];
+
+
+void
+sa_notify_key_path(const char *path)
+{
+    sa_notify_key_file = path;
+}
+
+
+void
+sa_verify_key_path(const char *path)
+{
+    sa_verify_key_file = path;
+}
+
+
+int
+sa_notify_key_given(void)
+{
+    const char  *env = getenv("SA_NOTIFY_KEY");
+
+    return sa_notify_key_file != NULL || (env != NULL && *env != '\0');
+}
+
+
+static void
+sa_notify_key_wipe(void)
+{
+    sodium_memzero(sa_notify_key_bytes, sizeof(sa_notify_key_bytes));
+}
+
+
+static int
+sa_notify_key_parse(const char *buf, size_t len, uint8_t *key)
+{
+    size_t  label = strlen(SA_NOTIFY_KEY_LABEL), got;
+
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ')) {
+        len--;
+    }
+
+    if (len <= label + 1 || memcmp(buf, SA_NOTIFY_KEY_LABEL, label) != 0
+        || buf[label] != ' ')
+    {
+        return -1;
+    }
+
+    return sodium_base642bin(key, SA_NOTIFY_KEY_LEN, buf + label + 1,
+                             len - label - 1, NULL, &got, NULL,
+                             sodium_base64_VARIANT_ORIGINAL) != 0
+           || got != SA_NOTIFY_KEY_LEN ? -1 : 0;
+}
+
+
+const uint8_t *
+sa_notify_key_or_exit(void)
+{
+    static int   loaded;
+    char         buf[SA_NOTIFY_KEY_FILE_MAX + 1];
+    const char  *path = sa_notify_key_file;
+    struct stat  st;
+    ssize_t      n;
+    int          fd, rc;
+
+    if (loaded) {
+        return sa_notify_key_bytes;
+    }
+
+    if (path == NULL) {
+        path = getenv("SA_NOTIFY_KEY");
+    }
+
+    if (path == NULL || *path == '\0') {
+        exit(sa_fail(SA_EXIT_USAGE, "no notify key: use --notify-key FILE or "
+                     "SA_NOTIFY_KEY (see 'sa-admin key generate')"));
+    }
+
+    fd = open(path, O_RDONLY);
+    if (fd == -1) {
+        exit(sa_fail(SA_EXIT_USAGE, "notify key: cannot open \"%s\": %s",
+                     path, strerror(errno)));
+    }
+
+    if (fstat(fd, &st) != 0 || (st.st_mode & 077)) {
+        close(fd);
+        exit(sa_fail(SA_EXIT_USAGE, "notify key \"%s\" is accessible by "
+                     "others: fix with chmod 600 \"%s\"", path, path));
+    }
+
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+
+    rc = n <= 0 || n > SA_NOTIFY_KEY_FILE_MAX
+         || sa_notify_key_parse(buf, n, sa_notify_key_bytes) != 0;
+    sodium_memzero(buf, sizeof(buf));
+
+    if (rc) {
+        exit(sa_fail(SA_EXIT_USAGE, "notify key \"%s\": not a key file "
+                     "(expected \"%s <base64>\")", path, SA_NOTIFY_KEY_LABEL));
+    }
+
+    loaded = 1;
+    atexit(sa_notify_key_wipe);
+    return sa_notify_key_bytes;
+}
+
+
+int
+sa_notify_key_generate(const char *dir, char *err, size_t errlen)
+{
+    uint8_t  raw[SA_NOTIFY_KEY_LEN];
+    char     b64[sodium_base64_ENCODED_LEN(SA_NOTIFY_KEY_LEN,
+                                           sodium_base64_VARIANT_ORIGINAL)];
+    char     path[4096], line[128];
+    int      fd, n, rc = 0;
+
+    snprintf(path, sizeof(path), "%s/notify.key", dir);
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2base64(b64, sizeof(b64), raw, sizeof(raw),
+                      sodium_base64_VARIANT_ORIGINAL);
+    n = snprintf(line, sizeof(line), "%s %s\n", SA_NOTIFY_KEY_LABEL, b64);
+
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd == -1) {
+        snprintf(err, errlen, "cannot create \"%s\": %s", path,
+                 strerror(errno));
+        rc = -1;
+
+    } else if (fchmod(fd, 0600) != 0 || write(fd, line, n) != n
+               || fsync(fd) != 0)
+    {
+        snprintf(err, errlen, "cannot write \"%s\": %s", path,
+                 strerror(errno));
+        close(fd);
+        unlink(path);
+        rc = -1;
+
+    } else {
+        rc = close(fd);
+    }
+
+    sodium_memzero(raw, sizeof(raw));
+    sodium_memzero(b64, sizeof(b64));
+    sodium_memzero(line, sizeof(line));
+    return rc;
+}
+
+
+const uint8_t *
+sa_verify_key_or_exit(sa_admin_t *sa)
+{
+    static int   loaded;
+    const char  *path = sa_verify_key_file;
+    char         err[600];
+
+    if (loaded) {
+        return sa_verify_key_bytes;
+    }
+
+    if (path == NULL) {
+        path = getenv("SA_VERIFY_KEY");
+    }
+
+    if (path == NULL || *path == '\0') {
+        /* the signing key holds the verify key too */
+        memcpy(sa_verify_key_bytes, sa_signing_key_or_exit(sa) + 32,
+               SA_PUBLICKEY_LEN);
+
+    } else if (sa_key_load(path, SA_KEY_VERIFY, sa_verify_key_bytes, err,
+                           sizeof(err)) != 0)
+    {
+        exit(sa_fail(SA_EXIT_USAGE, "verify key %s", err));
+    }
+
+    loaded = 1;
+    return sa_verify_key_bytes;
+}
+
+
+char *
+sa_seal(const uint8_t key[SA_NOTIFY_KEY_LEN], const char *plain, size_t len)
+{
+    size_t          blen = crypto_secretbox_NONCEBYTES
+                           + crypto_secretbox_MACBYTES + len;
+    unsigned char  *box = sa_xmalloc(blen);
+    size_t          olen = sodium_base64_ENCODED_LEN(blen,
+                               sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    char           *out = sa_xmalloc(sizeof(SA_SEALED_PREFIX) + olen);
+
+    randombytes_buf(box, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(box + crypto_secretbox_NONCEBYTES,
+                          (const unsigned char *) plain, len, box, key);
+
+    memcpy(out, SA_SEALED_PREFIX, sizeof(SA_SEALED_PREFIX) - 1);
+    sodium_bin2base64(out + sizeof(SA_SEALED_PREFIX) - 1, olen, box, blen,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    free(box);
+
+    return out;
+}
+
+
+char *
+sa_unseal(const uint8_t key[SA_NOTIFY_KEY_LEN], const char *sealed)
+{
+    size_t          slen, blen;
+    unsigned char  *box;
+    char           *plain;
+
+    if (sealed == NULL
+        || strncmp(sealed, SA_SEALED_PREFIX, sizeof(SA_SEALED_PREFIX) - 1))
+    {
+        return NULL;
+    }
+
+    sealed += sizeof(SA_SEALED_PREFIX) - 1;
+    slen = strlen(sealed);
+    box = sa_xmalloc(slen + 1);
+
+    if (sodium_base642bin(box, slen, sealed, slen, NULL, &blen, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0
+        || blen < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+    {
+        free(box);
+        return NULL;
+    }
+
+    plain = sa_xmalloc(blen - crypto_secretbox_NONCEBYTES
+                       - crypto_secretbox_MACBYTES + 1);
+
+    if (crypto_secretbox_open_easy((unsigned char *) plain,
+                                   box + crypto_secretbox_NONCEBYTES,
+                                   blen - crypto_secretbox_NONCEBYTES, box,
+                                   key) != 0)
+    {
+        free(box);
+        free(plain);
+        return NULL;
+    }
+
+    plain[blen - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES] = 0;
+    free(box);
+    return plain;
+}
+
+
+char *
+sa_event_seal(sa_admin_t *sa, const char *type, const char *team,
+    const char *aid, const char *name, const char *email, json_t *data)
+{
+    char     id[4 + 20 + 1], *json, *sealed;
+    json_t  *ev;
+
+    memcpy(id, "evt_", 4);
+    sa_random_base62(id + 4, 20);
+    id[24] = '\0';
+
+    ev = json_pack("{s:s, s:s, s:s, s:I, s:s*, s:o*, s:o}", "kind", "event",
+                   "id", id, "type", type, "time", (json_int_t) sa_now(),
+                   "team", team,
+                   "account", aid ? json_pack("{s:s, s:s, s:s}", "id", aid,
+                                              "name", name, "email", email)
+                                  : NULL,
+                   "data", data ? data : json_object());
+    if (ev == NULL) {
+        exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
+    }
+
+    json = sa_xjson_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(ev);
+
+    sealed = sa_envelope_seal(json, strlen(json), sa_signing_key_or_exit(sa));
+    free(json);
+    if (sealed == NULL) {
+        exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
+    }
+
+    return sealed;
+}
+
+
+char *
+sa_event_seal_account(sa_admin_t *sa, const char *type, sa_account_t *a,
+    json_t *data)
+{
+    return sa_event_seal(sa, type, a->team, a->id, a->name, a->email, data);
+}
+
+
+char *
+sa_event_seal_token(sa_admin_t *sa, const char *type,
+    const sa_token_record_t *rec, json_t *data)
+{
+    return sa_event_seal(sa, type, rec->team.data, rec->account.data,
+                         rec->name.data, rec->email.data, data);
+}
+
+
+json_t *
+sa_event_token_json(const sa_token_record_t *rec)
+{
+    return json_pack("{s:s, s:o, s:o}", "id", rec->id,
+                     "scopes", sa_strs_json(rec->scopes, rec->nscopes),
+                     "expires_at", sa_time_json(rec->expires_at));
+}
+
+
+int
+sa_event_type_valid(const char *s, int star)
+{
+    static const char  *types[] = {
+        "token.issued", "token.rescoped", "token.rotated", "token.revoked",
+        "token.expiring", "token.denied", "account.granted",
+        "account.ungranted", "account.deleted", "ping", NULL
+    };
+    const char  **t;
+    size_t        i, n;
+
+    if (star && strcmp(s, "*") == 0) {
+        return 1;
+    }
+
+    for (t = types; *t != NULL; t++) {
+        if (strcmp(s, *t) == 0) {
+            return 1;
+        }
+    }
+
+    /* app.<word>: [a-z0-9_-], 1 to 64 */
+    n = strlen(s);
+    if (n < 5 || n > 68 || strncmp(s, "app.", 4) != 0) {
+        return 0;
+    }
+
+    for (i = 4; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')
+              || s[i] == '_' || s[i] == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
