@@ -21,7 +21,11 @@
 
 
 /* without a cache, last uses are remembered per worker in a small table */
-#define NGX_HTTP_SA_USED_SLOTS  65536   /* 1.5 MiB a worker: few collisions */
+#define NGX_HTTP_SA_USED_SLOTS    65536   /* 1.5 MiB a worker */
+
+/* and, with or without, the last token.denied event sent per token */
+#define NGX_HTTP_SA_DENIED_SLOTS  4096
+#define NGX_HTTP_SA_DENIED_EVERY  60
 
 
 typedef struct {
@@ -52,17 +56,22 @@ static ngx_int_t ngx_http_sa_unavailable(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
 static ngx_int_t ngx_http_sa_check_record(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
+static ngx_int_t ngx_http_sa_check_token(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
 static ngx_int_t ngx_http_sa_check_rules(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
 static ngx_int_t ngx_http_sa_fail(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_status_e status);
 static void ngx_http_sa_record_use(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
+static void ngx_http_sa_report_denied(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx);
 
 
 /* per worker */
 static ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
 static ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
+static ngx_http_sa_used_slot_t  *ngx_http_sa_denied_slots;
 static ngx_rbtree_t              ngx_http_sa_locks;
 static ngx_rbtree_node_t         ngx_http_sa_locks_sentinel;
 static ngx_uint_t                ngx_http_sa_exiting;
@@ -85,6 +94,13 @@ ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
         if (ngx_http_sa_used_slots == NULL) {
             return NGX_ERROR;
         }
+    }
+
+    ngx_http_sa_denied_slots = ngx_pcalloc(cycle->pool,
+                                           NGX_HTTP_SA_DENIED_SLOTS
+                                           * sizeof(ngx_http_sa_used_slot_t));
+    if (ngx_http_sa_denied_slots == NULL) {
+        return NGX_ERROR;
     }
 
     return ngx_http_sa_verified_init(cycle);
@@ -813,13 +829,39 @@ ngx_http_sa_fail(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 }
 
 
-/* is the record this token's, and may it be used at all */
+/*
+ * The verdict on a record: its own, then this location's rules.  The
+ * token's use is recorded, or, for a genuine token refused, the refusal
+ * reported to the account's notifications.
+ */
 static ngx_int_t
 ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     sa_token_record_t *rec)
 {
     ngx_int_t  rc;
 
+    rc = ngx_http_sa_check_token(r, ctx, rec);
+
+    if (rc == NGX_OK) {
+        ngx_http_sa_record_use(r, ctx);
+
+    } else if (ctx->status == NGX_HTTP_SA_EXPIRED
+               || ctx->status == NGX_HTTP_SA_REVOKED
+               || ctx->status == NGX_HTTP_SA_INSUFFICIENT_SCOPE
+               || ctx->status == NGX_HTTP_SA_FORBIDDEN_APPLICATION)
+    {
+        ngx_http_sa_report_denied(r, ctx);
+    }
+
+    return rc;
+}
+
+
+/* is the record this token's, and may it be used at all */
+static ngx_int_t
+ngx_http_sa_check_token(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    sa_token_record_t *rec)
+{
     if (ngx_memcmp(rec->id, ctx->id, SA_TOKEN_ID_LEN) != 0) {
         /* a genuine record copied under another token's key */
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_TAMPERED);
@@ -840,13 +882,7 @@ ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     /* the token is genuine: kept for the rules of later locations too */
     ctx->record = rec;
 
-    rc = ngx_http_sa_check_rules(r, ctx, rec);
-
-    if (rc == NGX_OK) {
-        ngx_http_sa_record_use(r, ctx);
-    }
-
-    return rc;
+    return ngx_http_sa_check_rules(r, ctx, rec);
 }
 
 
@@ -895,11 +931,39 @@ ngx_http_sa_check_rules(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 }
 
 
+/*
+ * 1 when this token's turn has come in a per-worker table of n slots
+ * (direct-mapped: a colliding token may take a slot over early), at most
+ * once every "every" seconds.
+ */
 static ngx_uint_t
-ngx_http_sa_use_due(ngx_http_sa_ctx_t *ctx, time_t now)
+ngx_http_sa_slot_due(ngx_http_sa_used_slot_t *slots, ngx_uint_t n, u_char *id,
+    time_t now, time_t every)
 {
     ngx_http_sa_used_slot_t  *slot;
 
+    if (slots == NULL) {
+        return 0;
+    }
+
+    slot = &slots[ngx_crc32_short(id, SA_TOKEN_ID_LEN) % n];
+
+    if (ngx_memcmp(slot->id, id, SA_TOKEN_ID_LEN) == 0
+        && now - slot->written < every)
+    {
+        return 0;
+    }
+
+    ngx_memcpy(slot->id, id, SA_TOKEN_ID_LEN);
+    slot->written = now;
+
+    return 1;
+}
+
+
+static ngx_uint_t
+ngx_http_sa_use_due(ngx_http_sa_ctx_t *ctx, time_t now)
+{
     if (ctx->cached) {
         return ctx->use_due;        /* decided by the lookup, under its lock */
     }
@@ -908,23 +972,78 @@ ngx_http_sa_use_due(ngx_http_sa_ctx_t *ctx, time_t now)
         return ngx_http_sa_cache_used(ngx_http_sa_worker_cache, ctx->id, now);
     }
 
-    if (ngx_http_sa_used_slots == NULL) {
-        return 0;
-    }
+    return ngx_http_sa_slot_due(ngx_http_sa_used_slots, NGX_HTTP_SA_USED_SLOTS,
+                                ctx->id, now, NGX_HTTP_SA_USED_EVERY);
+}
 
-    slot = &ngx_http_sa_used_slots[ngx_crc32_short(ctx->id, SA_TOKEN_ID_LEN)
-                                   % NGX_HTTP_SA_USED_SLOTS];
 
-    if (ngx_memcmp(slot->id, ctx->id, SA_TOKEN_ID_LEN) == 0
-        && now - slot->written < NGX_HTTP_SA_USED_EVERY)
+/*
+ * A genuine token refused (expired, revoked, insufficient_scope,
+ * forbidden_application) in a location that names its application: one
+ * token.denied entry for the notification worker, not awaited, at most once
+ * a minute per token and worker.  A token Redis does not know never gets
+ * here: random tokens cost Redis nothing new.
+ */
+static void
+ngx_http_sa_report_denied(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
+{
+    u_char                    now_text[NGX_TIME_T_LEN];
+    u_char                    key[NGX_HTTP_SA_PREFIX_MAX
+                                  + sizeof(SA_KEY_EVENTS)];
+    time_t                    now;
+    ngx_str_t                 app, *status;
+    const char               *argv[13];
+    size_t                    argvlen[13];
+    ngx_http_sa_loc_conf_t   *slcf;
+    ngx_http_sa_main_conf_t  *smcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+
+    if (slcf->application == NULL
+        || ngx_http_complex_value(r, slcf->application, &app) != NGX_OK
+        || app.len == 0)
     {
-        return 0;
+        return;                     /* no application: nobody to tell */
     }
 
-    ngx_memcpy(slot->id, ctx->id, SA_TOKEN_ID_LEN);
-    slot->written = now;
+    now = ngx_time();
 
-    return 1;
+    if (!ngx_http_sa_slot_due(ngx_http_sa_denied_slots,
+                              NGX_HTTP_SA_DENIED_SLOTS, ctx->id, now,
+                              NGX_HTTP_SA_DENIED_EVERY))
+    {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
+    status = &ngx_http_sa_statuses[ctx->status].name;
+
+#define NGX_HTTP_SA_ARG(i, s, n)  argv[i] = (const char *) (s); argvlen[i] = (n)
+
+    NGX_HTTP_SA_ARG(0, "XADD", 4);
+    NGX_HTTP_SA_ARG(1, key, ngx_cpymem(ngx_cpymem(key, smcf->prefix.data,
+                                                  smcf->prefix.len),
+                                       SA_KEY_EVENTS,
+                                       sizeof(SA_KEY_EVENTS) - 1) - key);
+    NGX_HTTP_SA_ARG(2, "*", 1);
+    NGX_HTTP_SA_ARG(3, "type", 4);
+    NGX_HTTP_SA_ARG(4, "token.denied", sizeof("token.denied") - 1);
+    NGX_HTTP_SA_ARG(5, "token", 5);
+    NGX_HTTP_SA_ARG(6, ctx->id, SA_TOKEN_ID_LEN);
+    NGX_HTTP_SA_ARG(7, "app", 3);
+    NGX_HTTP_SA_ARG(8, app.data, app.len);
+    NGX_HTTP_SA_ARG(9, "status", 6);
+    NGX_HTTP_SA_ARG(10, status->data, status->len);
+    NGX_HTTP_SA_ARG(11, "time", 4);
+    NGX_HTTP_SA_ARG(12, now_text,
+                    ngx_sprintf(now_text, "%T", now) - now_text);
+
+#undef NGX_HTTP_SA_ARG
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "sa: token.denied reported for application \"%V\"", &app);
+
+    (void) ngx_http_sa_redis_command(13, argv, argvlen, NULL, NULL);
 }
 
 
