@@ -607,6 +607,26 @@ ngx_http_sa_heap_alloc(void *ctx, size_t size)
 }
 
 
+/* verified with any of the sa_verify_key keys, in their order */
+static sa_rec_err_t
+ngx_http_sa_decode(ngx_http_sa_main_conf_t *smcf, ngx_str_t *value,
+    sa_token_record_t **rec)
+{
+    ngx_uint_t    i;
+    sa_rec_err_t  err;
+
+    err = SA_REC_BAD_SIGNATURE;
+
+    for (i = 0; i < smcf->nverify_keys && err == SA_REC_BAD_SIGNATURE; i++) {
+        err = sa_token_record_decode((char *) value->data, value->len,
+                                     smcf->verify_keys[i],
+                                     ngx_http_sa_heap_alloc, NULL, rec);
+    }
+
+    return err;
+}
+
+
 /* a genuine record, but older than one already seen: a replay */
 static void
 ngx_http_sa_refuse_older(ngx_http_sa_answer_t *a)
@@ -669,10 +689,7 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, ngx_int_t rc,
         a->borrowed = 1;
 
     } else {
-        a->err = sa_token_record_decode((char *) value->data, value->len,
-                                        smcf->verify_key,
-                                        ngx_http_sa_heap_alloc, NULL,
-                                        &a->record);
+        a->err = ngx_http_sa_decode(smcf, value, &a->record);
 
         if (a->err != SA_REC_OK) {
             a->status = NGX_HTTP_SA_TAMPERED;

@@ -156,7 +156,6 @@ ngx_http_sa_create_main_conf(ngx_conf_t *cf)
      */
 
     smcf->timeout = NGX_CONF_UNSET_MSEC;
-    smcf->verify_key_set = 0;
 
     if (sa_crypto_init() != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "libsodium failed to start");
@@ -375,8 +374,8 @@ ngx_http_sa_verify_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     char        err[512];
     ngx_str_t  *value, path;
 
-    if (smcf->verify_key_set) {
-        return "is duplicate";
+    if (smcf->nverify_keys == NGX_HTTP_SA_VERIFY_KEYS) {
+        return "is given more than 4 times";
     }
 
     value = cf->args->elts;
@@ -387,7 +386,8 @@ ngx_http_sa_verify_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     /* ngx_conf_full_name() returns a NUL-terminated copy */
-    if (sa_key_load((char *) path.data, SA_KEY_VERIFY, smcf->verify_key,
+    if (sa_key_load((char *) path.data, SA_KEY_VERIFY,
+                    smcf->verify_keys[smcf->nverify_keys],
                     err, sizeof(err))
         != 0)
     {
@@ -395,7 +395,7 @@ ngx_http_sa_verify_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    smcf->verify_key_set = 1;
+    smcf->nverify_keys++;
 
     return NGX_CONF_OK;
 }
@@ -524,7 +524,7 @@ ngx_http_sa_init(ngx_conf_t *cf)
         return NGX_OK;
     }
 
-    if (smcf->redis == NULL || !smcf->verify_key_set) {
+    if (smcf->redis == NULL || smcf->nverify_keys == 0) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"sa_auth\" requires \"sa_redis\" and "
                       "\"sa_verify_key\" in the http block");

@@ -21,6 +21,8 @@
 #include "ngx_http_sa_redis.h"
 
 
+#define NGX_HTTP_SA_VERIFY_KEYS  4
+
 /* the longest sa_redis_prefix: keys are built in fixed buffers */
 #define NGX_HTTP_SA_PREFIX_MAX  100
 #define NGX_HTTP_SA_KEY_MAX     (NGX_HTTP_SA_PREFIX_MAX                     \
@@ -33,8 +35,10 @@ typedef struct {
     ngx_http_sa_redis_conf_t  *redis;
     ngx_msec_t                 timeout;
     ngx_str_t                  prefix;
-    u_char                     verify_key[SA_PUBLICKEY_LEN];
-    ngx_flag_t                 verify_key_set;
+    /* sa_verify_key, up to 4: a record verifies with any (key rotation) */
+    u_char                     verify_keys[NGX_HTTP_SA_VERIFY_KEYS]
+                                          [SA_PUBLICKEY_LEN];
+    ngx_uint_t                 nverify_keys;
     ngx_flag_t                 used;          /* some sa_auth is not off */
     ngx_http_sa_cache_t       *cache;
 } ngx_http_sa_main_conf_t;

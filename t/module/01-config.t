@@ -75,6 +75,19 @@ conf_fails($base . 'sa_cache zone=sa:1m heartbeat=soon;' . server('sa_auth api;'
     . server('sa_auth api;'));
 ok($ok, 'sa_cache with every parameter') or diag $out;
 
+# key rotation: up to 4 verify keys
+{
+    my @k = map { my $d = SaTest::new_dir("k$_");
+                  SaTest::run([SaTest::admin_path(), 'key', 'generate', '--out', $d]);
+                  "$d/verify.key" } 1 .. 5;
+    my $keys4 = join '', map { "sa_verify_key $_; " } @k[0 .. 3];
+    ($ok, $out) = SaTest::Nginx->test_config(http => "sa_redis 127.0.0.1:6379; $keys4"
+                                             . server('sa_auth api;'));
+    ok($ok, 'four sa_verify_key lines pass') or diag $out;
+    conf_fails("sa_redis 127.0.0.1:6379; $keys4 sa_verify_key $k[4];" . server('sa_auth api;'),
+               qr/"sa_verify_key" directive is given more than 4 times/, 'a fifth key');
+}
+
 ($ok, $out) = SaTest::Nginx->test_config(http => server('sa_auth off;'));
 ok($ok, 'sa_auth off needs no Redis') or diag $out;
 
