@@ -3,6 +3,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sa_cache.h"
+#include "ngx_http_sa_metrics.h"
 
 
 #define NGX_HTTP_SA_EVICT_BATCH  8        /* entries freed per failed alloc */
@@ -15,6 +16,7 @@ typedef struct ngx_http_sa_cache_sh_s {
     ngx_queue_t                  queue;       /* LRU: most recent first */
 
     /* written under the mutex, read without it */
+    ngx_atomic_t                 entries;     /* for sa_cache_entries */
     ngx_atomic_t                 epoch;       /* invalidations processed */
     ngx_atomic_t                 all;         /* epoch of the last "all" */
     ngx_atomic_t                 stamps[NGX_HTTP_SA_STAMPS];
@@ -139,6 +141,13 @@ ngx_http_sa_cache_stamp(ngx_http_sa_cache_t *cache, u_char *id)
 }
 
 
+void
+ngx_http_sa_cache_count_entries(ngx_http_sa_cache_t *cache)
+{
+    ngx_http_sa_metrics_entries(&cache->sh->entries);
+}
+
+
 ngx_atomic_uint_t
 ngx_http_sa_cache_epoch(ngx_http_sa_cache_t *cache)
 {
@@ -162,6 +171,7 @@ ngx_http_sa_cache_free_node(ngx_http_sa_cache_t *cache,
     ngx_queue_remove(&cn->queue);
     ngx_rbtree_delete(&cache->sh->rbtree, &cn->node.node);
     ngx_slab_free_locked(cache->shpool, cn);
+    cache->sh->entries--;
 }
 
 
@@ -175,6 +185,7 @@ ngx_http_sa_cache_evict_lru(ngx_http_sa_cache_t *cache, ngx_uint_t n)
         q = ngx_queue_last(&cache->sh->queue);
         ngx_http_sa_cache_free_node(cache,
             ngx_queue_data(q, ngx_http_sa_cache_node_t, queue));
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_CACHE_EVICTION);
     }
 }
 
@@ -333,6 +344,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
 
     ngx_rbtree_insert(&cache->sh->rbtree, &cn->node.node);
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    cache->sh->entries++;
 
 done:
 

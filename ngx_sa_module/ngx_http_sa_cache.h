@@ -90,6 +90,9 @@ ngx_int_t ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
 /* the token changed: never serve the entry again, keep its version */
 void ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id);
 
+/* the zone's entry count is what the sa_cache_entries gauge shows */
+void ngx_http_sa_cache_count_entries(ngx_http_sa_cache_t *cache);
+
 /* invalidations may have been lost: the same for every token */
 void ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache);
 

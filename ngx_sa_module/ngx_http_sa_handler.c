@@ -18,6 +18,7 @@
 
 #include "ngx_http_sa_module.h"
 #include "ngx_http_sa_verified.h"
+#include "ngx_http_sa_metrics.h"
 
 
 /* without a cache, last uses are remembered per worker in a small table */
@@ -87,7 +88,10 @@ ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
     ngx_rbtree_init(&ngx_http_sa_locks, &ngx_http_sa_locks_sentinel,
                     ngx_http_sa_id_insert);
 
-    if (smcf->cache == NULL) {
+    if (smcf->cache) {
+        ngx_http_sa_cache_count_entries(smcf->cache);
+
+    } else {
         ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,
                                     NGX_HTTP_SA_USED_SLOTS
                                     * sizeof(ngx_http_sa_used_slot_t));
@@ -138,6 +142,10 @@ ngx_http_sa_handler(ngx_http_request_t *r)
         ctx->rc = ngx_http_sa_start(r, ctx);
         ctx->judged = slcf;
 
+        if (ctx->rc != NGX_AGAIN) {
+            ngx_http_sa_metrics_request(ctx->status);
+        }
+
         return ctx->rc == NGX_AGAIN ? NGX_AGAIN : ngx_http_sa_respond(r, ctx,
                                                                       slcf);
     }
@@ -160,6 +168,7 @@ ngx_http_sa_handler(ngx_http_request_t *r)
 
         ctx->rc = ngx_http_sa_judge(r, ctx);
         ctx->judged = slcf;
+        ngx_http_sa_metrics_request(ctx->status);
 
     } else if (ctx->judged != slcf) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -338,6 +347,7 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     if (!ngx_http_sa_redis_subscriber_fresh()) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "sa: subscriber not proven alive, no cache hit");
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_CACHE_MISS);
         return NGX_DECLINED;
     }
 
@@ -355,6 +365,8 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
             return NGX_DECLINED;
         }
 
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_CACHE_HIT);
+
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "sa: cache hit");
         ctx->cached = 1;
@@ -366,9 +378,12 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
             return NGX_DECLINED;
         }
 
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_CACHE_HIT);
+
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN);
 
     default:
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_CACHE_MISS);
         return NGX_DECLINED;
     }
 }
@@ -433,6 +448,7 @@ ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
     /* read before the GET is sent: changes seen later are newer than it */
     lock->epoch = smcf->cache ? ngx_http_sa_cache_epoch(smcf->cache) : 0;
+    lock->sent = ngx_http_sa_metrics_usec();
 
     argv[0] = "GET";
     argvlen[0] = sizeof("GET") - 1;
@@ -594,6 +610,8 @@ ngx_http_sa_lock_timeout(ngx_event_t *ev)
     ngx_memzero(&a, sizeof(ngx_http_sa_answer_t));
     a.status = NGX_HTTP_SA_UNAVAILABLE;
 
+    ngx_http_sa_metrics_count(NGX_HTTP_SA_M_REDIS_TIMEOUT);
+
     /* the reply, when it comes, only frees the lock */
     ngx_http_sa_lock_done(lock);
     ngx_http_sa_lock_wake(lock, &a);
@@ -727,6 +745,10 @@ ngx_http_sa_lock_reply(void *data, ngx_int_t rc, ngx_str_t *value)
 {
     ngx_http_sa_lock_t    *lock = data;
     ngx_http_sa_answer_t   a;
+
+    if (rc != NGX_ERROR) {
+        ngx_http_sa_metrics_latency(ngx_http_sa_metrics_usec() - lock->sent);
+    }
 
     if (lock->done || ngx_http_sa_exiting) {
         /* timed out earlier, or the worker is going away */
@@ -1035,7 +1057,8 @@ ngx_http_sa_report_denied(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
     status = &ngx_http_sa_statuses[ctx->status].name;
 
-#define NGX_HTTP_SA_ARG(i, s, n)  argv[i] = (const char *) (s); argvlen[i] = (n)
+#define NGX_HTTP_SA_ARG(i, s, n)                                              \
+    argv[i] = (const char *) (s); argvlen[i] = (n)
 
     NGX_HTTP_SA_ARG(0, "XADD", 4);
     NGX_HTTP_SA_ARG(1, key, ngx_cpymem(ngx_cpymem(key, smcf->prefix.data,

@@ -16,6 +16,7 @@
 
 #include "ngx_http_sa_module.h"
 #include "ngx_http_sa_verified.h"
+#include "ngx_http_sa_metrics.h"
 
 
 static ngx_int_t ngx_http_sa_init(ngx_conf_t *cf);
@@ -32,6 +33,8 @@ static char *ngx_http_sa_verify_key(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_sa_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_sa_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_sa_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_command_t  ngx_http_sa_commands[] = {
@@ -93,6 +96,13 @@ static ngx_command_t  ngx_http_sa_commands[] = {
       ngx_http_set_complex_value_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_sa_loc_conf_t, application),
+      NULL },
+
+    { ngx_string("sa_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sa_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("sa_hide_credentials"),
@@ -459,6 +469,19 @@ ngx_http_sa_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* "sa_metrics;": this location serves the Prometheus text */
+static char *
+ngx_http_sa_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sa_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sa_module);
+    smcf->metrics = 1;
+
+    return ngx_http_sa_metrics_directive(cf, cmd, conf);
+}
+
+
 /* each "sa_scope a b;" line is one group: any of a, b satisfies it */
 static char *
 ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -519,6 +542,12 @@ ngx_http_sa_init(ngx_conf_t *cf)
     ngx_http_core_main_conf_t  *cmcf;
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sa_module);
+
+    if ((smcf->used || smcf->metrics)
+        && ngx_http_sa_metrics_conf(cf, &ngx_http_sa_module) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (!smcf->used) {
         return NGX_OK;

@@ -40,6 +40,7 @@ typedef struct {
                                           [SA_PUBLICKEY_LEN];
     ngx_uint_t                 nverify_keys;
     ngx_flag_t                 used;          /* some sa_auth is not off */
+    ngx_flag_t                 metrics;       /* some sa_metrics */
     ngx_http_sa_cache_t       *cache;
 } ngx_http_sa_main_conf_t;
 
@@ -119,6 +120,7 @@ struct ngx_http_sa_lock_s {
     ngx_http_sa_id_node_t      node;          /* the token id's */
     ngx_queue_t                waiters;       /* of ngx_http_sa_ctx_t */
     ngx_atomic_uint_t          epoch;         /* the cache's, at the GET */
+    ngx_msec_t                 sent;          /* microseconds, for metrics */
     ngx_event_t                timer;         /* sa_redis_timeout */
     unsigned                   in_tree:1;     /* may still be joined */
     unsigned                   done:1;        /* answered or timed out */

@@ -30,6 +30,7 @@
 #include <sodium.h>
 
 #include "ngx_http_sa_redis.h"
+#include "ngx_http_sa_metrics.h"
 
 
 #define NGX_HTTP_SA_BACKOFF_MIN   100
@@ -70,6 +71,8 @@ struct ngx_http_sa_redis_s {
     void                         (*ready)(ngx_http_sa_redis_t *rd);
     void                         (*lost)(ngx_http_sa_redis_t *rd);
     unsigned                       connected:1;
+    unsigned                       timed_out:1; /* ended by the watchdog */
+    unsigned                       subscribed_up:1;
     unsigned                       exiting:1;
 };
 
@@ -268,6 +271,13 @@ ngx_http_sa_redis_cleanup(void *data)
                       "sa: Redis %s connection to %V %s: %s", rd->role,
                       &rd->conf->address, rd->connected ? "lost" : "failed",
                       why);
+
+        /* refused: connect refused, a set-up error, the server closing */
+        ngx_http_sa_metrics_count(rd->ac->c.err == REDIS_ERR_PROTOCOL
+                                  ? NGX_HTTP_SA_M_REDIS_PROTOCOL
+                                  : rd->timed_out
+                                  ? NGX_HTTP_SA_M_REDIS_TIMEOUT
+                                  : NGX_HTTP_SA_M_REDIS_REFUSED);
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
@@ -287,6 +297,7 @@ ngx_http_sa_redis_cleanup(void *data)
     rd->outstanding = 0;
     rd->subscribed = 0;
     rd->connected = 0;
+    rd->timed_out = 0;
     rd->reason[0] = '\0';
 
     ngx_http_sa_redis_fail_pending(rd);
@@ -329,6 +340,8 @@ static void
 ngx_http_sa_redis_watchdog_handler(ngx_event_t *ev)
 {
     ngx_http_sa_redis_t  *rd = ev->data;
+
+    rd->timed_out = 1;
 
     if (rd->state == NGX_HTTP_SA_REDIS_CONNECTING) {
         ngx_http_sa_redis_close(rd, "not set up within %M ms", rd->stall);
@@ -567,6 +580,7 @@ ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev)
     ngx_http_sa_redis_t  *rd = ev->data;
 
     if (rd->ac == NULL && !rd->exiting) {
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_REDIS_RECONNECT);
         ngx_http_sa_redis_connect(rd);
     }
 }
@@ -692,6 +706,8 @@ ngx_http_sa_redis_command(int argc, const char **argv, const size_t *argvlen,
         ngx_add_timer(&rd->watchdog, rd->stall);
     }
 
+    ngx_http_sa_metrics_count(NGX_HTTP_SA_M_REDIS_COMMAND);
+
     return NGX_OK;
 }
 
@@ -804,6 +820,9 @@ ngx_http_sa_redis_sub_ready(ngx_http_sa_redis_t *rd)
     ngx_http_sa_hb_delivered = 0;
     ngx_http_sa_hb_since = ngx_current_msec;
 
+    rd->subscribed_up = 1;
+    ngx_http_sa_metrics_subscribed(1);
+
     ngx_http_sa_sub_conf.on_state(1);
 
     if (ngx_http_sa_redis.state == NGX_HTTP_SA_REDIS_READY) {
@@ -817,6 +836,11 @@ ngx_http_sa_redis_sub_lost(ngx_http_sa_redis_t *rd)
 {
     ngx_http_sa_hb_proven = 0;
     ngx_http_sa_hb_delivered = 0;
+
+    if (rd->subscribed_up) {
+        rd->subscribed_up = 0;
+        ngx_http_sa_metrics_subscribed(-1);
+    }
 
     ngx_http_sa_sub_conf.on_state(0);
 }

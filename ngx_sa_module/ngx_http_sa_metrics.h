@@ -1,0 +1,48 @@
+/*
+ * Prometheus metrics of the module, in a small shared zone of its own
+ * ("sa_metrics"), always there when sa_auth is used: one slot per worker
+ * number, counters bumped with atomic adds (no lock on the request path),
+ * summed by whoever serves "sa_metrics;".  The zone is kept across reloads,
+ * so counters survive them.
+ */
+
+#ifndef NGX_HTTP_SA_METRICS_H
+#define NGX_HTTP_SA_METRICS_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+typedef enum {
+    NGX_HTTP_SA_M_CACHE_HIT = 0,
+    NGX_HTTP_SA_M_CACHE_MISS,
+    NGX_HTTP_SA_M_CACHE_EVICTION,
+    NGX_HTTP_SA_M_REDIS_COMMAND,
+    NGX_HTTP_SA_M_REDIS_TIMEOUT,
+    NGX_HTTP_SA_M_REDIS_REFUSED,
+    NGX_HTTP_SA_M_REDIS_PROTOCOL,
+    NGX_HTTP_SA_M_REDIS_RECONNECT,
+    NGX_HTTP_SA_M_COUNTERS
+} ngx_http_sa_counter_e;
+
+
+ngx_int_t ngx_http_sa_metrics_conf(ngx_conf_t *cf, void *tag);
+char *ngx_http_sa_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* the request path: no lock, one atomic add */
+void ngx_http_sa_metrics_request(ngx_uint_t status);
+void ngx_http_sa_metrics_count(ngx_http_sa_counter_e counter);
+void ngx_http_sa_metrics_latency(ngx_msec_t usec);
+
+/* a worker's subscriber came up (1) or went down (0) */
+void ngx_http_sa_metrics_subscribed(ngx_int_t delta);
+
+/* the cache's entry count, for the sa_cache_entries gauge */
+void ngx_http_sa_metrics_entries(ngx_atomic_t *entries);
+
+/* microseconds on a monotonic clock: GET latencies are sub-millisecond */
+ngx_msec_t ngx_http_sa_metrics_usec(void);
+
+#endif /* NGX_HTTP_SA_METRICS_H */
