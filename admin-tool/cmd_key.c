@@ -1,4 +1,7 @@
-/* sa-admin key: the Ed25519 key pair that signs token records. */
+/*
+ * sa-admin key: the Ed25519 key pair that signs token records, and
+ * re-signing every record with a new one (key_resign.c).
+ */
 
 #include <errno.h>
 #include <getopt.h>
@@ -7,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "key_resign.h"
 #include "notify.h"
 #include "records.h"
 #include "sa_admin.h"
@@ -21,6 +25,7 @@ static const sa_command_t  commands[] = {
       "(mode 0600, for sa-admin and the notification worker only).  DIR\n"
       "is created (mode 0700) when missing.  Existing keys are never\n"
       "overwritten.\n" },
+    { "resign", sa_key_resign_cmd, SA_RESIGN_USAGE, SA_RESIGN_HELP },
     { NULL, NULL, NULL, NULL }
 };
 

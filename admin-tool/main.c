@@ -25,7 +25,7 @@ static const char  usage[] =
     "                GROUP COMMAND [ARGS]\n"
     "\n"
     "groups:\n"
-    "  key       generate the signing and verify keys\n"
+    "  key       generate the keys; re-sign every record with a new one\n"
     "  team      create teams, add members with permissions\n"
     "  account   create, list, show, grant, ungrant, delete service accounts\n"
     "  token     issue, list, scope, rotate, revoke tokens\n"

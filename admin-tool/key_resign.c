@@ -1,0 +1,677 @@
+/*
+ * sa-admin key resign: every account and token record re-signed with the
+ * current signing key, so that gateways can drop the old verify key.
+ *
+ * The records are found with SCAN (<prefix>tok:*, then <prefix>acct:*),
+ * read with pipelined GETs, SCAN batch by SCAN batch.  Each is judged:
+ *
+ *   - it verifies with the current key's public half: already done, skipped
+ *     (this is what makes the command resumable and idempotent);
+ *   - it verifies with an --old-verify-key, and is a valid record of its
+ *     kind naming the id it is stored under: its payload is re-signed with
+ *     its version bumped, and one script per record (key_resign.lua)
+ *     replaces it if the key still holds the very bytes read (else the
+ *     record is read and judged again, as sa_retry() does for any change);
+ *   - anything else is refused: reported and never re-signed, so that
+ *     resign cannot turn a Redis writer's forgery into a genuinely signed
+ *     record.
+ *
+ * Tokens go first, accounts last: until an account is re-signed, sa-admin
+ * holding the new key refuses to change it (its record does not verify),
+ * instead of meeting its tokens still signed with the old key and treating
+ * them as tampered.
+ *
+ * --team: every record is still read, and a record counts when its signed
+ * payload names the team (the team's account set is an unsigned hint).
+ */
+
+#define _GNU_SOURCE     /* memmem */
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "change.h"
+#include "key_resign.h"
+#include "records.h"
+#include "redis.h"
+#include "scripts.h"
+#include "util.h"
+#include "xalloc.h"
+
+#define SA_RESIGN_OLD_MAX  8
+#define SA_RESIGN_SCAN     1000
+
+typedef enum {
+    SA_RS_OTHER = 0,     /* not in scope (another team) */
+    SA_RS_CURRENT,       /* signed with the current key already */
+    SA_RS_REFUSED,       /* reported, never re-signed */
+    SA_RS_RESIGN         /* re-signed payload ready */
+} sa_rs_verdict_t;
+
+typedef enum {
+    SA_RS_TOKEN = 0,
+    SA_RS_ACCOUNT
+} sa_rs_kind_t;
+
+static const char  *sa_rs_kind_name[] = { "token", "account" };
+static const char  *sa_rs_kind_key[] = { SA_KEY_TOKEN, SA_KEY_ACCOUNT };
+
+typedef struct {
+    const uint8_t  *sk;
+    uint8_t         pk[1 + SA_RESIGN_OLD_MAX][SA_PUBLICKEY_LEN];
+    int             nold;           /* pk[0] current, pk[1 .. nold] old */
+    int             hit;            /* the key that verified last */
+    const char     *team;
+    char            needle[96];     /* "team":"<team>" */
+    size_t          needle_len;
+    int             dry_run;
+
+    size_t          read;
+    size_t          resigned[2];    /* by kind */
+    size_t          current;
+    size_t          refused;
+    size_t          gone;
+
+    struct timespec start;
+    double          shown;
+} sa_resign_t;
+
+
+static double
+sa_resign_elapsed(sa_resign_t *rs)
+{
+    struct timespec  now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+
+    return (double) (now.tv_sec - rs->start.tv_sec)
+           + (double) (now.tv_nsec - rs->start.tv_nsec) / 1e9;
+}
+
+
+static size_t
+sa_resign_total(sa_resign_t *rs)
+{
+    return rs->resigned[SA_RS_TOKEN] + rs->resigned[SA_RS_ACCOUNT];
+}
+
+
+/* a line on stderr every second once the run takes longer than one */
+static void
+sa_resign_progress(sa_resign_t *rs)
+{
+    double  t = sa_resign_elapsed(rs);
+
+    if (t - rs->shown < 1.0) {
+        return;
+    }
+
+    rs->shown = t;
+    fprintf(stderr, "sa-admin: key resign: %zu records read, %zu %s, "
+            "%zu already current, %zu refused (%.0f s)\n", rs->read,
+            sa_resign_total(rs), rs->dry_run ? "to re-sign" : "re-signed",
+            rs->current, rs->refused, t);
+}
+
+
+static void
+sa_resign_refuse(sa_resign_t *rs, sa_rs_kind_t kind, const char *id,
+    const char *why)
+{
+    rs->refused++;
+    fprintf(stderr, "sa-admin: %s %s is refused: %s; not re-signed\n",
+            sa_rs_kind_name[kind], id, why);
+}
+
+
+/* a verified token payload: valid, naming id; re-signed into *sealed */
+static sa_rs_verdict_t
+sa_resign_token(sa_resign_t *rs, const char *id, const char *payload,
+    size_t plen, char **sealed, const char **why)
+{
+    sa_token_record_t  *rec = NULL;
+    sa_rs_verdict_t     v = SA_RS_RESIGN;
+
+    if (sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)
+        != SA_REC_OK)
+    {
+        *why = "not a valid token record";
+        v = SA_RS_REFUSED;
+
+    } else if (strcmp(rec->id, id) != 0) {
+        /* a genuine record copied under another token's key */
+        *why = "the record names another token";
+        v = SA_RS_REFUSED;
+
+    } else if (rs->team != NULL && strcmp(rec->team.data, rs->team) != 0) {
+        v = SA_RS_OTHER;
+
+    } else {
+        rec->version++;
+        *sealed = sa_token_record_encode(rec, rs->sk);
+        if (*sealed == NULL) {
+            free(rec);
+            exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
+        }
+    }
+
+    free(rec);
+    return v;
+}
+
+
+/* a verified account payload: kind account, naming id; re-signed */
+static sa_rs_verdict_t
+sa_resign_account(sa_admin_t *sa, sa_resign_t *rs, const char *id,
+    const char *payload, size_t plen, char **sealed, const char **why)
+{
+    json_t           *j;
+    json_t           *apps;
+    const char       *kind, *aid, *team;
+    json_int_t        version;
+    sa_rs_verdict_t   v = SA_RS_RESIGN;
+
+    j = json_loadb(payload, plen, 0, NULL);
+
+    if (j == NULL
+        || json_unpack(j, "{s:s, s:s, s:s, s:o, s:I}", "kind", &kind,
+                       "id", &aid, "team", &team, "apps", &apps,
+                       "version", &version) != 0
+        || !json_is_array(apps) || version < 1)
+    {
+        *why = "not a valid account record";
+        v = SA_RS_REFUSED;
+
+    } else if (strcmp(kind, "account") != 0) {
+        *why = "not an account record";
+        v = SA_RS_REFUSED;
+
+    } else if (strcmp(aid, id) != 0) {
+        *why = "the record names another account";
+        v = SA_RS_REFUSED;
+
+    } else if (rs->team != NULL && strcmp(team, rs->team) != 0) {
+        v = SA_RS_OTHER;
+
+    } else {
+        json_object_set_new(j, "version", json_integer(version + 1));
+        *sealed = sa_account_seal(sa, j);
+    }
+
+    json_decref(j);
+    return v;
+}
+
+
+/*
+ * Judges one record value: already current, to be re-signed (the new
+ * envelope in *sealed, free() it), refused (reported here), or not in
+ * scope.
+ */
+static sa_rs_verdict_t
+sa_resign_judge(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
+    const char *id, const char *value, size_t len, char **sealed)
+{
+    const char       *payload, *why = NULL;
+    size_t            plen;
+    int               i, k;
+    sa_rs_verdict_t   v;
+
+    *sealed = NULL;
+
+    /* sa-admin writes compact JSON: only a record of the team can match */
+    if (rs->team != NULL
+        && memmem(value, len, rs->needle, rs->needle_len) == NULL)
+    {
+        return SA_RS_OTHER;
+    }
+
+    /*
+     * The key that verified the last record first: most records share it,
+     * and the run costs one signature check per record, not two.  Distinct
+     * keys never verify the same signature, so the order decides nothing.
+     */
+    for (i = 0; i <= rs->nold; i++) {
+        k = (rs->hit + i) % (rs->nold + 1);
+
+        if (sa_envelope_open(value, len, rs->pk[k], &payload, &plen)
+            != SA_REC_OK)
+        {
+            continue;
+        }
+
+        rs->hit = k;
+
+        if (k == 0) {
+            return SA_RS_CURRENT;
+        }
+
+        v = kind == SA_RS_TOKEN
+            ? sa_resign_token(rs, id, payload, plen, sealed, &why)
+            : sa_resign_account(sa, rs, id, payload, plen, sealed, &why);
+
+        if (v == SA_RS_REFUSED) {
+            sa_resign_refuse(rs, kind, id, why);
+        }
+
+        return v;
+    }
+
+    sa_resign_refuse(rs, kind, id, "it verifies with neither the signing "
+                     "key nor an --old-verify-key (written by something "
+                     "other than sa-admin, or signed with a key not given)");
+    return SA_RS_REFUSED;
+}
+
+
+/* appends the script that replaces value by sealed */
+static void
+sa_resign_append(sa_admin_t *sa, sa_rs_kind_t kind, const char *id,
+    const char *value, size_t len, const char *sealed)
+{
+    sa_args_t  args;
+
+    sa_change_args(sa, &args);
+    sa_args_add(&args, sa_rs_kind_name[kind]);
+    sa_args_add(&args, id);
+    sa_args_addn(&args, value, len);
+    sa_args_add(&args, sealed);
+    sa_xscript_append(sa, &sa_lua_key_resign, 0, &args);
+    sa_args_free(&args);
+}
+
+
+/* the reply of one key_resign.lua: counted; SA_CONFLICT to read again */
+static int
+sa_resign_reply(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind)
+{
+    redisReply  *r;
+    int          rc = SA_EXIT_OK;
+
+    r = sa_xredis_reply(sa);
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = strncmp(r->str, "CONFLICT ", 9) == 0 ? SA_CONFLICT
+                                                  : sa_reply_status(r);
+
+    } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        rs->resigned[kind]++;
+
+    } else {
+        rs->gone++;             /* expired or deleted since the SCAN */
+    }
+
+    freeReplyObject(r);
+    return rc;
+}
+
+
+typedef struct {
+    sa_resign_t    *rs;
+    sa_rs_kind_t    kind;
+    const char     *id;
+} sa_resign_one_t;
+
+
+/* one record read, judged and replaced on its own (after a conflict) */
+static int
+sa_resign_one(sa_admin_t *sa, void *data)
+{
+    sa_resign_one_t  *o = data;
+    redisReply       *r;
+    char             *sealed;
+    int               rc = SA_EXIT_OK;
+
+    r = sa_xredis_cmd(sa, "GET %s%s%s", sa->prefix,
+                      sa_rs_kind_key[o->kind], o->id);
+
+    if (r->type != REDIS_REPLY_STRING) {
+        o->rs->gone++;
+        freeReplyObject(r);
+        return SA_EXIT_OK;
+    }
+
+    switch (sa_resign_judge(sa, o->rs, o->kind, o->id, r->str, r->len,
+                            &sealed))
+    {
+    case SA_RS_CURRENT:
+        o->rs->current++;
+        break;
+
+    case SA_RS_RESIGN:
+        sa_resign_append(sa, o->kind, o->id, r->str, r->len, sealed);
+        rc = sa_resign_reply(sa, o->rs, o->kind);
+        break;
+
+    default:
+        break;
+    }
+
+    free(sealed);
+    freeReplyObject(r);
+    return rc;
+}
+
+
+/*
+ * One SCAN batch: the record keys among keys read with one pipeline, the
+ * re-signed ones written with another (one script each), conflicts read
+ * and written again one by one.
+ */
+static int
+sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
+    redisReply *keys)
+{
+    size_t            i, n, plen;
+    const char      **ids;
+    redisReply      **vals;
+    unsigned char    *sent;
+    char             *sealed, what[64];
+    sa_args_t         args;
+    int               rc, first = SA_EXIT_OK;
+    sa_resign_one_t   one;
+
+    plen = strlen(sa->prefix) + strlen(sa_rs_kind_key[kind]);
+    ids = sa_xcalloc(keys->elements + 1, sizeof(char *));
+    vals = sa_xcalloc(keys->elements + 1, sizeof(redisReply *));
+    sent = sa_xcalloc(keys->elements + 1, 1);
+
+    /* <prefix>tok:<id> and acct:<aid>, not tok:<id>:used, acct:<aid>:tokens */
+    n = 0;
+    for (i = 0; i < keys->elements; i++) {
+        if (keys->element[i]->type != REDIS_REPLY_STRING
+            || keys->element[i]->len != plen + SA_TOKEN_ID_LEN
+            || !sa_token_id_valid(keys->element[i]->str + plen,
+                                  SA_TOKEN_ID_LEN))
+        {
+            continue;
+        }
+
+        sa_args_init(&args);
+        sa_args_add(&args, "GET");
+        sa_args_addn(&args, keys->element[i]->str, keys->element[i]->len);
+        sa_xredis_append(sa, &args);
+        sa_args_free(&args);
+        ids[n++] = keys->element[i]->str + plen;
+    }
+
+    for (i = 0; i < n; i++) {
+        vals[i] = sa_xredis_reply(sa);
+    }
+
+    for (i = 0; i < n; i++) {
+        if (vals[i]->type != REDIS_REPLY_STRING) {
+            continue;                   /* expired since the SCAN */
+        }
+
+        rs->read++;
+
+        switch (sa_resign_judge(sa, rs, kind, ids[i], vals[i]->str,
+                                vals[i]->len, &sealed))
+        {
+        case SA_RS_CURRENT:
+            rs->current++;
+            break;
+
+        case SA_RS_RESIGN:
+            if (rs->dry_run) {
+                rs->resigned[kind]++;
+            } else {
+                sa_resign_append(sa, kind, ids[i], vals[i]->str,
+                                 vals[i]->len, sealed);
+                sent[i] = 1;
+            }
+            free(sealed);
+            break;
+
+        default:
+            break;
+        }
+    }
+
+    /* every reply is read, even after an error, to keep the pipeline whole */
+    for (i = 0; i < n; i++) {
+        if (!sent[i]) {
+            continue;
+        }
+
+        rc = sa_resign_reply(sa, rs, kind);
+        if (rc == SA_CONFLICT) {
+            sent[i] = 2;
+        } else if (rc != SA_EXIT_OK && first == SA_EXIT_OK) {
+            first = rc;
+        }
+    }
+
+    for (i = 0; i < n && first == SA_EXIT_OK; i++) {
+        if (sent[i] != 2) {
+            continue;
+        }
+
+        one = (sa_resign_one_t) { rs, kind, ids[i] };
+        snprintf(what, sizeof(what), "the record of %s %s",
+                 sa_rs_kind_name[kind], ids[i]);
+        first = sa_retry(sa, sa_resign_one, &one, what);
+    }
+
+    for (i = 0; i < n; i++) {
+        freeReplyObject(vals[i]);
+    }
+    free(vals);
+    free(ids);
+    free(sent);
+
+    return first;
+}
+
+
+/* every record of one kind, SCAN batch by SCAN batch */
+static int
+sa_resign_scan(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind)
+{
+    char         cursor[32], match[256];
+    redisReply  *r;
+    int          rc = SA_EXIT_OK;
+
+    snprintf(match, sizeof(match), "%s%s*", sa->prefix,
+             sa_rs_kind_key[kind]);
+    strcpy(cursor, "0");
+
+    do {
+        r = sa_xredis_cmd(sa, "SCAN %s MATCH %s COUNT %d", cursor, match,
+                          SA_RESIGN_SCAN);
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+            || r->element[0]->type != REDIS_REPLY_STRING
+            || r->element[1]->type != REDIS_REPLY_ARRAY)
+        {
+            rc = r->type == REDIS_REPLY_ERROR
+                 ? sa_fail(SA_EXIT_UNAVAILABLE, "SCAN refused: %s", r->str)
+                 : sa_fail(SA_EXIT_UNAVAILABLE, "SCAN: unexpected reply");
+            freeReplyObject(r);
+            return rc;
+        }
+
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        rc = sa_resign_batch(sa, rs, kind, r->element[1]);
+        freeReplyObject(r);
+
+        sa_resign_progress(rs);
+
+    } while (rc == SA_EXIT_OK && strcmp(cursor, "0") != 0);
+
+    return rc;
+}
+
+
+/* the run's one audit entry */
+static int
+sa_resign_audit(sa_admin_t *sa, sa_resign_t *rs)
+{
+    sa_args_t  args;
+    int        rc;
+
+    sa_change_args(sa, &args);
+    sa_args_add(&args, rs->team ? rs->team : "*");
+    sa_args_addf(&args, "tokens=%zu accounts=%zu refused=%zu",
+                 rs->resigned[SA_RS_TOKEN], rs->resigned[SA_RS_ACCOUNT],
+                 rs->refused);
+    rc = sa_change(sa, &sa_lua_key_resign_done, &args);
+    sa_args_free(&args);
+
+    return rc;
+}
+
+
+static void
+sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
+{
+    if (sa->json) {
+        sa_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:b, s:f}",
+                      "tokens", (json_int_t) rs->resigned[SA_RS_TOKEN],
+                      "accounts", (json_int_t) rs->resigned[SA_RS_ACCOUNT],
+                      "current", (json_int_t) rs->current,
+                      "refused", (json_int_t) rs->refused,
+                      "gone", (json_int_t) rs->gone,
+                      "dry_run", rs->dry_run,
+                      "seconds", (double) (long) (secs * 1000) / 1000));
+        return;
+    }
+
+    printf("%s %zu token record%s and %zu account record%s; %zu already "
+           "signed with the current key; %zu refused%s (%.1f s)\n",
+           rs->dry_run ? "would re-sign" : "re-signed",
+           rs->resigned[SA_RS_TOKEN],
+           rs->resigned[SA_RS_TOKEN] == 1 ? "" : "s",
+           rs->resigned[SA_RS_ACCOUNT],
+           rs->resigned[SA_RS_ACCOUNT] == 1 ? "" : "s",
+           rs->current, rs->refused,
+           rs->gone ? "; some were deleted or expired meanwhile" : "",
+           secs);
+}
+
+
+static int
+sa_resign_old_key(sa_admin_t *sa, sa_resign_t *rs, const char *path)
+{
+    char  err[600];
+
+    if (rs->nold == SA_RESIGN_OLD_MAX) {
+        return sa_usage_error(sa, "at most %d --old-verify-key",
+                              SA_RESIGN_OLD_MAX);
+    }
+
+    if (sa_key_load(path, SA_KEY_VERIFY, rs->pk[1 + rs->nold], err,
+                    sizeof(err)) != 0)
+    {
+        return sa_usage_error(sa, "--old-verify-key %s", err);
+    }
+
+    rs->nold++;
+    return SA_EXIT_OK;
+}
+
+
+int
+sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "old-verify-key", required_argument, NULL, 'k' },
+        { "team", required_argument, NULL, 't' },
+        { "dry-run", no_argument, NULL, 'n' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    static sa_resign_t  rs;
+    redisReply         *r;
+    double              secs;
+    int                 ch, rc, exists;
+
+    memset(&rs, 0, sizeof(rs));
+
+    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
+        switch (ch) {
+        case 'k':
+            rc = sa_resign_old_key(sa, &rs, optarg);
+            if (rc != SA_EXIT_OK) {
+                return rc;
+            }
+            break;
+        case 't':
+            rs.team = optarg;
+            break;
+        case 'n':
+            rs.dry_run = 1;
+            break;
+        case 'h':
+            return sa_help(sa);
+        default:
+            return SA_EXIT_USAGE;
+        }
+    }
+
+    if (optind < argc) {
+        return sa_usage_error(sa, "unexpected argument '%s'", argv[optind]);
+    }
+
+    if (rs.nold == 0) {
+        return sa_usage_error(sa, "--old-verify-key FILE is required: the "
+                              "verify key of the signing key being retired");
+    }
+
+    if (rs.team != NULL && !sa_name_valid(rs.team)) {
+        return sa_usage_error(sa, "invalid team name '%s'", rs.team);
+    }
+
+    if (!rs.dry_run) {
+        sa_actor_or_exit(sa);
+    }
+    rs.sk = sa_signing_key_or_exit(sa);
+    memcpy(rs.pk[0], rs.sk + 32, SA_PUBLICKEY_LEN);
+
+    if (rs.team != NULL) {
+        r = sa_xredis_cmd(sa, "EXISTS %s" SA_KEY_TEAM "%s", sa->prefix,
+                          rs.team);
+        exists = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        if (!exists) {
+            return sa_fail(SA_EXIT_NOT_FOUND, "no team '%s'", rs.team);
+        }
+        rs.needle_len = snprintf(rs.needle, sizeof(rs.needle),
+                                 "\"team\":\"%s\"", rs.team);
+    }
+
+    clock_gettime(CLOCK_MONOTONIC, &rs.start);
+
+    rc = sa_resign_scan(sa, &rs, SA_RS_TOKEN);
+    if (rc == SA_EXIT_OK) {
+        rc = sa_resign_scan(sa, &rs, SA_RS_ACCOUNT);
+    }
+
+    if (!rs.dry_run && sa_resign_total(&rs) + rs.refused > 0) {
+        if (sa_resign_audit(sa, &rs) != SA_EXIT_OK && rc == SA_EXIT_OK) {
+            rc = SA_EXIT_UNAVAILABLE;
+        }
+    }
+
+    secs = sa_resign_elapsed(&rs);
+
+    if (rc != SA_EXIT_OK) {
+        fprintf(stderr, "sa-admin: key resign stopped after %zu records "
+                "re-signed; run it again to finish\n", sa_resign_total(&rs));
+        return rc;
+    }
+
+    sa_resign_report(sa, &rs, secs);
+
+    if (rs.refused > 0) {
+        return sa_fail(SA_EXIT_NOT_FOUND, "%zu record%s refused (above) and "
+                       "not re-signed: gateways refuse %s once the old "
+                       "verify key is removed", rs.refused,
+                       rs.refused == 1 ? " was" : "s were",
+                       rs.refused == 1 ? "it" : "them");
+    }
+
+    return SA_EXIT_OK;
+}

@@ -1,0 +1,26 @@
+-- key resign: one record re-signed with the current signing key.
+--   ARGV[4] kind ('token' or 'account'), ARGV[5] its id, ARGV[6] the
+--   record exactly as sa-admin read and verified it, ARGV[7] the same
+--   payload with its version bumped, signed with the current key.
+-- Written only when the key still holds those very bytes (anything else
+-- changed it meanwhile: CONFLICT, sa-admin reads it again).  The key's
+-- expiry stays as it is (KEEPTTL: a token's EXAT, an overlap's end).
+-- No audit entry per record: `key resign` writes one for the whole run
+-- (key_resign_done.lua).  Returns 1, or 0 when the record is gone.
+local kind, id, old, rec = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local key = P .. (kind == 'token' and SA_KEY_TOKEN or SA_KEY_ACCOUNT) .. id
+
+local cur = redis.call('GET', key)
+if not cur then
+    return 0
+end
+if cur ~= old then
+    return fail('CONFLICT', 'the record of ' .. kind .. " '" .. id
+                .. "' changed meanwhile")
+end
+
+redis.call('SET', key, rec, 'KEEPTTL')
+if kind == 'token' then
+    invalidate({ id })
+end
+return 1
