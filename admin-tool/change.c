@@ -47,17 +47,25 @@ sa_change_args(sa_admin_t *sa, sa_args_t *args)
 
 
 int
+sa_change_judge(redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ERROR) {
+        return SA_EXIT_OK;
+    }
+
+    return strncmp(r->str, "CONFLICT ", 9) == 0 ? SA_CONFLICT
+                                                : sa_reply_status(r);
+}
+
+
+int
 sa_change_reply(sa_admin_t *sa)
 {
     redisReply  *r;
-    int          rc = SA_EXIT_OK;
+    int          rc;
 
     r = sa_xredis_reply(sa);
-
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = strncmp(r->str, "CONFLICT ", 9) == 0 ? SA_CONFLICT
-                                                  : sa_reply_status(r);
-    }
+    rc = sa_change_judge(r);
 
     freeReplyObject(r);
     return rc;

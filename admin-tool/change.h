@@ -22,6 +22,9 @@ void sa_change_args(sa_admin_t *sa, sa_args_t *args);
  */
 int sa_change(sa_admin_t *sa, sa_script_t *script, sa_args_t *args);
 
+/* a script's reply judged: SA_EXIT_OK, SA_CONFLICT, or an exit status */
+int sa_change_judge(redisReply *r);
+
 /* the reply of a pipelined sa_xscript_append(), judged as sa_change() */
 int sa_change_reply(sa_admin_t *sa);
 

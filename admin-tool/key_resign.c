@@ -288,13 +288,13 @@ static int
 sa_resign_reply(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind)
 {
     redisReply  *r;
-    int          rc = SA_EXIT_OK;
+    int          rc;
 
     r = sa_xredis_reply(sa);
+    rc = sa_change_judge(r);
 
     if (r->type == REDIS_REPLY_ERROR) {
-        rc = strncmp(r->str, "CONFLICT ", 9) == 0 ? SA_CONFLICT
-                                                  : sa_reply_status(r);
+        /* judged above */
 
     } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
         rs->resigned[kind]++;
