@@ -6,10 +6,13 @@
  * inside the hiredis callback, every waiting request gets a copy, and a
  * posted event wakes each of them; the handler then runs again and judges
  * (hash, expiry, application, scopes), as in ngx_http_auth_request_module.
+ * A reply with the same bytes as one this worker verified before needs no
+ * signature check (ngx_http_sa_verified.c).
  *
  * The verdict lives in a pool cleanup, so an internal redirect keeps it:
  * the new location's rules are checked against the same record, without a
- * second lookup.
+ * second lookup.  A genuine token refused where the location names its
+ * application is reported to the notification worker (token.denied).
  */
 
 #include <ngx_config.h>
