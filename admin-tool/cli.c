@@ -96,7 +96,10 @@ sa_operands(sa_admin_t *sa, int argc, char **argv, int want, char ***out)
                               argv[optind + want]);
     }
 
-    *out = argv + optind;
+    if (out != NULL) {
+        *out = argv + optind;
+    }
+
     return SA_EXIT_OK;
 }
 

@@ -120,7 +120,7 @@ sa_audit_run(sa_admin_t *sa, int argc, char **argv)
     int64_t      since = 0;
     json_t      *out, *e;
     size_t       i;
-    int          ch;
+    int          ch, rc;
 
     while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
         switch (ch) {
@@ -140,8 +140,8 @@ sa_audit_run(sa_admin_t *sa, int argc, char **argv)
         }
     }
 
-    if (optind < argc) {
-        return sa_usage_error(sa, "unexpected argument '%s'", argv[optind]);
+    if ((rc = sa_operands(sa, argc, argv, 0, NULL)) != SA_EXIT_OK) {
+        return rc;
     }
 
     out = sa_audit_read(sa, team, since);

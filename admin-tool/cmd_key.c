@@ -57,7 +57,7 @@ sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv)
     };
     const char  *dir = NULL;
     char         err[512];
-    int          ch;
+    int          ch, rc;
 
     while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
         switch (ch) {
@@ -71,8 +71,8 @@ sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv)
         }
     }
 
-    if (optind < argc) {
-        return sa_usage_error(sa, "unexpected argument '%s'", argv[optind]);
+    if ((rc = sa_operands(sa, argc, argv, 0, NULL)) != SA_EXIT_OK) {
+        return rc;
     }
 
     if (dir == NULL) {

@@ -81,59 +81,9 @@ static const sa_command_t  commands[] = {
 };
 
 
-/* takes --notify-key and --verify-key out of argv wherever they stand */
-static int
-sa_notify_options(int argc, char **argv)
-{
-    static const struct { const char *name; void (*set)(const char *); }
-        valued[] = {
-            { "--notify-key", sa_notify_key_path },
-            { "--verify-key", sa_verify_key_path },
-        };
-    int     i, out = 0;
-    size_t  k, n;
-
-    for (i = 0; i < argc; i++) {
-        for (k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
-            n = strlen(valued[k].name);
-            if (strncmp(argv[i], valued[k].name, n) != 0) {
-                continue;
-            }
-            if (argv[i][n] == '=') {
-                valued[k].set(argv[i] + n + 1);
-                break;
-            }
-            if (argv[i][n] == '\0') {
-                if (i + 1 >= argc) {
-                    fprintf(stderr, "sa-admin: option '%s' needs a value\n",
-                            valued[k].name);
-                    return -1;
-                }
-                valued[k].set(argv[++i]);
-                break;
-            }
-        }
-        if (k == sizeof(valued) / sizeof(valued[0])) {
-            argv[out++] = argv[i];
-        }
-    }
-
-    for (i = out; i < argc; i++) {
-        argv[i] = NULL;
-    }
-
-    return out;
-}
-
-
 int
 sa_cmd_notify(sa_admin_t *sa, int argc, char **argv)
 {
-    argc = sa_notify_options(argc, argv);
-    if (argc < 0) {
-        return SA_EXIT_USAGE;
-    }
-
     return sa_dispatch(sa, "notify", commands, argc, argv);
 }
 
@@ -746,7 +696,7 @@ sa_notify_run_cmd(sa_admin_t *sa, int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
-    int    ch, once = 0, allow_private = 0;
+    int    ch, rc, once = 0, allow_private = 0;
     long   conc = 16;
     char  *end;
 
@@ -772,8 +722,8 @@ sa_notify_run_cmd(sa_admin_t *sa, int argc, char **argv)
         }
     }
 
-    if (optind < argc) {
-        return sa_usage_error(sa, "unexpected argument '%s'", argv[optind]);
+    if ((rc = sa_operands(sa, argc, argv, 0, NULL)) != SA_EXIT_OK) {
+        return rc;
     }
 
     sa_notify_key_or_exit();

@@ -611,8 +611,8 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
         }
     }
 
-    if (optind < argc) {
-        return sa_usage_error(sa, "unexpected argument '%s'", argv[optind]);
+    if ((rc = sa_operands(sa, argc, argv, 0, NULL)) != SA_EXIT_OK) {
+        return rc;
     }
 
     if (rs.nold == 0) {

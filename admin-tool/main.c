@@ -12,6 +12,7 @@
 #include "sa_admin.h"
 #include <jansson.h>
 
+#include "notify.h"
 #include "redis.h"
 #include "sa_crypto.h"
 
@@ -96,7 +97,9 @@ sa_global_options(sa_admin_t *sa, int argc, char **argv)
     struct { const char *name; const char **slot; }  valued[] = {
         { "--redis", &sa->redis_url },
         { "--signing-key", &sa->signing_key },
-        { "--as", &sa->actor }
+        { "--as", &sa->actor },
+        { "--notify-key", &sa->notify_key },
+        { "--verify-key", &sa->verify_key }
     };
     int     i, j, out;
     size_t  k, n;
@@ -190,6 +193,14 @@ main(int argc, char **argv)
         sa.actor = sa_env("SA_ACTOR", NULL);
     }
     sa.prefix = sa_env("SA_PREFIX", "sa:");
+
+    /* the notify keys' own defaults (environment, key files) are notify.h's */
+    if (sa.notify_key) {
+        sa_notify_key_path(sa.notify_key);
+    }
+    if (sa.verify_key) {
+        sa_verify_key_path(sa.verify_key);
+    }
 
     if (argc < 2) {
         fputs(usage, stderr);

@@ -40,6 +40,8 @@ struct sa_admin_s {
     const char          *redis_url;      /* --redis, SA_REDIS */
     const char          *signing_key;    /* --signing-key, SA_SIGNING_KEY */
     const char          *actor;          /* --as, SA_ACTOR */
+    const char          *notify_key;     /* --notify-key (notify.h) */
+    const char          *verify_key;     /* --verify-key (notify.h) */
     int                  json;           /* --json */
     int                  warned_unverified;
     const char          *prefix;         /* SA_PREFIX, default "sa:" */
@@ -77,8 +79,8 @@ int sa_getopt(sa_admin_t *sa, int argc, char **argv,
     const struct option *longopts);
 
 /*
- * After sa_getopt(): exactly want operands, from argv[optind], into *out;
- * otherwise a usage error (returns 1).
+ * After sa_getopt(): exactly want operands, from argv[optind], into *out
+ * (out may be NULL when want is 0); otherwise a usage error (returns 1).
  */
 int sa_operands(sa_admin_t *sa, int argc, char **argv, int want,
     char ***out);

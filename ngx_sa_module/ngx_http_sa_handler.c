@@ -720,17 +720,22 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, ngx_int_t rc,
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "sa: record version %uL verified", a->record->version);
 
-        if (ngx_memcmp(a->record->id, lock->node.id, SA_TOKEN_ID_LEN) == 0
-            && ngx_http_sa_verified_remember(lock->node.id, digest, a->record)
-               == NGX_DECLINED)
+        /* a record under another token's key is refused when judged */
+        if (ngx_memcmp(a->record->id, lock->node.id, SA_TOKEN_ID_LEN) != 0) {
+            a->status = NGX_HTTP_SA_OK;
+            return;
+        }
+
+        if (ngx_http_sa_verified_remember(lock->node.id, digest, a->record)
+            == NGX_DECLINED)
         {
             ngx_http_sa_refuse_older(a);
             return;
         }
     }
 
+    /* remembered or just verified: a record of this very token */
     if (smcf->cache
-        && ngx_memcmp(a->record->id, lock->node.id, SA_TOKEN_ID_LEN) == 0
         && ngx_http_sa_cache_store(smcf->cache, lock->node.id, a->record,
                                    lock->epoch, ngx_cycle->log)
            == NGX_DECLINED)

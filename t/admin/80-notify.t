@@ -20,11 +20,8 @@ my %ENVN = (SA_NOTIFY_KEY => "$keys/notify.key", SA_NOTIFY_TIME_SCALE => '0.01')
 sub as { my $u = shift; SaTest::admin($redis, { %ENVN, SA_ACTOR => $u }, @_) }
 
 # the receiver
-my $port = SaTest::free_port();
-my $rdir = SaTest::new_dir('receiver');
-my $receiver = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/receiver',
-                                              $port, $rdir]);
-SaTest::wait_for('the receiver', sub { SaTest::port_open($port) });
+my $receiver = SaTest::Receiver->start;
+my ($port, $rdir) = ($receiver->port, $receiver->dir);
 my $base = "http://127.0.0.1:$port";
 my $seen = 0;
 

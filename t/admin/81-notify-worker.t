@@ -18,11 +18,8 @@ my $keys = SaTest::keys_dir();
 my %ENVN = (SA_NOTIFY_KEY => "$keys/notify.key", SA_NOTIFY_TIME_SCALE => '0.01');
 sub as { my $u = shift; SaTest::admin($redis, { %ENVN, SA_ACTOR => $u }, @_) }
 
-my $port = SaTest::free_port();
-my $rdir = SaTest::new_dir('receiver');
-my $receiver = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/receiver',
-                                              $port, $rdir]);
-SaTest::wait_for('the receiver', sub { SaTest::port_open($port) });
+my $receiver = SaTest::Receiver->start;
+my ($port, $rdir) = ($receiver->port, $receiver->dir);
 
 sub count { 0 + (SaTest::slurp("$rdir/count") || 0) }
 sub plan_answers { SaTest::write_file("$rdir/plan", join '', map { "$_\n" } @_) }

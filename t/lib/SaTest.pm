@@ -977,6 +977,29 @@ sub request {
 }
 
 # ======================================================================
+# SaTest::Receiver: t/lib/receiver, an HTTP endpoint playing Slack and
+# webhooks for the notification tests (told what to answer by DIR/plan).
+#   my $r = SaTest::Receiver->start;  $r->port; $r->dir; $r->count;
+# ======================================================================
+package SaTest::Receiver;
+
+use strict;
+use warnings;
+our @ISA = ('SaTest::Process');
+
+sub start {
+    my ($class) = @_;
+    my $self = bless { dir => SaTest::new_dir('receiver'), port => SaTest::free_port() }, $class;
+    $self->_spawn({}, $^X, SaTest::root() . '/t/lib/receiver', $self->{port}, $self->{dir});
+    $self->_wait_ready(5, sub { SaTest::port_open($self->{port}) })
+        or die "receiver did not start\n";
+    return $self;
+}
+
+sub port  { $_[0]{port} }
+sub count { 0 + (SaTest::slurp("$_[0]{dir}/count") || 0) }
+
+# ======================================================================
 # SaTest::Conn: one keep-alive HTTP/1.1 connection, for sending requests
 # through one chosen nginx worker (a connection stays with the worker that
 # accepted it) and for raw header orders.

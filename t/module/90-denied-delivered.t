@@ -17,11 +17,8 @@ my $keys = SaTest::keys_dir();
 my %envn = (SA_NOTIFY_KEY => "$keys/notify.key", SA_NOTIFY_TIME_SCALE => '0.01');
 sub as { SaTest::admin($redis, { %envn, SA_ACTOR => 'alice' }, @_) }
 
-my $port = SaTest::free_port();
-my $rdir = SaTest::new_dir('receiver');
-my $receiver = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/receiver',
-                                              $port, $rdir]);
-SaTest::wait_for('the receiver', sub { SaTest::port_open($port) });
+my $receiver = SaTest::Receiver->start;
+my ($port, $rdir) = ($receiver->port, $receiver->dir);
 sub count { 0 + (SaTest::slurp("$rdir/count") || 0) }
 
 as(qw(team create platform --owner alice));
