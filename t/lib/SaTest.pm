@@ -942,6 +942,219 @@ sub conns {
 }
 
 # ======================================================================
+# SaTest::Sentinels: a primary, its replicas and Redis Sentinels watching
+# them (Debian's redis-server in sentinel mode), all on free loopback ports.
+#   my $s = SaTest::Sentinels->start(master => 'mymaster', replicas => 1,
+#               sentinels => 3, down_after => 1000, failover_timeout => 3000,
+#               password => undef);
+#   $s->nodes;            # SaTest::Redis data nodes: [0] the first primary
+#   $s->sentinels;        # the sentinels (SaTest::Redis-like: cmd, kill9...)
+#   $s->sentinel_addrs;   # "127.0.0.1:P1 127.0.0.1:P2 ..."
+#   $s->url(db => 0);     # redis-sentinel://[:pass@]h:p,h:p/0#mymaster
+#   $s->master;           # the node the sentinels name, which says ROLE master
+#   my $new = $s->wait_failover(from => $old, timeout => 20);
+#   $s->wait_replicas_synced;
+#   $s->rejoin($old);     # a stopped node back, as a replica of the master
+# start returns once the replicas are in sync and every sentinel knows the
+# replicas and the other sentinels, so a failover can begin at once.
+# ======================================================================
+package SaTest::Sentinels;
+
+use strict;
+use warnings;
+use Carp ();
+use Scalar::Util qw(blessed);
+
+sub start {
+    my ($class, %opt) = @_;
+    my $self = bless { master => 'mymaster', replicas => 1, sentinels => 3,
+                       down_after => 1000, failover_timeout => 3000,
+                       quorum => 2, %opt }, $class;
+    my $pw = $self->{password};
+    # no 5 s wait for more replicas before a full sync
+    my @auth = ('repl-diskless-sync-delay 0',
+                defined $pw ? ('masterauth ' . SaTest::Redis::_quote($pw)) : ());
+    my @pwopt = defined $pw ? (password => $pw) : ();
+    my $primary = SaTest::Redis->start(@pwopt, conf => [@auth]);
+    $self->{nodes} = [ $primary ];
+    for (1 .. $self->{replicas}) {
+        push @{ $self->{nodes} }, SaTest::Redis->start(@pwopt,
+            conf => [@auth, 'replicaof 127.0.0.1 ' . $primary->port]);
+    }
+    $self->_wait_synced($primary, 10);
+    for (1 .. $self->{sentinels}) {
+        push @{ $self->{sentinel_list} }, SaTest::Sentinels::Sentinel->start(
+            master => $self->{master}, master_port => $primary->port,
+            quorum => $self->{quorum}, down_after => $self->{down_after},
+            failover_timeout => $self->{failover_timeout}, auth_pass => $pw);
+    }
+    $self->_wait_discovered(10);
+    return $self;
+}
+
+sub master_name { $_[0]{master} }
+sub nodes       { @{ $_[0]{nodes} } }
+sub sentinels   { @{ $_[0]{sentinel_list} } }
+
+sub sentinel_addrs {
+    my ($self) = @_;
+    return join ' ', map { '127.0.0.1:' . $_->port } $self->sentinels;
+}
+
+sub url {
+    my ($self, %opt) = @_;
+    my $auth = defined $self->{password} ? ":$self->{password}@" : '';
+    my $hosts = join ',', map { '127.0.0.1:' . $_->port } $self->sentinels;
+    return "redis-sentinel://$auth$hosts/" . ($opt{db} // 0) . "#$self->{master}";
+}
+
+# The data node listening on $port, or undef.
+sub node_by_port {
+    my ($self, $port) = @_;
+    my ($n) = grep { $_->port == $port } $self->nodes;
+    return $n;
+}
+
+# ROLE's first word ('master', 'slave'), or undef when it does not answer.
+sub role {
+    my ($node) = @_;
+    return undef unless $node->running;
+    my $r = eval { $node->cmd_err('ROLE') };
+    return ref $r eq 'ARRAY' ? $r->[0] : undef;
+}
+
+# The port each live sentinel names for the master (undef: no answer).
+sub named_ports {
+    my ($self) = @_;
+    my @ports;
+    for my $s (grep { $_->running } $self->sentinels) {
+        my $r = eval {
+            local $s->{timeout} = 1;
+            $s->cmd_err('SENTINEL', 'get-master-addr-by-name', $self->{master});
+        };
+        push @ports, ref $r eq 'ARRAY' ? $r->[1] : undef;
+    }
+    return @ports;
+}
+
+# The node every live sentinel names, if they agree and it says ROLE master.
+sub _agreed_master {
+    my ($self, $not) = @_;
+    my @ports = $self->named_ports;
+    return undef if !@ports || grep { !defined $_ || $_ != $ports[0] } @ports;
+    my $node = $self->node_by_port($ports[0]) or return undef;
+    return undef if $not && $node == $not;
+    return (role($node) // '') eq 'master' ? $node : undef;
+}
+
+sub master {
+    my ($self, %opt) = @_;
+    return SaTest::wait_until($opt{timeout} // 5, sub { $self->_agreed_master })
+        || Carp::croak('sentinels name no master that says ROLE master (they name: '
+                       . join(',', map { $_ // '-' } $self->named_ports) . ')');
+}
+
+sub wait_failover {
+    my ($self, %opt) = @_;
+    my $from = $opt{from} // Carp::croak('wait_failover: from => $node');
+    my $secs = $opt{timeout} // 20;
+    return SaTest::wait_until($secs, sub { $self->_agreed_master($from) })
+        || Carp::croak("no failover from port " . $from->port . " within ${secs}s "
+                       . '(sentinels name: ' . join(',', map { $_ // '-' } $self->named_ports) . ')');
+}
+
+sub wait_replicas_synced {
+    my ($self, %opt) = @_;
+    $self->_wait_synced($self->master, $opt{timeout} // 10);
+}
+
+# Relaunches a stopped data node as a replica of the current master (a
+# plain launch comes back as it was configured first, and the sentinels
+# take up to ~10 s to turn a returning old primary into a replica).
+sub rejoin {
+    my ($self, $node) = @_;
+    my $master = $self->master;
+    my @keep = grep { !/^replicaof / } @{ $node->{conf} };
+    $node->{conf} = [ @keep, 'replicaof 127.0.0.1 ' . $master->port ];
+    $node->launch;
+    $self->_wait_synced($master, 10);
+    return $node;
+}
+
+# Every live node other than $master replicates it with the link up.
+sub _wait_synced {
+    my ($self, $master, $secs) = @_;
+    my @rest = grep { $_ != $master && $_->running } $self->nodes;
+    SaTest::wait_for('replicas in sync with port ' . $master->port, sub {
+        !grep {
+            my $i = eval { $_->cmd('INFO', 'replication') } // '';
+            !($i =~ /^master_port:(\d+)/m && $1 == $master->port
+              && $i =~ /^master_link_status:up/m);
+        } @rest;
+    }, $secs);
+}
+
+# Each sentinel knows every replica (and has heard from it) and the others.
+sub _wait_discovered {
+    my ($self, $secs) = @_;
+    my $want_replicas = $self->{replicas};
+    my $want_peers = $self->{sentinels} - 1;
+    SaTest::wait_for('sentinels to discover the replicas and each other', sub {
+        !grep {
+            my $s = $_;
+            my $reps = eval { $s->cmd('SENTINEL', 'replicas', $self->{master}) } || [];
+            my $peers = eval { $s->cmd('SENTINEL', 'sentinels', $self->{master}) } || [];
+            my $ok_reps = grep {
+                my %h = @$_;
+                ($h{flags} // '') eq 'slave' && ($h{'master-link-status'} // '') eq 'ok';
+            } @$reps;
+            $ok_reps < $want_replicas || @$peers < $want_peers;
+        } $self->sentinels;
+    }, $secs);
+}
+
+# ----------------------------------------------------------------------
+# One sentinel: redis-server --sentinel with its own (rewritable) conf.
+# The conf is written once: a relaunch keeps what the sentinel learned.
+package SaTest::Sentinels::Sentinel;
+
+use strict;
+use warnings;
+our @ISA = ('SaTest::Redis');
+
+sub _boot {
+    my ($self) = @_;
+    my $conf = "$self->{dir}/sentinel.conf";
+    if (!-e $conf || ($self->{conf_port} // 0) != $self->{port}) {
+        SaTest::write_file($conf, $self->_conf_text);
+        $self->{conf_port} = $self->{port};
+    }
+    $self->_spawn({}, $REDIS_BIN, $conf, '--sentinel');
+    return $self->_wait_ready(5, sub {
+        my $r = eval { $self->cmd_err('PING') };
+        defined $r && $r eq 'PONG';
+    });
+}
+
+sub password { undef }
+
+sub _conf_text {
+    my ($self) = @_;
+    my ($d, $m) = ($self->{dir}, $self->{master});
+    return join "\n",
+        '# generated by t/lib/SaTest.pm (SaTest::Sentinels)',
+        'bind 127.0.0.1', "port $self->{port}", 'daemonize no',
+        "dir $d", "logfile $d/redis.log",
+        "sentinel monitor $m 127.0.0.1 $self->{master_port} $self->{quorum}",
+        "sentinel down-after-milliseconds $m $self->{down_after}",
+        "sentinel failover-timeout $m $self->{failover_timeout}",
+        "sentinel parallel-syncs $m 1",
+        (defined $self->{auth_pass}
+            ? "sentinel auth-pass $m " . SaTest::Redis::_quote($self->{auth_pass}) : ()),
+        '';
+}
+
+# ======================================================================
 # SaTest::Recorder: t/lib/recorder, an upstream (HTTP, FastCGI, uwsgi,
 # SCGI) that keeps every request it gets, byte for byte.
 #   my $up = SaTest::Recorder->start;  ... $up->port; $up->count;
