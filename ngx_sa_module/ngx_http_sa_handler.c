@@ -512,7 +512,7 @@ ngx_http_sa_lookup(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
     if (lock == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sa: Redis %V is unavailable", &smcf->redis->address);
+                      "sa: Redis %V is unavailable", &smcf->redis->name);
         return ngx_http_sa_unavailable(r, ctx);
     }
 

@@ -28,6 +28,8 @@ static void *ngx_http_sa_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_sa_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_sa_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_sa_verify_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sa_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -42,6 +44,13 @@ static ngx_command_t  ngx_http_sa_commands[] = {
     { ngx_string("sa_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_sa_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sa_redis_sentinel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_sa_redis_sentinel,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -286,54 +295,80 @@ ngx_http_sa_redis_option(ngx_conf_t *cf, ngx_http_sa_redis_conf_t *rc,
  * getaddrinfo() on every reconnect, inside a worker.
  */
 static char *
-ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_http_sa_redis_conf_t *rc)
+ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *text,
+    ngx_http_sa_redis_addr_t *addr, ngx_uint_t tcp_only)
 {
     ngx_url_t   u;
     u_char     *p;
 
     ngx_memzero(&u, sizeof(ngx_url_t));
-    u.url = rc->address;
-    u.default_port = 6379;
+    u.url = *text;
+    u.default_port = tcp_only ? 26379 : 6379;
+
+    addr->address = *text;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         if (u.err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in sa_redis \"%V\"",
-                               u.err, &u.url);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in %V \"%V\"",
+                               u.err, &cmd->name, &u.url);
         }
         return NGX_CONF_ERROR;
     }
 
     if (u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "sa_redis \"%V\" has no address", &u.url);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V \"%V\" has no address",
+                           &cmd->name, &u.url);
         return NGX_CONF_ERROR;
     }
 
     if (u.family == AF_UNIX) {
-        /* "unix:/path": the path follows the 5-byte "unix:" prefix */
-        rc->unix_path.len = rc->address.len - 5;
-        rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
-        if (rc->unix_path.data == NULL) {
+        if (tcp_only) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "a sentinel is \"host:port\", not \"%V\"",
+                               &u.url);
             return NGX_CONF_ERROR;
         }
-        p = ngx_cpymem(rc->unix_path.data, rc->address.data + 5,
-                       rc->unix_path.len);
+
+        /* "unix:/path": the path follows the 5-byte "unix:" prefix */
+        addr->unix_path.len = text->len - 5;
+        addr->unix_path.data = ngx_pnalloc(cf->pool, addr->unix_path.len + 1);
+        if (addr->unix_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        p = ngx_cpymem(addr->unix_path.data, text->data + 5,
+                       addr->unix_path.len);
         *p = '\0';
         return NGX_CONF_OK;
     }
 
-    rc->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+    addr->port = ngx_inet_get_port(u.addrs[0].sockaddr);
 
-    rc->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (rc->host.data == NULL) {
+    addr->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (addr->host.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    rc->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
-                                 rc->host.data, NGX_SOCKADDR_STRLEN, 0);
-    rc->host.data[rc->host.len] = '\0';
+    addr->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                                   addr->host.data, NGX_SOCKADDR_STRLEN, 0);
+    addr->host.data[addr->host.len] = '\0';
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_http_sa_redis_conf_t *
+ngx_http_sa_redis_conf(ngx_conf_t *cf, ngx_http_sa_main_conf_t *smcf)
+{
+    if (smcf->redis) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sa_redis\" or \"sa_redis_sentinel\" is "
+                           "duplicate");
+        return NULL;
+    }
+
+    smcf->redis = ngx_pcalloc(cf->pool, sizeof(ngx_http_sa_redis_conf_t));
+
+    return smcf->redis;
 }
 
 
@@ -347,17 +382,13 @@ ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_uint_t                 i;
     ngx_http_sa_redis_conf_t  *rc;
 
-    if (smcf->redis) {
-        return "is duplicate";
-    }
-
-    rc = ngx_pcalloc(cf->pool, sizeof(ngx_http_sa_redis_conf_t));
+    rc = ngx_http_sa_redis_conf(cf, smcf);
     if (rc == NULL) {
         return NGX_CONF_ERROR;
     }
 
     value = cf->args->elts;
-    rc->address = value[1];
+    rc->name = value[1];
 
     for (i = 2; i < cf->args->nelts; i++) {
         rv = ngx_http_sa_redis_option(cf, rc, &value[i]);
@@ -366,11 +397,72 @@ ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    if (ngx_http_sa_redis_address(cf, rc) != NGX_CONF_OK) {
+    return ngx_http_sa_redis_address(cf, cmd, &value[1], &rc->node, 0);
+}
+
+
+/* sa_redis_sentinel MASTER host:port [host:port...] [db=] [password=] ... */
+static char *
+ngx_http_sa_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sa_main_conf_t *smcf = conf;
+
+    char                      *rv;
+    u_char                    *p;
+    ngx_str_t                 *value;
+    ngx_uint_t                 i;
+    ngx_http_sa_redis_conf_t  *rc;
+    ngx_http_sa_redis_addr_t  *addr;
+
+    rc = ngx_http_sa_redis_conf(cf, smcf);
+    if (rc == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    smcf->redis = rc;
+    rc->sentinels = ngx_array_create(cf->pool, 3,
+                                     sizeof(ngx_http_sa_redis_addr_t));
+    if (rc->sentinels == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+    rc->master = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')) {
+            rv = ngx_http_sa_redis_option(cf, rc, &value[i]);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+            continue;
+        }
+
+        addr = ngx_array_push(rc->sentinels);
+        if (addr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        ngx_memzero(addr, sizeof(ngx_http_sa_redis_addr_t));
+
+        rv = ngx_http_sa_redis_address(cf, cmd, &value[i], addr, 1);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+    }
+
+    if (rc->sentinels->nelts == 0) {
+        return "needs at least one sentinel \"host:port\"";
+    }
+
+    /* messages name it as: master "NAME" */
+    rc->name.len = sizeof("master \"\"") - 1 + rc->master.len;
+    rc->name.data = ngx_pnalloc(cf->pool, rc->name.len);
+    if (rc->name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_cpymem(rc->name.data, "master \"", sizeof("master \"") - 1);
+    p = ngx_cpymem(p, rc->master.data, rc->master.len);
+    *p = '"';
 
     return NGX_CONF_OK;
 }
@@ -555,7 +647,8 @@ ngx_http_sa_init(ngx_conf_t *cf)
 
     if (smcf->redis == NULL || smcf->nverify_keys == 0) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"sa_auth\" requires \"sa_redis\" and "
+                      "\"sa_auth\" requires \"sa_redis\" (or "
+                      "\"sa_redis_sentinel\") and "
                       "\"sa_verify_key\" in the http block");
         return NGX_ERROR;
     }

@@ -55,6 +55,7 @@ typedef struct ngx_http_sa_redis_s  ngx_http_sa_redis_t;
 
 struct ngx_http_sa_redis_s {
     ngx_http_sa_redis_conf_t      *conf;
+    ngx_http_sa_redis_addr_t      *target;      /* NULL: no master known */
     ngx_log_t                     *log;
     const char                    *role;        /* for messages */
     redisAsyncContext             *ac;
@@ -68,9 +69,12 @@ struct ngx_http_sa_redis_s {
     ngx_uint_t                     subscribed;  /* channels confirmed */
     ngx_queue_t                    pending;     /* commands before ready */
     u_char                         reason[160]; /* why we end it: the log */
+    void                         (*setup)(ngx_http_sa_redis_t *rd);
     void                         (*ready)(ngx_http_sa_redis_t *rd);
     void                         (*lost)(ngx_http_sa_redis_t *rd);
     unsigned                       connected:1;
+    unsigned                       renew:1;     /* ended on purpose, to
+                                                   start again elsewhere */
     unsigned                       timed_out:1; /* ended by the watchdog */
     unsigned                       subscribed_up:1;
     unsigned                       exiting:1;
@@ -95,11 +99,16 @@ static void ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_sa_redis_subscribe(ngx_http_sa_redis_t *rd);
 static void ngx_http_sa_redis_heartbeat(ngx_event_t *ev);
+static void ngx_http_sa_sentinel_ask_again(ngx_http_sa_redis_t *rd);
 
 
-/* the worker's two connections: commands, and the invalidation channel */
+/*
+ * The worker's connections: commands, the invalidation channel, and with
+ * sa_redis_sentinel the sentinel that says where the master is.
+ */
 static ngx_http_sa_redis_t  ngx_http_sa_redis;
 static ngx_http_sa_redis_t  ngx_http_sa_redis_sub;
+static ngx_http_sa_redis_t  ngx_http_sa_sentinel;
 
 static ngx_http_sa_redis_sub_conf_t  ngx_http_sa_sub_conf;
 static ngx_str_t                     ngx_http_sa_hb_channel;
@@ -266,11 +275,16 @@ ngx_http_sa_redis_cleanup(void *data)
     why = rd->reason[0] ? (const char *) rd->reason
           : rd->ac->c.err ? rd->ac->c.errstr : "closed";
 
-    if (!rd->exiting) {
+    if (rd->renew) {
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "sa: Redis %s connection to %V closed: %s", rd->role,
+                      &rd->target->address, why);
+
+    } else if (!rd->exiting) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "sa: Redis %s connection to %V %s: %s", rd->role,
-                      &rd->conf->address, rd->connected ? "lost" : "failed",
-                      why);
+                      &rd->target->address,
+                      rd->connected ? "lost" : "failed", why);
 
         /* refused: connect refused, a set-up error, the server closing */
         ngx_http_sa_metrics_count(rd->ac->c.err == REDIS_ERR_PROTOCOL
@@ -307,8 +321,14 @@ ngx_http_sa_redis_cleanup(void *data)
     }
 
     if (!rd->exiting) {
+        if (!rd->renew) {
+            ngx_http_sa_sentinel_ask_again(rd);
+        }
+
         ngx_http_sa_redis_schedule(rd);
     }
+
+    rd->renew = 0;
 }
 
 
@@ -411,7 +431,7 @@ ngx_http_sa_redis_set_ready(ngx_http_sa_redis_t *rd)
     }
 
     ngx_log_error(NGX_LOG_INFO, rd->log, 0, "sa: Redis %s connection to %V",
-                  rd->role, &rd->conf->address);
+                  rd->role, &rd->target->address);
 
     if (rd->ready) {
         rd->ready(rd);
@@ -437,7 +457,22 @@ ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (ngx_strcmp(what, "PING") != 0) {
+    if (ngx_strcmp(what, "ROLE") == 0) {
+        /* the sentinels may still name a primary that was demoted */
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+            || reply->element[0]->type != REDIS_REPLY_STRING
+            || ngx_strcmp(reply->element[0]->str, "master") != 0)
+        {
+            ngx_http_sa_redis_close(rd, "not the master (role %s)",
+                                    reply->type == REDIS_REPLY_ARRAY
+                                    && reply->elements
+                                    && reply->element[0]->type
+                                       == REDIS_REPLY_STRING
+                                    ? reply->element[0]->str : "unknown");
+            return;
+        }
+
+    } else if (ngx_strcmp(what, "PING") != 0) {
         return;
     }
 
@@ -474,7 +509,15 @@ ngx_http_sa_redis_setup(ngx_http_sa_redis_t *rd)
                           "SELECT %d", (int) conf->db);
     }
 
-    redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "PING", "PING");
+    /* ROLE answers like PING, and says whether it is still the master */
+    if (conf->sentinels) {
+        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "ROLE",
+                          "ROLE");
+
+    } else {
+        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "PING",
+                          "PING");
+    }
 }
 
 
@@ -518,21 +561,30 @@ static void
 ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
 {
     redisAsyncContext         *ac;
-    ngx_http_sa_redis_conf_t  *conf = rd->conf;
+    ngx_http_sa_redis_addr_t  *to = rd->target;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
-                   "sa: Redis %s connection: connecting", rd->role);
+    /* the sentinel connection starts this one when it learns the master */
+    if (to == NULL) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                       "sa: Redis %s connection: waiting for the sentinels",
+                       rd->role);
+        return;
+    }
 
-    /* both were made NUL-terminated when the configuration was read */
-    ac = conf->unix_path.len
-         ? redisAsyncConnectUnix((char *) conf->unix_path.data)
-         : redisAsyncConnect((char *) conf->host.data, (int) conf->port);
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "sa: Redis %s connection: connecting to %V", rd->role,
+                   &to->address);
+
+    /* both are NUL-terminated, and the host is an IP address */
+    ac = to->unix_path.len
+         ? redisAsyncConnectUnix((char *) to->unix_path.data)
+         : redisAsyncConnect((char *) to->host.data, (int) to->port);
 
     /* a context that failed at once never had our hooks: no cleanup call */
     if (ac->err) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "sa: Redis %s connection to %V failed: %s", rd->role,
-                      &conf->address, ac->errstr);
+                      &to->address, ac->errstr);
         redisAsyncFree(ac);
         ngx_http_sa_redis_schedule(rd);
         return;
@@ -546,7 +598,7 @@ ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
 
     ngx_add_timer(&rd->watchdog, rd->stall);
 
-    ngx_http_sa_redis_setup(rd);
+    rd->setup(rd);
 }
 
 
@@ -979,6 +1031,273 @@ ngx_http_sa_redis_subscriber_fresh(void)
 }
 
 
+/*
+ * The sentinel connection (sa_redis_sentinel).  It asks one sentinel where
+ * the master is, then listens on its +switch-master channel; the two data
+ * connections go where it says, and wait, idle, while no master is known.
+ * When a data connection ends, or finds that its node is no longer the
+ * master, the next sentinel is asked again on a new connection: a master
+ * that died may have been replaced while this sentinel was unreachable.
+ */
+
+static ngx_uint_t  ngx_http_sa_sentinel_index;
+
+static struct {
+    ngx_http_sa_redis_addr_t  addr;
+    u_char                    host[NGX_INET6_ADDRSTRLEN + 1];
+    u_char                    address[NGX_INET6_ADDRSTRLEN
+                                      + sizeof("[]:65535")];
+} ngx_http_sa_master;
+
+
+/* sentinels announce IP addresses; a host name would need a blocking lookup */
+static ngx_uint_t
+ngx_http_sa_sentinel_is_ip(u_char *host, size_t len)
+{
+#if (NGX_HAVE_INET6)
+    u_char  addr6[16];
+
+    if (ngx_inet6_addr(host, len, addr6) == NGX_OK) {
+        return 1;
+    }
+#endif
+
+    return ngx_inet_addr(host, len) != INADDR_NONE;
+}
+
+
+/* a data connection leaves its node at once and reconnects to the master */
+static void
+ngx_http_sa_sentinel_redirect(ngx_http_sa_redis_t *rd)
+{
+    if (rd->conf == NULL || rd->exiting) {
+        return;                  /* the subscriber, without sa_cache */
+    }
+
+    rd->backoff = 0;
+
+    if (rd->ac) {
+        rd->renew = 1;
+        ngx_http_sa_redis_close(rd, "the master moved");
+    }
+
+    if (rd->reconnect.timer_set) {
+        ngx_del_timer(&rd->reconnect);
+    }
+
+    ngx_add_timer(&rd->reconnect, 1);
+}
+
+
+static void
+ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
+    size_t hlen, u_char *port, size_t plen)
+{
+    u_char     *p;
+    ngx_int_t   n;
+
+    n = ngx_atoi(port, plen);
+
+    if (n < 1 || n > 65535 || hlen > NGX_INET6_ADDRSTRLEN
+        || !ngx_http_sa_sentinel_is_ip(host, hlen))
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa: sentinel %V names \"%*s\" port \"%*s\" for "
+                      "master \"%V\": not an IP address and a port",
+                      &rd->target->address, hlen, host, plen, port,
+                      &rd->conf->master);
+        return;
+    }
+
+    if (ngx_http_sa_master.addr.port == n
+        && ngx_http_sa_master.addr.host.len == hlen
+        && ngx_strncmp(ngx_http_sa_master.host, host, hlen) == 0)
+    {
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                       "sa: sentinel %V: master still at %V",
+                       &rd->target->address,
+                       &ngx_http_sa_master.addr.address);
+        return;
+    }
+
+    /* first off the old node, whose address the messages still name */
+    ngx_http_sa_sentinel_redirect(&ngx_http_sa_redis);
+    ngx_http_sa_sentinel_redirect(&ngx_http_sa_redis_sub);
+
+    p = ngx_cpymem(ngx_http_sa_master.host, host, hlen);
+    *p = '\0';
+
+    ngx_http_sa_master.addr.host.data = ngx_http_sa_master.host;
+    ngx_http_sa_master.addr.host.len = hlen;
+    ngx_http_sa_master.addr.port = n;
+    ngx_http_sa_master.addr.address.data = ngx_http_sa_master.address;
+    ngx_http_sa_master.addr.address.len =
+        ngx_sprintf(ngx_http_sa_master.address,
+                    ngx_strlchr(host, host + hlen, ':') ? "[%*s]:%i"
+                                                        : "%*s:%i",
+                    hlen, host, n)
+        - ngx_http_sa_master.address;
+
+    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                  "sa: sentinel %V: master \"%V\" is at %V",
+                  &rd->target->address, &rd->conf->master,
+                  &ngx_http_sa_master.addr.address);
+
+    ngx_http_sa_redis.target = &ngx_http_sa_master.addr;
+
+    if (ngx_http_sa_redis_sub.conf) {
+        ngx_http_sa_redis_sub.target = &ngx_http_sa_master.addr;
+    }
+}
+
+
+/* SENTINEL get-master-addr-by-name: [ip, port], or nil for an unknown name */
+static void
+ngx_http_sa_sentinel_master_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    ngx_http_sa_redis_t  *rd = &ngx_http_sa_sentinel;
+    redisReply           *reply = r;
+    redisReply           *host, *port;
+
+    if (reply == NULL || rd->state != NGX_HTTP_SA_REDIS_CONNECTING) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_sa_redis_close(rd, "SENTINEL refused: %*s",
+                                (size_t) reply->len, reply->str);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        ngx_http_sa_redis_close(rd, "it does not know master \"%V\"",
+                                &rd->conf->master);
+        return;
+    }
+
+    host = reply->element[0];
+    port = reply->element[1];
+
+    ngx_http_sa_sentinel_master_at(rd, (u_char *) host->str, host->len,
+                                   (u_char *) port->str, port->len);
+}
+
+
+/* "+switch-master": "<name> <old ip> <old port> <new ip> <new port>" */
+static void
+ngx_http_sa_sentinel_switched(ngx_http_sa_redis_t *rd, u_char *p,
+    size_t len)
+{
+    u_char      *end, *field[5];
+    size_t       flen[5];
+    ngx_uint_t   n;
+
+    end = p + len;
+
+    for (n = 0; n < 5 && p < end; n++) {
+        field[n] = p;
+        p = ngx_strlchr(p, end, ' ');
+        p = p ? p : end;
+        flen[n] = p - field[n];
+        p++;
+    }
+
+    if (n != 5 || p < end) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa: sentinel %V sent a malformed +switch-master",
+                      &rd->target->address);
+        return;
+    }
+
+    if (flen[0] != rd->conf->master.len
+        || ngx_strncmp(field[0], rd->conf->master.data, flen[0]) != 0)
+    {
+        return;                  /* another master this sentinel watches */
+    }
+
+    ngx_http_sa_sentinel_master_at(rd, field[3], flen[3], field[4], flen[4]);
+}
+
+
+static void
+ngx_http_sa_sentinel_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_http_sa_redis_t  *rd = &ngx_http_sa_sentinel;
+    redisReply           *reply = r;
+    redisReply           *kind, *payload;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    kind = reply->element[0];
+    payload = reply->element[2];
+
+    if (ngx_strcmp(kind->str, "subscribe") == 0) {
+        ngx_http_sa_redis_set_ready(rd);
+        return;
+    }
+
+    if (ngx_strcmp(kind->str, "message") == 0
+        && payload->type == REDIS_REPLY_STRING)
+    {
+        ngx_http_sa_sentinel_switched(rd, (u_char *) payload->str,
+                                      payload->len);
+    }
+}
+
+
+/* pipelined: the answer comes before any move the subscription reports */
+static void
+ngx_http_sa_sentinel_setup(ngx_http_sa_redis_t *rd)
+{
+    redisAsyncCommand(rd->ac, ngx_http_sa_sentinel_master_reply, NULL,
+                      "SENTINEL get-master-addr-by-name %b",
+                      rd->conf->master.data, rd->conf->master.len);
+
+    redisAsyncCommand(rd->ac, ngx_http_sa_sentinel_message, NULL,
+                      "SUBSCRIBE +switch-master");
+}
+
+
+/* the next connection goes to the next sentinel */
+static void
+ngx_http_sa_sentinel_lost(ngx_http_sa_redis_t *rd)
+{
+    ngx_array_t  *sentinels = rd->conf->sentinels;
+
+    ngx_http_sa_sentinel_index = (ngx_http_sa_sentinel_index + 1)
+                                 % sentinels->nelts;
+    rd->target = (ngx_http_sa_redis_addr_t *) sentinels->elts
+                 + ngx_http_sa_sentinel_index;
+}
+
+
+/* a data connection ended: is its node still the master? */
+static void
+ngx_http_sa_sentinel_ask_again(ngx_http_sa_redis_t *rd)
+{
+    ngx_http_sa_redis_t  *sentinel = &ngx_http_sa_sentinel;
+
+    if (sentinel->conf == NULL || rd == sentinel) {
+        return;
+    }
+
+    if (sentinel->state == NGX_HTTP_SA_REDIS_READY) {
+        sentinel->renew = 1;
+        ngx_http_sa_redis_close(sentinel, "asking again, as the %s "
+                                "connection to the master ended", rd->role);
+    }
+}
+
+
 /* worker start and exit */
 
 static void
@@ -988,8 +1307,10 @@ ngx_http_sa_redis_start(ngx_http_sa_redis_t *rd, ngx_cycle_t *cycle,
     ngx_memzero(rd, sizeof(ngx_http_sa_redis_t));
 
     rd->conf = conf;
+    rd->target = conf->sentinels ? NULL : &conf->node;
     rd->log = cycle->log;
     rd->role = role;
+    rd->setup = ngx_http_sa_redis_setup;
     rd->stall = ngx_max(NGX_HTTP_SA_STALL_MIN, 4 * conf->timeout);
     ngx_queue_init(&rd->pending);
 
@@ -1064,6 +1385,24 @@ ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
 
     ngx_http_sa_redis_connect(&ngx_http_sa_redis);
 
+    ngx_memzero(&ngx_http_sa_sentinel, sizeof(ngx_http_sa_redis_t));
+    ngx_memzero(&ngx_http_sa_master, sizeof(ngx_http_sa_master));
+
+    if (conf->sentinels) {
+        ngx_http_sa_redis_start(&ngx_http_sa_sentinel, cycle, conf,
+                                "sentinel");
+
+        /* workers start at different sentinels, and go round on failure */
+        ngx_http_sa_sentinel_index = ngx_worker % conf->sentinels->nelts;
+        ngx_http_sa_sentinel.target =
+            (ngx_http_sa_redis_addr_t *) conf->sentinels->elts
+            + ngx_http_sa_sentinel_index;
+        ngx_http_sa_sentinel.setup = ngx_http_sa_sentinel_setup;
+        ngx_http_sa_sentinel.lost = ngx_http_sa_sentinel_lost;
+
+        ngx_http_sa_redis_connect(&ngx_http_sa_sentinel);
+    }
+
     return NGX_OK;
 }
 
@@ -1092,6 +1431,7 @@ ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle)
         ngx_delete_posted_event(&ngx_http_sa_sub_poll_reset);
     }
 
+    ngx_http_sa_redis_stop(&ngx_http_sa_sentinel);
     ngx_http_sa_redis_stop(&ngx_http_sa_redis_sub);
     ngx_http_sa_redis_stop(&ngx_http_sa_redis);
 }

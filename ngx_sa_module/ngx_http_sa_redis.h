@@ -2,7 +2,8 @@
  * The worker's Redis connections, driven by nginx's event loop, with nginx
  * timers for every deadline (hiredis 0.14 has none): one connection for
  * commands, and, with sa_cache, one subscribed to the invalidation channel,
- * whose liveness is proven by heartbeats.
+ * whose liveness is proven by heartbeats.  With sa_redis_sentinel, a third
+ * one asks a sentinel where the master is and listens for its moves.
  */
 
 #ifndef NGX_HTTP_SA_REDIS_H
@@ -13,11 +14,24 @@
 #include <ngx_http.h>
 
 
+/* where a Redis server listens */
 typedef struct {
-    ngx_str_t                  address;       /* as written, for messages */
-    ngx_str_t                  host;          /* IP text, resolved once */
+    ngx_str_t                  address;       /* host:port or unix:path */
+    ngx_str_t                  host;          /* IP text, NUL-terminated */
     ngx_int_t                  port;
     ngx_str_t                  unix_path;     /* non-empty for unix: */
+} ngx_http_sa_redis_addr_t;
+
+
+/*
+ * sa_redis names the server; sa_redis_sentinel names a master and the
+ * sentinels that know where it is, which the worker asks at run time.
+ */
+typedef struct {
+    ngx_str_t                  name;          /* for messages */
+    ngx_http_sa_redis_addr_t   node;          /* sa_redis */
+    ngx_str_t                  master;        /* sa_redis_sentinel */
+    ngx_array_t               *sentinels;     /* ngx_http_sa_redis_addr_t */
     ngx_int_t                  db;
     ngx_str_t                  user;
     ngx_str_t                  password;

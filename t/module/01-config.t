@@ -54,7 +54,7 @@ conf_fails("sa_redis 127.0.0.1:6379 colour=blue; sa_verify_key $keys/verify.key;
            . server('sa_auth api;'),
            qr/invalid parameter "colour=blue"/, 'unknown parameter');
 conf_fails(server('sa_auth api;'),
-           qr/"sa_auth" requires "sa_redis" and "sa_verify_key"/,
+           qr/"sa_auth" requires "sa_redis" \(or "sa_redis_sentinel"\) and "sa_verify_key"/,
            'sa_auth without Redis');
 conf_fails($base . server('sa_auth "a\"b";'),
            qr/needs a non-empty realm without quotes/, 'quote in realm');
