@@ -3,12 +3,19 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <sodium.h>
 
 #include "redis.h"
 #include "xalloc.h"
 
 #define SA_CONNECT_TIMEOUT_SEC  2
 #define SA_REPLY_TIMEOUT_SEC    10
+
+#define SA_SENTINEL_PORT        26379
+#define SA_SENTINEL_ASK_SEC     1        /* connect and reply, per sentinel */
+#define SA_SENTINEL_DEADLINE    10       /* s to find a master; SA_SENTINEL_TIMEOUT */
+#define SA_SENTINEL_ROUNDS      3        /* reconnections to settle commands */
+#define SA_WAIT_MS              300      /* WAIT 1 <ms> after changes */
 
 
 static int
@@ -152,6 +159,98 @@ sa_url_unix(const char *p, sa_redis_url_t *u, char *err, size_t errlen)
 }
 
 
+/*
+ * redis-sentinel://[userinfo@]host[:port][,host[:port]...][/db]#MASTER
+ * (the Lettuce / Spring form; a sentinel's port defaults to 26379).  The
+ * credentials are the data nodes', not the sentinels'.
+ */
+static int
+sa_url_sentinel(const char *p, sa_redis_url_t *u, char *err, size_t errlen)
+{
+    const char     *hash, *end, *slash, *at, *comma, *colon, *seg;
+    sa_hostport_t  *s;
+
+    hash = strrchr(p, '#');     /* a password may hold a "#" */
+    if (hash == NULL || hash[1] == '\0') {
+        snprintf(err, errlen, "missing #MASTER (the name the sentinels "
+                 "know the master by)");
+        return -1;
+    }
+
+    if (sa_url_copy(u->master, sizeof(u->master), hash + 1,
+                    strlen(hash + 1)) != 0)
+    {
+        snprintf(err, errlen, "master name too long");
+        return -1;
+    }
+
+    end = hash;
+    slash = memchr(p, '/', end - p);
+    if (slash == NULL) {
+        slash = end;
+    }
+
+    at = memchr(p, '@', slash - p);
+    if (at != NULL) {
+        if (sa_url_userinfo(p, at - p, u) != 0) {
+            snprintf(err, errlen, "credentials too long");
+            return -1;
+        }
+        p = at + 1;
+    }
+
+    u->port = 0;
+
+    for (seg = p; ; seg = comma + 1) {
+        comma = memchr(seg, ',', slash - seg);
+        if (comma == NULL) {
+            comma = slash;
+        }
+
+        if (u->nsentinels == SA_SENTINELS_MAX) {
+            snprintf(err, errlen, "more than %d sentinels", SA_SENTINELS_MAX);
+            return -1;
+        }
+
+        s = &u->sentinels[u->nsentinels];
+        s->port = SA_SENTINEL_PORT;
+        colon = memchr(seg, ':', comma - seg);
+
+        if (sa_url_copy(s->host, sizeof(s->host), seg,
+                        (colon ? colon : comma) - seg) != 0
+            || s->host[0] == '\0')
+        {
+            snprintf(err, errlen, "missing or too long sentinel host "
+                     "(expected host:port[,host:port...])");
+            return -1;
+        }
+
+        if (colon && (sa_url_int(colon + 1, comma - colon - 1, 65535,
+                                 &s->port) != 0
+                      || s->port == 0))
+        {
+            snprintf(err, errlen, "invalid sentinel port");
+            return -1;
+        }
+
+        u->nsentinels++;
+
+        if (comma == slash) {
+            break;
+        }
+    }
+
+    if (slash < end && slash + 1 < end
+        && sa_url_int(slash + 1, end - slash - 1, 1000000, &u->db) != 0)
+    {
+        snprintf(err, errlen, "invalid database number");
+        return -1;
+    }
+
+    return 0;
+}
+
+
 int
 sa_redis_url_parse(const char *url, sa_redis_url_t *u, char *err,
     size_t errlen)
@@ -167,8 +266,29 @@ sa_redis_url_parse(const char *url, sa_redis_url_t *u, char *err,
         return sa_url_unix(url + 7, u, err, errlen);
     }
 
-    snprintf(err, errlen, "expected redis://host:port/db or unix:///path");
+    if (strncmp(url, "redis-sentinel://", 17) == 0) {
+        return sa_url_sentinel(url + 17, u, err, errlen);
+    }
+
+    snprintf(err, errlen, "expected redis://host:port/db, unix:///path or "
+             "redis-sentinel://host:port[,host:port...]/db#MASTER");
     return -1;
+}
+
+
+/* the sentinels, for messages: "h:p,h:p" */
+static void
+sa_url_sentinel_list(const sa_redis_url_t *u, char *out, size_t size)
+{
+    size_t  n = 0;
+    int     i;
+
+    out[0] = '\0';
+
+    for (i = 0; i < u->nsentinels && n < size; i++) {
+        n += snprintf(out + n, size - n, "%s%s:%d", i ? "," : "",
+                      u->sentinels[i].host, u->sentinels[i].port);
+    }
 }
 
 
@@ -176,12 +296,48 @@ sa_redis_url_parse(const char *url, sa_redis_url_t *u, char *err,
 static void
 sa_url_display(const sa_redis_url_t *u, char *out, size_t size)
 {
+    char  list[SA_SENTINELS_MAX * 270];
+
     if (u->unix_path[0]) {
         snprintf(out, size, "unix://%s?db=%d", u->unix_path, u->db);
+
+    } else if (u->nsentinels && u->host[0]) {
+        snprintf(out, size, "redis://%s:%d/%d (master %s)", u->host, u->port,
+                 u->db, u->master);
+
+    } else if (u->nsentinels) {
+        sa_url_sentinel_list(u, list, sizeof(list));
+        snprintf(out, size, "redis-sentinel://%.400s/%d#%.100s", list, u->db,
+                 u->master);
+
     } else {
         snprintf(out, size, "redis://%s:%d/%d", u->host, u->port, u->db);
     }
 }
+
+/*
+ * The connection and what is in flight on it.  sa-admin holds one
+ * connection at a time; every command sent is kept (as sent) until its
+ * reply is read, so that after a failover the commands can be settled on
+ * the new master (see redis.h).
+ */
+typedef struct {
+    char          *cmd;          /* the command as sent (RESP) */
+    size_t         len;
+    sa_script_t   *script;       /* a script run with a change key */
+    char           key[128];     /* its change key */
+} sa_sent_t;
+
+static struct {
+    sa_redis_url_t   url;
+    unsigned         conn;       /* connections made so far */
+    sa_sent_t       *sent;       /* in flight, sent[head..n) */
+    int              head, n, cap;
+    redisReply     **ready;      /* replies settled after a failover */
+    int              rhead, rn, rcap;
+    int              changed;    /* changes made since the last WAIT */
+    int              warned;
+} sa_conn;
 
 
 static void
@@ -216,10 +372,180 @@ sa_redis_setup(redisContext *c, const sa_redis_url_t *u, const char *where)
 }
 
 
+static long long
+sa_now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+static void
+sa_sleep_ms(long long ms)
+{
+    struct timespec  ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+    nanosleep(&ts, NULL);
+}
+
+
+/*
+ * One sentinel asked for the master, and the master tried: connected,
+ * AUTH and SELECT (a refusal of those ends the program, as for redis://),
+ * and it must say ROLE master.  NULL with *why set otherwise.
+ */
+static redisContext *
+sa_sentinel_try(sa_redis_url_t *u, const sa_hostport_t *s, char *why,
+    size_t wsize)
+{
+    redisContext    *c;
+    redisReply      *r;
+    struct timeval   tv = { SA_SENTINEL_ASK_SEC, 0 };
+    struct timeval   rtv = { SA_REPLY_TIMEOUT_SEC, 0 };
+    char             where[600];
+    int              ok;
+
+    c = redisConnectWithTimeout(s->host, s->port, tv);
+    if (c == NULL || c->err) {
+        snprintf(why, wsize, "sentinel %s:%d: %s", s->host, s->port,
+                 c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+
+    redisSetTimeout(c, tv);
+    r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", u->master);
+    ok = 0;
+
+    if (r == NULL) {
+        snprintf(why, wsize, "sentinel %s:%d: %s", s->host, s->port,
+                 c->errstr);
+
+    } else if (r->type == REDIS_REPLY_NIL) {
+        snprintf(why, wsize, "sentinel %s:%d knows no master named '%s'",
+                 s->host, s->port, u->master);
+
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(why, wsize, "sentinel %s:%d: %s", s->host, s->port, r->str);
+
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+               || r->element[0]->type != REDIS_REPLY_STRING
+               || r->element[1]->type != REDIS_REPLY_STRING
+               || snprintf(u->host, sizeof(u->host), "%s",
+                           r->element[0]->str) >= (int) sizeof(u->host)
+               || (u->port = atoi(r->element[1]->str)) <= 0)
+    {
+        snprintf(why, wsize, "sentinel %s:%d: unexpected reply", s->host,
+                 s->port);
+
+    } else {
+        ok = 1;
+    }
+
+    freeReplyObject(r);
+    redisFree(c);
+
+    if (!ok) {
+        u->host[0] = '\0';
+        return NULL;
+    }
+
+    sa_url_display(u, where, sizeof(where));
+
+    c = redisConnectWithTimeout(u->host, u->port, tv);
+    if (c == NULL || c->err) {
+        snprintf(why, wsize, "%s:%d (named by sentinel %s:%d): %s", u->host,
+                 u->port, s->host, s->port, c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+
+    redisSetTimeout(c, rtv);
+    sa_redis_setup(c, u, where);
+
+    r = redisCommand(c, "ROLE");
+    ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0
+         && r->element[0]->type == REDIS_REPLY_STRING
+         && strcmp(r->element[0]->str, "master") == 0;
+
+    if (!ok) {
+        snprintf(why, wsize, "%s:%d (named by sentinel %s:%d) is not a "
+                 "master: ROLE %s", u->host, u->port, s->host, s->port,
+                 r == NULL ? c->errstr
+                 : r->type == REDIS_REPLY_ERROR ? r->str
+                 : r->type == REDIS_REPLY_ARRAY && r->elements > 0
+                   && r->element[0]->type == REDIS_REPLY_STRING
+                   ? r->element[0]->str : "?");
+        redisFree(c);
+        c = NULL;
+    }
+
+    freeReplyObject(r);
+    return c;
+}
+
+
+/*
+ * The master, from the sentinels in turn, in rounds with a growing pause
+ * until SA_SENTINEL_TIMEOUT seconds (a failover takes a few); the program
+ * ends with exit status 3 when there is none.  extra: said after why.
+ */
+static redisContext *
+sa_sentinel_connect(sa_redis_url_t *u, const char *extra)
+{
+    redisContext  *c;
+    const char    *env;
+    char           why[1024] = "no sentinel asked";
+    char           list[SA_SENTINELS_MAX * 270];
+    long long      deadline, nap = 100, left;
+    int            i, secs = SA_SENTINEL_DEADLINE;
+
+    env = getenv("SA_SENTINEL_TIMEOUT");
+    if (env != NULL && atoi(env) > 0) {
+        secs = atoi(env);
+    }
+
+    deadline = sa_now_ms() + secs * 1000LL;
+
+    for ( ;; ) {
+        for (i = 0; i < u->nsentinels; i++) {
+            c = sa_sentinel_try(u, &u->sentinels[i], why, sizeof(why));
+            if (c != NULL) {
+                return c;
+            }
+        }
+
+        left = deadline - sa_now_ms();
+        if (left <= 0) {
+            break;
+        }
+
+        sa_sleep_ms(nap < left ? nap : left);
+        nap = nap * 2 < 1000 ? nap * 2 : 1000;
+    }
+
+    sa_url_sentinel_list(u, list, sizeof(list));
+    sa_fail(SA_EXIT_UNAVAILABLE, "no master for %s from sentinels %s: %s%s",
+            u->master, list, why, extra ? extra : "");
+    exit(SA_EXIT_UNAVAILABLE);
+}
+
+
+static void
+sa_connected(sa_admin_t *sa, redisContext *c)
+{
+    sa->redis = c;
+    sa_conn.conn++;
+    sa_url_display(&sa_conn.url, sa->redis_where, sizeof(sa->redis_where));
+}
+
+
 redisContext *
 sa_xredis(sa_admin_t *sa)
 {
-    sa_redis_url_t   u;
+    sa_redis_url_t  *u = &sa_conn.url;
     redisContext    *c;
     char             err[256], where[600];
     struct timeval   tv = { SA_CONNECT_TIMEOUT_SEC, 0 };
@@ -229,32 +555,59 @@ sa_xredis(sa_admin_t *sa)
         return sa->redis;
     }
 
-    if (sa_redis_url_parse(sa->redis_url, &u, err, sizeof(err)) != 0) {
+    if (sa_redis_url_parse(sa->redis_url, u, err, sizeof(err)) != 0) {
         sa_fail(SA_EXIT_USAGE, "invalid Redis URL: %s", err);
         exit(SA_EXIT_USAGE);
     }
 
-    sa_url_display(&u, where, sizeof(where));
+    if (u->nsentinels) {
+        sa_connected(sa, sa_sentinel_connect(u, NULL));
+        return sa->redis;
+    }
 
-    c = u.unix_path[0] ? redisConnectUnixWithTimeout(u.unix_path, tv)
-                       : redisConnectWithTimeout(u.host, u.port, tv);
+    sa_url_display(u, where, sizeof(where));
+
+    c = u->unix_path[0] ? redisConnectUnixWithTimeout(u->unix_path, tv)
+                        : redisConnectWithTimeout(u->host, u->port, tv);
 
     if (c == NULL || c->err) {
         sa_redis_die(where, c ? c->errstr : "out of memory");
     }
 
     redisSetTimeout(c, rtv);
-    sa_redis_setup(c, &u, where);
+    sa_redis_setup(c, u, where);
 
-    sa->redis = c;
-    snprintf(sa->redis_where, sizeof(sa->redis_where), "%s", where);
+    sa_connected(sa, c);
     return c;
+}
+
+
+static void
+sa_sent_drop(sa_sent_t *e)
+{
+    free(e->cmd);
+    e->cmd = NULL;
 }
 
 
 void
 sa_redis_close(sa_admin_t *sa)
 {
+    while (sa_conn.head < sa_conn.n) {
+        sa_sent_drop(&sa_conn.sent[sa_conn.head++]);
+    }
+
+    while (sa_conn.rhead < sa_conn.rn) {
+        freeReplyObject(sa_conn.ready[sa_conn.rhead++]);
+    }
+
+    free(sa_conn.sent);
+    free(sa_conn.ready);
+    sa_conn.sent = NULL;
+    sa_conn.ready = NULL;
+    sa_conn.head = sa_conn.n = sa_conn.cap = 0;
+    sa_conn.rhead = sa_conn.rn = sa_conn.rcap = 0;
+
     if (sa->redis != NULL) {
         redisFree(sa->redis);
         sa->redis = NULL;
@@ -262,56 +615,306 @@ sa_redis_close(sa_admin_t *sa)
 }
 
 
-static redisReply *
-sa_checked(sa_admin_t *sa, void *reply)
+/* sends a formatted command (taking cmd) and keeps it until its reply */
+static void
+sa_send(sa_admin_t *sa, char *cmd, size_t len, sa_script_t *script,
+    const char *key)
 {
-    if (reply == NULL) {
-        sa_redis_die(sa->redis_where, sa->redis->errstr);
+    sa_sent_t  *e;
+
+    sa_xredis(sa);
+
+    if (sa_conn.head == sa_conn.n) {
+        sa_conn.head = sa_conn.n = 0;
     }
 
-    return reply;
+    if (sa_conn.n == sa_conn.cap) {
+        sa_conn.cap = sa_conn.cap ? sa_conn.cap * 2 : 16;
+        sa_conn.sent = sa_xrealloc(sa_conn.sent,
+                                   sa_conn.cap * sizeof(sa_sent_t));
+    }
+
+    e = &sa_conn.sent[sa_conn.n++];
+    e->cmd = cmd;
+    e->len = len;
+    e->script = script;
+    snprintf(e->key, sizeof(e->key), "%s", key ? key : "");
+
+    if (redisAppendFormattedCommand(sa->redis, cmd, len) != REDIS_OK) {
+        sa_redis_die(sa->redis_where, sa->redis->errstr);
+    }
 }
 
 
-redisReply *
-sa_xredis_cmd(sa_admin_t *sa, const char *fmt, ...)
+/* an error reply that means "not the master (any more)" */
+static int
+sa_not_master(redisReply *r)
 {
-    va_list  ap;
-    void    *r;
-
-    sa_xredis(sa);
-
-    va_start(ap, fmt);
-    r = redisvCommand(sa->redis, fmt, ap);
-    va_end(ap);
-
-    return sa_checked(sa, r);
+    return r->type == REDIS_REPLY_ERROR
+           && (strncmp(r->str, "READONLY ", 9) == 0
+               || strncmp(r->str, "MASTERDOWN ", 11) == 0
+               || strncmp(r->str, "LOADING ", 8) == 0);
 }
 
 
-void
-sa_xredis_append(sa_admin_t *sa, sa_args_t *args)
+static void
+sa_ready_push(redisReply *r)
 {
-    sa_xredis(sa);
+    if (sa_conn.rhead == sa_conn.rn) {
+        sa_conn.rhead = sa_conn.rn = 0;
+    }
 
-    if (redisAppendCommandArgv(sa->redis, args->n, (const char **) args->v,
-                               args->len) != REDIS_OK)
+    if (sa_conn.rn == sa_conn.rcap) {
+        sa_conn.rcap = sa_conn.rcap ? sa_conn.rcap * 2 : 16;
+        sa_conn.ready = sa_xrealloc(sa_conn.ready,
+                                    sa_conn.rcap * sizeof(redisReply *));
+    }
+
+    sa_conn.ready[sa_conn.rn++] = r;
+}
+
+
+/* loads a script on the current connection (a new master lacks it) */
+static int
+sa_script_load_now(sa_admin_t *sa, sa_script_t *script)
+{
+    redisReply  *r;
+    int          ok;
+
+    r = redisCommand(sa->redis, "SCRIPT LOAD %s", script->body);
+    ok = r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40;
+    if (ok) {
+        script->conn = sa_conn.conn;
+    }
+
+    freeReplyObject(r);
+    return ok;
+}
+
+
+/*
+ * Settles what is in flight on a new connection to the master: a script
+ * with a change key is looked up first (the key exists: the change was
+ * made, and running it again only gives its recorded reply; it does not:
+ * it was not made, and is made now), any other command is sent again.
+ * The replies wait in sa_conn.ready.  Returns 0 when the connection broke
+ * again.
+ */
+static int
+sa_settle(sa_admin_t *sa, const char *lost, const char *why)
+{
+    sa_sent_t    *e;
+    redisReply   *r;
+    void         *reply;
+    int           made;
+
+    while (sa_conn.head < sa_conn.n) {
+        e = &sa_conn.sent[sa_conn.head];
+
+        if (e->script != NULL) {
+            if (!sa_script_load_now(sa, e->script)) {
+                return 0;
+            }
+
+            r = redisCommand(sa->redis, "EXISTS %s", e->key);
+            if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+                freeReplyObject(r);
+                return 0;
+            }
+
+            made = r->integer == 1;
+            freeReplyObject(r);
+
+            sa_fail(SA_EXIT_OK, "lost the reply to %s from %s (%s); %s "
+                    "shows the change %s", e->script->name, lost, why,
+                    sa->redis_where,
+                    made ? "was made" : "was not made: making it there now");
+        }
+
+        if (redisAppendFormattedCommand(sa->redis, e->cmd, e->len)
+                != REDIS_OK
+            || redisGetReply(sa->redis, &reply) != REDIS_OK)
+        {
+            return 0;
+        }
+
+        if (sa_not_master(reply)) {
+            freeReplyObject(reply);
+            return 0;
+        }
+
+        if (e->script != NULL && ((redisReply *) reply)->type
+                                 != REDIS_REPLY_ERROR)
+        {
+            sa_conn.changed++;
+        }
+
+        sa_ready_push(reply);
+        sa_sent_drop(e);
+        sa_conn.head++;
+    }
+
+    return 1;
+}
+
+
+/* the connection broke (or its node is no master now): see redis.h */
+static void
+sa_failover(sa_admin_t *sa, const char *what)
+{
+    char  lost[600], why[256], extra[1200];
+    int   round, changes, i;
+
+    snprintf(lost, sizeof(lost), "%s", sa->redis_where);
+    snprintf(why, sizeof(why), "%s", what);
+
+    for (round = 0; round < SA_SENTINEL_ROUNDS; round++) {
+        redisFree(sa->redis);
+        sa->redis = NULL;
+
+        for (changes = 0, i = sa_conn.head; i < sa_conn.n; i++) {
+            changes += sa_conn.sent[i].script != NULL;
+        }
+
+        snprintf(extra, sizeof(extra), "; whether %d change(s) sent to %s "
+                 "were made is unknown (one that was made left its key "
+                 "%schange:<id>)", changes, lost, sa->prefix);
+
+        sa_conn.url.host[0] = '\0';
+        sa_connected(sa, sa_sentinel_connect(&sa_conn.url,
+                                             changes ? extra : NULL));
+
+        if (sa_settle(sa, lost, why)) {
+            return;
+        }
+
+        snprintf(lost, sizeof(lost), "%s", sa->redis_where);
+        snprintf(why, sizeof(why), "%s", sa->redis->err ? sa->redis->errstr
+                                                        : "not the master");
+    }
+
+    sa_redis_die(sa->redis_where, "the connection kept breaking");
+}
+
+
+/* after changes: did a replica get them? (a failover loses what none has) */
+static void
+sa_replicated(sa_admin_t *sa)
+{
+    redisReply  *r;
+
+    if (sa_conn.changed == 0 || sa->redis == NULL) {
+        return;
+    }
+
+    sa_conn.changed = 0;
+    r = redisCommand(sa->redis, "WAIT 1 %d", SA_WAIT_MS);
+
+    if (r == NULL) {
+        sa_fail(SA_EXIT_OK, "warning: could not ask %s whether a replica "
+                "has the change (%s)", sa->redis_where, sa->redis->errstr);
+        redisFree(sa->redis);
+        sa->redis = NULL;
+
+    } else if (r->type == REDIS_REPLY_INTEGER && r->integer < 1
+               && !sa_conn.warned)
     {
-        sa_redis_die(sa->redis_where, sa->redis->errstr);
+        sa_fail(SA_EXIT_OK, "warning: no replica of %s acknowledged the "
+                "change within %d ms; a failover now could lose it",
+                sa->redis_where, SA_WAIT_MS);
+        sa_conn.warned = 1;
     }
+
+    freeReplyObject(r);
 }
 
 
 redisReply *
 sa_xredis_reply(sa_admin_t *sa)
 {
-    void  *r = NULL;
+    sa_sent_t  *e;
+    void       *r = NULL;
 
-    if (redisGetReply(sa->redis, &r) != REDIS_OK) {
-        sa_redis_die(sa->redis_where, sa->redis->errstr);
+    if (sa_conn.rhead < sa_conn.rn) {
+        r = sa_conn.ready[sa_conn.rhead++];
+
+    } else {
+        if (sa->redis == NULL || sa_conn.head == sa_conn.n) {
+            sa_redis_die(sa->redis_where, "no reply awaited");
+        }
+
+        if (redisGetReply(sa->redis, &r) != REDIS_OK
+            || (sa_conn.url.nsentinels && sa_not_master(r)))
+        {
+            if (!sa_conn.url.nsentinels) {
+                sa_redis_die(sa->redis_where, sa->redis->errstr);
+            }
+
+            sa_failover(sa, r ? ((redisReply *) r)->str : sa->redis->errstr);
+            freeReplyObject(r);
+            return sa_xredis_reply(sa);
+        }
+
+        e = &sa_conn.sent[sa_conn.head++];
+        if (e->script != NULL && e->key[0]
+            && ((redisReply *) r)->type != REDIS_REPLY_ERROR)
+        {
+            sa_conn.changed++;
+        }
+        sa_sent_drop(e);
+    }
+
+    if (sa_conn.head == sa_conn.n && sa_conn.rhead == sa_conn.rn
+        && sa_conn.url.nsentinels)
+    {
+        sa_replicated(sa);
     }
 
     return r;
+}
+
+
+redisReply *
+sa_xredis_cmd(sa_admin_t *sa, const char *fmt, ...)
+{
+    va_list   ap;
+    char     *cmd;
+    int       len;
+
+    va_start(ap, fmt);
+    len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+
+    if (len < 0) {
+        sa_redis_die(sa->redis_where, "out of memory");
+    }
+
+    sa_send(sa, cmd, len, NULL, NULL);
+    return sa_xredis_reply(sa);
+}
+
+
+static void
+sa_send_argv(sa_admin_t *sa, sa_args_t *args, sa_script_t *script,
+    const char *key)
+{
+    char  *cmd;
+    int    len;
+
+    len = redisFormatCommandArgv(&cmd, args->n, (const char **) args->v,
+                                 args->len);
+    if (len < 0) {
+        sa_redis_die(sa->redis_where, "out of memory");
+    }
+
+    sa_send(sa, cmd, len, script, key);
+}
+
+
+void
+sa_xredis_append(sa_admin_t *sa, sa_args_t *args)
+{
+    sa_send_argv(sa, args, NULL, NULL);
 }
 
 
@@ -320,7 +923,9 @@ sa_xscript_load(sa_admin_t *sa, sa_script_t *script)
 {
     redisReply  *r;
 
-    if (script->sha[0]) {
+    sa_xredis(sa);
+
+    if (script->sha[0] && script->conn == sa_conn.conn) {
         return;
     }
 
@@ -332,23 +937,8 @@ sa_xscript_load(sa_admin_t *sa, sa_script_t *script)
     }
 
     memcpy(script->sha, r->str, 41);
+    script->conn = sa_conn.conn;
     freeReplyObject(r);
-}
-
-
-static void
-sa_script_args(sa_script_t *script, int nkeys, sa_args_t *in, sa_args_t *out)
-{
-    int  i;
-
-    sa_args_init(out);
-    sa_args_add(out, "EVALSHA");
-    sa_args_add(out, script->sha);
-    sa_args_addf(out, "%d", nkeys);
-
-    for (i = 0; i < in->n; i++) {
-        sa_args_addn(out, in->v[i], in->len[i]);
-    }
 }
 
 
@@ -356,11 +946,34 @@ void
 sa_xscript_append(sa_admin_t *sa, sa_script_t *script, int nkeys,
     sa_args_t *args)
 {
-    sa_args_t  full;
+    sa_args_t       full;
+    unsigned char   id[16];
+    char            key[128], hex[33];
+    int             i, change;
 
     sa_xscript_load(sa, script);
-    sa_script_args(script, nkeys, args, &full);
-    sa_xredis_append(sa, &full);
+
+    /* the change key of common.lua, for settling a lost reply */
+    change = sa_conn.url.nsentinels && nkeys == 0;
+    if (change) {
+        randombytes_buf(id, sizeof(id));
+        sodium_bin2hex(hex, sizeof(hex), id, sizeof(id));
+        snprintf(key, sizeof(key), "%schange:%s", sa->prefix, hex);
+    }
+
+    sa_args_init(&full);
+    sa_args_add(&full, "EVALSHA");
+    sa_args_add(&full, script->sha);
+    sa_args_addf(&full, "%d", change ? 1 : nkeys);
+    if (change) {
+        sa_args_add(&full, key);
+    }
+
+    for (i = 0; i < args->n; i++) {
+        sa_args_addn(&full, args->v[i], args->len[i]);
+    }
+
+    sa_send_argv(sa, &full, change ? script : NULL, change ? key : NULL);
     sa_args_free(&full);
 }
 

@@ -3,6 +3,14 @@
  * commands, pipelines and Lua scripts.  Connection faults end the program
  * with exit status 3 and one line on stderr; error replies go back to the
  * caller.
+ *
+ * redis-sentinel:// URLs: the master is asked of the sentinels, and must
+ * say ROLE master.  When the connection breaks (or the node turned replica)
+ * with commands in flight, sa-admin finds the master again through the
+ * sentinels and settles them there: a command is sent again, a script
+ * first looks up its change key (see common.lua), so that a change whose
+ * reply was lost is reported as made or made once; the callers get their
+ * replies as if nothing had happened.  After changes, WAIT for a replica.
  */
 
 #ifndef SA_ADMIN_REDIS_H
@@ -13,13 +21,24 @@
 
 #include "sa_admin.h"
 
+#define SA_SENTINELS_MAX  16
+
 typedef struct {
     char  host[256];
     int   port;
-    char  unix_path[256];        /* non-empty for unix:// */
-    int   db;
-    char  user[128];
-    char  password[256];
+} sa_hostport_t;
+
+typedef struct {
+    char           host[256];
+    int            port;
+    char           unix_path[256];        /* non-empty for unix:// */
+    int            db;
+    char           user[128];
+    char           password[256];
+    /* redis-sentinel://: the sentinels (host and port empty until asked) */
+    int            nsentinels;
+    sa_hostport_t  sentinels[SA_SENTINELS_MAX];
+    char           master[256];
 } sa_redis_url_t;
 
 /* a growing argument vector for one command */
@@ -34,6 +53,7 @@ typedef struct {
     const char  *name;
     const char  *body;
     char         sha[41];        /* filled by the first use */
+    unsigned     conn;           /* the connection it was loaded on */
 } sa_script_t;
 
 int sa_redis_url_parse(const char *url, sa_redis_url_t *u, char *err,
@@ -51,7 +71,10 @@ redisReply *sa_xredis_cmd(sa_admin_t *sa, const char *fmt, ...);
 void sa_xredis_append(sa_admin_t *sa, sa_args_t *args);
 redisReply *sa_xredis_reply(sa_admin_t *sa);
 
-/* EVALSHA of a script, loading it first if needed */
+/*
+ * EVALSHA of a script, loading it first if needed.  With a sentinel URL and
+ * nkeys 0, KEYS[1] is a fresh change key (<prefix>change:<32 hex>).
+ */
 void sa_xscript_append(sa_admin_t *sa, sa_script_t *script, int nkeys,
     sa_args_t *keys_and_args);
 

@@ -7,6 +7,27 @@
 
 local P, ACTOR, NOW = ARGV[1], ARGV[2], ARGV[3]
 
+-- The change key (redis-sentinel:// URLs; admin-tool/redis.h): KEYS[1],
+-- when given, keeps the script's reply for a day, written in the same
+-- atomic step as the change by sa_changed (embed.pl puts every script's
+-- own part in a function whose reply goes through it).  Run again with the
+-- same key, a script changes nothing and gives that reply: a change whose
+-- reply was lost is found made, or made once.
+local CHANGE = KEYS[1]
+if CHANGE then
+    local done = redis.call('GET', CHANGE)
+    if done then
+        return cjson.decode(done)[1]
+    end
+end
+
+local function sa_changed(reply)
+    if CHANGE then
+        redis.call('SET', CHANGE, cjson.encode({ reply }), 'EX', 86400)
+    end
+    return reply
+end
+
 local function fail(code, msg)
     return redis.error_reply(code .. ' ' .. msg)
 end

@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 # Turns each admin-tool/lua/<name>.lua (but common.lua) into a C definition
-#   sa_script_t sa_lua_<name> = { "<name>", "#!lua\n<constants><common.lua><name>.lua" };
+#   sa_script_t sa_lua_<name> = { "<name>", "#!lua\n<constants><common.lua>
+#       local function sa_script() <name>.lua end return sa_changed(sa_script())" };
 # "#!lua" makes Redis 7 refuse a script up front under maxmemory instead of
 # failing it half-way.  <constants>: every string or number #define of the
 # C headers named with --header (the key names of core/sa_keys.h, the
@@ -54,7 +55,11 @@ print "#include \"redis.h\"\n\n";
 for my $path (@scripts) {
     my ($name) = $path =~ m{([a-z_]+)\.lua$} or die "bad script name $path\n";
     next if $name eq 'common';
-    my $body = "#!lua\n" . $common . slurp($path);
-    printf "sa_script_t  sa_lua_%s = {\n    \"%s\",\n%s,\n    \"\"\n};\n\n",
+    # the script's own part as a function: its reply passes sa_changed
+    # (common.lua); what it uses of common.lua are upvalues (at most 60)
+    my $own = slurp($path) =~ s/\n?\z/\n/r;
+    my $body = "#!lua\n" . $common . "local function sa_script()\n" . $own
+             . "end\nreturn sa_changed(sa_script())\n";
+    printf "sa_script_t  sa_lua_%s = {\n    \"%s\",\n%s,\n    \"\", 0\n};\n\n",
         $name, $name, c_string($body);
 }
