@@ -43,6 +43,9 @@
  */
 #define NGX_HTTP_SA_STALL_MIN     1000
 
+/* seconds of silence before TCP probes a sentinel's host (3, 1 s apart) */
+#define NGX_HTTP_SA_SENTINEL_KEEPALIVE  5
+
 
 typedef enum {
     NGX_HTTP_SA_REDIS_IDLE = 0,
@@ -1254,10 +1257,45 @@ ngx_http_sa_sentinel_message(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* pipelined: the answer comes before any move the subscription reports */
+/* as nginx sets "listen ... so_keepalive=": idle, interval, count */
+static void
+ngx_http_sa_sentinel_keepalive(ngx_http_sa_redis_t *rd)
+{
+    int  on = 1;
+
+    if (setsockopt(rd->conn->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(int))
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_WARN, rd->log, ngx_socket_errno,
+                      "sa: setsockopt(SO_KEEPALIVE) failed, ignored");
+        return;
+    }
+
+#if (NGX_HAVE_KEEPALIVE_TUNABLE)
+    {
+    int  idle = NGX_HTTP_SA_SENTINEL_KEEPALIVE, intvl = 1, cnt = 3;
+
+    (void) setsockopt(rd->conn->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle,
+                      sizeof(int));
+    (void) setsockopt(rd->conn->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+                      sizeof(int));
+    (void) setsockopt(rd->conn->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt,
+                      sizeof(int));
+    }
+#endif
+}
+
+
+/*
+ * Pipelined: the sentinel answers both at once, so a move is either in the
+ * answer or reported on the subscription.  Nothing is ever sent once it is
+ * subscribed: TCP keepalive finds a sentinel whose host went away.
+ */
 static void
 ngx_http_sa_sentinel_setup(ngx_http_sa_redis_t *rd)
 {
+    ngx_http_sa_sentinel_keepalive(rd);
+
     redisAsyncCommand(rd->ac, ngx_http_sa_sentinel_master_reply, NULL,
                       "SENTINEL get-master-addr-by-name %b",
                       rd->conf->master.data, rd->conf->master.len);

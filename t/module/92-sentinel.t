@@ -103,24 +103,48 @@ sub tid { substr($_[0], 4, 16) }
     my $again = () = SaTest::slurp("$dir/commands.log") =~ /get-master-addr-by-name sa/g;
     cmp_ok($again, '>', $asked, 'B: a connection refused by ROLE makes the gateway ask again');
 
-    # ... and only its +switch-master message names the primary
-    SaTest::write_file("$dir/switch.tmp", 'other 127.0.0.1 1 127.0.0.1 2');
-    rename "$dir/switch.tmp", "$dir/switch";
-    sleep 0.3;
-    unlike($nginx->error_log, qr/master "sa" is at 127\.0\.0\.1:2\b/, 'B: a move of another master is ignored');
-    SaTest::write_file("$dir/switch.tmp", 'sa 127.0.0.1 ' . $replica->port . ' 127.0.0.1 ' . $primary->port);
-    rename "$dir/switch.tmp", "$dir/switch";
-    my $t0 = time;
-    ok(SaTest::wait_until(3, sub { status($nginx, $token) == 200 }), 'B: +switch-master: 200 without a reload');
-    cmp_ok(time - $t0, '<', 1.5, sprintf('B: it followed within %.2f s', time - $t0));
-    like($nginx->error_log, qr/master "sa" is at 127\.0\.0\.1:${\ $primary->port }/, 'B: the move is logged');
+    my $switch = sub {
+        SaTest::write_file("$dir/switch.tmp", $_[0]);
+        rename "$dir/switch.tmp", "$dir/switch";
+    };
+    my $moves = sub { () = $nginx->error_log =~ /master "sa" is at 127\.0\.0\.1:$_[0]\b/g };
+
+    # ... until it names the primary: asking again finds it
+    SaTest::write_file("$dir/master", '127.0.0.1 ' . $primary->port);
+    ok(SaTest::wait_until(6, sub { status($nginx, $token) == 200 }), 'B: asked again, it found the master: 200');
     is($gets->(), $g0, 'B: still nothing read from the replica');
+
+    # /proc/net/tcp: timer 02 is keepalive, on the gateway's end of the link
+    my $keepalive = grep {
+        my @f = split ' ';
+        $f[2] =~ /:([0-9A-F]{4})$/ && hex($1) == $port && $f[3] eq '01' && $f[5] =~ /^02:/;
+    } split /\n/, SaTest::slurp('/proc/net/tcp');
+    is($keepalive, 1, 'B: TCP keepalive runs on the subscribed sentinel connection');
+
+    # steady: nothing fails, so nothing asks again; only +switch-master moves it
+    $switch->('other 127.0.0.1 1 127.0.0.1 2');
+    sleep 0.3;
+    is($moves->(2), 0, 'B: a move of another master is ignored');
+    is(status($nginx, $token), 200, 'B: and the gateway stays');
+
+    my $to_replica = $moves->($replica->port);
+    SaTest::write_file("$dir/master", '127.0.0.1 ' . $replica->port);
+    $switch->('sa 127.0.0.1 ' . $primary->port . ' 127.0.0.1 ' . $replica->port);
+    my $t0 = time;
+    ok(SaTest::wait_until(2, sub { $moves->($replica->port) > $to_replica }), 'B: +switch-master: the gateway moves');
+    cmp_ok(time - $t0, '<', 0.5, sprintf('B: at once (%.3f s)', time - $t0));
+    is(status($nginx, $token), 503, 'B: and ROLE keeps it off the replica it was sent to');
+
+    SaTest::write_file("$dir/master", '127.0.0.1 ' . $primary->port);
+    $switch->('sa 127.0.0.1 ' . $replica->port . ' 127.0.0.1 ' . $primary->port);
+    ok(SaTest::wait_until(6, sub { status($nginx, $token) == 200 }), 'B: moved back: 200, never a reload');
+    is($gets->(), $g0, 'B: nothing was ever read from the replica');
     no_alert($nginx, 'B');
     $nginx->stop;
 
     # no sentinel answers at all
     $nginx = SaTest::Nginx->start(http => gateway_conf("sa_redis_sentinel sa 127.0.0.1:$closed;", 0));
-    $t0 = time;
+    my $t0 = time;
     $r = $nginx->get('/index.html', Authorization => "Bearer $token");
     is($r->{status}, 503, 'B: no sentinel: 503');
     cmp_ok(time - $t0, '<', 1, 'B: at once, not after a hang');
