@@ -36,7 +36,7 @@ CONF
 }
 
 sub status { $_[0]->get('/index.html', Authorization => "Bearer $_[1]")->{status} }
-sub no_alert { unlike($_[0]->error_log, qr/\[(alert|crit|emerg)\]|signal \d+/, "$_[1]: no alert, no crash") }
+sub no_alert { unlike($_[0]->error_log, qr/\[(alert|crit|emerg)\]|exited on signal/, "$_[1]: no alert, no crash") }
 
 # ---------------------------------------------------------------- A. nginx -t
 {
@@ -151,6 +151,38 @@ sub tid { substr($_[0], 4, 16) }
     no_alert($nginx, 'B, no sentinel');
     $nginx->stop;
     $fake->stop;
+}
+
+# --------------------------- D. reload and quit in every state of the link
+{
+    my $dir = SaTest::new_dir('fake-sentinel');
+    my $port = SaTest::free_port();
+    my $fake = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/fake-sentinel', $port, $dir]);
+    SaTest::wait_for('fake sentinel', sub { SaTest::port_open($port) }, 5);
+    SaTest::write_file("$dir/master", '127.0.0.1 ' . $primary->port);
+    my $token = issue();
+    my $closed = SaTest::free_port();
+    my $conf = gateway_conf("sa_redis_sentinel sa 127.0.0.1:$port 127.0.0.1:$closed;", 1);
+
+    for my $state ('subscribed', 'frozen sentinel', 'no sentinel') {
+        my $nginx = SaTest::Nginx->start(workers => 2, http => $conf);
+        ok(SaTest::wait_until(3, sub { status($nginx, $token) == 200 }), "D $state: 200 first");
+        $fake->pause if $state eq 'frozen sentinel';
+        $fake->stop  if $state eq 'no sentinel';
+        ok($nginx->reload, "D $state: reloaded");
+        if ($state eq 'frozen sentinel') {
+            # the new workers' set-up deadline (max(1 s, 4 x 300ms)) ends it
+            ok(SaTest::wait_until(4, sub { $nginx->error_log =~ /sentinel connection to 127\.0\.0\.1:$port (lost|failed): not set up within/ }),
+               "D $state: a sentinel that never answers is given up after the set-up deadline");
+        }
+        my $st = status($nginx, $token);
+        ok($state eq 'subscribed' ? $st == 200 : ($st == 503 || $st == 200),
+           "D $state: after the reload: $st");
+        ok($nginx->quit, "D $state: quit");
+        no_alert($nginx, "D $state");
+        unlike($nginx->error_log, qr/open socket|still active|leak/i, "D $state: nothing left open");
+        $fake->resume if $state eq 'frozen sentinel';
+    }
 }
 
 # ---------------------------------------------- C. kill -9 of the primary
