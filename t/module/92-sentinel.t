@@ -144,7 +144,7 @@ sub tid { substr($_[0], 4, 16) }
 
     # no sentinel answers at all
     $nginx = SaTest::Nginx->start(http => gateway_conf("sa_redis_sentinel sa 127.0.0.1:$closed;", 0));
-    my $t0 = time;
+    $t0 = time;
     $r = $nginx->get('/index.html', Authorization => "Bearer $token");
     is($r->{status}, 503, 'B: no sentinel: 503');
     cmp_ok(time - $t0, '<', 1, 'B: at once, not after a hang');
