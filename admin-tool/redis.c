@@ -72,25 +72,46 @@ sa_url_userinfo(const char *p, size_t len, sa_redis_url_t *u)
 }
 
 
+/*
+ * "[userinfo@]hosts[/db]" up to end: takes the credentials, sets *slash to
+ * the '/' (or end), and returns where the hosts start (NULL: see err).
+ */
+static const char *
+sa_url_authority(const char *p, const char *end, const char **slash,
+    sa_redis_url_t *u, char *err, size_t errlen)
+{
+    const char  *at;
+
+    *slash = memchr(p, '/', end - p);
+    if (*slash == NULL) {
+        *slash = end;
+    }
+
+    at = memchr(p, '@', *slash - p);
+    if (at == NULL) {
+        return p;
+    }
+
+    if (sa_url_userinfo(p, at - p, u) != 0) {
+        snprintf(err, errlen, "credentials too long");
+        return NULL;
+    }
+
+    return at + 1;
+}
+
+
 /* redis://[userinfo@]host[:port][/db] */
 static int
 sa_url_tcp(const char *p, sa_redis_url_t *u, char *err, size_t errlen)
 {
-    const char  *at, *slash, *colon, *end;
+    const char  *slash, *colon, *end;
 
     end = p + strlen(p);
-    slash = memchr(p, '/', end - p);
-    if (slash == NULL) {
-        slash = end;
-    }
 
-    at = memchr(p, '@', slash - p);
-    if (at != NULL) {
-        if (sa_url_userinfo(p, at - p, u) != 0) {
-            snprintf(err, errlen, "credentials too long");
-            return -1;
-        }
-        p = at + 1;
+    p = sa_url_authority(p, end, &slash, u, err, errlen);
+    if (p == NULL) {
+        return -1;
     }
 
     colon = memchr(p, ':', slash - p);
@@ -167,7 +188,7 @@ sa_url_unix(const char *p, sa_redis_url_t *u, char *err, size_t errlen)
 static int
 sa_url_sentinel(const char *p, sa_redis_url_t *u, char *err, size_t errlen)
 {
-    const char     *hash, *end, *slash, *at, *comma, *colon, *seg;
+    const char     *hash, *end, *slash, *comma, *colon, *seg;
     sa_hostport_t  *s;
 
     hash = strrchr(p, '#');     /* a password may hold a "#" */
@@ -185,18 +206,10 @@ sa_url_sentinel(const char *p, sa_redis_url_t *u, char *err, size_t errlen)
     }
 
     end = hash;
-    slash = memchr(p, '/', end - p);
-    if (slash == NULL) {
-        slash = end;
-    }
 
-    at = memchr(p, '@', slash - p);
-    if (at != NULL) {
-        if (sa_url_userinfo(p, at - p, u) != 0) {
-            snprintf(err, errlen, "credentials too long");
-            return -1;
-        }
-        p = at + 1;
+    p = sa_url_authority(p, end, &slash, u, err, errlen);
+    if (p == NULL) {
+        return -1;
     }
 
     u->port = 0;
