@@ -639,6 +639,7 @@ ngx_http_sa_decode(ngx_http_sa_main_conf_t *smcf, ngx_str_t *value,
     err = SA_REC_BAD_SIGNATURE;
 
     for (i = 0; i < smcf->nverify_keys && err == SA_REC_BAD_SIGNATURE; i++) {
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_SIGNATURE_CHECK);
         err = sa_token_record_decode((char *) value->data, value->len,
                                      smcf->verify_keys[i],
                                      ngx_http_sa_heap_alloc, NULL, rec);

@@ -226,12 +226,16 @@ ngx_http_sa_metrics_text(u_char *p, ngx_atomic_uint_t *req,
             NGX_HTTP_SA_METRIC("Connections to Redis made again.", "counter",
                                "sa_redis_reconnects_total")
             "sa_redis_reconnects_total %uA\n"
+            NGX_HTTP_SA_METRIC("Record signatures checked (Ed25519).",
+                               "counter", "sa_signature_checks_total")
+            "sa_signature_checks_total %uA\n"
             NGX_HTTP_SA_METRIC("Time from a GET to its reply.", "histogram",
                                "sa_redis_latency_seconds"),
             cnt[NGX_HTTP_SA_M_REDIS_COMMAND], cnt[NGX_HTTP_SA_M_REDIS_TIMEOUT],
             cnt[NGX_HTTP_SA_M_REDIS_REFUSED],
             cnt[NGX_HTTP_SA_M_REDIS_PROTOCOL],
-            cnt[NGX_HTTP_SA_M_REDIS_RECONNECT]);
+            cnt[NGX_HTTP_SA_M_REDIS_RECONNECT],
+            cnt[NGX_HTTP_SA_M_SIGNATURE_CHECK]);
 
     cumulative = 0;
 

@@ -1,11 +1,19 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <sodium.h>
 
 #include "ngx_http_sa_verified.h"
 
 
-/* direct-mapped by the id's crc32: a colliding token takes the slot over */
-#define NGX_HTTP_SA_VERIFIED_SLOTS  16384
+/*
+ * 4096 sets of 4 slots.  A set is chosen by a keyed hash of the id (SipHash,
+ * a random key per worker), so that nobody can pick token ids that push
+ * other tokens' records out; within a set, the least recently used slot
+ * makes room.  Direct mapping was measurably worse: 1,000 tokens in 16,384
+ * slots collided often enough that about 5% of lookups verified again.
+ */
+#define NGX_HTTP_SA_VERIFIED_WAYS  4
+#define NGX_HTTP_SA_VERIFIED_SETS  4096
 
 
 typedef struct {
@@ -13,16 +21,22 @@ typedef struct {
     u_char                   digest[SA_DIGEST_LEN];
     uint64_t                 version;        /* the highest seen */
     sa_token_record_t       *rec;            /* ngx_alloc()ed, or NULL */
+    ngx_msec_t               used;           /* last found or remembered */
 } ngx_http_sa_verified_slot_t;
 
 
 static ngx_http_sa_verified_slot_t  *ngx_http_sa_verified;
+static u_char  ngx_http_sa_verified_key[crypto_shorthash_KEYBYTES];
 
 
 ngx_int_t
 ngx_http_sa_verified_init(ngx_cycle_t *cycle)
 {
-    ngx_http_sa_verified = ngx_calloc(NGX_HTTP_SA_VERIFIED_SLOTS
+    randombytes_buf(ngx_http_sa_verified_key,
+                    sizeof(ngx_http_sa_verified_key));
+
+    ngx_http_sa_verified = ngx_calloc(NGX_HTTP_SA_VERIFIED_SETS
+                                      * NGX_HTTP_SA_VERIFIED_WAYS
                                       * sizeof(ngx_http_sa_verified_slot_t),
                                       cycle->log);
 
@@ -39,7 +53,9 @@ ngx_http_sa_verified_exit(void)
         return;
     }
 
-    for (i = 0; i < NGX_HTTP_SA_VERIFIED_SLOTS; i++) {
+    for (i = 0; i < NGX_HTTP_SA_VERIFIED_SETS * NGX_HTTP_SA_VERIFIED_WAYS;
+         i++)
+    {
         if (ngx_http_sa_verified[i].rec) {
             ngx_free(ngx_http_sa_verified[i].rec);
         }
@@ -50,11 +66,33 @@ ngx_http_sa_verified_exit(void)
 }
 
 
+/* the first slot of the id's set */
 static ngx_http_sa_verified_slot_t *
-ngx_http_sa_verified_slot(u_char *id)
+ngx_http_sa_verified_set(u_char *id)
 {
-    return &ngx_http_sa_verified[ngx_crc32_short(id, SA_TOKEN_ID_LEN)
-                                 % NGX_HTTP_SA_VERIFIED_SLOTS];
+    uint64_t  h;
+
+    (void) crypto_shorthash((u_char *) &h, id, SA_TOKEN_ID_LEN,
+                            ngx_http_sa_verified_key);
+
+    return &ngx_http_sa_verified[(h % NGX_HTTP_SA_VERIFIED_SETS)
+                                 * NGX_HTTP_SA_VERIFIED_WAYS];
+}
+
+
+/* the id's slot in its set, or NULL */
+static ngx_http_sa_verified_slot_t *
+ngx_http_sa_verified_slot(ngx_http_sa_verified_slot_t *set, u_char *id)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_SA_VERIFIED_WAYS; i++) {
+        if (set[i].used && ngx_memcmp(set[i].id, id, SA_TOKEN_ID_LEN) == 0) {
+            return &set[i];
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -67,16 +105,44 @@ ngx_http_sa_verified_find(u_char *id, u_char digest[SA_DIGEST_LEN])
         return NULL;
     }
 
-    slot = ngx_http_sa_verified_slot(id);
+    slot = ngx_http_sa_verified_slot(ngx_http_sa_verified_set(id), id);
 
-    if (slot->rec == NULL
-        || ngx_memcmp(slot->id, id, SA_TOKEN_ID_LEN) != 0
+    if (slot == NULL || slot->rec == NULL
         || ngx_memcmp(slot->digest, digest, SA_DIGEST_LEN) != 0)
     {
         return NULL;
     }
 
+    slot->used = ngx_current_msec | 1;
+
     return slot->rec;
+}
+
+
+/* the least recently used slot of the set, emptied for another id */
+static ngx_http_sa_verified_slot_t *
+ngx_http_sa_verified_evict(ngx_http_sa_verified_slot_t *set, u_char *id)
+{
+    ngx_uint_t                    i;
+    ngx_http_sa_verified_slot_t  *slot;
+
+    slot = &set[0];
+
+    for (i = 1; i < NGX_HTTP_SA_VERIFIED_WAYS; i++) {
+        if ((ngx_msec_int_t) (set[i].used - slot->used) < 0) {
+            slot = &set[i];
+        }
+    }
+
+    if (slot->rec) {
+        ngx_free(slot->rec);
+        slot->rec = NULL;
+    }
+
+    ngx_memcpy(slot->id, id, SA_TOKEN_ID_LEN);
+    slot->version = 0;
+
+    return slot;
 }
 
 
@@ -85,25 +151,24 @@ ngx_http_sa_verified_remember(u_char *id, u_char digest[SA_DIGEST_LEN],
     sa_token_record_t *rec)
 {
     void                         *copy;
-    ngx_http_sa_verified_slot_t  *slot;
+    ngx_http_sa_verified_slot_t  *set, *slot;
 
     if (ngx_http_sa_verified == NULL) {
         return NGX_OK;
     }
 
-    slot = ngx_http_sa_verified_slot(id);
+    set = ngx_http_sa_verified_set(id);
+    slot = ngx_http_sa_verified_slot(set, id);
 
-    if (ngx_memcmp(slot->id, id, SA_TOKEN_ID_LEN) == 0) {
-        if (rec->version < slot->version) {
-            return NGX_DECLINED;
-        }
+    if (slot == NULL) {
+        slot = ngx_http_sa_verified_evict(set, id);
 
-    } else {
-        ngx_memcpy(slot->id, id, SA_TOKEN_ID_LEN);
-        slot->version = 0;
+    } else if (rec->version < slot->version) {
+        return NGX_DECLINED;
     }
 
     slot->version = rec->version;
+    slot->used = ngx_current_msec | 1;      /* 0 is an empty slot */
 
     if (slot->rec) {
         ngx_free(slot->rec);
