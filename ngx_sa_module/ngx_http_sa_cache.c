@@ -48,6 +48,20 @@ static ngx_int_t ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone,
  * Trees of token ids (the cache's entries, the workers' locks): by crc32 of
  * the id, then by the id itself, inserted as they are looked up.
  */
+uint32_t
+ngx_http_sa_id_hash(u_char *id)
+{
+    uint64_t  a, b;
+
+    ngx_memcpy(&a, id, sizeof(uint64_t));
+    ngx_memcpy(&b, id + sizeof(uint64_t), sizeof(uint64_t));
+
+    /* Fibonacci hashing: the high bits of the product mix every bit in */
+    return (uint32_t) (((a ^ (b * 0x9E3779B97F4A7C15ULL))
+                        * 0x9E3779B97F4A7C15ULL) >> 32);
+}
+
+
 void
 ngx_http_sa_id_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *sentinel)
@@ -91,7 +105,7 @@ ngx_http_sa_id_find(ngx_rbtree_t *tree, u_char *id)
     ngx_rbtree_node_t      *node, *sentinel;
     ngx_http_sa_id_node_t  *n;
 
-    hash = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
+    hash = ngx_http_sa_id_hash(id);
     node = tree->root;
     sentinel = tree->sentinel;
 
@@ -120,7 +134,7 @@ void
 ngx_http_sa_id_set(ngx_http_sa_id_node_t *n, u_char *id)
 {
     ngx_memcpy(n->id, id, SA_TOKEN_ID_LEN);
-    n->node.key = ngx_crc32_short(id, SA_TOKEN_ID_LEN);
+    n->node.key = ngx_http_sa_id_hash(id);
 }
 
 
@@ -136,8 +150,7 @@ ngx_http_sa_cache_find(ngx_http_sa_cache_t *cache, u_char *id)
 static ngx_atomic_t *
 ngx_http_sa_cache_stamp(ngx_http_sa_cache_t *cache, u_char *id)
 {
-    return &cache->sh->stamps[ngx_crc32_short(id, SA_TOKEN_ID_LEN)
-                              % NGX_HTTP_SA_STAMPS];
+    return &cache->sh->stamps[ngx_http_sa_id_hash(id) % NGX_HTTP_SA_STAMPS];
 }
 
 

@@ -26,6 +26,14 @@ typedef struct {
     u_char               id[SA_TOKEN_ID_LEN];
 } ngx_http_sa_id_node_t;
 
+/*
+ * A token id's hash, for trees and tables of ids: ids are random base62,
+ * so mixing two 8-byte words is enough (a crc32 cost more than the tree
+ * walk).  Chosen ids may collide on purpose; trees then compare the ids,
+ * and shared tables only err on the safe side (see the cache's stamps).
+ */
+uint32_t ngx_http_sa_id_hash(u_char *id);
+
 void ngx_http_sa_id_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *sentinel);
 ngx_http_sa_id_node_t *ngx_http_sa_id_find(ngx_rbtree_t *tree, u_char *id);

@@ -994,7 +994,7 @@ ngx_http_sa_slot_due(ngx_http_sa_used_slot_t *slots, ngx_uint_t n, u_char *id,
         return 0;
     }
 
-    slot = &slots[ngx_crc32_short(id, SA_TOKEN_ID_LEN) % n];
+    slot = &slots[ngx_http_sa_id_hash(id) % n];
 
     if (ngx_memcmp(slot->id, id, SA_TOKEN_ID_LEN) == 0
         && now - slot->written < every)

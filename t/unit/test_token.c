@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+#include <sodium.h>
+
 #include "tap.h"
 #include "sa_crypto.h"
 #include "sa_token.h"
@@ -16,12 +18,52 @@ parses_as(const char *t, size_t len, sa_token_err_t want)
 }
 
 
+/* the bit-at-a-time definition: the eight-bytes-a-step code must agree */
+static uint32_t
+crc32_bitwise(const unsigned char *p, size_t len)
+{
+    uint32_t  crc = 0xFFFFFFFFu;
+    int       k;
+
+    while (len--) {
+        crc ^= *p++;
+        for (k = 0; k < 8; k++) {
+            crc = (crc & 1) ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
+        }
+    }
+
+    return crc ^ 0xFFFFFFFFu;
+}
+
+
+static void
+test_crc32_slices(void)
+{
+    unsigned char  buf[200];
+    size_t         len, off;
+    int            bad = 0;
+
+    randombytes_buf(buf, sizeof(buf));
+
+    /* every length and alignment around the 8-byte steps */
+    for (off = 0; off < 8; off++) {
+        for (len = 0; len + off <= sizeof(buf); len++) {
+            bad += sa_crc32(buf + off, len) != crc32_bitwise(buf + off, len);
+        }
+    }
+
+    ok(bad == 0, "crc32: the same as bit at a time, every length 0..200, "
+                 "every alignment");
+}
+
+
 static void
 test_crc32(void)
 {
     is_long(sa_crc32((const unsigned char *) "123456789", 9), 0xCBF43926L,
             "crc32 check value of \"123456789\"");
     is_long(sa_crc32((const unsigned char *) "", 0), 0, "crc32 of nothing");
+    test_crc32_slices();
 }
 
 
