@@ -1,7 +1,7 @@
 /*
- * The shared-memory cache of verified token records: a slab zone with an
- * rbtree keyed by token id and an LRU queue, as ngx_http_limit_req_module
- * keeps its states.  An entry remembers the highest record version seen for
+ * The shared-memory cache of verified token records: a slab zone with a
+ * hash table of token ids (one bucket per 2 KiB of zone) and an LRU queue,
+ * the queue as ngx_http_limit_req_module keeps its states.  An entry remembers the highest record version seen for
  * its token even after it has been invalidated, so that an older record
  * replayed into Redis is refused.
  */
