@@ -442,13 +442,31 @@ ngx_http_sa_redis_set_ready(ngx_http_sa_redis_t *rd)
 }
 
 
-/* AUTH, SELECT and PING: any error ends the connection, a PONG readies it */
+/* ROLE's first word: "master", "slave", "sentinel" */
+static const char *
+ngx_http_sa_redis_role(redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return "unknown";
+    }
+
+    return reply->element[0]->str;
+}
+
+
+/*
+ * AUTH, SELECT and PING (or ROLE): any error ends the connection, a PONG
+ * (or "master") readies it.
+ */
 static void
 ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     ngx_http_sa_redis_t  *rd = ac->ev.data;
     redisReply           *reply = r;
     const char           *what = privdata;
+    const char           *role;
 
     if (reply == NULL || rd->state != NGX_HTTP_SA_REDIS_CONNECTING) {
         return;
@@ -462,16 +480,10 @@ ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     if (ngx_strcmp(what, "ROLE") == 0) {
         /* the sentinels may still name a primary that was demoted */
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
-            || reply->element[0]->type != REDIS_REPLY_STRING
-            || ngx_strcmp(reply->element[0]->str, "master") != 0)
-        {
-            ngx_http_sa_redis_close(rd, "not the master (role %s)",
-                                    reply->type == REDIS_REPLY_ARRAY
-                                    && reply->elements
-                                    && reply->element[0]->type
-                                       == REDIS_REPLY_STRING
-                                    ? reply->element[0]->str : "unknown");
+        role = ngx_http_sa_redis_role(reply);
+
+        if (ngx_strcmp(role, "master") != 0) {
+            ngx_http_sa_redis_close(rd, "not the master (role %s)", role);
             return;
         }
 
