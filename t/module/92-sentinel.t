@@ -70,13 +70,20 @@ as($primary, qw(account create platform ci --app api));
 sub issue { my $t = SaTest::issue_token($primary, 'platform/ci', 'stacks:read'); $primary->cmd('WAIT', 1, 2000); $t }
 sub tid { substr($_[0], 4, 16) }
 
-# ------------------------------------------------- B. a sentinel that lies
-{
+# t/lib/fake-sentinel naming $node as the master: (process, dir, port)
+sub fake_sentinel {
+    my ($node) = @_;
     my $dir = SaTest::new_dir('fake-sentinel');
     my $port = SaTest::free_port();
     my $fake = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/fake-sentinel', $port, $dir]);
     SaTest::wait_for('fake sentinel', sub { SaTest::port_open($port) }, 5);
-    SaTest::write_file("$dir/master", '127.0.0.1 ' . $replica->port);
+    SaTest::write_file("$dir/master", '127.0.0.1 ' . $node->port);
+    return ($fake, $dir, $port);
+}
+
+# ------------------------------------------------- B. a sentinel that lies
+{
+    my ($fake, $dir, $port) = fake_sentinel($replica);
 
     my $token = issue();
     my $closed = SaTest::free_port();
@@ -156,11 +163,7 @@ sub tid { substr($_[0], 4, 16) }
 
 # --------------------------- D. reload and quit in every state of the link
 {
-    my $dir = SaTest::new_dir('fake-sentinel');
-    my $port = SaTest::free_port();
-    my $fake = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/fake-sentinel', $port, $dir]);
-    SaTest::wait_for('fake sentinel', sub { SaTest::port_open($port) }, 5);
-    SaTest::write_file("$dir/master", '127.0.0.1 ' . $primary->port);
+    my ($fake, $dir, $port) = fake_sentinel($primary);
     my $token = issue();
     my $closed = SaTest::free_port();
     my $conf = gateway_conf("sa_redis_sentinel sa 127.0.0.1:$port 127.0.0.1:$closed;", 1);
