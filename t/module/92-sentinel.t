@@ -5,7 +5,7 @@
 #      503, never a read from it; a +switch-master to the real master and the
 #      gateway follows at once, without a reload.  A dead first sentinel is
 #      skipped; no sentinel at all is 503 (never a hang).
-#   C. kill -9 of the primary under load (three gateways: two workers with
+#   C. kill -9 of the primary and of a sentinel under load (three gateways: two workers with
 #      sa_cache, one worker without, one with sa_cache stale=): all serve
 #      again once the sentinels
 #      have promoted the replica, with no reload and no alert; a token
@@ -239,8 +239,11 @@ for my $g (@gateways, [ 'stale', $stale ]) {
 }
 sleep 0.3;
 
+# the primary dies, and with it the sentinel every gateway's first worker
+# listens to (workers start at sentinel number worker % 3)
 my $killed = time;
 $primary->kill9;
+($s->sentinels)[0]->kill9;
 
 # revoked "just after": sa-admin finds no master, waits for the new one
 my $rv = via_sentinels('token', 'revoke', tid($after));
