@@ -296,7 +296,7 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 
     ngx_memcpy(ctx->id, token + SA_TOKEN_ID_OFF, SA_TOKEN_ID_LEN);
     ctx->has_id = 1;
-    sa_token_hash(token, SA_TOKEN_LEN, ctx->hash);
+    ctx->token = token;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "sa: token \"%*s\"", (size_t) SA_TOKEN_ID_LEN, ctx->id);
@@ -362,9 +362,10 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
     case NGX_HTTP_SA_CACHE_HIT:
         /* the hash proves the exact token; any other must be well-formed */
-        if (!sa_hash_equal(rec->hash, ctx->hash)
-            && sa_token_parse(token, SA_TOKEN_LEN) != SA_TOKEN_OK)
-        {
+        if (ngx_http_sa_verified_token(token, ctx->id, rec->hash)) {
+            ctx->proven = rec;
+
+        } else if (sa_token_parse(token, SA_TOKEN_LEN) != SA_TOKEN_OK) {
             return NGX_DECLINED;
         }
 
@@ -915,7 +916,9 @@ ngx_http_sa_check_token(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_TAMPERED);
     }
 
-    if (!sa_hash_equal(rec->hash, ctx->hash)) {
+    if (ctx->proven != rec
+        && !ngx_http_sa_verified_token(ctx->token, ctx->id, rec->hash))
+    {
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN);
     }
 

@@ -101,7 +101,8 @@ typedef struct {
     ngx_event_t                wake;          /* posted when it is answered */
     ngx_http_sa_answer_t       answer;        /* record copied to r->pool */
     u_char                     id[SA_TOKEN_ID_LEN];
-    u_char                     hash[SA_HASH_LEN];
+    const u_char              *token;         /* in the request's header */
+    sa_token_record_t         *proven;        /* the token is this one's */
     unsigned                   has_id:1;
     unsigned                   bearer:1;      /* "Bearer" was presented */
     unsigned                   answered:1;
