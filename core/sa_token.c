@@ -233,12 +233,41 @@ sa_blank(unsigned char ch)
 }
 
 
+/* "bearer" in any case, in the 6 bytes at p */
+static int
+sa_is_bearer(const unsigned char *p)
+{
+    static const char  scheme[] = "bearer";
+    size_t             i;
+
+    for (i = 0; i < sizeof(scheme) - 1; i++) {
+        if ((p[i] | 0x20) != (unsigned char) scheme[i]) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 sa_bearer_err_t
 sa_bearer_parse(const unsigned char *value, size_t len,
     const unsigned char **token, size_t *token_len)
 {
     static const char  scheme[] = "bearer";
     size_t             i, start, end;
+
+    /* the usual "Bearer <credential>": two memchr() instead of a loop */
+    if (len > sizeof(scheme) && value[sizeof(scheme) - 1] == ' '
+        && !sa_blank(value[sizeof(scheme)])
+        && sa_is_bearer(value)
+        && memchr(value + sizeof(scheme), ' ', len - sizeof(scheme)) == NULL
+        && memchr(value + sizeof(scheme), '\t', len - sizeof(scheme)) == NULL)
+    {
+        *token = value + sizeof(scheme);
+        *token_len = len - sizeof(scheme);
+        return SA_BEARER_OK;
+    }
 
     for (i = 0; i < len && sa_blank(value[i]); i++) { /* void */ }
 
@@ -249,10 +278,8 @@ sa_bearer_parse(const unsigned char *value, size_t len,
         return (i - start == 0) ? SA_BEARER_MALFORMED : SA_BEARER_NONE;
     }
 
-    for (end = 0; end < sizeof(scheme) - 1; end++) {
-        if ((value[start + end] | 0x20) != (unsigned char) scheme[end]) {
-            return SA_BEARER_NONE;
-        }
+    if (!sa_is_bearer(value + start)) {
+        return SA_BEARER_NONE;
     }
 
     for ( /* void */ ; i < len && sa_blank(value[i]); i++) { /* void */ }

@@ -163,7 +163,7 @@ ngx_http_sa_cache_find(ngx_http_sa_cache_t *cache, u_char *id)
     ngx_http_sa_cache_node_t  *cn;
 
     for (cn = *ngx_http_sa_cache_bucket(cache, id); cn; cn = cn->next) {
-        if (ngx_memcmp(cn->id, id, SA_TOKEN_ID_LEN) == 0) {
+        if (ngx_http_sa_id_equal(cn->id, id)) {
             return cn;
         }
     }

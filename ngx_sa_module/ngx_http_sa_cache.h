@@ -34,6 +34,20 @@ typedef struct {
  */
 uint32_t ngx_http_sa_id_hash(u_char *id);
 
+/* two ids equal: two word compares, no call (ids are compared a lot) */
+static ngx_inline ngx_uint_t
+ngx_http_sa_id_equal(const void *a, const void *b)
+{
+    uint64_t  a0, a1, b0, b1;
+
+    ngx_memcpy(&a0, a, 8);
+    ngx_memcpy(&a1, (const u_char *) a + 8, 8);
+    ngx_memcpy(&b0, b, 8);
+    ngx_memcpy(&b1, (const u_char *) b + 8, 8);
+
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
 void ngx_http_sa_id_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *sentinel);
 ngx_http_sa_id_node_t *ngx_http_sa_id_find(ngx_rbtree_t *tree, u_char *id);

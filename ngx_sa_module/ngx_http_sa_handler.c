@@ -723,7 +723,7 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, ngx_int_t rc,
                        "sa: record version %uL verified", a->record->version);
 
         /* a record under another token's key is refused when judged */
-        if (ngx_memcmp(a->record->id, lock->node.id, SA_TOKEN_ID_LEN) != 0) {
+        if (!ngx_http_sa_id_equal(a->record->id, lock->node.id)) {
             a->status = NGX_HTTP_SA_OK;
             return;
         }
@@ -911,7 +911,7 @@ static ngx_int_t
 ngx_http_sa_check_token(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     sa_token_record_t *rec)
 {
-    if (ngx_memcmp(rec->id, ctx->id, SA_TOKEN_ID_LEN) != 0) {
+    if (!ngx_http_sa_id_equal(rec->id, ctx->id)) {
         /* a genuine record copied under another token's key */
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_TAMPERED);
     }
@@ -999,7 +999,7 @@ ngx_http_sa_slot_due(ngx_http_sa_used_slot_t *slots, ngx_uint_t n, u_char *id,
 
     slot = &slots[ngx_http_sa_id_hash(id) % n];
 
-    if (ngx_memcmp(slot->id, id, SA_TOKEN_ID_LEN) == 0
+    if (ngx_http_sa_id_equal(slot->id, id)
         && now - slot->written < every)
     {
         return 0;

@@ -116,7 +116,7 @@ ngx_http_sa_verified_slot(ngx_http_sa_verified_slot_t *set, u_char *id)
     ngx_uint_t  i;
 
     for (i = 0; i < NGX_HTTP_SA_VERIFIED_WAYS; i++) {
-        if (set[i].used && ngx_memcmp(set[i].id, id, SA_TOKEN_ID_LEN) == 0) {
+        if (set[i].used && ngx_http_sa_id_equal(set[i].id, id)) {
             return &set[i];
         }
     }
@@ -234,7 +234,7 @@ ngx_http_sa_verified_token(const u_char *token, u_char *id,
     (void) crypto_shorthash_siphashx24(mac, token, SA_TOKEN_LEN,
                                       ngx_http_sa_proven_key);
 
-    if (ngx_memcmp(slot->id, id, SA_TOKEN_ID_LEN) == 0
+    if (ngx_http_sa_id_equal(slot->id, id)
         && crypto_verify_16(slot->mac, mac) == 0
         && ngx_memcmp(slot->hash, hash, SA_HASH_LEN) == 0)
     {

@@ -281,6 +281,12 @@ test_bearer(void)
     ok(bearer("Bearer", SA_BEARER_MALFORMED, NULL), "Bearer alone");
     ok(bearer("Bearer   ", SA_BEARER_MALFORMED, NULL), "Bearer and spaces");
     ok(bearer("Bearer a b", SA_BEARER_MALFORMED, NULL), "two credentials");
+    ok(bearer("Bearer a\tb", SA_BEARER_MALFORMED, NULL),
+       "two credentials, a tab between");
+    ok(bearer("Bearer abc ", SA_BEARER_OK, "abc"), "a blank after");
+    ok(bearer("Bearer\tabc", SA_BEARER_OK, "abc"), "a tab after the scheme");
+    ok(bearer("bEaReR abc", SA_BEARER_OK, "abc"), "mixed case");
+    ok(bearer("Bearer@abc", SA_BEARER_NONE, NULL), "no blank after the scheme");
     ok(bearer("", SA_BEARER_MALFORMED, NULL), "empty value");
     ok(bearer("   ", SA_BEARER_MALFORMED, NULL), "blank value");
     {
