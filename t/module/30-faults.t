@@ -143,8 +143,14 @@ ok($nginx->reload, 'second reload under load');
 waitpid $kid, 0;
 my $seen = statuses($load);
 cmp_ok($seen->{200} // 0, '>', 10, 'the load got through') or diag explain $seen;
-is_deeply([sort keys %$seen], ['200'], 'every request during the reloads: 200')
-    or diag explain $seen;
+SKIP: {
+    # under valgrind a new worker takes longer than sa_redis_timeout to
+    # connect, so its first requests get 503: timing, not a memory error
+    skip 'timing: new workers under SA_TEST_NGINX_WRAPPER connect slowly', 1
+        if $ENV{SA_TEST_NGINX_WRAPPER};
+    is_deeply([sort keys %$seen], ['200'], 'every request during the reloads: 200')
+        or diag explain $seen;
+}
 is(status_of($token), 200, 'new workers serve');
 
 # the secret check below also covers the lines that refusals produce
