@@ -2,8 +2,12 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <sodium.h>
+
 #include "ngx_http_sa_cache.h"
 #include "ngx_http_sa_metrics.h"
+#include "sa_crypto.h"
+#include "sa_token.h"
 
 
 #define NGX_HTTP_SA_EVICT_BATCH  8        /* entries freed per failed alloc */
@@ -31,6 +35,9 @@ typedef struct ngx_http_sa_cache_sh_s {
     ngx_atomic_t                 epoch;       /* invalidations processed */
     ngx_atomic_t                 all;         /* epoch of the last "all" */
     ngx_atomic_t                 stamps[NGX_HTTP_SA_STAMPS];
+
+    /* for the MACs of proven tokens; drawn once, like the zone */
+    u_char                       mac_key[crypto_shorthash_siphashx24_KEYBYTES];
 } ngx_http_sa_cache_sh_t;
 
 
@@ -46,6 +53,8 @@ struct ngx_http_sa_cache_node_s {
     ngx_msec_t                   fetched;     /* when verified from Redis */
     uint64_t                     version;
     uint32_t                     used;        /* last use written, unix s */
+    u_char                       mac[16];     /* of the token that matched */
+    unsigned                     proven:1;    /* mac is set */
     unsigned                     valid:1;     /* may be served */
     unsigned                     negative:1;  /* no record: "no such token" */
     u_char                       packed[];
@@ -263,7 +272,7 @@ ngx_http_sa_cache_alloc(ngx_http_sa_cache_t *cache, size_t size)
 ngx_http_sa_cache_rc_e
 ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
     ngx_uint_t stale, ngx_pool_t *pool, sa_token_record_t **rec,
-    ngx_uint_t *use_due)
+    ngx_uint_t *use_due, ngx_http_sa_cache_proof_t *proof)
 {
     void                      *copy;
     ngx_msec_int_t             age;
@@ -308,6 +317,11 @@ ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
 
     *rec = sa_token_record_unpack(cn->packed, (char *) id, copy);
 
+    if (proof) {
+        proof->set = cn->proven;
+        ngx_memcpy(proof->mac, cn->mac, sizeof(proof->mac));
+    }
+
     if (ngx_time() - (time_t) cn->used >= NGX_HTTP_SA_USED_EVERY) {
         cn->used = (uint32_t) ngx_time();
         *use_due = 1;
@@ -321,6 +335,44 @@ done:
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
     return rc;
+}
+
+
+ngx_uint_t
+ngx_http_sa_cache_token(ngx_http_sa_cache_t *cache, const u_char *token,
+    u_char *id, sa_token_record_t *rec, ngx_http_sa_cache_proof_t *proof)
+{
+    u_char                     mac[sizeof(proof->mac)], hash[SA_HASH_LEN];
+    ngx_http_sa_cache_node_t  *cn;
+
+    (void) crypto_shorthash_siphashx24(mac, token, SA_TOKEN_LEN,
+                                      cache->sh->mac_key);
+
+    if (proof->set && crypto_verify_16(mac, proof->mac) == 0) {
+        return 1;
+    }
+
+    sa_token_hash(token, SA_TOKEN_LEN, hash);
+
+    if (!sa_hash_equal(hash, rec->hash)) {
+        return 0;
+    }
+
+    /* the entry of this very record remembers it (not one stored since) */
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_sa_cache_find(cache, id);
+
+    if (cn != NULL && cn->valid && !cn->negative
+        && cn->version == rec->version)
+    {
+        ngx_memcpy(cn->mac, mac, sizeof(mac));
+        cn->proven = 1;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return 1;
 }
 
 
@@ -381,6 +433,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     ngx_memcpy(cn->id, id, SA_TOKEN_ID_LEN);
     cn->fetched = ngx_current_msec;
     cn->used = used;
+    cn->proven = 0;
     cn->valid = keep && (rec == NULL || packed > 0);
     cn->negative = (rec == NULL);
     cn->version = rec ? rec->version : 0;
@@ -511,6 +564,8 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     cache->sh->mask = n - 1;
+
+    randombytes_buf(cache->sh->mac_key, sizeof(cache->sh->mac_key));
     ngx_queue_init(&cache->sh->queue);
 
     len = sizeof(" in sa_cache zone \"\"") + shm_zone->shm.name.len;

@@ -65,6 +65,13 @@ typedef struct {
 } ngx_http_sa_cache_t;
 
 
+/* what a cache entry remembers of the token that matched it, copied out */
+typedef struct {
+    u_char               mac[16];       /* SipHash-128 of the token */
+    ngx_uint_t           set;
+} ngx_http_sa_cache_proof_t;
+
+
 typedef enum {
     NGX_HTTP_SA_CACHE_MISS = 0,
     NGX_HTTP_SA_CACHE_HIT,          /* fresh record, copied out */
@@ -85,7 +92,19 @@ char *ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
  */
 ngx_http_sa_cache_rc_e ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache,
     u_char *id, ngx_uint_t stale, ngx_pool_t *pool, sa_token_record_t **rec,
-    ngx_uint_t *use_due);
+    ngx_uint_t *use_due, ngx_http_sa_cache_proof_t *proof);
+
+/*
+ * Whether the token (SA_TOKEN_LEN bytes) is the one whose BLAKE2b-256 is
+ * the hash of rec, the record a lookup gave with proof.  BLAKE2b of a token
+ * costs about 0.2 µs, a third of a cache hit; so an entry remembers a
+ * SipHash-128 of the token bytes that matched it, under a key drawn when
+ * the zone was made, and the same bytes again need only that.  Only the
+ * MAC is kept, never the token; a new record starts without one.
+ */
+ngx_uint_t ngx_http_sa_cache_token(ngx_http_sa_cache_t *cache,
+    const u_char *token, u_char *id, sa_token_record_t *rec,
+    ngx_http_sa_cache_proof_t *proof);
 
 /*
  * Invalidations are counted in the zone (its epoch), and each token id

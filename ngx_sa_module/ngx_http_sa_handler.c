@@ -344,8 +344,9 @@ static ngx_int_t
 ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_cache_t *cache, const u_char *token)
 {
-    ngx_uint_t          use_due;
-    sa_token_record_t  *rec;
+    ngx_uint_t                  use_due;
+    sa_token_record_t          *rec;
+    ngx_http_sa_cache_proof_t   proof;
 
     if (!ngx_http_sa_redis_subscriber_fresh()) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -357,12 +358,12 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     use_due = 0;
 
     switch (ngx_http_sa_cache_lookup(cache, ctx->id, 0, r->pool, &rec,
-                                     &use_due))
+                                     &use_due, &proof))
     {
 
     case NGX_HTTP_SA_CACHE_HIT:
         /* the hash proves the exact token; any other must be well-formed */
-        if (ngx_http_sa_verified_token(token, ctx->id, rec->hash)) {
+        if (ngx_http_sa_cache_token(cache, token, ctx->id, rec, &proof)) {
             ctx->proven = rec;
 
         } else if (sa_token_parse(token, SA_TOKEN_LEN) != SA_TOKEN_OK) {
@@ -850,7 +851,7 @@ ngx_http_sa_unavailable(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 
     if (smcf->cache && smcf->cache->stale
         && ngx_http_sa_cache_lookup(smcf->cache, ctx->id, 1, r->pool, &rec,
-                                    &use_due)
+                                    &use_due, NULL)
            != NGX_HTTP_SA_CACHE_MISS)
     {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,

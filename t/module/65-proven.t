@@ -1,6 +1,7 @@
-# A worker remembers which token bytes it proved against a record's hash
-# (a SipHash-128 of them under a key of its own), so that the same token
-# again costs no BLAKE2b.  What it must never do: admit other bytes under
+# The gateway remembers which token bytes it proved against a record's hash
+# (a SipHash-128 of them under a random key: in the cache entry with
+# sa_cache, in the worker without), so that the same token again costs no
+# BLAKE2b.  What it must never do: admit other bytes under
 # the same id.  A token with the id of a genuine one that was just admitted,
 # another secret and a valid checksum is refused as unknown, every time,
 # with and without sa_cache, and the genuine one is still admitted after it.
