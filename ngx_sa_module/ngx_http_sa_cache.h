@@ -22,7 +22,7 @@
 
 /* a node of a tree of token ids; whatever follows it is its user's */
 typedef struct {
-    ngx_rbtree_node_t    node;          /* key: crc32 of the id */
+    ngx_rbtree_node_t    node;          /* key: ngx_http_sa_id_hash() */
     u_char               id[SA_TOKEN_ID_LEN];
 } ngx_http_sa_id_node_t;
 

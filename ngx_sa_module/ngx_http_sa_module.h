@@ -4,9 +4,10 @@
  *   ngx_http_sa_module.c    directives, configuration, worker start and stop
  *   ngx_http_sa_handler.c   the access handler: token, cache, Redis, rules
  *   ngx_http_sa_response.c  RFC 6750 responses and the $sa_* variables
- *   ngx_http_sa_redis.c     the worker's Redis connections, heartbeats
- *   ngx_http_sa_cache.c     the shared-memory cache, trees of token ids
- *   ngx_http_sa_verified.c  what this worker verified (digests, versions)
+ *   ngx_http_sa_redis.c     the worker's Redis connections, heartbeats,
+ *                           the sentinel that says where the master is
+ *   ngx_http_sa_cache.c     the shared-memory cache, ids' hash and trees
+ *   ngx_http_sa_verified.c  what this worker verified (records, tokens)
  *   ngx_http_sa_metrics.c   sa_metrics: counters in a zone of their own
  */
 
