@@ -36,7 +36,8 @@ typedef struct ngx_http_sa_cache_sh_s {
     ngx_atomic_t                 all;         /* epoch of the last "all" */
     ngx_atomic_t                 stamps[NGX_HTTP_SA_STAMPS];
 
-    /* for the MACs of proven tokens; drawn once, like the zone */
+    /* drawn once, like the zone: for buckets, and for proven tokens' MACs */
+    u_char                       bucket_key[crypto_shorthash_KEYBYTES];
     u_char                       mac_key[crypto_shorthash_siphashx24_KEYBYTES];
 } ngx_http_sa_cache_sh_t;
 
@@ -159,10 +160,20 @@ ngx_http_sa_id_set(ngx_http_sa_id_node_t *n, u_char *id)
 }
 
 
+/*
+ * SipHash under the zone's own key: ids are chosen by whoever mints a
+ * well-formed token, and an unkeyed hash would let them build one long
+ * chain that every worker walks under the zone's lock.
+ */
 static ngx_http_sa_cache_node_t **
 ngx_http_sa_cache_bucket(ngx_http_sa_cache_t *cache, u_char *id)
 {
-    return &cache->sh->buckets[ngx_http_sa_id_hash(id) & cache->sh->mask];
+    uint64_t  h;
+
+    (void) crypto_shorthash((u_char *) &h, id, SA_TOKEN_ID_LEN,
+                            cache->sh->bucket_key);
+
+    return &cache->sh->buckets[h & cache->sh->mask];
 }
 
 
@@ -384,7 +395,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     uint32_t                   used;
     ngx_int_t                  rc;
     ngx_uint_t                 keep;
-    ngx_http_sa_cache_node_t  *cn, *old;
+    ngx_http_sa_cache_node_t  *cn, *old, **bucket;
 
     rc = NGX_OK;
     used = 0;
@@ -442,8 +453,9 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
         (void) sa_token_record_pack(rec, cn->packed, packed);
     }
 
-    cn->next = *ngx_http_sa_cache_bucket(cache, id);
-    *ngx_http_sa_cache_bucket(cache, id) = cn;
+    bucket = ngx_http_sa_cache_bucket(cache, id);
+    cn->next = *bucket;
+    *bucket = cn;
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
     cache->sh->entries++;
 
@@ -565,6 +577,7 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     cache->sh->mask = n - 1;
 
+    randombytes_buf(cache->sh->bucket_key, sizeof(cache->sh->bucket_key));
     randombytes_buf(cache->sh->mac_key, sizeof(cache->sh->mac_key));
     ngx_queue_init(&cache->sh->queue);
 

@@ -103,6 +103,7 @@ static void ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply,
 static void ngx_http_sa_redis_subscribe(ngx_http_sa_redis_t *rd);
 static void ngx_http_sa_redis_heartbeat(ngx_event_t *ev);
 static void ngx_http_sa_sentinel_ask_again(ngx_http_sa_redis_t *rd);
+static void ngx_http_sa_sentinel_lost(ngx_http_sa_redis_t *rd);
 
 
 /*
@@ -473,7 +474,10 @@ ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_sa_redis_close(rd, "%s refused: %*s", what,
+        ngx_http_sa_redis_close(rd, "%s refused%s: %*s", what,
+                                ngx_strcmp(what, "ROLE") == 0
+                                && ngx_strncmp(reply->str, "NOPERM", 6) == 0
+                                ? " (the ACL user needs +role)" : "",
                                 (size_t) reply->len, reply->str);
         return;
     }
@@ -572,6 +576,25 @@ ngx_http_sa_redis_attach(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
 }
 
 
+/*
+ * A connection that failed before hiredis had our hooks (no cleanup call):
+ * the next sentinel is tried, or the sentinels are asked again, as when a
+ * connection ends (an unreachable address fails at once, every time).
+ */
+static void
+ngx_http_sa_redis_failed(ngx_http_sa_redis_t *rd)
+{
+    if (rd == &ngx_http_sa_sentinel) {
+        ngx_http_sa_sentinel_lost(rd);
+
+    } else {
+        ngx_http_sa_sentinel_ask_again(rd);
+    }
+
+    ngx_http_sa_redis_schedule(rd);
+}
+
+
 static void
 ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
 {
@@ -601,13 +624,13 @@ ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
                       "sa: Redis %s connection to %V failed: %s", rd->role,
                       &to->address, ac->errstr);
         redisAsyncFree(ac);
-        ngx_http_sa_redis_schedule(rd);
+        ngx_http_sa_redis_failed(rd);
         return;
     }
 
     if (ngx_http_sa_redis_attach(rd, ac) != NGX_OK) {
         redisAsyncFree(ac);
-        ngx_http_sa_redis_schedule(rd);
+        ngx_http_sa_redis_failed(rd);
         return;
     }
 
@@ -1104,7 +1127,8 @@ ngx_http_sa_sentinel_redirect(ngx_http_sa_redis_t *rd)
 }
 
 
-static void
+/* NGX_DECLINED: the sentinel named no usable address (logged) */
+static ngx_int_t
 ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
     size_t hlen, u_char *port, size_t plen)
 {
@@ -1121,7 +1145,7 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
                       "master \"%V\": not an IP address and a port",
                       &rd->target->address, hlen, host, plen, port,
                       &rd->conf->master);
-        return;
+        return NGX_DECLINED;
     }
 
     if (ngx_http_sa_master.addr.port == n
@@ -1132,7 +1156,7 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
                        "sa: sentinel %V: master still at %V",
                        &rd->target->address,
                        &ngx_http_sa_master.addr.address);
-        return;
+        return NGX_OK;
     }
 
     /* first off the old node, whose address the messages still name */
@@ -1163,6 +1187,8 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
     if (ngx_http_sa_redis_sub.conf) {
         ngx_http_sa_redis_sub.target = &ngx_http_sa_master.addr;
     }
+
+    return NGX_OK;
 }
 
 
@@ -1197,8 +1223,14 @@ ngx_http_sa_sentinel_master_reply(redisAsyncContext *ac, void *r,
     host = reply->element[0];
     port = reply->element[1];
 
-    ngx_http_sa_sentinel_master_at(rd, (u_char *) host->str, host->len,
-                                   (u_char *) port->str, port->len);
+    /* an unusable answer: the next sentinel may announce an IP address */
+    if (ngx_http_sa_sentinel_master_at(rd, (u_char *) host->str, host->len,
+                                       (u_char *) port->str, port->len)
+        != NGX_OK)
+    {
+        ngx_http_sa_redis_close(rd, "no usable address for master \"%V\"",
+                                &rd->conf->master);
+    }
 }
 
 
@@ -1234,7 +1266,8 @@ ngx_http_sa_sentinel_switched(ngx_http_sa_redis_t *rd, u_char *p,
         return;                  /* another master this sentinel watches */
     }
 
-    ngx_http_sa_sentinel_master_at(rd, field[3], flen[3], field[4], flen[4]);
+    (void) ngx_http_sa_sentinel_master_at(rd, field[3], flen[3], field[4],
+                                          flen[4]);
 }
 
 

@@ -161,6 +161,44 @@ sub fake_sentinel {
     $fake->stop;
 }
 
+# ------------------------------- B2. answers and addresses that do not work
+{
+    my ($fake, $dir, $port) = fake_sentinel($primary);
+    my $token = issue();
+
+    # a sentinel whose address fails at once (TCP to a multicast address):
+    # the next one is tried, not the same one forever
+    my $nginx = SaTest::Nginx->start(
+        http => gateway_conf("sa_redis_sentinel sa 224.0.0.1:26379 127.0.0.1:$port;", 0));
+    ok(SaTest::wait_until(4, sub { status($nginx, $token) == 200 }),
+       'B2: a sentinel address that fails at once is passed over');
+    like($nginx->error_log, qr/sentinel connection to 224\.0\.0\.1:26379 failed/, 'B2: and logged');
+    no_alert($nginx, 'B2 unreachable');
+    $nginx->stop;
+
+    # a host name where an IP address must be: refused, and asked again
+    SaTest::write_file("$dir/master", 'localhost ' . $primary->port);
+    $nginx = SaTest::Nginx->start(http => gateway_conf("sa_redis_sentinel sa 127.0.0.1:$port;", 0));
+    ok(SaTest::wait_until(3, sub { $nginx->error_log =~ /names "localhost" port "\d+" for master "sa": not an IP address/ }),
+       'B2: a host name from a sentinel is refused, and logged');
+    is(status($nginx, $token), 503, 'B2: 503 meanwhile');
+    SaTest::write_file("$dir/master", '127.0.0.1 ' . $primary->port);
+    ok(SaTest::wait_until(8, sub { status($nginx, $token) == 200 }),
+       'B2: the sentinel is asked again, and its IP address is used');
+    no_alert($nginx, 'B2 host name');
+    $nginx->stop;
+
+    # ROLE is an admin command: an ACL user without it is told why
+    my $acl = SaTest::Redis->start(conf => ['user default on nopass ~* &* +@all',
+                                            'user gw on >gwpass ~* &* +@all -role']);
+    SaTest::write_file("$dir/master", '127.0.0.1 ' . $acl->port);
+    $nginx = SaTest::Nginx->start(http => gateway_conf("sa_redis_sentinel sa 127.0.0.1:$port user=gw password=gwpass;", 0));
+    ok(SaTest::wait_until(3, sub { $nginx->error_log =~ /ROLE refused \(the ACL user needs \+role\): NOPERM/ }),
+       'B2: an ACL user without +role: the log says what it needs');
+    $nginx->stop;
+    $fake->stop;
+}
+
 # --------------------------- D. reload and quit in every state of the link
 {
     my ($fake, $dir, $port) = fake_sentinel($primary);
