@@ -912,15 +912,20 @@ static ngx_int_t
 ngx_http_sa_check_token(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     sa_token_record_t *rec)
 {
+    u_char  hash[SA_HASH_LEN];
+
     if (!ngx_http_sa_id_equal(rec->id, ctx->id)) {
         /* a genuine record copied under another token's key */
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_TAMPERED);
     }
 
-    if (ctx->proven != rec
-        && !ngx_http_sa_verified_token(ctx->token, ctx->id, rec->hash))
-    {
-        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN);
+    /* unless a cache hit already proved it (ngx_http_sa_cache_token()) */
+    if (ctx->proven != rec) {
+        sa_token_hash(ctx->token, SA_TOKEN_LEN, hash);
+
+        if (!sa_hash_equal(rec->hash, hash)) {
+            return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN);
+        }
     }
 
     if (rec->revoked) {

@@ -7,7 +7,7 @@
  *   ngx_http_sa_redis.c     the worker's Redis connections, heartbeats,
  *                           the sentinel that says where the master is
  *   ngx_http_sa_cache.c     the shared-memory cache, ids' hash and trees
- *   ngx_http_sa_verified.c  what this worker verified (records, tokens)
+ *   ngx_http_sa_verified.c  what this worker verified (records, versions)
  *   ngx_http_sa_metrics.c   sa_metrics: counters in a zone of their own
  */
 

@@ -4,8 +4,6 @@
 
 #include "ngx_http_sa_verified.h"
 #include "ngx_http_sa_cache.h"
-#include "sa_crypto.h"
-#include "sa_token.h"
 
 
 /*
@@ -32,19 +30,6 @@ static ngx_http_sa_verified_slot_t  *ngx_http_sa_verified;
 static u_char  ngx_http_sa_verified_key[crypto_shorthash_KEYBYTES];
 
 
-/* tokens proven: direct-mapped, a collision costs one BLAKE2b, no more */
-#define NGX_HTTP_SA_PROVEN_SLOTS  16384
-
-typedef struct {
-    u_char                   id[SA_TOKEN_ID_LEN];
-    u_char                   mac[crypto_shorthash_siphashx24_BYTES];
-    u_char                   hash[SA_HASH_LEN];
-} ngx_http_sa_proven_t;
-
-
-static ngx_http_sa_proven_t  *ngx_http_sa_proven;
-static u_char  ngx_http_sa_proven_key[crypto_shorthash_siphashx24_KEYBYTES];
-
 
 ngx_int_t
 ngx_http_sa_verified_init(ngx_cycle_t *cycle)
@@ -57,13 +42,7 @@ ngx_http_sa_verified_init(ngx_cycle_t *cycle)
                                       * sizeof(ngx_http_sa_verified_slot_t),
                                       cycle->log);
 
-    randombytes_buf(ngx_http_sa_proven_key, sizeof(ngx_http_sa_proven_key));
-
-    ngx_http_sa_proven = ngx_calloc(NGX_HTTP_SA_PROVEN_SLOTS
-                                    * sizeof(ngx_http_sa_proven_t),
-                                    cycle->log);
-
-    return ngx_http_sa_verified && ngx_http_sa_proven ? NGX_OK : NGX_ERROR;
+    return ngx_http_sa_verified ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -86,12 +65,6 @@ ngx_http_sa_verified_exit(void)
 
     ngx_free(ngx_http_sa_verified);
     ngx_http_sa_verified = NULL;
-
-    if (ngx_http_sa_proven) {
-        sodium_memzero(ngx_http_sa_proven_key, sizeof(ngx_http_sa_proven_key));
-        ngx_free(ngx_http_sa_proven);
-        ngx_http_sa_proven = NULL;
-    }
 }
 
 
@@ -214,42 +187,3 @@ ngx_http_sa_verified_remember(u_char *id, u_char digest[SA_DIGEST_LEN],
     return NGX_OK;
 }
 
-
-ngx_uint_t
-ngx_http_sa_verified_token(const u_char *token, u_char *id,
-    const u_char hash[SA_HASH_LEN])
-{
-    u_char                 mac[crypto_shorthash_siphashx24_BYTES];
-    u_char                 computed[SA_HASH_LEN];
-    ngx_http_sa_proven_t  *slot;
-
-    if (ngx_http_sa_proven == NULL) {
-        sa_token_hash(token, SA_TOKEN_LEN, computed);
-        return sa_hash_equal(computed, hash);
-    }
-
-    slot = &ngx_http_sa_proven[ngx_http_sa_id_hash(id)
-                               % NGX_HTTP_SA_PROVEN_SLOTS];
-
-    (void) crypto_shorthash_siphashx24(mac, token, SA_TOKEN_LEN,
-                                      ngx_http_sa_proven_key);
-
-    if (ngx_http_sa_id_equal(slot->id, id)
-        && crypto_verify_16(slot->mac, mac) == 0
-        && ngx_memcmp(slot->hash, hash, SA_HASH_LEN) == 0)
-    {
-        return 1;
-    }
-
-    sa_token_hash(token, SA_TOKEN_LEN, computed);
-
-    if (!sa_hash_equal(computed, hash)) {
-        return 0;
-    }
-
-    ngx_memcpy(slot->id, id, SA_TOKEN_ID_LEN);
-    ngx_memcpy(slot->mac, mac, sizeof(mac));
-    ngx_memcpy(slot->hash, hash, SA_HASH_LEN);
-
-    return 1;
-}

@@ -32,15 +32,4 @@ sa_token_record_t *ngx_http_sa_verified_find(u_char *id,
 ngx_int_t ngx_http_sa_verified_remember(u_char *id,
     u_char digest[SA_DIGEST_LEN], sa_token_record_t *rec);
 
-/*
- * Whether the token (SA_TOKEN_LEN bytes, of this id) is the one whose
- * BLAKE2b-256 is hash, compared in constant time.  BLAKE2b of a token costs
- * about 0.2 µs, a third of a cache hit; so the worker remembers, per id, a
- * SipHash-128 of the token bytes that matched, under a key drawn at start
- * that never leaves its memory, with the hash they matched: the same bytes
- * again are the same token.  Only that MAC is kept, never the token.
- */
-ngx_uint_t ngx_http_sa_verified_token(const u_char *token, u_char *id,
-    const u_char hash[SA_HASH_LEN]);
-
 #endif /* NGX_HTTP_SA_VERIFIED_H */

@@ -1,7 +1,6 @@
-# The gateway remembers which token bytes it proved against a record's hash
-# (a SipHash-128 of them under a random key: in the cache entry with
-# sa_cache, in the worker without), so that the same token again costs no
-# BLAKE2b.  What it must never do: admit other bytes under
+# A cache entry remembers which token bytes it proved against its record's
+# hash (a SipHash-128 of them under a key drawn with the zone), so that the
+# same token again costs no BLAKE2b; without a cache every request hashes.  What it must never do: admit other bytes under
 # the same id.  A token with the id of a genuine one that was just admitted,
 # another secret and a valid checksum is refused as unknown, every time,
 # with and without sa_cache, and the genuine one is still admitted after it.
