@@ -115,6 +115,17 @@ $(BUILD)/tests/%: t/unit/%.c t/unit/tap.h $(CORE_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -It/unit $< $(CORE_OBJS) $(LDLIBS) -o $@
 
+# unit tests of sa-admin's pure parts (t/unit/test_notify_*.c) link with
+# sa-admin's objects, all but main(), as the fuzz targets do
+UNIT_ADMIN := $(filter-out $(BUILD)/admin/main.o,$(ADMIN_OBJS))
+ASAN_UNIT_ADMIN := $(filter-out $(BUILD)/asan/admin/main.o,$(ASAN_ADMIN))
+
+$(BUILD)/tests/test_notify_%: t/unit/test_notify_%.c t/unit/tap.h \
+                              $(UNIT_ADMIN) $(CORE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -It/unit -Iadmin-tool $< $(UNIT_ADMIN) $(CORE_OBJS) \
+	    $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
 $(BUILD)/asan/core/%.o: core/%.c $(CORE_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c $< -o $@
@@ -133,6 +144,12 @@ $(BUILD)/asan/sa-admin: $(ASAN_ADMIN) $(ASAN_CORE)
 $(BUILD)/asan/tests/%: t/unit/%.c t/unit/tap.h $(ASAN_CORE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -It/unit $< $(ASAN_CORE) $(LDLIBS) -o $@
+
+$(BUILD)/asan/tests/test_notify_%: t/unit/test_notify_%.c t/unit/tap.h \
+                                   $(ASAN_UNIT_ADMIN) $(ASAN_CORE)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -It/unit -Iadmin-tool $< \
+	    $(ASAN_UNIT_ADMIN) $(ASAN_CORE) $(LDLIBS) $(ADMIN_LDLIBS) -o $@
 
 # sa-admin exits from deep inside on errors, leaving memory for the kernel:
 # leak reports would be noise there; memory errors and UB still fail tests

@@ -42,6 +42,8 @@ char *sa_seal(const uint8_t key[SA_NOTIFY_KEY_LEN], const char *plain,
 char *sa_unseal(const uint8_t key[SA_NOTIFY_KEY_LEN], const char *sealed);
 
 /*
+ * Signed events (notify_event.c).
+ *
  * A signed event of an account ("kind": "event"), the envelope to hand a
  * script.  account NULL: an application's own event (the worker fills in
  * each subscriber).  Takes the reference to data.  The caller frees it.
@@ -63,7 +65,7 @@ json_t *sa_event_token_json(const sa_token_record_t *rec);
 /* event types: the contract's and app.<word>; '*' only when star */
 int sa_event_type_valid(const char *s, int star);
 
-/* the worker (notify_worker.c) */
+/* the worker (notify_worker.c; its parts: notify_worker.h) */
 int sa_notify_run(sa_admin_t *sa, int once, int allow_private,
     int concurrency);
 

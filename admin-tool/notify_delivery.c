@@ -1,0 +1,453 @@
+/*
+ * sa-admin notify run: one delivery.  A stream entry or a leased retry
+ * becomes a request (the subscription unsealed, the event verified and
+ * rendered), and the answer an outcome.
+ */
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sodium.h>
+
+#include "notify_worker.h"
+#include "util.h"
+#include "xalloc.h"
+
+
+int64_t
+sa_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/* one line per delivery outcome: never a secret, never a full URL */
+void
+sa_log(sa_dlv_t *d, const char *fmt, ...)
+{
+    va_list  ap;
+    char     msg[512];
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+
+    fprintf(stderr, "sa-notify: %s %s app=%s account=%s %s %s attempt %lld: "
+            "%s\n", d->id, d->type ? d->type : "?", d->app ? d->app : "?",
+            d->aid ? d->aid : "?", d->dest ? d->dest : "-",
+            d->where[0] ? d->where : "-",
+            (long long) json_integer_value(json_object_get(d->state,
+                                                           "attempts")),
+            msg);
+}
+
+
+const char *
+sa_field(json_t *fields, const char *name)
+{
+    return json_string_value(json_object_get(fields, name));
+}
+
+
+void
+sa_dlv_free(sa_dlv_t *d)
+{
+    if (d->easy) {
+        curl_easy_cleanup(d->easy);
+    }
+    curl_slist_free_all(d->headers);
+    if (d->url) {
+        sodium_memzero(d->url, strlen(d->url));
+        free(d->url);
+    }
+    free(d->body);
+    json_decref(d->fields);
+    json_decref(d->state);
+    free(d);
+}
+
+
+
+static int
+sa_takes(json_t *events, const char *type)
+{
+    size_t   i;
+    json_t  *v;
+
+    json_array_foreach(events, i, v) {
+        if (strcmp(json_string_value(v) ?: "", "*") == 0
+            || strcmp(json_string_value(v) ?: "", type) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The event of a delivery, as {"id", "type", "time", "team", "account",
+ * "data"}: a signed envelope opened, or built from the verified token
+ * record (token.expiring, token.denied).  NULL with *why set when there is
+ * nothing to deliver; *dead set when that is a refusal to report.
+ */
+static json_t *
+sa_event_of(sa_worker_t *w, sa_dlv_t *d, const char **why, int *dead)
+{
+    const char         *ev = sa_field(d->fields, "ev"), *tid, *payload;
+    size_t              plen;
+    json_t             *e, *rec, *acct;
+    char                key[256];
+    sa_token_record_t  *tok;
+
+    *dead = 0;
+
+    if (ev != NULL) {
+        e = NULL;
+        if (sa_envelope_open(ev, strlen(ev), sa_verify_key_or_exit(w->sa),
+                             &payload, &plen) == SA_REC_OK)
+        {
+            e = json_loadb(payload, plen, 0, NULL);
+        }
+        if (!json_is_object(e)
+            || strcmp(json_string_value(json_object_get(e, "kind")) ?: "",
+                      "event") != 0
+            || strcmp(json_string_value(json_object_get(e, "type")) ?: "",
+                      d->type) != 0)
+        {
+            json_decref(e);
+            *why = "the event's signature does not verify (not written by "
+                   "sa-admin?)";
+            *dead = 1;
+            return NULL;
+        }
+
+        acct = json_object_get(e, "account");
+        if (acct != NULL
+            && strcmp(json_string_value(json_object_get(acct, "id")) ?: "",
+                      d->aid) != 0)
+        {
+            json_decref(e);
+            *why = "the event names another account";
+            *dead = 1;
+            return NULL;
+        }
+
+        if (acct == NULL) {
+            /* an application's event: the subscriber's own account */
+            snprintf(key, sizeof(key), "%s" SA_KEY_ACCOUNT "%s",
+                     w->sa->prefix, d->aid);
+            rec = sa_worker_record(w, key, "account", d->aid);
+            if (rec == NULL) {
+                json_decref(e);
+                *why = "the account is gone";
+                return NULL;
+            }
+            json_object_set_new(e, "team", json_string(
+                json_string_value(json_object_get(rec, "team")) ?: ""));
+            json_object_set_new(e, "account", json_pack("{s:O, s:O, s:O}",
+                "id", json_object_get(rec, "id"),
+                "name", json_object_get(rec, "name"),
+                "email", json_object_get(rec, "email")));
+            json_decref(rec);
+        }
+
+        return e;
+    }
+
+    /* token.expiring (from the expiry index), token.denied (gateway) */
+    tid = sa_field(d->fields, "token");
+    if (tid == NULL || !sa_token_id_valid(tid, strlen(tid))) {
+        *why = "malformed entry";
+        *dead = 1;
+        return NULL;
+    }
+
+    tok = sa_worker_token(w, tid);
+    if (tok == NULL || strcmp(tok->account.data, d->aid) != 0) {
+        free(tok);
+        *why = "the token record is gone or does not verify";
+        return NULL;
+    }
+
+    e = sa_event_from_token(d->type, tok, d->fields, sa_now(), why);
+    free(tok);
+
+    return e;
+}
+
+
+static size_t
+sa_discard(char *p, size_t size, size_t n, void *data)
+{
+    sa_dlv_t  *d = data;
+
+    (void) p;
+    d->received += size * n;
+
+    /* an answer is judged by its status; a huge body is cut off */
+    return d->received > SA_REPLY_MAX ? 0 : size * n;
+}
+
+
+/*
+ * Everything up to the request: the subscription unsealed, the event
+ * verified, the body and headers.
+ */
+int
+sa_dlv_start(sa_worker_t *w, sa_dlv_t *d)
+{
+    redisReply   *r = NULL;
+    json_t       *sub = NULL, *priv = NULL, *e = NULL;
+    const char   *subtext, *why = NULL, *secret, *url;
+    char         *plain = NULL, hdr[256], key[256];
+    int           dead = 0;
+    int64_t       attempts;
+
+    d->app = sa_field(d->fields, "app");
+    d->aid = sa_field(d->fields, "account");
+    d->dest = sa_field(d->fields, "dest");
+    d->type = sa_field(d->fields, "type");
+
+    if (d->app == NULL || d->aid == NULL || d->dest == NULL
+        || d->type == NULL)
+    {
+        why = "malformed entry";
+        dead = 1;
+        goto done;
+    }
+
+    /* the subscription: its copy in the entry (its last event), or now */
+    subtext = sa_field(d->fields, "sub");
+    if (subtext == NULL) {
+        snprintf(key, sizeof(key), "%s" SA_KEY_NOTIFY "%s", w->sa->prefix,
+                 d->app);
+        r = sa_xredis_cmd(w->sa, "HGET %s %s", key, d->aid);
+        subtext = r->type == REDIS_REPLY_STRING ? r->str : NULL;
+    }
+    if (subtext == NULL) {
+        why = "dropped: the subscription was removed";
+        goto done;
+    }
+
+    sub = json_loads(subtext, 0, NULL);
+    snprintf(d->where, sizeof(d->where), "%s",
+             json_string_value(json_object_get(sub, d->dest)) ?: "");
+    if (json_integer_value(json_object_get(sub, "disabled_at"))
+        && sa_field(d->fields, "sub") == NULL)
+    {
+        why = "dropped: the subscription is disabled (it answered 410)";
+        goto done;
+    }
+
+    plain = sa_unseal(sa_notify_key_or_exit(),
+                      json_string_value(json_object_get(sub, "sealed")));
+    priv = plain ? json_loads(plain, 0, NULL) : NULL;
+    if (priv == NULL
+        || strcmp(json_string_value(json_object_get(priv, "app")) ?: "",
+                  d->app) != 0
+        || strcmp(json_string_value(json_object_get(priv, "account")) ?: "",
+                  d->aid) != 0)
+    {
+        why = "not delivered: the subscription cannot be unsealed with this "
+              "notify key (tampered?)";
+        dead = 1;
+        goto done;
+    }
+
+    if (strcmp(d->type, "ping") != 0
+        && !sa_takes(json_object_get(priv, "events"), d->type))
+    {
+        why = "dropped: the subscription does not take this event";
+        goto done;
+    }
+
+    url = json_string_value(json_object_get(priv, d->dest));
+    secret = json_string_value(json_object_get(priv, "secret"));
+    if (url == NULL || (strcmp(d->dest, "webhook") == 0 && secret == NULL)) {
+        why = "dropped: the subscription has no such destination";
+        goto done;
+    }
+
+    e = sa_event_of(w, d, &why, &dead);
+    if (e == NULL) {
+        goto done;
+    }
+    snprintf(d->team, sizeof(d->team), "%s",
+             json_string_value(json_object_get(e, "team")) ?: "");
+
+    d->url = sa_xstrdup(url);
+    d->headers = curl_slist_append(NULL, "Content-Type: application/json");
+
+    if (strcmp(d->dest, "slack") == 0) {
+        d->body = sa_slack_body(e, d->app);
+
+    } else {
+        d->body = sa_webhook_body(e, d->app);
+        snprintf(hdr, sizeof(hdr), "X-SA-Event: %s", d->type);
+        d->headers = curl_slist_append(d->headers, hdr);
+        snprintf(hdr, sizeof(hdr), "X-SA-Delivery: %s", d->id);
+        d->headers = curl_slist_append(d->headers, hdr);
+        sa_signature(hdr, sizeof(hdr), secret, d->body, sa_now());
+        d->headers = curl_slist_append(d->headers, hdr);
+    }
+    d->headers = curl_slist_append(d->headers, "Expect:");
+
+    d->easy = curl_easy_init();
+    if (d->easy == NULL || d->headers == NULL) {
+        sa_fail(SA_EXIT_UNAVAILABLE, "out of memory");
+        exit(SA_EXIT_UNAVAILABLE);
+    }
+
+    curl_easy_setopt(d->easy, CURLOPT_URL, d->url);
+    curl_easy_setopt(d->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(d->easy, CURLOPT_POSTFIELDS, d->body);
+    curl_easy_setopt(d->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(d->body));
+    curl_easy_setopt(d->easy, CURLOPT_HTTPHEADER, d->headers);
+    curl_easy_setopt(d->easy, CURLOPT_USERAGENT, "sa-notify/0.3");
+    curl_easy_setopt(d->easy, CURLOPT_TIMEOUT_MS, (long) SA_TIMEOUT_MS);
+    curl_easy_setopt(d->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(d->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(d->easy, CURLOPT_PROXY, "");
+    curl_easy_setopt(d->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(d->easy, CURLOPT_OPENSOCKETFUNCTION, sa_open_socket);
+    curl_easy_setopt(d->easy, CURLOPT_OPENSOCKETDATA, d);
+    curl_easy_setopt(d->easy, CURLOPT_WRITEFUNCTION, sa_discard);
+    curl_easy_setopt(d->easy, CURLOPT_WRITEDATA, d);
+    curl_easy_setopt(d->easy, CURLOPT_PRIVATE, d);
+
+    attempts = json_integer_value(json_object_get(d->state, "attempts"));
+    json_object_set_new(d->state, "attempts", json_integer(attempts + 1));
+    d->allow_private = w->allow_private;
+    d->started = sa_ms();
+
+    curl_multi_add_handle(w->multi, d->easy);
+    d->next = w->list;
+    w->list = d;
+    w->inflight++;
+
+done:
+
+    if (plain) {
+        sodium_memzero(plain, strlen(plain));
+        free(plain);
+    }
+    if (priv) {
+        /* jansson keeps its strings: wipe the secret before freeing */
+        json_t  *s = json_object_get(priv, "secret");
+        if (json_is_string(s)) {
+            sodium_memzero((char *) json_string_value(s),
+                           json_string_length(s));
+        }
+        json_decref(priv);
+    }
+    json_decref(sub);
+    json_decref(e);
+    freeReplyObject(r);
+
+    if (d->easy != NULL) {
+        return 0;
+    }
+
+    sa_log(d, "%s", why);
+    sa_dlv_finish(w, d, dead ? SA_DLV_DEAD : SA_DLV_DROP, 0, why);
+    if (dead) {
+        w->failed++;
+    }
+    sa_dlv_free(d);
+    return -1;
+}
+
+
+void
+sa_unlink(sa_worker_t *w, sa_dlv_t *d)
+{
+    sa_dlv_t  **p;
+
+    for (p = &w->list; *p != NULL; p = &(*p)->next) {
+        if (*p == d) {
+            *p = d->next;
+            break;
+        }
+    }
+
+    curl_multi_remove_handle(w->multi, d->easy);
+    w->inflight--;
+}
+
+
+static int64_t
+sa_backoff(sa_worker_t *w, int64_t attempts)
+{
+    double  step = SA_BACKOFF_MS * pow(2.0, (double) (attempts - 1));
+
+    if (step > SA_BACKOFF_CAP_MS) {
+        step = SA_BACKOFF_CAP_MS;
+    }
+    step *= w->scale;
+
+    /* jitter: between half and all of the step */
+    return (int64_t) (step / 2 + step / 2 * (randombytes_uniform(1000001)
+                                             / 1000000.0));
+}
+
+
+void
+sa_dlv_done(sa_worker_t *w, sa_dlv_t *d, CURLcode res)
+{
+    long     status = 0;
+    int64_t  now = sa_ms(), took = now - d->started, delay, attempts;
+    int64_t  first;
+    char     err[256];
+
+    sa_unlink(w, d);
+    curl_easy_getinfo(d->easy, CURLINFO_RESPONSE_CODE, &status);
+    attempts = json_integer_value(json_object_get(d->state, "attempts"));
+    first = json_integer_value(json_object_get(d->state, "first_at"));
+
+    if (res == CURLE_OK && status >= 200 && status < 300) {
+        sa_log(d, "delivered (HTTP %ld, %lld ms)", status, (long long) took);
+        sa_dlv_finish(w, d, SA_DLV_OK, 0, NULL);
+        w->delivered++;
+
+    } else if (res == CURLE_OK && status == 410) {
+        sa_log(d, "HTTP 410 Gone: subscription disabled, delivery kept for "
+               "'notify failed'");
+        sa_dlv_finish(w, d, SA_DLV_DISABLE, 0, "HTTP 410 Gone: subscription "
+                      "disabled");
+        w->failed++;
+
+    } else if (d->refused[0]) {
+        sa_log(d, "%s; kept for 'notify failed'", d->refused);
+        sa_dlv_finish(w, d, SA_DLV_DEAD, 0, d->refused);
+        w->failed++;
+
+    } else {
+        if (res == CURLE_OK) {
+            snprintf(err, sizeof(err), "HTTP %ld", status);
+        } else {
+            snprintf(err, sizeof(err), "%s", curl_easy_strerror(res));
+        }
+
+        if (now - first >= SA_GIVE_UP_MS * w->scale) {
+            sa_log(d, "failed (%s); gave up after %lld attempts: kept for "
+                   "'notify failed'", err, (long long) attempts);
+            sa_dlv_finish(w, d, SA_DLV_DEAD, 0, err);
+            w->failed++;
+
+        } else {
+            delay = sa_backoff(w, attempts);
+            sa_log(d, "failed (%s); retry in %.3f s", err, delay / 1000.0);
+            sa_dlv_finish(w, d, SA_DLV_RETRY, now + delay, err);
+        }
+    }
+
+    sa_dlv_free(d);
+}
+
