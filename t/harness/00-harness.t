@@ -11,6 +11,10 @@ use Test::More;
 use Time::HiRes qw(time);
 use SaTest;
 
+# the bad confs and the taken port below, on purpose
+SaTest::expect_log(qr/unknown directive "bogus(?:_directive)?"/,
+                   qr/bind\(\) to \S+ failed \(98: Address already in use\)|still could not bind/);
+
 # A pid that is not running (a zombie counts; reaped if it is our child).
 sub gone {
     my ($pid) = @_;

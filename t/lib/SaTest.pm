@@ -213,7 +213,9 @@ sub run {
         waitpid $pid, 0;
         Carp::croak("@$cmd: still running after ${secs}s, killed");
     }
-    return { code => exit_code($status), out => slurp("$out"), err => slurp("$err") };
+    my %r = (code => exit_code($status), out => slurp("$out"), err => slurp("$err"));
+    _track_output($cmd, $r{err});
+    return \%r;
 }
 
 # run_cmd(\@argv, NAME => value, ...): run() with environment changes only.
@@ -350,8 +352,93 @@ $SIG{PIPE} = 'IGNORE';
 
 sub stop_all { SaTest::Process::stop_all() }
 
+# ---------------------------------------------------------------- log check
+
+# Like Test::Nginx's end-of-file check: when a file that started nginx (or
+# ran a command through the harness) calls done_testing, the servers are
+# stopped and one more test asserts that no nginx error log holds an
+# [alert], an [emerg], a crash ("exited on signal", a "signal" line other
+# than nginx's "signal N (SIGx) received"), a worker that exited with a
+# non-zero code, or a sanitizer report, and that no command's stderr holds a
+# sanitizer report. A file that causes such a line on purpose declares it:
+#   SaTest::expect_log(qr/worker process \d+ exited on signal 9/);
+# (see t/README). A script that ends without done_testing (it died) gets
+# the check from the END block below.
+my @NGINX_LOGS;          # [label, path]: error logs of every nginx started
+my @CMD_REPORTS;         # "label: line" sanitizer lines from commands run
+my @EXPECTED;            # regexes from expect_log
+my $MAIN_PID = $$;
+my ($ARMED, $CHECKED) = (0, 0);
+
+my $SANITIZER = qr/runtime error:|ERROR: \w*Sanitizer|SUMMARY: \w*Sanitizer|\w+Sanitizer:DEADLYSIGNAL/;
+my $NGINX_BAD = qr/\[alert\]|\[emerg\]|exited on signal|exited with (?:fatal )?code [1-9]|\bsignal\b|$SANITIZER/;
+my $NGINX_OK  = qr/\bsignal \d+ \(SIG\w+\) received|signal process started/;
+
+sub expect_log { push @EXPECTED, @_ }
+
+# Lines a log check would report, each as "where: line".
+sub unexpected_log_lines {
+    my @bad;
+    for my $log (@NGINX_LOGS) {
+        my ($label, $path) = @$log;
+        for my $line (split /\n/, slurp($path)) {
+            next unless $line =~ $NGINX_BAD;
+            next if $line =~ $NGINX_OK && $line !~ /\[alert\]|\[emerg\]|$SANITIZER/;
+            push @bad, "$label: $line";
+        }
+    }
+    push @bad, @CMD_REPORTS;
+    my @left;
+    for my $entry (@bad) {
+        my ($line) = $entry =~ /^[^:]*: (.*)$/s;
+        push @left, $entry unless grep { $line =~ $_ } @EXPECTED;
+    }
+    return @left;
+}
+
+sub _track_nginx {
+    my ($dir) = @_;
+    push @NGINX_LOGS, map { ["$dir/$_", "$dir/$_"] } qw(error.log stdout.log);
+    _arm_log_check();
+}
+
+sub _track_output {
+    my ($cmd, $err) = @_;
+    my $name = File::Basename::basename($cmd->[0] // '?');
+    push @CMD_REPORTS, map { "$name stderr: $_" } grep { /$SANITIZER/ } split /\n/, $err // '';
+    _arm_log_check();
+}
+
+# Only in a test script (Test::More loaded) and its own process, never in a
+# helper it forked.
+sub _arm_log_check {
+    return if $ARMED || $$ != $MAIN_PID || !$INC{'Test2/API.pm'};
+    $ARMED = 1;
+    Test2::API::test2_add_callback_testing_done(sub { _log_check() });
+}
+
+sub _log_check {
+    return if $CHECKED || !$ARMED || $$ != $MAIN_PID;
+    return if (Test2::API::test2_stack()->top->plan // '') eq 'SKIP';
+    $CHECKED = 1;
+    {
+        local $?;
+        stop_all();    # shutdown is checked too: logs are read afterwards
+    }
+    for my $d (SaTest::Process::command_dirs()) {
+        push @CMD_REPORTS, map { "$d/stderr: $_" } grep { /$SANITIZER/ }
+                           split /\n/, slurp("$d/stderr");
+    }
+    my @bad = unexpected_log_lines();
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    Test::More::ok(!@bad, 'logs: no alert, emerg, crash or sanitizer report')
+        or Test::More::diag(join "\n", 'unexpected (declare with SaTest::expect_log):',
+                            @bad[0 .. ($#bad < 19 ? $#bad : 19)]);
+}
+
 END {
     local $?;    # stopping children runs waitpid, which would clobber it
+    _log_check();
     stop_all();
     print STDERR "# SaTest: kept $TMP\n"
         if $ENV{SA_TEST_KEEP} && defined $TMP && $TMP_OWNER == $$;
@@ -380,6 +467,9 @@ use POSIX ();
 use Scalar::Util qw(refaddr weaken);
 
 my %LIVE;    # refaddr => weak ref: every object that may own a process
+my @COMMAND_DIRS;    # of every start()ed command: their stderr is checked
+
+sub command_dirs { @COMMAND_DIRS }
 
 sub start {
     my ($class, %opt) = @_;
@@ -388,6 +478,8 @@ sub start {
     SaTest::write_file("$d/stdin", $opt{stdin} // '');
     $self->_spawn({ env => SaTest::env_with($opt{env}), stdin => "$d/stdin",
                     stdout => "$d/stdout", stderr => "$d/stderr" }, @{ $opt{cmd} });
+    push @COMMAND_DIRS, $d;
+    SaTest::_arm_log_check();
     return $self;
 }
 
@@ -707,11 +799,16 @@ my $DEFAULT_HTTP = "server { listen 127.0.0.1:%%PORT%%; root %%DIR%%/html; }";
 sub start {
     my ($class, %opt) = @_;
     my $self = $class->_prepare(%opt);
-    for (1 .. ($opt{port} ? 1 : 3)) {
+    SaTest::_track_nginx($self->{dir});
+    my $tries = $opt{port} ? 1 : 3;
+    for my $try (1 .. $tries) {
         my ($ok, $out) = $self->_config_test;
         Carp::croak("nginx -t failed:\n$out") unless $ok;
         return $self if $self->_boot;
         last unless $self->error_log =~ /Address already in use/;   # lost a race
+        last if $try == $tries;
+        # the harness's [emerg], not the test's: out of the log check's way
+        rename "$self->{dir}/$_", "$self->{dir}/$_.lost-race" for qw(error.log stdout.log);
         $self->{port} = SaTest::free_port();
     }
     die "nginx did not start; its error log:\n" . SaTest::tail($self->error_log);
