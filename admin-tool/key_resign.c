@@ -50,13 +50,15 @@ typedef enum {
     SA_RS_RESIGN         /* re-signed payload ready */
 } sa_rs_verdict_t;
 
-typedef enum {
-    SA_RS_TOKEN = 0,
-    SA_RS_ACCOUNT
-} sa_rs_kind_t;
+/* the kinds in the order they are re-signed (see above) */
+#define SA_RS_KINDS  5
 
-static const char  *sa_rs_kind_name[] = { "token", "account" };
-static const char  *sa_rs_kind_key[] = { SA_KEY_TOKEN, SA_KEY_ACCOUNT };
+static const sa_kind_t   sa_rs_order[SA_RS_KINDS] = {
+    SA_KIND_TOKEN, SA_KIND_ACCOUNT, SA_KIND_TEAM, SA_KIND_MEMBER, SA_KIND_APP
+};
+static const char       *sa_rs_kind_key[SA_RS_KINDS] = {
+    SA_KEY_TOKEN, SA_KEY_ACCOUNT, SA_KEY_TEAM, SA_KEY_TEAM, SA_KEY_APP
+};
 
 typedef struct {
     const uint8_t  *sk;
@@ -69,7 +71,8 @@ typedef struct {
     int             dry_run;
 
     size_t          read;
-    size_t          resigned[2];    /* by kind */
+    size_t          resigned[SA_RS_KINDS];  /* by kind */
+    size_t          legacy;         /* unsigned teams from before 0.4 */
     size_t          current;
     size_t          refused;
     size_t          gone;
@@ -94,7 +97,13 @@ sa_resign_elapsed(sa_resign_t *rs)
 static size_t
 sa_resign_total(sa_resign_t *rs)
 {
-    return rs->resigned[SA_RS_TOKEN] + rs->resigned[SA_RS_ACCOUNT];
+    size_t  i, n = 0;
+
+    for (i = 0; i < SA_RS_KINDS; i++) {
+        n += rs->resigned[i];
+    }
+
+    return n;
 }
 
 
@@ -117,89 +126,67 @@ sa_resign_progress(sa_resign_t *rs)
 
 
 static void
-sa_resign_refuse(sa_resign_t *rs, sa_rs_kind_t kind, const char *id,
+sa_resign_refuse(sa_resign_t *rs, sa_kind_t kind, const char *id,
     const char *why)
 {
     rs->refused++;
     fprintf(stderr, "sa-admin: %s %s is refused: %s; not re-signed\n",
-            sa_rs_kind_name[kind], id, why);
+            sa_kind_name(kind), id, why);
 }
 
 
-/* a verified token payload: valid, naming id; re-signed into *sealed */
+/*
+ * A verified payload: a valid record of its kind naming id (the core
+ * checks of sa_record_check(), and for a token its parser too), of the
+ * team asked for; re-signed into *sealed with its version bumped.
+ */
 static sa_rs_verdict_t
-sa_resign_token(sa_resign_t *rs, const char *id, const char *payload,
-    size_t plen, char **sealed, const char **why)
+sa_resign_payload(sa_resign_t *rs, sa_kind_t kind, const char *id,
+    const char *payload, size_t plen, char **sealed, const char **why)
 {
+    json_t             *j;
+    const char         *team, *rid;
     sa_token_record_t  *rec = NULL;
     sa_rs_verdict_t     v = SA_RS_RESIGN;
 
-    if (sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)
-        != SA_REC_OK)
+    j = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, NULL);
+    rid = json_string_value(json_object_get(j, "id"));
+    team = kind == SA_KIND_TEAM ? id
+                                : json_string_value(json_object_get(j, "team"));
+
+    if (j != NULL && rid != NULL && strcmp(rid, id) != 0
+        && strcmp(json_string_value(json_object_get(j, "kind")) ?: "",
+                  sa_kind_name(kind)) == 0)
     {
-        *why = "not a valid token record";
+        /* a genuine record copied under another one's key */
+        *why = kind == SA_KIND_TOKEN ? "the record names another token"
+               : kind == SA_KIND_ACCOUNT ? "the record names another account"
+               : "the record names another one of its kind";
         v = SA_RS_REFUSED;
 
-    } else if (strcmp(rec->id, id) != 0) {
-        /* a genuine record copied under another token's key */
-        *why = "the record names another token";
-        v = SA_RS_REFUSED;
-
-    } else if (rs->team != NULL && strcmp(rec->team.data, rs->team) != 0) {
-        v = SA_RS_OTHER;
-
-    } else {
-        rec->version++;
-        *sealed = sa_token_record_encode(rec, rs->sk);
-        if (*sealed == NULL) {
-            free(rec);
-            exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
-        }
-    }
-
-    free(rec);
-    return v;
-}
-
-
-/* a verified account payload: kind account, naming id; re-signed */
-static sa_rs_verdict_t
-sa_resign_account(sa_admin_t *sa, sa_resign_t *rs, const char *id,
-    const char *payload, size_t plen, char **sealed, const char **why)
-{
-    json_t           *j;
-    json_t           *apps;
-    const char       *kind, *aid, *team;
-    json_int_t        version;
-    sa_rs_verdict_t   v = SA_RS_RESIGN;
-
-    j = json_loadb(payload, plen, 0, NULL);
-
-    if (j == NULL
-        || json_unpack(j, "{s:s, s:s, s:s, s:o, s:I}", "kind", &kind,
-                       "id", &aid, "team", &team, "apps", &apps,
-                       "version", &version) != 0
-        || !json_is_array(apps) || version < 1)
+    } else if (j == NULL || sa_record_check(j, kind, id) != SA_REC_OK
+               || (kind == SA_KIND_TOKEN
+                   && sa_token_record_parse(payload, plen, sa_heap_alloc,
+                                            NULL, &rec) != SA_REC_OK))
     {
-        *why = "not a valid account record";
-        v = SA_RS_REFUSED;
-
-    } else if (strcmp(kind, "account") != 0) {
-        *why = "not an account record";
-        v = SA_RS_REFUSED;
-
-    } else if (strcmp(aid, id) != 0) {
-        *why = "the record names another account";
+        *why = kind == SA_KIND_TOKEN ? "not a valid token record"
+               : kind == SA_KIND_ACCOUNT ? "not a valid account record"
+               : "not a valid record of its kind";
         v = SA_RS_REFUSED;
 
     } else if (rs->team != NULL && strcmp(team, rs->team) != 0) {
         v = SA_RS_OTHER;
 
     } else {
-        json_object_set_new(j, "version", json_integer(version + 1));
-        *sealed = sa_account_seal(sa, j);
+        json_object_set_new(j, "version", json_integer(
+            json_integer_value(json_object_get(j, "version")) + 1));
+        *sealed = sa_record_encode(j, rs->sk);
+        if (*sealed == NULL) {
+            exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
+        }
     }
 
+    free(rec);
     json_decref(j);
     return v;
 }
@@ -211,8 +198,8 @@ sa_resign_account(sa_admin_t *sa, sa_resign_t *rs, const char *id,
  * scope.
  */
 static sa_rs_verdict_t
-sa_resign_judge(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
-    const char *id, const char *value, size_t len, char **sealed)
+sa_resign_judge(sa_resign_t *rs, sa_kind_t kind, const char *id,
+    const char *value, size_t len, char **sealed)
 {
     const char       *payload, *why = NULL;
     size_t            plen;
@@ -222,7 +209,7 @@ sa_resign_judge(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
     *sealed = NULL;
 
     /* sa-admin writes compact JSON: only a record of the team can match */
-    if (rs->team != NULL
+    if (rs->team != NULL && kind != SA_KIND_TEAM
         && memmem(value, len, rs->needle, rs->needle_len) == NULL)
     {
         return SA_RS_OTHER;
@@ -248,9 +235,7 @@ sa_resign_judge(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
             return SA_RS_CURRENT;
         }
 
-        v = kind == SA_RS_TOKEN
-            ? sa_resign_token(rs, id, payload, plen, sealed, &why)
-            : sa_resign_account(sa, rs, id, payload, plen, sealed, &why);
+        v = sa_resign_payload(rs, kind, id, payload, plen, sealed, &why);
 
         if (v == SA_RS_REFUSED) {
             sa_resign_refuse(rs, kind, id, why);
@@ -268,13 +253,13 @@ sa_resign_judge(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
 
 /* appends the script that replaces value by sealed */
 static void
-sa_resign_append(sa_admin_t *sa, sa_rs_kind_t kind, const char *id,
+sa_resign_append(sa_admin_t *sa, sa_kind_t kind, const char *id,
     const char *value, size_t len, const char *sealed)
 {
     sa_args_t  args;
 
     sa_change_args(sa, &args);
-    sa_args_add(&args, sa_rs_kind_name[kind]);
+    sa_args_add(&args, sa_kind_name(kind));
     sa_args_add(&args, id);
     sa_args_addn(&args, value, len);
     sa_args_add(&args, sealed);
@@ -285,7 +270,7 @@ sa_resign_append(sa_admin_t *sa, sa_rs_kind_t kind, const char *id,
 
 /* the reply of one key_resign.lua: counted; SA_CONFLICT to read again */
 static int
-sa_resign_reply(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind)
+sa_resign_reply(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind)
 {
     redisReply  *r;
     int          rc;
@@ -310,9 +295,34 @@ sa_resign_reply(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind)
 
 typedef struct {
     sa_resign_t    *rs;
-    sa_rs_kind_t    kind;
+    sa_kind_t       kind;
     const char     *id;
 } sa_resign_one_t;
+
+
+/* appends the read of one record: GET, or a member's HGET */
+static void
+sa_resign_read(sa_admin_t *sa, sa_kind_t kind, const char *id)
+{
+    sa_args_t    args;
+    const char  *slash;
+
+    sa_args_init(&args);
+
+    if (kind == SA_KIND_MEMBER) {
+        slash = strchr(id, '/');
+        sa_args_add(&args, "HGET");
+        sa_args_addf(&args, "%s" SA_KEY_TEAM "%.*s" SA_KEY_MEMBERS,
+                     sa->prefix, (int) (slash - id), id);
+        sa_args_add(&args, slash + 1);
+    } else {
+        sa_args_add(&args, "GET");
+        sa_args_addf(&args, "%s%s%s", sa->prefix, sa_rs_kind_key[kind], id);
+    }
+
+    sa_xredis_append(sa, &args);
+    sa_args_free(&args);
+}
 
 
 /* one record read, judged and replaced on its own (after a conflict) */
@@ -324,8 +334,8 @@ sa_resign_one(sa_admin_t *sa, void *data)
     char             *sealed;
     int               rc = SA_EXIT_OK;
 
-    r = sa_xredis_cmd(sa, "GET %s%s%s", sa->prefix,
-                      sa_rs_kind_key[o->kind], o->id);
+    sa_resign_read(sa, o->kind, o->id);
+    r = sa_xredis_reply(sa);
 
     if (r->type != REDIS_REPLY_STRING) {
         o->rs->gone++;
@@ -333,8 +343,7 @@ sa_resign_one(sa_admin_t *sa, void *data)
         return SA_EXIT_OK;
     }
 
-    switch (sa_resign_judge(sa, o->rs, o->kind, o->id, r->str, r->len,
-                            &sealed))
+    switch (sa_resign_judge(o->rs, o->kind, o->id, r->str, r->len, &sealed))
     {
     case SA_RS_CURRENT:
         o->rs->current++;
@@ -356,45 +365,135 @@ sa_resign_one(sa_admin_t *sa, void *data)
 
 
 /*
- * One SCAN batch: the record keys among keys read with one pipeline, the
+ * The ids of the records among a SCAN batch's keys: tok:<id>, acct:<id>
+ * (not tok:<id>:used, acct:<id>:tokens), team:<team>, app:<app>; for
+ * members, the team:<team>:members hashes are read (one pipeline) and each
+ * field is a record "<team>/<user>".  The ids are malloc()ed.
+ */
+static size_t
+sa_resign_ids(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind,
+    redisReply *keys, char ***out)
+{
+    size_t        i, j, n, plen, cap, len;
+    const char   *rest;
+    char        **ids, **teams;
+    redisReply   *r;
+    sa_args_t     args;
+
+    plen = strlen(sa->prefix) + strlen(sa_rs_kind_key[kind]);
+    cap = keys->elements + 1;
+    ids = sa_xcalloc(cap, sizeof(char *));
+    teams = sa_xcalloc(cap, sizeof(char *));
+    n = 0;
+
+    for (i = 0; i < keys->elements; i++) {
+        if (keys->element[i]->type != REDIS_REPLY_STRING
+            || keys->element[i]->len <= plen)
+        {
+            continue;
+        }
+        rest = keys->element[i]->str + plen;
+        len = keys->element[i]->len - plen;
+
+        switch (kind) {
+        case SA_KIND_TOKEN:
+        case SA_KIND_ACCOUNT:
+            if (len == SA_TOKEN_ID_LEN
+                && sa_token_id_valid(rest, SA_TOKEN_ID_LEN))
+            {
+                ids[n++] = sa_xstrdup(rest);
+            }
+            break;
+
+        case SA_KIND_TEAM:
+            if (sa_name_valid(rest)) {
+                ids[n++] = sa_xstrdup(rest);
+            }
+            break;
+
+        case SA_KIND_MEMBER:
+            if (len > sizeof(SA_KEY_MEMBERS) - 1
+                && strcmp(rest + len - (sizeof(SA_KEY_MEMBERS) - 1),
+                          SA_KEY_MEMBERS) == 0)
+            {
+                teams[n] = sa_xstrdup(rest);
+                teams[n][len - (sizeof(SA_KEY_MEMBERS) - 1)] = '\0';
+                if (sa_name_valid(teams[n])
+                    && (rs->team == NULL || strcmp(rs->team, teams[n]) == 0))
+                {
+                    sa_args_init(&args);
+                    sa_args_add(&args, "HKEYS");
+                    sa_args_addn(&args, keys->element[i]->str,
+                                 keys->element[i]->len);
+                    sa_xredis_append(sa, &args);
+                    sa_args_free(&args);
+                    n++;
+                } else {
+                    free(teams[n]);
+                    teams[n] = NULL;
+                }
+            }
+            break;
+
+        case SA_KIND_APP:
+            if (sa_app_valid(rest, len) && strcmp(rest, "*") != 0) {
+                ids[n++] = sa_xstrdup(rest);
+            }
+            break;
+        }
+    }
+
+    if (kind == SA_KIND_MEMBER) {
+        free(ids);
+        ids = NULL;
+        cap = 0;
+        len = 0;
+        for (i = 0; i < n; i++) {
+            r = sa_xredis_reply(sa);
+            for (j = 0; r->type == REDIS_REPLY_ARRAY && j < r->elements; j++) {
+                if (len + 1 >= cap) {
+                    cap = cap ? cap * 2 : 64;
+                    ids = sa_xrealloc(ids, cap * sizeof(char *));
+                }
+                ids[len] = sa_xmalloc(strlen(teams[i]) + 2
+                                      + r->element[j]->len);
+                sprintf(ids[len++], "%s/%s", teams[i], r->element[j]->str);
+            }
+            freeReplyObject(r);
+            free(teams[i]);
+        }
+        n = len;
+    }
+
+    free(teams);
+    *out = ids;
+    return n;
+}
+
+
+/*
+ * One SCAN batch: the records among keys read with one pipeline, the
  * re-signed ones written with another (one script each), conflicts read
  * and written again one by one.
  */
 static int
-sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
+sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind,
     redisReply *keys)
 {
-    size_t            i, n, plen;
-    const char      **ids;
+    size_t            i, n;
+    char            **ids;
     redisReply      **vals;
     unsigned char    *sent;
-    char             *sealed, what[64];
-    sa_args_t         args;
+    char             *sealed, what[200];
     int               rc, first = SA_EXIT_OK;
     sa_resign_one_t   one;
 
-    plen = strlen(sa->prefix) + strlen(sa_rs_kind_key[kind]);
-    ids = sa_xcalloc(keys->elements + 1, sizeof(char *));
-    vals = sa_xcalloc(keys->elements + 1, sizeof(redisReply *));
-    sent = sa_xcalloc(keys->elements + 1, 1);
+    n = sa_resign_ids(sa, rs, kind, keys, &ids);
+    vals = sa_xcalloc(n + 1, sizeof(redisReply *));
+    sent = sa_xcalloc(n + 1, 1);
 
-    /* <prefix>tok:<id> and acct:<aid>, not tok:<id>:used, acct:<aid>:tokens */
-    n = 0;
-    for (i = 0; i < keys->elements; i++) {
-        if (keys->element[i]->type != REDIS_REPLY_STRING
-            || keys->element[i]->len != plen + SA_TOKEN_ID_LEN
-            || !sa_token_id_valid(keys->element[i]->str + plen,
-                                  SA_TOKEN_ID_LEN))
-        {
-            continue;
-        }
-
-        sa_args_init(&args);
-        sa_args_add(&args, "GET");
-        sa_args_addn(&args, keys->element[i]->str, keys->element[i]->len);
-        sa_xredis_append(sa, &args);
-        sa_args_free(&args);
-        ids[n++] = keys->element[i]->str + plen;
+    for (i = 0; i < n; i++) {
+        sa_resign_read(sa, kind, ids[i]);
     }
 
     for (i = 0; i < n; i++) {
@@ -402,13 +501,22 @@ sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
     }
 
     for (i = 0; i < n; i++) {
+        if (kind == SA_KIND_TEAM && vals[i]->type == REDIS_REPLY_ERROR) {
+            /* WRONGTYPE: a team's hash from before teams were signed */
+            rs->legacy++;
+            sa_resign_refuse(rs, kind, ids[i], "unsigned (from before team "
+                             "records were signed): check it, then run "
+                             "'sa-admin team adopt'");
+            continue;
+        }
+
         if (vals[i]->type != REDIS_REPLY_STRING) {
             continue;                   /* expired since the SCAN */
         }
 
         rs->read++;
 
-        switch (sa_resign_judge(sa, rs, kind, ids[i], vals[i]->str,
+        switch (sa_resign_judge(rs, kind, ids[i], vals[i]->str,
                                 vals[i]->len, &sealed))
         {
         case SA_RS_CURRENT:
@@ -452,12 +560,13 @@ sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
 
         one = (sa_resign_one_t) { rs, kind, ids[i] };
         snprintf(what, sizeof(what), "the record of %s %s",
-                 sa_rs_kind_name[kind], ids[i]);
+                 sa_kind_name(kind), ids[i]);
         first = sa_retry(sa, sa_resign_one, &one, what);
     }
 
     for (i = 0; i < n; i++) {
         freeReplyObject(vals[i]);
+        free(ids[i]);
     }
     free(vals);
     free(ids);
@@ -469,14 +578,15 @@ sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind,
 
 /* every record of one kind, SCAN batch by SCAN batch */
 static int
-sa_resign_scan(sa_admin_t *sa, sa_resign_t *rs, sa_rs_kind_t kind)
+sa_resign_scan(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind)
 {
     char         cursor[32], match[256];
     redisReply  *r;
     int          rc = SA_EXIT_OK;
 
-    snprintf(match, sizeof(match), "%s%s*", sa->prefix,
-             sa_rs_kind_key[kind]);
+    snprintf(match, sizeof(match), "%s%s*%s", sa->prefix,
+             sa_rs_kind_key[kind], kind == SA_KIND_MEMBER ? SA_KEY_MEMBERS
+                                                          : "");
     strcpy(cursor, "0");
 
     do {
@@ -514,8 +624,10 @@ sa_resign_audit(sa_admin_t *sa, sa_resign_t *rs)
 
     sa_change_args(sa, &args);
     sa_args_add(&args, rs->team ? rs->team : "*");
-    sa_args_addf(&args, "tokens=%zu accounts=%zu refused=%zu",
-                 rs->resigned[SA_RS_TOKEN], rs->resigned[SA_RS_ACCOUNT],
+    sa_args_addf(&args, "tokens=%zu accounts=%zu teams=%zu members=%zu "
+                 "apps=%zu refused=%zu", rs->resigned[SA_KIND_TOKEN],
+                 rs->resigned[SA_KIND_ACCOUNT], rs->resigned[SA_KIND_TEAM],
+                 rs->resigned[SA_KIND_MEMBER], rs->resigned[SA_KIND_APP],
                  rs->refused);
     rc = sa_change(sa, &sa_lua_key_resign_done, &args);
     sa_args_free(&args);
@@ -528,9 +640,14 @@ static void
 sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
 {
     if (sa->json) {
-        sa_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:b, s:f}",
-                      "tokens", (json_int_t) rs->resigned[SA_RS_TOKEN],
-                      "accounts", (json_int_t) rs->resigned[SA_RS_ACCOUNT],
+        sa_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+                                " s:I, s:b, s:f}",
+                      "tokens", (json_int_t) rs->resigned[SA_KIND_TOKEN],
+                      "accounts", (json_int_t) rs->resigned[SA_KIND_ACCOUNT],
+                      "teams", (json_int_t) rs->resigned[SA_KIND_TEAM],
+                      "members", (json_int_t) rs->resigned[SA_KIND_MEMBER],
+                      "apps", (json_int_t) rs->resigned[SA_KIND_APP],
+                      "unsigned_teams", (json_int_t) rs->legacy,
                       "current", (json_int_t) rs->current,
                       "refused", (json_int_t) rs->refused,
                       "gone", (json_int_t) rs->gone,
@@ -539,13 +656,16 @@ sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
         return;
     }
 
-    printf("%s %zu token record%s and %zu account record%s; %zu already "
+    printf("%s %zu token record%s and %zu account record%s (and %zu team, "
+           "%zu member, %zu application records); %zu already "
            "signed with the current key; %zu refused%s (%.1f s)\n",
            rs->dry_run ? "would re-sign" : "re-signed",
-           rs->resigned[SA_RS_TOKEN],
-           rs->resigned[SA_RS_TOKEN] == 1 ? "" : "s",
-           rs->resigned[SA_RS_ACCOUNT],
-           rs->resigned[SA_RS_ACCOUNT] == 1 ? "" : "s",
+           rs->resigned[SA_KIND_TOKEN],
+           rs->resigned[SA_KIND_TOKEN] == 1 ? "" : "s",
+           rs->resigned[SA_KIND_ACCOUNT],
+           rs->resigned[SA_KIND_ACCOUNT] == 1 ? "" : "s",
+           rs->resigned[SA_KIND_TEAM], rs->resigned[SA_KIND_MEMBER],
+           rs->resigned[SA_KIND_APP],
            rs->current, rs->refused,
            rs->gone ? "; some were deleted or expired meanwhile" : "",
            secs);
@@ -586,7 +706,7 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
     static sa_resign_t  rs;
     redisReply         *r;
     double              secs;
-    int                 ch, rc, exists;
+    int                 ch, rc, exists, i;
 
     memset(&rs, 0, sizeof(rs));
 
@@ -644,9 +764,9 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
 
     clock_gettime(CLOCK_MONOTONIC, &rs.start);
 
-    rc = sa_resign_scan(sa, &rs, SA_RS_TOKEN);
-    if (rc == SA_EXIT_OK) {
-        rc = sa_resign_scan(sa, &rs, SA_RS_ACCOUNT);
+    rc = SA_EXIT_OK;
+    for (i = 0; i < SA_RS_KINDS && rc == SA_EXIT_OK; i++) {
+        rc = sa_resign_scan(sa, &rs, sa_rs_order[i]);
     }
 
     if (!rs.dry_run && sa_resign_total(&rs) + rs.refused > 0) {

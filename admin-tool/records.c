@@ -88,19 +88,19 @@ sa_heap_alloc(void *ctx, size_t size)
 
 
 /*
- * The payload of a record, its signature checked.  Without a signing key
- * only reading commands get here (every writing command loads the key
- * first): the record is shown unverified.  NULL, with why in *err, when it
- * cannot be used.
+ * The payload of a record, its signature checked with pk (NULL: the signing
+ * key's public half).  Without a signing key only reading commands get here
+ * (every writing command loads the key first): the record is shown
+ * unverified.  NULL, with why in *err, when it cannot be used.
  */
 static const char *
-sa_payload(sa_admin_t *sa, const char *value, size_t len, size_t *plen,
-    const char **err)
+sa_payload(sa_admin_t *sa, const uint8_t *pk, const char *value, size_t len,
+    size_t *plen, const char **err)
 {
     const char    *payload;
     sa_rec_err_t   rc;
 
-    if (sa->signing_key == NULL) {
+    if (pk == NULL && sa->signing_key == NULL) {
         if (!sa->warned_unverified) {
             fprintf(stderr, "sa-admin: no signing key: records are shown "
                     "unverified (set SA_SIGNING_KEY to check them)\n");
@@ -114,7 +114,7 @@ sa_payload(sa_admin_t *sa, const char *value, size_t len, size_t *plen,
         return value + SA_ENVELOPE_HEAD_LEN;
     }
 
-    rc = sa_envelope_open(value, len, sa_signing_key_or_exit(sa) + 32,
+    rc = sa_envelope_open(value, len, pk ? pk : sa_signing_key_or_exit(sa) + 32,
                           &payload, plen);
     if (rc != SA_REC_OK) {
         *err = sa_rec_strerror(rc);
@@ -125,20 +125,139 @@ sa_payload(sa_admin_t *sa, const char *value, size_t len, size_t *plen,
 }
 
 
-static const char *
-sa_verified_payload_or_exit(sa_admin_t *sa, const char *what, const char *value,
-    size_t len, size_t *plen)
+json_t *
+sa_record_open(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
+    const char *id, const char *value, size_t len, const char **err)
 {
-    const char  *payload, *err;
+    const char  *payload;
+    size_t       plen;
+    json_t      *j;
 
-    payload = sa_payload(sa, value, len, plen, &err);
-    if (payload == NULL) {
-        sa_fail(SA_EXIT_NOT_FOUND, "the record of %s is refused: %s "
-                "(written by something other than sa-admin?)", what, err);
-        exit(SA_EXIT_NOT_FOUND);
+    *err = NULL;
+
+    if (value == NULL) {
+        return NULL;
     }
 
-    return payload;
+    payload = sa_payload(sa, pk, value, len, &plen, err);
+    if (payload == NULL) {
+        return NULL;
+    }
+
+    j = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, NULL);
+    if (j == NULL || sa_record_check(j, kind, id) != SA_REC_OK) {
+        *err = j == NULL ? "not JSON"
+                         : sa_rec_strerror(SA_REC_INVALID);
+        json_decref(j);
+        return NULL;
+    }
+
+    return j;
+}
+
+
+json_t *
+sa_record_get(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
+    const char *id, const char **err)
+{
+    static const char  *keys[] = {
+        SA_KEY_TOKEN, SA_KEY_ACCOUNT, SA_KEY_TEAM, NULL, SA_KEY_APP
+    };
+    const char         *slash;
+    redisReply         *r;
+    json_t             *j;
+
+    if (kind == SA_KIND_MEMBER) {
+        slash = strchr(id, '/');
+        if (slash == NULL) {
+            *err = "not a member's id";
+            return NULL;
+        }
+        r = sa_xredis_cmd(sa, "HGET %s" SA_KEY_TEAM "%.*s" SA_KEY_MEMBERS
+                          " %s", sa->prefix, (int) (slash - id), id,
+                          slash + 1);
+    } else {
+        r = sa_xredis_cmd(sa, "GET %s%s%s", sa->prefix, keys[kind], id);
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* WRONGTYPE: a hash where a record belongs */
+        *err = "not a signed record";
+        j = NULL;
+    } else {
+        j = sa_record_open(sa, pk, kind, id,
+                           r->type == REDIS_REPLY_STRING ? r->str : NULL,
+                           r->len, err);
+    }
+
+    freeReplyObject(r);
+    return j;
+}
+
+
+json_t *
+sa_record_get_or_exit(sa_admin_t *sa, sa_kind_t kind, const char *id)
+{
+    static const char  *what[] = {
+        "token", "account", "team", "member", "application"
+    };
+    const char         *err;
+    json_t             *j;
+
+    j = sa_record_get(sa, NULL, kind, id, &err);
+
+    if (j == NULL && err == NULL) {
+        exit(sa_fail(SA_EXIT_NOT_FOUND, "no %s '%s'", what[kind], id));
+    }
+
+    if (j == NULL) {
+        exit(sa_fail(SA_EXIT_NOT_FOUND, "the record of %s '%s' is refused: "
+                     "%s (written by something other than sa-admin?)",
+                     what[kind], id, err));
+    }
+
+    return j;
+}
+
+
+char *
+sa_record_seal(sa_admin_t *sa, json_t *payload)
+{
+    char  *sealed;
+
+    sealed = sa_record_encode(payload, sa_signing_key_or_exit(sa));
+    if (sealed == NULL) {
+        exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
+    }
+
+    return sealed;
+}
+
+
+/* a verified token record naming tid, parsed by the core parser */
+static sa_token_record_t *
+sa_token_open(sa_admin_t *sa, const char *tid, const char *value, size_t len,
+    const char **err)
+{
+    const char         *payload;
+    size_t              plen;
+    sa_token_record_t  *rec = NULL;
+
+    payload = sa_payload(sa, NULL, value, len, &plen, err);
+    if (payload == NULL) {
+        return NULL;
+    }
+
+    if (sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)
+        != SA_REC_OK
+        || strcmp(rec->id, tid) != 0)
+    {
+        free(rec);
+        *err = "invalid record";
+        return NULL;
+    }
+
+    return rec;
 }
 
 
@@ -171,42 +290,17 @@ int
 sa_account_from_value(sa_admin_t *sa, const char *id, const char *value,
     size_t len, sa_account_t *a, const char **err)
 {
-    const char    *payload, *kind;
-    size_t         plen;
-
     memset(a, 0, sizeof(*a));
 
-    payload = sa_payload(sa, value, len, &plen, err);
-    if (payload == NULL) {
+    a->json = sa_record_open(sa, NULL, SA_KIND_ACCOUNT, id, value, len, err);
+    if (a->json == NULL) {
         return -1;
     }
 
-    a->json = json_loadb(payload, plen, 0, NULL);
-
-    if (a->json == NULL
-        || json_unpack(a->json, "{s:s, s:s, s:s, s:s, s:s, s:o, s:I}",
-                       "kind", &kind, "id", &a->id, "team", &a->team,
-                       "name", &a->name, "email", &a->email,
-                       "apps", &a->apps, "version", &a->version) != 0
-        || !json_is_array(a->apps))
-    {
-        *err = "invalid record";
-        sa_account_free(a);
-        return -1;
-    }
-
-    if (strcmp(kind, "account") != 0) {
-        *err = "not an account record";
-        sa_account_free(a);
-        return -1;
-    }
-
-    /* a genuine record copied under another account's key */
-    if (strcmp(a->id, id) != 0) {
-        *err = "the record names another account";
-        sa_account_free(a);
-        return -1;
-    }
+    /* sa_record_check() vouched for every one of these */
+    json_unpack(a->json, "{s:s, s:s, s:s, s:s, s:o, s:I}", "id", &a->id,
+                "team", &a->team, "name", &a->name, "email", &a->email,
+                "apps", &a->apps, "version", &a->version);
 
     return 0;
 }
@@ -263,20 +357,6 @@ sa_account_free(sa_account_t *a)
 }
 
 
-char *
-sa_account_seal(sa_admin_t *sa, json_t *payload)
-{
-    char  *json, *sealed;
-
-    json = sa_xjson_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
-
-    sealed = sa_envelope_seal(json, strlen(json), sa_signing_key_or_exit(sa));
-    free(json);
-
-    return sealed;
-}
-
-
 json_t *
 sa_account_public_json(json_t *payload)
 {
@@ -298,23 +378,18 @@ sa_token_record_t *
 sa_token_from_value_or_exit(sa_admin_t *sa, const char *tid, const char *value,
     size_t len)
 {
-    const char         *payload;
-    size_t              plen;
-    char                what[64];
-    sa_token_record_t  *rec = NULL;
+    const char         *err;
+    sa_token_record_t  *rec;
 
     if (value == NULL) {
         return NULL;
     }
 
-    snprintf(what, sizeof(what), "token '%s'", tid);
-    payload = sa_verified_payload_or_exit(sa, what, value, len, &plen);
-
-    if (sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)
-        != SA_REC_OK
-        || strcmp(rec->id, tid) != 0)
-    {
-        exit(sa_fail(SA_EXIT_NOT_FOUND, "%s: invalid record", what));
+    rec = sa_token_open(sa, tid, value, len, &err);
+    if (rec == NULL) {
+        exit(sa_fail(SA_EXIT_NOT_FOUND, "the record of token '%s' is "
+                     "refused: %s (written by something other than "
+                     "sa-admin?)", tid, err));
     }
 
     return rec;
@@ -325,9 +400,8 @@ sa_token_record_t *
 sa_token_try_value(sa_admin_t *sa, const char *tid, const char *value,
     size_t len, int *tampered)
 {
-    const char         *payload, *err;
-    size_t              plen;
-    sa_token_record_t  *rec = NULL;
+    const char         *err;
+    sa_token_record_t  *rec;
 
     *tampered = 0;
 
@@ -335,17 +409,8 @@ sa_token_try_value(sa_admin_t *sa, const char *tid, const char *value,
         return NULL;
     }
 
-    payload = sa_payload(sa, value, len, &plen, &err);
-
-    if (payload == NULL
-        || sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)
-           != SA_REC_OK
-        || strcmp(rec->id, tid) != 0)
-    {
-        free(rec);
-        *tampered = 1;
-        return NULL;
-    }
+    rec = sa_token_open(sa, tid, value, len, &err);
+    *tampered = rec == NULL;
 
     return rec;
 }

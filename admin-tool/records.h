@@ -28,6 +28,32 @@ typedef struct {
 /* the signing key, loaded on first use; exits 1 when it is unusable */
 const uint8_t *sa_signing_key_or_exit(sa_admin_t *sa);
 
+/*
+ * The signed record of a kind and id, as its payload's JSON object
+ * (json_decref() it): its signature verified with pk, of that kind and
+ * naming id (sa_record_check() in core/sa_record.c: a genuine record copied
+ * under another key is refused too).  pk NULL: the signing key's public
+ * half, or, without a signing key (reading commands only: every change
+ * loads the key first), unverified with a warning on stderr.
+ *
+ * sa_record_get() reads it from the kind's key: tok:<id>, acct:<id>,
+ * team:<id>, app:<id>, or for a member (id "TEAM/USER") the field USER of
+ * team:TEAM:members.  sa_record_open() judges a value already read.
+ * Both return NULL when there is none (*err NULL) or when it is refused
+ * (*err says why; nothing to free).
+ */
+json_t *sa_record_get(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
+    const char *id, const char **err);
+json_t *sa_record_open(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
+    const char *id, const char *value, size_t len, const char **err);
+
+/* sa_record_get(), exiting 2 when there is none or it is refused */
+json_t *sa_record_get_or_exit(sa_admin_t *sa, sa_kind_t kind,
+    const char *id);
+
+/* a payload object sealed with the signing key; the caller frees it */
+char *sa_record_seal(sa_admin_t *sa, json_t *payload);
+
 /* the acting user; exits 1 when none was given */
 const char *sa_actor_or_exit(sa_admin_t *sa);
 
@@ -48,8 +74,8 @@ int sa_account_from_value(sa_admin_t *sa, const char *id, const char *value,
     size_t len, sa_account_t *a, const char **err);
 void sa_account_free(sa_account_t *a);
 
-/* seals an account payload object; the caller frees the result */
-char *sa_account_seal(sa_admin_t *sa, json_t *payload);
+/* seals an account payload object (sa_record_seal()) */
+#define sa_account_seal  sa_record_seal
 
 json_t *sa_account_public_json(json_t *payload);
 

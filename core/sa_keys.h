@@ -10,14 +10,16 @@
 #define SA_KEYS_H
 
 #define SA_KEY_TEAMS        "teams"         /* set of team names */
-#define SA_KEY_TEAM         "team:"         /* team:<team>, a hash */
-#define SA_KEY_MEMBERS      ":members"      /* team:<team>:members */
+#define SA_KEY_TEAM         "team:"         /* team:<team>, a signed record */
+#define SA_KEY_MEMBERS      ":members"      /* hash user -> signed record */
 #define SA_KEY_ACCOUNTS     ":accounts"     /* team:<team>:accounts */
 #define SA_KEY_NAMES        ":names"        /* team:<team>:names */
 #define SA_KEY_ACCOUNT      "acct:"         /* acct:<aid>, a signed record */
 #define SA_KEY_TOKENS       ":tokens"       /* acct:<aid>:tokens */
 #define SA_KEY_TOKEN        "tok:"          /* tok:<tid>, a signed record */
 #define SA_KEY_USED         ":used"         /* tok:<tid>:used */
+#define SA_KEY_APPS         "apps"          /* set of application names */
+#define SA_KEY_APP          "app:"          /* app:<app>, a signed record */
 #define SA_KEY_AUDIT        "audit"         /* a stream */
 #define SA_KEY_INVALIDATE   "invalidate"    /* a pub/sub channel */
 

@@ -400,12 +400,166 @@ sa_rec_strerror(sa_rec_err_t err)
     case SA_REC_BAD_SIGNATURE:
         return "signature does not verify";
     case SA_REC_INVALID:
-        return "signed, but not a valid token record";
+        return "signed, but not a valid record of its kind";
     case SA_REC_NOMEM:
         return "out of memory";
     }
 
     return "unknown error";
+}
+
+
+/* ------------------------------------------------ the other record kinds */
+
+static const char  *sa_kind_names[] = {
+    "token", "account", "team", "member", "app"
+};
+
+
+const char *
+sa_kind_name(sa_kind_t kind)
+{
+    return (unsigned) kind < sizeof(sa_kind_names) / sizeof(sa_kind_names[0])
+           ? sa_kind_names[kind] : "?";
+}
+
+
+static int
+sa_any_string(const char *s, size_t len)
+{
+    (void) s;
+    return len > 0;
+}
+
+
+static int
+sa_perm_name(const char *s, size_t len)
+{
+    (void) len;
+    return strcmp(s, "service_accounts:create") == 0
+           || strcmp(s, "service_accounts:delete") == 0
+           || strcmp(s, "service_accounts:tokens") == 0;
+}
+
+
+static int
+sa_nonempty(json_t *v)
+{
+    return json_is_string(v) && json_string_length(v) > 0
+           && strlen(json_string_value(v)) == json_string_length(v);
+}
+
+
+sa_rec_err_t
+sa_record_check(json_t *payload, sa_kind_t kind, const char *id)
+{
+    const char  *k, *rid, *team, *user;
+    json_int_t   version;
+    size_t       tlen;
+    json_t      *f;
+
+    if (json_unpack(payload, "{s:s, s:s, s:I}", "kind", &k, "id", &rid,
+                    "version", &version) != 0
+        || strcmp(k, sa_kind_name(kind)) != 0
+        || strcmp(rid, id) != 0
+        || version < 1)
+    {
+        return SA_REC_INVALID;
+    }
+
+    switch (kind) {
+
+    case SA_KIND_TOKEN:
+        return sa_token_id_valid(rid, strlen(rid))
+               && sa_nonempty(json_object_get(payload, "account"))
+               && sa_nonempty(json_object_get(payload, "team"))
+               && sa_string_array_valid(json_object_get(payload, "scopes"),
+                                        sa_scope_valid_granted)
+               && sa_string_array_valid(json_object_get(payload, "apps"),
+                                        sa_app_valid)
+               ? SA_REC_OK : SA_REC_INVALID;
+
+    case SA_KIND_ACCOUNT:
+        return sa_nonempty(json_object_get(payload, "team"))
+               && sa_nonempty(json_object_get(payload, "name"))
+               && sa_nonempty(json_object_get(payload, "email"))
+               && sa_string_array_valid(json_object_get(payload, "apps"),
+                                        sa_app_valid)
+               ? SA_REC_OK : SA_REC_INVALID;
+
+    case SA_KIND_TEAM:
+        return sa_nonempty(json_object_get(payload, "owner"))
+               ? SA_REC_OK : SA_REC_INVALID;
+
+    case SA_KIND_MEMBER:
+        f = json_object_get(payload, "team");
+        team = json_string_value(f);
+        user = json_string_value(json_object_get(payload, "user"));
+        if (!sa_nonempty(f) || user == NULL || user[0] == '\0') {
+            return SA_REC_INVALID;
+        }
+        /* the id is "<team>/<user>": a member record names both */
+        tlen = strlen(team);
+        return strncmp(rid, team, tlen) == 0 && rid[tlen] == '/'
+               && strcmp(rid + tlen + 1, user) == 0
+               && sa_string_array_valid(json_object_get(payload, "perms"),
+                                        sa_perm_name)
+               ? SA_REC_OK : SA_REC_INVALID;
+
+    case SA_KIND_APP:
+        return sa_app_valid(rid, strlen(rid)) && strcmp(rid, "*") != 0
+               && sa_nonempty(json_object_get(payload, "team"))
+               && sa_string_array_valid(json_object_get(payload, "shared"),
+                                        sa_any_string)
+               ? SA_REC_OK : SA_REC_INVALID;
+    }
+
+    return SA_REC_INVALID;
+}
+
+
+sa_rec_err_t
+sa_record_decode(const char *value, size_t len,
+    const uint8_t pk[SA_PUBLICKEY_LEN], sa_kind_t kind, const char *id,
+    json_t **out)
+{
+    const char    *payload;
+    size_t         plen;
+    sa_rec_err_t   rc;
+    json_t        *j;
+
+    *out = NULL;
+
+    rc = sa_envelope_open(value, len, pk, &payload, &plen);
+    if (rc != SA_REC_OK) {
+        return rc;
+    }
+
+    j = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, NULL);
+    if (j == NULL || sa_record_check(j, kind, id) != SA_REC_OK) {
+        json_decref(j);
+        return SA_REC_INVALID;
+    }
+
+    *out = j;
+    return SA_REC_OK;
+}
+
+
+char *
+sa_record_encode(json_t *payload, const uint8_t sk[SA_SECRETKEY_LEN])
+{
+    char  *json, *sealed;
+
+    json = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
+    if (json == NULL) {
+        return NULL;
+    }
+
+    sealed = sa_envelope_seal(json, strlen(json), sk);
+    free(json);
+
+    return sealed;
 }
 
 

@@ -124,6 +124,49 @@ char *sa_token_record_json(const sa_token_record_t *rec);
 char *sa_token_record_encode(const sa_token_record_t *rec,
     const uint8_t sk[SA_SECRETKEY_LEN]);
 
+/*
+ * The other kinds of signed record (schema/README.md).  Every payload is a
+ * JSON object with "kind", "id" (the name it is stored under) and
+ * "version" (>= 1); besides:
+ *
+ *   account  team, name, email, apps [strings]         key acct:<id>
+ *   team     owner                                     key team:<id>
+ *   member   team, user, perms [strings]; id is        field <user> of
+ *            "<team>/<user>"                           team:<team>:members
+ *   app      team (the owner), shared [team names]     key app:<id>
+ *
+ * (token records have their own codec above).
+ */
+typedef enum {
+    SA_KIND_TOKEN = 0,
+    SA_KIND_ACCOUNT,
+    SA_KIND_TEAM,
+    SA_KIND_MEMBER,
+    SA_KIND_APP
+} sa_kind_t;
+
+const char *sa_kind_name(sa_kind_t kind);
+
+/*
+ * A verified payload judged: a well-formed record of that kind naming id.
+ * SA_REC_OK, or SA_REC_INVALID.
+ */
+struct json_t;
+sa_rec_err_t sa_record_check(struct json_t *payload, sa_kind_t kind,
+    const char *id);
+
+/*
+ * Envelope check, JSON, sa_record_check(): *out gets the payload object
+ * (json_decref() it) on SA_REC_OK.
+ */
+sa_rec_err_t sa_record_decode(const char *value, size_t len,
+    const uint8_t pk[SA_PUBLICKEY_LEN], sa_kind_t kind, const char *id,
+    struct json_t **out);
+
+/* a payload object as sorted compact JSON, sealed; malloc()ed, or NULL */
+char *sa_record_encode(struct json_t *payload,
+    const uint8_t sk[SA_SECRETKEY_LEN]);
+
 const char *sa_rec_strerror(sa_rec_err_t err);
 
 #endif /* SA_RECORD_H */

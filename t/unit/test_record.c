@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <sodium.h>
+#include <jansson.h>
 
 #include "tap.h"
 #include "sa_record.h"
@@ -368,6 +369,123 @@ test_pack(void)
 }
 
 
+/* a record of kind sealed from JSON text, decoded back as kind and id */
+static sa_rec_err_t
+kind_decode(const char *json, sa_kind_t kind, const char *id)
+{
+    json_t        *j, *out = NULL;
+    char          *sealed;
+    sa_rec_err_t   rc;
+
+    j = json_loads(json, 0, NULL);
+    if (j == NULL) {
+        return SA_REC_NOMEM;
+    }
+    sealed = sa_record_encode(j, sk);
+    json_decref(j);
+
+    rc = sa_record_decode(sealed, strlen(sealed), pk, kind, id, &out);
+    json_decref(out);
+    free(sealed);
+
+    return rc;
+}
+
+
+static void
+test_kinds(void)
+{
+    static const struct {
+        const char  *json;
+        sa_kind_t    kind;
+        const char  *id;
+        int          good;
+        const char  *what;
+    } cases[] = {
+        { "{\"kind\":\"team\",\"id\":\"plat\",\"owner\":\"alice\","
+          "\"version\":1}", SA_KIND_TEAM, "plat", 1, "team: valid" },
+        { "{\"kind\":\"team\",\"id\":\"plat\",\"owner\":\"alice\","
+          "\"version\":1}", SA_KIND_TEAM, "bobs", 0,
+          "team: a genuine record stored under another team's key" },
+        { "{\"kind\":\"team\",\"id\":\"plat\",\"owner\":\"alice\","
+          "\"version\":1}", SA_KIND_APP, "plat", 0,
+          "team: never passes for an application" },
+        { "{\"kind\":\"team\",\"id\":\"plat\",\"owner\":\"\","
+          "\"version\":1}", SA_KIND_TEAM, "plat", 0, "team: no owner" },
+        { "{\"kind\":\"team\",\"id\":\"plat\",\"owner\":\"alice\","
+          "\"version\":0}", SA_KIND_TEAM, "plat", 0, "team: version 0" },
+        { "{\"kind\":\"member\",\"id\":\"plat/carol\",\"team\":\"plat\","
+          "\"user\":\"carol\",\"perms\":[\"service_accounts:tokens\"],"
+          "\"version\":2}", SA_KIND_MEMBER, "plat/carol", 1,
+          "member: valid" },
+        { "{\"kind\":\"member\",\"id\":\"plat/carol\",\"team\":\"plat\","
+          "\"user\":\"carol\",\"perms\":[],\"version\":2}",
+          SA_KIND_MEMBER, "plat/mallory", 0,
+          "member: carol's record under mallory's field" },
+        { "{\"kind\":\"member\",\"id\":\"plat/carol\",\"team\":\"ops\","
+          "\"user\":\"carol\",\"perms\":[],\"version\":2}",
+          SA_KIND_MEMBER, "plat/carol", 0,
+          "member: an id that disagrees with its team" },
+        { "{\"kind\":\"member\",\"id\":\"plat/carol\",\"team\":\"plat\","
+          "\"user\":\"carol\",\"perms\":[\"root\"],\"version\":2}",
+          SA_KIND_MEMBER, "plat/carol", 0, "member: an unknown permission" },
+        { "{\"kind\":\"member\",\"id\":\"plat/carol\",\"team\":\"plat\","
+          "\"user\":\"carol\",\"perms\":\"service_accounts:tokens\","
+          "\"version\":2}", SA_KIND_MEMBER, "plat/carol", 0,
+          "member: perms not a list" },
+        { "{\"kind\":\"app\",\"id\":\"billing\",\"team\":\"plat\","
+          "\"shared\":[\"ops\"],\"version\":1}", SA_KIND_APP, "billing", 1,
+          "app: valid" },
+        { "{\"kind\":\"app\",\"id\":\"*\",\"team\":\"plat\","
+          "\"shared\":[],\"version\":1}", SA_KIND_APP, "*", 0,
+          "app: '*' is no application" },
+        { "{\"kind\":\"app\",\"id\":\"billing\",\"team\":\"plat\","
+          "\"version\":1}", SA_KIND_APP, "billing", 0, "app: no shared list" },
+        { "{\"kind\":\"account\",\"id\":\"A1\",\"team\":\"plat\","
+          "\"name\":\"ci\",\"email\":\"A1@plat.sa.invalid\","
+          "\"apps\":[\"billing\"],\"version\":3}", SA_KIND_ACCOUNT, "A1", 1,
+          "account: valid" },
+        { "{\"kind\":\"account\",\"id\":\"A1\",\"team\":\"plat\","
+          "\"name\":\"ci\",\"email\":\"A1@plat.sa.invalid\","
+          "\"apps\":[\"bad app\"],\"version\":3}", SA_KIND_ACCOUNT, "A1", 0,
+          "account: an invalid application name" },
+    };
+    size_t         i;
+    json_t        *j, *out;
+    char          *sealed;
+    sa_rec_err_t   rc;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rc = kind_decode(cases[i].json, cases[i].kind, cases[i].id);
+        is_long(rc, cases[i].good ? SA_REC_OK : SA_REC_INVALID,
+                cases[i].what);
+    }
+
+    /* one changed byte of a sealed member record: refused as tampered */
+    j = json_loads("{\"kind\":\"member\",\"id\":\"plat/carol\","
+                   "\"team\":\"plat\",\"user\":\"carol\",\"perms\":[],"
+                   "\"version\":1}", 0, NULL);
+    sealed = sa_record_encode(j, sk);
+    json_decref(j);
+    ok(sealed != NULL && strstr(sealed, "\"perms\":[]") != NULL,
+       "encode: sorted compact JSON behind the envelope");
+    sealed[strlen(sealed) - 3] ^= 1;
+    out = NULL;
+    rc = sa_record_decode(sealed, strlen(sealed), pk, SA_KIND_MEMBER,
+                          "plat/carol", &out);
+    is_long(rc, SA_REC_BAD_SIGNATURE, "member: a changed byte is tampering");
+    ok(out == NULL, "member: nothing decoded from a tampered record");
+    free(sealed);
+
+    /* plain text where a record belongs (HSET ... members carol perms) */
+    rc = sa_record_decode("service_accounts:tokens", 23, pk, SA_KIND_MEMBER,
+                          "plat/carol", &out);
+    is_long(rc, SA_REC_MALFORMED, "member: plain text is no record");
+
+    is_str(sa_kind_name(SA_KIND_APP), "app", "kinds have names");
+}
+
+
 int
 main(void)
 {
@@ -383,6 +501,7 @@ main(void)
     test_invalid_payloads();
     test_digest();
     test_pack();
+    test_kinds();
 
     is_str(sa_rec_strerror(SA_REC_BAD_SIGNATURE), "signature does not verify",
            "errors have readable names");
