@@ -504,9 +504,9 @@ sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind,
         if (kind == SA_KIND_TEAM && vals[i]->type == REDIS_REPLY_ERROR) {
             /* WRONGTYPE: a team's hash from before teams were signed */
             rs->legacy++;
-            sa_resign_refuse(rs, kind, ids[i], "unsigned (from before team "
-                             "records were signed): check it, then run "
-                             "'sa-admin team adopt'");
+            fprintf(stderr, "sa-admin: team %s is unsigned (from before "
+                    "team records were signed): sa-admin refuses to change "
+                    "it until 'sa-admin team adopt' signs it\n", ids[i]);
             continue;
         }
 
