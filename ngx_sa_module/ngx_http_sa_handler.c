@@ -38,6 +38,12 @@ typedef struct {
 } ngx_http_sa_used_slot_t;
 
 
+static void ngx_http_sa_start_main(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx);
+static void ngx_http_sa_judge_main(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx);
+static ngx_int_t ngx_http_sa_judge_subrequest(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_ctx_t *mctx);
 static ngx_http_sa_ctx_t *ngx_http_sa_create_ctx(ngx_http_request_t *r);
 static void ngx_http_sa_cleanup(void *data);
 static ngx_int_t ngx_http_sa_start(ngx_http_request_t *r,
@@ -142,36 +148,29 @@ ngx_http_sa_handler(ngx_http_request_t *r)
             return NGX_ERROR;
         }
 
-        ctx->rc = ngx_http_sa_start(r, ctx);
-        ctx->judged = slcf;
+        ngx_http_sa_start_main(r, ctx);
 
-        if (ctx->rc != NGX_AGAIN) {
-            ngx_http_sa_metrics_request(ctx->status);
+        if (ctx->rc == NGX_AGAIN) {
+            ctx->main_waits = 1;
+            return NGX_AGAIN;
         }
 
-        return ctx->rc == NGX_AGAIN ? NGX_AGAIN : ngx_http_sa_respond(r, ctx,
-                                                                      slcf);
+        return ngx_http_sa_respond(r, ctx, slcf);
     }
 
     ngx_http_set_ctx(r, ctx, ngx_http_sa_module);
 
     if (ctx->rc == NGX_AGAIN) {
         if (!ctx->answered) {
-            return NGX_AGAIN;       /* a client event while it waits */
+            /*
+             * A client event while it waits, or (after an internal
+             * redirect) the lookup a subrequest started: wake it too.
+             */
+            ctx->main_waits = 1;
+            return NGX_AGAIN;
         }
 
-        /*
-         * The lookup was answered.  Whoever runs the phases first (the
-         * posted wake, or an event of the client's connection in the same
-         * epoll batch) judges; the other must not run them a second time.
-         */
-        if (ctx->wake.posted) {
-            ngx_delete_posted_event(&ctx->wake);
-        }
-
-        ctx->rc = ngx_http_sa_judge(r, ctx);
-        ctx->judged = slcf;
-        ngx_http_sa_metrics_request(ctx->status);
+        ngx_http_sa_judge_main(r, ctx);
 
     } else if (ctx->judged != slcf) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -187,6 +186,163 @@ ngx_http_sa_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_sa_respond(r, ctx, slcf);
+}
+
+
+/* the main request's credential: parsed, then the cache or a GET */
+static void
+ngx_http_sa_start_main(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
+{
+    ctx->rc = ngx_http_sa_start(r, ctx);
+    ctx->judged = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+
+    if (ctx->rc != NGX_AGAIN) {
+        ngx_http_sa_metrics_request(ctx->status);
+    }
+}
+
+
+/*
+ * The lookup was answered.  Whoever runs first (the posted wake, an event
+ * of the client's connection in the same epoll batch, or a subrequest)
+ * judges, by the main request's location; the wake must then not run the
+ * main request's phases a second time.
+ */
+static void
+ngx_http_sa_judge_main(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
+{
+    if (ctx->wake.posted && ngx_queue_empty(&ctx->subrequests)) {
+        ngx_delete_posted_event(&ctx->wake);
+    }
+
+    ctx->main_waits = 0;
+    ctx->rc = ngx_http_sa_judge(r, ctx);
+    ctx->judged = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+    ngx_http_sa_metrics_request(ctx->status);
+}
+
+
+/*
+ * Subrequests (SSI "include virtual", auth_request, mirror) never run the
+ * access phase: ngx_http_core_access_phase() skips it for r != r->main.
+ * This handler runs in the rewrite phase, which they do run, first in it
+ * (before "return"), and judges a subrequest that reaches a location with
+ * sa_auth by that location's sa_scope and sa_application, on the main
+ * request's credential.  That credential is verified once per main request
+ * (by its own access check, or here for the first subrequest that needs
+ * it); a subrequest that comes while the lookup is on its way is parked
+ * and posted when it is answered.  allow/deny and "satisfy" do not apply
+ * to subrequests, as nginx skips them: the token decides alone.
+ */
+ngx_int_t
+ngx_http_sa_subrequest_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                rc;
+    ngx_http_request_t      *mr;
+    ngx_http_sa_ctx_t       *ctx, *mctx;
+    ngx_http_sa_loc_conf_t  *slcf;
+
+    if (r == r->main) {
+        return NGX_DECLINED;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+
+    if (slcf->realm.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sa_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sa_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->request = r;
+        ctx->rc = NGX_AGAIN;
+        ngx_queue_init(&ctx->subrequests);
+        ngx_http_set_ctx(r, ctx, ngx_http_sa_module);
+
+    } else if (ctx->parked) {
+        return NGX_DONE;            /* a client event while it waits */
+
+    } else if (ctx->rc == NGX_OK && ctx->judged == slcf) {
+        return NGX_DECLINED;        /* "rewrite ... last" to itself */
+    }
+
+    mr = r->main;
+    mctx = ngx_http_sa_get_ctx(mr);
+
+    if (mctx == NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "sa: subrequest verifies the main request's token");
+
+        mctx = ngx_http_sa_create_ctx(mr);
+        if (mctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_sa_start_main(mr, mctx);
+
+    } else if (mctx->rc == NGX_AGAIN && mctx->answered) {
+        ngx_http_sa_judge_main(mr, mctx);
+    }
+
+    if (mctx->rc == NGX_AGAIN) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "sa: subrequest waits for the main request's token");
+
+        ctx->parked = 1;
+        ngx_queue_insert_tail(&mctx->subrequests, &ctx->queue);
+        return NGX_DONE;
+    }
+
+    ctx->rc = ngx_http_sa_judge_subrequest(r, ctx, mctx);
+    ctx->judged = slcf;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "sa: subrequest judged: %V",
+                   &ngx_http_sa_statuses[ctx->status].name);
+
+    rc = ngx_http_sa_respond(r, ctx, slcf);
+
+    /* NGX_OK would end the rewrite phase's checker with a finalization */
+    return rc == NGX_OK ? NGX_DECLINED : rc;
+}
+
+
+/* the main request's verdict on its credential, this location's rules */
+static ngx_int_t
+ngx_http_sa_judge_subrequest(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    ngx_http_sa_ctx_t *mctx)
+{
+    ngx_int_t  rc;
+
+    ngx_memcpy(ctx->id, mctx->id, SA_TOKEN_ID_LEN);
+    ctx->has_id = mctx->has_id;
+    ctx->bearer = mctx->bearer;
+    ctx->record = mctx->record;
+
+    if (mctx->record) {
+        rc = ngx_http_sa_check_rules(r, ctx, mctx->record);
+
+        if (rc != NGX_OK && rc != NGX_ERROR) {
+            ngx_http_sa_report_denied(r, ctx);
+        }
+
+        return rc;
+    }
+
+    /* refused for the token itself, or no memory to judge it */
+    if (mctx->rc == NGX_ERROR || mctx->status == NGX_HTTP_SA_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->status = mctx->status;
+
+    return ngx_http_sa_statuses[ctx->status].rc;
 }
 
 
@@ -230,6 +386,7 @@ ngx_http_sa_create_ctx(ngx_http_request_t *r)
 
     ctx->request = r;
     ctx->rc = NGX_AGAIN;
+    ngx_queue_init(&ctx->subrequests);
     ctx->wake.handler = ngx_http_sa_wait_handler;
     ctx->wake.data = r;
     ctx->wake.log = r->connection->log;
@@ -575,8 +732,9 @@ ngx_http_sa_lock_wake(ngx_http_sa_lock_t *lock, ngx_http_sa_answer_t *a)
 static void
 ngx_http_sa_wait_handler(ngx_event_t *ev)
 {
+    ngx_queue_t         *q;
     ngx_connection_t    *c;
-    ngx_http_sa_ctx_t   *ctx;
+    ngx_http_sa_ctx_t   *ctx, *sctx;
     ngx_http_request_t  *r;
 
     r = ev->data;
@@ -588,13 +746,31 @@ ngx_http_sa_wait_handler(ngx_event_t *ev)
 
     ctx = ngx_http_sa_get_ctx(r);
 
-    /* judged already by a client event that ran the phases first */
-    if (ctx == NULL || ctx->rc != NGX_AGAIN) {
+    if (ctx == NULL) {
         return;
     }
 
-    /* the phases may finalize and free r: c outlives it */
-    ngx_http_core_run_phases(r);
+    /* parked subrequests run again, the first of them judges */
+    while (!ngx_queue_empty(&ctx->subrequests)) {
+        q = ngx_queue_head(&ctx->subrequests);
+        ngx_queue_remove(q);
+
+        sctx = ngx_queue_data(q, ngx_http_sa_ctx_t, queue);
+        sctx->parked = 0;
+
+        if (ngx_http_post_request(sctx->request, NULL) != NGX_OK) {
+            ngx_http_finalize_request(sctx->request, NGX_ERROR);
+        }
+    }
+
+    /* unless judged already by a client event that ran the phases first */
+    if (ctx->main_waits && ctx->rc == NGX_AGAIN) {
+        ctx->main_waits = 0;
+
+        /* the phases may finalize and free r: c outlives it */
+        ngx_http_core_run_phases(r);
+    }
+
     ngx_http_run_posted_requests(c);
 }
 

@@ -662,6 +662,14 @@ ngx_http_sa_init(ngx_conf_t *cf)
 
     *h = ngx_http_sa_handler;
 
+    /* subrequests skip the access phase: they are judged here */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_sa_subrequest_handler;
+
     return NGX_OK;
 }
 

@@ -88,7 +88,10 @@ typedef struct ngx_http_sa_lock_s  ngx_http_sa_lock_t;
 /*
  * The request's verdict.  It lives in a pool cleanup, so that it outlives
  * the internal redirects that zero the module contexts (as in
- * ngx_http_realip_module): a request is verified once.
+ * ngx_http_realip_module): a request is verified once.  Subrequests share
+ * their main request's pool and its verdict on the credential; each
+ * subrequest judged by a location with sa_auth has a context of its own
+ * (module context only, no cleanup) for that location's verdict.
  */
 typedef struct {
     ngx_http_request_t        *request;
@@ -98,7 +101,10 @@ typedef struct {
     sa_token_record_t         *record;        /* genuine, in r->pool */
     sa_scope_group_t          *missing;       /* the unsatisfied sa_scope */
     ngx_http_sa_lock_t        *lock;          /* the GET it waits for */
-    ngx_queue_t                queue;         /* in lock->waiters */
+    ngx_queue_t                queue;         /* in lock->waiters; of a
+                                                 subrequest: in its main's
+                                                 subrequests */
+    ngx_queue_t                subrequests;   /* parked until answered */
     ngx_event_t                wake;          /* posted when it is answered */
     ngx_http_sa_answer_t       answer;        /* record copied to r->pool */
     u_char                     id[SA_TOKEN_ID_LEN];
@@ -110,6 +116,8 @@ typedef struct {
     unsigned                   cached:1;      /* answered from the cache */
     unsigned                   use_due:1;     /* and its use is to record */
     unsigned                   retry_after:1; /* header added */
+    unsigned                   main_waits:1;  /* in its access phase */
+    unsigned                   parked:1;      /* a subrequest, waiting */
 } ngx_http_sa_ctx_t;
 
 
@@ -144,6 +152,7 @@ extern ngx_module_t              ngx_http_sa_module;
 ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_sa_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_sa_subrequest_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf);
 void ngx_http_sa_handler_exit_process(void);

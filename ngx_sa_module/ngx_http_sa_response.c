@@ -277,8 +277,16 @@ ngx_http_sa_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     ngx_http_sa_ctx_t   *ctx;
     sa_token_record_t   *rec;
 
-    /* subrequests (SSI, auth_request, mirror) inherit the main verdict */
-    ctx = ngx_http_sa_get_ctx(r->main);
+    /*
+     * A subrequest judged by a location with sa_auth has its own verdict;
+     * others (SSI, auth_request, mirror) inherit the main request's.
+     */
+    ctx = (r != r->main) ? ngx_http_get_module_ctx(r, ngx_http_sa_module)
+                         : NULL;
+
+    if (ctx == NULL) {
+        ctx = ngx_http_sa_get_ctx(r->main);
+    }
 
     if (ctx == NULL || ctx->rc == NGX_AGAIN) {
         v->not_found = 1;
