@@ -53,6 +53,7 @@ $redis->cmd('DEL', 'sa:tok:' . substr($unknown, 4, 16));
 my $port = $up->port;
 my $rec = "proxy_pass http://127.0.0.1:$port; proxy_set_header X-SA-Account \$sa_account;";
 
+my $h2port = SaTest::free_port();
 my $nginx = SaTest::Nginx->start(redis => $redis, http => <<"CONF");
     server {
         listen 127.0.0.1:%%PORT%%;
@@ -73,6 +74,14 @@ my $nginx = SaTest::Nginx->start(redis => $redis, http => <<"CONF");
 
         # 3. mirror
         location /mr/       { mirror /adminapi/mirrored; }
+    }
+    server {
+        listen 127.0.0.1:$h2port http2;
+        root %%DIR%%/html;
+        location /ssi/      { ssi on; ssi_types *; }
+        location /secret/   { sa_auth api; sa_scope admin:write; }
+        location /ar/       { auth_request /_check; }
+        location = /_check  { internal; sa_auth api; sa_scope admin:write; return 204; }
     }
 CONF
 
@@ -204,6 +213,31 @@ ok(SaTest::wait_until(3, sub { $up->count > $res->{recorded} }),
 ($got) = $up->request($res->{recorded} + 1);
 like($got // '', qr{^GET /adminapi/mirrored }, 'mirror: the mirrored request');
 like($got // '', qr/^X-SA-Account: \Q$acct\E\r$/mi, 'mirror: with the account');
+
+# =================================================================== HTTP/2
+
+# h2c with prior knowledge: (status, body) of one stream
+sub h2 {
+    my ($path, $token) = @_;
+    my $r = SaTest::run(['curl', '-s', '--http2-prior-knowledge', '-w', '\n%{http_code}',
+                         defined $token ? ('-H', "Authorization: Bearer $token") : (),
+                         "http://127.0.0.1:$h2port$path"], timeout => 10);
+    my ($body, $code) = $r->{out} =~ /^(.*)\n(\d+)$/s ? ($1, $2) : ($r->{out}, 0);
+    return ($code, $body);
+}
+SKIP: {
+    my ($code) = h2('/ssi/page.html');
+    skip 'curl without HTTP/2', 6 unless $code;
+    my $body;
+    ($code, $body) = h2('/ssi/three.html', $tok{admin});
+    is($code, 200, 'HTTP/2: SSI page with three protected includes, admin token: 200');
+    is($body, "[1SECRET-FRAGMENT\n][2SECRET-FRAGMENT\n][3SECRET-FRAGMENT\n]\n", 'HTTP/2: all three served');
+    ($code, $body) = h2('/ssi/three.html');
+    unlike($body, $secret, 'HTTP/2: SSI includes without a token: refused');
+    is((h2('/ar/x', $tok{admin}))[0], 200, 'HTTP/2: auth_request -> sa_auth, admin token: 200');
+    is((h2('/ar/x', $tok{read}))[0], 403, 'HTTP/2: auth_request -> sa_auth, stacks:read token: 403');
+    is((h2('/ar/x'))[0], 401, 'HTTP/2: auth_request -> sa_auth, no token: 401');
+}
 
 # =================================================================== 4. Redis down
 
