@@ -6,6 +6,7 @@
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -73,16 +74,33 @@ sa_change_reply(sa_admin_t *sa)
 
 
 int
-sa_change(sa_admin_t *sa, sa_script_t *script, sa_args_t *args)
+sa_change_or_exit(sa_admin_t *sa, sa_script_t *script, sa_args_t *args)
 {
-    sa_xscript_append(sa, script, 0, args);
+    int  rc;
 
-    return sa_change_reply(sa);
+    sa_xscript_append(sa, script, 0, args);
+    rc = sa_change_reply(sa);
+
+    if (rc != SA_EXIT_OK && rc != SA_CONFLICT) {
+        exit(rc);               /* sa_change_judge() said why */
+    }
+
+    return rc;
+}
+
+
+void
+sa_change_once_or_exit(sa_admin_t *sa, sa_script_t *script, sa_args_t *args,
+    const char *what)
+{
+    if (sa_change_or_exit(sa, script, args) == SA_CONFLICT) {
+        sa_die(SA_EXIT_UNAVAILABLE, "%s changed meanwhile; retry", what);
+    }
 }
 
 
 int
-sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx, const char *what)
+sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx)
 {
     int  rc, n;
 
@@ -92,7 +110,15 @@ sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx, const char *what)
         rc = attempt(sa, ctx);
     }
 
-    return rc == SA_CONFLICT
-           ? sa_fail(SA_EXIT_UNAVAILABLE, "%s kept changing; retry", what)
-           : rc;
+    return rc;
+}
+
+
+void
+sa_retry_or_exit(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx,
+    const char *what)
+{
+    if (sa_retry(sa, attempt, ctx) == SA_CONFLICT) {
+        sa_die(SA_EXIT_UNAVAILABLE, "%s kept changing; retry", what);
+    }
 }

@@ -18,28 +18,39 @@ void sa_change_args(sa_admin_t *sa, sa_args_t *args);
 
 /*
  * Runs a changing script (0 keys, arguments from sa_change_args()).
- * Returns SA_EXIT_OK, SA_CONFLICT, or an exit status after printing why.
+ * Returns SA_EXIT_OK or SA_CONFLICT; a refusal ends the process with its
+ * exit status and why.
  */
-int sa_change(sa_admin_t *sa, sa_script_t *script, sa_args_t *args);
+int sa_change_or_exit(sa_admin_t *sa, sa_script_t *script, sa_args_t *args);
 
-/* a script's reply judged: SA_EXIT_OK, SA_CONFLICT, or an exit status */
+/* the same for a change made once: a conflict ends "<what> changed meanwhile" */
+void sa_change_once_or_exit(sa_admin_t *sa, sa_script_t *script,
+    sa_args_t *args, const char *what);
+
+/*
+ * A script's reply judged: SA_EXIT_OK, SA_CONFLICT, or an exit status
+ * after printing why (it returns: a pipeline reads every reply).
+ */
 int sa_change_judge(redisReply *r);
 
-/* the reply of a pipelined sa_xscript_append(), judged as sa_change() */
+/* the reply of a pipelined sa_xscript_append(), judged as above */
 int sa_change_reply(sa_admin_t *sa);
 
 /*
  * One attempt at a change: read, verify, sign, one script.  Returns
- * SA_CONFLICT when the script found what it read changed meanwhile.
+ * SA_EXIT_OK, or SA_CONFLICT when the script found what it read changed
+ * meanwhile; like any sa-admin helper, it ends the process on an error.
  */
 typedef int (*sa_attempt_pt)(sa_admin_t *sa, void *ctx);
 
 /*
- * Makes the attempt again while it conflicts, at most SA_RETRIES times.
- * Returns its status; one that kept conflicting fails with exit status 3,
- * saying "<what> kept changing; retry".
+ * Makes the attempt again while it conflicts, at most SA_RETRIES times;
+ * returns its last status (SA_CONFLICT: it kept conflicting).
  */
-int sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx,
+int sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx);
+
+/* the same; one that kept conflicting ends with "<what> kept changing" */
+void sa_retry_or_exit(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx,
     const char *what);
 
 #endif /* SA_ADMIN_CHANGE_H */

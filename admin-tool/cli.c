@@ -4,14 +4,15 @@
  * commands of a group.  Kept apart from main() so that other programs (the
  * fuzz targets) can link it.
  *
- * One convention for "done": a helper that has already finished the
- * command (it showed --help) returns SA_DONE, which the dispatcher turns
- * into exit status 0; anything else non-zero is an exit status.
+ * One error model, as signify's: a usage error, --help and every error of
+ * a command end the process where they are found (sa_die*, *_or_exit);
+ * a command that returns has succeeded.
  */
 
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -19,14 +20,35 @@
 #include "sa_admin.h"
 
 
+static void
+sa_vline(const char *fmt, va_list ap)
+{
+    fputs("sa-admin: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+
+void
+sa_die(int code, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    sa_vline(fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+
+    exit(code);
+}
+
+
 int
 sa_fail(int code, const char *fmt, ...)
 {
     va_list  ap;
 
-    fputs("sa-admin: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    sa_vline(fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
 
@@ -34,32 +56,32 @@ sa_fail(int code, const char *fmt, ...)
 }
 
 
-int
-sa_usage_error(sa_admin_t *sa, const char *fmt, ...)
+void
+sa_die_usage(sa_admin_t *sa, const char *fmt, ...)
 {
     va_list  ap;
 
-    fputs("sa-admin: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    sa_vline(fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nusage: sa-admin %s\n", sa->command->usage);
 
-    return SA_EXIT_USAGE;
+    exit(SA_EXIT_USAGE);
 }
 
 
-int
-sa_help(sa_admin_t *sa)
+/* the running command's --help on stdout, and exit 0 */
+static SA_NORETURN void
+sa_help_and_exit(sa_admin_t *sa)
 {
     printf("usage: sa-admin %s\n\n%s", sa->command->usage,
            sa->command->help);
-    return SA_DONE;
+    exit(SA_EXIT_OK);
 }
 
 
 int
-sa_getopt(sa_admin_t *sa, int argc, char **argv,
+sa_getopt_or_exit(sa_admin_t *sa, int argc, char **argv,
     const struct option *longopts)
 {
     int  ch;
@@ -67,74 +89,46 @@ sa_getopt(sa_admin_t *sa, int argc, char **argv,
     /* a leading ':' lets a missing value be told from an unknown flag */
     ch = getopt_long(argc, argv, ":h", longopts, NULL);
 
-    if (ch == ':') {
-        sa_usage_error(sa, "option '%s' needs a value", argv[optind - 1]);
-        return '?';
-    }
-
-    if (ch == '?') {
-        sa_usage_error(sa, "unknown option '%s'", argv[optind - 1]);
-        return '?';
+    switch (ch) {
+    case ':':
+        sa_die_usage(sa, "option '%s' needs a value", argv[optind - 1]);
+    case '?':
+        sa_die_usage(sa, "unknown option '%s'", argv[optind - 1]);
+    case 'h':
+        sa_help_and_exit(sa);
     }
 
     return ch;
 }
 
 
-/* the operands after flags; exits with a usage error on a wrong count */
-int
-sa_operands(sa_admin_t *sa, int argc, char **argv, int want, char ***out)
+char **
+sa_operands_or_exit(sa_admin_t *sa, int argc, char **argv, int want)
 {
     int  have = argc - optind;
 
     if (have < want) {
-        return sa_usage_error(sa, "missing operand");
+        sa_die_usage(sa, "missing operand");
     }
 
     if (have > want) {
-        return sa_usage_error(sa, "unexpected argument '%s'",
-                              argv[optind + want]);
+        sa_die_usage(sa, "unexpected argument '%s'", argv[optind + want]);
     }
 
-    if (out != NULL) {
-        *out = argv + optind;
-    }
-
-    return SA_EXIT_OK;
+    return argv + optind;
 }
 
 
-static const struct option  help_only[] = {
-    { "help", no_argument, NULL, 'h' },
-    { NULL, 0, NULL, 0 }
-};
-
-
-/* for commands without flags: 0 to go on, SA_DONE after --help, or 1 */
-static int
-sa_only_help(sa_admin_t *sa, int argc, char **argv)
+char **
+sa_plain_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want)
 {
-    int  ch;
+    static const struct option  help_only[] = { SA_OPTS_END };
 
-    while ((ch = sa_getopt(sa, argc, argv, help_only)) != -1) {
-        return ch == 'h' ? sa_help(sa) : SA_EXIT_USAGE;
+    while (sa_getopt_or_exit(sa, argc, argv, help_only) != -1) {
+        /* nothing but --help, which exits */
     }
 
-    return SA_EXIT_OK;
-}
-
-
-int
-sa_plain_args(sa_admin_t *sa, int argc, char **argv, int want, char ***op)
-{
-    int  rc;
-
-    rc = sa_only_help(sa, argc, argv);
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
-
-    return sa_operands(sa, argc, argv, want, op);
+    return sa_operands_or_exit(sa, argc, argv, want);
 }
 
 
@@ -154,6 +148,19 @@ sa_json_add_unique(json_t *arr, const char *s)
 }
 
 
+void
+sa_json_add_valid_or_exit(sa_admin_t *sa, json_t *arr, const char *s,
+    int (*valid)(const char *s, size_t len), const char *what,
+    const char *expected)
+{
+    if (!valid(s, strlen(s))) {
+        sa_die_usage(sa, "invalid %s '%s' (expected %s)", what, s, expected);
+    }
+
+    sa_json_add_unique(arr, s);
+}
+
+
 static void
 sa_group_usage(FILE *out, const char *group, const sa_command_t *cmds)
 {
@@ -166,38 +173,37 @@ sa_group_usage(FILE *out, const char *group, const sa_command_t *cmds)
 }
 
 
-int
+void
 sa_dispatch(sa_admin_t *sa, const char *group, const sa_command_t *cmds,
     int argc, char **argv)
 {
-    int                  rc;
     const sa_command_t  *c;
 
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0
                       || strcmp(argv[1], "-h") == 0))
     {
         sa_group_usage(stdout, group, cmds);
-        return SA_EXIT_OK;
+        exit(SA_EXIT_OK);
     }
 
     if (argc < 2) {
         fprintf(stderr, "sa-admin: '%s' needs a command\n", group);
         sa_group_usage(stderr, group, cmds);
-        return SA_EXIT_USAGE;
+        exit(SA_EXIT_USAGE);
     }
 
     for (c = cmds; c->name != NULL; c++) {
         if (strcmp(argv[1], c->name) == 0) {
             sa->command = c;
             optind = 0;          /* glibc: restart getopt from scratch */
-            rc = c->run(sa, argc - 1, argv + 1);
-            return rc == SA_DONE ? SA_EXIT_OK : rc;
+            c->run(sa, argc - 1, argv + 1);
+            return;
         }
     }
 
     fprintf(stderr, "sa-admin: unknown command '%s %s'\n", group, argv[1]);
     sa_group_usage(stderr, group, cmds);
-    return SA_EXIT_USAGE;
+    exit(SA_EXIT_USAGE);
 }
 
 

@@ -17,12 +17,12 @@
 
 #define SA_LIST_BATCH  1000
 
-static int sa_account_create(sa_admin_t *sa, int argc, char **argv);
-static int sa_account_list(sa_admin_t *sa, int argc, char **argv);
-static int sa_account_show(sa_admin_t *sa, int argc, char **argv);
-static int sa_account_grant(sa_admin_t *sa, int argc, char **argv);
-static int sa_account_ungrant(sa_admin_t *sa, int argc, char **argv);
-static int sa_account_delete(sa_admin_t *sa, int argc, char **argv);
+static void sa_account_create(sa_admin_t *sa, int argc, char **argv);
+static void sa_account_list(sa_admin_t *sa, int argc, char **argv);
+static void sa_account_show(sa_admin_t *sa, int argc, char **argv);
+static void sa_account_grant(sa_admin_t *sa, int argc, char **argv);
+static void sa_account_ungrant(sa_admin_t *sa, int argc, char **argv);
+static void sa_account_delete(sa_admin_t *sa, int argc, char **argv);
 
 #define SA_ACCOUNT_REF                                                       \
     "ACCOUNT is an account id or TEAM/NAME.\n"
@@ -50,54 +50,30 @@ static const sa_command_t  commands[] = {
 };
 
 
-int
+void
 sa_cmd_account(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_dispatch(sa, "account", commands, argc, argv);
+    sa_dispatch(sa, "account", commands, argc, argv);
 }
 
 
-/* --app APP, repeatable; into a JSON array without duplicates */
-static int
-sa_app_option(sa_admin_t *sa, json_t *apps, const char *app)
-{
-    if (!sa_app_valid(app, strlen(app))) {
-        return sa_usage_error(sa, "invalid application '%s' (expected "
-                              "[A-Za-z0-9_.-], at most 64, or '*')", app);
-    }
-
-    sa_json_add_unique(apps, app);
-    return SA_EXIT_OK;
-}
-
-
-/* parses "[--app APP]..." and want operands */
-static int
-sa_app_args(sa_admin_t *sa, int argc, char **argv, int want, json_t *apps,
-    char ***op)
+/* parses "[--app APP]..." (into apps, each once) and want operands */
+static char **
+sa_app_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want,
+    json_t *apps)
 {
     static const struct option  opts[] = {
         { "app", required_argument, NULL, 'a' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
-    int  ch, rc;
 
-    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
-        switch (ch) {
-        case 'a':
-            if ((rc = sa_app_option(sa, apps, optarg)) != SA_EXIT_OK) {
-                return rc;
-            }
-            break;
-        case 'h':
-            return sa_help(sa);
-        default:
-            return SA_EXIT_USAGE;
-        }
+    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
+        sa_json_add_valid_or_exit(sa, apps, optarg, sa_app_valid,
+                                  "application", "[A-Za-z0-9_.-], at most "
+                                  "64, or '*'");           /* --app */
     }
 
-    return sa_operands(sa, argc, argv, want, op);
+    return sa_operands_or_exit(sa, argc, argv, want);
 }
 
 
@@ -159,7 +135,7 @@ sa_account_create_once(sa_admin_t *sa, void *data)
     sa_args_add(&args, c->op[1]);
     sa_args_add(&args, id);
     sa_args_add(&args, sealed);
-    rc = sa_change(sa, &sa_lua_account_create, &args);
+    rc = sa_change_or_exit(sa, &sa_lua_account_create, &args);
     sa_args_free(&args);
     free(sealed);
 
@@ -167,37 +143,28 @@ sa_account_create_once(sa_admin_t *sa, void *data)
 }
 
 
-static int
+static void
 sa_account_create(sa_admin_t *sa, int argc, char **argv)
 {
     sa_create_t  c = { NULL, NULL, NULL };
-    int          rc;
 
     c.apps = json_array();
-    rc = sa_app_args(sa, argc, argv, 2, c.apps, &c.op);
+    c.op = sa_app_args_or_exit(sa, argc, argv, 2, c.apps);
 
-    if (rc == SA_EXIT_OK
-        && (!sa_name_valid(c.op[0]) || !sa_name_valid(c.op[1])))
-    {
-        rc = sa_usage_error(sa, "invalid %s name '%s'",
-                            sa_name_valid(c.op[0]) ? "account" : "team",
-                            sa_name_valid(c.op[0]) ? c.op[1] : c.op[0]);
+    if (!sa_name_valid(c.op[0]) || !sa_name_valid(c.op[1])) {
+        sa_die_usage(sa, "invalid %s name '%s'",
+                     sa_name_valid(c.op[0]) ? "account" : "team",
+                     sa_name_valid(c.op[0]) ? c.op[1] : c.op[0]);
     }
 
-    if (rc == SA_EXIT_OK) {
-        sa_actor_or_exit(sa);
-        sa_signing_key_or_exit(sa);
-        rc = sa_retry(sa, sa_account_create_once, &c, "the account id");
-    }
+    sa_actor_or_exit(sa);
+    sa_signing_key_or_exit(sa);
+    sa_retry_or_exit(sa, sa_account_create_once, &c, "the account id");
 
-    if (rc == SA_EXIT_OK) {
-        sa_account_print(sa, c.payload, "created ");
-    }
+    sa_account_print(sa, c.payload, "created ");
 
     json_decref(c.payload);
     json_decref(c.apps);
-
-    return rc;
 }
 
 
@@ -287,25 +254,22 @@ sa_sorted_by_name(json_t *arr)
 }
 
 
-static int
+static void
 sa_account_list(sa_admin_t *sa, int argc, char **argv)
 {
     char        **op;
     redisReply   *owner, *ids;
     json_t       *out;
     size_t        i;
-    int           rc;
+    int           exists;
 
-    rc = sa_plain_args(sa, argc, argv, 1, &op);
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
+    op = sa_plain_args_or_exit(sa, argc, argv, 1);
 
     owner = sa_xredis_cmd(sa, "EXISTS %s", sa_key(sa, SA_KEY_TEAM, op[0]));
-    rc = owner->integer == 1;
+    exists = owner->integer == 1;
     freeReplyObject(owner);
-    if (!rc) {
-        return sa_fail(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
+    if (!exists) {
+        sa_die(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
     }
 
     ids = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_TEAM "%s" SA_KEY_ACCOUNTS,
@@ -322,7 +286,7 @@ sa_account_list(sa_admin_t *sa, int argc, char **argv)
 
     if (sa->json) {
         sa_print_json(out);
-        return SA_EXIT_OK;
+        return;
     }
 
     printf("%-16s  %-24s  %-20s  %s\n", "ID", "NAME", "CREATED", "APPS");
@@ -337,28 +301,20 @@ sa_account_list(sa_admin_t *sa, int argc, char **argv)
         free(apps);
     }
     json_decref(out);
-
-    return SA_EXIT_OK;
 }
 
 
-static int
+static void
 sa_account_show(sa_admin_t *sa, int argc, char **argv)
 {
     char          **op;
     sa_account_t    a;
-    int             rc;
 
-    rc = sa_plain_args(sa, argc, argv, 1, &op);
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
+    op = sa_plain_args_or_exit(sa, argc, argv, 1);
 
     sa_account_load_or_exit(sa, op[0], &a);
     sa_account_print(sa, a.json, "");
     sa_account_free(&a);
-
-    return SA_EXIT_OK;
 }
 
 
@@ -374,8 +330,7 @@ sa_token_rewrite(sa_admin_t *sa, const sa_token_record_t *old,
     rec.napps = napps;
 
     if (revoke) {
-        rec.revoked = 1;
-        rec.nscopes = 0;
+        sa_token_revoke(&rec);
     }
 
     return sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
@@ -400,7 +355,7 @@ sa_token_tombstone(sa_admin_t *sa, sa_account_t *a, const char *tid)
     rec.email = (sa_str_t) { a->email, strlen(a->email) };
     rec.team = (sa_str_t) { a->team, strlen(a->team) };
     rec.created_at = sa_now();
-    rec.revoked = 1;
+    sa_token_revoke(&rec);
 
     return sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
 }
@@ -514,7 +469,7 @@ sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
     sa_args_add(&args, ev);
     free(ev);
 
-    rc = sa_change(sa, &sa_lua_account_change, &args);
+    rc = sa_change_or_exit(sa, &sa_lua_account_change, &args);
 
     sa_args_free(&args);
     sa_token_set_free(&ts);
@@ -580,90 +535,73 @@ sa_account_change_attempt(sa_admin_t *sa, void *data)
 }
 
 
-static int
+static void
 sa_account_apps(sa_admin_t *sa, int argc, char **argv, int grant)
 {
     sa_account_change_t   c;
     char                **op;
-    int                   rc;
 
     memset(&c, 0, sizeof(c));
     c.grant = grant;
     c.change = json_array();
 
-    rc = sa_app_args(sa, argc, argv, 1, c.change, &op);
-    if (rc == SA_EXIT_OK && json_array_size(c.change) == 0) {
-        rc = sa_usage_error(sa, "at least one --app APP is required");
+    op = sa_app_args_or_exit(sa, argc, argv, 1, c.change);
+    if (json_array_size(c.change) == 0) {
+        sa_die_usage(sa, "at least one --app APP is required");
     }
 
-    if (rc == SA_EXIT_OK) {
-        c.ref = op[0];
-        sa_actor_or_exit(sa);
-        sa_signing_key_or_exit(sa);
-        rc = sa_retry(sa, sa_account_change_attempt, &c, "the account");
-    }
+    c.ref = op[0];
+    sa_actor_or_exit(sa);
+    sa_signing_key_or_exit(sa);
+    sa_retry_or_exit(sa, sa_account_change_attempt, &c, "the account");
 
-    if (rc == SA_EXIT_OK) {
-        json_object_set(c.a.json, "apps", c.apps);
-        json_object_set_new(c.a.json, "version",
-                            json_integer(c.a.version + 1));
-        sa_account_print(sa, c.a.json, grant ? "granted: " : "ungranted: ");
-    }
+    json_object_set(c.a.json, "apps", c.apps);
+    json_object_set_new(c.a.json, "version", json_integer(c.a.version + 1));
+    sa_account_print(sa, c.a.json, grant ? "granted: " : "ungranted: ");
 
     sa_account_free(&c.a);
     json_decref(c.apps);
     json_decref(c.change);
-
-    return rc;
 }
 
 
-static int
+static void
 sa_account_grant(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_account_apps(sa, argc, argv, 1);
+    sa_account_apps(sa, argc, argv, 1);
 }
 
 
-static int
+static void
 sa_account_ungrant(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_account_apps(sa, argc, argv, 0);
+    sa_account_apps(sa, argc, argv, 0);
 }
 
 
-static int
+static void
 sa_account_delete(sa_admin_t *sa, int argc, char **argv)
 {
     sa_account_change_t   c;
     char                **op;
-    int                   rc;
 
-    rc = sa_plain_args(sa, argc, argv, 1, &op);
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
+    op = sa_plain_args_or_exit(sa, argc, argv, 1);
 
     memset(&c, 0, sizeof(c));
     c.ref = op[0];
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
+    sa_retry_or_exit(sa, sa_account_change_attempt, &c, "the account");
 
-    rc = sa_retry(sa, sa_account_change_attempt, &c, "the account");
-
-    if (rc == SA_EXIT_OK) {
-        if (sa->json) {
-            sa_print_json(json_pack("{s:s, s:s, s:s, s:b}", "id", c.a.id,
-                                    "team", c.a.team, "name", c.a.name,
-                                    "deleted", 1));
-        } else {
-            printf("deleted account %s/%s (%s); its tokens are revoked\n",
-                   c.a.team, c.a.name, c.a.id);
-        }
+    if (sa->json) {
+        sa_print_json(json_pack("{s:s, s:s, s:s, s:b}", "id", c.a.id,
+                                "team", c.a.team, "name", c.a.name,
+                                "deleted", 1));
+    } else {
+        printf("deleted account %s/%s (%s); its tokens are revoked\n",
+               c.a.team, c.a.name, c.a.id);
     }
 
     sa_account_free(&c.a);
-
-    return rc;
 }

@@ -11,7 +11,7 @@
 
 #define SA_AUDIT_BATCH  1000
 
-static int sa_audit_run(sa_admin_t *sa, int argc, char **argv);
+static void sa_audit_run(sa_admin_t *sa, int argc, char **argv);
 
 static const sa_command_t  audit_command = {
     "audit", sa_audit_run, "audit [--team TEAM] [--since T]",
@@ -22,12 +22,12 @@ static const sa_command_t  audit_command = {
 };
 
 
-int
+void
 sa_cmd_audit(sa_admin_t *sa, int argc, char **argv)
 {
     sa->command = &audit_command;
     optind = 0;
-    return sa_audit_run(sa, argc, argv);
+    sa_audit_run(sa, argc, argv);
 }
 
 
@@ -107,22 +107,21 @@ sa_audit_read(sa_admin_t *sa, const char *team, int64_t since)
 }
 
 
-static int
+static void
 sa_audit_run(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "team", required_argument, NULL, 't' },
         { "since", required_argument, NULL, 's' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     const char  *team = NULL;
     int64_t      since = 0;
     json_t      *out, *e;
     size_t       i;
-    int          ch, rc;
+    int          ch;
 
-    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
+    while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
         switch (ch) {
         case 't':
             team = optarg;
@@ -130,25 +129,19 @@ sa_audit_run(sa_admin_t *sa, int argc, char **argv)
         case 's':
             since = sa_time_parse(optarg, sa_now());
             if (since < 0) {
-                return sa_usage_error(sa, "invalid time '%s'", optarg);
+                sa_die_usage(sa, "invalid time '%s'", optarg);
             }
             break;
-        case 'h':
-            return sa_help(sa);
-        default:
-            return SA_EXIT_USAGE;
         }
     }
 
-    if ((rc = sa_operands(sa, argc, argv, 0, NULL)) != SA_EXIT_OK) {
-        return rc;
-    }
+    sa_operands_or_exit(sa, argc, argv, 0);
 
     out = sa_audit_read(sa, team, since);
 
     if (sa->json) {
         sa_print_json(out);
-        return SA_EXIT_OK;
+        return;
     }
 
     printf("%-20s  %-16s  %-16s  %-16s  %s\n", "TIME", "TEAM", "ACTOR",
@@ -160,6 +153,4 @@ sa_audit_run(sa_admin_t *sa, int argc, char **argv)
 #undef S
     }
     json_decref(out);
-
-    return SA_EXIT_OK;
 }

@@ -16,7 +16,7 @@
 #include "sa_admin.h"
 #include "sa_crypto.h"
 
-static int sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv);
+static void sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv);
 
 static const sa_command_t  commands[] = {
     { "generate", sa_key_generate_cmd, "key generate --out DIR",
@@ -30,10 +30,10 @@ static const sa_command_t  commands[] = {
 };
 
 
-int
+void
 sa_cmd_key(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_dispatch(sa, "key", commands, argc, argv);
+    sa_dispatch(sa, "key", commands, argc, argv);
 }
 
 
@@ -47,53 +47,41 @@ sa_key_unlink(const char *dir, const char *name)
 }
 
 
-static int
+static void
 sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "out", required_argument, NULL, 'o' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     const char  *dir = NULL;
     char         err[512];
-    int          ch, rc;
 
-    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
-        switch (ch) {
-        case 'o':
-            dir = optarg;
-            break;
-        case 'h':
-            return sa_help(sa);
-        default:
-            return SA_EXIT_USAGE;
-        }
+    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
+        dir = optarg;                   /* --out */
     }
 
-    if ((rc = sa_operands(sa, argc, argv, 0, NULL)) != SA_EXIT_OK) {
-        return rc;
-    }
+    sa_operands_or_exit(sa, argc, argv, 0);
 
     if (dir == NULL) {
-        return sa_usage_error(sa, "--out DIR is required");
+        sa_die_usage(sa, "--out DIR is required");
     }
 
     /* a new directory only its owner can enter: the signing key goes there */
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        return sa_fail(SA_EXIT_NOT_FOUND, "cannot create \"%s\": %s", dir,
-                       strerror(errno));
+        sa_die(SA_EXIT_NOT_FOUND, "cannot create \"%s\": %s", dir,
+               strerror(errno));
     }
 
     if (sa_key_generate(dir, err, sizeof(err)) != 0) {
-        return sa_fail(SA_EXIT_NOT_FOUND, "%s", err);
+        sa_die(SA_EXIT_NOT_FOUND, "%s", err);
     }
 
     if (sa_notify_key_generate(dir, err, sizeof(err)) != 0) {
         /* all three or none */
         sa_key_unlink(dir, "signing.key");
         sa_key_unlink(dir, "verify.key");
-        return sa_fail(SA_EXIT_NOT_FOUND, "%s", err);
+        sa_die(SA_EXIT_NOT_FOUND, "%s", err);
     }
 
     if (sa->json) {
@@ -106,6 +94,4 @@ sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv)
                "(for sa_verify_key) and %s/notify.key (keep it secret)\n",
                dir, dir, dir);
     }
-
-    return SA_EXIT_OK;
 }

@@ -21,14 +21,14 @@
 #define SA_NOTIFY_URL_MAX     2048
 #define SA_WEBHOOK_SECRET_LEN 43
 
-static int sa_notify_set(sa_admin_t *sa, int argc, char **argv);
-static int sa_notify_list(sa_admin_t *sa, int argc, char **argv);
-static int sa_notify_remove(sa_admin_t *sa, int argc, char **argv);
-static int sa_notify_test(sa_admin_t *sa, int argc, char **argv);
-static int sa_notify_emit(sa_admin_t *sa, int argc, char **argv);
-static int sa_notify_run_cmd(sa_admin_t *sa, int argc, char **argv);
-static int sa_notify_failed(sa_admin_t *sa, int argc, char **argv);
-static int sa_notify_retry(sa_admin_t *sa, int argc, char **argv);
+static void sa_notify_set(sa_admin_t *sa, int argc, char **argv);
+static void sa_notify_list(sa_admin_t *sa, int argc, char **argv);
+static void sa_notify_remove(sa_admin_t *sa, int argc, char **argv);
+static void sa_notify_test(sa_admin_t *sa, int argc, char **argv);
+static void sa_notify_emit(sa_admin_t *sa, int argc, char **argv);
+static void sa_notify_run_cmd(sa_admin_t *sa, int argc, char **argv);
+static void sa_notify_failed(sa_admin_t *sa, int argc, char **argv);
+static void sa_notify_retry(sa_admin_t *sa, int argc, char **argv);
 
 #define SA_NOTIFY_KEY_HELP                                                   \
     "The notify key: --notify-key FILE or SA_NOTIFY_KEY (written by\n"     \
@@ -81,22 +81,20 @@ static const sa_command_t  commands[] = {
 };
 
 
-int
+void
 sa_cmd_notify(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_dispatch(sa, "notify", commands, argc, argv);
+    sa_dispatch(sa, "notify", commands, argc, argv);
 }
 
 
-static int
-sa_notify_app_arg(sa_admin_t *sa, const char *app)
+static void
+sa_notify_app_or_exit(sa_admin_t *sa, const char *app)
 {
     if (strcmp(app, "*") == 0 || !sa_app_valid(app, strlen(app))) {
-        return sa_usage_error(sa, "invalid application '%s' (expected "
-                              "[A-Za-z0-9_.-], at most 64)", app);
+        sa_die_usage(sa, "invalid application '%s' (expected "
+                     "[A-Za-z0-9_.-], at most 64)", app);
     }
-
-    return SA_EXIT_OK;
 }
 
 
@@ -106,25 +104,24 @@ sa_notify_app_arg(sa_admin_t *sa, const char *app)
  * out: what listings and logs show, never the path or query, where Slack
  * and many webhooks keep their secret.
  */
-static int
-sa_notify_url(sa_admin_t *sa, const char *what, const char *url, char *out,
-    size_t size)
+static void
+sa_notify_url_or_exit(sa_admin_t *sa, const char *what, const char *url,
+    char *out, size_t size)
 {
     CURLU        *u;
     char         *scheme = NULL, *host = NULL, *port = NULL, *user = NULL;
     const char   *p;
-    int           rc = SA_EXIT_OK;
 
     for (p = url; *p; p++) {
         if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f) {
-            return sa_usage_error(sa, "invalid %s URL: spaces or control "
-                                  "characters", what);
+            sa_die_usage(sa, "invalid %s URL: spaces or control characters",
+                         what);
         }
     }
 
     if (strlen(url) > SA_NOTIFY_URL_MAX) {
-        return sa_usage_error(sa, "invalid %s URL: longer than %d", what,
-                              SA_NOTIFY_URL_MAX);
+        sa_die_usage(sa, "invalid %s URL: longer than %d", what,
+                     SA_NOTIFY_URL_MAX);
     }
 
     u = curl_url();
@@ -133,52 +130,46 @@ sa_notify_url(sa_admin_t *sa, const char *what, const char *url, char *out,
         || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
         || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
     {
-        rc = sa_usage_error(sa, "invalid %s URL (expected http:// or "
-                            "https://HOST/...)", what);
-
-    } else if (strcasecmp(scheme, "http") != 0
-               && strcasecmp(scheme, "https") != 0)
-    {
-        rc = sa_usage_error(sa, "invalid %s URL: only http and https", what);
-
-    } else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
-        rc = sa_usage_error(sa, "invalid %s URL: no credentials in it", what);
-
-    } else {
-        curl_url_get(u, CURLUPART_PORT, &port, 0);
-        snprintf(out, size, "%s://%s%s%s/...", scheme, host, port ? ":" : "",
-                 port ? port : "");
+        sa_die_usage(sa, "invalid %s URL (expected http:// or "
+                     "https://HOST/...)", what);
     }
+
+    if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
+        sa_die_usage(sa, "invalid %s URL: only http and https", what);
+    }
+
+    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+        sa_die_usage(sa, "invalid %s URL: no credentials in it", what);
+    }
+
+    curl_url_get(u, CURLUPART_PORT, &port, 0);
+    snprintf(out, size, "%s://%s%s%s/...", scheme, host, port ? ":" : "",
+             port ? port : "");
 
     curl_free(scheme);
     curl_free(host);
     curl_free(port);
     curl_free(user);
     curl_url_cleanup(u);
-
-    return rc;
 }
 
 
 /* --events a,b --events c: into a JSON array without duplicates */
-static int
-sa_notify_events_arg(sa_admin_t *sa, json_t *events, const char *list)
+static void
+sa_notify_events_or_exit(sa_admin_t *sa, json_t *events, const char *list)
 {
     char  *copy = sa_xstrdup(list), *e, *save = NULL;
-    int    rc = SA_EXIT_OK;
 
-    for (e = strtok_r(copy, ",", &save); e != NULL && rc == SA_EXIT_OK;
+    for (e = strtok_r(copy, ",", &save); e != NULL;
          e = strtok_r(NULL, ",", &save))
     {
         if (!sa_event_type_valid(e, 1)) {
-            rc = sa_usage_error(sa, "unknown event '%s'", e);
-        } else {
-            sa_json_add_unique(events, e);
+            sa_die_usage(sa, "unknown event '%s'", e);
         }
+        sa_json_add_unique(events, e);
     }
 
     free(copy);
-    return rc;
 }
 
 
@@ -226,9 +217,9 @@ sa_notify_set_once(sa_admin_t *sa, void *data)
     sa_account_load_or_exit(sa, c->ref, &c->a);
 
     if (!sa_account_granted(&c->a, c->app)) {
-        return sa_fail(SA_EXIT_NOT_FOUND, "account %s/%s holds no grant for "
-                       "application '%s' (see 'sa-admin account grant')",
-                       c->a.team, c->a.name, c->app);
+        sa_die(SA_EXIT_NOT_FOUND, "account %s/%s holds no grant for "
+               "application '%s' (see 'sa-admin account grant')",
+               c->a.team, c->a.name, c->app);
     }
 
     priv = json_pack("{s:i, s:s, s:s, s:O, s:s*, s:s*, s:s*}", "v", 1,
@@ -258,7 +249,7 @@ sa_notify_set_once(sa_admin_t *sa, void *data)
     sa_args_addf(&args, "%lld", (long long) c->a.version);
     sa_args_add(&args, c->app);
     sa_args_add(&args, sub);
-    rc = sa_change(sa, &sa_lua_notify_set, &args);
+    rc = sa_change_or_exit(sa, &sa_lua_notify_set, &args);
 
     sa_args_free(&args);
     free(sub);
@@ -267,76 +258,63 @@ sa_notify_set_once(sa_admin_t *sa, void *data)
 }
 
 
-static int
+static void
 sa_notify_set(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "slack", required_argument, NULL, 's' },
         { "webhook", required_argument, NULL, 'w' },
         { "events", required_argument, NULL, 'e' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     sa_notify_set_t    c;
     char             **op;
-    int                ch, rc = SA_EXIT_OK;
+    int                ch;
 
     memset(&c, 0, sizeof(c));
     c.events = json_array();
 
-    while (rc == SA_EXIT_OK
-           && (ch = sa_getopt(sa, argc, argv, opts)) != -1)
-    {
+    while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
         switch (ch) {
         case 's':
             c.slack = optarg;
-            rc = sa_notify_url(sa, "Slack", optarg, c.slack_shown,
-                               sizeof(c.slack_shown));
+            sa_notify_url_or_exit(sa, "Slack", optarg, c.slack_shown,
+                                  sizeof(c.slack_shown));
             break;
         case 'w':
             c.webhook = optarg;
-            rc = sa_notify_url(sa, "webhook", optarg, c.webhook_shown,
-                               sizeof(c.webhook_shown));
+            sa_notify_url_or_exit(sa, "webhook", optarg, c.webhook_shown,
+                                  sizeof(c.webhook_shown));
             break;
         case 'e':
-            rc = sa_notify_events_arg(sa, c.events, optarg);
+            sa_notify_events_or_exit(sa, c.events, optarg);
             break;
-        case 'h':
-            rc = sa_help(sa);
-            break;
-        default:
-            rc = SA_EXIT_USAGE;
         }
     }
 
-    if (rc == SA_EXIT_OK) {
-        rc = sa_operands(sa, argc, argv, 2, &op);
+    op = sa_operands_or_exit(sa, argc, argv, 2);
+    c.app = op[0];
+    c.ref = op[1];
+    sa_notify_app_or_exit(sa, c.app);
+
+    if (c.slack == NULL && c.webhook == NULL) {
+        sa_die_usage(sa, "--slack URL or --webhook URL is required");
     }
-    if (rc == SA_EXIT_OK) {
-        c.app = op[0];
-        c.ref = op[1];
-        rc = sa_notify_app_arg(sa, c.app);
-    }
-    if (rc == SA_EXIT_OK && c.slack == NULL && c.webhook == NULL) {
-        rc = sa_usage_error(sa, "--slack URL or --webhook URL is required");
-    }
-    if (rc == SA_EXIT_OK && json_array_size(c.events) == 0) {
-        rc = sa_usage_error(sa, "--events E,... is required");
+    if (json_array_size(c.events) == 0) {
+        sa_die_usage(sa, "--events E,... is required");
     }
 
-    if (rc == SA_EXIT_OK) {
-        sa_actor_or_exit(sa);
-        sa_signing_key_or_exit(sa);
-        sa_notify_key_or_exit();
+    sa_actor_or_exit(sa);
+    sa_signing_key_or_exit(sa);
+    sa_notify_key_or_exit();
 
-        memcpy(c.secret, "whsec_", 6);
-        sa_random_base62(c.secret + 6, SA_WEBHOOK_SECRET_LEN);
-        c.secret[sizeof(c.secret) - 1] = '\0';
+    memcpy(c.secret, "whsec_", 6);
+    sa_random_base62(c.secret + 6, SA_WEBHOOK_SECRET_LEN);
+    c.secret[sizeof(c.secret) - 1] = '\0';
 
-        rc = sa_retry(sa, sa_notify_set_once, &c, "the account");
-    }
+    sa_retry_or_exit(sa, sa_notify_set_once, &c, "the account");
 
-    if (rc == SA_EXIT_OK && sa->json) {
+    if (sa->json) {
         sa_print_json(json_pack("{s:s, s:{s:s, s:s, s:s}, s:O, s:s*, s:s*, "
                                 "s:s*}", "application", c.app,
                                 "account", "id", c.a.id, "team", c.a.team,
@@ -345,14 +323,14 @@ sa_notify_set(sa_admin_t *sa, int argc, char **argv)
                                 "slack", c.slack ? c.slack_shown : NULL,
                                 "secret", c.webhook ? c.secret : NULL));
 
-    } else if (rc == SA_EXIT_OK && c.webhook) {
+    } else if (c.webhook) {
         /* the secret alone on stdout, so that SECRET=$(sa-admin ...) works */
         printf("%s\n", c.secret);
         fprintf(stderr, "notifications of %s/%s for %s set; the webhook "
                 "signing secret is shown only this once: store it now\n",
                 c.a.team, c.a.name, c.app);
 
-    } else if (rc == SA_EXIT_OK) {
+    } else {
         printf("notifications of %s/%s for %s go to %s\n", c.a.team,
                c.a.name, c.app, c.slack_shown);
     }
@@ -360,27 +338,20 @@ sa_notify_set(sa_admin_t *sa, int argc, char **argv)
     sodium_memzero(c.secret, sizeof(c.secret));
     sa_account_free(&c.a);
     json_decref(c.events);
-
-    return rc;
 }
 
 
-static int
+static void
 sa_notify_list(sa_admin_t *sa, int argc, char **argv)
 {
     char          **op, *plain, *ev;
     redisReply     *r;
     json_t         *out, *sub, *row;
     size_t          i;
-    int             rc, check;
+    int             check;
 
-    rc = sa_plain_args(sa, argc, argv, 1, &op);
-    if (rc == SA_EXIT_OK) {
-        rc = sa_notify_app_arg(sa, op[0]);
-    }
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
+    op = sa_plain_args_or_exit(sa, argc, argv, 1);
+    sa_notify_app_or_exit(sa, op[0]);
 
     /* the key is optional here: with it, tampered subscriptions show */
     check = sa_notify_key_given();
@@ -438,7 +409,7 @@ sa_notify_list(sa_admin_t *sa, int argc, char **argv)
 
     if (sa->json) {
         sa_print_json(out);
-        return SA_EXIT_OK;
+        return;
     }
 
     printf("%-16s  %-30s  %-9s  %-36s  %s\n", "ACCOUNT", "NAME", "STATE",
@@ -464,8 +435,6 @@ sa_notify_list(sa_admin_t *sa, int argc, char **argv)
         free(ev);
     }
     json_decref(out);
-
-    return SA_EXIT_OK;
 }
 
 
@@ -493,93 +462,79 @@ sa_notify_remove_once(sa_admin_t *sa, void *data)
     sa_args_addf(&args, "%lld", (long long) c->a.version);
     sa_args_add(&args, c->app);
     sa_args_add(&args, "");
-    rc = sa_change(sa, &sa_lua_notify_set, &args);
+    rc = sa_change_or_exit(sa, &sa_lua_notify_set, &args);
     sa_args_free(&args);
 
     return rc;
 }
 
 
-static int
-sa_notify_two_args(sa_admin_t *sa, int argc, char **argv, sa_notify_one_t *c)
+static void
+sa_notify_two_args_or_exit(sa_admin_t *sa, int argc, char **argv,
+    sa_notify_one_t *c)
 {
     char  **op;
-    int     rc;
 
     memset(c, 0, sizeof(*c));
 
-    rc = sa_plain_args(sa, argc, argv, 2, &op);
-    if (rc == SA_EXIT_OK) {
-        c->app = op[0];
-        c->ref = op[1];
-        rc = sa_notify_app_arg(sa, c->app);
-    }
-    if (rc == SA_EXIT_OK) {
-        sa_actor_or_exit(sa);
-        sa_signing_key_or_exit(sa);
-    }
+    op = sa_plain_args_or_exit(sa, argc, argv, 2);
+    c->app = op[0];
+    c->ref = op[1];
+    sa_notify_app_or_exit(sa, c->app);
 
-    return rc;
+    sa_actor_or_exit(sa);
+    sa_signing_key_or_exit(sa);
 }
 
 
-static int
+static void
 sa_notify_remove(sa_admin_t *sa, int argc, char **argv)
 {
     sa_notify_one_t  c;
-    int              rc;
 
-    rc = sa_notify_two_args(sa, argc, argv, &c);
-    if (rc == SA_EXIT_OK) {
-        rc = sa_retry(sa, sa_notify_remove_once, &c, "the account");
-    }
+    sa_notify_two_args_or_exit(sa, argc, argv, &c);
+    sa_retry_or_exit(sa, sa_notify_remove_once, &c, "the account");
 
-    if (rc == SA_EXIT_OK && sa->json) {
+    if (sa->json) {
         sa_print_json(json_pack("{s:s, s:s, s:b}", "application", c.app,
                                 "account", c.a.id, "removed", 1));
-    } else if (rc == SA_EXIT_OK) {
+    } else {
         printf("notifications of %s/%s for %s removed\n", c.a.team, c.a.name,
                c.app);
     }
 
     sa_account_free(&c.a);
-    return rc;
 }
 
 
-/* runs notify_emit.lua; the number of deliveries queued into *queued */
-static int
-sa_notify_queue(sa_admin_t *sa, sa_args_t *args, long long *queued)
+/* runs notify_emit.lua; returns the number of deliveries queued */
+static long long
+sa_notify_queue_or_exit(sa_admin_t *sa, sa_args_t *args)
 {
     redisReply  *r;
-    int          rc = SA_EXIT_OK;
+    long long    queued;
 
     sa_xscript_append(sa, &sa_lua_notify_emit, 0, args);
     r = sa_xredis_reply(sa);
 
     if (r->type == REDIS_REPLY_ERROR) {
-        rc = sa_reply_status(r);
-    } else {
-        *queued = r->integer;
+        exit(sa_reply_status(r));
     }
 
+    queued = r->integer;
     freeReplyObject(r);
-    return rc;
+    return queued;
 }
 
 
-static int
+static void
 sa_notify_test(sa_admin_t *sa, int argc, char **argv)
 {
     sa_notify_one_t   c;
     sa_args_t         args;
     char             *ev;
-    int               rc;
 
-    rc = sa_notify_two_args(sa, argc, argv, &c);
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
+    sa_notify_two_args_or_exit(sa, argc, argv, &c);
 
     sa_account_load_or_exit(sa, c.ref, &c.a);
     ev = sa_event_seal_account(sa, "ping", &c.a,
@@ -592,73 +547,50 @@ sa_notify_test(sa_admin_t *sa, int argc, char **argv)
     sa_args_add(&args, c.a.id);
     sa_args_add(&args, c.app);
     sa_args_add(&args, ev);
-    rc = sa_notify_queue(sa, &args, &c.queued);
+    c.queued = sa_notify_queue_or_exit(sa, &args);
     sa_args_free(&args);
     free(ev);
 
-    if (rc == SA_EXIT_OK && sa->json) {
+    if (sa->json) {
         sa_print_json(json_pack("{s:s, s:s, s:I}", "application", c.app,
                                 "account", c.a.id, "queued",
                                 (json_int_t) c.queued));
-    } else if (rc == SA_EXIT_OK) {
+    } else {
         printf("ping queued for %s/%s in %s (%lld deliver%s)\n", c.a.team,
                c.a.name, c.app, c.queued, c.queued == 1 ? "y" : "ies");
     }
 
     sa_account_free(&c.a);
-    return rc;
 }
 
 
-static int
+static void
 sa_notify_emit(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "data", required_argument, NULL, 'd' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     json_t      *data = NULL;
     json_error_t jerr;
     sa_args_t    args;
     char       **op, *ev;
-    long long    queued = 0;
-    int          ch, rc = SA_EXIT_OK;
+    long long    queued;
 
-    while (rc == SA_EXIT_OK
-           && (ch = sa_getopt(sa, argc, argv, opts)) != -1)
-    {
-        switch (ch) {
-        case 'd':
-            json_decref(data);
-            data = json_loads(optarg, JSON_REJECT_DUPLICATES, &jerr);
-            if (!json_is_object(data)) {
-                rc = sa_usage_error(sa, "--data must be a JSON object");
-            }
-            break;
-        case 'h':
-            rc = sa_help(sa);
-            break;
-        default:
-            rc = SA_EXIT_USAGE;
+    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
+        json_decref(data);              /* --data */
+        data = json_loads(optarg, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(data)) {
+            sa_die_usage(sa, "--data must be a JSON object");
         }
     }
 
-    if (rc == SA_EXIT_OK) {
-        rc = sa_operands(sa, argc, argv, 2, &op);
-    }
-    if (rc == SA_EXIT_OK) {
-        rc = sa_notify_app_arg(sa, op[0]);
-    }
-    if (rc == SA_EXIT_OK
-        && (strncmp(op[1], "app.", 4) != 0 || !sa_event_type_valid(op[1], 0)))
-    {
-        rc = sa_usage_error(sa, "invalid event '%s' (expected app.<word>, "
-                            "[a-z0-9_-])", op[1]);
-    }
-    if (rc != SA_EXIT_OK) {
-        json_decref(data);
-        return rc;
+    op = sa_operands_or_exit(sa, argc, argv, 2);
+    sa_notify_app_or_exit(sa, op[0]);
+
+    if (strncmp(op[1], "app.", 4) != 0 || !sa_event_type_valid(op[1], 0)) {
+        sa_die_usage(sa, "invalid event '%s' (expected app.<word>, "
+                     "[a-z0-9_-])", op[1]);
     }
 
     sa_actor_or_exit(sa);
@@ -670,37 +602,34 @@ sa_notify_emit(sa_admin_t *sa, int argc, char **argv)
     sa_args_add(&args, op[0]);
     sa_args_add(&args, op[1]);
     sa_args_add(&args, ev);
-    rc = sa_notify_queue(sa, &args, &queued);
+    queued = sa_notify_queue_or_exit(sa, &args);
     sa_args_free(&args);
     free(ev);
 
-    if (rc == SA_EXIT_OK && sa->json) {
+    if (sa->json) {
         sa_print_json(json_pack("{s:s, s:s, s:I}", "application", op[0],
                                 "type", op[1], "queued", (json_int_t) queued));
-    } else if (rc == SA_EXIT_OK) {
+    } else {
         printf("%s queued for %s (%lld deliver%s)\n", op[1], op[0], queued,
                queued == 1 ? "y" : "ies");
     }
-
-    return rc;
 }
 
 
-static int
+static void
 sa_notify_run_cmd(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "once", no_argument, NULL, 'o' },
         { "allow-private", no_argument, NULL, 'p' },
         { "concurrency", required_argument, NULL, 'c' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     int    ch, rc, once = 0, allow_private = 0;
     long   conc = 16;
     char  *end;
 
-    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
+    while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
         switch (ch) {
         case 'o':
             once = 1;
@@ -711,25 +640,22 @@ sa_notify_run_cmd(sa_admin_t *sa, int argc, char **argv)
         case 'c':
             conc = strtol(optarg, &end, 10);
             if (*optarg == '\0' || *end != '\0' || conc < 1 || conc > 1024) {
-                return sa_usage_error(sa, "invalid concurrency '%s' (1 to "
-                                      "1024)", optarg);
+                sa_die_usage(sa, "invalid concurrency '%s' (1 to 1024)",
+                             optarg);
             }
             break;
-        case 'h':
-            return sa_help(sa);
-        default:
-            return SA_EXIT_USAGE;
         }
     }
 
-    if ((rc = sa_operands(sa, argc, argv, 0, NULL)) != SA_EXIT_OK) {
-        return rc;
-    }
+    sa_operands_or_exit(sa, argc, argv, 0);
 
     sa_notify_key_or_exit();
     sa_verify_key_or_exit(sa);
 
-    return sa_notify_run(sa, once, allow_private, (int) conc);
+    rc = sa_notify_run(sa, once, allow_private, (int) conc);
+    if (rc != SA_EXIT_OK) {
+        exit(rc);
+    }
 }
 
 
@@ -744,31 +670,25 @@ sa_by_failed_at(const void *x, const void *y)
 }
 
 
-static int
+static void
 sa_notify_failed(sa_admin_t *sa, int argc, char **argv)
 {
-    static const struct option  opts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
     redisReply   *r;
     json_t      **v, *out, *st, *row;
     size_t        i, n = 0;
     const char   *app = NULL;
-    int           ch;
+    char        **op;
+    static const struct option  opts[] = { SA_OPTS_END };
 
-    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
-        return ch == 'h' ? sa_help(sa) : SA_EXIT_USAGE;
+    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
+        /* nothing but --help, which exits */
     }
-    if (argc - optind > 1) {
-        return sa_usage_error(sa, "unexpected argument '%s'",
-                              argv[optind + 1]);
-    }
-    if (argc - optind == 1) {
-        app = argv[optind];
-        if (sa_notify_app_arg(sa, app) != SA_EXIT_OK) {
-            return SA_EXIT_USAGE;
-        }
+
+    /* [APP] */
+    op = sa_operands_or_exit(sa, argc, argv, argc > optind ? 1 : 0);
+    if (argc > optind) {
+        app = op[0];
+        sa_notify_app_or_exit(sa, app);
     }
 
     r = sa_xredis_cmd(sa, "HGETALL %s", sa_key(sa, SA_KEY_FAILED, NULL));
@@ -815,7 +735,7 @@ sa_notify_failed(sa_admin_t *sa, int argc, char **argv)
 
     if (sa->json) {
         sa_print_json(out);
-        return SA_EXIT_OK;
+        return;
     }
 
     printf("%-24s  %-20s  %-18s  %-12s  %-16s  %-8s  %s\n", "ID",
@@ -830,12 +750,10 @@ sa_notify_failed(sa_admin_t *sa, int argc, char **argv)
 #undef S
     }
     json_decref(out);
-
-    return SA_EXIT_OK;
 }
 
 
-static int
+static void
 sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
 {
     char       **op;
@@ -843,28 +761,21 @@ sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
     json_t      *st;
     char        *state;
     sa_args_t    args;
-    int          rc;
 
-    rc = sa_plain_args(sa, argc, argv, 1, &op);
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
+    op = sa_plain_args_or_exit(sa, argc, argv, 1);
 
     sa_actor_or_exit(sa);
 
     r = sa_xredis_cmd(sa, "HGET %s %s", sa_key(sa, SA_KEY_FAILED, NULL),
                       op[0]);
     if (r->type != REDIS_REPLY_STRING) {
-        freeReplyObject(r);
-        return sa_fail(SA_EXIT_NOT_FOUND, "no failed delivery '%s'", op[0]);
+        sa_die(SA_EXIT_NOT_FOUND, "no failed delivery '%s'", op[0]);
     }
 
     st = json_loadb(r->str, r->len, 0, NULL);
     if (!json_is_object(st)) {
-        freeReplyObject(r);
-        json_decref(st);
-        return sa_fail(SA_EXIT_NOT_FOUND, "failed delivery '%s' is "
-                       "unreadable", op[0]);
+        sa_die(SA_EXIT_NOT_FOUND, "failed delivery '%s' is unreadable",
+               op[0]);
     }
 
     /* a fresh start: attempts and the 24 h window from now */
@@ -880,15 +791,12 @@ sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
     sa_args_addf(&args, "%lld", (long long) sa_now() * 1000);
     sa_args_add(&args, json_string_value(json_object_get(st, "team")) ?: "");
     sa_args_addn(&args, r->str, r->len);
-    rc = sa_change(sa, &sa_lua_notify_retry, &args);
-    if (rc == SA_CONFLICT) {
-        rc = sa_fail(SA_EXIT_UNAVAILABLE, "the failed delivery changed "
-                     "meanwhile; retry");
-    }
+    sa_change_once_or_exit(sa, &sa_lua_notify_retry, &args,
+                           "the failed delivery");
 
-    if (rc == SA_EXIT_OK && sa->json) {
+    if (sa->json) {
         sa_print_json(json_pack("{s:s, s:b}", "id", op[0], "queued", 1));
-    } else if (rc == SA_EXIT_OK) {
+    } else {
         printf("delivery %s queued again\n", op[0]);
     }
 
@@ -896,6 +804,4 @@ sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
     free(state);
     json_decref(st);
     freeReplyObject(r);
-
-    return rc;
 }

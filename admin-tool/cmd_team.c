@@ -10,10 +10,10 @@
 #include "scripts.h"
 #include "util.h"
 
-static int sa_team_create(sa_admin_t *sa, int argc, char **argv);
-static int sa_team_member(sa_admin_t *sa, int argc, char **argv);
-static int sa_member_add(sa_admin_t *sa, int argc, char **argv);
-static int sa_member_list(sa_admin_t *sa, int argc, char **argv);
+static void sa_team_create(sa_admin_t *sa, int argc, char **argv);
+static void sa_team_member(sa_admin_t *sa, int argc, char **argv);
+static void sa_member_add(sa_admin_t *sa, int argc, char **argv);
+static void sa_member_list(sa_admin_t *sa, int argc, char **argv);
 
 static const sa_command_t  team_commands[] = {
     { "create", sa_team_create, "team create TEAM --owner USER",
@@ -39,53 +39,47 @@ static const sa_command_t  member_commands[] = {
 };
 
 
-int
+void
 sa_cmd_team(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_dispatch(sa, "team", team_commands, argc, argv);
+    sa_dispatch(sa, "team", team_commands, argc, argv);
 }
 
 
-static int
+static void
 sa_team_member(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_dispatch(sa, "team member", member_commands, argc, argv);
+    sa_dispatch(sa, "team member", member_commands, argc, argv);
 }
 
 
-static int
+static void
 sa_team_create(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "owner", required_argument, NULL, 'o' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     const char  *owner = NULL;
     char       **op;
     sa_args_t    args;
-    int          ch, rc;
 
-    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
-        switch (ch) {
-        case 'o': owner = optarg; break;
-        case 'h': return sa_help(sa);
-        default:  return SA_EXIT_USAGE;
-        }
+    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
+        owner = optarg;                 /* --owner */
     }
 
-    if ((rc = sa_operands(sa, argc, argv, 1, &op)) != SA_EXIT_OK) {
-        return rc;
-    }
+    op = sa_operands_or_exit(sa, argc, argv, 1);
 
     if (!sa_name_valid(op[0])) {
-        return sa_usage_error(sa, "invalid team name '%s'", op[0]);
+        sa_die_usage(sa, "invalid team name '%s'", op[0]);
     }
 
-    if (owner == NULL || !sa_user_valid(owner)) {
-        return sa_usage_error(sa, owner ? "invalid user name '%s'"
-                                        : "--owner USER is required%s",
-                              owner ? owner : "");
+    if (owner == NULL) {
+        sa_die_usage(sa, "--owner USER is required");
+    }
+
+    if (!sa_user_valid(owner)) {
+        sa_die_usage(sa, "invalid user name '%s'", owner);
     }
 
     /* creating a team needs no permission: the creator may name anyone */
@@ -97,28 +91,23 @@ sa_team_create(sa_admin_t *sa, int argc, char **argv)
     sa_change_args(sa, &args);
     sa_args_add(&args, op[0]);
     sa_args_add(&args, owner);
-    rc = sa_change(sa, &sa_lua_team_create, &args);
+    sa_change_once_or_exit(sa, &sa_lua_team_create, &args, "the team");
     sa_args_free(&args);
-
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
 
     if (sa->json) {
         sa_print_json(json_pack("{s:s, s:s}", "team", op[0], "owner", owner));
     } else {
         printf("created team '%s', owned by %s\n", op[0], owner);
     }
-
-    return SA_EXIT_OK;
 }
 
 
-static int
-sa_perms_add(sa_admin_t *sa, char *perms, size_t size, const char *perm)
+static void
+sa_perms_add_or_exit(sa_admin_t *sa, char *perms, size_t size,
+    const char *perm)
 {
     if (!sa_perm_valid(perm)) {
-        return sa_usage_error(sa, "unknown permission '%s'", perm);
+        sa_die_usage(sa, "unknown permission '%s'", perm);
     }
 
     /* a repeated --perm is harmless: keep each once */
@@ -128,8 +117,6 @@ sa_perms_add(sa_admin_t *sa, char *perms, size_t size, const char *perm)
         }
         strncat(perms, perm, size - strlen(perms) - 1);
     }
-
-    return SA_EXIT_OK;
 }
 
 
@@ -167,41 +154,29 @@ sa_perms_text(json_t *perms)
 }
 
 
-static int
+static void
 sa_member_add(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "perm", required_argument, NULL, 'p' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     char        perms[128] = "";
     char      **op;
     sa_args_t   args;
-    int         ch, rc;
 
-    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
-        switch (ch) {
-        case 'p':
-            if ((rc = sa_perms_add(sa, perms, sizeof(perms), optarg))) {
-                return rc;
-            }
-            break;
-        case 'h': return sa_help(sa);
-        default:  return SA_EXIT_USAGE;
-        }
+    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
+        sa_perms_add_or_exit(sa, perms, sizeof(perms), optarg);  /* --perm */
     }
 
-    if ((rc = sa_operands(sa, argc, argv, 2, &op)) != SA_EXIT_OK) {
-        return rc;
-    }
+    op = sa_operands_or_exit(sa, argc, argv, 2);
 
     if (!sa_name_valid(op[0])) {
-        return sa_usage_error(sa, "invalid team name '%s'", op[0]);
+        sa_die_usage(sa, "invalid team name '%s'", op[0]);
     }
 
     if (!sa_user_valid(op[1])) {
-        return sa_usage_error(sa, "invalid user name '%s'", op[1]);
+        sa_die_usage(sa, "invalid user name '%s'", op[1]);
     }
 
     sa_actor_or_exit(sa);
@@ -210,12 +185,8 @@ sa_member_add(sa_admin_t *sa, int argc, char **argv)
     sa_args_add(&args, op[0]);
     sa_args_add(&args, op[1]);
     sa_args_add(&args, perms);
-    rc = sa_change(sa, &sa_lua_member_add, &args);
+    sa_change_once_or_exit(sa, &sa_lua_member_add, &args, "the team");
     sa_args_free(&args);
-
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
 
     if (sa->json) {
         sa_print_json(json_pack("{s:s, s:s, s:o}", "team", op[0],
@@ -224,28 +195,22 @@ sa_member_add(sa_admin_t *sa, int argc, char **argv)
         printf("%s is a member of team '%s' with %s\n", op[1], op[0],
                perms[0] ? perms : "no permission (read only)");
     }
-
-    return SA_EXIT_OK;
 }
 
 
-static int
+static void
 sa_member_list(sa_admin_t *sa, int argc, char **argv)
 {
     char        **op;
     redisReply   *owner, *members;
     json_t       *arr;
     size_t        i;
-    int           rc;
 
-    rc = sa_plain_args(sa, argc, argv, 1, &op);
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
+    op = sa_plain_args_or_exit(sa, argc, argv, 1);
 
     owner = sa_xredis_cmd(sa, "HGET %s owner", sa_key(sa, SA_KEY_TEAM, op[0]));
     if (owner->type != REDIS_REPLY_STRING) {
-        return sa_fail(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
+        sa_die(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
     }
 
     members = sa_xredis_cmd(sa, "HGETALL %s" SA_KEY_TEAM "%s" SA_KEY_MEMBERS,
@@ -271,7 +236,7 @@ sa_member_list(sa_admin_t *sa, int argc, char **argv)
 
     if (sa->json) {
         sa_print_json(arr);
-        return SA_EXIT_OK;
+        return;
     }
 
     printf("%-24s %s\n", "USER", "PERMISSIONS");
@@ -283,6 +248,4 @@ sa_member_list(sa_admin_t *sa, int argc, char **argv)
                ? "owner (all)" : sa_perms_text(json_object_get(m, "perms")));
     }
     json_decref(arr);
-
-    return SA_EXIT_OK;
 }

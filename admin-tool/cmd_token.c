@@ -19,14 +19,14 @@
 #define SA_ISSUE_BATCH  1000
 #define SA_ISSUE_MAX    1000000
 
-static int sa_token_issue(sa_admin_t *sa, int argc, char **argv);
-static int sa_token_list(sa_admin_t *sa, int argc, char **argv);
-static int sa_token_scope(sa_admin_t *sa, int argc, char **argv);
-static int sa_token_rotate(sa_admin_t *sa, int argc, char **argv);
-static int sa_token_revoke(sa_admin_t *sa, int argc, char **argv);
+static void sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv);
+static void sa_token_list_cmd(sa_admin_t *sa, int argc, char **argv);
+static void sa_token_scope_cmd(sa_admin_t *sa, int argc, char **argv);
+static void sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv);
+static void sa_token_revoke_cmd(sa_admin_t *sa, int argc, char **argv);
 
 static const sa_command_t  commands[] = {
-    { "issue", sa_token_issue,
+    { "issue", sa_token_issue_cmd,
       "token issue ACCOUNT [--scope S]... [--expires 90d] [--count N]",
       "Issues a token for ACCOUNT (an account id or TEAM/NAME; needs\n"
       "service_accounts:tokens) and prints it: this is the only time it is\n"
@@ -34,17 +34,17 @@ static const sa_command_t  commands[] = {
       "  --scope S     resource:action, resource:* or *; repeatable\n"
       "  --expires D   lifetime (s, m, h, d, w; e.g. 90d, 1h30m); default never\n"
       "  --count N     issue N tokens at once, pipelined (one per line)\n" },
-    { "list", sa_token_list, "token list ACCOUNT",
+    { "list", sa_token_list_cmd, "token list ACCOUNT",
       "Lists the tokens of ACCOUNT: ids, scopes, times, status.  Never a\n"
       "secret.\n" },
-    { "scope", sa_token_scope, "token scope TOKEN_ID [--scope S]...",
+    { "scope", sa_token_scope_cmd, "token scope TOKEN_ID [--scope S]...",
       "Replaces the scopes of a token (needs service_accounts:tokens); with\n"
       "no --scope the token keeps existing without any API access.\n" },
-    { "rotate", sa_token_rotate, "token rotate TOKEN_ID [--overlap 1h]",
+    { "rotate", sa_token_rotate_cmd, "token rotate TOKEN_ID [--overlap 1h]",
       "Issues a new token with the same scopes and lifetime and prints it;\n"
       "the old one keeps working only for the overlap (default 0: it stops\n"
       "at once).  Needs service_accounts:tokens.\n" },
-    { "revoke", sa_token_revoke, "token revoke TOKEN_ID",
+    { "revoke", sa_token_revoke_cmd, "token revoke TOKEN_ID",
       "Revokes a token at once (needs service_accounts:tokens).\n" },
     { NULL, NULL, NULL, NULL }
 };
@@ -58,104 +58,85 @@ typedef struct {
 } sa_token_opts_t;
 
 
-int
+void
 sa_cmd_token(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_dispatch(sa, "token", commands, argc, argv);
+    sa_dispatch(sa, "token", commands, argc, argv);
 }
 
 
-static int
-sa_scope_option(sa_admin_t *sa, json_t *scopes, const char *s)
-{
-    if (!sa_scope_valid_granted(s, strlen(s))) {
-        return sa_usage_error(sa, "invalid scope '%s' (expected "
-                              "resource:action, resource:* or *, of "
-                              "[a-z0-9_.-])", s);
-    }
-
-    sa_json_add_unique(scopes, s);
-    return SA_EXIT_OK;
-}
-
-
-static int
-sa_token_flag(sa_admin_t *sa, int ch, sa_token_opts_t *o)
+static void
+sa_token_flag_or_exit(sa_admin_t *sa, int ch, sa_token_opts_t *o)
 {
     char  *end;
 
     switch (ch) {
     case 's':
-        return sa_scope_option(sa, o->scopes, optarg);
+        sa_json_add_valid_or_exit(sa, o->scopes, optarg,
+                                  sa_scope_valid_granted, "scope",
+                                  "resource:action, resource:* or *, of "
+                                  "[a-z0-9_.-]");
+        return;
 
     case 'e':
         o->expires = sa_duration_parse(optarg);
         if (o->expires <= 0) {
-            return sa_usage_error(sa, "invalid duration '%s' (e.g. 90d, 12h, "
-                                  "1h30m)", optarg);
+            sa_die_usage(sa, "invalid duration '%s' (e.g. 90d, 12h, 1h30m)",
+                         optarg);
         }
-        return SA_EXIT_OK;
+        return;
 
     case 'o':
         o->overlap = sa_duration_parse(optarg);
         if (o->overlap < 0) {
-            return sa_usage_error(sa, "invalid duration '%s' (e.g. 1h, 30m, "
-                                  "0)", optarg);
+            sa_die_usage(sa, "invalid duration '%s' (e.g. 1h, 30m, 0)",
+                         optarg);
         }
-        return SA_EXIT_OK;
+        return;
 
     case 'n':
         o->count = strtol(optarg, &end, 10);
         if (*optarg == '\0' || *end != '\0' || o->count < 1
             || o->count > SA_ISSUE_MAX)
         {
-            return sa_usage_error(sa, "invalid count '%s' (1 to %d)", optarg,
-                                  SA_ISSUE_MAX);
+            sa_die_usage(sa, "invalid count '%s' (1 to %d)", optarg,
+                         SA_ISSUE_MAX);
         }
-        return SA_EXIT_OK;
+        return;
     }
-
-    return SA_EXIT_USAGE;
 }
 
 
-/* every token command's flags; which are allowed is given by opts */
-static int
-sa_token_args(sa_admin_t *sa, int argc, char **argv,
+/* every token command's flags (which are allowed: opts) and its operand */
+static void
+sa_token_args_or_exit(sa_admin_t *sa, int argc, char **argv,
     const struct option *opts, sa_token_opts_t *o)
 {
-    int  ch, rc;
+    int  ch;
 
     memset(o, 0, sizeof(*o));
     o->scopes = json_array();
     o->count = 1;
 
-    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
-        if (ch == 'h') {
-            return sa_help(sa);
-        }
-        if ((rc = sa_token_flag(sa, ch, o)) != SA_EXIT_OK) {
-            return rc;
-        }
+    while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
+        sa_token_flag_or_exit(sa, ch, o);
     }
 
-    return sa_operands(sa, argc, argv, 1, &o->op);
+    o->op = sa_operands_or_exit(sa, argc, argv, 1);
 }
 
 
-static int
-sa_token_id_arg(sa_admin_t *sa, const char *id)
+static void
+sa_token_id_or_exit(sa_admin_t *sa, const char *id)
 {
     if (strncmp(id, "sat_", 4) == 0) {
-        return sa_usage_error(sa, "give the token id (16 characters after "
-                              "'sat_'), never the token itself");
+        sa_die_usage(sa, "give the token id (16 characters after 'sat_'), "
+                     "never the token itself");
     }
 
     if (!sa_token_id_valid(id, strlen(id))) {
-        return sa_usage_error(sa, "invalid token id '%s'", id);
+        sa_die_usage(sa, "invalid token id '%s'", id);
     }
-
-    return SA_EXIT_OK;
 }
 
 
@@ -229,10 +210,10 @@ sa_token_issued(sa_admin_t *sa, json_t *out, const sa_token_record_t *rec,
 
 /*
  * One pipelined batch of new tokens for the account.  Returns how many were
- * issued, or -1 - exit status on a refusal.
+ * issued; after a refusal, once every token issued is shown, it exits.
  */
 static long
-sa_issue_batch(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
+sa_issue_batch_or_exit(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
     long n, json_t *out)
 {
     static char         tokens[SA_ISSUE_BATCH][SA_TOKEN_LEN + 1];
@@ -268,31 +249,30 @@ sa_issue_batch(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
         free(recs[i].apps);
     }
 
-    return refusal ? -1 - refusal : issued;
+    if (refusal) {
+        exit(refusal);          /* sa_change_reply() said why */
+    }
+
+    return issued;
 }
 
 
-static int
-sa_token_issue(sa_admin_t *sa, int argc, char **argv)
+static void
+sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "scope", required_argument, NULL, 's' },
         { "expires", required_argument, NULL, 'e' },
         { "count", required_argument, NULL, 'n' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     sa_token_opts_t   o;
     sa_account_t      a;
     json_t           *out;
     long              left, done;
-    int               rc, stalls = 0;
+    int               stalls = 0;
 
-    rc = sa_token_args(sa, argc, argv, opts, &o);
-    if (rc != SA_EXIT_OK) {
-        json_decref(o.scopes);
-        return rc;
-    }
+    sa_token_args_or_exit(sa, argc, argv, opts, &o);
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
@@ -301,14 +281,11 @@ sa_token_issue(sa_admin_t *sa, int argc, char **argv)
     /* a batch can lose tokens to a concurrent change of the account */
     for (left = o.count; left > 0 && stalls < SA_RETRIES; ) {
         sa_account_load_or_exit(sa, o.op[0], &a);
-        done = sa_issue_batch(sa, &a, &o, left < SA_ISSUE_BATCH
-                                          ? left : SA_ISSUE_BATCH, out);
+        done = sa_issue_batch_or_exit(sa, &a, &o, left < SA_ISSUE_BATCH
+                                                  ? left : SA_ISSUE_BATCH,
+                                      out);
         sa_account_free(&a);
 
-        if (done < 0) {
-            json_decref(out);
-            return (int) (-1 - done);
-        }
         stalls = done ? 0 : stalls + 1;
         left -= done;
     }
@@ -325,9 +302,10 @@ sa_token_issue(sa_admin_t *sa, int argc, char **argv)
     json_decref(out);
     json_decref(o.scopes);
 
-    return left ? sa_fail(SA_EXIT_UNAVAILABLE, "the account kept changing; "
-                          "%ld token(s) not issued", left)
-                : SA_EXIT_OK;
+    if (left) {
+        sa_die(SA_EXIT_UNAVAILABLE, "the account kept changing; %ld token(s) "
+               "not issued", left);
+    }
 }
 
 
@@ -365,21 +343,17 @@ sa_token_table(json_t *list)
 }
 
 
-static int
-sa_token_list(sa_admin_t *sa, int argc, char **argv)
+static void
+sa_token_list_cmd(sa_admin_t *sa, int argc, char **argv)
 {
     char            **op;
     sa_account_t      a;
     sa_token_set_t    ts;
     json_t          **v, *out;
     size_t            i, n = 0;
-    int               rc;
     int64_t           now = sa_now();
 
-    rc = sa_plain_args(sa, argc, argv, 1, &op);
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
+    op = sa_plain_args_or_exit(sa, argc, argv, 1);
 
     sa_account_load_or_exit(sa, op[0], &a);
     sa_token_set_load(sa, a.id, &ts);
@@ -414,25 +388,23 @@ sa_token_list(sa_admin_t *sa, int argc, char **argv)
 
     sa_token_set_free(&ts);
     sa_account_free(&a);
-
-    return SA_EXIT_OK;
 }
 
 
 /* a token that can still be changed: exists and is not revoked */
 static sa_token_record_t *
-sa_token_changeable(sa_admin_t *sa, const char *tid, int *rc)
+sa_token_changeable_or_exit(sa_admin_t *sa, const char *tid)
 {
     sa_token_record_t  *rec;
 
     rec = sa_token_load_or_exit(sa, tid);
 
     if (rec == NULL) {
-        *rc = sa_fail(SA_EXIT_NOT_FOUND, "no token '%s'", tid);
-    } else if (rec->revoked) {
-        *rc = sa_fail(SA_EXIT_NOT_FOUND, "token '%s' is revoked", tid);
-        free(rec);
-        rec = NULL;
+        sa_die(SA_EXIT_NOT_FOUND, "no token '%s'", tid);
+    }
+
+    if (rec->revoked) {
+        sa_die(SA_EXIT_NOT_FOUND, "token '%s' is revoked", tid);
     }
 
     return rec;
@@ -457,19 +429,14 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     json_t             *evdata;
     int                 rc;
 
-    old = sa_token_changeable(sa, u->tid, &rc);
-    if (old == NULL) {
-        return rc;
-    }
+    old = sa_token_changeable_or_exit(sa, u->tid);
 
     rec = *old;
     rec.version++;
     if (u->scopes != NULL) {
         rec.scopes = sa_strs_from_json(u->scopes, &rec.nscopes);
     } else {
-        rec.revoked = 1;
-        rec.nscopes = 0;
-        rec.scopes = NULL;
+        sa_token_revoke(&rec);
     }
 
     sealed = sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
@@ -492,7 +459,7 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     sa_args_add(&args, old->account.data);
     sa_args_add(&args, ev);
     free(ev);
-    rc = sa_change(sa, &sa_lua_token_update, &args);
+    rc = sa_change_or_exit(sa, &sa_lua_token_update, &args);
 
     if (rc == SA_EXIT_OK && sa->json) {
         sa_print_json(sa_token_json(&rec, NULL, sa_now()));
@@ -518,48 +485,43 @@ sa_token_update_once(sa_admin_t *sa, void *data)
 
 
 /* token scope and revoke: TOKEN_ID, then one record replaced */
-static int
+static void
 sa_token_change(sa_admin_t *sa, int argc, char **argv, int revoke)
 {
     static const struct option  scope_opts[] = {
         { "scope", required_argument, NULL, 's' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
-    sa_token_opts_t  o;
-    int              rc;
+    sa_token_opts_t    o;
+    sa_token_update_t  u;
 
-    rc = sa_token_args(sa, argc, argv, revoke ? scope_opts + 1 : scope_opts,
-                       &o);
-    if (rc == SA_EXIT_OK) {
-        rc = sa_token_id_arg(sa, o.op[0]);
-    }
+    sa_token_args_or_exit(sa, argc, argv,
+                          revoke ? scope_opts + 1 : scope_opts, &o);
+    sa_token_id_or_exit(sa, o.op[0]);
 
-    if (rc == SA_EXIT_OK) {
-        sa_actor_or_exit(sa);
-        sa_signing_key_or_exit(sa);
-        sa_token_update_t  u = { o.op[0], revoke ? NULL : o.scopes,
-                                 revoke ? "token.revoke" : "token.scope" };
+    sa_actor_or_exit(sa);
+    sa_signing_key_or_exit(sa);
 
-        rc = sa_retry(sa, sa_token_update_once, &u, "the token");
-    }
+    u.tid = o.op[0];
+    u.scopes = revoke ? NULL : o.scopes;
+    u.action = revoke ? "token.revoke" : "token.scope";
+    sa_retry_or_exit(sa, sa_token_update_once, &u, "the token");
 
     json_decref(o.scopes);
-    return rc;
 }
 
 
-static int
-sa_token_scope(sa_admin_t *sa, int argc, char **argv)
+static void
+sa_token_scope_cmd(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_token_change(sa, argc, argv, 0);
+    sa_token_change(sa, argc, argv, 0);
 }
 
 
-static int
-sa_token_revoke(sa_admin_t *sa, int argc, char **argv)
+static void
+sa_token_revoke_cmd(sa_admin_t *sa, int argc, char **argv)
 {
-    return sa_token_change(sa, argc, argv, 1);
+    sa_token_change(sa, argc, argv, 1);
 }
 
 
@@ -587,15 +549,11 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
     int64_t             now = sa_now(), lifetime;
     int                 rc;
 
-    old = sa_token_changeable(sa, tid, &rc);
-    if (old == NULL) {
-        return rc;
-    }
+    old = sa_token_changeable_or_exit(sa, tid);
 
     if (old->expires_at && old->expires_at <= now) {
-        free(old);
-        return sa_fail(SA_EXIT_NOT_FOUND, "token '%s' has expired; issue a "
-                       "new one", tid);
+        sa_die(SA_EXIT_NOT_FOUND, "token '%s' has expired; issue a new one",
+               tid);
     }
 
     sa_account_load_or_exit(sa, old->account.data, &a);
@@ -623,7 +581,7 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
     sa_args_addf(&args, "%llu", (unsigned long long) old->version);
     sa_args_add(&args, old_sealed);
     sa_args_add(&args, exat);
-    rc = sa_change(sa, &sa_lua_token_issue, &args);
+    rc = sa_change_or_exit(sa, &sa_lua_token_issue, &args);
 
     if (rc == SA_EXIT_OK) {
         t = sa_token_json(&rec, NULL, now);
@@ -648,27 +606,20 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
 }
 
 
-static int
-sa_token_rotate(sa_admin_t *sa, int argc, char **argv)
+static void
+sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "overlap", required_argument, NULL, 'o' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     sa_token_opts_t     o;
     sa_token_rotate_t   ro;
     json_t             *out, *t;
-    int                 rc;
 
-    rc = sa_token_args(sa, argc, argv, opts, &o);
-    if (rc == SA_EXIT_OK) {
-        rc = sa_token_id_arg(sa, o.op[0]);
-    }
+    sa_token_args_or_exit(sa, argc, argv, opts, &o);
+    sa_token_id_or_exit(sa, o.op[0]);
     json_decref(o.scopes);
-    if (rc != SA_EXIT_OK) {
-        return rc;
-    }
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
@@ -677,22 +628,18 @@ sa_token_rotate(sa_admin_t *sa, int argc, char **argv)
     ro.tid = o.op[0];
     ro.overlap = o.overlap;
     ro.out = out;
-    rc = sa_retry(sa, sa_token_rotate_once, &ro, "the token");
+    sa_retry_or_exit(sa, sa_token_rotate_once, &ro, "the token");
 
-    if (rc == SA_EXIT_OK) {
-        t = json_array_get(out, 0);
-        if (sa->json) {
-            sa_print_json(json_incref(t));
-        } else {
-            printf("%s\n", json_string_value(json_object_get(t, "token")));
-            fprintf(stderr, "new token %s replaces %s, which stops working "
-                    "at %s; the new token is shown only this once\n",
-                    json_string_value(json_object_get(t, "id")), o.op[0],
-                    json_string_value(json_object_get(t, "old_expires_at")));
-        }
+    t = json_array_get(out, 0);
+    if (sa->json) {
+        sa_print_json(json_incref(t));
+    } else {
+        printf("%s\n", json_string_value(json_object_get(t, "token")));
+        fprintf(stderr, "new token %s replaces %s, which stops working at "
+                "%s; the new token is shown only this once\n",
+                json_string_value(json_object_get(t, "id")), o.op[0],
+                json_string_value(json_object_get(t, "old_expires_at")));
     }
 
     json_decref(out);
-
-    return rc;
 }

@@ -182,7 +182,7 @@ sa_resign_payload(sa_resign_t *rs, sa_kind_t kind, const char *id,
             json_integer_value(json_object_get(j, "version")) + 1));
         *sealed = sa_record_encode(j, rs->sk);
         if (*sealed == NULL) {
-            exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
+            sa_die(SA_EXIT_UNAVAILABLE, "out of memory");
         }
     }
 
@@ -484,7 +484,7 @@ sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind,
     char            **ids;
     redisReply      **vals;
     unsigned char    *sent;
-    char             *sealed, what[200];
+    char             *sealed;
     int               rc, first = SA_EXIT_OK;
     sa_resign_one_t   one;
 
@@ -559,9 +559,11 @@ sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind,
         }
 
         one = (sa_resign_one_t) { rs, kind, ids[i] };
-        snprintf(what, sizeof(what), "the record of %s %s",
-                 sa_kind_name(kind), ids[i]);
-        first = sa_retry(sa, sa_resign_one, &one, what);
+        first = sa_retry(sa, sa_resign_one, &one);
+        if (first == SA_CONFLICT) {
+            first = sa_fail(SA_EXIT_UNAVAILABLE, "the record of %s %s kept "
+                            "changing; retry", sa_kind_name(kind), ids[i]);
+        }
     }
 
     for (i = 0; i < n; i++) {
@@ -615,12 +617,11 @@ sa_resign_scan(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind)
 }
 
 
-/* the run's one audit entry */
+/* the run's one audit entry, also when it stopped: SA_EXIT_OK or why not */
 static int
 sa_resign_audit(sa_admin_t *sa, sa_resign_t *rs)
 {
     sa_args_t  args;
-    int        rc;
 
     sa_change_args(sa, &args);
     sa_args_add(&args, rs->team ? rs->team : "*");
@@ -629,10 +630,10 @@ sa_resign_audit(sa_admin_t *sa, sa_resign_t *rs)
                  rs->resigned[SA_KIND_ACCOUNT], rs->resigned[SA_KIND_TEAM],
                  rs->resigned[SA_KIND_MEMBER], rs->resigned[SA_KIND_APP],
                  rs->refused);
-    rc = sa_change(sa, &sa_lua_key_resign_done, &args);
+    sa_xscript_append(sa, &sa_lua_key_resign_done, 0, &args);
     sa_args_free(&args);
 
-    return rc;
+    return sa_change_reply(sa);
 }
 
 
@@ -672,36 +673,33 @@ sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
 }
 
 
-static int
-sa_resign_old_key(sa_admin_t *sa, sa_resign_t *rs, const char *path)
+static void
+sa_resign_old_key_or_exit(sa_admin_t *sa, sa_resign_t *rs, const char *path)
 {
     char  err[600];
 
     if (rs->nold == SA_RESIGN_OLD_MAX) {
-        return sa_usage_error(sa, "at most %d --old-verify-key",
-                              SA_RESIGN_OLD_MAX);
+        sa_die_usage(sa, "at most %d --old-verify-key", SA_RESIGN_OLD_MAX);
     }
 
     if (sa_key_load(path, SA_KEY_VERIFY, rs->pk[1 + rs->nold], err,
                     sizeof(err)) != 0)
     {
-        return sa_usage_error(sa, "--old-verify-key %s", err);
+        sa_die_usage(sa, "--old-verify-key %s", err);
     }
 
     rs->nold++;
-    return SA_EXIT_OK;
 }
 
 
-int
+void
 sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
         { "old-verify-key", required_argument, NULL, 'k' },
         { "team", required_argument, NULL, 't' },
         { "dry-run", no_argument, NULL, 'n' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        SA_OPTS_END
     };
     static sa_resign_t  rs;
     redisReply         *r;
@@ -710,13 +708,10 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
 
     memset(&rs, 0, sizeof(rs));
 
-    while ((ch = sa_getopt(sa, argc, argv, opts)) != -1) {
+    while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
         switch (ch) {
         case 'k':
-            rc = sa_resign_old_key(sa, &rs, optarg);
-            if (rc != SA_EXIT_OK) {
-                return rc;
-            }
+            sa_resign_old_key_or_exit(sa, &rs, optarg);
             break;
         case 't':
             rs.team = optarg;
@@ -724,24 +719,18 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
         case 'n':
             rs.dry_run = 1;
             break;
-        case 'h':
-            return sa_help(sa);
-        default:
-            return SA_EXIT_USAGE;
         }
     }
 
-    if ((rc = sa_operands(sa, argc, argv, 0, NULL)) != SA_EXIT_OK) {
-        return rc;
-    }
+    sa_operands_or_exit(sa, argc, argv, 0);
 
     if (rs.nold == 0) {
-        return sa_usage_error(sa, "--old-verify-key FILE is required: the "
-                              "verify key of the signing key being retired");
+        sa_die_usage(sa, "--old-verify-key FILE is required: the verify key "
+                     "of the signing key being retired");
     }
 
     if (rs.team != NULL && !sa_name_valid(rs.team)) {
-        return sa_usage_error(sa, "invalid team name '%s'", rs.team);
+        sa_die_usage(sa, "invalid team name '%s'", rs.team);
     }
 
     if (!rs.dry_run) {
@@ -756,7 +745,7 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
         exists = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
         freeReplyObject(r);
         if (!exists) {
-            return sa_fail(SA_EXIT_NOT_FOUND, "no team '%s'", rs.team);
+            sa_die(SA_EXIT_NOT_FOUND, "no team '%s'", rs.team);
         }
         rs.needle_len = snprintf(rs.needle, sizeof(rs.needle),
                                  "\"team\":\"%s\"", rs.team);
@@ -778,20 +767,16 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
     secs = sa_resign_elapsed(&rs);
 
     if (rc != SA_EXIT_OK) {
-        fprintf(stderr, "sa-admin: key resign stopped after %zu records "
-                "re-signed; run it again to finish\n", sa_resign_total(&rs));
-        return rc;
+        sa_die(rc, "key resign stopped after %zu records re-signed; run it "
+               "again to finish", sa_resign_total(&rs));
     }
 
     sa_resign_report(sa, &rs, secs);
 
     if (rs.refused > 0) {
-        return sa_fail(SA_EXIT_NOT_FOUND, "%zu record%s refused (above) and "
-                       "not re-signed: gateways refuse %s once the old "
-                       "verify key is removed", rs.refused,
-                       rs.refused == 1 ? " was" : "s were",
-                       rs.refused == 1 ? "it" : "them");
+        sa_die(SA_EXIT_NOT_FOUND, "%zu record%s refused (above) and not "
+               "re-signed: gateways refuse %s once the old verify key is "
+               "removed", rs.refused, rs.refused == 1 ? " was" : "s were",
+               rs.refused == 1 ? "it" : "them");
     }
-
-    return SA_EXIT_OK;
 }

@@ -29,6 +29,6 @@
     "  --team TEAM            only the records whose signed team is TEAM\n" \
     "  --dry-run              count what would be re-signed; write nothing\n"
 
-int sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv);
+void sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv);
 
 #endif /* SA_ADMIN_KEY_RESIGN_H */

@@ -170,7 +170,6 @@ sa_env(const char *name, const char *fallback)
 int
 main(int argc, char **argv)
 {
-    int                rc;
     sa_admin_t         sa;
     const sa_group_t  *g;
 
@@ -217,15 +216,15 @@ main(int argc, char **argv)
     }
 
     if (sa_crypto_init() != 0) {
-        return sa_fail(SA_EXIT_UNAVAILABLE, "libsodium failed to start");
+        sa_die(SA_EXIT_UNAVAILABLE, "libsodium failed to start");
     }
 
     for (g = groups; g->name != NULL; g++) {
         if (strcmp(argv[1], g->name) == 0) {
-            rc = g->run(&sa, argc - 1, argv + 1);
+            /* it returns only when it succeeded */
+            g->run(&sa, argc - 1, argv + 1);
             sa_redis_close(&sa);
-            /* a group without commands (audit) is its own command */
-            return rc == SA_DONE ? SA_EXIT_OK : rc;
+            return SA_EXIT_OK;
         }
     }
 

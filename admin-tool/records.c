@@ -441,6 +441,15 @@ sa_token_exat(const sa_token_record_t *rec, char out[24])
 }
 
 
+void
+sa_token_revoke(sa_token_record_t *rec)
+{
+    rec->revoked = 1;
+    rec->scopes = NULL;
+    rec->nscopes = 0;
+}
+
+
 const char *
 sa_token_status(const sa_token_record_t *rec, int64_t now)
 {

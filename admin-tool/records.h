@@ -96,6 +96,13 @@ sa_token_record_t *sa_token_try_value(sa_admin_t *sa, const char *tid,
 /* the EXAT argument of a record's key: expiry + a week, or "0" for never */
 void sa_token_exat(const sa_token_record_t *rec, char out[24]);
 
+/*
+ * Makes rec revoked, without a scope.  Every revocation goes through here:
+ * token revoke, account delete, and the revocation that replaces a record
+ * failing verification.  The version is the caller's.
+ */
+void sa_token_revoke(sa_token_record_t *rec);
+
 /* "active", "expired" or "revoked" */
 const char *sa_token_status(const sa_token_record_t *rec, int64_t now);
 

@@ -16,18 +16,15 @@
 #define SA_EXIT_NOT_FOUND    2    /* not found, or not permitted */
 #define SA_EXIT_UNAVAILABLE  3    /* Redis down or refusing */
 
-/*
- * Not an exit status: the command is done (it showed --help); the
- * dispatcher makes it 0.  Every helper that parses a command's arguments
- * returns SA_EXIT_OK to go on, SA_DONE, or an exit status: callers pass
- * anything but SA_EXIT_OK up unchanged.
- */
-#define SA_DONE              (-2)
-
 typedef struct sa_admin_s    sa_admin_t;
 typedef struct sa_command_s  sa_command_t;
 
-typedef int (*sa_run_pt)(sa_admin_t *sa, int argc, char **argv);
+/*
+ * A command: it returns when it succeeded (exit status 0); every error
+ * ends the process where it is found, with its exit status and one line
+ * on stderr (sa_die(), and the helpers named *_or_exit or sa_die_*).
+ */
+typedef void (*sa_run_pt)(sa_admin_t *sa, int argc, char **argv);
 
 struct sa_command_s {
     const char   *name;
@@ -53,53 +50,67 @@ struct sa_admin_s {
 typedef sa_run_pt  sa_group_pt;
 
 /* runs the command named by argv[1] of a group's table (NULL-terminated) */
-int sa_dispatch(sa_admin_t *sa, const char *group, const sa_command_t *cmds,
+void sa_dispatch(sa_admin_t *sa, const char *group, const sa_command_t *cmds,
     int argc, char **argv);
 
-int sa_cmd_key(sa_admin_t *sa, int argc, char **argv);
+void sa_cmd_key(sa_admin_t *sa, int argc, char **argv);
 
-/* one line to stderr, prefixed "sa-admin: "; returns code */
+#define SA_NORETURN  __attribute__((noreturn))
+
+/* one line to stderr, prefixed "sa-admin: ", and exit(code) */
+SA_NORETURN void sa_die(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * One line to stderr, prefixed "sa-admin: "; returns code.  For warnings
+ * and for what must go on (the worker, a pipeline whose every reply is
+ * read): an error that ends the command is sa_die().
+ */
 int sa_fail(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* a usage error: the message and the command's usage line; returns 1 */
-int sa_usage_error(sa_admin_t *sa, const char *fmt, ...)
+/* a usage error: the message and the command's usage line; exit 1 */
+SA_NORETURN void sa_die_usage(sa_admin_t *sa, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-/* prints the running command's --help on stdout; returns SA_DONE */
-int sa_help(sa_admin_t *sa);
 
 /*
  * Parses a command's own flags with getopt_long (flags and operands may be
- * mixed; operands end up from argv[optind]).  Returns the option's val, 'h'
- * for --help/-h, -1 at the end, or '?' after a usage error was printed.
+ * mixed; operands end up from argv[optind]).  Returns the option's val, or
+ * -1 at the end.  --help (-h) prints the command's help and exits 0; an
+ * unknown flag or a missing value is a usage error (exit 1).  Every table
+ * ends with SA_OPTS_END.
  */
 struct option;
-int sa_getopt(sa_admin_t *sa, int argc, char **argv,
+int sa_getopt_or_exit(sa_admin_t *sa, int argc, char **argv,
     const struct option *longopts);
 
-/*
- * After sa_getopt(): exactly want operands, from argv[optind], into *out
- * (out may be NULL when want is 0); otherwise a usage error (returns 1).
- */
-int sa_operands(sa_admin_t *sa, int argc, char **argv, int want,
-    char ***out);
+#define SA_OPTS_END                                                         \
+    { "help", no_argument, NULL, 'h' },                                     \
+    { NULL, 0, NULL, 0 }
 
-/*
- * Commands without flags: --help, then exactly want operands into *op.
- * Returns 0 to go on, or SA_DONE or an exit status to return at once.
- */
-int sa_plain_args(sa_admin_t *sa, int argc, char **argv, int want,
-    char ***op);
+/* after sa_getopt_or_exit(): exactly want operands, or a usage error */
+char **sa_operands_or_exit(sa_admin_t *sa, int argc, char **argv, int want);
+
+/* commands without flags: --help, then exactly want operands */
+char **sa_plain_args_or_exit(sa_admin_t *sa, int argc, char **argv,
+    int want);
 
 /* appends s to a JSON array of strings unless it is there already */
 struct json_t;
 void sa_json_add_unique(struct json_t *arr, const char *s);
 
-int sa_cmd_team(sa_admin_t *sa, int argc, char **argv);
-int sa_cmd_account(sa_admin_t *sa, int argc, char **argv);
-int sa_cmd_token(sa_admin_t *sa, int argc, char **argv);
-int sa_cmd_audit(sa_admin_t *sa, int argc, char **argv);
-int sa_cmd_notify(sa_admin_t *sa, int argc, char **argv);
+/*
+ * A repeatable flag's value: valid(s, len), or a usage error "invalid
+ * <what> '<s>' (expected <expected>)"; then added to arr once.
+ */
+void sa_json_add_valid_or_exit(sa_admin_t *sa, struct json_t *arr,
+    const char *s, int (*valid)(const char *s, size_t len), const char *what,
+    const char *expected);
+
+void sa_cmd_team(sa_admin_t *sa, int argc, char **argv);
+void sa_cmd_account(sa_admin_t *sa, int argc, char **argv);
+void sa_cmd_token(sa_admin_t *sa, int argc, char **argv);
+void sa_cmd_audit(sa_admin_t *sa, int argc, char **argv);
+void sa_cmd_notify(sa_admin_t *sa, int argc, char **argv);
 
 #endif /* SA_ADMIN_H */
