@@ -301,8 +301,7 @@ sa_dlv_start(sa_worker_t *w, sa_dlv_t *d)
 
     d->easy = curl_easy_init();
     if (d->easy == NULL || d->headers == NULL) {
-        sa_fail(SA_EXIT_UNAVAILABLE, "out of memory");
-        exit(SA_EXIT_UNAVAILABLE);
+        sa_die(SA_EXIT_UNAVAILABLE, "out of memory");
     }
 
     curl_easy_setopt(d->easy, CURLOPT_URL, d->url);

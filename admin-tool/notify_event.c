@@ -30,7 +30,7 @@ sa_event_seal(sa_admin_t *sa, const char *type, const char *team,
                                   : NULL,
                    "data", data ? data : json_object());
     if (ev == NULL) {
-        exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
+        sa_die(SA_EXIT_UNAVAILABLE, "out of memory");
     }
 
     json = sa_xjson_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
@@ -39,7 +39,7 @@ sa_event_seal(sa_admin_t *sa, const char *type, const char *team,
     sealed = sa_envelope_seal(json, strlen(json), sa_signing_key_or_exit(sa));
     free(json);
     if (sealed == NULL) {
-        exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
+        sa_die(SA_EXIT_UNAVAILABLE, "out of memory");
     }
 
     return sealed;

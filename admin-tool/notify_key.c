@@ -94,20 +94,20 @@ sa_notify_key_or_exit(void)
     }
 
     if (path == NULL || *path == '\0') {
-        exit(sa_fail(SA_EXIT_USAGE, "no notify key: use --notify-key FILE or "
-                     "SA_NOTIFY_KEY (see 'sa-admin key generate')"));
+        sa_die(SA_EXIT_USAGE, "no notify key: use --notify-key FILE or "
+               "SA_NOTIFY_KEY (see 'sa-admin key generate')");
     }
 
     fd = open(path, O_RDONLY);
     if (fd == -1) {
-        exit(sa_fail(SA_EXIT_USAGE, "notify key: cannot open \"%s\": %s",
-                     path, strerror(errno)));
+        sa_die(SA_EXIT_USAGE, "notify key: cannot open \"%s\": %s",
+               path, strerror(errno));
     }
 
     if (fstat(fd, &st) != 0 || (st.st_mode & 077)) {
         close(fd);
-        exit(sa_fail(SA_EXIT_USAGE, "notify key \"%s\" is accessible by "
-                     "others: fix with chmod 600 \"%s\"", path, path));
+        sa_die(SA_EXIT_USAGE, "notify key \"%s\" is accessible by "
+               "others: fix with chmod 600 \"%s\"", path, path);
     }
 
     n = read(fd, buf, sizeof(buf));
@@ -118,8 +118,8 @@ sa_notify_key_or_exit(void)
     sodium_memzero(buf, sizeof(buf));
 
     if (rc) {
-        exit(sa_fail(SA_EXIT_USAGE, "notify key \"%s\": not a key file "
-                     "(expected \"%s <base64>\")", path, SA_NOTIFY_KEY_LABEL));
+        sa_die(SA_EXIT_USAGE, "notify key \"%s\": not a key file "
+               "(expected \"%s <base64>\")", path, SA_NOTIFY_KEY_LABEL);
     }
 
     loaded = 1;
@@ -192,7 +192,7 @@ sa_verify_key_or_exit(sa_admin_t *sa)
     } else if (sa_key_load(path, SA_KEY_VERIFY, sa_verify_key_bytes, err,
                            sizeof(err)) != 0)
     {
-        exit(sa_fail(SA_EXIT_USAGE, "verify key %s", err));
+        sa_die(SA_EXIT_USAGE, "verify key %s", err);
     }
 
     loaded = 1;

@@ -39,9 +39,8 @@ sa_worker_script(sa_worker_t *w, sa_script_t *script, sa_args_t *args)
     r = sa_xredis_reply(w->sa);
 
     if (r->type == REDIS_REPLY_ERROR) {
-        sa_fail(SA_EXIT_UNAVAILABLE, "Redis refused %s: %s", script->name,
-                r->str);
-        exit(SA_EXIT_UNAVAILABLE);
+        sa_die(SA_EXIT_UNAVAILABLE, "Redis refused %s: %s", script->name,
+               r->str);
     }
 
     return r;

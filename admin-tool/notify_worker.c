@@ -156,8 +156,7 @@ sa_read_new(sa_worker_t *w, long block_ms)
     }
 
     if (r->type == REDIS_REPLY_ERROR) {
-        sa_fail(SA_EXIT_UNAVAILABLE, "XREADGROUP: %s", r->str);
-        exit(SA_EXIT_UNAVAILABLE);
+        sa_die(SA_EXIT_UNAVAILABLE, "XREADGROUP: %s", r->str);
     }
 
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1
@@ -283,8 +282,8 @@ sa_worker_init(sa_worker_t *w, sa_admin_t *sa, int allow_private, int conc)
     w->allow_private = allow_private;
     w->scale = scale && *scale ? strtod(scale, NULL) : 1.0;
     if (!(w->scale > 0 && w->scale <= 1000)) {
-        exit(sa_fail(SA_EXIT_USAGE, "invalid SA_NOTIFY_TIME_SCALE '%s'",
-                     scale));
+        sa_die(SA_EXIT_USAGE, "invalid SA_NOTIFY_TIME_SCALE '%s'",
+               scale);
     }
     w->reclaim_ms = (int64_t) (SA_RECLAIM_MS * w->scale);
     if (w->reclaim_ms < SA_RECLAIM_MIN_MS) {
@@ -299,7 +298,7 @@ sa_worker_init(sa_worker_t *w, sa_admin_t *sa, int allow_private, int conc)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK
         || (w->multi = curl_multi_init()) == NULL)
     {
-        exit(sa_fail(SA_EXIT_UNAVAILABLE, "libcurl failed to start"));
+        sa_die(SA_EXIT_UNAVAILABLE, "libcurl failed to start");
     }
     curl_multi_setopt(w->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) conc);
 
@@ -307,7 +306,7 @@ sa_worker_init(sa_worker_t *w, sa_admin_t *sa, int allow_private, int conc)
     r = sa_xredis_cmd(sa, "XGROUP CREATE %s %s 0 MKSTREAM",
                       sa_key(sa, SA_KEY_EVENTS, NULL), SA_NOTIFY_GROUP);
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
-        exit(sa_fail(SA_EXIT_UNAVAILABLE, "XGROUP CREATE: %s", r->str));
+        sa_die(SA_EXIT_UNAVAILABLE, "XGROUP CREATE: %s", r->str);
     }
     freeReplyObject(r);
 }

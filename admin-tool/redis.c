@@ -356,8 +356,7 @@ static struct {
 static void
 sa_redis_die(const char *where, const char *what)
 {
-    sa_fail(SA_EXIT_UNAVAILABLE, "Redis unavailable at %s: %s", where, what);
-    exit(SA_EXIT_UNAVAILABLE);
+    sa_die(SA_EXIT_UNAVAILABLE, "Redis unavailable at %s: %s", where, what);
 }
 
 
@@ -540,9 +539,8 @@ sa_sentinel_connect(sa_redis_url_t *u, const char *extra)
     }
 
     sa_url_sentinel_list(u, list, sizeof(list));
-    sa_fail(SA_EXIT_UNAVAILABLE, "no master for %s from sentinels %s: %s%s",
-            u->master, list, why, extra ? extra : "");
-    exit(SA_EXIT_UNAVAILABLE);
+    sa_die(SA_EXIT_UNAVAILABLE, "no master for %s from sentinels %s: %s%s",
+           u->master, list, why, extra ? extra : "");
 }
 
 
@@ -569,8 +567,7 @@ sa_xredis(sa_admin_t *sa)
     }
 
     if (sa_redis_url_parse(sa->redis_url, u, err, sizeof(err)) != 0) {
-        sa_fail(SA_EXIT_USAGE, "invalid Redis URL: %s", err);
-        exit(SA_EXIT_USAGE);
+        sa_die(SA_EXIT_USAGE, "invalid Redis URL: %s", err);
     }
 
     if (u->nsentinels) {
@@ -944,9 +941,8 @@ sa_xscript_load(sa_admin_t *sa, sa_script_t *script)
 
     r = sa_xredis_cmd(sa, "SCRIPT LOAD %s", script->body);
     if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-        sa_fail(SA_EXIT_UNAVAILABLE, "Redis refused script %s: %s",
-                script->name, r->type == REDIS_REPLY_ERROR ? r->str : "?");
-        exit(SA_EXIT_UNAVAILABLE);
+        sa_die(SA_EXIT_UNAVAILABLE, "Redis refused script %s: %s",
+               script->name, r->type == REDIS_REPLY_ERROR ? r->str : "?");
     }
 
     memcpy(script->sha, r->str, 41);
