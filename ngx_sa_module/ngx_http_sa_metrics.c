@@ -25,11 +25,19 @@ typedef struct {
     ngx_atomic_t                 counters[NGX_HTTP_SA_M_COUNTERS];
     ngx_atomic_t                 latency[NGX_HTTP_SA_BUCKETS + 1];
     ngx_atomic_t                 latency_usec;
+
+    /*
+     * The pid of the slot's worker while its subscriber is up, else 0: a
+     * killed worker's pid stays until its successor, which has the same
+     * worker number, clears it; one going down clears only its own pid, so
+     * that an old worker leaving after a reload leaves the new one's be.
+     */
+    ngx_atomic_t                 subscriber;
 } ngx_http_sa_metrics_slot_t;
 
 
 typedef struct {
-    ngx_atomic_t                 subscribers;
+    ngx_atomic_t                 unused;      /* was a shared counter */
     ngx_http_sa_metrics_slot_t   slots[NGX_HTTP_SA_METRICS_SLOTS];
 } ngx_http_sa_metrics_sh_t;
 
@@ -146,11 +154,32 @@ ngx_http_sa_metrics_latency(ngx_msec_t usec)
 
 
 void
-ngx_http_sa_metrics_subscribed(ngx_int_t delta)
+ngx_http_sa_metrics_init_process(void)
 {
-    if (ngx_http_sa_metrics_sh) {
-        (void) ngx_atomic_fetch_add(&ngx_http_sa_metrics_sh->subscribers,
-                                    delta);
+    ngx_http_sa_metrics_slot_t  *slot = ngx_http_sa_metrics_slot();
+
+    /* whoever had this worker number before is gone, or going */
+    if (slot) {
+        slot->subscriber = 0;
+    }
+}
+
+
+void
+ngx_http_sa_metrics_subscribed(ngx_uint_t up)
+{
+    ngx_http_sa_metrics_slot_t  *slot = ngx_http_sa_metrics_slot();
+
+    if (slot == NULL) {
+        return;
+    }
+
+    if (up) {
+        slot->subscriber = (ngx_atomic_uint_t) ngx_pid;
+
+    } else {
+        (void) ngx_atomic_cmp_set(&slot->subscriber,
+                                  (ngx_atomic_uint_t) ngx_pid, 0);
     }
 }
 
@@ -174,6 +203,22 @@ ngx_http_sa_metrics_usec(void)
 
 
 /* "sa_metrics;": the sums of every worker's slot, Prometheus text 0.0.4 */
+
+/* the slots whose worker's subscriber is up */
+static ngx_uint_t
+ngx_http_sa_metrics_subscribers(void)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_SA_METRICS_SLOTS; i++) {
+        n += (ngx_http_sa_metrics_sh->slots[i].subscriber != 0);
+    }
+
+    return n;
+}
+
 
 #define NGX_HTTP_SA_METRIC(help, type, name)                                  \
     "# HELP " name " " help "\n# TYPE " name " " type "\n"
@@ -256,8 +301,8 @@ ngx_http_sa_metrics_text(u_char *p, ngx_atomic_uint_t *req,
     p = ngx_sprintf(p,
             NGX_HTTP_SA_METRIC("Workers subscribed to invalidations.",
                                "gauge", "sa_subscribers_up")
-            "sa_subscribers_up %uA\n",
-            ngx_http_sa_metrics_sh->subscribers);
+            "sa_subscribers_up %ui\n",
+            ngx_http_sa_metrics_subscribers());
 
     return p;
 }

@@ -37,8 +37,12 @@ void ngx_http_sa_metrics_request(ngx_uint_t status);
 void ngx_http_sa_metrics_count(ngx_http_sa_counter_e counter);
 void ngx_http_sa_metrics_latency(ngx_msec_t usec);
 
-/* a worker's subscriber came up (1) or went down (0) */
-void ngx_http_sa_metrics_subscribed(ngx_int_t delta);
+/*
+ * A worker's subscriber came up (1) or went down (0), counted per worker
+ * slot; a new worker clears its slot, so one killed is no longer counted.
+ */
+void ngx_http_sa_metrics_init_process(void);
+void ngx_http_sa_metrics_subscribed(ngx_uint_t up);
 
 /* the cache's entry count, for the sa_cache_entries gauge */
 void ngx_http_sa_metrics_entries(ngx_atomic_t *entries);

@@ -709,6 +709,8 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_sa_metrics_init_process();
+
     if (ngx_http_sa_handler_init_process(cycle, smcf) != NGX_OK) {
         return NGX_ERROR;
     }

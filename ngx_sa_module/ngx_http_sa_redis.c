@@ -929,7 +929,7 @@ ngx_http_sa_redis_sub_lost(ngx_http_sa_redis_t *rd)
 
     if (rd->subscribed_up) {
         rd->subscribed_up = 0;
-        ngx_http_sa_metrics_subscribed(-1);
+        ngx_http_sa_metrics_subscribed(0);
     }
 
     ngx_http_sa_sub_conf.on_state(0);
