@@ -16,8 +16,29 @@
 /* one bucket per this many bytes of zone: about 8 entries a bucket, full */
 #define NGX_HTTP_SA_BUCKET_BYTES 2048
 
+#define NGX_HTTP_SA_VERSION_WAYS 8        /* slots of a set of versions */
+#define NGX_HTTP_SA_VERSIONS     16384    /* versions= by default */
+
 
 typedef struct ngx_http_sa_cache_node_s  ngx_http_sa_cache_node_t;
+
+
+/*
+ * The version memory: token id -> the highest record version known, apart
+ * from the entries, which any well-formed token can push out.  Only two
+ * things write it: a record that verified with a key of sa_verify_key (so
+ * a record sa-admin signed), and an invalidation message that names a
+ * version (a Redis client allowed to PUBLISH).  A lookup of an unknown
+ * token, a negative entry or an eviction never does.  Versions 1 and below
+ * are not kept: a token's first record has no older one to replay.  A set
+ * is chosen by SipHash under the zone's key; when its slots are all taken,
+ * the slot raised longest ago makes room (logged).
+ */
+typedef struct {
+    u_char                       id[SA_TOKEN_ID_LEN];
+    uint64_t                     version;     /* 0: a free slot */
+    uint64_t                     seq;         /* when last raised */
+} ngx_http_sa_version_t;
 
 
 /*
@@ -29,6 +50,10 @@ typedef struct ngx_http_sa_cache_sh_s {
     ngx_http_sa_cache_node_t   **buckets;
     ngx_uint_t                   mask;        /* buckets - 1, a power of 2 */
     ngx_queue_t                  queue;       /* LRU: most recent first */
+
+    ngx_http_sa_version_t       *versions;    /* nsets * WAYS slots */
+    ngx_uint_t                   nsets;
+    uint64_t                     vseq;        /* versions raised so far */
 
     /* written under the mutex, read without it */
     ngx_atomic_t                 entries;     /* for sa_cache_entries */
@@ -165,15 +190,113 @@ ngx_http_sa_id_set(ngx_http_sa_id_node_t *n, u_char *id)
  * well-formed token, and an unkeyed hash would let them build one long
  * chain that every worker walks under the zone's lock.
  */
-static ngx_http_sa_cache_node_t **
-ngx_http_sa_cache_bucket(ngx_http_sa_cache_t *cache, u_char *id)
+static uint64_t
+ngx_http_sa_cache_hash(ngx_http_sa_cache_t *cache, u_char *id)
 {
     uint64_t  h;
 
     (void) crypto_shorthash((u_char *) &h, id, SA_TOKEN_ID_LEN,
                             cache->sh->bucket_key);
 
-    return &cache->sh->buckets[h & cache->sh->mask];
+    return h;
+}
+
+
+static ngx_http_sa_cache_node_t **
+ngx_http_sa_cache_bucket(ngx_http_sa_cache_t *cache, u_char *id)
+{
+    return &cache->sh->buckets[ngx_http_sa_cache_hash(cache, id)
+                               & cache->sh->mask];
+}
+
+
+static ngx_http_sa_version_t *
+ngx_http_sa_cache_version_set(ngx_http_sa_cache_t *cache, u_char *id)
+{
+    return &cache->sh->versions[((ngx_http_sa_cache_hash(cache, id) >> 32)
+                                 % cache->sh->nsets)
+                                * NGX_HTTP_SA_VERSION_WAYS];
+}
+
+
+/* the highest version known of this token, 0 for none; under the mutex */
+static uint64_t
+ngx_http_sa_cache_known(ngx_http_sa_cache_t *cache, u_char *id)
+{
+    ngx_uint_t              i;
+    ngx_http_sa_version_t  *set;
+
+    set = ngx_http_sa_cache_version_set(cache, id);
+
+    for (i = 0; i < NGX_HTTP_SA_VERSION_WAYS; i++) {
+        if (set[i].version && ngx_http_sa_id_equal(set[i].id, id)) {
+            return set[i].version;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Raises what is known of a token to version, never lowers it; under the
+ * mutex.  A slot is reused in an order that leaves it harmless if the
+ * worker dies half-way: version 0 (free) first, the id, then the version.
+ */
+static void
+ngx_http_sa_cache_remember(ngx_http_sa_cache_t *cache, u_char *id,
+    uint64_t version)
+{
+    ngx_uint_t              i;
+    ngx_http_sa_version_t  *set, *slot;
+
+    if (version <= 1) {
+        return;
+    }
+
+    set = ngx_http_sa_cache_version_set(cache, id);
+    slot = NULL;
+
+    for (i = 0; i < NGX_HTTP_SA_VERSION_WAYS; i++) {
+
+        if (set[i].version == 0) {
+            if (slot == NULL || slot->version != 0) {
+                slot = &set[i];
+            }
+            continue;
+        }
+
+        if (ngx_http_sa_id_equal(set[i].id, id)) {
+            if (set[i].version < version) {
+                set[i].version = version;
+                set[i].seq = ++cache->sh->vseq;
+            }
+            return;
+        }
+
+        if (slot == NULL || (slot->version != 0 && set[i].seq < slot->seq)) {
+            slot = &set[i];
+        }
+    }
+
+    if (slot->version != 0) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "sa: cache zone \"%V\": version memory full, "
+                      "version %uL of token \"%*s\" forgotten",
+                      &cache->shm_zone->shm.name, slot->version,
+                      (size_t) SA_TOKEN_ID_LEN, slot->id);
+        slot->version = 0;
+        ngx_memory_barrier();
+    }
+
+    ngx_memcpy(slot->id, id, SA_TOKEN_ID_LEN);
+    slot->seq = ++cache->sh->vseq;
+    ngx_memory_barrier();
+    slot->version = version;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "sa: version %uL of token \"%*s\" remembered", version,
+                   (size_t) SA_TOKEN_ID_LEN, id);
 }
 
 
@@ -393,6 +516,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
 {
     size_t                     size, packed;
     uint32_t                   used;
+    uint64_t                   known;
     ngx_int_t                  rc;
     ngx_uint_t                 keep;
     ngx_http_sa_cache_node_t  *cn, *old, **bucket;
@@ -410,11 +534,23 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
 
     old = ngx_http_sa_cache_find(cache, id);
 
-    if (old != NULL) {
-        if (rec != NULL && rec->version < old->version) {
+    if (rec != NULL) {
+        known = ngx_http_sa_cache_known(cache, id);
+
+        if (old != NULL && old->version > known) {
+            known = old->version;
+        }
+
+        if (rec->version < known) {
             rc = NGX_DECLINED;
             goto done;
         }
+
+        /* a record signed with our keys: a version that really exists */
+        ngx_http_sa_cache_remember(cache, id, rec->version);
+    }
+
+    if (old != NULL) {
 
         /* a token that vanished after we saw it: keep its version */
         if (rec == NULL && old->version) {
@@ -468,13 +604,16 @@ done:
 
 
 void
-ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id)
+ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id,
+    uint64_t version)
 {
     ngx_http_sa_cache_node_t  *cn;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
     *ngx_http_sa_cache_stamp(cache, id) = ++cache->sh->epoch;
+
+    ngx_http_sa_cache_remember(cache, id, version);
 
     cn = ngx_http_sa_cache_find(cache, id);
     if (cn != NULL) {
@@ -577,6 +716,15 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     cache->sh->mask = n - 1;
 
+    cache->sh->nsets = cache->versions / NGX_HTTP_SA_VERSION_WAYS;
+    cache->sh->versions = ngx_slab_calloc(cache->shpool,
+                                          cache->sh->nsets
+                                          * NGX_HTTP_SA_VERSION_WAYS
+                                          * sizeof(ngx_http_sa_version_t));
+    if (cache->sh->versions == NULL) {
+        return NGX_ERROR;
+    }
+
     randombytes_buf(cache->sh->bucket_key, sizeof(cache->sh->bucket_key));
     randombytes_buf(cache->sh->mac_key, sizeof(cache->sh->mac_key));
     ngx_queue_init(&cache->sh->queue);
@@ -622,6 +770,7 @@ ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
     ngx_str_t *value, ngx_uint_t n, void *tag)
 {
     u_char      *p;
+    size_t       vsize;
     ssize_t      size;
     ngx_str_t    name, s;
     ngx_uint_t   i;
@@ -632,8 +781,20 @@ ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
     cache->negative_ttl = 1000;
     cache->stale = 0;
     cache->heartbeat = 1000;
+    cache->versions = NGX_HTTP_SA_VERSIONS;
 
     for (i = 0; i < n; i++) {
+
+        if (ngx_strncmp(value[i].data, "versions=", 9) == 0) {
+            cache->versions = ngx_atoi(value[i].data + 9, value[i].len - 9);
+            if (cache->versions == (ngx_uint_t) NGX_ERROR
+                || cache->versions < NGX_HTTP_SA_VERSION_WAYS
+                || cache->versions > 16 * 1024 * 1024)
+            {
+                goto invalid;
+            }
+            continue;
+        }
 
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
             name.data = value[i].data + 5;
@@ -708,7 +869,18 @@ ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
         return NGX_CONF_ERROR;
     }
 
-    cache->shm_zone = ngx_shared_memory_add(cf, &name, size, tag);
+    /*
+     * The version memory comes on top of the zone's size, so that entries
+     * keep the room they were given: its slots, and their slab pages'
+     * descriptors, rounded up to whole sets and pages.
+     */
+    cache->versions = ngx_align(cache->versions, NGX_HTTP_SA_VERSION_WAYS);
+    vsize = cache->versions * sizeof(ngx_http_sa_version_t);
+    vsize = ngx_align(vsize, ngx_pagesize)
+            + (vsize / ngx_pagesize + 1) * sizeof(ngx_slab_page_t)
+            + ngx_pagesize;
+
+    cache->shm_zone = ngx_shared_memory_add(cf, &name, size + vsize, tag);
     if (cache->shm_zone == NULL) {
         return NGX_CONF_ERROR;
     }

@@ -1,9 +1,11 @@
 /*
  * The shared-memory cache of verified token records: a slab zone with a
  * hash table of token ids (one bucket per 2 KiB of zone) and an LRU queue,
- * the queue as ngx_http_limit_req_module keeps its states.  An entry remembers the highest record version seen for
- * its token even after it has been invalidated, so that an older record
- * replayed into Redis is refused.
+ * the queue as ngx_http_limit_req_module keeps its states.  Beside the
+ * entries, and on top of the zone's size, a bounded version memory (token
+ * id -> highest record version known, "versions=N" slots) that only signed
+ * records and versioned invalidations write, so that an older record
+ * replayed into Redis is refused however many other tokens come by.
  */
 
 #ifndef NGX_HTTP_SA_CACHE_H
@@ -62,6 +64,7 @@ typedef struct {
     ngx_msec_t           negative_ttl;
     ngx_msec_t           stale;
     ngx_msec_t           heartbeat;
+    ngx_uint_t           versions;      /* slots of the version memory */
 } ngx_http_sa_cache_t;
 
 
@@ -128,8 +131,13 @@ ngx_uint_t ngx_http_sa_cache_changed(ngx_http_sa_cache_t *cache, u_char *id,
 ngx_int_t ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     sa_token_record_t *rec, ngx_atomic_uint_t epoch, ngx_log_t *log);
 
-/* the token changed: never serve the entry again, keep its version */
-void ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id);
+/*
+ * The token changed: never serve the entry again.  version, when the
+ * message named one (0 if not), is remembered: an older record of the
+ * token is refused from now on, though no worker ever read the new one.
+ */
+void ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id,
+    uint64_t version);
 
 /* the zone's entry count is what the sa_cache_entries gauge shows */
 void ngx_http_sa_cache_count_entries(ngx_http_sa_cache_t *cache);

@@ -736,11 +736,16 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
 }
 
 
-/* a message on <prefix>invalidate: token ids, space-separated */
+/*
+ * A message on <prefix>invalidate: space-separated items, each a token id,
+ * or <id>:<version> with the version the token's record has now (sa-admin
+ * since 0.4).  A version that does not read as one still invalidates.
+ */
 static void
 ngx_http_sa_invalidated(u_char *data, size_t len)
 {
-    u_char               *p, *end, *id;
+    u_char               *p, *end, *id, *v;
+    uint64_t              version, digit;
     ngx_http_sa_cache_t  *cache;
 
     cache = ngx_http_sa_cycle_main_conf((ngx_cycle_t *) ngx_cycle)->cache;
@@ -752,9 +757,32 @@ ngx_http_sa_invalidated(u_char *data, size_t len)
             p++;
         }
 
-        if (p - id == SA_TOKEN_ID_LEN) {
-            ngx_http_sa_cache_invalidate(cache, id);
+        if (p - id < SA_TOKEN_ID_LEN
+            || (p - id > SA_TOKEN_ID_LEN && id[SA_TOKEN_ID_LEN] != ':'))
+        {
+            continue;
         }
+
+        version = 0;
+
+        for (v = id + SA_TOKEN_ID_LEN + 1; v < p; v++) {
+            digit = (uint64_t) (*v - '0');
+
+            if (*v < '0' || *v > '9'
+                || version > (UINT64_MAX - digit) / 10)
+            {
+                version = 0;
+                break;
+            }
+
+            version = version * 10 + digit;
+        }
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "sa: invalidation of token \"%*s\", version %uL",
+                       (size_t) SA_TOKEN_ID_LEN, id, version);
+
+        ngx_http_sa_cache_invalidate(cache, id, version);
     }
 }
 

@@ -103,8 +103,21 @@ local function audit(action, target, team)
                'target', target, 'team', team)
 end
 
+-- Publishes the changed token ids, each as <id>:<version> with the version
+-- its record has now (schema/README.md): gateways then refuse any older
+-- record of it, even one they never read.  An id whose record is gone or
+-- unreadable goes alone, as before versions were carried.
 local function invalidate(ids)
-    redis.call('PUBLISH', P .. SA_KEY_INVALIDATE, table.concat(ids, ' '))
+    local items = {}
+    for i, id in ipairs(ids) do
+        local v = version_of(P .. SA_KEY_TOKEN .. id)
+        if v and v ~= -1 then
+            items[i] = id .. ':' .. v
+        else
+            items[i] = id
+        end
+    end
+    redis.call('PUBLISH', P .. SA_KEY_INVALIDATE, table.concat(items, ' '))
 end
 
 

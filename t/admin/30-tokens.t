@@ -141,7 +141,8 @@ my $line; $line = <$sub> for 1 .. 6;
 as('tim', 'token', 'scope', $noscope->{id}, '--scope', 'x:y');
 $line = <$sub> for 1 .. 7;
 chomp $line; $line =~ s/\r//;
-is($line, $noscope->{id}, 'the change is published on sa:invalidate');
+my ($nv) = record($noscope->{id}) =~ /"version":(\d+)/;
+is($line, "$noscope->{id}:$nv", 'the change is published on sa:invalidate, with the new version');
 
 # bulk
 $r = as('tim', qw(token issue platform/ci --scope a:b --count 2500));

@@ -321,6 +321,58 @@ sub issue_token {
     return $token;
 }
 
+# forged_token() -> a random well-formed token (its check digits right),
+# of no record: what an unauthenticated flood sends.
+my @CRC = map { my $c = $_; $c = $c & 1 ? 0xEDB88320 ^ ($c >> 1) : $c >> 1 for 1 .. 8; $c } 0 .. 255;
+my @B62 = ('0' .. '9', 'A' .. 'Z', 'a' .. 'z');
+sub forged_token {
+    my $head = 'sat_' . join('', map { $B62[rand 62] } 1 .. 16) . '_'
+             . join('', map { $B62[rand 62] } 1 .. 43);
+    my $crc = 0xFFFFFFFF;
+    $crc = $CRC[($crc ^ ord) & 0xFF] ^ ($crc >> 8) for split //, $head;
+    $crc ^= 0xFFFFFFFF;
+    my $check = '';
+    for (1 .. 6) { $check = $B62[$crc % 62] . $check; $crc = int($crc / 62) }
+    return $head . $check;
+}
+
+# flood($port, $n, $path) -> how many of $n requests, each with a new
+# forged token, were answered; pipelined, 200 a connection, two at a time.
+sub flood {
+    my ($port, $n, $path) = @_;
+    $path //= '/index.html';
+    my ($answered, @kids) = (0);
+    for my $share (int($n / 2), $n - int($n / 2)) {
+        pipe(my $r, my $w) or die "pipe: $!";
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $r;
+            srand($$ ^ int(Time::HiRes::time() * 1000));
+            my $got = 0;
+            for (my $left = $share; $left > 0; $left -= 200) {
+                my $k = $left < 200 ? $left : 200;
+                my $req = join '', map {
+                    "GET $path HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                    . forged_token() . "\r\n" . ($_ == $k ? "Connection: close\r\n" : '')
+                    . "\r\n" } 1 .. $k;
+                $got += () = raw_http($port, $req, timeout => 20) =~ m{^HTTP/1\.1 \d+}mg;
+            }
+            print $w "$got\n";
+            close $w;
+            POSIX::_exit(0);
+        }
+        close $w;
+        push @kids, [$pid, $r];
+    }
+    for (@kids) {
+        my ($pid, $r) = @$_;
+        my $got = <$r>;
+        $answered += $got // 0;
+        waitpid $pid, 0;
+    }
+    return $answered;
+}
+
 # ---------------------------------------------------------------- skipping
 
 # Skips the test file when a build product is missing (developer
