@@ -68,10 +68,14 @@ conf_fails($base . 'sa_redis_prefix ' . ('p' x 101) . ';' . server('sa_auth api;
 ok($ok, 'a prefix of 100 bytes passes') or diag $out;
 conf_fails($base . 'sa_cache zone=sa:1m heartbeat=0;' . server('sa_auth api;'),
            qr/invalid parameter "heartbeat=0"/, 'heartbeat 0');
+conf_fails($base . 'sa_cache zone=sa:1m versions=4;' . server('sa_auth api;'),
+           qr/invalid parameter "versions=4"/, 'a version memory below one set of 8');
+conf_fails($base . 'sa_cache zone=sa:1m versions=lots;' . server('sa_auth api;'),
+           qr/invalid parameter "versions=lots"/, 'versions not a number');
 conf_fails($base . 'sa_cache zone=sa:1m heartbeat=soon;' . server('sa_auth api;'),
            qr/invalid time "heartbeat=soon"/, 'heartbeat not a time');
 ($ok, $out) = SaTest::Nginx->test_config(http => $base
-    . 'sa_cache zone=sa:1m ttl=5m negative_ttl=2s stale=10s heartbeat=250ms;'
+    . 'sa_cache zone=sa:1m ttl=5m negative_ttl=2s stale=10s heartbeat=250ms versions=100000;'
     . server('sa_auth api;'));
 ok($ok, 'sa_cache with every parameter') or diag $out;
 
