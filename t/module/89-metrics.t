@@ -121,6 +121,8 @@ waitpid $_, 0 for @kids;
 cmp_ok($slowest, '<', 0.5, sprintf('scrapes under load answered within %.3f s', $slowest));
 
 # a killed worker's subscriber is no longer counted; its successor is
+# (the master logs each kill)
+SaTest::expect_log(qr/worker process \d+ exited on signal 9/);
 my $most = 0;
 for my $n (1 .. 6) {
     my @w = $nginx->worker_pids;
