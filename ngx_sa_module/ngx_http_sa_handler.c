@@ -189,6 +189,42 @@ ngx_http_sa_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The access phase's last handler: ngx_http_sa_init() puts it first in the
+ * phase's array, which the phase runs from the end.  Under "satisfy any" a
+ * checker that grants access ends the phase, so when this one runs none
+ * did; a verdict that Redis' failure left open (ngx_http_sa_respond()
+ * declined) is answered 503 here.
+ */
+ngx_int_t
+ngx_http_sa_access_last(ngx_http_request_t *r)
+{
+    ngx_http_sa_ctx_t         *ctx;
+    ngx_http_sa_loc_conf_t    *slcf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (slcf->realm.len == 0 || clcf->satisfy != NGX_HTTP_SATISFY_ANY) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_sa_get_ctx(r);
+
+    if (ctx == NULL || ctx->rc != NGX_HTTP_SERVICE_UNAVAILABLE
+        || ctx->judged != slcf)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "sa: satisfy any, nothing granted, Redis unavailable");
+
+    return ngx_http_sa_respond_unavailable(r, ctx);
+}
+
+
 /* the main request's credential: parsed, then the cache or a GET */
 static void
 ngx_http_sa_start_main(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)

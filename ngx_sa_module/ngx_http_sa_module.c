@@ -629,7 +629,7 @@ ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_sa_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt        *h;
+    ngx_http_handler_pt        *h, *first;
     ngx_http_sa_main_conf_t    *smcf;
     ngx_http_core_main_conf_t  *cmcf;
 
@@ -661,6 +661,16 @@ ngx_http_sa_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_sa_handler;
+
+    /* and at the start of the array, so that it runs after every checker */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    first = cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers.elts;
+    ngx_memmove(first + 1, first, (h - first) * sizeof(ngx_http_handler_pt));
+    *first = ngx_http_sa_access_last;
 
     /* subrequests skip the access phase: they are judged here */
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);

@@ -153,11 +153,14 @@ ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_sa_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_subrequest_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_sa_access_last(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf);
 void ngx_http_sa_handler_exit_process(void);
 ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_loc_conf_t *slcf);
+ngx_int_t ngx_http_sa_respond_unavailable(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx);
 ngx_int_t ngx_http_sa_add_variables(ngx_conf_t *cf);
 
 #endif /* NGX_HTTP_SA_MODULE_H */

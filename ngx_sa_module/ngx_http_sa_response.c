@@ -191,6 +191,8 @@ ngx_int_t
 ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_loc_conf_t *slcf)
 {
+    ngx_http_core_loc_conf_t  *clcf;
+
     if (slcf->hide_credentials && ctx->bearer
         && ngx_http_sa_hide_credentials(r) != NGX_OK)
     {
@@ -210,17 +212,39 @@ ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         return ctx->rc;
 
     case NGX_HTTP_SERVICE_UNAVAILABLE:
-        /* once, even when an error_page redirect comes back here */
-        if (!ctx->retry_after) {
-            if (ngx_http_sa_retry_after(r) != NGX_OK) {
-                return NGX_ERROR;
-            }
-            ctx->retry_after = 1;
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        /*
+         * Under "satisfy any" Redis' failure refuses nothing: a later
+         * checker (allow) may still grant access, as it would to a request
+         * without a token.  503 would end the phase at once; so this
+         * handler declines, and ngx_http_sa_access_last() answers 503 when
+         * no checker granted.  Subrequests skip "satisfy".
+         */
+        if (r == r->main && clcf->satisfy == NGX_HTTP_SATISFY_ANY) {
+            return NGX_DECLINED;
         }
-        return ctx->rc;
+
+        return ngx_http_sa_respond_unavailable(r, ctx);
     }
 
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/* 503 with Retry-After */
+ngx_int_t
+ngx_http_sa_respond_unavailable(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
+{
+    /* once, even when an error_page redirect comes back here */
+    if (!ctx->retry_after) {
+        if (ngx_http_sa_retry_after(r) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        ctx->retry_after = 1;
+    }
+
+    return NGX_HTTP_SERVICE_UNAVAILABLE;
 }
 
 
