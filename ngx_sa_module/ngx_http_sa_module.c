@@ -633,6 +633,8 @@ ngx_http_sa_init(ngx_conf_t *cf)
     ngx_http_sa_main_conf_t    *smcf;
     ngx_http_core_main_conf_t  *cmcf;
 
+    static ngx_str_t  auth_var = ngx_string("http_authorization");
+
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sa_module);
 
     if ((smcf->used || smcf->metrics)
@@ -650,6 +652,12 @@ ngx_http_sa_init(ngx_conf_t *cf)
                       "\"sa_auth\" requires \"sa_redis\" (or "
                       "\"sa_redis_sentinel\") and "
                       "\"sa_verify_key\" in the http block");
+        return NGX_ERROR;
+    }
+
+    /* its cached value is dropped when the header is hidden */
+    smcf->authorization_variable = ngx_http_get_variable_index(cf, &auth_var);
+    if (smcf->authorization_variable == NGX_ERROR) {
         return NGX_ERROR;
     }
 

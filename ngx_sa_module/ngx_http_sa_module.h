@@ -45,6 +45,7 @@ typedef struct {
     ngx_flag_t                 used;          /* some sa_auth is not off */
     ngx_flag_t                 metrics;       /* some sa_metrics */
     ngx_http_sa_cache_t       *cache;
+    ngx_int_t                  authorization_variable;   /* its index */
 } ngx_http_sa_main_conf_t;
 
 

@@ -127,6 +127,10 @@ ngx_http_sa_retry_after(ngx_http_request_t *r)
  * where they are.  Every upstream module (proxy, fastcgi, uwsgi, scgi,
  * grpc) and $http_* walk the new list.
  */
+static void ngx_http_sa_forget_variables(ngx_http_request_t *r,
+    ngx_table_elt_t *auth);
+
+
 static ngx_int_t
 ngx_http_sa_hide_credentials(ngx_http_request_t *r)
 {
@@ -174,10 +178,60 @@ ngx_http_sa_hide_credentials(ngx_http_request_t *r)
 
     r->headers_in.authorization = NULL;
 
+    ngx_http_sa_forget_variables(r, auth);
+
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "sa: Authorization hidden from the upstream");
 
     return NGX_OK;
+}
+
+
+/*
+ * nginx caches a variable's value in r->variables on first use, and a
+ * limit_req key, a map used in "if", or "if" itself read $http_authorization
+ * before the access phase: that copy would still give the token to
+ * "proxy_set_header Authorization $http_authorization" or an access log.
+ * Every cached value that is a view of the hidden header (that one, or any
+ * other variable pointing into its bytes) is marked unread, so that the next
+ * read finds the new header list.  A copy ("set $t $http_authorization;"
+ * before the access phase) is the configuration's own and keeps the token.
+ */
+static void
+ngx_http_sa_forget_variables(ngx_http_request_t *r, ngx_table_elt_t *auth)
+{
+    u_char                     *start, *end;
+    ngx_uint_t                  i;
+    ngx_http_variable_value_t  *v;
+    ngx_http_sa_main_conf_t    *smcf;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
+
+    if (r->variables == NULL) {
+        return;
+    }
+
+    v = r->variables;
+    start = auth->value.data;
+    end = start + auth->value.len;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+
+        if ((ngx_int_t) i == smcf->authorization_variable
+            || (v[i].valid && v[i].len && v[i].data >= start
+                && v[i].data < end))
+        {
+            if (v[i].valid || v[i].not_found) {
+                ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                               "sa: cached variable #%ui read again", i);
+            }
+
+            v[i].valid = 0;
+            v[i].not_found = 0;
+        }
+    }
 }
 
 

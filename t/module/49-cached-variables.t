@@ -1,0 +1,76 @@
+# The token in a variable read before the access phase (issue 21, item 2).
+#
+# nginx caches a variable's value in r->variables on first use.  limit_req
+# (preaccess), a map used in "if", and "if" itself (rewrite) read
+# $http_authorization before sa_auth hides the header; before the fix that
+# cached copy still gave the whole token to
+# "proxy_set_header Authorization $http_authorization" and to an access log
+# with $http_authorization.  Now hiding the header marks every cached view
+# of it unread: the upstream gets no Authorization, the log "-".  Without an
+# earlier read the header was hidden already (checked too).  A "set" copy
+# is the configuration's own (documented; not tested as a promise).
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use SaTest;
+
+SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
+
+my $redis = SaTest::Redis->start;
+my $up = SaTest::Recorder->start;
+sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
+
+is(as(qw(team create platform --owner alice))->{code}, 0, 'team create');
+is(as(qw(account create platform ci --app api))->{code}, 0, 'account create');
+my $tok = SaTest::issue_token($redis, 'platform/ci', 'stacks:read');
+my $secret = substr($tok, 21, 20);
+
+my $port = $up->port;
+my $pass = "proxy_pass http://127.0.0.1:$port; proxy_set_header Authorization \$http_authorization;"
+         . " proxy_set_header X-Seen \$http_authorization;";
+
+my $nginx = SaTest::Nginx->start(redis => $redis, http => <<"CONF");
+    limit_req_zone \$http_authorization zone=pertoken:1m rate=1000r/s;
+    map \$http_authorization \$has_auth { default 0; "~." 1; }
+    log_format au '\$uri|\$http_authorization|\$sa_status';
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        access_log %%DIR%%/au.log au;
+
+        location /lr/    { limit_req zone=pertoken burst=100; sa_auth api; $pass }
+        location /map/   { if (\$has_auth) { set \$x 1; } sa_auth api; $pass }
+        location /if/    { if (\$http_authorization ~ Bearer) { set \$x 1; } sa_auth api; $pass }
+        location /plain/ { sa_auth api; $pass }
+        location /any/   { satisfy any; allow 127.0.0.1; deny all;
+                           limit_req zone=pertoken burst=100; sa_auth api; sa_scope admin:write; $pass }
+    }
+CONF
+
+sub upstream_got {
+    my ($path, $what) = @_;
+    my $n = $up->count;
+    my $res = $nginx->get($path, Authorization => "Bearer $tok");
+    is($res->{status}, 200, "$what: 200");
+    SaTest::wait_until(3, sub { $up->count > $n });
+    my ($got) = $up->request($n + 1);
+    ok(defined $got, "$what: the upstream got the request") or return;
+    unlike($got, qr/^Authorization:/mi, "$what: no Authorization upstream");
+    unlike($got, qr/^X-Seen:/mi, "$what: \$http_authorization empty upstream");
+    unlike($got, qr/\Q$secret\E/, "$what: no byte of the secret upstream");
+}
+
+upstream_got('/lr/x', 'limit_req keyed on $http_authorization');
+upstream_got('/map/x', 'a map of $http_authorization in if');
+upstream_got('/if/x', 'if ($http_authorization ~ ...)');
+upstream_got('/plain/x', 'no earlier read');
+upstream_got('/any/x', 'satisfy any, refused token let in by allow, limit_req on it');
+
+my $log = SaTest::wait_until(3, sub {
+    my $l = SaTest::slurp($nginx->dir . '/au.log');
+    ($l =~ tr/\n//) >= 5 ? $l : 0 });
+unlike($log, qr/\Q$secret\E/, 'the access log ($http_authorization) has no byte of the secret');
+like($log, qr{^/lr/x\|-\|ok$}m, 'the access log: "-" for $http_authorization after limit_req read it');
+
+unlike($nginx->error_log, qr/\[(alert|crit|emerg)\]|signal \d+/, 'no alert, no crash');
+done_testing;
