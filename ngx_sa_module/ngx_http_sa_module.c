@@ -34,6 +34,8 @@ static char *ngx_http_sa_verify_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sa_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_sa_application(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_sa_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_sa_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -102,7 +104,7 @@ static ngx_command_t  ngx_http_sa_commands[] = {
     { ngx_string("sa_application"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LMT_CONF
                         |NGX_CONF_TAKE1,
-      ngx_http_set_complex_value_slot,
+      ngx_http_sa_application,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_sa_loc_conf_t, application),
       NULL },
@@ -571,6 +573,69 @@ ngx_http_sa_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     smcf->metrics = 1;
 
     return ngx_http_sa_metrics_directive(cf, cmd, conf);
+}
+
+
+/*
+ * "sa_application $http_x_app;" lets the client choose which grant is
+ * checked: "nginx -t" warns about variables the client sets directly
+ * ($http_*, $arg_*, $cookie_*).  A map of them is not seen.
+ */
+static char *
+ngx_http_sa_application(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char        *rv;
+    u_char      *p, *end, *name;
+    ngx_str_t   *value, var;
+    ngx_uint_t   i;
+
+    static ngx_str_t  client[] = {
+        ngx_string("http_"), ngx_string("arg_"), ngx_string("cookie_")
+    };
+
+    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    value = cf->args->elts;
+    end = value[1].data + value[1].len;
+
+    for (p = value[1].data; p < end; p++) {
+        if (*p != '$') {
+            continue;
+        }
+
+        name = (p + 1 < end && p[1] == '{') ? p + 2 : p + 1;
+
+        for (p = name; p < end; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '_'))
+            {
+                break;
+            }
+        }
+
+        var.data = name;
+        var.len = p - name;
+        p--;
+
+        for (i = 0; i < sizeof(client) / sizeof(ngx_str_t); i++) {
+            if (var.len > client[i].len
+                && ngx_strncasecmp(var.data, client[i].data, client[i].len)
+                   == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                                   "sa_application \"%V\" uses \"$%V\", "
+                                   "which the client sets: a client may "
+                                   "choose the application checked",
+                                   &value[1], &var);
+                break;
+            }
+        }
+    }
+
+    return NGX_CONF_OK;
 }
 
 

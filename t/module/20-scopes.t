@@ -57,7 +57,7 @@ my $nginx = SaTest::Nginx->start(redis => $redis, http => <<CONF);
             limit_except GET { sa_scope stacks:write; }
         }
         location ~ ^/apps/([a-z]+)/ { sa_application \$1; $pass }
-        location /empty/ { sa_application \$arg_app; $pass }
+        location /empty/ { set \$app ""; sa_application \$app; $pass }
         location /both-fail/ { sa_application payroll; sa_scope logs:read; $pass }
         location /public/ { sa_auth off; $pass }
         location /lan/ {

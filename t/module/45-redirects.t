@@ -20,8 +20,9 @@
 #    $sa_account_email, $sa_team and $sa_scopes are set only when $sa_status
 #    is ok; $sa_token_id is set for any well-formed token. "Authorization:
 #    Basic" is not ours and goes upstream unchanged.
-# 4. sa_application $arg_app with an account granted '*': an empty value is
-#    refused (forbidden_application), ?app=x is granted.
+# 4. sa_application from a variable (a map of the URI) with an account
+#    granted '*': an empty value is refused (forbidden_application), x is
+#    granted.
 #
 # Without sa_cache every verification is exactly one Redis GET; the GETs are
 # counted from INFO commandstats around each request.
@@ -30,6 +31,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use SaTest;
+use File::Path ();
 
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
@@ -76,6 +78,8 @@ my %files = (
     'ar/x'                => "behind auth_request\n",
     'mr/x'                => "mirrored\n",
     'app/x'               => "app\n",
+    'app/with-/x'         => "app\n",
+    'app/with-x/x'        => "app\n",
 );
 
 my $rec = "proxy_pass http://127.0.0.1:$port; proxy_set_header X-SA-Account \$sa_account;";
@@ -83,6 +87,7 @@ my $any = 'satisfy any; allow 127.0.0.1; deny all;';
 my $auth = 'sa_auth api; sa_scope stacks:read;';
 
 my $nginx = SaTest::Nginx->start(redis => $redis, http => <<"CONF");
+    map \$uri \$app_of_uri { ~^/app/with-(?<a>[a-z]*)/ \$a; default ""; }
     log_format sa '\$http_x_case|\$status|\$sa_status|\$sa_token_id|\$sa_account|\$sa_account_name|\$sa_account_email|\$sa_team|\$sa_scopes';
     server {
         listen unix:%%DIR%%/backend.sock;
@@ -136,14 +141,14 @@ my $nginx = SaTest::Nginx->start(redis => $redis, http => <<"CONF");
         location \@any_named { $any $auth $rec }
 
         # 4. an application from a variable
-        location /app/      { sa_auth api; sa_application \$arg_app; }
+        location /app/      { sa_auth api; sa_application \$app_of_uri; }
     }
 CONF
 
 $html = $nginx->dir . '/html';
 for my $f (sort keys %files) {
     (my $d = "$html/$f") =~ s{/[^/]+$}{};
-    mkdir $d unless -d $d;
+    File::Path::make_path($d);
     SaTest::write_file("$html/$f", $files{$f});
 }
 
@@ -427,19 +432,19 @@ is(join('|', @$l{qw(account name email team scopes)}), '-|-|-|-|-',
 # =================================================================== 4.
 
 $res = req('app_empty', '/app/x', bearer('wild'));
-is($res->{status}, 403, "sa_application \$arg_app, no app arg, account granted '*': 403");
+is($res->{status}, 403, "sa_application from a map, no value, account granted '*': 403");
 is($res->{headers}{'www-authenticate'}, 'Bearer realm="api", error="insufficient_scope"',
    'empty application: the insufficient_scope challenge');
 is(logged('app_empty')->{sa_status}, 'forbidden_application', 'empty application: forbidden_application');
-$res = req('app_blank', '/app/x?app=', bearer('wild'));
-is($res->{status}, 403, "?app= (empty), account granted '*': 403");
-is(logged('app_blank')->{sa_status}, 'forbidden_application', '?app=: forbidden_application');
-$res = req('app_x', '/app/x?app=x', bearer('wild'));
-is($res->{status}, 200, "?app=x, account granted '*': 200");
-is($res->{content}, "app\n", '?app=x: the file');
-is(logged('app_x')->{sa_status}, 'ok', '?app=x: ok');
-$res = req('app_ci', '/app/x?app=x', bearer('basic'));
-is($res->{status}, 403, '?app=x, account granted only api: 403');
+$res = req('app_blank', '/app/with-/x', bearer('wild'));
+is($res->{status}, 403, "an empty application from a map, account granted '*': 403");
+is(logged('app_blank')->{sa_status}, 'forbidden_application', 'empty from a map: forbidden_application');
+$res = req('app_x', '/app/with-x/x', bearer('wild'));
+is($res->{status}, 200, "application x from a map, account granted '*': 200");
+is($res->{content}, "app\n", 'application x: the file');
+is(logged('app_x')->{sa_status}, 'ok', 'application x: ok');
+$res = req('app_ci', '/app/with-x/x', bearer('basic'));
+is($res->{status}, 403, 'application x, account granted only api: 403');
 
 unlike($nginx->error_log, qr/\[(alert|crit|emerg)\]|signal \d+/, 'no alert, no crash');
 done_testing;
