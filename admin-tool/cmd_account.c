@@ -463,7 +463,8 @@ sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
     ev = sa_event_seal_account(sa, new_apps == NULL ? "account.deleted"
                                : strcmp(action, "account.grant") == 0
                                  ? "account.granted" : "account.ungranted", a,
-                               new_apps == NULL ? json_object()
+                               new_apps == NULL
+                               ? json_pack("{s:O}", "previous_apps", a->apps)
                                : json_pack("{s:O, s:O}", "apps", new_apps,
                                            "previous_apps", a->apps));
     sa_args_add(&args, ev);

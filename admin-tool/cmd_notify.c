@@ -537,9 +537,9 @@ sa_notify_test(sa_admin_t *sa, int argc, char **argv)
     sa_notify_two_args_or_exit(sa, argc, argv, &c);
 
     sa_account_load_or_exit(sa, c.ref, &c.a);
-    ev = sa_event_seal_account(sa, "ping", &c.a,
-                               json_pack("{s:s}", "message",
-                                         "a test from sa-admin notify test"));
+    ev = sa_event_seal(sa, "ping", c.app, c.a.team, c.a.id, c.a.name,
+                       c.a.email, json_pack("{s:s}", "message",
+                                            "a test from sa-admin notify test"));
 
     sa_change_args(sa, &args);
     sa_args_add(&args, "test");
@@ -594,7 +594,7 @@ sa_notify_emit(sa_admin_t *sa, int argc, char **argv)
     }
 
     sa_actor_or_exit(sa);
-    ev = sa_event_seal(sa, op[1], NULL, NULL, NULL, NULL,
+    ev = sa_event_seal(sa, op[1], op[0], NULL, NULL, NULL, NULL,
                        data ? data : json_object());
 
     sa_change_args(sa, &args);

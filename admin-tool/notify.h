@@ -45,11 +45,15 @@ char *sa_unseal(const uint8_t key[SA_NOTIFY_KEY_LEN], const char *sealed);
  * Signed events (notify_event.c).
  *
  * A signed event of an account ("kind": "event"), the envelope to hand a
- * script.  account NULL: an application's own event (the worker fills in
- * each subscriber).  Takes the reference to data.  The caller frees it.
+ * script.  app: the one application it is for (signed: the worker
+ * delivers it to no other), NULL for an account's event (it goes to the
+ * applications the account's signed record grants).  aid NULL: an
+ * application's own event (the worker fills in each subscriber).  Takes
+ * the reference to data.  The caller frees it.
  */
-char *sa_event_seal(sa_admin_t *sa, const char *type, const char *team,
-    const char *aid, const char *name, const char *email, json_t *data);
+char *sa_event_seal(sa_admin_t *sa, const char *type, const char *app,
+    const char *team, const char *aid, const char *name, const char *email,
+    json_t *data);
 
 /* the same for an account record */
 char *sa_event_seal_account(sa_admin_t *sa, const char *type,

@@ -26,24 +26,35 @@ sa_ms(void)
 }
 
 
-/* one line per delivery outcome: never a secret, never a full URL */
+/*
+ * One line per delivery outcome: never a secret, never a full URL, and
+ * never a control character (what an entry says cannot forge a line).
+ */
 void
 sa_log(sa_dlv_t *d, const char *fmt, ...)
 {
     va_list  ap;
-    char     msg[512];
+    char     msg[512], line[1024], *p;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
 
-    fprintf(stderr, "sa-notify: %s %s app=%s account=%s %s %s attempt %lld: "
-            "%s\n", d->id, d->type ? d->type : "?", d->app ? d->app : "?",
-            d->aid ? d->aid : "?", d->dest ? d->dest : "-",
-            d->where[0] ? d->where : "-",
-            (long long) json_integer_value(json_object_get(d->state,
-                                                           "attempts")),
-            msg);
+    snprintf(line, sizeof(line), "sa-notify: %s %s app=%s account=%s %s %s "
+             "attempt %lld: %s", d->id, d->type ? d->type : "?",
+             d->app ? d->app : "?", d->aid ? d->aid : "?",
+             d->dest ? d->dest : "-", d->where[0] ? d->where : "-",
+             (long long) json_integer_value(json_object_get(d->state,
+                                                            "attempts")),
+             msg);
+
+    for (p = line; *p; p++) {
+        if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+
+    fprintf(stderr, "%s\n", line);
 }
 
 
@@ -92,21 +103,63 @@ sa_takes(json_t *events, const char *type)
 
 
 /*
+ * Whether the subscriber may still have the event: the signed account
+ * record grants the application now.  The last event of a grant that ends
+ * (account.ungranted, account.deleted) goes to the applications it names
+ * as previous_apps, signed in the event.
+ */
+static int
+sa_granted(sa_worker_t *w, sa_dlv_t *d, json_t *e, const char **why)
+{
+    json_t      *rec, *data = json_object_get(e, "data");
+    char         key[256];
+    int          ok;
+
+    if (strcmp(d->type, "account.ungranted") == 0
+        || strcmp(d->type, "account.deleted") == 0)
+    {
+        if (sa_json_has(json_object_get(data, "previous_apps"), d->app)) {
+            return 1;
+        }
+    }
+
+    snprintf(key, sizeof(key), "%s" SA_KEY_ACCOUNT "%s", w->sa->prefix,
+             d->aid);
+    rec = sa_worker_record(w, key, "account", d->aid);
+    if (rec == NULL) {
+        *why = "dropped: the account is gone (or its record does not verify)";
+        return 0;
+    }
+
+    ok = sa_json_has(json_object_get(rec, "apps"), d->app);
+    if (!ok) {
+        *why = "dropped: the account's signed record does not grant this "
+               "application";
+    }
+
+    json_decref(rec);
+    return ok;
+}
+
+
+/*
  * The event of a delivery, as {"id", "type", "time", "team", "account",
  * "data"}: a signed envelope opened, or built from the verified token
- * record (token.expiring, token.denied).  NULL with *why set when there is
- * nothing to deliver; *dead set when that is a refusal to report.
+ * record (token.expiring, token.denied: the only two events an unsigned
+ * entry may ask for).  NULL with *why set when there is nothing to
+ * deliver; *dead set when that is a refusal to report.
  */
 static json_t *
 sa_event_of(sa_worker_t *w, sa_dlv_t *d, const char **why, int *dead)
 {
     const char         *ev = sa_field(d->fields, "ev"), *tid, *payload;
+    const char         *app, *id;
     size_t              plen;
     json_t             *e, *rec, *acct;
     char                key[256];
     sa_token_record_t  *tok;
 
-    *dead = 0;
+    *dead = 1;
 
     if (ev != NULL) {
         e = NULL;
@@ -124,18 +177,37 @@ sa_event_of(sa_worker_t *w, sa_dlv_t *d, const char **why, int *dead)
             json_decref(e);
             *why = "the event's signature does not verify (not written by "
                    "sa-admin?)";
-            *dead = 1;
             return NULL;
         }
 
+        id = json_string_value(json_object_get(e, "id"));
+        app = json_string_value(json_object_get(e, "application"));
         acct = json_object_get(e, "account");
-        if (acct != NULL
-            && strcmp(json_string_value(json_object_get(acct, "id")) ?: "",
-                      d->aid) != 0)
+
+        if (!sa_event_id_valid(id)) {
+            *why = "the signed event has no valid id";
+        } else if (acct == NULL && app == NULL) {
+            *why = "the signed event names no application (written by an "
+                   "older sa-admin?)";
+        } else if (app != NULL && strcmp(app, d->app) != 0) {
+            *why = "the signed event is for another application";
+        } else if (acct != NULL
+                   && strcmp(json_string_value(json_object_get(acct, "id"))
+                             ?: "", d->aid) != 0)
         {
+            *why = "the signed event names another account";
+        } else {
+            *why = sa_event_time_refused(json_integer_value(
+                       json_object_get(e, "time")), sa_now());
+        }
+        if (*why != NULL) {
             json_decref(e);
-            *why = "the event names another account";
-            *dead = 1;
+            return NULL;
+        }
+
+        *dead = 0;
+        if (!sa_granted(w, d, e, why)) {
+            json_decref(e);
             return NULL;
         }
 
@@ -146,7 +218,7 @@ sa_event_of(sa_worker_t *w, sa_dlv_t *d, const char **why, int *dead)
             rec = sa_worker_record(w, key, "account", d->aid);
             if (rec == NULL) {
                 json_decref(e);
-                *why = "the account is gone";
+                *why = "dropped: the account is gone";
                 return NULL;
             }
             json_object_set_new(e, "team", json_string(
@@ -162,22 +234,35 @@ sa_event_of(sa_worker_t *w, sa_dlv_t *d, const char **why, int *dead)
     }
 
     /* token.expiring (from the expiry index), token.denied (gateway) */
+    if (strcmp(d->type, "token.expiring") != 0
+        && strcmp(d->type, "token.denied") != 0)
+    {
+        *why = "an unsigned entry may only ask for token.denied or "
+               "token.expiring (not written by sa-admin or a gateway?)";
+        return NULL;
+    }
+
     tid = sa_field(d->fields, "token");
     if (tid == NULL || !sa_token_id_valid(tid, strlen(tid))) {
         *why = "malformed entry";
-        *dead = 1;
         return NULL;
     }
 
+    *dead = 0;
     tok = sa_worker_token(w, tid);
     if (tok == NULL || strcmp(tok->account.data, d->aid) != 0) {
         free(tok);
-        *why = "the token record is gone or does not verify";
+        *why = "dropped: the token record is gone or does not verify";
         return NULL;
     }
 
-    e = sa_event_from_token(d->type, tok, d->fields, sa_now(), why);
+    e = sa_event_from_token(d->type, tok, d->fields, sa_now(), why, dead);
     free(tok);
+
+    if (e != NULL && !sa_granted(w, d, e, why)) {
+        json_decref(e);
+        return NULL;
+    }
 
     return e;
 }
@@ -196,6 +281,40 @@ sa_discard(char *p, size_t size, size_t n, void *data)
 }
 
 
+/* a header line added; NULL (all freed) when memory ran out */
+static struct curl_slist *
+sa_slist_add(struct curl_slist *list, const char *line)
+{
+    struct curl_slist  *l;
+
+    if (list == NULL) {
+        return NULL;
+    }
+
+    l = curl_slist_append(list, line);
+    if (l == NULL) {
+        curl_slist_free_all(list);
+    }
+
+    return l;
+}
+
+
+int
+sa_in_flight(sa_worker_t *w, const char *id)
+{
+    sa_dlv_t  *d;
+
+    for (d = w->list; d != NULL; d = d->next) {
+        if (strcmp(d->id, id) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /*
  * Everything up to the request: the subscription unsealed, the event
  * verified, the body and headers.
@@ -206,14 +325,30 @@ sa_dlv_start(sa_worker_t *w, sa_dlv_t *d)
     redisReply   *r = NULL;
     json_t       *sub = NULL, *priv = NULL, *e = NULL;
     const char   *subtext, *why = NULL, *secret, *url;
-    char         *plain = NULL, hdr[256], key[256];
-    int           dead = 0;
+    char         *plain = NULL, hdr[256], key[256], id[37];
+    int           dead = 0, retry = 0;
     int64_t       attempts;
 
+    /* what reaches a header, a log line or a key: checked first */
     d->app = sa_field(d->fields, "app");
     d->aid = sa_field(d->fields, "account");
     d->dest = sa_field(d->fields, "dest");
     d->type = sa_field(d->fields, "type");
+
+    if (d->app && !sa_app_valid(d->app, strlen(d->app))) {
+        d->app = NULL;
+    }
+    if (d->aid && !sa_token_id_valid(d->aid, strlen(d->aid))) {
+        d->aid = NULL;
+    }
+    if (d->dest && strcmp(d->dest, "webhook") != 0
+        && strcmp(d->dest, "slack") != 0)
+    {
+        d->dest = NULL;
+    }
+    if (d->type && !sa_event_type_valid(d->type, 0)) {
+        d->type = NULL;
+    }
 
     if (d->app == NULL || d->aid == NULL || d->dest == NULL
         || d->type == NULL)
@@ -282,26 +417,48 @@ sa_dlv_start(sa_worker_t *w, sa_dlv_t *d)
     snprintf(d->team, sizeof(d->team), "%s",
              json_string_value(json_object_get(e, "team")) ?: "");
 
-    d->url = sa_xstrdup(url);
-    d->headers = curl_slist_append(NULL, "Content-Type: application/json");
-
-    if (strcmp(d->dest, "slack") == 0) {
-        d->body = sa_slack_body(e, d->app);
-
-    } else {
-        d->body = sa_webhook_body(e, d->app);
-        snprintf(hdr, sizeof(hdr), "X-SA-Event: %s", d->type);
-        d->headers = curl_slist_append(d->headers, hdr);
-        snprintf(hdr, sizeof(hdr), "X-SA-Delivery: %s", d->id);
-        d->headers = curl_slist_append(d->headers, hdr);
-        sa_signature(hdr, sizeof(hdr), secret, d->body, sa_now());
-        d->headers = curl_slist_append(d->headers, hdr);
+    /* the one delivery of this event to this destination */
+    sa_delivery_id(id, json_string_value(json_object_get(e, "id")), d->app,
+                   d->aid, d->dest);
+    if (strcmp(d->id, id) != 0) {
+        if (sa_in_flight(w, id)) {
+            why = "dropped: a duplicate of a delivery in flight";
+            goto done;
+        }
+        snprintf(d->id, sizeof(d->id), "%s", id);
     }
-    d->headers = curl_slist_append(d->headers, "Expect:");
 
-    d->easy = curl_easy_init();
-    if (d->easy == NULL || d->headers == NULL) {
-        sa_die(SA_EXIT_UNAVAILABLE, "out of memory");
+    why = sa_dlv_may_go(w, d, json_string_value(json_object_get(
+              json_object_get(json_object_get(e, "data"), "token"), "id")));
+    if (why != NULL) {
+        goto done;
+    }
+
+    d->body = strcmp(d->dest, "slack") == 0 ? sa_slack_body(e, d->app)
+                                            : sa_webhook_body(e, d->app);
+    if (d->body == NULL) {
+        why = "the event cannot be rendered";
+        dead = 1;
+        goto done;
+    }
+
+    d->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (strcmp(d->dest, "webhook") == 0) {
+        snprintf(hdr, sizeof(hdr), "X-SA-Event: %s", d->type);
+        d->headers = sa_slist_add(d->headers, hdr);
+        snprintf(hdr, sizeof(hdr), "X-SA-Delivery: %s", d->id);
+        d->headers = sa_slist_add(d->headers, hdr);
+        sa_signature(hdr, sizeof(hdr), secret, d->body, sa_now());
+        d->headers = sa_slist_add(d->headers, hdr);
+    }
+    d->headers = sa_slist_add(d->headers, "Expect:");
+
+    d->url = strdup(url);
+    d->easy = d->url && d->headers ? curl_easy_init() : NULL;
+    if (d->easy == NULL) {
+        why = "out of memory: tried again later";
+        retry = 1;
+        goto done;
     }
 
     curl_easy_setopt(d->easy, CURLOPT_URL, d->url);
@@ -355,7 +512,8 @@ done:
     }
 
     sa_log(d, "%s", why);
-    sa_dlv_finish(w, d, dead ? SA_DLV_DEAD : SA_DLV_DROP, 0, why);
+    sa_dlv_finish(w, d, retry ? SA_DLV_RETRY : dead ? SA_DLV_DEAD
+                        : SA_DLV_DROP, retry ? sa_ms() + 1000 : 0, why);
     if (dead) {
         w->failed++;
     }

@@ -12,8 +12,9 @@
 
 
 char *
-sa_event_seal(sa_admin_t *sa, const char *type, const char *team,
-    const char *aid, const char *name, const char *email, json_t *data)
+sa_event_seal(sa_admin_t *sa, const char *type, const char *app,
+    const char *team, const char *aid, const char *name, const char *email,
+    json_t *data)
 {
     char     id[4 + 20 + 1], *json, *sealed;
     json_t  *ev;
@@ -22,8 +23,9 @@ sa_event_seal(sa_admin_t *sa, const char *type, const char *team,
     sa_random_base62(id + 4, 20);
     id[24] = '\0';
 
-    ev = json_pack("{s:s, s:s, s:s, s:I, s:s*, s:o*, s:o}", "kind", "event",
-                   "id", id, "type", type, "time", (json_int_t) sa_now(),
+    ev = json_pack("{s:s, s:s, s:s, s:I, s:s*, s:s*, s:o*, s:o}",
+                   "kind", "event", "id", id, "type", type,
+                   "time", (json_int_t) sa_now(), "application", app,
                    "team", team,
                    "account", aid ? json_pack("{s:s, s:s, s:s}", "id", aid,
                                               "name", name, "email", email)
@@ -50,7 +52,8 @@ char *
 sa_event_seal_account(sa_admin_t *sa, const char *type, sa_account_t *a,
     json_t *data)
 {
-    return sa_event_seal(sa, type, a->team, a->id, a->name, a->email, data);
+    return sa_event_seal(sa, type, NULL, a->team, a->id, a->name, a->email,
+                         data);
 }
 
 
@@ -58,7 +61,7 @@ char *
 sa_event_seal_token(sa_admin_t *sa, const char *type,
     const sa_token_record_t *rec, json_t *data)
 {
-    return sa_event_seal(sa, type, rec->team.data, rec->account.data,
+    return sa_event_seal(sa, type, NULL, rec->team.data, rec->account.data,
                          rec->name.data, rec->email.data, data);
 }
 

@@ -30,24 +30,134 @@ sa_derived_id(char out[37], const char *a, const char *b, const char *c)
 }
 
 
+int
+sa_event_id_valid(const char *id)
+{
+    size_t  n = id ? strlen(id) : 0, i;
+
+    if (n < 5 || n > 40 || strncmp(id, "evt_", 4) != 0) {
+        return 0;
+    }
+
+    for (i = 4; i < n; i++) {
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z')
+              || (id[i] >= '0' && id[i] <= '9')))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+const char *
+sa_event_time_refused(int64_t t, int64_t now)
+{
+    if (t <= 0) {
+        return "the event has no time";
+    }
+    if (now - t > SA_EVENT_MAX_AGE) {
+        return "the event is too old to be delivered (more than 48 h)";
+    }
+    if (t - now > SA_EVENT_MAX_SKEW) {
+        return "the event's time is in the future";
+    }
+
+    return NULL;
+}
+
+
+int
+sa_denied_status_valid(const char *s)
+{
+    static const char  *statuses[] = {
+        "expired", "revoked", "insufficient_scope", "forbidden_application",
+        NULL
+    };
+    const char        **p;
+
+    for (p = statuses; s != NULL && *p != NULL; p++) {
+        if (strcmp(s, *p) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+sa_json_has(json_t *arr, const char *s)
+{
+    size_t   i;
+    json_t  *v;
+
+    json_array_foreach(arr, i, v) {
+        if (strcmp(json_string_value(v) ?: "", s) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+void
+sa_delivery_id(char out[37], const char *event, const char *app,
+    const char *aid, const char *dest)
+{
+    uint8_t  h[16];
+    char     hex[33];
+    crypto_generichash_state  st;
+
+    crypto_generichash_init(&st, NULL, 0, sizeof(h));
+    crypto_generichash_update(&st, (const uint8_t *) event,
+                              strlen(event) + 1);
+    crypto_generichash_update(&st, (const uint8_t *) app, strlen(app) + 1);
+    crypto_generichash_update(&st, (const uint8_t *) aid, strlen(aid) + 1);
+    crypto_generichash_update(&st, (const uint8_t *) dest, strlen(dest) + 1);
+    crypto_generichash_final(&st, h, sizeof(h));
+    sa_hex_encode(h, sizeof(h), hex);
+    snprintf(out, 37, "dlv_%.32s", hex);
+}
+
+
 /* token.expiring (from the expiry index), token.denied (gateway) */
 json_t *
 sa_event_from_token(const char *type, const sa_token_record_t *rec,
-    json_t *fields, int64_t now, const char **why)
+    json_t *fields, int64_t now, const char **why, int *dead)
 {
     const char  *status, *exp_s, *time_s;
     json_t      *data;
-    char         eid[37];
-    int64_t      exp = rec->expires_at;
+    char         eid[37], part[48], *end;
+    int64_t      exp = rec->expires_at, t;
 
+    /* the time of the stream entry (the worker's, never the entry's own) */
     time_s = json_string_value(json_object_get(fields, "time"));
+    t = time_s ? strtoll(time_s, &end, 10) : 0;
+    *dead = 1;
+    if (time_s == NULL || *end != '\0') {
+        *why = "malformed entry";
+        return NULL;
+    }
+    *why = sa_event_time_refused(t, now);
+    if (*why != NULL) {
+        return NULL;
+    }
 
     if (strcmp(type, "token.expiring") == 0) {
         exp_s = json_string_value(json_object_get(fields, "expires_at"));
+        *dead = 0;
         if (rec->revoked || exp <= now || exp_s == NULL
             || strtoll(exp_s, NULL, 10) != exp)
         {
-            *why = "the token was revoked, expired or changed meanwhile";
+            *why = "dropped: the token was revoked, expired or changed "
+                   "meanwhile";
+            return NULL;
+        }
+        if (exp - now > SA_EXPIRING_FIRST + 3600) {
+            *why = "dropped: the token does not expire within 7 days";
             return NULL;
         }
         data = json_pack("{s:{s:s, s:o, s:o}, s:I}", "token", "id", rec->id,
@@ -55,21 +165,34 @@ sa_event_from_token(const char *type, const sa_token_record_t *rec,
                          "expires_at", sa_time_json(exp),
                          "days_left", (json_int_t) ((exp - now + 86399)
                                                     / 86400));
-        sa_derived_id(eid, "token.expiring", rec->id,
-                      exp - now > 86400 ? "7d" : "1d");
+        snprintf(part, sizeof(part), "%lld/%s", (long long) exp,
+                 exp - now > 86400 ? "7d" : "1d");
+        sa_derived_id(eid, "token.expiring", rec->id, part);
 
-    } else {
-        status = json_string_value(json_object_get(fields, "status")) ?: "";
+    } else if (strcmp(type, "token.denied") == 0) {
+        status = json_string_value(json_object_get(fields, "status"));
+        if (!sa_denied_status_valid(status)) {
+            *why = "the entry's status is not one of expired, revoked, "
+                   "insufficient_scope, forbidden_application";
+            return NULL;
+        }
         data = json_pack("{s:{s:s, s:o, s:o}, s:s}", "token", "id", rec->id,
                          "scopes", sa_strs_json(rec->scopes, rec->nscopes),
                          "expires_at", sa_time_json(exp), "status", status);
-        sa_derived_id(eid, "token.denied", rec->id, time_s ?: "");
+        /* one event a minute per token, however many entries ask */
+        snprintf(part, sizeof(part), "%lld", (long long) (t / 60));
+        sa_derived_id(eid, "token.denied", rec->id, part);
+
+    } else {
+        *why = "an unsigned entry may only ask for token.denied or "
+               "token.expiring";
+        return NULL;
     }
 
+    *dead = 0;
+    *why = NULL;
     return json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:s, s:s}, s:o}",
-                     "id", eid, "type", type,
-                     "time", (json_int_t) (strtoll(time_s ?: "0", NULL, 10)
-                                           ?: now),
+                     "id", eid, "type", type, "time", (json_int_t) t,
                      "team", rec->team.data,
                      "account", "id", rec->account.data,
                      "name", rec->name.data, "email", rec->email.data,
@@ -96,14 +219,37 @@ sa_webhook_body(json_t *e, const char *app)
                      "name", json_object_get(a, "name"),
                      "email", json_object_get(a, "email"),
                      "data", json_object_get(e, "data"));
-    s = sa_xjson_dumps(body, JSON_COMPACT);
+    s = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
 
     return s;
 }
 
 
-/* Slack's mrkdwn: &, < and > escaped */
+size_t
+sa_utf8_prefix(const char *s, size_t max)
+{
+    size_t  n = max, start;
+
+    /* back to the first byte of the last character, if it is cut */
+    start = n;
+    while (start > 0 && ((unsigned char) s[start - 1] & 0xc0) == 0x80) {
+        start--;
+    }
+    if (start > 0 && ((unsigned char) s[start - 1] & 0x80)) {
+        unsigned char  c = s[start - 1];
+        size_t         len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+
+        if (n - (start - 1) < len) {
+            n = start - 1;
+        }
+    }
+
+    return n;
+}
+
+
+/* Slack's mrkdwn: &, < and > escaped; cut between characters */
 static void
 sa_slack_escape(char *out, size_t size, const char *s)
 {
@@ -114,7 +260,7 @@ sa_slack_escape(char *out, size_t size, const char *s)
                       *s == '&' ? "&amp;" : *s == '<' ? "&lt;"
                       : *s == '>' ? "&gt;" : (char[2]) { *s, 0 });
     }
-    out[n] = '\0';
+    out[sa_utf8_prefix(out, n)] = '\0';
 }
 
 
@@ -127,6 +273,7 @@ sa_slack_body(json_t *e, const char *app)
     json_t      *data = json_object_get(e, "data");
     json_t      *tok = json_object_get(data, "token");
     char         who[256], line[1024], what[700], *list, *prev, *raw;
+    int          cut;
     const char  *tid = json_string_value(json_object_get(tok, "id")) ?: "?";
     const char  *exp = json_string_value(json_object_get(tok, "expires_at"));
     json_t      *body;
@@ -177,18 +324,29 @@ sa_slack_body(json_t *e, const char *app)
     } else if (strcmp(type, "ping") == 0) {
         snprintf(what, sizeof(what), "Test notification for %s", who);
     } else {
-        raw = sa_xjson_dumps(data, JSON_COMPACT);
-        snprintf(what, sizeof(what), "Event `%s` for %s: %.200s%s", type,
-                 who, raw, strlen(raw) > 200 ? "..." : "");
+        raw = json_dumps(data, JSON_COMPACT);
+        if (raw == NULL) {
+            free(list);
+            return NULL;
+        }
+        cut = strlen(raw) > 200;
+        if (cut) {
+            raw[sa_utf8_prefix(raw, 200)] = '\0';
+        }
+        snprintf(what, sizeof(what), "Event `%s` for %s: %s%s", type, who,
+                 raw, cut ? "..." : "");
         free(raw);
     }
     free(list);
 
+    /* each cut (snprintf's too) falls between two characters */
+    what[sa_utf8_prefix(what, strlen(what))] = '\0';
     snprintf(line, sizeof(line), "%s, in application *%s*", what, app);
+    line[sa_utf8_prefix(line, strlen(line))] = '\0';
     sa_slack_escape(what, sizeof(what), line);
 
     body = json_pack("{s:s}", "text", what);
-    s = sa_xjson_dumps(body, JSON_COMPACT);
+    s = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
 
     return s;

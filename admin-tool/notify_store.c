@@ -79,12 +79,14 @@ sa_dlv_finish(sa_worker_t *w, sa_dlv_t *d, sa_outcome_t outcome,
     sa_worker_args(w, &args);
     sa_args_add(&args, sa_outcome_names[outcome]);
     sa_args_add(&args, d->entry);
-    sa_args_add(&args, d->id);
+    sa_args_add(&args, d->sched[0] ? d->sched : d->id);
     sa_args_add(&args, w->me);
     sa_args_add(&args, state ? state : "");
     sa_args_addf(&args, "%lld", (long long) due);
     sa_args_add(&args, d->app ?: "");
     sa_args_add(&args, d->aid ?: "");
+    sa_args_add(&args, d->id);
+    sa_args_addf(&args, "%lld", (long long) SA_SEEN_MS);
     r = sa_worker_script(w, &sa_lua_notify_done, &args);
 
     /* a retry due sooner than the worker meant to look */
@@ -160,6 +162,39 @@ sa_worker_token(sa_worker_t *w, const char *tid)
 
     freeReplyObject(r);
     return rec;
+}
+
+
+const char *
+sa_dlv_may_go(sa_worker_t *w, sa_dlv_t *d, const char *tid)
+{
+    sa_args_t    args;
+    redisReply  *r;
+    const char  *why;
+
+    sa_worker_args(w, &args);
+    sa_args_add(&args, d->id);
+    sa_args_add(&args, d->entry);
+    sa_args_addf(&args, "%lld", (long long) SA_SEEN_MS);
+    if (strcmp(d->type, "token.denied") == 0 && tid != NULL) {
+        sa_args_addf(&args, "%s:%s:%s:%s", tid, d->app, d->aid, d->dest);
+    } else {
+        sa_args_add(&args, "");
+    }
+    sa_args_addf(&args, "%d", SA_DENIED_EVERY);
+    r = sa_worker_script(w, &sa_lua_notify_seen, &args);
+
+    why = r->type != REDIS_REPLY_STRING ? "Redis answered notify_seen "
+                                          "oddly: tried again later"
+          : strcmp(r->str, "duplicate") == 0
+            ? "dropped: this event went to this destination already"
+          : strcmp(r->str, "limited") == 0
+            ? "dropped: a token.denied of this token went to this "
+              "destination less than a minute ago"
+          : NULL;
+
+    freeReplyObject(r);
+    return why;
 }
 
 

@@ -37,13 +37,17 @@ sa_on_signal(int sig)
 }
 
 
+/* that stream entry or scheduled delivery is in flight here already */
 static int
-sa_in_flight(sa_worker_t *w, const char *id)
+sa_taken(sa_worker_t *w, const char *entry, const char *sched)
 {
     sa_dlv_t  *d;
 
     for (d = w->list; d != NULL; d = d->next) {
-        if (strcmp(d->id, id) == 0) {
+        if ((entry && strcmp(d->entry, entry) == 0)
+            || (sched && (strcmp(d->sched, sched) == 0
+                          || strcmp(d->id, sched) == 0)))
+        {
             return 1;
         }
     }
@@ -69,10 +73,10 @@ sa_take_entry(sa_worker_t *w, redisReply *entry)
         return 0;
     }
 
-    snprintf(id, sizeof(id), "dlv_%s", entry->element[0]->str);
-    if (sa_in_flight(w, id)) {
+    if (sa_taken(w, entry->element[0]->str, NULL)) {
         return 0;
     }
+    snprintf(id, sizeof(id), "dlv_%s", entry->element[0]->str);
 
     kv = entry->element[1];
     fields = json_object();
@@ -82,6 +86,12 @@ sa_take_entry(sa_worker_t *w, redisReply *entry)
         json_object_set_new(fields, kv->element[i]->str,
                             json_stringn(kv->element[i + 1]->str,
                                          kv->element[i + 1]->len));
+    }
+
+    /* an unsigned entry's time is the stream's (ms-seq), not its own */
+    if (sa_field(fields, "ev") == NULL) {
+        json_object_set_new(fields, "time", json_sprintf("%lld",
+            strtoll(entry->element[0]->str, NULL, 10) / 1000));
     }
 
     /* the gateway's token.denied: no destination yet */
@@ -112,7 +122,7 @@ sa_take_retry(sa_worker_t *w, const char *id, const char *state)
     sa_dlv_t  *d;
     json_t    *st;
 
-    if (sa_in_flight(w, id)) {
+    if (sa_taken(w, NULL, id)) {
         return 0;
     }
 
@@ -127,6 +137,7 @@ sa_take_retry(sa_worker_t *w, const char *id, const char *state)
 
     d = sa_xcalloc(1, sizeof(*d));
     snprintf(d->id, sizeof(d->id), "%s", id);
+    snprintf(d->sched, sizeof(d->sched), "%s", id);
     d->fields = json_incref(json_object_get(st, "fields"));
     d->state = st;
     sa_dlv_start(w, d);

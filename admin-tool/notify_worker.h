@@ -30,7 +30,12 @@
 #define SA_RECLAIM_MIN_MS    500
 #define SA_DRAIN_MS          5000.0         /* SIGTERM: finish, then hand back */
 #define SA_EXPIRING_EVERY_MS 1000
-#define SA_REPLY_MAX         65536
+#define SA_REPLY_MAX         65536          /* of an answer's body, read */
+#define SA_EVENT_MAX_AGE     (48 * 3600)    /* s: older is not delivered */
+#define SA_EVENT_MAX_SKEW    300            /* s: a clock ahead of ours */
+#define SA_SEEN_MS           (49 * 3600 * 1000LL)   /* dedupe: > max age */
+#define SA_DENIED_EVERY      60             /* s: token.denied per token */
+#define SA_EXPIRING_FIRST    (7 * 86400)    /* the first notice, before */
 
 typedef enum {
     SA_DLV_OK,          /* 2xx */
@@ -47,6 +52,7 @@ struct sa_dlv_s {
     sa_dlv_t            *next;
     char                 id[80];        /* delivery id, the same every try */
     char                 entry[48];     /* stream entry; "" from the schedule */
+    char                 sched[80];     /* its key in the schedule, or "" */
     json_t              *fields;        /* the entry's fields */
     json_t              *state;         /* attempts, first_at, ... */
     const char          *app, *aid, *dest, *type;
@@ -90,6 +96,9 @@ int sa_dlv_start(sa_worker_t *w, sa_dlv_t *d);
 /* the answer (or its absence) decides the outcome */
 void sa_dlv_done(sa_worker_t *w, sa_dlv_t *d, CURLcode res);
 
+/* a delivery of that id is in flight here */
+int sa_in_flight(sa_worker_t *w, const char *id);
+
 /* takes d off the worker's list and curl's */
 void sa_unlink(sa_worker_t *w, sa_dlv_t *d);
 
@@ -107,6 +116,13 @@ json_t *sa_worker_record(sa_worker_t *w, const char *key, const char *kind,
 
 /* a token record, verified and parsed by the core parser; free() it */
 sa_token_record_t *sa_worker_token(sa_worker_t *w, const char *tid);
+
+/*
+ * NULL when the delivery may go out now; else why not: this event went to
+ * this destination already (notify_seen.lua), or tid's token.denied went
+ * there less than a minute ago
+ */
+const char *sa_dlv_may_go(sa_worker_t *w, sa_dlv_t *d, const char *tid);
 
 /* a gateway's token.denied entry becomes deliveries */
 void sa_expand(sa_worker_t *w, const char *entry, json_t *fields);
@@ -126,14 +142,36 @@ void sa_derived_id(char out[37], const char *a, const char *b,
 
 /*
  * The event of an unsigned entry (token.expiring, token.denied), built from
- * the verified token record.  NULL with *why set when there is nothing to
- * deliver.
+ * the verified token record and the entry's "time" (the worker puts the
+ * stream entry's own time there).  NULL with *why set when there is nothing
+ * to deliver, *dead when that is a refusal to keep as a dead letter.
  */
 json_t *sa_event_from_token(const char *type, const sa_token_record_t *rec,
-    json_t *fields, int64_t now, const char **why);
+    json_t *fields, int64_t now, const char **why, int *dead);
 
+/* "evt_" and 1 to 36 letters or digits */
+int sa_event_id_valid(const char *id);
+
+/* NULL when an event of time t may be delivered at now, else why not */
+const char *sa_event_time_refused(int64_t t, int64_t now);
+
+/* the four statuses of a gateway's token.denied */
+int sa_denied_status_valid(const char *s);
+
+/* a JSON array of strings holds s */
+int sa_json_has(json_t *arr, const char *s);
+
+/* "dlv_<hex>": the one delivery of an event to one destination */
+void sa_delivery_id(char out[37], const char *event, const char *app,
+    const char *aid, const char *dest);
+
+/* the bodies (free() them); NULL when the event cannot be rendered */
 char *sa_webhook_body(json_t *e, const char *app);
 char *sa_slack_body(json_t *e, const char *app);
+
+/* the length of s's longest prefix of at most max bytes that ends
+   between two UTF-8 characters */
+size_t sa_utf8_prefix(const char *s, size_t max);
 
 /* "X-SA-Signature: t=<now>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>" */
 void sa_signature(char *out, size_t size, const char *secret,

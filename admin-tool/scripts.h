@@ -18,6 +18,7 @@ extern sa_script_t  sa_lua_notify_claim;
 extern sa_script_t  sa_lua_notify_expiring;
 extern sa_script_t  sa_lua_notify_expand;
 extern sa_script_t  sa_lua_notify_retry;
+extern sa_script_t  sa_lua_notify_seen;
 extern sa_script_t  sa_lua_key_resign;
 extern sa_script_t  sa_lua_key_resign_done;
 

@@ -33,5 +33,7 @@
 #define SA_KEY_DELIVERY     "delivery:data" /* hash delivery id -> state */
 #define SA_KEY_OWNER        "delivery:owner"  /* hash delivery id -> worker */
 #define SA_KEY_FAILED       "delivery:failed" /* hash delivery id -> state */
+#define SA_KEY_SEEN         "delivery:seen:"  /* seen:<delivery id>, dedupe */
+#define SA_KEY_LIMIT        "delivery:limit:" /* limit:<tid:app:aid:dest> */
 
 #endif /* SA_KEYS_H */

@@ -4,7 +4,8 @@
 --   ARGV[6] delivery id, ARGV[7] this worker (consumer name),
 --   ARGV[8] its state (JSON; retry, handback, dead, disable),
 --   ARGV[9] when it is due again (ms; retry, handback),
---   ARGV[10] app, ARGV[11] account id (disable)
+--   ARGV[10] app, ARGV[11] account id (disable), ARGV[12] the delivery
+--   id notify_seen.lua remembers, ARGV[13] for how long (ms)
 -- Does nothing (returns 0) when the delivery is no longer this worker's:
 -- another one reclaimed it.
 local outcome, entry, dlv, me, state, due = ARGV[4], ARGV[5], ARGV[6],
@@ -27,7 +28,10 @@ else
     redis.call('HDEL', P .. SA_KEY_DELIVERY, dlv)
 end
 
-if outcome == 'retry' or outcome == 'handback' then
+if outcome == 'ok' then
+    redis.call('SET', P .. SA_KEY_SEEN .. ARGV[12], 'done', 'PX',
+               tonumber(ARGV[13]))
+elseif outcome == 'retry' or outcome == 'handback' then
     redis.call('HSET', P .. SA_KEY_DELIVERY, dlv, state)
     redis.call('ZADD', P .. SA_KEY_DUE, due, dlv)
 elseif outcome == 'dead' or outcome == 'disable' then

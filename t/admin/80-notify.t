@@ -151,7 +151,7 @@ is(scalar @got, 8, 'nothing else was delivered');
 # the contract's body and headers, and the signature
 my $w = $a[0];
 is($w->{headers}{'content-type'}, 'application/json', 'Content-Type');
-like($w->{headers}{'x-sa-delivery'}, qr/^dlv_\d+-\d+$/, 'X-SA-Delivery');
+like($w->{headers}{'x-sa-delivery'}, qr/^dlv_[0-9a-f]{32}$/, 'X-SA-Delivery');
 my ($t, $v1) = $w->{headers}{'x-sa-signature'} =~ /^t=(\d+),v1=([0-9a-f]{64})$/;
 ok($t && abs($t - time) < 60, 'X-SA-Signature t= is now');
 is($v1, hmac_sha256_hex("$t.$w->{body}", $secret_a), 'v1= verifies with the secret notify set printed');
