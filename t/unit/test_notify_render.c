@@ -75,9 +75,76 @@ test_derived_id(void)
 }
 
 
+static void
+test_utf8(void)
+{
+    char     m[256], *b;
+    json_t  *e;
+    size_t   i;
+
+    is_long((long) sa_utf8_prefix("ab\xc3\xa9", 4), 4, "utf8: a whole é kept");
+    is_long((long) sa_utf8_prefix("ab\xc3\xa9", 3), 2, "utf8: half an é cut");
+    is_long((long) sa_utf8_prefix("a\xe2\x82\xac", 3), 1, "utf8: 2/3 of € cut");
+    is_long((long) sa_utf8_prefix("\xf0\x9f\x98\x80x", 4), 4, "utf8: 4 bytes kept");
+
+    /* 191 'a' and 30 'é' (the crash of issue 20, item 2) */
+    memset(m, 'a', 191);
+    for (i = 0; i < 30; i++) {
+        memcpy(m + 191 + 2 * i, "\xc3\xa9", 2);
+    }
+    m[251] = '\0';
+    e = event("app.note", json_pack("{s:s}", "m", m));
+    b = sa_slack_body(e, "billing");
+    ok(b != NULL && strstr(b, "\xc3\xa9..., in application") != NULL,
+       "slack: data cut after a whole character");
+    free(b);
+    json_decref(e);
+
+    /* what cannot be rendered is NULL, never an exit */
+    e = event("app.note", json_object());
+    json_object_set_new(json_object_get(e, "account"), "name", json_null());
+    json_object_del(e, "team");
+    b = sa_webhook_body(e, "billing");
+    ok(b == NULL, "webhook: an event without its fields: NULL");
+    free(b);
+    json_decref(e);
+}
+
+
+static void
+test_checks(void)
+{
+    char  a[37], b[37];
+
+    ok(sa_event_time_refused(1, 1700000000) != NULL, "time 1: refused");
+    ok(sa_event_time_refused(1700000000 - 47 * 3600, 1700000000) == NULL,
+       "47 h old: delivered");
+    ok(sa_event_time_refused(1700000000 - 49 * 3600, 1700000000) != NULL,
+       "49 h old: refused");
+    ok(sa_event_time_refused(1700000000 + 3600, 1700000000) != NULL,
+       "an hour ahead: refused");
+    ok(sa_denied_status_valid("forbidden_application")
+       && sa_denied_status_valid("expired") && !sa_denied_status_valid("ok")
+       && !sa_denied_status_valid("revoked\r\nX: y")
+       && !sa_denied_status_valid(NULL), "token.denied: four statuses");
+    ok(sa_event_id_valid("evt_abcDEF0123456789abcd")
+       && !sa_event_id_valid("evt_") && !sa_event_id_valid("evt_a\nb")
+       && !sa_event_id_valid("dlv_abc") && !sa_event_id_valid(NULL),
+       "event ids");
+    sa_delivery_id(a, "evt_1", "billing", "acct", "webhook");
+    sa_delivery_id(b, "evt_1", "billing", "acct", "slack");
+    ok(strncmp(a, "dlv_", 4) == 0 && strlen(a) == 36 && strcmp(a, b) != 0,
+       "delivery id: of the event and the destination");
+    sa_delivery_id(b, "evt_1", "billing", "acct", "webhook");
+    is_str(b, a, "delivery id: the same every time");
+}
+
+
 int
 main(void)
 {
+    test_utf8();
+    test_checks();
     test_signature();
     test_webhook();
     test_slack();
