@@ -112,7 +112,6 @@ static int
 sa_granted(sa_worker_t *w, sa_dlv_t *d, json_t *e, const char **why)
 {
     json_t      *rec, *data = json_object_get(e, "data");
-    char         key[256];
     int          ok;
 
     if (strcmp(d->type, "account.ungranted") == 0
@@ -123,9 +122,7 @@ sa_granted(sa_worker_t *w, sa_dlv_t *d, json_t *e, const char **why)
         }
     }
 
-    snprintf(key, sizeof(key), "%s" SA_KEY_ACCOUNT "%s", w->sa->prefix,
-             d->aid);
-    rec = sa_worker_record(w, key, "account", d->aid);
+    rec = sa_worker_account(w, d->aid);
     if (rec == NULL) {
         *why = "dropped: the account is gone (or its record does not verify)";
         return 0;
@@ -156,7 +153,6 @@ sa_event_of(sa_worker_t *w, sa_dlv_t *d, const char **why, int *dead)
     const char         *app, *id;
     size_t              plen;
     json_t             *e, *rec, *acct;
-    char                key[256];
     sa_token_record_t  *tok;
 
     *dead = 1;
@@ -213,9 +209,7 @@ sa_event_of(sa_worker_t *w, sa_dlv_t *d, const char **why, int *dead)
 
         if (acct == NULL) {
             /* an application's event: the subscriber's own account */
-            snprintf(key, sizeof(key), "%s" SA_KEY_ACCOUNT "%s",
-                     w->sa->prefix, d->aid);
-            rec = sa_worker_record(w, key, "account", d->aid);
+            rec = sa_worker_account(w, d->aid);
             if (rec == NULL) {
                 json_decref(e);
                 *why = "dropped: the account is gone";

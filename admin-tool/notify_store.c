@@ -106,36 +106,13 @@ sa_dlv_finish(sa_worker_t *w, sa_dlv_t *d, sa_outcome_t outcome,
 }
 
 
-/* a signed record's payload, verified with the verify key, as JSON */
 json_t *
-sa_worker_record(sa_worker_t *w, const char *key, const char *kind,
-    const char *id)
+sa_worker_account(sa_worker_t *w, const char *aid)
 {
-    redisReply  *r;
-    const char  *payload;
-    size_t       plen;
-    json_t      *j = NULL;
+    const char  *err;
 
-    r = sa_xredis_cmd(w->sa, "GET %s", key);
-
-    if (r->type == REDIS_REPLY_STRING
-        && sa_envelope_open(r->str, r->len, sa_verify_key_or_exit(w->sa),
-                            &payload, &plen) == SA_REC_OK)
-    {
-        j = json_loadb(payload, plen, 0, NULL);
-        if (!json_is_object(j)
-            || strcmp(json_string_value(json_object_get(j, "kind")) ?: "",
-                      kind) != 0
-            || strcmp(json_string_value(json_object_get(j, "id")) ?: "",
-                      id) != 0)
-        {
-            json_decref(j);
-            j = NULL;
-        }
-    }
-
-    freeReplyObject(r);
-    return j;
+    return sa_record_get(w->sa, sa_verify_key_or_exit(w->sa),
+                         SA_KIND_ACCOUNT, aid, &err);
 }
 
 

@@ -110,9 +110,8 @@ redisReply *sa_worker_script(sa_worker_t *w, sa_script_t *script,
 void sa_dlv_finish(sa_worker_t *w, sa_dlv_t *d, sa_outcome_t outcome,
     int64_t due, const char *error);
 
-/* a signed record's payload (kind, id checked) as JSON; NULL: none valid */
-json_t *sa_worker_record(sa_worker_t *w, const char *key, const char *kind,
-    const char *id);
+/* the account's record, verified (records.c: sa_record_get); NULL: none */
+json_t *sa_worker_account(sa_worker_t *w, const char *aid);
 
 /* a token record, verified and parsed by the core parser; free() it */
 sa_token_record_t *sa_worker_token(sa_worker_t *w, const char *tid);
