@@ -8,12 +8,11 @@
 
 #define NGX_HTTP_SA_METRICS_SLOTS    64      /* worker numbers, modulo */
 #define NGX_HTTP_SA_METRICS_SIZE     (256 * 1024)
-#define NGX_HTTP_SA_STATUSES         10      /* of ngx_http_sa_status_e */
 #define NGX_HTTP_SA_BUCKETS          12
 
 
 /* upper bounds of the latency histogram's buckets, in microseconds */
-static ngx_msec_t  ngx_http_sa_buckets[NGX_HTTP_SA_BUCKETS] = {
+static ngx_http_sa_usec_t  ngx_http_sa_buckets[NGX_HTTP_SA_BUCKETS] = {
     250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
     1000000
 };
@@ -133,7 +132,7 @@ ngx_http_sa_metrics_count(ngx_http_sa_counter_e counter)
 
 
 void
-ngx_http_sa_metrics_latency(ngx_msec_t usec)
+ngx_http_sa_metrics_latency(ngx_http_sa_usec_t usec)
 {
     ngx_uint_t                   i;
     ngx_http_sa_metrics_slot_t  *slot = ngx_http_sa_metrics_slot();
@@ -191,14 +190,14 @@ ngx_http_sa_metrics_entries(ngx_atomic_t *entries)
 }
 
 
-ngx_msec_t
+ngx_http_sa_usec_t
 ngx_http_sa_metrics_usec(void)
 {
     struct timespec  ts;
 
     (void) clock_gettime(CLOCK_MONOTONIC, &ts);
 
-    return (ngx_msec_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (ngx_http_sa_usec_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 
@@ -286,7 +285,7 @@ ngx_http_sa_metrics_text(u_char *p, ngx_atomic_uint_t *req,
 
     for (i = 0; i < NGX_HTTP_SA_BUCKETS; i++) {
         cumulative += lat[i];
-        p = ngx_sprintf(p, "sa_redis_latency_seconds_bucket{le=\"%ui.%06ui\"}"
+        p = ngx_sprintf(p, "sa_redis_latency_seconds_bucket{le=\"%uL.%06uL\"}"
                         " %uA\n", ngx_http_sa_buckets[i] / 1000000,
                         ngx_http_sa_buckets[i] % 1000000, cumulative);
     }

@@ -14,6 +14,10 @@
 #include <ngx_http.h>
 
 
+/* microseconds on a monotonic clock: GET latencies are sub-millisecond */
+typedef uint64_t  ngx_http_sa_usec_t;
+
+
 typedef enum {
     NGX_HTTP_SA_M_CACHE_HIT = 0,
     NGX_HTTP_SA_M_CACHE_MISS,
@@ -35,7 +39,7 @@ char *ngx_http_sa_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 /* the request path: no lock, one atomic add */
 void ngx_http_sa_metrics_request(ngx_uint_t status);
 void ngx_http_sa_metrics_count(ngx_http_sa_counter_e counter);
-void ngx_http_sa_metrics_latency(ngx_msec_t usec);
+void ngx_http_sa_metrics_latency(ngx_http_sa_usec_t usec);
 
 /*
  * A worker's subscriber came up (1) or went down (0), counted per worker
@@ -47,7 +51,7 @@ void ngx_http_sa_metrics_subscribed(ngx_uint_t up);
 /* the cache's entry count, for the sa_cache_entries gauge */
 void ngx_http_sa_metrics_entries(ngx_atomic_t *entries);
 
-/* microseconds on a monotonic clock: GET latencies are sub-millisecond */
-ngx_msec_t ngx_http_sa_metrics_usec(void);
+/* now, in microseconds of the monotonic clock */
+ngx_http_sa_usec_t ngx_http_sa_metrics_usec(void);
 
 #endif /* NGX_HTTP_SA_METRICS_H */

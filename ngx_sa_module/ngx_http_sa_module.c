@@ -41,6 +41,15 @@ static char *ngx_http_sa_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
+/* made from NGX_HTTP_SA_STATUS_LIST, beside the enum */
+ngx_http_sa_status_t  ngx_http_sa_statuses[NGX_HTTP_SA_STATUSES] = {
+#define NGX_HTTP_SA_STATUS_ENTRY(id, name, rc, level)                          \
+    { ngx_string(name), rc, level },
+    NGX_HTTP_SA_STATUS_LIST(NGX_HTTP_SA_STATUS_ENTRY)
+#undef NGX_HTTP_SA_STATUS_ENTRY
+};
+
+
 static ngx_command_t  ngx_http_sa_commands[] = {
 
     { ngx_string("sa_redis"),

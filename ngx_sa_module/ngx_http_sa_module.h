@@ -22,6 +22,7 @@
 #include "sa_record.h"
 #include "ngx_http_sa_cache.h"
 #include "ngx_http_sa_redis.h"
+#include "ngx_http_sa_metrics.h"
 
 
 #define NGX_HTTP_SA_VERIFY_KEYS  4
@@ -57,18 +58,33 @@ typedef struct {
 } ngx_http_sa_loc_conf_t;
 
 
-/* $sa_status values, in the order of the contract */
+/*
+ * Every $sa_status, in the order of the contract: its name, the access
+ * phase's answer, the level of its log line.  The enum and the table
+ * ngx_http_sa_statuses[] are both made from this list.
+ */
+#define NGX_HTTP_SA_STATUS_LIST(X)                                            \
+    X(OK, "ok", NGX_OK, NGX_LOG_DEBUG)                                        \
+    X(MISSING, "missing", NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO)                \
+    X(MALFORMED, "malformed", NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO)            \
+    X(UNKNOWN, "unknown", NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO)                \
+    X(EXPIRED, "expired", NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO)                \
+    X(REVOKED, "revoked", NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO)                \
+    /* a record that fails verification is somebody's doing: error */       \
+    X(TAMPERED, "tampered", NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR)              \
+    X(INSUFFICIENT_SCOPE, "insufficient_scope", NGX_HTTP_FORBIDDEN,           \
+      NGX_LOG_INFO)                                                           \
+    X(FORBIDDEN_APPLICATION, "forbidden_application", NGX_HTTP_FORBIDDEN,     \
+      NGX_LOG_INFO)                                                           \
+    /* Redis' failures are logged where they happen, at error level */      \
+    X(UNAVAILABLE, "unavailable", NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_INFO)
+
+
 typedef enum {
-    NGX_HTTP_SA_OK = 0,
-    NGX_HTTP_SA_MISSING,
-    NGX_HTTP_SA_MALFORMED,
-    NGX_HTTP_SA_UNKNOWN,
-    NGX_HTTP_SA_EXPIRED,
-    NGX_HTTP_SA_REVOKED,
-    NGX_HTTP_SA_TAMPERED,
-    NGX_HTTP_SA_INSUFFICIENT_SCOPE,
-    NGX_HTTP_SA_FORBIDDEN_APPLICATION,
-    NGX_HTTP_SA_UNAVAILABLE
+#define NGX_HTTP_SA_STATUS_ENUM(id, name, rc, level)  NGX_HTTP_SA_##id,
+    NGX_HTTP_SA_STATUS_LIST(NGX_HTTP_SA_STATUS_ENUM)
+#undef NGX_HTTP_SA_STATUS_ENUM
+    NGX_HTTP_SA_STATUSES
 } ngx_http_sa_status_e;
 
 
@@ -133,7 +149,7 @@ struct ngx_http_sa_lock_s {
     ngx_http_sa_id_node_t      node;          /* the token id's */
     ngx_queue_t                waiters;       /* of ngx_http_sa_ctx_t */
     ngx_atomic_uint_t          epoch;         /* the cache's, at the GET */
-    ngx_msec_t                 sent;          /* microseconds, for metrics */
+    ngx_http_sa_usec_t         sent;          /* for metrics */
     ngx_event_t                timer;         /* sa_redis_timeout */
     unsigned                   in_tree:1;     /* may still be joined */
     unsigned                   done:1;        /* answered or timed out */
@@ -146,7 +162,7 @@ typedef struct {
     ngx_uint_t                 level;         /* of its log line */
 } ngx_http_sa_status_t;
 
-extern ngx_http_sa_status_t      ngx_http_sa_statuses[];
+extern ngx_http_sa_status_t      ngx_http_sa_statuses[NGX_HTTP_SA_STATUSES];
 extern ngx_module_t              ngx_http_sa_module;
 
 

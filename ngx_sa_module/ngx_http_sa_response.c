@@ -11,24 +11,6 @@
 #include "ngx_http_sa_module.h"
 
 
-/* every $sa_status: its name, the access phase's answer, how it is logged */
-ngx_http_sa_status_t  ngx_http_sa_statuses[] = {
-    { ngx_string("ok"), NGX_OK, NGX_LOG_DEBUG },
-    { ngx_string("missing"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
-    { ngx_string("malformed"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
-    { ngx_string("unknown"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
-    { ngx_string("expired"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
-    { ngx_string("revoked"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO },
-    /* a record that fails verification is somebody's doing: error */
-    { ngx_string("tampered"), NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR },
-    { ngx_string("insufficient_scope"), NGX_HTTP_FORBIDDEN, NGX_LOG_INFO },
-    { ngx_string("forbidden_application"), NGX_HTTP_FORBIDDEN,
-      NGX_LOG_INFO },
-    /* Redis' failures are logged where they happen, at error level */
-    { ngx_string("unavailable"), NGX_HTTP_SERVICE_UNAVAILABLE,
-      NGX_LOG_INFO }
-};
-
 
 /* the response: headers of RFC 6750, or the credentials hidden on success */
 
