@@ -1,18 +1,18 @@
 /*
- * The access handler.  It parses "Authorization: Bearer <token>", refuses a
+ * The HTTP side: the phase handlers, the request's context and its verdict.
+ * The access handler parses "Authorization: Bearer <token>", refuses a
  * malformed token without touching Redis, answers from the cache when it
- * can, and otherwise waits on the token's lock: the one GET on its way for
- * that token in this worker, sent if there is none.  The reply is read once
- * inside the hiredis callback, every waiting request gets a copy, and a
- * posted event wakes each of them; the handler then runs again and judges
- * (hash, expiry, application, scopes), as in ngx_http_auth_request_module.
- * A reply with the same bytes as one this worker verified before needs no
- * signature check (ngx_http_sa_verified.c).
+ * can, and otherwise waits on the token's lookup (ngx_http_sa_lookup.c);
+ * a posted event wakes it, the handler runs again and judges (hash,
+ * expiry, application, scopes), as in ngx_http_auth_request_module.  What
+ * a verdict sets off in Redis (last use, token.denied) is in
+ * ngx_http_sa_effects.c; what the client and the upstream see in
+ * ngx_http_sa_response.c.
  *
  * The verdict lives in a pool cleanup, so an internal redirect keeps it:
  * the new location's rules are checked against the same record, without a
- * second lookup.  A genuine token refused where the location names its
- * application is reported to the notification worker (token.denied).
+ * second lookup.  Subrequests, which skip the access phase, are judged in
+ * the rewrite phase on the main request's credential.
  */
 
 #include <ngx_config.h>
@@ -20,22 +20,10 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sa_module.h"
+#include "ngx_http_sa_lookup.h"
+#include "ngx_http_sa_effects.h"
 #include "ngx_http_sa_verified.h"
 #include "ngx_http_sa_metrics.h"
-
-
-/* without a cache, last uses are remembered per worker in a small table */
-#define NGX_HTTP_SA_USED_SLOTS    65536   /* 1.5 MiB a worker */
-
-/* and, with or without, the last token.denied event sent per token */
-#define NGX_HTTP_SA_DENIED_SLOTS  4096
-#define NGX_HTTP_SA_DENIED_EVERY  60
-
-
-typedef struct {
-    u_char                     id[SA_TOKEN_ID_LEN];
-    time_t                     written;
-} ngx_http_sa_used_slot_t;
 
 
 static void ngx_http_sa_start_main(ngx_http_request_t *r,
@@ -53,12 +41,6 @@ static ngx_int_t ngx_http_sa_malformed(ngx_http_request_t *r,
 static ngx_int_t ngx_http_sa_cached(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_cache_t *cache,
     const u_char *token);
-static ngx_int_t ngx_http_sa_lookup(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx, ngx_http_sa_main_conf_t *smcf);
-static void ngx_http_sa_lock_reply(void *data, ngx_int_t rc,
-    ngx_str_t *value);
-static void ngx_http_sa_lock_timeout(ngx_event_t *ev);
-static void ngx_http_sa_lock_free(ngx_http_sa_lock_t *lock);
 static void ngx_http_sa_wait_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_sa_judge(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
@@ -72,47 +54,19 @@ static ngx_int_t ngx_http_sa_check_rules(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
 static ngx_int_t ngx_http_sa_fail(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_status_e status);
-static void ngx_http_sa_record_use(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx);
-static void ngx_http_sa_report_denied(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx);
-
-
-/* per worker */
-static ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
-static ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
-static ngx_http_sa_used_slot_t  *ngx_http_sa_denied_slots;
-static ngx_rbtree_t              ngx_http_sa_locks;
-static ngx_rbtree_node_t         ngx_http_sa_locks_sentinel;
-static ngx_uint_t                ngx_http_sa_exiting;
 
 
 ngx_int_t
 ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf)
 {
-    ngx_http_sa_exiting = 0;
-    ngx_http_sa_worker_cache = smcf->cache;
-
-    ngx_rbtree_init(&ngx_http_sa_locks, &ngx_http_sa_locks_sentinel,
-                    ngx_http_sa_id_insert);
+    ngx_http_sa_lookup_init_process();
 
     if (smcf->cache) {
         ngx_http_sa_cache_count_entries(smcf->cache);
-
-    } else {
-        ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,
-                                    NGX_HTTP_SA_USED_SLOTS
-                                    * sizeof(ngx_http_sa_used_slot_t));
-        if (ngx_http_sa_used_slots == NULL) {
-            return NGX_ERROR;
-        }
     }
 
-    ngx_http_sa_denied_slots = ngx_pcalloc(cycle->pool,
-                                           NGX_HTTP_SA_DENIED_SLOTS
-                                           * sizeof(ngx_http_sa_used_slot_t));
-    if (ngx_http_sa_denied_slots == NULL) {
+    if (ngx_http_sa_effects_init_process(cycle, smcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -120,11 +74,10 @@ ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
 }
 
 
-/* Redis' last answers, which come as the worker exits, wake nobody */
 void
 ngx_http_sa_handler_exit_process(void)
 {
-    ngx_http_sa_exiting = 1;
+    ngx_http_sa_lookup_exit_process();
 }
 
 
@@ -441,10 +394,7 @@ ngx_http_sa_cleanup(void *data)
 {
     ngx_http_sa_ctx_t  *ctx = data;
 
-    if (ctx->lock) {
-        ngx_queue_remove(&ctx->queue);
-        ctx->lock = NULL;
-    }
+    ngx_http_sa_lookup_leave(ctx);
 
     if (ctx->wake.posted) {
         ngx_delete_posted_event(&ctx->wake);
@@ -509,7 +459,9 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
         return ngx_http_sa_malformed(r, ctx, berr, terr);
     }
 
-    return ngx_http_sa_lookup(r, ctx, smcf);
+    rc = ngx_http_sa_lookup(r, ctx, smcf);
+
+    return (rc == NGX_ERROR) ? ngx_http_sa_unavailable(r, ctx) : rc;
 }
 
 
@@ -587,184 +539,6 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 }
 
 
-/*
- * The one place that names a token's keys: <prefix>tok:<id>, and with used
- * set <prefix>tok:<id>:used.  key has NGX_HTTP_SA_KEY_MAX bytes: the prefix
- * is limited when the configuration is read.  Returns the end.
- */
-static u_char *
-ngx_http_sa_token_key(u_char *key, ngx_str_t *prefix, u_char *id,
-    ngx_uint_t used)
-{
-    u_char  *p;
-
-    p = ngx_cpymem(key, prefix->data, prefix->len);
-    p = ngx_cpymem(p, SA_KEY_TOKEN, sizeof(SA_KEY_TOKEN) - 1);
-    p = ngx_cpymem(p, id, SA_TOKEN_ID_LEN);
-
-    if (used) {
-        p = ngx_cpymem(p, SA_KEY_USED, sizeof(SA_KEY_USED) - 1);
-    }
-
-    return p;
-}
-
-
-/* locks */
-
-static ngx_http_sa_lock_t *
-ngx_http_sa_lock_find(u_char *id)
-{
-    return (ngx_http_sa_lock_t *) ngx_http_sa_id_find(&ngx_http_sa_locks, id);
-}
-
-
-/* no request joins it any more; its waiters still get its answer */
-static void
-ngx_http_sa_lock_detach(ngx_http_sa_lock_t *lock)
-{
-    if (lock->in_tree) {
-        ngx_rbtree_delete(&ngx_http_sa_locks, &lock->node.node);
-        lock->in_tree = 0;
-    }
-}
-
-
-static ngx_http_sa_lock_t *
-ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
-    ngx_http_sa_main_conf_t *smcf)
-{
-    u_char               key[NGX_HTTP_SA_KEY_MAX];
-    size_t               argvlen[2];
-    const char          *argv[2];
-    ngx_http_sa_lock_t  *lock;
-
-    lock = ngx_calloc(sizeof(ngx_http_sa_lock_t), r->connection->log);
-    if (lock == NULL) {
-        return NULL;
-    }
-
-    /* read before the GET is sent: changes seen later are newer than it */
-    lock->epoch = smcf->cache ? ngx_http_sa_cache_epoch(smcf->cache) : 0;
-    lock->sent = ngx_http_sa_metrics_usec();
-
-    argv[0] = "GET";
-    argvlen[0] = sizeof("GET") - 1;
-    argv[1] = (const char *) key;
-    argvlen[1] = ngx_http_sa_token_key(key, &smcf->prefix, ctx->id, 0) - key;
-
-    if (ngx_http_sa_redis_command(2, argv, argvlen, ngx_http_sa_lock_reply,
-                                  lock)
-        != NGX_OK)
-    {
-        ngx_free(lock);
-        return NULL;
-    }
-
-    ngx_http_sa_id_set(&lock->node, ctx->id);
-    ngx_queue_init(&lock->waiters);
-
-    lock->timer.handler = ngx_http_sa_lock_timeout;
-    lock->timer.data = lock;
-    lock->timer.log = ngx_cycle->log;
-    ngx_add_timer(&lock->timer, smcf->timeout);
-
-    ngx_rbtree_insert(&ngx_http_sa_locks, &lock->node.node);
-    lock->in_tree = 1;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "sa: GET sent, cache epoch %uA", lock->epoch);
-
-    return lock;
-}
-
-
-/* waits on the GET on its way for this token, or sends one */
-static ngx_int_t
-ngx_http_sa_lookup(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
-    ngx_http_sa_main_conf_t *smcf)
-{
-    ngx_http_sa_lock_t  *lock;
-
-    lock = ngx_http_sa_lock_find(ctx->id);
-
-    /*
-     * A change of this token seen (by any worker) since that GET was sent:
-     * its reply may predate the change, and this request came after it.
-     */
-    if (lock && smcf->cache
-        && ngx_http_sa_cache_changed(smcf->cache, ctx->id, lock->epoch))
-    {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "sa: token changed since the GET on its way");
-        ngx_http_sa_lock_detach(lock);
-        lock = NULL;
-    }
-
-    if (lock == NULL) {
-        lock = ngx_http_sa_lock_create(r, ctx, smcf);
-    }
-
-    if (lock == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sa: Redis %V is unavailable", &smcf->redis->name);
-        return ngx_http_sa_unavailable(r, ctx);
-    }
-
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "sa: waiting for Redis");
-
-    ctx->lock = lock;
-    ngx_queue_insert_tail(&lock->waiters, &ctx->queue);
-
-    return NGX_AGAIN;
-}
-
-
-/* answered or timed out: nobody joins it any more */
-static void
-ngx_http_sa_lock_done(ngx_http_sa_lock_t *lock)
-{
-    lock->done = 1;
-    ngx_http_sa_lock_detach(lock);
-
-    if (lock->timer.timer_set) {
-        ngx_del_timer(&lock->timer);
-    }
-}
-
-
-/*
- * Gives every waiting request its own copy of the answer and posts its
- * wake event: request phases never run inside a hiredis callback.
- */
-static void
-ngx_http_sa_lock_wake(ngx_http_sa_lock_t *lock, ngx_http_sa_answer_t *a)
-{
-    void                *copy;
-    ngx_queue_t         *q;
-    ngx_http_sa_ctx_t   *ctx;
-
-    while (!ngx_queue_empty(&lock->waiters)) {
-        q = ngx_queue_head(&lock->waiters);
-        ngx_queue_remove(q);
-
-        ctx = ngx_queue_data(q, ngx_http_sa_ctx_t, queue);
-        ctx->lock = NULL;
-        ctx->answer = *a;
-
-        if (a->record) {
-            copy = ngx_palloc(ctx->request->pool, a->record->size);
-            ctx->answer.record = copy ? sa_token_record_copy(copy, a->record)
-                                      : NULL;
-        }
-
-        ctx->answered = 1;
-        ngx_post_event(&ctx->wake, &ngx_posted_events);
-    }
-}
-
-
 static void
 ngx_http_sa_wait_handler(ngx_event_t *ev)
 {
@@ -808,208 +582,6 @@ ngx_http_sa_wait_handler(ngx_event_t *ev)
     }
 
     ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_sa_lock_timeout(ngx_event_t *ev)
-{
-    ngx_http_sa_lock_t       *lock = ev->data;
-    ngx_http_sa_answer_t      a;
-    ngx_http_sa_main_conf_t  *smcf;
-
-    smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_sa_module);
-
-    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                  "sa: no reply from Redis within %M ms for token \"%*s\"",
-                  smcf->timeout, (size_t) SA_TOKEN_ID_LEN, lock->node.id);
-
-    ngx_memzero(&a, sizeof(ngx_http_sa_answer_t));
-    a.status = NGX_HTTP_SA_UNAVAILABLE;
-
-    ngx_http_sa_metrics_count(NGX_HTTP_SA_M_REDIS_TIMEOUT);
-
-    /* the reply, when it comes, only frees the lock */
-    ngx_http_sa_lock_done(lock);
-    ngx_http_sa_lock_wake(lock, &a);
-}
-
-
-static void *
-ngx_http_sa_heap_alloc(void *ctx, size_t size)
-{
-    return ngx_alloc(size, ngx_cycle->log);
-}
-
-
-/* verified with any of the sa_verify_key keys, in their order */
-static sa_rec_err_t
-ngx_http_sa_decode(ngx_http_sa_main_conf_t *smcf, ngx_str_t *value,
-    sa_token_record_t **rec)
-{
-    ngx_uint_t    i;
-    sa_rec_err_t  err;
-
-    err = SA_REC_BAD_SIGNATURE;
-
-    for (i = 0; i < smcf->nverify_keys && err == SA_REC_BAD_SIGNATURE; i++) {
-        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_SIGNATURE_CHECK);
-        err = sa_token_record_decode((char *) value->data, value->len,
-                                     smcf->verify_keys[i],
-                                     ngx_http_sa_heap_alloc, NULL, rec);
-    }
-
-    return err;
-}
-
-
-/* a genuine record, but older than one already seen: a replay */
-static void
-ngx_http_sa_refuse_older(ngx_http_sa_answer_t *a)
-{
-    a->status = NGX_HTTP_SA_TAMPERED;
-    a->older = 1;
-    a->version = a->record->version;
-
-    if (!a->borrowed) {
-        ngx_free(a->record);
-    }
-
-    a->record = NULL;
-    a->borrowed = 0;
-}
-
-
-/*
- * The reply, read once: verified (unless this worker verified exactly
- * these bytes before), decoded, and stored in the cache.
- */
-static void
-ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, ngx_int_t rc,
-    ngx_str_t *value, ngx_http_sa_answer_t *a)
-{
-    u_char                    digest[SA_DIGEST_LEN];
-    ngx_http_sa_main_conf_t  *smcf;
-
-    ngx_memzero(a, sizeof(ngx_http_sa_answer_t));
-
-    if (rc == NGX_ERROR) {
-        a->status = NGX_HTTP_SA_UNAVAILABLE;
-        return;
-    }
-
-    smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_sa_module);
-
-    if (rc == NGX_DECLINED) {
-        a->status = NGX_HTTP_SA_UNKNOWN;
-        if (smcf->cache) {
-            (void) ngx_http_sa_cache_store(smcf->cache, lock->node.id, NULL,
-                                           lock->epoch, ngx_cycle->log);
-        }
-        return;
-    }
-
-    if (rc != NGX_OK) {
-        a->err = SA_REC_MALFORMED;
-        a->status = NGX_HTTP_SA_TAMPERED;
-        return;
-    }
-
-    sa_envelope_digest((char *) value->data, value->len, digest);
-
-    a->record = ngx_http_sa_verified_find(lock->node.id, digest);
-
-    if (a->record != NULL) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "sa: the same record as verified before");
-        a->borrowed = 1;
-
-    } else {
-        a->err = ngx_http_sa_decode(smcf, value, &a->record);
-
-        if (a->err != SA_REC_OK) {
-            a->status = NGX_HTTP_SA_TAMPERED;
-            return;
-        }
-
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "sa: record version %uL verified", a->record->version);
-
-        /* a record under another token's key is refused when judged */
-        if (!ngx_http_sa_id_equal(a->record->id, lock->node.id)) {
-            a->status = NGX_HTTP_SA_OK;
-            return;
-        }
-
-        if (ngx_http_sa_verified_remember(lock->node.id, digest, a->record)
-            == NGX_DECLINED)
-        {
-            ngx_http_sa_refuse_older(a);
-            return;
-        }
-    }
-
-    /* remembered or just verified: a record of this very token */
-    if (smcf->cache
-        && ngx_http_sa_cache_store(smcf->cache, lock->node.id, a->record,
-                                   lock->epoch, ngx_cycle->log)
-           == NGX_DECLINED)
-    {
-        ngx_http_sa_refuse_older(a);
-        return;
-    }
-
-    a->status = NGX_HTTP_SA_OK;
-}
-
-
-static void
-ngx_http_sa_lock_reply(void *data, ngx_int_t rc, ngx_str_t *value)
-{
-    ngx_http_sa_lock_t    *lock = data;
-    ngx_http_sa_answer_t   a;
-
-    if (rc != NGX_ERROR) {
-        ngx_http_sa_metrics_latency(ngx_http_sa_metrics_usec() - lock->sent);
-    }
-
-    if (lock->done || ngx_http_sa_exiting) {
-        /* timed out earlier, or the worker is going away */
-        ngx_http_sa_lock_free(lock);
-        return;
-    }
-
-    ngx_http_sa_lock_done(lock);
-    ngx_http_sa_read_reply(lock, rc, value, &a);
-    ngx_http_sa_lock_wake(lock, &a);
-
-    if (a.record && !a.borrowed) {
-        ngx_free(a.record);
-    }
-
-    ngx_http_sa_lock_free(lock);
-}
-
-
-/* no request may point at a lock that is freed */
-static void
-ngx_http_sa_lock_free(ngx_http_sa_lock_t *lock)
-{
-    ngx_queue_t        *q;
-    ngx_http_sa_ctx_t  *ctx;
-
-    if (!lock->done) {
-        ngx_http_sa_lock_done(lock);
-    }
-
-    while (!ngx_queue_empty(&lock->waiters)) {
-        q = ngx_queue_head(&lock->waiters);
-        ngx_queue_remove(q);
-        ctx = ngx_queue_data(q, ngx_http_sa_ctx_t, queue);
-        ctx->lock = NULL;
-    }
-
-    ngx_free(lock);
 }
 
 
@@ -1197,151 +769,4 @@ ngx_http_sa_check_rules(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ctx->status = NGX_HTTP_SA_OK;
 
     return NGX_OK;
-}
-
-
-/*
- * 1 when this token's turn has come in a per-worker table of n slots
- * (direct-mapped: a colliding token may take a slot over early), at most
- * once every "every" seconds.
- */
-static ngx_uint_t
-ngx_http_sa_slot_due(ngx_http_sa_used_slot_t *slots, ngx_uint_t n, u_char *id,
-    time_t now, time_t every)
-{
-    ngx_http_sa_used_slot_t  *slot;
-
-    if (slots == NULL) {
-        return 0;
-    }
-
-    slot = &slots[ngx_http_sa_id_hash(id) % n];
-
-    if (ngx_http_sa_id_equal(slot->id, id)
-        && now - slot->written < every)
-    {
-        return 0;
-    }
-
-    ngx_memcpy(slot->id, id, SA_TOKEN_ID_LEN);
-    slot->written = now;
-
-    return 1;
-}
-
-
-static ngx_uint_t
-ngx_http_sa_use_due(ngx_http_sa_ctx_t *ctx, time_t now)
-{
-    if (ctx->cached) {
-        return ctx->use_due;        /* decided by the lookup, under its lock */
-    }
-
-    if (ngx_http_sa_worker_cache) {
-        return ngx_http_sa_cache_used(ngx_http_sa_worker_cache, ctx->id, now);
-    }
-
-    return ngx_http_sa_slot_due(ngx_http_sa_used_slots, NGX_HTTP_SA_USED_SLOTS,
-                                ctx->id, now, NGX_HTTP_SA_USED_EVERY);
-}
-
-
-/*
- * A genuine token refused (expired, revoked, insufficient_scope,
- * forbidden_application) in a location that names its application: one
- * token.denied entry for the notification worker, not awaited, at most once
- * a minute per token and worker.  A token Redis does not know never gets
- * here: random tokens cost Redis nothing new.
- */
-static void
-ngx_http_sa_report_denied(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
-{
-    u_char                    now_text[NGX_TIME_T_LEN];
-    u_char                    key[NGX_HTTP_SA_PREFIX_MAX
-                                  + sizeof(SA_KEY_EVENTS)];
-    time_t                    now;
-    ngx_str_t                 app, *status;
-    const char               *argv[13];
-    size_t                    argvlen[13];
-    ngx_http_sa_loc_conf_t   *slcf;
-    ngx_http_sa_main_conf_t  *smcf;
-
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
-
-    if (slcf->application == NULL
-        || ngx_http_complex_value(r, slcf->application, &app) != NGX_OK
-        || app.len == 0)
-    {
-        return;                     /* no application: nobody to tell */
-    }
-
-    now = ngx_time();
-
-    if (!ngx_http_sa_slot_due(ngx_http_sa_denied_slots,
-                              NGX_HTTP_SA_DENIED_SLOTS, ctx->id, now,
-                              NGX_HTTP_SA_DENIED_EVERY))
-    {
-        return;
-    }
-
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
-    status = &ngx_http_sa_statuses[ctx->status].name;
-
-#define NGX_HTTP_SA_ARG(i, s, n)                                              \
-    argv[i] = (const char *) (s); argvlen[i] = (n)
-
-    NGX_HTTP_SA_ARG(0, "XADD", 4);
-    NGX_HTTP_SA_ARG(1, key, ngx_cpymem(ngx_cpymem(key, smcf->prefix.data,
-                                                  smcf->prefix.len),
-                                       SA_KEY_EVENTS,
-                                       sizeof(SA_KEY_EVENTS) - 1) - key);
-    NGX_HTTP_SA_ARG(2, "*", 1);
-    NGX_HTTP_SA_ARG(3, "type", 4);
-    NGX_HTTP_SA_ARG(4, "token.denied", sizeof("token.denied") - 1);
-    NGX_HTTP_SA_ARG(5, "token", 5);
-    NGX_HTTP_SA_ARG(6, ctx->id, SA_TOKEN_ID_LEN);
-    NGX_HTTP_SA_ARG(7, "app", 3);
-    NGX_HTTP_SA_ARG(8, app.data, app.len);
-    NGX_HTTP_SA_ARG(9, "status", 6);
-    NGX_HTTP_SA_ARG(10, status->data, status->len);
-    NGX_HTTP_SA_ARG(11, "time", 4);
-    NGX_HTTP_SA_ARG(12, now_text,
-                    ngx_sprintf(now_text, "%T", now) - now_text);
-
-#undef NGX_HTTP_SA_ARG
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "sa: token.denied reported for application \"%V\"", &app);
-
-    (void) ngx_http_sa_redis_command(13, argv, argvlen, NULL, NULL);
-}
-
-
-/* "SET <prefix>tok:<id>:used <now>", at most once a minute, not awaited */
-static void
-ngx_http_sa_record_use(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
-{
-    u_char                    key[NGX_HTTP_SA_KEY_MAX];
-    u_char                    now_text[NGX_TIME_T_LEN];
-    time_t                    now;
-    const char               *argv[3];
-    size_t                    argvlen[3];
-    ngx_http_sa_main_conf_t  *smcf;
-
-    now = ngx_time();
-
-    if (!ngx_http_sa_use_due(ctx, now)) {
-        return;
-    }
-
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
-
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) key;
-    argvlen[1] = ngx_http_sa_token_key(key, &smcf->prefix, ctx->id, 1) - key;
-    argv[2] = (const char *) now_text;
-    argvlen[2] = ngx_sprintf(now_text, "%T", now) - now_text;
-
-    (void) ngx_http_sa_redis_command(3, argv, argvlen, NULL, NULL);
 }

@@ -770,6 +770,33 @@ static void ngx_http_sa_invalidated(u_char *data, size_t len);
 static void ngx_http_sa_subscription(ngx_uint_t up);
 
 
+/*
+ * The one place that names the module's keys in Redis: <prefix><name>
+ * (SA_KEY_EVENTS, SA_KEY_INVALIDATE), and for a token <prefix>tok:<id>,
+ * with used <prefix>tok:<id>:used.  key has NGX_HTTP_SA_KEY_MAX bytes: the
+ * prefix is limited when the configuration is read.  Returns the end.
+ */
+u_char *
+ngx_http_sa_key(u_char *key, ngx_str_t *prefix, const char *name, u_char *id,
+    ngx_uint_t used)
+{
+    u_char  *p;
+
+    p = ngx_cpymem(key, prefix->data, prefix->len);
+    p = ngx_cpymem(p, name, ngx_strlen(name));
+
+    if (id) {
+        p = ngx_cpymem(p, id, SA_TOKEN_ID_LEN);
+
+        if (used) {
+            p = ngx_cpymem(p, SA_KEY_USED, sizeof(SA_KEY_USED) - 1);
+        }
+    }
+
+    return p;
+}
+
+
 static ngx_http_sa_main_conf_t *
 ngx_http_sa_cycle_main_conf(ngx_cycle_t *cycle)
 {
@@ -787,7 +814,6 @@ ngx_http_sa_cycle_main_conf(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_sa_init_process(ngx_cycle_t *cycle)
 {
-    u_char                        *p;
     ngx_http_sa_main_conf_t       *smcf;
     ngx_http_sa_redis_sub_conf_t   sub;
 
@@ -811,14 +837,14 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
         return ngx_http_sa_redis_init_process(cycle, smcf->redis, NULL);
     }
 
-    sub.channel.len = smcf->prefix.len + sizeof(SA_KEY_INVALIDATE) - 1;
-    sub.channel.data = ngx_pnalloc(cycle->pool, sub.channel.len);
+    sub.channel.data = ngx_pnalloc(cycle->pool, NGX_HTTP_SA_KEY_MAX);
     if (sub.channel.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(sub.channel.data, smcf->prefix.data, smcf->prefix.len);
-    ngx_memcpy(p, SA_KEY_INVALIDATE, sizeof(SA_KEY_INVALIDATE) - 1);
+    sub.channel.len = ngx_http_sa_key(sub.channel.data, &smcf->prefix,
+                                      SA_KEY_INVALIDATE, NULL, 0)
+                      - sub.channel.data;
 
     sub.heartbeat = smcf->cache->heartbeat;
     sub.on_message = ngx_http_sa_invalidated;

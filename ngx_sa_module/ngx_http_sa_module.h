@@ -2,8 +2,12 @@
  * ngx_http_sa_module: what its files share.
  *
  *   ngx_http_sa_module.c    directives, configuration, worker start and stop
- *   ngx_http_sa_handler.c   the access handler: token, cache, Redis, rules
- *   ngx_http_sa_response.c  RFC 6750 responses and the $sa_* variables
+ *   ngx_http_sa_handler.c   the phase handlers, the request's verdict
+ *   ngx_http_sa_lookup.c    a token's GET, shared by its waiting requests;
+ *                           the reply read once and stored in the cache
+ *   ngx_http_sa_effects.c   last use and token.denied, not awaited
+ *   ngx_http_sa_response.c  RFC 6750 responses, the credential hidden,
+ *                           the $sa_* variables
  *   ngx_http_sa_redis.c     the worker's Redis connections, heartbeats,
  *                           the sentinel that says where the master is
  *   ngx_http_sa_cache.c     the shared-memory cache, ids' hash and trees
@@ -138,24 +142,6 @@ typedef struct {
 } ngx_http_sa_ctx_t;
 
 
-/*
- * The lock on a token's record, as nginx's file cache locks an entry: one
- * GET on its way, and every request of this worker that waits for it, so
- * that concurrent misses for a token cost one Redis round trip.  The lock
- * outlives its requests: hiredis calls back even when they are gone, and
- * the lock is freed then.
- */
-struct ngx_http_sa_lock_s {
-    ngx_http_sa_id_node_t      node;          /* the token id's */
-    ngx_queue_t                waiters;       /* of ngx_http_sa_ctx_t */
-    ngx_atomic_uint_t          epoch;         /* the cache's, at the GET */
-    ngx_http_sa_usec_t         sent;          /* for metrics */
-    ngx_event_t                timer;         /* sa_redis_timeout */
-    unsigned                   in_tree:1;     /* may still be joined */
-    unsigned                   done:1;        /* answered or timed out */
-};
-
-
 typedef struct {
     ngx_str_t                  name;          /* $sa_status */
     ngx_int_t                  rc;            /* for the access phase */
@@ -165,6 +151,9 @@ typedef struct {
 extern ngx_http_sa_status_t      ngx_http_sa_statuses[NGX_HTTP_SA_STATUSES];
 extern ngx_module_t              ngx_http_sa_module;
 
+
+u_char *ngx_http_sa_key(u_char *key, ngx_str_t *prefix, const char *name,
+    u_char *id, ngx_uint_t used);
 
 ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
 
