@@ -23,8 +23,10 @@ static const sa_command_t  commands[] = {
       "Writes DIR/signing.key (mode 0600, for sa-admin only),\n"
       "DIR/verify.key (for gateways: sa_verify_key) and DIR/notify.key\n"
       "(mode 0600, for sa-admin and the notification worker only).  DIR\n"
-      "is created (mode 0700) when missing.  Existing keys are never\n"
-      "overwritten.\n" },
+      "is created (mode 0700, with its missing parents, as mkdir -p) when\n"
+      "missing; an existing DIR that others may write to (group or world\n"
+      "writable, or not owned by you or root) is refused.  Existing keys\n"
+      "are never overwritten.\n" },
     { "resign", sa_key_resign_cmd, SA_RESIGN_USAGE, SA_RESIGN_HELP },
     { NULL, NULL, NULL, NULL }
 };
@@ -44,6 +46,61 @@ sa_key_unlink(const char *dir, const char *name)
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     unlink(path);
+}
+
+
+/*
+ * DIR as mkdir -p makes it, each missing directory 0700; an existing DIR
+ * must be one that only its owner (the user or root) may write to, as ssh
+ * wants of the directories that hold its keys: else another user could
+ * replace verify.key, or the signing key once written.
+ */
+static void
+sa_key_dir_or_exit(const char *dir)
+{
+    char         path[4096], *p, c;
+    struct stat  st;
+
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int) sizeof(path)) {
+        sa_die(SA_EXIT_NOT_FOUND, "cannot create \"%s\": %s", dir,
+               strerror(ENAMETOOLONG));
+    }
+
+    for (p = path + 1; ; p++) {
+        if (*p != '/' && *p != '\0') {
+            continue;
+        }
+
+        c = *p;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            sa_die(SA_EXIT_NOT_FOUND, "cannot create \"%s\": %s", path,
+                   strerror(errno));
+        }
+        *p = c;
+
+        if (c == '\0') {
+            break;
+        }
+    }
+
+    if (stat(dir, &st) != 0) {
+        sa_die(SA_EXIT_NOT_FOUND, "cannot create \"%s\": %s", dir,
+               strerror(errno));
+    }
+
+    if (!S_ISDIR(st.st_mode)) {
+        sa_die(SA_EXIT_NOT_FOUND, "cannot create \"%s\": %s", dir,
+               strerror(ENOTDIR));
+    }
+
+    if ((st.st_mode & 022) || (st.st_uid != geteuid() && st.st_uid != 0)) {
+        sa_die(SA_EXIT_NOT_FOUND, "\"%s\" may be written by others (mode "
+               "%04o, owner uid %u): the keys go into a directory only its "
+               "owner can change; fix with chmod go-w \"%s\", or choose "
+               "another --out", dir, (unsigned) (st.st_mode & 07777),
+               (unsigned) st.st_uid, dir);
+    }
 }
 
 
@@ -68,10 +125,7 @@ sa_key_generate_cmd(sa_admin_t *sa, int argc, char **argv)
     }
 
     /* a new directory only its owner can enter: the signing key goes there */
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        sa_die(SA_EXIT_NOT_FOUND, "cannot create \"%s\": %s", dir,
-               strerror(errno));
-    }
+    sa_key_dir_or_exit(dir);
 
     if (sa_key_generate(dir, err, sizeof(err)) != 0) {
         sa_die(SA_EXIT_NOT_FOUND, "%s", err);

@@ -98,10 +98,17 @@ sa_notify_key_or_exit(void)
                "SA_NOTIFY_KEY (see 'sa-admin key generate')");
     }
 
-    fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO must not block the open; refused below */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (fd == -1) {
         sa_die(SA_EXIT_USAGE, "notify key: cannot open \"%s\": %s",
                path, strerror(errno));
+    }
+
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        sa_die(SA_EXIT_USAGE, "notify key \"%s\" is not a regular file",
+               path);
     }
 
     if (fstat(fd, &st) != 0 || (st.st_mode & 077)) {

@@ -124,7 +124,8 @@ sa_key_load(const char *path, sa_key_kind_t kind, uint8_t *key, char *err,
     ssize_t      n;
     struct stat  st;
 
-    fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO or a device must not block the open; refused below */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (fd == -1) {
         snprintf(err, errlen, "cannot open \"%s\": %s", path, strerror(errno));
         return -1;
@@ -132,6 +133,12 @@ sa_key_load(const char *path, sa_key_kind_t kind, uint8_t *key, char *err,
 
     if (fstat(fd, &st) != 0) {
         snprintf(err, errlen, "cannot stat \"%s\": %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "\"%s\" is not a regular file", path);
         close(fd);
         return -1;
     }

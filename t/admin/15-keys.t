@@ -7,6 +7,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP ();
+use POSIX ();
 use SaTest;
 
 my $redis = SaTest::Redis->start;
@@ -32,10 +33,57 @@ $r = keygen("$base/shared");
 is($r->{code}, 2, 'never over existing keys');
 like($r->{err}, qr/exists/, 'and says so');
 
-# a missing parent is an error, not a tree of directories
-$r = keygen("$base/no/such");
-is($r->{code}, 2, 'missing parent: exit 2');
-like($r->{err}, qr/cannot create .*No such file/, 'missing parent: the reason');
+# missing parents are made as mkdir -p makes them, each 0700
+$r = keygen("$base/no/such/keys");
+is($r->{code}, 0, 'missing parents: created (mkdir -p)') or diag $r->{err};
+is(mode("$base/no"), 0700, 'a missing parent is created 0700');
+is(mode("$base/no/such"), 0700, 'and the next one');
+is(mode("$base/no/such/keys"), 0700, 'and DIR itself');
+ok(-f "$base/no/such/keys/signing.key", 'the keys are written there');
+
+# a file where a directory should be: the reason, exit 2
+SaTest::write_file("$base/plain", "x\n");
+$r = keygen("$base/plain/keys");
+is($r->{code}, 2, 'a file in the path: exit 2');
+like($r->{err}, qr/cannot create .*Not a directory/, 'a file in the path: the reason');
+
+# an existing directory others may write to is refused, sticky or not (as
+# ssh refuses keys in such a directory): another user could replace the
+# keys in it; nothing is written there
+for my $m (0777, 01777, 0770, 0757) {
+    my $d = sprintf("$base/open%04o", $m);
+    mkdir $d;
+    chmod $m, $d;
+    $r = keygen($d);
+    is($r->{code}, 2, sprintf('directory mode %04o: refused, exit 2', $m));
+    like($r->{err}, qr/may be written by others .*chmod go-w/,
+         sprintf('mode %04o: says why and how to fix it', $m));
+    ok(!-e "$d/signing.key" && !-e "$d/verify.key" && !-e "$d/notify.key",
+       sprintf('mode %04o: no key written', $m));
+}
+
+# a FIFO (or any non-regular file) as a key file is refused at once, never
+# waited on
+my $fifo = "$base/fifo";
+POSIX::mkfifo($fifo, 0600) or die "mkfifo: $!";
+$r = SaTest::run_admin(redis => $redis, timeout => 10,
+                       env => { SA_ACTOR => 'alice', SA_SIGNING_KEY => $fifo },
+                       args => [qw(account create fifo x)]);
+is($r->{code}, 1, 'a FIFO as --signing-key: exit 1, without blocking');
+like($r->{err}, qr/signing key "\Q$fifo\E" is not a regular file/, 'and says why');
+$r = SaTest::run_admin(redis => $redis, timeout => 10,
+                       args => ['notify', 'run', '--once', '--notify-key', $fifo]);
+is($r->{code}, 1, 'a FIFO as --notify-key: exit 1, without blocking');
+like($r->{err}, qr/notify key "\Q$fifo\E" is not a regular file/, 'and says why');
+$r = SaTest::run_admin(redis => $redis, timeout => 10,
+                       args => ['key', 'resign', '--old-verify-key', $fifo]);
+is($r->{code}, 1, 'a FIFO as --old-verify-key: exit 1, without blocking');
+like($r->{err}, qr/"\Q$fifo\E" is not a regular file/, 'and says why');
+$r = SaTest::run_admin(redis => $redis, timeout => 10,
+                       env => { SA_ACTOR => 'alice', SA_SIGNING_KEY => '/dev/null' },
+                       args => [qw(account create devnull x)]);
+is($r->{code}, 1, 'a device as --signing-key: exit 1');
+like($r->{err}, qr/not a regular file/, 'and says why');
 
 # JSON output is JSON, even for a path with quotes and backslashes
 my $odd = "$base/q\"uo\\te";
