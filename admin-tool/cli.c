@@ -11,6 +11,7 @@
 
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,14 +81,25 @@ sa_help_and_exit(sa_admin_t *sa)
 }
 
 
+int  sa_opt_many;
+
+
 int
 sa_getopt_or_exit(sa_admin_t *sa, int argc, char **argv,
     const struct option *longopts)
 {
-    int  ch;
+    int                  ch, i = -1;
+    static uint64_t      seen;
+    static const void   *table;
+
+    /* the command's first call (the dispatcher sets optind 0) */
+    if (optind == 0 || table != longopts) {
+        seen = 0;
+        table = longopts;
+    }
 
     /* a leading ':' lets a missing value be told from an unknown flag */
-    ch = getopt_long(argc, argv, ":h", longopts, NULL);
+    ch = getopt_long(argc, argv, ":h", longopts, &i);
 
     switch (ch) {
     case ':':
@@ -96,6 +108,18 @@ sa_getopt_or_exit(sa_admin_t *sa, int argc, char **argv,
         sa_die_usage(sa, "unknown option '%s'", argv[optind - 1]);
     case 'h':
         sa_help_and_exit(sa);
+    case 0:
+        /* SA_OPT_MANY: getopt_long stored val in sa_opt_many */
+        return longopts[i].val;
+    }
+
+    /* a value given twice would be taken silently, the last one winning */
+    if (ch != -1 && i >= 0 && i < 64 && longopts[i].has_arg != no_argument) {
+        if (seen & ((uint64_t) 1 << i)) {
+            sa_die_usage(sa, "option '--%s' may be given only once",
+                         longopts[i].name);
+        }
+        seen |= (uint64_t) 1 << i;
     }
 
     return ch;

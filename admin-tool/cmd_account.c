@@ -63,7 +63,7 @@ sa_app_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want,
     json_t *apps)
 {
     static const struct option  opts[] = {
-        { "app", required_argument, NULL, 'a' },
+        SA_OPT_MANY("app", 'a'),
         SA_OPTS_END
     };
 

@@ -264,7 +264,7 @@ sa_notify_set(sa_admin_t *sa, int argc, char **argv)
     static const struct option  opts[] = {
         { "slack", required_argument, NULL, 's' },
         { "webhook", required_argument, NULL, 'w' },
-        { "events", required_argument, NULL, 'e' },
+        SA_OPT_MANY("events", 'e'),
         SA_OPTS_END
     };
     sa_notify_set_t    c;

@@ -158,7 +158,7 @@ static void
 sa_member_add(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
-        { "perm", required_argument, NULL, 'p' },
+        SA_OPT_MANY("perm", 'p'),
         SA_OPTS_END
     };
     char        perms[128] = "";

@@ -261,7 +261,7 @@ static void
 sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
-        { "scope", required_argument, NULL, 's' },
+        SA_OPT_MANY("scope", 's'),
         { "expires", required_argument, NULL, 'e' },
         { "count", required_argument, NULL, 'n' },
         SA_OPTS_END
@@ -489,7 +489,7 @@ static void
 sa_token_change(sa_admin_t *sa, int argc, char **argv, int revoke)
 {
     static const struct option  scope_opts[] = {
-        { "scope", required_argument, NULL, 's' },
+        SA_OPT_MANY("scope", 's'),
         SA_OPTS_END
     };
     sa_token_opts_t    o;

@@ -696,7 +696,7 @@ void
 sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  opts[] = {
-        { "old-verify-key", required_argument, NULL, 'k' },
+        SA_OPT_MANY("old-verify-key", 'k'),
         { "team", required_argument, NULL, 't' },
         { "dry-run", no_argument, NULL, 'n' },
         SA_OPTS_END

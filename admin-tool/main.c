@@ -127,8 +127,16 @@ sa_global_options(sa_admin_t *sa, int argc, char **argv)
 
         for (k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
             n = strlen(valued[k].name);
-            if (strncmp(argv[i], valued[k].name, n) != 0) {
+            if (strncmp(argv[i], valued[k].name, n) != 0
+                || (argv[i][n] != '=' && argv[i][n] != '\0'))
+            {
                 continue;
+            }
+            if (*valued[k].slot != NULL) {
+                /* taken silently, the last one would win */
+                fprintf(stderr, "sa-admin: option '%s' may be given only "
+                        "once\n", valued[k].name);
+                return -1;
             }
             if (argv[i][n] == '=') {
                 *valued[k].slot = argv[i] + n + 1;

@@ -77,12 +77,17 @@ SA_NORETURN void sa_die_usage(sa_admin_t *sa, const char *fmt, ...)
  * Parses a command's own flags with getopt_long (flags and operands may be
  * mixed; operands end up from argv[optind]).  Returns the option's val, or
  * -1 at the end.  --help (-h) prints the command's help and exits 0; an
- * unknown flag or a missing value is a usage error (exit 1).  Every table
- * ends with SA_OPTS_END.
+ * unknown flag, a missing value, and a flag with a value given twice are
+ * usage errors (exit 1), except for a flag declared with SA_OPT_MANY (a
+ * list: --scope, --app...).  Every table ends with SA_OPTS_END.
  */
 struct option;
 int sa_getopt_or_exit(sa_admin_t *sa, int argc, char **argv,
     const struct option *longopts);
+
+extern int  sa_opt_many;
+
+#define SA_OPT_MANY(name, val)  { name, required_argument, &sa_opt_many, val }
 
 #define SA_OPTS_END                                                         \
     { "help", no_argument, NULL, 'h' },                                     \
