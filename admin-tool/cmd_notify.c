@@ -1,6 +1,6 @@
 /*
  * sa-admin notify: notifications of a service account, per application,
- * to Slack or a webhook (README, "Notifications and webhooks").  The
+ * to Slack or a webhook (docs/notifications.md).  The
  * delivery worker ('notify run') is in notify_worker.c.
  */
 

@@ -1,5 +1,5 @@
 /*
- * sa-admin notify: notifications and webhooks (README, "Notifications").
+ * sa-admin notify: notifications and webhooks (docs/notifications.md).
  *
  * Subscriptions live in Redis as JSON with a public part (for routing and
  * listing) and a sealed part (libsodium secretbox with notify.key): the

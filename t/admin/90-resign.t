@@ -1,5 +1,4 @@
-# sa-admin key resign: rotating the signing key (README, "Rotating the
-# signing key").
+# sa-admin key resign: rotating the signing key (docs/key-rotation.md).
 #
 #   1. --help and usage errors
 #   2. the whole rotation of the contract under load, through a real nginx
