@@ -192,7 +192,9 @@ sub exit_code {
 
 # run(\@argv, env => {changes}, stdin => $text, timeout => $secs)
 #   -> {code, out, err}. Output goes to temp files rather than pipes, so a
-# chatty command can never deadlock us; a hung one is killed after timeout.
+# chatty command can never deadlock us; a hung one is killed after timeout
+# (default 90 s: sa-admin over thousands of records with sanitizers, on a
+# 2-core machine running the suite in parallel, can take over 30 s).
 sub run {
     my ($cmd, %opt) = @_;
     my ($in, $out, $err) = map { File::Temp->new(DIR => tmp_dir()) } 1 .. 3;
@@ -200,7 +202,7 @@ sub run {
     close $in;
     my $pid = fork_exec($cmd, env => env_with($opt{env}),
                         stdin => "$in", stdout => "$out", stderr => "$err");
-    my $secs = $opt{timeout} // 30;
+    my $secs = $opt{timeout} // 90;
     # waitpid sets $?, and a $? of -1 left behind makes a later top-level
     # die report "exited with -1": leave the caller's $? alone.
     local $?;
