@@ -50,6 +50,9 @@ typedef struct ngx_http_sa_cache_sh_s {
     ngx_http_sa_cache_node_t   **buckets;
     ngx_uint_t                   mask;        /* buckets - 1, a power of 2 */
     ngx_queue_t                  queue;       /* LRU: most recent first */
+    ngx_queue_t                  nqueue;      /* the negative entries' */
+    ngx_uint_t                   negatives;   /* in nqueue */
+    ngx_uint_t                   nmax;        /* at most; then reused */
 
     ngx_http_sa_version_t       *versions;    /* nsets * WAYS slots */
     ngx_uint_t                   nsets;
@@ -346,8 +349,9 @@ ngx_http_sa_cache_changed(ngx_http_sa_cache_t *cache, u_char *id,
 }
 
 
+/* out of its chain and its queue, its memory still the caller's */
 static void
-ngx_http_sa_cache_free_node(ngx_http_sa_cache_t *cache,
+ngx_http_sa_cache_unlink(ngx_http_sa_cache_t *cache,
     ngx_http_sa_cache_node_t *cn)
 {
     ngx_http_sa_cache_node_t  **p;
@@ -360,8 +364,20 @@ ngx_http_sa_cache_free_node(ngx_http_sa_cache_t *cache,
     *p = cn->next;
 
     ngx_queue_remove(&cn->queue);
-    ngx_slab_free_locked(cache->shpool, cn);
     cache->sh->entries--;
+
+    if (cn->negative) {
+        cache->sh->negatives--;
+    }
+}
+
+
+static void
+ngx_http_sa_cache_free_node(ngx_http_sa_cache_t *cache,
+    ngx_http_sa_cache_node_t *cn)
+{
+    ngx_http_sa_cache_unlink(cache, cn);
+    ngx_slab_free_locked(cache->shpool, cn);
 }
 
 
@@ -400,6 +416,36 @@ ngx_http_sa_cache_alloc(ngx_http_sa_cache_t *cache, size_t size)
     }
 
     return NULL;
+}
+
+
+/*
+ * Negative entries are a pool of their own, at most nmax (a quarter of
+ * the zone): past it, or when the zone is full, the oldest one is reused
+ * in place.  A flood of unknown tokens thus churns its own entries, never
+ * takes the room of records, nor leaves the slab's pages cut into chunks
+ * too small for one (a negative entry is half a record's chunk).
+ */
+static ngx_http_sa_cache_node_t *
+ngx_http_sa_cache_alloc_negative(ngx_http_sa_cache_t *cache)
+{
+    ngx_http_sa_cache_node_t  *cn;
+
+    cn = NULL;
+
+    if (cache->sh->negatives < cache->sh->nmax) {
+        cn = ngx_slab_alloc_locked(cache->shpool,
+                                   sizeof(ngx_http_sa_cache_node_t));
+    }
+
+    if (cn == NULL && !ngx_queue_empty(&cache->sh->nqueue)) {
+        cn = ngx_queue_data(ngx_queue_last(&cache->sh->nqueue),
+                            ngx_http_sa_cache_node_t, queue);
+        ngx_http_sa_cache_unlink(cache, cn);
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_CACHE_EVICTION);
+    }
+
+    return cn;
 }
 
 
@@ -550,31 +596,35 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
         ngx_http_sa_cache_remember(cache, id, rec->version);
     }
 
+    /* a token that vanished after we saw it: its version is remembered */
     if (old != NULL) {
-
-        /* a token that vanished after we saw it: keep its version */
-        if (rec == NULL && old->version) {
-            old->valid = 0;
-            goto done;
-        }
-
         used = old->used;
         ngx_http_sa_cache_free_node(cache, old);
     }
 
-    if (rec == NULL && cache->negative_ttl == 0) {
-        goto done;
-    }
+    if (rec == NULL) {
+        if (cache->negative_ttl == 0) {
+            goto done;
+        }
 
-    /* a record too large to pack is not cached; its version is kept below */
-    size = sizeof(ngx_http_sa_cache_node_t) + packed;
+        cn = ngx_http_sa_cache_alloc_negative(cache);
+        if (cn == NULL) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
+                           "sa: no room for a negative entry");
+            goto done;
+        }
 
-    cn = ngx_http_sa_cache_alloc(cache, size);
-    if (cn == NULL) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "sa: cache zone \"%V\" is full, record not cached",
-                      &cache->shm_zone->shm.name);
-        goto done;
+    } else {
+        /* a record too large to pack is stored as invalid, for its "used" */
+        size = sizeof(ngx_http_sa_cache_node_t) + packed;
+
+        cn = ngx_http_sa_cache_alloc(cache, size);
+        if (cn == NULL) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "sa: cache zone \"%V\" is full, record not cached",
+                          &cache->shm_zone->shm.name);
+            goto done;
+        }
     }
 
     ngx_memcpy(cn->id, id, SA_TOKEN_ID_LEN);
@@ -592,8 +642,15 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     bucket = ngx_http_sa_cache_bucket(cache, id);
     cn->next = *bucket;
     *bucket = cn;
-    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
     cache->sh->entries++;
+
+    if (cn->negative) {
+        ngx_queue_insert_head(&cache->sh->nqueue, &cn->queue);
+        cache->sh->negatives++;
+
+    } else {
+        ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    }
 
 done:
 
@@ -642,6 +699,14 @@ ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache)
         cn->valid = 0;
     }
 
+    for (q = ngx_queue_head(&cache->sh->nqueue);
+         q != ngx_queue_sentinel(&cache->sh->nqueue);
+         q = ngx_queue_next(q))
+    {
+        cn = ngx_queue_data(q, ngx_http_sa_cache_node_t, queue);
+        cn->valid = 0;
+    }
+
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }
 
@@ -675,7 +740,7 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_sa_cache_t  *ocache = data;
 
-    size_t                len;
+    size_t                len, chunk;
     ngx_uint_t            n;
     ngx_http_sa_cache_t  *cache;
 
@@ -728,6 +793,14 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     randombytes_buf(cache->sh->bucket_key, sizeof(cache->sh->bucket_key));
     randombytes_buf(cache->sh->mac_key, sizeof(cache->sh->mac_key));
     ngx_queue_init(&cache->sh->queue);
+    ngx_queue_init(&cache->sh->nqueue);
+
+    /* a quarter of the zone, in the slab's chunks of a negative entry */
+    for (chunk = 8; chunk < sizeof(ngx_http_sa_cache_node_t); chunk *= 2) {
+        /* void */
+    }
+
+    cache->sh->nmax = cache->size / 4 / chunk;
 
     len = sizeof(" in sa_cache zone \"\"") + shm_zone->shm.name.len;
 
@@ -880,6 +953,7 @@ ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
             + (vsize / ngx_pagesize + 1) * sizeof(ngx_slab_page_t)
             + ngx_pagesize;
 
+    cache->size = size;
     cache->shm_zone = ngx_shared_memory_add(cf, &name, size + vsize, tag);
     if (cache->shm_zone == NULL) {
         return NGX_CONF_ERROR;

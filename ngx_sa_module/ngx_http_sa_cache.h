@@ -65,6 +65,7 @@ typedef struct {
     ngx_msec_t           stale;
     ngx_msec_t           heartbeat;
     ngx_uint_t           versions;      /* slots of the version memory */
+    size_t               size;          /* zone=NAME:SIZE */
 } ngx_http_sa_cache_t;
 
 
