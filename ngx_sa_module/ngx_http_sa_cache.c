@@ -46,7 +46,25 @@ typedef struct {
  * 100,000 entries a tree walk took 17 cache misses, a tenth of a worker's
  * time; a chain is a bucket and one or two entries.
  */
+/*
+ * A worker may die holding the zone's lock (an OOM kill, SIGKILL): nginx's
+ * master then force-unlocks it (ngx_shmtx_force_unlock(), "[alert] shared
+ * memory zone ... was locked by"), and whatever the dead worker was doing
+ * is half-done: a node out of its chain but still queued, a queue link
+ * half-rewritten, a slab page half-given.  So the entries (their table,
+ * queues and nodes) live in a slab pool of their own, one block inside the
+ * zone, and every holder of the lock marks the zone dirty until it lets
+ * go: a holder that finds it dirty knows its predecessor died mid-change,
+ * and makes that pool afresh (ngx_slab_init()), empty.  What lives beside
+ * it, in the zone's own pool, is written so that any prefix of a change is
+ * harmless: the epoch and stamps (single words), the version memory (see
+ * ngx_http_sa_cache_remember()), the keys (written once).
+ */
 typedef struct ngx_http_sa_cache_sh_s {
+    ngx_slab_pool_t             *pool;        /* the entries' own */
+    ngx_uint_t                   dirty;       /* the lock's holder changes */
+    ngx_uint_t                   rebuilt;     /* times made afresh */
+
     ngx_http_sa_cache_node_t   **buckets;
     ngx_uint_t                   mask;        /* buckets - 1, a power of 2 */
     ngx_queue_t                  queue;       /* LRU: most recent first */
@@ -377,7 +395,7 @@ ngx_http_sa_cache_free_node(ngx_http_sa_cache_t *cache,
     ngx_http_sa_cache_node_t *cn)
 {
     ngx_http_sa_cache_unlink(cache, cn);
-    ngx_slab_free_locked(cache->shpool, cn);
+    ngx_slab_free_locked(cache->sh->pool, cn);
 }
 
 
@@ -403,7 +421,7 @@ ngx_http_sa_cache_alloc(ngx_http_sa_cache_t *cache, size_t size)
     void        *p;
 
     for (tries = 0; tries < 4; tries++) {
-        p = ngx_slab_alloc_locked(cache->shpool, size);
+        p = ngx_slab_alloc_locked(cache->sh->pool, size);
         if (p != NULL) {
             return p;
         }
@@ -434,7 +452,7 @@ ngx_http_sa_cache_alloc_negative(ngx_http_sa_cache_t *cache)
     cn = NULL;
 
     if (cache->sh->negatives < cache->sh->nmax) {
-        cn = ngx_slab_alloc_locked(cache->shpool,
+        cn = ngx_slab_alloc_locked(cache->sh->pool,
                                    sizeof(ngx_http_sa_cache_node_t));
     }
 
@@ -446,6 +464,74 @@ ngx_http_sa_cache_alloc_negative(ngx_http_sa_cache_t *cache)
     }
 
     return cn;
+}
+
+
+/*
+ * The entries made afresh, empty: their pool, table and queues.  Every
+ * GET in flight counts as overtaken by a change (as when messages may have
+ * been lost), so none of them is cached as valid.
+ */
+static ngx_int_t
+ngx_http_sa_cache_reset(ngx_http_sa_cache_t *cache)
+{
+    ngx_slab_pool_t         *pool;
+    ngx_http_sa_cache_sh_t  *sh;
+
+    sh = cache->sh;
+    pool = sh->pool;
+
+    pool->min_shift = 3;
+    ngx_slab_init(pool);
+    pool->log_ctx = cache->shpool->log_ctx;
+    pool->log_nomem = 0;
+
+    sh->buckets = ngx_slab_calloc_locked(pool, (sh->mask + 1)
+                                         * sizeof(ngx_http_sa_cache_node_t *));
+    if (sh->buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_init(&sh->queue);
+    ngx_queue_init(&sh->nqueue);
+    sh->entries = 0;
+    sh->negatives = 0;
+    sh->all = ++sh->epoch;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sa_cache_lock(ngx_http_sa_cache_t *cache)
+{
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (cache->sh->dirty) {
+        cache->sh->rebuilt++;
+
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "sa: cache zone \"%V\" was left half-changed by a "
+                      "worker that died holding its lock: entries dropped, "
+                      "version memory kept",
+                      &cache->shm_zone->shm.name);
+
+        /* it cannot fail: the pool is empty and was big enough before */
+        (void) ngx_http_sa_cache_reset(cache);
+    }
+
+    cache->sh->dirty = 1;
+    ngx_memory_barrier();
+}
+
+
+static void
+ngx_http_sa_cache_unlock(ngx_http_sa_cache_t *cache)
+{
+    ngx_memory_barrier();
+    cache->sh->dirty = 0;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
 }
 
 
@@ -462,7 +548,7 @@ ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
     rc = NGX_HTTP_SA_CACHE_MISS;
     *rec = NULL;
 
-    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_http_sa_cache_lock(cache);
 
     cn = ngx_http_sa_cache_find(cache, id);
 
@@ -512,7 +598,7 @@ ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
 
 done:
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    ngx_http_sa_cache_unlock(cache);
 
     return rc;
 }
@@ -539,7 +625,7 @@ ngx_http_sa_cache_token(ngx_http_sa_cache_t *cache, const u_char *token,
     }
 
     /* the entry of this very record remembers it (not one stored since) */
-    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_http_sa_cache_lock(cache);
 
     cn = ngx_http_sa_cache_find(cache, id);
 
@@ -550,7 +636,7 @@ ngx_http_sa_cache_token(ngx_http_sa_cache_t *cache, const u_char *token,
         cn->proven = 1;
     }
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    ngx_http_sa_cache_unlock(cache);
 
     return 1;
 }
@@ -573,7 +659,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     /* outside the mutex: how much room the packed record takes */
     packed = rec ? sa_token_record_pack(rec, NULL, 0) : 0;
 
-    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_http_sa_cache_lock(cache);
 
     /* under the mutex: no invalidation can slip between check and store */
     keep = !ngx_http_sa_cache_changed(cache, id, epoch);
@@ -654,7 +740,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
 
 done:
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    ngx_http_sa_cache_unlock(cache);
 
     return rc;
 }
@@ -666,7 +752,7 @@ ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id,
 {
     ngx_http_sa_cache_node_t  *cn;
 
-    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_http_sa_cache_lock(cache);
 
     *ngx_http_sa_cache_stamp(cache, id) = ++cache->sh->epoch;
 
@@ -677,7 +763,7 @@ ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id,
         cn->valid = 0;
     }
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    ngx_http_sa_cache_unlock(cache);
 }
 
 
@@ -687,7 +773,7 @@ ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache)
     ngx_queue_t               *q;
     ngx_http_sa_cache_node_t  *cn;
 
-    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_http_sa_cache_lock(cache);
 
     cache->sh->all = ++cache->sh->epoch;
 
@@ -707,7 +793,7 @@ ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache)
         cn->valid = 0;
     }
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    ngx_http_sa_cache_unlock(cache);
 }
 
 
@@ -719,7 +805,7 @@ ngx_http_sa_cache_used(ngx_http_sa_cache_t *cache, u_char *id, time_t now)
 
     write = 0;
 
-    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_http_sa_cache_lock(cache);
 
     cn = ngx_http_sa_cache_find(cache, id);
     if (cn != NULL && now - cn->used >= NGX_HTTP_SA_USED_EVERY) {
@@ -727,7 +813,7 @@ ngx_http_sa_cache_used(ngx_http_sa_cache_t *cache, u_char *id, time_t now)
         write = 1;
     }
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    ngx_http_sa_cache_unlock(cache);
 
     return write;
 }
@@ -740,7 +826,7 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_sa_cache_t  *ocache = data;
 
-    size_t                len, chunk;
+    size_t                len, chunk, size;
     ngx_uint_t            n;
     ngx_http_sa_cache_t  *cache;
 
@@ -769,14 +855,8 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     cache->shpool->data = cache->sh;
 
     n = 64;
-    while (n * 2 * NGX_HTTP_SA_BUCKET_BYTES <= shm_zone->shm.size) {
+    while (n * 2 * NGX_HTTP_SA_BUCKET_BYTES <= cache->size) {
         n *= 2;
-    }
-
-    cache->sh->buckets = ngx_slab_calloc(cache->shpool,
-                                         n * sizeof(ngx_http_sa_cache_node_t *));
-    if (cache->sh->buckets == NULL) {
-        return NGX_ERROR;
     }
 
     cache->sh->mask = n - 1;
@@ -792,8 +872,6 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     randombytes_buf(cache->sh->bucket_key, sizeof(cache->sh->bucket_key));
     randombytes_buf(cache->sh->mac_key, sizeof(cache->sh->mac_key));
-    ngx_queue_init(&cache->sh->queue);
-    ngx_queue_init(&cache->sh->nqueue);
 
     /* a quarter of the zone, in the slab's chunks of a negative entry */
     for (chunk = 8; chunk < sizeof(ngx_http_sa_cache_node_t); chunk *= 2) {
@@ -815,7 +893,25 @@ ngx_http_sa_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone evicts; it is not an error worth a log line each time */
     cache->shpool->log_nomem = 0;
 
-    return NGX_OK;
+    /* the rest of the zone, one run of free pages now, is the entries' */
+    for (size = cache->shpool->pfree * ngx_pagesize;
+         size >= 2 * ngx_pagesize;
+         size -= ngx_pagesize)
+    {
+        cache->sh->pool = ngx_slab_alloc(cache->shpool, size);
+        if (cache->sh->pool) {
+            break;
+        }
+    }
+
+    if (cache->sh->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->sh->pool->end = (u_char *) cache->sh->pool + size;
+    cache->sh->pool->addr = cache->sh->pool;
+
+    return ngx_http_sa_cache_reset(cache);
 }
 
 
@@ -943,15 +1039,18 @@ ngx_http_sa_cache_conf(ngx_conf_t *cf, ngx_http_sa_cache_t *cache,
     }
 
     /*
-     * The version memory comes on top of the zone's size, so that entries
-     * keep the room they were given: its slots, and their slab pages'
-     * descriptors, rounded up to whole sets and pages.
+     * The version memory and the zone's header come on top of the zone's
+     * size, so that entries keep the room they were given: the slots and
+     * the header, their slab pages' descriptors, rounded up to whole sets
+     * and pages, and two pages (the log context's, and the entries' pool's
+     * own header).
      */
     cache->versions = ngx_align(cache->versions, NGX_HTTP_SA_VERSION_WAYS);
-    vsize = cache->versions * sizeof(ngx_http_sa_version_t);
-    vsize = ngx_align(vsize, ngx_pagesize)
-            + (vsize / ngx_pagesize + 1) * sizeof(ngx_slab_page_t)
-            + ngx_pagesize;
+    vsize = ngx_align(cache->versions * sizeof(ngx_http_sa_version_t),
+                      ngx_pagesize)
+            + ngx_align(sizeof(ngx_http_sa_cache_sh_t), ngx_pagesize);
+    vsize += (vsize / ngx_pagesize + 3) * sizeof(ngx_slab_page_t)
+             + 2 * ngx_pagesize;
 
     cache->size = size;
     cache->shm_zone = ngx_shared_memory_add(cf, &name, size + vsize, tag);
