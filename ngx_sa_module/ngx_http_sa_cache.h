@@ -6,6 +6,10 @@
  * id -> highest record version known, "versions=N" slots) that only signed
  * records and versioned invalidations write, so that an older record
  * replayed into Redis is refused however many other tokens come by.
+ * Negative entries are a bounded pool of their own (a quarter of the
+ * zone), so a flood of unknown tokens cannot keep records out; and the
+ * entries live in a slab pool of their own, made afresh when a worker died
+ * holding the lock half-way through a change (ngx_http_sa_cache.c).
  */
 
 #ifndef NGX_HTTP_SA_CACHE_H
