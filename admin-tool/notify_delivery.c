@@ -262,6 +262,11 @@ sa_event_of(sa_worker_t *w, sa_dlv_t *d, const char **why, int *dead)
 }
 
 
+/*
+ * An answer is judged by its status: its body is read up to SA_REPLY_MAX
+ * and thrown away; beyond that the transfer is cut (bounded), and a 2xx
+ * status so cut still counts (sa_dlv_done).
+ */
 static size_t
 sa_discard(char *p, size_t size, size_t n, void *data)
 {
@@ -270,7 +275,6 @@ sa_discard(char *p, size_t size, size_t n, void *data)
     (void) p;
     d->received += size * n;
 
-    /* an answer is judged by its status; a huge body is cut off */
     return d->received > SA_REPLY_MAX ? 0 : size * n;
 }
 
@@ -291,6 +295,20 @@ sa_slist_add(struct curl_slist *list, const char *line)
     }
 
     return l;
+}
+
+
+static int
+sa_origin_busy(sa_worker_t *w, const char *origin)
+{
+    sa_dlv_t  *d;
+    int        n = 0;
+
+    for (d = w->list; d != NULL; d = d->next) {
+        n += strcmp(d->origin, origin) == 0;
+    }
+
+    return n;
 }
 
 
@@ -320,7 +338,7 @@ sa_dlv_start(sa_worker_t *w, sa_dlv_t *d)
     json_t       *sub = NULL, *priv = NULL, *e = NULL;
     const char   *subtext, *why = NULL, *secret, *url;
     char         *plain = NULL, hdr[256], key[256], id[37];
-    int           dead = 0, retry = 0;
+    int           dead = 0, retry = 0, defer = 0;
     int64_t       attempts;
 
     /* what reaches a header, a log line or a key: checked first */
@@ -422,6 +440,15 @@ sa_dlv_start(sa_worker_t *w, sa_dlv_t *d)
         snprintf(d->id, sizeof(d->id), "%s", id);
     }
 
+    /* one destination that does not answer cannot take every slot */
+    sa_url_origin(url, d->origin, sizeof(d->origin));
+    if (sa_origin_busy(w, d->origin) >= w->per_dest) {
+        why = "deferred: its destination has as many deliveries in flight "
+              "as one may";
+        defer = 1;
+        goto done;
+    }
+
     why = sa_dlv_may_go(w, d, json_string_value(json_object_get(
               json_object_get(json_object_get(e, "data"), "token"), "id")));
     if (why != NULL) {
@@ -506,8 +533,11 @@ done:
     }
 
     sa_log(d, "%s", why);
-    sa_dlv_finish(w, d, retry ? SA_DLV_RETRY : dead ? SA_DLV_DEAD
-                        : SA_DLV_DROP, retry ? sa_ms() + 1000 : 0, why);
+    sa_dlv_finish(w, d, retry || defer ? SA_DLV_RETRY : dead ? SA_DLV_DEAD
+                        : SA_DLV_DROP,
+                  retry ? sa_ms() + 1000
+                  : defer ? sa_ms() + (int64_t) (SA_DEFER_MS * w->scale) + 50
+                  : 0, why);
     if (dead) {
         w->failed++;
     }
@@ -562,8 +592,15 @@ sa_dlv_done(sa_worker_t *w, sa_dlv_t *d, CURLcode res)
     attempts = json_integer_value(json_object_get(d->state, "attempts"));
     first = json_integer_value(json_object_get(d->state, "first_at"));
 
+    /* a 2xx whose body was cut after SA_REPLY_MAX bytes is delivered */
+    if (res == CURLE_WRITE_ERROR && d->received > SA_REPLY_MAX) {
+        res = CURLE_OK;
+    }
+
     if (res == CURLE_OK && status >= 200 && status < 300) {
-        sa_log(d, "delivered (HTTP %ld, %lld ms)", status, (long long) took);
+        sa_log(d, "delivered (HTTP %ld, %lld ms%s)", status, (long long) took,
+               d->received > SA_REPLY_MAX ? ", body over 64 KiB not read"
+                                          : "");
         sa_dlv_finish(w, d, SA_DLV_OK, 0, NULL);
         w->delivered++;
 

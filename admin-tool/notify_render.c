@@ -200,6 +200,36 @@ sa_event_from_token(const char *type, const sa_token_record_t *rec,
 }
 
 
+void
+sa_url_origin(const char *url, char *out, size_t size)
+{
+    const char  *p = strstr(url, "://"), *host, *end, *at;
+    size_t       n = 0;
+
+    if (p == NULL || size == 0) {
+        snprintf(out, size, "%s", url);
+        return;
+    }
+
+    host = p + 3;
+    end = host + strcspn(host, "/?#");
+    at = memchr(host, '@', end - host);
+    if (at != NULL) {
+        host = at + 1;
+    }
+
+    for (p = url; p < url + (strstr(url, "://") - url) + 3 && n + 1 < size;
+         p++)
+    {
+        out[n++] = (*p >= 'A' && *p <= 'Z') ? *p + 32 : *p;
+    }
+    for (p = host; p < end && n + 1 < size; p++) {
+        out[n++] = (*p >= 'A' && *p <= 'Z') ? *p + 32 : *p;
+    }
+    out[n] = '\0';
+}
+
+
 /* the webhook body: the contract's fields, in the contract's order */
 char *
 sa_webhook_body(json_t *e, const char *app)

@@ -290,6 +290,7 @@ sa_worker_init(sa_worker_t *w, sa_admin_t *sa, int allow_private, int conc)
     memset(w, 0, sizeof(*w));
     w->sa = sa;
     w->conc = conc;
+    w->per_dest = conc > 1 ? conc / 2 : 1;
     w->allow_private = allow_private;
     w->scale = scale && *scale ? strtod(scale, NULL) : 1.0;
     if (!(w->scale > 0 && w->scale <= 1000)) {

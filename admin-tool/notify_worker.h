@@ -30,6 +30,7 @@
 #define SA_RECLAIM_MIN_MS    500
 #define SA_DRAIN_MS          5000.0         /* SIGTERM: finish, then hand back */
 #define SA_EXPIRING_EVERY_MS 1000
+#define SA_DEFER_MS          1000.0         /* its origin busy: again then */
 #define SA_REPLY_MAX         65536          /* of an answer's body, read */
 #define SA_EVENT_MAX_AGE     (48 * 3600)    /* s: older is not delivered */
 #define SA_EVENT_MAX_SKEW    300            /* s: a clock ahead of ours */
@@ -59,6 +60,7 @@ struct sa_dlv_s {
     char                 team[80];
     char                 where[300];    /* the destination as shown */
     char                 refused[160];  /* why a connect was refused */
+    char                 origin[256];   /* scheme://host[:port], counted */
     int                  allow_private;
     CURL                *easy;
     struct curl_slist   *headers;
@@ -73,6 +75,7 @@ typedef struct {
     CURLM               *multi;
     char                 me[128];       /* consumer name */
     int                  conc;
+    int                  per_dest;      /* in flight to one origin, at most */
     int                  inflight;
     int                  allow_private;
     sa_dlv_t            *list;
@@ -164,6 +167,9 @@ int sa_json_has(json_t *arr, const char *s);
 void sa_delivery_id(char out[37], const char *event, const char *app,
     const char *aid, const char *dest);
 
+/* "scheme://host[:port]" of a URL (lowercase; no user info) */
+void sa_url_origin(const char *url, char *out, size_t size);
+
 /* the bodies (free() them); NULL when the event cannot be rendered */
 char *sa_webhook_body(json_t *e, const char *app);
 char *sa_slack_body(json_t *e, const char *app);
@@ -181,6 +187,9 @@ void sa_signature(char *out, size_t size, const char *secret,
 
 /* NULL when the address may be connected to, else what kind it is */
 const char *sa_addr_forbidden(int family, const void *addr);
+
+/* 1: one of this host's interfaces has that address; -1: cannot tell */
+int sa_addr_local(int family, const void *addr);
 
 /* curl's CURLOPT_OPENSOCKETFUNCTION, data is the delivery */
 curl_socket_t sa_open_socket(void *data, curlsocktype purpose,
