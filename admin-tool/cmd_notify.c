@@ -712,7 +712,8 @@ sa_notify_failed(sa_admin_t *sa, int argc, char **argv)
                         "type", json_object_get(st, "type"),
                         "application", json_object_get(st, "app"),
                         "account", json_object_get(st, "account"),
-                        "team", json_object_get(st, "team"),
+                        "team", json_is_string(json_object_get(st, "team"))
+                                ? json_object_get(st, "team") : json_null(),
                         "destination", json_object_get(st, "where"),
                         "attempts", json_object_get(st, "attempts"),
                         "error", json_object_get(st, "error"),
@@ -753,6 +754,24 @@ sa_notify_failed(sa_admin_t *sa, int argc, char **argv)
 }
 
 
+/*
+ * The operator: sa-admin run with the signing key and without --as or
+ * SA_ACTOR (as for 'app create'); exits 2 when somebody else acts.
+ */
+static void
+sa_notify_operator_or_exit(sa_admin_t *sa, const char *what)
+{
+    if (sa->actor != NULL) {
+        sa_die(SA_EXIT_NOT_FOUND, "%s is an operator's decision: run "
+               "sa-admin with the signing key and without --as or SA_ACTOR "
+               "('%s' acts here)", what, sa->actor);
+    }
+
+    sa_signing_key_or_exit(sa);
+    sa->actor = "(operator)";
+}
+
+
 static void
 sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
 {
@@ -763,8 +782,6 @@ sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
     sa_args_t    args;
 
     op = sa_plain_args_or_exit(sa, argc, argv, 1);
-
-    sa_actor_or_exit(sa);
 
     r = sa_xredis_cmd(sa, "HGET %s %s", sa_key(sa, SA_KEY_FAILED, NULL),
                       op[0]);
@@ -784,6 +801,13 @@ sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
     json_object_del(st, "error");
     json_object_del(st, "failed_at");
     state = sa_xjson_dumps(st, JSON_COMPACT);
+
+    /* a delivery of no team (a malformed entry): the operator's alone */
+    if (*(json_string_value(json_object_get(st, "team")) ?: "") == '\0') {
+        sa_notify_operator_or_exit(sa, "re-queueing a delivery of no team");
+    } else {
+        sa_actor_or_exit(sa);
+    }
 
     sa_change_args(sa, &args);
     sa_args_add(&args, op[0]);

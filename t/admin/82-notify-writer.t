@@ -70,6 +70,16 @@ like($r->{err}, qr/unsigned entry may only ask for token\.denied or token\.expir
 my @f = failed();
 is(scalar(@f), 1, 'it is kept as a dead letter');
 
+# 13. a dead letter of no team: the operator's alone
+ok(exists $f[0]{team} && !defined $f[0]{team}, 'notify failed --json: "team": null');
+$r = as('mallory', 'notify', 'retry', $f[0]{id});
+is($r->{code}, 2, 'notify retry of a delivery of no team by a user: refused');
+like($r->{err}, qr/operator's decision/, 'an operator\'s decision');
+$r = SaTest::admin($redis, { %ENVN, SA_ACTOR => undef }, 'notify', 'retry', $f[0]{id});
+is($r->{code}, 0, 'the operator (the signing key, no --as) re-queues it') or diag $r->{err};
+$r = drain();
+like($r->{err}, qr/unsigned entry may only ask/, 'and it is refused again');
+
 xadd(app => 'billing', account => $ci->{id}, dest => 'webhook',
      type => "token.revoked\r\nX-Injected: yes", token => $tid, status => 'revoked');
 $r = drain();
