@@ -5,7 +5,8 @@
  * This file: the directives, their merge rules and the checks that make a
  * bad configuration fail "nginx -t"; the worker's start (Redis connections,
  * the invalidation channel) and stop.  The request path is in
- * ngx_http_sa_handler.c, responses and variables in ngx_http_sa_response.c.
+ * ngx_http_sa_handler.c (with ngx_http_sa_lookup.c, ngx_http_sa_effects.c),
+ * responses in ngx_http_sa_response.c, variables in ngx_http_sa_variables.c.
  * Token parsing, hashing, signatures, the record codec and scope matching
  * live in core/, shared with sa-admin.
  */
@@ -768,33 +769,6 @@ ngx_http_sa_init(ngx_conf_t *cf)
 
 static void ngx_http_sa_invalidated(u_char *data, size_t len);
 static void ngx_http_sa_subscription(ngx_uint_t up);
-
-
-/*
- * The one place that names the module's keys in Redis: <prefix><name>
- * (SA_KEY_EVENTS, SA_KEY_INVALIDATE), and for a token <prefix>tok:<id>,
- * with used <prefix>tok:<id>:used.  key has NGX_HTTP_SA_KEY_MAX bytes: the
- * prefix is limited when the configuration is read.  Returns the end.
- */
-u_char *
-ngx_http_sa_key(u_char *key, ngx_str_t *prefix, const char *name, u_char *id,
-    ngx_uint_t used)
-{
-    u_char  *p;
-
-    p = ngx_cpymem(key, prefix->data, prefix->len);
-    p = ngx_cpymem(p, name, ngx_strlen(name));
-
-    if (id) {
-        p = ngx_cpymem(p, id, SA_TOKEN_ID_LEN);
-
-        if (used) {
-            p = ngx_cpymem(p, SA_KEY_USED, sizeof(SA_KEY_USED) - 1);
-        }
-    }
-
-    return p;
-}
 
 
 static ngx_http_sa_main_conf_t *

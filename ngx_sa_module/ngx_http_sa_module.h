@@ -6,8 +6,8 @@
  *   ngx_http_sa_lookup.c    a token's GET, shared by its waiting requests;
  *                           the reply read once and stored in the cache
  *   ngx_http_sa_effects.c   last use and token.denied, not awaited
- *   ngx_http_sa_response.c  RFC 6750 responses, the credential hidden,
- *                           the $sa_* variables
+ *   ngx_http_sa_response.c  RFC 6750 responses, the credential hidden
+ *   ngx_http_sa_variables.c the $sa_* variables
  *   ngx_http_sa_redis.c     the worker's Redis connections, heartbeats,
  *                           the sentinel that says where the master is
  *   ngx_http_sa_cache.c     the shared-memory cache, ids' hash and trees
@@ -152,21 +152,49 @@ extern ngx_http_sa_status_t      ngx_http_sa_statuses[NGX_HTTP_SA_STATUSES];
 extern ngx_module_t              ngx_http_sa_module;
 
 
-u_char *ngx_http_sa_key(u_char *key, ngx_str_t *prefix, const char *name,
-    u_char *id, ngx_uint_t used);
-
-ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
-
+/* ngx_http_sa_handler.c */
 ngx_int_t ngx_http_sa_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_subrequest_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_access_last(ngx_http_request_t *r);
+ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf);
 void ngx_http_sa_handler_exit_process(void);
+
+/* ngx_http_sa_response.c: calls nothing of the files above */
 ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_loc_conf_t *slcf);
 ngx_int_t ngx_http_sa_respond_unavailable(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
+
+/* ngx_http_sa_variables.c */
 ngx_int_t ngx_http_sa_add_variables(ngx_conf_t *cf);
+
+/*
+ * The one place that names the module's keys in Redis: <prefix><name>
+ * (SA_KEY_EVENTS, SA_KEY_INVALIDATE), and for a token <prefix>tok:<id>,
+ * with used <prefix>tok:<id>:used.  key has NGX_HTTP_SA_KEY_MAX bytes: the
+ * prefix is limited when the configuration is read.  Returns the end.
+ */
+static ngx_inline u_char *
+ngx_http_sa_key(u_char *key, ngx_str_t *prefix, const char *name, u_char *id,
+    ngx_uint_t used)
+{
+    u_char  *p;
+
+    p = ngx_cpymem(key, prefix->data, prefix->len);
+    p = ngx_cpymem(p, name, ngx_strlen(name));
+
+    if (id) {
+        p = ngx_cpymem(p, id, SA_TOKEN_ID_LEN);
+
+        if (used) {
+            p = ngx_cpymem(p, SA_KEY_USED, sizeof(SA_KEY_USED) - 1);
+        }
+    }
+
+    return p;
+}
+
 
 #endif /* NGX_HTTP_SA_MODULE_H */
