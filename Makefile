@@ -28,7 +28,7 @@ SA_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 # Debian packages the build, the tests and the demo need
 DEPS := nginx nginx-dev libhiredis-dev libsodium-dev libjansson-dev \
         redis-server redis-tools perl libjson-pp-perl curl wrk make gcc \
-        libcurl4-openssl-dev
+        libcurl4-openssl-dev gdb
 
 CORE_SRCS  := $(wildcard core/*.c)
 CORE_HDRS  := $(wildcard core/*.h)

@@ -14,6 +14,15 @@ use SaTest;
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 my ($gdb) = grep { -x } map { "$_/gdb" } split /:/, $ENV{PATH};
 plan skip_all => 'needs gdb' unless $gdb;
+{
+    # a container may forbid ptrace
+    my $sleeper = fork // die;
+    if (!$sleeper) { exec 'sleep', '30' or POSIX::_exit(127) }
+    my $probe = `$gdb -p $sleeper -batch -nx -ex 'info proc' 2>&1`;
+    kill 'KILL', $sleeper;
+    waitpid $sleeper, 0;
+    plan skip_all => "gdb cannot attach here: $probe" if $probe =~ /ptrace|not permitted/i;
+}
 
 # the master reports each kill and the lock it took back
 SaTest::expect_log(qr/worker process \d+ exited on signal 9/,
