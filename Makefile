@@ -2,7 +2,7 @@
 #
 #   make          build build/ngx_http_sa_module.so and build/sa-admin
 #   make deps     install what is missing (Debian 12, as root)
-#   make test     deps + build + the whole suite (prove -r t)
+#   make test     deps + build + the whole suite (prove -r -j t)
 #   make demo     deps + build + a local Redis and nginx in front of a sample API
 #   make bench    the benchmark (bench/)
 #   make deb      the Debian packages (debian/) into build/deb/
@@ -153,12 +153,16 @@ $(BUILD)/asan/tests/test_notify_%: t/unit/test_notify_%.c t/unit/tap.h \
 
 # sa-admin exits from deep inside on errors, leaving memory for the kernel:
 # leak reports would be noise there; memory errors and UB still fail tests
+# test files run in parallel: each has its own temp dir and free ports
+# (t/README); TEST_JOBS=1 runs them one at a time
+TEST_JOBS ?= $(shell nproc)
+
 test: deps
 	$(MAKE) all
 	SA_TEST_ADMIN=$(CURDIR)/$(BUILD)/asan/sa-admin \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	prove -r t
+	prove -r -j$(TEST_JOBS) t
 
 # the module's tests once with every nginx process under memcheck; slow
 # tests may fail on timing there: the verdict is the valgrind report
