@@ -323,6 +323,31 @@ sub issue_token {
     return $token;
 }
 
+# The prologue most tests share: team "platform" owned by alice and its
+# account platform/ci, granted the applications in apps (or app).
+#   my $f = SaTest::fixture($redis, apps => ['api']);
+#   $f->as(@args)        sa-admin as alice: {code, out, err, json}
+#   $f->issue(@args)     token issue platform/ci @args: the token, and in
+#                        list context (token, id); dies when sa-admin fails
+#   $f->token(@scopes)   issue(map { ('--scope', $_) } @scopes), the token
+#   $f->account          the account (account create --json)
+# Options: team, owner, account (the name), apps/app, env (more sa-admin
+# environment, e.g. a notify key). Dies when a step fails.
+sub fixture {
+    my ($redis, %opt) = @_;
+    my $f = bless { redis => $redis, team => $opt{team} // 'platform',
+                    owner => $opt{owner} // 'alice', name => $opt{account} // 'ci',
+                    env => $opt{env} // {} }, 'SaTest::Fixture';
+    my @apps = @{ $opt{apps} // [ defined $opt{app} ? $opt{app} : () ] };
+    $f->_must('team', 'create', $f->{team}, '--owner', $f->{owner});
+    $f->{account} = $f->_must('account', 'create', $f->{team}, $f->{name},
+                              (map { ('--app', $_) } @apps), '--json')->{json};
+    return $f;
+}
+
+# A token's id: the 16 characters after "sat_".
+sub tid { substr($_[0], 4, 16) }
+
 # forged_token() -> a random well-formed token (its check digits right),
 # of no record: what an unauthenticated flood sends.
 my @CRC = map { my $c = $_; $c = $c & 1 ? 0xEDB88320 ^ ($c >> 1) : $c >> 1 for 1 .. 8; $c } 0 .. 255;
@@ -505,6 +530,40 @@ END {
     *module = \&module_path;
     *tmpdir = \&tmp_dir;
     *spit   = \&write_file;
+}
+
+# ======================================================================
+# SaTest::Fixture: what SaTest::fixture() made (see there).
+# ======================================================================
+package SaTest::Fixture;
+
+use strict;
+use warnings;
+
+sub as {
+    my ($self, @args) = @_;
+    return SaTest::admin($self->{redis}, { %{ $self->{env} }, SA_ACTOR => $self->{owner} }, @args);
+}
+
+sub _must {
+    my ($self, @args) = @_;
+    my $r = $self->as(@args);
+    die "fixture: sa-admin @args failed: $r->{err}" if $r->{code};
+    return $r;
+}
+
+sub account  { $_[0]{account} }
+sub redis    { $_[0]{redis} }
+
+sub issue {
+    my ($self, @args) = @_;
+    chomp(my $token = $self->_must('token', 'issue', "$self->{team}/$self->{name}", @args)->{out});
+    return wantarray ? ($token, SaTest::tid($token)) : $token;
+}
+
+sub token {
+    my ($self, @scopes) = @_;
+    return scalar $self->issue(map { ('--scope', $_) } @scopes);
 }
 
 # ======================================================================

@@ -9,8 +9,9 @@ use SaTest;
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-sub tid { substr($_[0], 4, 16) }
+my $f = SaTest::fixture($redis, apps => [qw(billing)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
+sub tid { SaTest::tid($_[0]) }
 
 sub issue {
     my ($via, @args) = @_;
@@ -20,8 +21,7 @@ sub issue {
     return $token;
 }
 
-as(qw(team create platform --owner alice));
-my $account = as(qw(account create platform ci --app billing --json))->{json};
+my $account = $f->account;
 my $token = issue(\&as, qw(--scope stacks:read --scope deploy:write));
 
 # the backend echoes what it received; it listens on a unix socket, so the

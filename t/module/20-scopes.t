@@ -10,13 +10,12 @@ use SaTest;
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-sub tid { substr($_[0], 4, 16) }
+my $f = SaTest::fixture($redis, apps => [qw(billing)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
+sub tid { SaTest::tid($_[0]) }
 
 sub issue { SaTest::issue_token($redis, @_) }
 
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci --app billing));
 
 my %tok = (
     read   => issue('platform/ci', 'stacks:read'),

@@ -17,9 +17,8 @@ SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
 my $up = SaTest::Recorder->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci --app api));
+my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 chomp(my $token = as(qw(token issue platform/ci --scope stacks:read))->{out});
 my $id = substr($token, 4, 16);
 

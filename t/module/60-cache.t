@@ -9,19 +9,14 @@ use Time::HiRes qw(sleep time);
 use SaTest;
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-sub issue {
-    my $t = as('token', 'issue', 'platform/ci', @_)->{out};
-    chomp $t;
-    return ($t, substr($t, 4, 16));
-}
+my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
+sub issue { $f->issue(@_) }
 sub gets {
     my $stats = $redis->cmd('INFO', 'commandstats');
     return $stats =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0;
 }
 
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci --app api));
 my ($token, $id) = issue(qw(--scope stacks:read));
 
 my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => <<'CONF');

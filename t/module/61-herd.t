@@ -8,11 +8,10 @@ use Time::HiRes qw(sleep time);
 use SaTest;
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
+my $f = SaTest::fixture($redis);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
 
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci));
 my $token = as(qw(token issue platform/ci --scope a:b))->{out};
 chomp $token;
 

@@ -7,11 +7,10 @@ use Test::More;
 use SaTest;
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
+my $f = SaTest::fixture($redis);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
 
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci));
 my @tokens = split /\n/, as(qw(token issue platform/ci --scope a:b --count 400))->{out};
 is(scalar @tokens, 400, '400 tokens');
 

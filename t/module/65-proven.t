@@ -13,9 +13,8 @@ use SaTest;
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci --app api));
+my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 
 my @crc = map { my $c = $_; $c = $c & 1 ? 0xEDB88320 ^ ($c >> 1) : $c >> 1 for 1 .. 8; $c } 0 .. 255;
 sub crc32 { my $c = 0xFFFFFFFF; $c = $crc[($c ^ ord) & 0xFF] ^ ($c >> 8) for split //, $_[0]; $c ^ 0xFFFFFFFF }

@@ -14,17 +14,12 @@ use SaTest;
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-sub issue {
-    my $t = as('token', 'issue', 'platform/ci', @_)->{out};
-    chomp $t;
-    return ($t, substr($t, 4, 16));
-}
+my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
+sub issue { $f->issue(@_) }
 sub record { $redis->cmd('GET', "sa:tok:$_[0]") }
 sub replay { $redis->cmd('SET', "sa:tok:$_[0]", $_[1], 'KEEPTTL') }
 
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci --app api));
 
 my $http = <<'CONF';
     sa_cache zone=sa:1m ttl=5m negative_ttl=5m;

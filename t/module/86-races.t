@@ -25,7 +25,8 @@ SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
 my $proxy = SaTest::Proxy->start(target => $redis->port);
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
+my $f = SaTest::fixture($redis);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
 
 # a token never requested before: (token, id)
@@ -36,8 +37,6 @@ sub fresh_token {
     return ($t, substr($t, 4, 16));
 }
 
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci));
 
 my $nginx = SaTest::Nginx->start(workers => 2, http => '
     sa_redis 127.0.0.1:' . $proxy->port . ';

@@ -15,9 +15,8 @@ plan skip_all => 'needs the worker pid: not under SA_TEST_NGINX_WRAPPER'
     if $ENV{SA_TEST_NGINX_WRAPPER};
 my $redis = SaTest::Redis->start;
 my $proxy = SaTest::Proxy->start(target => $redis->port);
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci --app api));
+my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 my $tok = SaTest::issue_token($redis, 'platform/ci', 'a:b');
 sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
 my $p2 = SaTest::free_port();

@@ -12,12 +12,11 @@ use SaTest;
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci --app api));
+my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 my $weak = SaTest::issue_token($redis, 'platform/ci', 'other:read');
 my $good = SaTest::issue_token($redis, 'platform/ci', 'stacks:read');
-sub tid { substr($_[0], 4, 16) }
+sub tid { SaTest::tid($_[0]) }
 sub cmds { my ($c) = @_; $redis->cmd('INFO', 'commandstats') =~ /cmdstat_\Q$c\E:calls=(\d+)/ ? $1 : 0 }
 
 my $nginx = SaTest::Nginx->start(redis => $redis, http => <<'CONF');

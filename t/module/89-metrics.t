@@ -13,9 +13,8 @@ use SaTest;
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci --app api));
+my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 my $good = SaTest::issue_token($redis, 'platform/ci', 'stacks:read');
 my $weak = SaTest::issue_token($redis, 'platform/ci', 'other:read');
 
