@@ -582,11 +582,13 @@ sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind,
 static int
 sa_resign_scan(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind)
 {
-    char         cursor[32], match[256];
+    char         cursor[32], match[512], prefix[256];
     redisReply  *r;
     int          rc = SA_EXIT_OK;
 
-    snprintf(match, sizeof(match), "%s%s*%s", sa->prefix,
+    /* a prefix's own glob characters must not make the pattern miss keys */
+    sa_glob_escape(sa->prefix, prefix, sizeof(prefix));
+    snprintf(match, sizeof(match), "%s%s*%s", prefix,
              sa_rs_kind_key[kind], kind == SA_KIND_MEMBER ? SA_KEY_MEMBERS
                                                           : "");
     strcpy(cursor, "0");
@@ -673,6 +675,32 @@ sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
 }
 
 
+/*
+ * The SCANs found no record at all: fine for an empty store, but with
+ * teams there, something hid the records from the pattern (a prefix not
+ * the gateways', a pattern gone wrong), and an operator who went on to
+ * drop the old verify key would have every token refused.
+ */
+static void
+sa_resign_none_or_exit(sa_admin_t *sa, sa_resign_t *rs)
+{
+    redisReply  *r;
+    long long    teams;
+
+    r = sa_xredis_cmd(sa, "SCARD %s" SA_KEY_TEAMS, sa->prefix);
+    teams = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+
+    if (teams > 0 || rs->team != NULL) {
+        sa_die(SA_EXIT_NOT_FOUND, "key resign found no record under prefix "
+               "'%s' although %lld team%s exist%s: nothing was re-signed; do "
+               "not remove the old verify key", sa->prefix,
+               rs->team ? 1 : teams, (rs->team ? 1 : teams) == 1 ? "" : "s",
+               (rs->team ? 1 : teams) == 1 ? "s" : "");
+    }
+}
+
+
 static void
 sa_resign_old_key_or_exit(sa_admin_t *sa, sa_resign_t *rs, const char *path)
 {
@@ -756,6 +784,10 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
     rc = SA_EXIT_OK;
     for (i = 0; i < SA_RS_KINDS && rc == SA_EXIT_OK; i++) {
         rc = sa_resign_scan(sa, &rs, sa_rs_order[i]);
+    }
+
+    if (rc == SA_EXIT_OK && rs.read + rs.legacy == 0) {
+        sa_resign_none_or_exit(sa, &rs);
     }
 
     if (!rs.dry_run && sa_resign_total(&rs) + rs.refused > 0) {

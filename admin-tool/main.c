@@ -202,6 +202,12 @@ main(int argc, char **argv)
         sa.actor = sa_env("SA_ACTOR", NULL);
     }
     sa.prefix = sa_env("SA_PREFIX", "sa:");
+    if (strlen(sa.prefix) > SA_PREFIX_MAX) {
+        /* as sa_redis_prefix: the gateway could not read such keys */
+        fprintf(stderr, "sa-admin: SA_PREFIX is longer than %d bytes\n",
+                SA_PREFIX_MAX);
+        return SA_EXIT_USAGE;
+    }
 
     /* the notify keys' own defaults (environment, key files) are notify.h's */
     if (sa.notify_key) {

@@ -691,7 +691,7 @@ sa_token_scan_batch(sa_admin_t *sa, const char *aid, redisReply *keys,
 void
 sa_token_set_scan(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
 {
-    char         cursor[32], match[256], **sorted;
+    char         cursor[32], match[512], prefix[256], **sorted;
     size_t       i, nsorted, from, read;
     int64_t      start, shown;
     redisReply  *r;
@@ -703,7 +703,9 @@ sa_token_set_scan(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
     }
     qsort(sorted, nsorted, sizeof(char *), sa_cmp_str);
 
-    snprintf(match, sizeof(match), "%s" SA_KEY_TOKEN "*", sa->prefix);
+    /* a prefix's own glob characters must not make the pattern miss keys */
+    sa_glob_escape(sa->prefix, prefix, sizeof(prefix));
+    snprintf(match, sizeof(match), "%s" SA_KEY_TOKEN "*", prefix);
     strcpy(cursor, "0");
     from = ts->n;
     read = 0;

@@ -988,6 +988,24 @@ sa_xscript_append(sa_admin_t *sa, sa_script_t *script, int nkeys,
 
 
 void
+sa_glob_escape(const char *s, char *out, size_t size)
+{
+    size_t  n = 0;
+
+    for (; *s != '\0' && n + 2 < size; s++) {
+        if (strchr("*?[]\\", *s) != NULL) {
+            out[n++] = '\\';
+        }
+        out[n++] = *s;
+    }
+
+    if (size > 0) {
+        out[n] = '\0';
+    }
+}
+
+
+void
 sa_args_init(sa_args_t *a)
 {
     memset(a, 0, sizeof(*a));

@@ -78,6 +78,13 @@ redisReply *sa_xredis_reply(sa_admin_t *sa);
 void sa_xscript_append(sa_admin_t *sa, sa_script_t *script, int nkeys,
     sa_args_t *keys_and_args);
 
+/*
+ * s with the glob characters of SCAN MATCH (* ? [ ] \) escaped, so that a
+ * key prefix such as "p[1]:" matches only itself; into out (at least
+ * 2 * strlen(s) + 1 bytes, else the result is cut).
+ */
+void sa_glob_escape(const char *s, char *out, size_t size);
+
 void sa_args_init(sa_args_t *a);
 void sa_args_add(sa_args_t *a, const char *s);
 void sa_args_addn(sa_args_t *a, const char *s, size_t len);

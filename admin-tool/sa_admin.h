@@ -16,6 +16,8 @@
 #define SA_EXIT_NOT_FOUND    2    /* not found, or not permitted */
 #define SA_EXIT_UNAVAILABLE  3    /* Redis down or refusing */
 
+#define SA_PREFIX_MAX  100    /* SA_PREFIX, as sa_redis_prefix */
+
 typedef struct sa_admin_s    sa_admin_t;
 typedef struct sa_command_s  sa_command_t;
 
