@@ -2,8 +2,16 @@
  * The worker's Redis connections.
  *
  * hiredis owns the socket; an ngx_connection_t wraps its fd so that nginx's
- * epoll drives redisAsyncHandleRead/Write.  Events are level-triggered: a
- * read handles at most 16 KiB, and epoll reports the rest again.
+ * epoll drives it.  hiredis connects and writes (redisAsyncHandleWrite);
+ * replies are read here, never by hiredis's async layer, whose callback
+ * matching aborts the process (assert) on a reply nobody asked for or a
+ * malformed pub/sub message: each read goes through sa_resp_scan() (core/),
+ * which refuses an oversized or malformed reply as soon as it is announced,
+ * then hiredis's redisReader builds the reply, and sa_resp_route() hands it
+ * to the oldest command sent (our own queue, rd->sent) or to the pub/sub
+ * handler, or ends the connection with a protocol error.  Events are
+ * level-triggered: a read handles at most 16 KiB, and epoll reports the
+ * rest again.
  *
  * A connection is idle (waiting for its reconnect timer), connecting (TCP
  * connect, then AUTH, SELECT and PING, and for the subscriber SUBSCRIBE,
@@ -28,6 +36,8 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <sodium.h>
+
+#include "sa_resp.h"
 
 #include "ngx_http_sa_redis.h"
 #include "ngx_http_sa_metrics.h"
@@ -71,6 +81,10 @@ struct ngx_http_sa_redis_s {
     ngx_uint_t                     outstanding; /* replies owed when ready */
     ngx_uint_t                     subscribed;  /* channels confirmed */
     ngx_queue_t                    pending;     /* commands before ready */
+    ngx_queue_t                    sent;        /* ngx_http_sa_redis_cb_t,
+                                                   oldest first */
+    redisCallbackFn               *push;        /* pub/sub, once subscribed */
+    sa_resp_t                      resp;        /* the reply stream guard */
     u_char                         reason[160]; /* why we end it: the log */
     void                         (*setup)(ngx_http_sa_redis_t *rd);
     void                         (*ready)(ngx_http_sa_redis_t *rd);
@@ -81,7 +95,16 @@ struct ngx_http_sa_redis_s {
     unsigned                       timed_out:1; /* ended by the watchdog */
     unsigned                       subscribed_up:1;
     unsigned                       exiting:1;
+    unsigned                       protocol:1;  /* ended on a bad reply */
 };
+
+
+/* a command sent, whose reply goes to fn */
+typedef struct {
+    ngx_queue_t                    queue;       /* in sent */
+    redisCallbackFn               *fn;
+    void                          *privdata;
+} ngx_http_sa_redis_cb_t;
 
 
 /* a command whose reply someone waits for */
@@ -100,6 +123,7 @@ static void ngx_http_sa_redis_close(ngx_http_sa_redis_t *rd,
 static void ngx_http_sa_redis_schedule(ngx_http_sa_redis_t *rd);
 static void ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void ngx_http_sa_redis_read(ngx_http_sa_redis_t *rd);
 static void ngx_http_sa_redis_subscribe(ngx_http_sa_redis_t *rd);
 static void ngx_http_sa_redis_heartbeat(ngx_event_t *ev);
 static void ngx_http_sa_sentinel_ask_again(ngx_http_sa_redis_t *rd);
@@ -140,7 +164,7 @@ ngx_http_sa_redis_read_handler(ngx_event_t *rev)
     ngx_http_sa_redis_t  *rd = c->data;
 
     if (rd->ac) {
-        redisAsyncHandleRead(rd->ac);
+        ngx_http_sa_redis_read(rd);
     }
 }
 
@@ -214,6 +238,221 @@ ngx_http_sa_redis_del_write(void *data)
 }
 
 
+/*
+ * Queues a formatted command in hiredis's output buffer, and its reply
+ * handler (fn NULL: SUBSCRIBE, answered on rd->push) in rd->sent.
+ */
+static ngx_int_t
+ngx_http_sa_redis_send(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
+    void *privdata, const char *cmd, size_t len)
+{
+    ngx_http_sa_redis_cb_t  *cb;
+
+    if (rd->ac == NULL
+        || (rd->ac->c.flags & (REDIS_FREEING|REDIS_DISCONNECTING)))
+    {
+        return NGX_DECLINED;
+    }
+
+    cb = NULL;
+
+    if (fn) {
+        cb = ngx_alloc(sizeof(ngx_http_sa_redis_cb_t), rd->log);
+        if (cb == NULL) {
+            return NGX_ERROR;
+        }
+
+        cb->fn = fn;
+        cb->privdata = privdata;
+    }
+
+    if (redisAppendFormattedCommand(&rd->ac->c, cmd, len) != REDIS_OK) {
+        if (cb) {
+            ngx_free(cb);
+        }
+
+        return NGX_ERROR;
+    }
+
+    if (cb) {
+        ngx_queue_insert_tail(&rd->sent, &cb->queue);
+    }
+
+    /* hiredis writes it once connected, then drops the write event */
+    ngx_http_sa_redis_add_write(rd);
+
+    return NGX_OK;
+}
+
+
+/* as redisAsyncCommand(), on our own queue */
+static ngx_int_t
+ngx_http_sa_redis_sendf(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
+    void *privdata, const char *fmt, ...)
+{
+    int        len;
+    char      *cmd;
+    va_list    args;
+    ngx_int_t  rc;
+
+    va_start(args, fmt);
+    len = redisvFormatCommand(&cmd, fmt, args);
+    va_end(args);
+
+    if (len < 0) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_sa_redis_send(rd, fn, privdata, cmd, len);
+    redisFreeCommand(cmd);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_sa_redis_send_argv(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen)
+{
+    int        len;
+    char      *cmd;
+    ngx_int_t  rc;
+
+    len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_sa_redis_send(rd, fn, privdata, cmd, len);
+    redisFreeCommand(cmd);
+
+    return rc;
+}
+
+
+/*
+ * One read: scanned by the guard, fed to hiredis's reader, and every reply
+ * it completes handed to its handler.  A handler may end the connection:
+ * the context (and its reader) is gone when rd->ac is no longer ac.
+ */
+static void
+ngx_http_sa_redis_read(ngx_http_sa_redis_t *rd)
+{
+    u_char                   buf[16384], *p;
+    void                    *reply;
+    size_t                   used;
+    ssize_t                  n;
+    ngx_err_t                err;
+    ngx_queue_t             *q;
+    sa_resp_rc_e             rc;
+    sa_resp_route_e          route;
+    redisAsyncContext       *ac = rd->ac;
+    ngx_http_sa_redis_cb_t  *cb;
+
+    /* a reply before the write event saw the connect: let hiredis see it */
+    if (!(ac->c.flags & REDIS_CONNECTED)) {
+        redisAsyncHandleWrite(ac);
+
+        if (rd->ac != ac || !(ac->c.flags & REDIS_CONNECTED)) {
+            return;
+        }
+    }
+
+    n = recv(rd->conn->fd, buf, sizeof(buf), 0);
+
+    if (n == -1) {
+        err = ngx_socket_errno;
+
+        if (err == NGX_EAGAIN || err == NGX_EINTR) {
+            return;
+        }
+
+        ngx_http_sa_redis_close(rd, "recv() failed (%d: %s)", err,
+                                strerror(err));
+        return;
+    }
+
+    if (n == 0) {
+        ngx_http_sa_redis_close(rd, "the server closed the connection");
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "sa: Redis %s connection: %z bytes read", rd->role, n);
+
+    p = buf;
+
+    while (n > 0) {
+        rc = sa_resp_scan(&rd->resp, p, n, &used);
+
+        if (used
+            && redisReaderFeed(ac->c.reader, (const char *) p, used)
+               != REDIS_OK)
+        {
+            rd->protocol = 1;
+            ngx_http_sa_redis_close(rd, "protocol error: %s",
+                                    ac->c.reader->errstr);
+            return;
+        }
+
+        p += used;
+        n -= used;
+
+        if (rc == SA_RESP_ERROR) {
+            rd->protocol = 1;
+            ngx_http_sa_redis_close(rd, "protocol error: %s",
+                                    rd->resp.error);
+            return;
+        }
+
+        if (rc == SA_RESP_AGAIN) {
+            return;
+        }
+
+        route = sa_resp_route(&rd->resp.reply, !ngx_queue_empty(&rd->sent),
+                              rd->push != NULL);
+
+        if (route == SA_RESP_UNEXPECTED) {
+            rd->protocol = 1;
+            ngx_http_sa_redis_close(rd, "protocol error: %s",
+                                    rd->push ? "not a pub/sub message"
+                                             : "a reply nobody asked for");
+            return;
+        }
+
+        reply = NULL;
+
+        if (redisReaderGetReply(ac->c.reader, &reply) != REDIS_OK
+            || reply == NULL)
+        {
+            /* the guard and hiredis disagree: never expected */
+            rd->protocol = 1;
+            ngx_http_sa_redis_close(rd, "protocol error: the reply reader "
+                                    "failed");
+            return;
+        }
+
+        if (route == SA_RESP_AWAITED) {
+            q = ngx_queue_head(&rd->sent);
+            ngx_queue_remove(q);
+            cb = ngx_queue_data(q, ngx_http_sa_redis_cb_t, queue);
+
+            cb->fn(ac, reply, cb->privdata);
+            ngx_free(cb);
+
+        } else {
+            rd->push(ac, reply, NULL);
+        }
+
+        freeReplyObject(reply);
+
+        if (rd->ac != ac) {
+            return;              /* ended by the handler */
+        }
+    }
+}
+
+
 /* the end of a connection: every way there goes through here */
 
 static void
@@ -245,6 +484,24 @@ ngx_http_sa_redis_release(ngx_http_sa_redis_t *rd)
 }
 
 
+/* the replies owed by a context being freed: each handler gets NULL */
+static void
+ngx_http_sa_redis_fail_sent(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
+{
+    ngx_queue_t             *q;
+    ngx_http_sa_redis_cb_t  *cb;
+
+    while (!ngx_queue_empty(&rd->sent)) {
+        q = ngx_queue_head(&rd->sent);
+        ngx_queue_remove(q);
+
+        cb = ngx_queue_data(q, ngx_http_sa_redis_cb_t, queue);
+        cb->fn(ac, NULL, cb->privdata);
+        ngx_free(cb);
+    }
+}
+
+
 static void
 ngx_http_sa_redis_fail_pending(ngx_http_sa_redis_t *rd)
 {
@@ -265,16 +522,19 @@ ngx_http_sa_redis_fail_pending(ngx_http_sa_redis_t *rd)
 
 /*
  * The ev.cleanup hook: hiredis calls it once for every context it frees,
- * after answering the queued callbacks with NULL and just before it closes
- * the fd.  The reconnect comes from a timer, never from here: a new socket
- * could get the fd number that is about to be closed.
+ * just before it closes the fd; the replies still owed are answered here,
+ * with NULL, once the connection is marked idle (a handler asking for a
+ * command then hears that Redis is unavailable).  The reconnect comes from
+ * a timer, never from here: a new socket could get the fd number that is
+ * about to be closed.
  */
 static void
 ngx_http_sa_redis_cleanup(void *data)
 {
     ngx_http_sa_redis_t  *rd = data;
 
-    const char  *why;
+    const char         *why;
+    redisAsyncContext  *ac = rd->ac;
 
     why = rd->reason[0] ? (const char *) rd->reason
           : rd->ac->c.err ? rd->ac->c.errstr : "closed";
@@ -291,7 +551,8 @@ ngx_http_sa_redis_cleanup(void *data)
                       rd->connected ? "lost" : "failed", why);
 
         /* refused: connect refused, a set-up error, the server closing */
-        ngx_http_sa_metrics_count(rd->ac->c.err == REDIS_ERR_PROTOCOL
+        ngx_http_sa_metrics_count(rd->protocol
+                                  || rd->ac->c.err == REDIS_ERR_PROTOCOL
                                   ? NGX_HTTP_SA_M_REDIS_PROTOCOL
                                   : rd->timed_out
                                   ? NGX_HTTP_SA_M_REDIS_TIMEOUT
@@ -310,14 +571,25 @@ ngx_http_sa_redis_cleanup(void *data)
         ngx_del_timer(&rd->watchdog);
     }
 
+    /*
+     * The next connection comes at once only after one that worked: a
+     * server that sets up and then answers garbage is retried ever later.
+     */
+    if (rd->state == NGX_HTTP_SA_REDIS_READY && !rd->protocol) {
+        rd->backoff = 0;
+    }
+
     rd->ac = NULL;
     rd->state = NGX_HTTP_SA_REDIS_IDLE;
     rd->outstanding = 0;
     rd->subscribed = 0;
     rd->connected = 0;
     rd->timed_out = 0;
+    rd->protocol = 0;
+    rd->push = NULL;
     rd->reason[0] = '\0';
 
+    ngx_http_sa_redis_fail_sent(rd, ac);
     ngx_http_sa_redis_fail_pending(rd);
 
     if (rd->lost) {
@@ -404,9 +676,9 @@ ngx_http_sa_redis_send_pending(ngx_http_sa_redis_t *rd)
 
         w = ngx_queue_data(q, ngx_http_sa_redis_wait_t, queue);
 
-        if (redisAsyncFormattedCommand(rd->ac, ngx_http_sa_redis_reply, w,
-                                       w->cmd, w->len)
-            != REDIS_OK)
+        if (ngx_http_sa_redis_send(rd, ngx_http_sa_redis_reply, w, w->cmd,
+                                   w->len)
+            != NGX_OK)
         {
             redisFreeCommand(w->cmd);
             w->handler(w->data, NGX_ERROR, NULL);
@@ -428,7 +700,6 @@ static void
 ngx_http_sa_redis_set_ready(ngx_http_sa_redis_t *rd)
 {
     rd->state = NGX_HTTP_SA_REDIS_READY;
-    rd->backoff = 0;
 
     if (rd->watchdog.timer_set) {
         ngx_del_timer(&rd->watchdog);
@@ -512,30 +783,33 @@ ngx_http_sa_redis_setup(ngx_http_sa_redis_t *rd)
 
     /* queued before the connect completes: hiredis sends them first */
 
+    /* a command that cannot be queued leaves it to the watchdog */
+
     if (conf->password.len && conf->user.len) {
-        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "AUTH",
-                          "AUTH %b %b", conf->user.data, conf->user.len,
-                          conf->password.data, conf->password.len);
+        (void) ngx_http_sa_redis_sendf(rd, ngx_http_sa_redis_setup_reply,
+                                       "AUTH", "AUTH %b %b", conf->user.data,
+                                       conf->user.len, conf->password.data,
+                                       conf->password.len);
 
     } else if (conf->password.len) {
-        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "AUTH",
-                          "AUTH %b", conf->password.data,
-                          conf->password.len);
+        (void) ngx_http_sa_redis_sendf(rd, ngx_http_sa_redis_setup_reply,
+                                       "AUTH", "AUTH %b", conf->password.data,
+                                       conf->password.len);
     }
 
     if (conf->db) {
-        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "SELECT",
-                          "SELECT %d", (int) conf->db);
+        (void) ngx_http_sa_redis_sendf(rd, ngx_http_sa_redis_setup_reply,
+                                       "SELECT", "SELECT %d", (int) conf->db);
     }
 
     /* ROLE answers like PING, and says whether it is still the master */
     if (conf->sentinels) {
-        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "ROLE",
-                          "ROLE");
+        (void) ngx_http_sa_redis_sendf(rd, ngx_http_sa_redis_setup_reply,
+                                       "ROLE", "ROLE");
 
     } else {
-        redisAsyncCommand(rd->ac, ngx_http_sa_redis_setup_reply, "PING",
-                          "PING");
+        (void) ngx_http_sa_redis_sendf(rd, ngx_http_sa_redis_setup_reply,
+                                       "PING", "PING");
     }
 }
 
@@ -561,6 +835,9 @@ ngx_http_sa_redis_attach(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
     rd->conn = c;
     rd->state = NGX_HTTP_SA_REDIS_CONNECTING;
     rd->reason[0] = '\0';
+    rd->protocol = 0;
+    rd->push = NULL;
+    sa_resp_init(&rd->resp);
 
     /* the hooks first: setting the connect callback already adds a write */
     ac->ev.data = rd;
@@ -784,9 +1061,9 @@ ngx_http_sa_redis_command(int argc, const char **argv, const size_t *argvlen,
         return NGX_OK;
     }
 
-    if (redisAsyncCommandArgv(rd->ac, ngx_http_sa_redis_reply, w, argc, argv,
-                              argvlen)
-        != REDIS_OK)
+    if (ngx_http_sa_redis_send_argv(rd, ngx_http_sa_redis_reply, w, argc,
+                                    argv, argvlen)
+        != NGX_OK)
     {
         ngx_free(w);
         return NGX_DECLINED;
@@ -894,8 +1171,12 @@ ngx_http_sa_redis_subscribe(ngx_http_sa_redis_t *rd)
     argv[2] = (const char *) ngx_http_sa_hb_channel.data;
     argvlen[2] = ngx_http_sa_hb_channel.len;
 
-    redisAsyncCommandArgv(rd->ac, ngx_http_sa_redis_sub_reply, NULL, 3, argv,
-                          argvlen);
+    /* confirmations and messages: no reply is awaited after this one */
+    if (ngx_http_sa_redis_send_argv(rd, NULL, NULL, 3, argv, argvlen)
+        == NGX_OK)
+    {
+        rd->push = ngx_http_sa_redis_sub_reply;
+    }
 }
 
 
@@ -1041,7 +1322,7 @@ ngx_http_sa_redis_poll_subscriber(ngx_http_sa_redis_t *rd)
                 && ngx_socket_nread(rd->conn->fd, &n) == 0 && n > 0;
          i++)
     {
-        redisAsyncHandleRead(rd->ac);
+        ngx_http_sa_redis_read(rd);
     }
 }
 
@@ -1341,12 +1622,16 @@ ngx_http_sa_sentinel_setup(ngx_http_sa_redis_t *rd)
 {
     ngx_http_sa_sentinel_keepalive(rd);
 
-    redisAsyncCommand(rd->ac, ngx_http_sa_sentinel_master_reply, NULL,
-                      "SENTINEL get-master-addr-by-name %b",
-                      rd->conf->master.data, rd->conf->master.len);
+    (void) ngx_http_sa_redis_sendf(rd, ngx_http_sa_sentinel_master_reply,
+                                   NULL, "SENTINEL get-master-addr-by-name %b",
+                                   rd->conf->master.data,
+                                   rd->conf->master.len);
 
-    redisAsyncCommand(rd->ac, ngx_http_sa_sentinel_message, NULL,
-                      "SUBSCRIBE +switch-master");
+    if (ngx_http_sa_redis_sendf(rd, NULL, NULL, "SUBSCRIBE +switch-master")
+        == NGX_OK)
+    {
+        rd->push = ngx_http_sa_sentinel_message;
+    }
 }
 
 
@@ -1396,6 +1681,7 @@ ngx_http_sa_redis_start(ngx_http_sa_redis_t *rd, ngx_cycle_t *cycle,
     rd->setup = ngx_http_sa_redis_setup;
     rd->stall = ngx_max(NGX_HTTP_SA_STALL_MIN, 4 * conf->timeout);
     ngx_queue_init(&rd->pending);
+    ngx_queue_init(&rd->sent);
 
     rd->reconnect.handler = ngx_http_sa_redis_reconnect_handler;
     rd->reconnect.data = rd;

@@ -1,0 +1,217 @@
+/* Unit tests: the reply stream guard (core/sa_resp.c) and reply routing. */
+
+#include <stdlib.h>
+
+#include "tap.h"
+#include "sa_resp.h"
+
+
+/* scans s whole (in pieces of step bytes): replies seen, or -1 on refusal */
+static int
+scan(const char *s, size_t len, size_t step, sa_resp_t *r)
+{
+    int           replies = 0;
+    size_t        used, n;
+    sa_resp_rc_e  rc;
+
+    sa_resp_init(r);
+
+    while (len) {
+        n = len < step ? len : step;
+
+        while (n) {
+            rc = sa_resp_scan(r, (const unsigned char *) s, n, &used);
+            s += used;
+            len -= used;
+            n -= used;
+
+            if (rc == SA_RESP_ERROR) {
+                return -1;
+            }
+
+            if (rc == SA_RESP_REPLY) {
+                replies++;
+            }
+        }
+    }
+
+    return replies;
+}
+
+
+static int
+replies(const char *s)
+{
+    sa_resp_t  r;
+    int        whole, bytewise;
+
+    whole = scan(s, strlen(s), strlen(s) ? strlen(s) : 1, &r);
+    bytewise = scan(s, strlen(s), 1, &r);
+
+    return whole == bytewise ? whole : -2;
+}
+
+
+static const char *
+refusal(const char *s, size_t len)
+{
+    sa_resp_t  r;
+
+    return scan(s, len, len, &r) == -1 ? r.error : NULL;
+}
+
+
+static void
+test_accepted(void)
+{
+    is_long(replies("+OK\r\n"), 1, "a status");
+    is_long(replies("-ERR no\r\n"), 1, "an error");
+    is_long(replies(":0\r\n:-12\r\n:9223372036854775807\r\n"), 3, "integers");
+    is_long(replies("$-1\r\n*-1\r\n*0\r\n$0\r\n\r\n"), 4, "nil, empty");
+    is_long(replies("$5\r\nhel\r\n\r\n"), 1, "a bulk holding CR LF");
+    is_long(replies("*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\na b\r\n"), 1,
+            "a pub/sub message");
+    is_long(replies("*3\r\n$6\r\nmaster\r\n:5\r\n*2\r\n*3\r\n$1\r\na\r\n"
+                    "$1\r\n1\r\n$1\r\n5\r\n*3\r\n$1\r\nb\r\n$1\r\n2\r\n"
+                    "$1\r\n5\r\n"), 1, "ROLE of a master, two replicas");
+    is_long(replies("$5\r\nhel"), 0, "an incomplete bulk: no reply yet");
+}
+
+
+static void
+test_refused(void)
+{
+    static char  big[SA_RESP_BULK_MAX + 64];
+    const char  *why;
+    int          n;
+
+    is_str(refusal("$100000000\r\n", 12), "bulk string longer than a record",
+           "a 100 MB bulk, at its length");
+    is_str(refusal("$65537", 6), "bulk string longer than a record",
+           "one byte more than a record, before the CR");
+    is_str(refusal("*100000000\r\n", 12), "array of too many elements",
+           "*100000000, at its count");
+    is_str(refusal("*65\r\n", 5), "array of too many elements",
+           "65 elements");
+    is_str(refusal("*1\r\n*1\r\n*1\r\n*1\r\n", 16), "arrays nested too deep",
+           "four levels");
+    is_str(refusal("*1\r\n*1\r\n*1\r\n*0\r\n", 16), "arrays nested too deep",
+           "an empty array four levels down");
+    is_str(refusal("!3\r\n", 4), "unknown reply type", "RESP3 and others");
+    is_str(refusal(":01\r\n", 5), "malformed number", "a leading zero");
+    is_str(refusal("$-0\r\n", 5), "malformed number", "-0");
+    is_str(refusal("$-2\r\n", 5), "bulk string longer than a record",
+           "a negative length");
+    is_str(refusal(":9223372036854775808\r\n", 22), "integer out of range",
+           "an integer above LLONG_MAX");
+    is_str(refusal(":\r\n", 3), "malformed number", "no digits");
+    is_str(refusal("+O\nK\r\n", 6), "LF inside a line", "a bare LF");
+    is_str(refusal("+OK\rX\n", 6), "CR without LF", "a bare CR");
+    is_str(refusal("$1\r\nab\r\n", 8), "bulk string not ended by CRLF",
+           "a bulk longer than announced");
+
+    memset(big, 'x', sizeof(big));
+    memcpy(big, "+", 1);
+    why = refusal(big, SA_RESP_LINE_MAX + 2);
+    is_str(why, "line too long", "a status line of more than 1 KiB");
+
+    /* 64 bulk strings of 1,100 bytes: more than a record in all */
+    {
+        char    *p, *s = malloc(64 * 1200);
+        size_t   i;
+
+        p = s + sprintf(s, "*64\r\n");
+        for (i = 0; i < 64; i++) {
+            p += sprintf(p, "$1100\r\n");
+            memset(p, 'y', 1100);
+            p += 1100;
+            p += sprintf(p, "\r\n");
+        }
+        is_str(refusal(s, p - s), "reply longer than a record",
+               "an array longer than a record in all");
+        free(s);
+    }
+
+    /* a record of exactly the limit passes */
+    {
+        char    *s = malloc(SA_RESP_BULK_MAX + 32);
+        int      h = sprintf(s, "$%d\r\n", SA_RESP_BULK_MAX);
+        sa_resp_t r;
+
+        memset(s + h, 'z', SA_RESP_BULK_MAX);
+        memcpy(s + h + SA_RESP_BULK_MAX, "\r\n", 2);
+        n = scan(s, h + SA_RESP_BULK_MAX + 2, 4096, &r);
+        is_long(n, 1, "a bulk of exactly a record's length");
+        free(s);
+    }
+
+    /* refused for good */
+    {
+        sa_resp_t  r;
+        size_t     used;
+
+        ok(scan("?", 1, 1, &r) == -1
+           && sa_resp_scan(&r, (const unsigned char *) "+OK\r\n", 5, &used)
+              == SA_RESP_ERROR,
+           "a refused stream stays refused");
+    }
+}
+
+
+static sa_resp_route_e
+route(const char *s, size_t awaited, int subscribed)
+{
+    sa_resp_t  r;
+
+    if (scan(s, strlen(s), strlen(s), &r) != 1) {
+        return (sa_resp_route_e) -1;
+    }
+
+    return sa_resp_route(&r.reply, awaited, subscribed);
+}
+
+
+static void
+test_route(void)
+{
+    is_long(route("+OK\r\n", 1, 0), SA_RESP_AWAITED, "awaited: any reply");
+    is_long(route("+OK\r\n", 0, 0), SA_RESP_UNEXPECTED,
+            "an extra reply: unexpected");
+    is_long(route("+PONG\r\n", 0, 1), SA_RESP_UNEXPECTED,
+            "subscribed: a status is unexpected");
+    is_long(route("*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n", 0, 1),
+            SA_RESP_MESSAGE, "a message");
+    is_long(route("*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", 0, 1),
+            SA_RESP_SUBSCRIBED, "a confirmation");
+    is_long(route("*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n", 0, 0),
+            SA_RESP_UNEXPECTED, "a message while not subscribed");
+    is_long(route("*1\r\n$7\r\nmessage\r\n", 0, 1), SA_RESP_UNEXPECTED,
+            "a message of one element");
+    is_long(route("*3\r\n$7\r\nmessage\r\n$-1\r\n$1\r\nx\r\n", 0, 1),
+            SA_RESP_UNEXPECTED, "a message with a nil channel");
+    is_long(route("*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n:1\r\n", 0, 1),
+            SA_RESP_UNEXPECTED, "a message with an integer payload");
+    is_long(route("*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n$1\r\n1\r\n", 0, 1),
+            SA_RESP_UNEXPECTED, "a confirmation with a string count");
+    is_long(route("*3\r\n+message\r\n$2\r\nch\r\n$1\r\nx\r\n", 0, 1),
+            SA_RESP_UNEXPECTED, "a kind that is a status");
+    is_long(route("*3\r\n$8\r\nmessagex\r\n$2\r\nch\r\n$1\r\nx\r\n", 0, 1),
+            SA_RESP_UNEXPECTED, "another kind");
+    is_long(route("*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$2\r\nch\r\n$1\r\nx\r\n",
+                  0, 1),
+            SA_RESP_UNEXPECTED, "pmessage (never subscribed to)");
+    is_long(route("*3\r\n$20\r\nmessagemessagemessag\r\n$2\r\nch\r\n"
+                  "$1\r\nx\r\n", 0, 1),
+            SA_RESP_UNEXPECTED, "a long kind");
+}
+
+
+int
+main(void)
+{
+    test_accepted();
+    test_refused();
+    test_route();
+
+    return done_testing();
+}
