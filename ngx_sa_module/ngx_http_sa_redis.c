@@ -1361,11 +1361,27 @@ ngx_http_sa_redis_subscriber_fresh(void)
 
 static ngx_uint_t  ngx_http_sa_sentinel_index;
 
+/*
+ * A master that moves again within NGX_HTTP_SA_BACKOFF_MAX of its last move
+ * (a flapping or lying sentinel) is followed ever later, 100 ms to 5 s, and
+ * its moves are logged at most NGX_HTTP_SA_MOVES_LOGGED times in each
+ * NGX_HTTP_SA_MOVES_WINDOW.
+ */
+#define NGX_HTTP_SA_MOVES_LOGGED  5
+#define NGX_HTTP_SA_MOVES_WINDOW  10000
+
 static struct {
     ngx_http_sa_redis_addr_t  addr;
     u_char                    host[NGX_INET6_ADDRSTRLEN + 1];
     u_char                    address[NGX_INET6_ADDRSTRLEN
                                       + sizeof("[]:65535")];
+    ngx_msec_t                moved;        /* the last move */
+    ngx_msec_t                backoff;      /* 0: follow the next at once */
+    ngx_msec_t                window;       /* the log window's start */
+    ngx_uint_t                logged;       /* lines in that window */
+    ngx_uint_t                unlogged;     /* moves since the last line */
+    unsigned                  has_moved:1;
+    unsigned                  has_window:1;
 } ngx_http_sa_master;
 
 
@@ -1385,9 +1401,40 @@ ngx_http_sa_sentinel_is_ip(u_char *host, size_t len)
 }
 
 
-/* a data connection leaves its node at once and reconnects to the master */
+/* how long the data connections wait before following this move */
+static ngx_msec_t
+ngx_http_sa_sentinel_follow_delay(void)
+{
+    ngx_msec_t  b;
+
+    if (ngx_http_sa_master.has_moved
+        && ngx_current_msec - ngx_http_sa_master.moved
+           < NGX_HTTP_SA_BACKOFF_MAX)
+    {
+        b = ngx_http_sa_master.backoff;
+        b = b ? ngx_min(b * 2, NGX_HTTP_SA_BACKOFF_MAX)
+              : NGX_HTTP_SA_BACKOFF_MIN;
+
+    } else {
+        b = 0;
+    }
+
+    ngx_http_sa_master.backoff = b;
+    ngx_http_sa_master.moved = ngx_current_msec;
+    ngx_http_sa_master.has_moved = 1;
+
+    return b ? b / 2 + (ngx_msec_t) ngx_random() % (b / 2) : 1;
+}
+
+
+/*
+ * A data connection leaves its node at once and reconnects to the master
+ * after delay; one already waiting to reconnect sooner than that keeps its
+ * timer (a flapping master never pushes a reconnect later), and connects to
+ * wherever the master is by then.
+ */
 static void
-ngx_http_sa_sentinel_redirect(ngx_http_sa_redis_t *rd)
+ngx_http_sa_sentinel_redirect(ngx_http_sa_redis_t *rd, ngx_msec_t delay)
 {
     if (rd->conf == NULL || rd->exiting) {
         return;                  /* the subscriber, without sa_cache */
@@ -1398,13 +1445,64 @@ ngx_http_sa_sentinel_redirect(ngx_http_sa_redis_t *rd)
     if (rd->ac) {
         rd->renew = 1;
         ngx_http_sa_redis_close(rd, "the master moved");
+
+    } else if (rd->reconnect.timer_set
+               && (ngx_msec_int_t) (rd->reconnect.timer.key - ngx_current_msec)
+                  <= (ngx_msec_int_t) delay)
+    {
+        return;
     }
 
     if (rd->reconnect.timer_set) {
         ngx_del_timer(&rd->reconnect);
     }
 
-    ngx_add_timer(&rd->reconnect, 1);
+    ngx_add_timer(&rd->reconnect, delay);
+}
+
+
+/* "master is at", at most NGX_HTTP_SA_MOVES_LOGGED lines a window */
+static void
+ngx_http_sa_sentinel_log_move(ngx_http_sa_redis_t *rd, ngx_msec_t delay)
+{
+    if (!ngx_http_sa_master.has_window
+        || ngx_current_msec - ngx_http_sa_master.window
+           >= NGX_HTTP_SA_MOVES_WINDOW)
+    {
+        ngx_http_sa_master.window = ngx_current_msec;
+        ngx_http_sa_master.has_window = 1;
+        ngx_http_sa_master.logged = 0;
+    }
+
+    if (ngx_http_sa_master.logged == NGX_HTTP_SA_MOVES_LOGGED) {
+        ngx_http_sa_master.unlogged++;
+
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                       "sa: sentinel %V: master at %V (not logged), "
+                       "followed in %M ms", &rd->target->address,
+                       &ngx_http_sa_master.addr.address, delay);
+        return;
+    }
+
+    ngx_http_sa_master.logged++;
+
+    if (ngx_http_sa_master.unlogged || delay > 1) {
+        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                      "sa: sentinel %V: master \"%V\" is at %V "
+                      "(it moves often: followed in %M ms; "
+                      "%ui moves not logged)",
+                      &rd->target->address, &rd->conf->master,
+                      &ngx_http_sa_master.addr.address, delay,
+                      ngx_http_sa_master.unlogged);
+
+    } else {
+        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                      "sa: sentinel %V: master \"%V\" is at %V",
+                      &rd->target->address, &rd->conf->master,
+                      &ngx_http_sa_master.addr.address);
+    }
+
+    ngx_http_sa_master.unlogged = 0;
 }
 
 
@@ -1413,8 +1511,9 @@ static ngx_int_t
 ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
     size_t hlen, u_char *port, size_t plen)
 {
-    u_char     *p;
-    ngx_int_t   n;
+    u_char      *p;
+    ngx_int_t    n;
+    ngx_msec_t   delay;
 
     n = ngx_atoi(port, plen);
 
@@ -1441,8 +1540,9 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
     }
 
     /* first off the old node, whose address the messages still name */
-    ngx_http_sa_sentinel_redirect(&ngx_http_sa_redis);
-    ngx_http_sa_sentinel_redirect(&ngx_http_sa_redis_sub);
+    delay = ngx_http_sa_sentinel_follow_delay();
+    ngx_http_sa_sentinel_redirect(&ngx_http_sa_redis, delay);
+    ngx_http_sa_sentinel_redirect(&ngx_http_sa_redis_sub, delay);
 
     p = ngx_cpymem(ngx_http_sa_master.host, host, hlen);
     *p = '\0';
@@ -1458,10 +1558,7 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
                     hlen, host, n)
         - ngx_http_sa_master.address;
 
-    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
-                  "sa: sentinel %V: master \"%V\" is at %V",
-                  &rd->target->address, &rd->conf->master,
-                  &ngx_http_sa_master.addr.address);
+    ngx_http_sa_sentinel_log_move(rd, delay);
 
     ngx_http_sa_redis.target = &ngx_http_sa_master.addr;
 

@@ -16,6 +16,10 @@
 #   C. A sentinel that sends the same malformed message on its
 #      +switch-master subscription: the sentinel connection ends with a
 #      protocol error, the gateway keeps serving and subscribes again.
+#   D. A flapping sentinel (+switch-master between two addresses, hundreds
+#      of times in 3 s): the gateway follows ever later (a few connections,
+#      not one per move) and logs a few "master is at" lines, not 1,500;
+#      once it stops, the gateway serves from where the master is.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -161,6 +165,45 @@ for my $c (grep { !$ENV{ONLY} || $_->[0] eq $ENV{ONLY} } @cases) {
     is(status($nginx, '/index.html', $token), 200, 'C: the gateway kept serving');
     is(crashes($nginx), 0, 'C: no worker exited on a signal');
     unlike($nginx->error_log, qr/\[(alert|crit|emerg)\]/, 'C: no alert');
+    $nginx->quit;
+}
+
+# ------------------------------------------------ D. a flapping sentinel
+{
+    my $dir = SaTest::new_dir('fake-sentinel');
+    my $port = SaTest::free_port();
+    my $fake = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/fake-sentinel', $port, $dir]);
+    SaTest::wait_for('fake sentinel', sub { SaTest::port_open($port) }, 5);
+    mode('pass');
+    # two addresses of the same master: hostile-redis (counting) and Redis
+    my ($a, $b) = ($hport, $redis->port);
+    SaTest::write_file("$dir/master", "127.0.0.1 $a");
+    my $nginx = gateway("sa_redis_sentinel sa 127.0.0.1:$port;", 0);
+    ok(SaTest::wait_until(5, sub { status($nginx, '/index.html', $token) == 200 }), 'D: 200 through the sentinel');
+    SaTest::wait_for('the sentinel subscription',
+                     sub { SaTest::slurp("$dir/commands.log") =~ /^SUBSCRIBE/m }, 5);
+    my $mark = length $nginx->error_log;
+    unlink "$hdir/accepted";
+
+    my $msg = sub { my $m = "sa 127.0.0.1 $_[0] 127.0.0.1 $_[1]"; "*3\r\n\$7\r\nmessage\r\n\$14\r\n+switch-master\r\n\$" . length($m) . "\r\n$m\r\n" };
+    my $until = time + 3;
+    while (time < $until) {
+        SaTest::write_file("$dir/raw.tmp", join '', map { $msg->($a, $b) . $msg->($b, $a) } 1 .. 2);
+        rename "$dir/raw.tmp", "$dir/raw";
+        sleep 0.01;
+    }
+    SaTest::write_file("$dir/master", "127.0.0.1 $a");
+    SaTest::write_file("$dir/raw.tmp", $msg->($b, $a));
+    rename "$dir/raw.tmp", "$dir/raw";
+
+    my $log = substr($nginx->error_log, $mark);
+    my $lines = () = $log =~ /master "sa" is at/g;
+    my $accepted = 0 + (SaTest::slurp("$hdir/accepted") || 0);
+    cmp_ok($lines, '<=', 10, "D: $lines \"master is at\" lines in 3 s of flapping");
+    like($log, qr/moves not logged/, 'D: and the lines say how many moves they left out');
+    cmp_ok($accepted, '<=', 8, "D: $accepted connections to one of the two addresses in 3 s");
+    ok(SaTest::wait_until(10, sub { status($nginx, '/index.html', $token) == 200 }), 'D: 200 once it stops');
+    is(crashes($nginx), 0, 'D: no worker exited on a signal');
     $nginx->quit;
 }
 
