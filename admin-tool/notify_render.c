@@ -13,20 +13,30 @@
 #include "xalloc.h"
 
 
-void
-sa_derived_id(char out[37], const char *a, const char *b, const char *c)
+/* "<tag><32 hex of BLAKE2b-128 of the NUL-terminated parts>" */
+static void
+sa_hash_id(char out[37], const char *tag, const char **parts, size_t n)
 {
     uint8_t  h[16];
     char     hex[33];
+    size_t   i;
     crypto_generichash_state  st;
 
     crypto_generichash_init(&st, NULL, 0, sizeof(h));
-    crypto_generichash_update(&st, (const uint8_t *) a, strlen(a) + 1);
-    crypto_generichash_update(&st, (const uint8_t *) b, strlen(b) + 1);
-    crypto_generichash_update(&st, (const uint8_t *) c, strlen(c) + 1);
+    for (i = 0; i < n; i++) {
+        crypto_generichash_update(&st, (const uint8_t *) parts[i],
+                                  strlen(parts[i]) + 1);
+    }
     crypto_generichash_final(&st, h, sizeof(h));
     sa_hex_encode(h, sizeof(h), hex);
-    snprintf(out, 37, "evt_%.32s", hex);
+    snprintf(out, 37, "%s%.32s", tag, hex);
+}
+
+
+void
+sa_derived_id(char out[37], const char *a, const char *b, const char *c)
+{
+    sa_hash_id(out, "evt_", (const char *[]) { a, b, c }, 3);
 }
 
 
@@ -107,19 +117,7 @@ void
 sa_delivery_id(char out[37], const char *event, const char *app,
     const char *aid, const char *dest)
 {
-    uint8_t  h[16];
-    char     hex[33];
-    crypto_generichash_state  st;
-
-    crypto_generichash_init(&st, NULL, 0, sizeof(h));
-    crypto_generichash_update(&st, (const uint8_t *) event,
-                              strlen(event) + 1);
-    crypto_generichash_update(&st, (const uint8_t *) app, strlen(app) + 1);
-    crypto_generichash_update(&st, (const uint8_t *) aid, strlen(aid) + 1);
-    crypto_generichash_update(&st, (const uint8_t *) dest, strlen(dest) + 1);
-    crypto_generichash_final(&st, h, sizeof(h));
-    sa_hex_encode(h, sizeof(h), hex);
-    snprintf(out, 37, "dlv_%.32s", hex);
+    sa_hash_id(out, "dlv_", (const char *[]) { event, app, aid, dest }, 4);
 }
 
 

@@ -140,9 +140,94 @@ test_checks(void)
 }
 
 
+#define STR(lit)  { lit, sizeof(lit) - 1 }
+
+static void
+test_from_token(void)
+{
+    static sa_str_t     scopes[] = { STR("billing:read") };
+    sa_token_record_t   rec;
+    json_t             *f, *e;
+    const char         *why;
+    char                id1[64];
+    int                 dead;
+    int64_t             now = 1700000000;
+
+    memset(&rec, 0, sizeof(rec));
+    memcpy(rec.id, "AAAAAAAAAAAAAAAA", 17);
+    rec.account = (sa_str_t) STR("acct");
+    rec.name = (sa_str_t) STR("ci");
+    rec.email = (sa_str_t) STR("acct@plat.sa.invalid");
+    rec.team = (sa_str_t) STR("plat");
+    rec.scopes = scopes;
+    rec.nscopes = 1;
+    rec.expires_at = now + 3 * 86400;
+
+    f = json_pack("{s:s, s:s}", "status", "revoked", "time", "1700000000");
+    e = sa_event_from_token("token.denied", &rec, f, now, &why, &dead);
+    ok(e != NULL && json_integer_value(json_object_get(e, "time")) == now,
+       "token.denied: built, with the entry's time");
+    snprintf(id1, sizeof(id1), "%s",
+             json_string_value(json_object_get(e, "id")) ?: "");
+    json_decref(e);
+    json_decref(f);
+
+    f = json_pack("{s:s, s:s}", "status", "revoked", "time", "1700000030");
+    e = sa_event_from_token("token.denied", &rec, f, now, &why, &dead);
+    is_str(json_string_value(json_object_get(e, "id")), id1,
+           "token.denied: one event id a minute");
+    json_decref(e);
+    json_decref(f);
+
+    f = json_pack("{s:s, s:s}", "status", "phish at evil.example",
+                  "time", "1700000000");
+    e = sa_event_from_token("token.denied", &rec, f, now, &why, &dead);
+    ok(e == NULL && dead, "token.denied: a free-text status is refused");
+    json_decref(f);
+
+    f = json_pack("{s:s, s:s}", "status", "expired", "time", "1");
+    e = sa_event_from_token("token.denied", &rec, f, now, &why, &dead);
+    ok(e == NULL && dead, "token.denied: time 1 is refused");
+    json_decref(f);
+
+    f = json_pack("{s:s, s:s}", "time", "1700000000", "status", "revoked");
+    e = sa_event_from_token("account.deleted", &rec, f, now, &why, &dead);
+    ok(e == NULL, "account.deleted cannot be built from a token record");
+    json_decref(f);
+
+    f = json_pack("{s:s, s:s}", "time", "1700000000", "expires_at",
+                  "1700259200");
+    e = sa_event_from_token("token.expiring", &rec, f, now, &why, &dead);
+    ok(e != NULL && json_integer_value(json_object_get(json_object_get(e,
+       "data"), "days_left")) == 3, "token.expiring: 3 days left");
+    json_decref(e);
+    rec.expires_at = now + 30 * 86400;
+    json_object_set_new(f, "expires_at", json_string("1702592000"));
+    e = sa_event_from_token("token.expiring", &rec, f, now, &why, &dead);
+    ok(e == NULL && !dead, "token.expiring 30 days ahead: dropped");
+    json_decref(f);
+}
+
+
+static void
+test_origin(void)
+{
+    char  o[64];
+
+    sa_url_origin("https://User:pw@Hooks.Example.COM:8443/a/b?c#d", o,
+                  sizeof(o));
+    is_str(o, "https://hooks.example.com:8443", "origin: no user info, "
+           "lowercase, no path");
+    sa_url_origin("http://[::1]:80", o, sizeof(o));
+    is_str(o, "http://[::1]:80", "origin: an IPv6 literal");
+}
+
+
 int
 main(void)
 {
+    test_from_token();
+    test_origin();
     test_utf8();
     test_checks();
     test_signature();
