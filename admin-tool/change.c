@@ -5,10 +5,13 @@
  * and the whole attempt is made again from a fresh read.
  */
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sodium.h>
 
 #include "change.h"
 
@@ -94,7 +97,29 @@ sa_change_once_or_exit(sa_admin_t *sa, sa_script_t *script, sa_args_t *args,
     const char *what)
 {
     if (sa_change_or_exit(sa, script, args) == SA_CONFLICT) {
-        sa_die(SA_EXIT_UNAVAILABLE, "%s changed meanwhile; retry", what);
+        sa_die(SA_EXIT_CONFLICT, "%s changed meanwhile; retry", what);
+    }
+}
+
+
+void
+sa_backoff(int n)
+{
+    uint32_t         cap;
+    struct timespec  ts;
+
+    cap = n >= 8 ? SA_BACKOFF_MAX_MS : SA_BACKOFF_MS << n;
+    if (cap > SA_BACKOFF_MAX_MS) {
+        cap = SA_BACKOFF_MAX_MS;
+    }
+
+    /* microseconds in [0, cap ms] */
+    ts.tv_nsec = (long) randombytes_uniform(cap * 1000 + 1) * 1000;
+    ts.tv_sec = ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        /* the rest of it */
     }
 }
 
@@ -107,6 +132,9 @@ sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx)
     rc = SA_CONFLICT;
 
     for (n = 0; n < SA_RETRIES && rc == SA_CONFLICT; n++) {
+        if (n > 0) {
+            sa_backoff(n);
+        }
         rc = attempt(sa, ctx);
     }
 
@@ -119,6 +147,6 @@ sa_retry_or_exit(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx,
     const char *what)
 {
     if (sa_retry(sa, attempt, ctx) == SA_CONFLICT) {
-        sa_die(SA_EXIT_UNAVAILABLE, "%s kept changing; retry", what);
+        sa_die(SA_EXIT_CONFLICT, "%s kept changing; retry", what);
     }
 }

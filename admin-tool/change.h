@@ -8,7 +8,19 @@
 #include "redis.h"
 
 #define SA_CONFLICT  (-1)     /* a script found its input changed: retry */
-#define SA_RETRIES   5
+
+/*
+ * A change that lost the race is made again, after a pause drawn at random
+ * from [0, min(SA_BACKOFF_MAX_MS, SA_BACKOFF_MS << attempt)] ("full
+ * jitter": concurrent losers do not meet again in step), up to SA_RETRIES
+ * attempts (a few seconds at most); then it gives up with SA_EXIT_CONFLICT.
+ */
+#define SA_RETRIES         25
+#define SA_BACKOFF_MS      2
+#define SA_BACKOFF_MAX_MS  250
+
+/* the pause before attempt n (n >= 1) */
+void sa_backoff(int n);
 
 /* an error reply ("CODE message" from a script) printed, as exit status */
 int sa_reply_status(redisReply *r);
@@ -23,7 +35,10 @@ void sa_change_args(sa_admin_t *sa, sa_args_t *args);
  */
 int sa_change_or_exit(sa_admin_t *sa, sa_script_t *script, sa_args_t *args);
 
-/* the same for a change made once: a conflict ends "<what> changed meanwhile" */
+/*
+ * The same for a change made once: a conflict ends with "<what> changed
+ * meanwhile; retry" and exit status SA_EXIT_CONFLICT.
+ */
 void sa_change_once_or_exit(sa_admin_t *sa, sa_script_t *script,
     sa_args_t *args, const char *what);
 
@@ -44,12 +59,16 @@ int sa_change_reply(sa_admin_t *sa);
 typedef int (*sa_attempt_pt)(sa_admin_t *sa, void *ctx);
 
 /*
- * Makes the attempt again while it conflicts, at most SA_RETRIES times;
- * returns its last status (SA_CONFLICT: it kept conflicting).
+ * Makes the attempt again while it conflicts, with sa_backoff() between,
+ * at most SA_RETRIES times; returns its last status (SA_CONFLICT: it kept
+ * conflicting).
  */
 int sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx);
 
-/* the same; one that kept conflicting ends with "<what> kept changing" */
+/*
+ * The same; one that kept conflicting ends with "<what> kept changing;
+ * retry" and exit status SA_EXIT_CONFLICT.
+ */
 void sa_retry_or_exit(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx,
     const char *what);
 

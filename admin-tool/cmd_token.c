@@ -280,6 +280,9 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
 
     /* a batch can lose tokens to a concurrent change of the account */
     for (left = o.count; left > 0 && stalls < SA_RETRIES; ) {
+        if (stalls > 0) {
+            sa_backoff(stalls);
+        }
         sa_account_load_or_exit(sa, o.op[0], &a);
         done = sa_issue_batch_or_exit(sa, &a, &o, left < SA_ISSUE_BATCH
                                                   ? left : SA_ISSUE_BATCH,
@@ -303,7 +306,7 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
     json_decref(o.scopes);
 
     if (left) {
-        sa_die(SA_EXIT_UNAVAILABLE, "the account kept changing; %ld token(s) "
+        sa_die(SA_EXIT_CONFLICT, "the account kept changing; %ld token(s) "
                "not issued", left);
     }
 }

@@ -561,7 +561,7 @@ sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind,
         one = (sa_resign_one_t) { rs, kind, ids[i] };
         first = sa_retry(sa, sa_resign_one, &one);
         if (first == SA_CONFLICT) {
-            first = sa_fail(SA_EXIT_UNAVAILABLE, "the record of %s %s kept "
+            first = sa_fail(SA_EXIT_CONFLICT, "the record of %s %s kept "
                             "changing; retry", sa_kind_name(kind), ids[i]);
         }
     }

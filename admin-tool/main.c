@@ -47,7 +47,7 @@ static const char  usage[] =
     "\n"
     "'sa-admin GROUP --help' lists a group's commands.\n"
     "exit status: 0 ok, 1 usage, 2 not found or not permitted,\n"
-    "3 Redis unavailable\n";
+    "3 Redis unavailable, 4 conflict (concurrent changes kept winning)\n";
 
 typedef struct {
     const char   *name;

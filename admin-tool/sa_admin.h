@@ -15,6 +15,7 @@
 #define SA_EXIT_USAGE        1
 #define SA_EXIT_NOT_FOUND    2    /* not found, or not permitted */
 #define SA_EXIT_UNAVAILABLE  3    /* Redis down or refusing */
+#define SA_EXIT_CONFLICT     4    /* concurrent changes kept winning; retry */
 
 #define SA_PREFIX_MAX  100    /* SA_PREFIX, as sa_redis_prefix */
 
