@@ -2,7 +2,8 @@
 --   ARGV[1] key prefix, ARGV[2] acting user, ARGV[3] now (unix seconds);
 --   the script's own arguments follow from ARGV[4].
 -- Every script checks everything first and writes only when all checks
--- pass, so that a refused change writes nothing.  Errors are "CODE message"
+-- pass, so that a refused change writes nothing but its audit entry
+-- (audit_denied, rate-limited).  Errors are "CODE message"
 -- with CODE one of NOTFOUND, NOPERM, EXISTS, CONFLICT (sa-admin retries).
 
 local P, ACTOR, NOW = ARGV[1], ARGV[2], ARGV[3]
@@ -69,6 +70,37 @@ local function names(key, id, team)
     return nil
 end
 
+-- The audit log is a chain: each entry carries seq (1, 2, ... from
+-- audit:seq), prev (the link of the entry before) and link (a hash of prev,
+-- seq and the entry), and audit:head holds the newest link.  Counter,
+-- head and entry change in this one script, so concurrent writers can
+-- never fork the chain or share a number; 'sa-admin audit --verify' then
+-- finds an entry deleted (a gap in seq) or added by something other than
+-- a script (no seq, or a prev that is not the link before it).  MAXLEN
+-- trims the oldest entries: the chain then starts after seq 1.
+local function audit(action, target, team)
+    local seq = redis.call('INCR', P .. SA_KEY_AUDIT .. ':seq')
+    local prev = redis.call('GET', P .. SA_KEY_AUDIT .. ':head') or ''
+    local link = redis.sha1hex(table.concat({ prev, seq, NOW, ACTOR, action,
+                                              target, team }, '\n'))
+    redis.call('SET', P .. SA_KEY_AUDIT .. ':head', link)
+    redis.call('XADD', P .. SA_KEY_AUDIT, 'MAXLEN', '~', 1000000, '*',
+               'time', NOW, 'actor', ACTOR, 'action', action,
+               'target', target, 'team', team, 'seq', seq, 'prev', prev,
+               'link', link)
+end
+
+-- A refused attempt leaves an entry too (action 'denied', target the
+-- permission lacked), at most one a minute per actor, team and permission:
+-- a loop of refused attempts cannot flood the log out of its MAXLEN.
+local function audit_denied(team, perm)
+    local key = P .. SA_KEY_AUDIT .. ':denied:' .. ACTOR .. ':' .. team
+                .. ':' .. perm
+    if redis.call('SET', key, '1', 'NX', 'EX', 60) then
+        audit('denied', perm, team)
+    end
+end
+
 -- nil when ACTOR owns the team or holds perm in it
 local function permitted(team, perm)
     local owner = redis.call('HGET', P .. SA_KEY_TEAM .. team, 'owner')
@@ -84,6 +116,7 @@ local function permitted(team, perm)
             return nil
         end
     end
+    audit_denied(team, perm)
     return fail('NOPERM', "'" .. ACTOR .. "' lacks " .. perm
                 .. " in team '" .. team .. "'")
 end
@@ -97,11 +130,6 @@ local function put(key, value, exat)
     end
 end
 
-local function audit(action, target, team)
-    redis.call('XADD', P .. SA_KEY_AUDIT, 'MAXLEN', '~', 1000000, '*',
-               'time', NOW, 'actor', ACTOR, 'action', action,
-               'target', target, 'team', team)
-end
 
 -- Publishes the changed token ids, each as <id>:<version> with the version
 -- its record has now (schema/README.md): gateways then refuse any older
