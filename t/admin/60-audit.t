@@ -1,4 +1,5 @@
-# sa-admin audit: every change leaves {time, actor, action, target}.
+# sa-admin audit: every change leaves {time, actor, action, target}, and a
+# refused attempt an entry 'denied' naming the permission lacked.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -19,7 +20,7 @@ my $new = as('tim', 'token', 'rotate', $t->{id}, '--json')->{json};
 as('tim', 'token', 'revoke', $new->{id});
 as('alice', 'account', 'grant', $a->{id}, '--app', 'y');
 as('alice', 'account', 'ungrant', $a->{id}, '--app', 'y');
-as('tim', 'account', 'delete', $a->{id});          # refused: not audited
+as('tim', 'account', 'delete', $a->{id});          # refused: 'denied'
 as('alice', 'account', 'delete', $a->{id});
 
 my $r = SaTest::admin($redis, qw(audit --team platform --json));
@@ -35,20 +36,21 @@ is_deeply(\@got, [
     "tim token.revoke $new->{id}",
     "alice account.grant $a->{id}",
     "alice account.ungrant $a->{id}",
+    "tim denied service_accounts:delete",
     "alice account.delete $a->{id}",
 ], 'every change, in order, and only this team');
 like($r->{json}[0]{time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'RFC 3339 time');
 is_deeply([sort keys %{ $r->{json}[0] }], [qw(action actor target team time)], 'fields');
 
 $r = SaTest::admin($redis, qw(audit --json));
-is(scalar @{ $r->{json} }, 12, 'all teams without --team');
+is(scalar @{ $r->{json} }, 13, 'all teams without --team');
 
 $r = SaTest::admin($redis, qw(audit --since 1h --json));
-is(scalar @{ $r->{json} }, 12, '--since 1h: all');
+is(scalar @{ $r->{json} }, 13, '--since 1h: all');
 $r = SaTest::admin($redis, 'audit', '--since', time + 60, '--json');
 is(scalar @{ $r->{json} }, 0, '--since the future: none');
 $r = SaTest::admin($redis, qw(audit --since 2020-01-01 --json));
-is(scalar @{ $r->{json} }, 12, '--since a date');
+is(scalar @{ $r->{json} }, 13, '--since a date');
 $r = SaTest::admin($redis, qw(audit --since 2020-01-01T00:00:00Z));
 like($r->{out}, qr/^TIME\s+TEAM\s+ACTOR\s+ACTION\s+TARGET\n/, 'human output');
 $r = SaTest::admin($redis, qw(audit --since yesterday));

@@ -84,7 +84,7 @@ ok($secret_c, 'plain output: the secret alone on stdout');
 like($r->{err}, qr/shown only this once/, 'and a note on stderr');
 
 # refusals
-my $before = $redis->digest;
+my $before = $redis->digest_but_audit;
 $r = as('bob', 'notify', 'set', 'billing', 'platform/quiet', '--webhook', "$base/x", '--events', '*');
 is($r->{code}, 2, 'set needs service_accounts:create');
 $r = as('alice', 'notify', 'set', 'payroll', 'platform/ci', '--webhook', "$base/x", '--events', '*');
@@ -102,7 +102,7 @@ for my $bad (['--webhook', 'ftp://example.com/x', '--events', '*'],
 $r = as('alice', qw(notify set billing platform/quiet --webhook), "$base/x", '--events', '*',
         '--notify-key', '/nonexistent');
 is($r->{code}, 1, 'an unusable notify key');
-is($redis->digest, $before, 'refusals wrote nothing');
+is($redis->digest_but_audit, $before, 'refusals wrote nothing but their audit entry');
 
 # list: never a secret or a full URL
 $r = as('alice', qw(notify list billing --json));

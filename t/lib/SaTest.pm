@@ -827,6 +827,15 @@ sub kill9 { my $self = shift; delete $self->{conn}; $self->SUPER::kill9(@_) }
 # A fingerprint of the whole data set: equal digests, equal data.
 sub digest { $_[0]->cmd('DEBUG', 'DIGEST') }
 
+# The same without the audit log and its keys (<prefix>audit*): a refused
+# change writes nothing but its 'denied' audit entry.
+sub digest_but_audit {
+    my ($self) = @_;
+    my @keys = sort grep { !/^[^:]*:audit/ } @{ $self->cmd('KEYS', '*') };
+    return '' unless @keys;
+    return join ',', @{ $self->cmd('DEBUG', 'DIGEST-VALUE', @keys) }, @keys;
+}
+
 # The reply as a Perl value; an error reply dies with its message.
 sub cmd {
     my ($self, @args) = @_;
