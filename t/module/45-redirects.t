@@ -37,13 +37,13 @@ SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
 my $up = SaTest::Recorder->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-sub tid { substr($_[0], 4, 16) }
+my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
+sub tid { SaTest::tid($_[0]) }
 
 sub issue { SaTest::issue_token($redis, @_) }
 
-is(as(qw(team create platform --owner alice))->{code}, 0, 'team create');
-my $ci = as(qw(account create platform ci --app api --json))->{json};
+my $ci = $f->account;
 ok($ci && $ci->{id}, 'account ci created') or BAIL_OUT('no account');
 my $wild_r = as('account', 'create', 'platform', 'wild', '--app', '*', '--json');
 is($wild_r->{code}, 0, "sa-admin accepts --app '*'") or diag $wild_r->{err};

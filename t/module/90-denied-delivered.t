@@ -15,14 +15,14 @@ SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 my $redis = SaTest::Redis->start;
 my $keys = SaTest::keys_dir();
 my %envn = (SA_NOTIFY_KEY => "$keys/notify.key", SA_NOTIFY_TIME_SCALE => '0.01');
-sub as { SaTest::admin($redis, { %envn, SA_ACTOR => 'alice' }, @_) }
+my $f = SaTest::fixture($redis, apps => [qw(api)], env => \%envn);   # platform/ci, alice
+sub as { $f->as(@_) }
 
 my $receiver = SaTest::Receiver->start;
 my ($port, $rdir) = ($receiver->port, $receiver->dir);
 sub count { 0 + (SaTest::slurp("$rdir/count") || 0) }
 
-as(qw(team create platform --owner alice));
-my $acct = as(qw(account create platform ci --app api --json))->{json};
+my $acct = $f->account;
 my $set = as('notify', 'set', 'api', 'platform/ci', '--webhook', "http://127.0.0.1:$port/hook",
              '--events', 'token.denied');
 is($set->{code}, 0, 'subscribed to token.denied for api') or diag $set->{err};

@@ -17,9 +17,8 @@ my $primary = SaTest::Redis->start;
 my $replica = SaTest::Redis->start(conf => ['replicaof 127.0.0.1 ' . $primary->port]);
 SaTest::wait_for('replication', sub { $replica->cmd('INFO', 'replication') =~ /master_link_status:up/ }, 10);
 
-sub as { SaTest::admin($primary, { SA_ACTOR => 'alice' }, @_) }
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci --app api));
+my $f = SaTest::fixture($primary, apps => [qw(api)]);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 sub gets { $replica->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
 sub replicated { my ($id) = @_; SaTest::wait_until(3, sub { $replica->cmd('EXISTS', "sa:tok:$id") }) }
 sub status { $_[0]->get('/index.html', Authorization => "Bearer $_[1]")->{status} }
