@@ -169,6 +169,42 @@ ngx_http_sa_hide_credentials(ngx_http_request_t *r)
 }
 
 
+/* whether p[0 .. len) holds the SA_TOKEN_SECRET_LEN bytes of secret */
+static ngx_uint_t
+ngx_http_sa_holds(u_char *p, size_t len, u_char *secret)
+{
+    u_char  *last;
+
+    if (len < SA_TOKEN_SECRET_LEN) {
+        return 0;
+    }
+
+    for (last = p + len - SA_TOKEN_SECRET_LEN; p <= last; p++) {
+        if (*p == *secret
+            && ngx_memcmp(p, secret, SA_TOKEN_SECRET_LEN) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* regex captures ($1) taken from the bytes start .. end are dropped */
+static void
+ngx_http_sa_forget_captures(ngx_http_request_t *r, u_char *start, u_char *end)
+{
+#if (NGX_PCRE)
+    if (r->ncaptures && r->captures_data >= start && r->captures_data < end) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "sa: regex captures of the credential dropped");
+        r->ncaptures = 0;
+    }
+#endif
+}
+
+
 /*
  * nginx caches a variable's value in r->variables on first use, and a
  * limit_req key, a map used in "if", or "if" itself read $http_authorization
@@ -176,14 +212,20 @@ ngx_http_sa_hide_credentials(ngx_http_request_t *r)
  * "proxy_set_header Authorization $http_authorization" or an access log.
  * Every cached value that is a view of the hidden header (that one, or any
  * other variable pointing into its bytes) is marked unread, so that the next
- * read finds the new header list.  A copy ("set $t $http_authorization;"
- * before the access phase) is the configuration's own and keeps the token.
+ * read finds the new header list.  So is every cached copy that holds the
+ * token's secret: a map's value ("map $http_authorization $key { default
+ * $http_authorization; }", read by limit_conn, limit_req or "if"), or "set
+ * $t $http_authorization;" before the access phase (read again, a set
+ * variable is empty).  Regex captures ($1) of a match on the header are
+ * dropped too.
  */
 static void
 ngx_http_sa_forget_variables(ngx_http_request_t *r, ngx_table_elt_t *auth)
 {
-    u_char                     *start, *end;
+    u_char                     *start, *end, *secret;
+    size_t                      len;
     ngx_uint_t                  i;
+    const unsigned char        *token;
     ngx_http_variable_value_t  *v;
     ngx_http_sa_main_conf_t    *smcf;
     ngx_http_core_main_conf_t  *cmcf;
@@ -191,24 +233,43 @@ ngx_http_sa_forget_variables(ngx_http_request_t *r, ngx_table_elt_t *auth)
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
+    start = auth->value.data;
+    end = start + auth->value.len;
+
+    /* the secret, if the credential has a token's shape */
+    secret = NULL;
+
+    if (sa_bearer_parse(start, auth->value.len, &token, &len)
+        == SA_BEARER_OK
+        && sa_token_shape(token, len) == SA_TOKEN_OK)
+    {
+        secret = (u_char *) token + SA_TOKEN_SECRET_OFF;
+    }
+
+    /* $1 of "if ($http_authorization ~ ...)" */
+    ngx_http_sa_forget_captures(r, start, end);
+
     if (r->variables == NULL) {
         return;
     }
 
     v = r->variables;
-    start = auth->value.data;
-    end = start + auth->value.len;
 
     for (i = 0; i < cmcf->variables.nelts; i++) {
 
         if ((ngx_int_t) i == smcf->authorization_variable
             || (v[i].valid && v[i].len && v[i].data >= start
-                && v[i].data < end))
+                && v[i].data < end)
+            || (secret && v[i].valid && ngx_http_sa_holds(v[i].data, v[i].len,
+                                                        secret)))
         {
             if (v[i].valid || v[i].not_found) {
                 ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                                "sa: cached variable #%ui read again", i);
             }
+
+            /* and $1 of a match on that copy */
+            ngx_http_sa_forget_captures(r, v[i].data, v[i].data + v[i].len);
 
             v[i].valid = 0;
             v[i].not_found = 0;
