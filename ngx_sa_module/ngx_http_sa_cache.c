@@ -29,16 +29,27 @@ typedef struct ngx_http_sa_cache_node_s  ngx_http_sa_cache_node_t;
  * things write it: a record that verified with a key of sa_verify_key (so
  * a record sa-admin signed), and an invalidation message that names a
  * version (a Redis client allowed to PUBLISH).  A lookup of an unknown
- * token, a negative entry or an eviction never does.  Versions 1 and below
- * are not kept: a token's first record has no older one to replay.  A set
- * is chosen by SipHash under the zone's key; when its slots are all taken,
- * the slot raised longest ago makes room (logged).
+ * token, a negative entry or an eviction never does.  A set is chosen by
+ * SipHash under the zone's key; when its slots are all taken, the slot
+ * raised longest ago makes room (logged, at most once a second).
+ *
+ * A message is not authenticated: anyone who can PUBLISH could name
+ * thousands of made-up ids, and a version only heard must never push out
+ * one of a record this gateway verified (then the older record put back
+ * would be taken).  So a slot remembers whether a signed record wrote it:
+ * a heard version takes a free slot or a heard one, never a signed one;
+ * a signed record takes a free slot, a heard one, then the oldest signed.
+ * Signed records keep version 1 too (so every token this gateway verified
+ * is held against a flood of messages); a heard version 1 names nothing
+ * older and is not kept.
  */
 typedef struct {
     u_char                       id[SA_TOKEN_ID_LEN];
     uint64_t                     version;     /* 0: a free slot */
-    uint64_t                     seq;         /* when last raised */
+    uint64_t                     seq;         /* when last raised, | SIGNED */
 } ngx_http_sa_version_t;
+
+#define NGX_HTTP_SA_VERSION_SIGNED  ((uint64_t) 1 << 63)
 
 
 /*
@@ -75,6 +86,8 @@ typedef struct ngx_http_sa_cache_sh_s {
     ngx_http_sa_version_t       *versions;    /* nsets * WAYS slots */
     ngx_uint_t                   nsets;
     uint64_t                     vseq;        /* versions raised so far */
+    time_t                       vlogged;     /* "version memory full" */
+    ngx_uint_t                   vforgotten;  /* since that line */
 
     /* written under the mutex, read without it */
     ngx_atomic_t                 entries;     /* for sa_cache_entries */
@@ -261,27 +274,32 @@ ngx_http_sa_cache_known(ngx_http_sa_cache_t *cache, u_char *id)
 
 /*
  * Raises what is known of a token to version, never lowers it; under the
- * mutex.  A slot is reused in an order that leaves it harmless if the
- * worker dies half-way: version 0 (free) first, the id, then the version.
+ * mutex.  signed: the version of a record that verified, else one heard.
+ * A slot is reused in an order that leaves it harmless if the worker dies
+ * half-way: version 0 (free) first, the id, then the version.
  */
 static void
 ngx_http_sa_cache_remember(ngx_http_sa_cache_t *cache, u_char *id,
-    uint64_t version)
+    uint64_t version, ngx_uint_t signed_)
 {
+    uint64_t                flag;
     ngx_uint_t              i;
-    ngx_http_sa_version_t  *set, *slot;
+    ngx_http_sa_version_t  *set, *slot, *heard, *oldest;
 
-    if (version <= 1) {
+    if (version == 0 || (version == 1 && !signed_)) {
         return;
     }
 
+    flag = signed_ ? NGX_HTTP_SA_VERSION_SIGNED : 0;
     set = ngx_http_sa_cache_version_set(cache, id);
     slot = NULL;
+    heard = NULL;
+    oldest = NULL;
 
     for (i = 0; i < NGX_HTTP_SA_VERSION_WAYS; i++) {
 
         if (set[i].version == 0) {
-            if (slot == NULL || slot->version != 0) {
+            if (slot == NULL) {
                 slot = &set[i];
             }
             continue;
@@ -290,34 +308,59 @@ ngx_http_sa_cache_remember(ngx_http_sa_cache_t *cache, u_char *id,
         if (ngx_http_sa_id_equal(set[i].id, id)) {
             if (set[i].version < version) {
                 set[i].version = version;
-                set[i].seq = ++cache->sh->vseq;
+                set[i].seq = ++cache->sh->vseq
+                             | (set[i].seq & NGX_HTTP_SA_VERSION_SIGNED);
             }
+            set[i].seq |= flag;
             return;
         }
 
-        if (slot == NULL || (slot->version != 0 && set[i].seq < slot->seq)) {
-            slot = &set[i];
+        if (!(set[i].seq & NGX_HTTP_SA_VERSION_SIGNED)) {
+            if (heard == NULL || set[i].seq < heard->seq) {
+                heard = &set[i];
+            }
+
+        } else if (oldest == NULL || set[i].seq < oldest->seq) {
+            oldest = &set[i];
         }
     }
 
-    if (slot->version != 0) {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "sa: cache zone \"%V\": version memory full, "
-                      "version %uL of token \"%*s\" forgotten",
-                      &cache->shm_zone->shm.name, slot->version,
-                      (size_t) SA_TOKEN_ID_LEN, slot->id);
+    if (slot == NULL) {
+        slot = heard ? heard : (signed_ ? oldest : NULL);
+
+        if (cache->sh->vlogged != ngx_time()) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "sa: cache zone \"%V\": version memory full, "
+                          "version %uL of token \"%*s\" forgotten "
+                          "(%ui more since the last such line)",
+                          &cache->shm_zone->shm.name,
+                          slot ? slot->version : version,
+                          (size_t) SA_TOKEN_ID_LEN, slot ? slot->id : id,
+                          cache->sh->vforgotten);
+            cache->sh->vlogged = ngx_time();
+            cache->sh->vforgotten = 0;
+
+        } else {
+            cache->sh->vforgotten++;
+        }
+
+        /* a heard version never pushes out a signed one */
+        if (slot == NULL) {
+            return;
+        }
+
         slot->version = 0;
         ngx_memory_barrier();
     }
 
     ngx_memcpy(slot->id, id, SA_TOKEN_ID_LEN);
-    slot->seq = ++cache->sh->vseq;
+    slot->seq = ++cache->sh->vseq | flag;
     ngx_memory_barrier();
     slot->version = version;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "sa: version %uL of token \"%*s\" remembered", version,
-                   (size_t) SA_TOKEN_ID_LEN, id);
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "sa: version %uL of token \"%*s\" remembered, signed: %ui",
+                   version, (size_t) SA_TOKEN_ID_LEN, id, signed_);
 }
 
 
@@ -679,7 +722,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
         }
 
         /* a record signed with our keys: a version that really exists */
-        ngx_http_sa_cache_remember(cache, id, rec->version);
+        ngx_http_sa_cache_remember(cache, id, rec->version, 1);
     }
 
     /* a token that vanished after we saw it: its version is remembered */
@@ -756,7 +799,7 @@ ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id,
 
     *ngx_http_sa_cache_stamp(cache, id) = ++cache->sh->epoch;
 
-    ngx_http_sa_cache_remember(cache, id, version);
+    ngx_http_sa_cache_remember(cache, id, version, 0);
 
     cn = ngx_http_sa_cache_find(cache, id);
     if (cn != NULL) {
