@@ -16,6 +16,7 @@ sub tid { substr($_[0], 4, 16) }
 sub issue { SaTest::issue_token($redis, @_) }
 
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(billing));
 as(qw(account create platform ci --app billing));
 
 my %tok = (
@@ -143,7 +144,7 @@ denied(GET => '/empty/', 'read', undef, 'forbidden_application');       # empty:
 denied(GET => '/apps/payroll/x', 'star', undef, 'forbidden_application');
 denied(GET => '/both-fail/', 'read', undef, 'forbidden_application');  # application first
 
-as(qw(account create platform all --app *));
+SaTest::operator($redis, qw(account create platform all --app *));
 $tok{everywhere} = issue('platform/all', 'stacks:read');
 allowed(GET => "/apps/$_/x", 'everywhere') for qw(billing payroll);
 

@@ -19,6 +19,7 @@ my $redis = SaTest::Redis->start;
 my $up = SaTest::Recorder->start;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(api));
 as(qw(account create platform ci --app api));
 chomp(my $token = as(qw(token issue platform/ci --scope stacks:read))->{out});
 my $id = substr($token, 4, 16);

@@ -43,9 +43,10 @@ sub tid { substr($_[0], 4, 16) }
 sub issue { SaTest::issue_token($redis, @_) }
 
 is(as(qw(team create platform --owner alice))->{code}, 0, 'team create');
+SaTest::apps($redis, 'platform', qw(api));
 my $ci = as(qw(account create platform ci --app api --json))->{json};
 ok($ci && $ci->{id}, 'account ci created') or BAIL_OUT('no account');
-my $wild_r = as('account', 'create', 'platform', 'wild', '--app', '*', '--json');
+my $wild_r = SaTest::operator($redis, 'account', 'create', 'platform', 'wild', '--app', '*', '--json');
 is($wild_r->{code}, 0, "sa-admin accepts --app '*'") or diag $wild_r->{err};
 my $wild = $wild_r->{json} // {};
 

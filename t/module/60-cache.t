@@ -21,6 +21,7 @@ sub gets {
 }
 
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(api));
 as(qw(account create platform ci --app api));
 my ($token, $id) = issue(qw(--scope stacks:read));
 
@@ -121,6 +122,7 @@ $redis->launch;
 $nginx->reload(http => $nginx->{http} =~ s/negative_ttl=5m/negative_ttl=5m stale=2s/r
                                       =~ s/ttl=5m /ttl=1s /r);
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(api));
 as(qw(account create platform ci --app api));
 my ($t7) = issue(qw(--scope stacks:read));
 subscribed();

@@ -15,6 +15,7 @@ SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 my $redis = SaTest::Redis->start;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(api));
 as(qw(account create platform ci --app api));
 
 my @crc = map { my $c = $_; $c = $c & 1 ? 0xEDB88320 ^ ($c >> 1) : $c >> 1 for 1 .. 8; $c } 0 .. 255;

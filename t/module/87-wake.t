@@ -17,6 +17,7 @@ my $redis = SaTest::Redis->start;
 my $proxy = SaTest::Proxy->start(target => $redis->port);
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(api));
 as(qw(account create platform ci --app api));
 my $tok = SaTest::issue_token($redis, 'platform/ci', 'a:b');
 sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }

@@ -22,6 +22,7 @@ my ($port, $rdir) = ($receiver->port, $receiver->dir);
 sub count { 0 + (SaTest::slurp("$rdir/count") || 0) }
 
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(api));
 my $acct = as(qw(account create platform ci --app api --json))->{json};
 my $set = as('notify', 'set', 'api', 'platform/ci', '--webhook', "http://127.0.0.1:$port/hook",
              '--events', 'token.denied');

@@ -19,6 +19,7 @@ SaTest::wait_for('replication', sub { $replica->cmd('INFO', 'replication') =~ /m
 
 sub as { SaTest::admin($primary, { SA_ACTOR => 'alice' }, @_) }
 as(qw(team create platform --owner alice));
+SaTest::apps($primary, 'platform', qw(api));
 as(qw(account create platform ci --app api));
 sub gets { $replica->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
 sub replicated { my ($id) = @_; SaTest::wait_until(3, sub { $replica->cmd('EXISTS', "sa:tok:$id") }) }
