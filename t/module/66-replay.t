@@ -24,6 +24,7 @@ sub record { $redis->cmd('GET', "sa:tok:$_[0]") }
 sub replay { $redis->cmd('SET', "sa:tok:$_[0]", $_[1], 'KEEPTTL') }
 
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(api));
 as(qw(account create platform ci --app api));
 
 my $http = <<'CONF';
