@@ -286,4 +286,23 @@ is_deeply([$r->{json}{team}, $r->{json}{shared}], ['plat', ['legacy']],
 is_deeply(op(qw(app adopt --json))->{json}, [], 'nothing left to adopt');
 is(op(qw(app adopt oldapp))->{code}, 1, 'APP without --team: exit 1');
 
+# ------------------------------------------------ 8. key resign re-signs them all
+my $new = SaTest::new_dir('newkey') . '/k';
+SaTest::run([SaTest::admin_path(), 'key', 'generate', '--out', $new]);
+$r = SaTest::admin($redis, { SA_ACTOR => undef, SA_SIGNING_KEY => "$new/signing.key" },
+                   'key', 'resign', '--old-verify-key', SaTest::keys_dir() . '/verify.key', '--json');
+is($r->{code}, 0, 'key resign with a new key') or diag $r->{err};
+is($r->{json}{teams}, scalar @{ $redis->cmd('SMEMBERS', 'sa:teams') }, 'every team record re-signed');
+is($r->{json}{members}, 3, 'every member record (bob and carol in plat, kim in legacy)');
+is($r->{json}{apps}, 2, 'both application records');
+is(rec($redis->cmd('HGET', 'sa:team:plat:members', 'bob'))->{version}, 2, 'a member record: version + 1');
+$r = SaTest::admin($redis, { SA_ACTOR => 'alice', SA_SIGNING_KEY => "$new/signing.key" },
+                   qw(team member add plat erin));
+is($r->{code}, 0, 'with the new key: the re-signed team and member records verify') or diag $r->{err};
+$r = SaTest::admin($redis, { SA_ACTOR => 'bob', SA_SIGNING_KEY => "$new/signing.key" },
+                   qw(account create plat after --app billing));
+is($r->{code}, 0, 'and bob\'s member record and the application record too') or diag $r->{err};
+$r = as('alice', qw(team member add plat fred));
+is($r->{code}, 2, 'the old key no longer verifies the team record');
+
 done_testing();
