@@ -14,6 +14,8 @@
 #include <sodium.h>
 
 #include "change.h"
+#include "perm.h"
+#include "records.h"
 
 
 int
@@ -45,8 +47,9 @@ sa_change_args(sa_admin_t *sa, sa_args_t *args)
 {
     sa_args_init(args);
     sa_args_add(args, sa->prefix);
-    sa_args_add(args, sa->actor);
+    sa_args_add(args, sa_actor_or_exit(sa));
     sa_args_addf(args, "%lld", (long long) time(NULL));
+    sa_proof_args(sa, args);
 }
 
 
@@ -134,6 +137,7 @@ sa_retry(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx)
     for (n = 0; n < SA_RETRIES && rc == SA_CONFLICT; n++) {
         if (n > 0) {
             sa_backoff(n);
+            sa_proof_stale(sa);         /* the team may have changed too */
         }
         rc = attempt(sa, ctx);
     }

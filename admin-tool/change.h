@@ -25,7 +25,12 @@ void sa_backoff(int n);
 /* an error reply ("CODE message" from a script) printed, as exit status */
 int sa_reply_status(redisReply *r);
 
-/* starts a script's arguments: prefix, acting user, now */
+/*
+ * starts a script's arguments: prefix, acting user, now, and the two of
+ * the permission proven by sa_permit_or_exit() (perm.h; '' '' when none),
+ * which common.lua takes away again: a script's own arguments start at
+ * ARGV[4]
+ */
 void sa_change_args(sa_admin_t *sa, sa_args_t *args);
 
 /*

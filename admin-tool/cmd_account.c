@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "records.h"
+#include "perm.h"
 #include "change.h"
 #include "notify.h"
 #include "redis.h"
@@ -159,6 +160,8 @@ sa_account_create(sa_admin_t *sa, int argc, char **argv)
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
+    sa_permit_or_exit(sa, c.op[0], "service_accounts:create");
+    sa_apps_grantable_or_exit(sa, c.op[0], c.apps, NULL);
     sa_retry_or_exit(sa, sa_account_create_once, &c, "the account id");
 
     sa_account_print(sa, c.payload, "created ");
@@ -425,6 +428,11 @@ sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
     char            *sealed, *ev;
     json_t          *payload;
     int              rc;
+
+    sa_permit_or_exit(sa, a->team, perm);
+    if (new_apps != NULL && !narrowing) {
+        sa_apps_grantable_or_exit(sa, a->team, new_apps, a->apps);
+    }
 
     sa_token_set_load(sa, a->id, &ts);
     if (narrowing) {

@@ -13,6 +13,7 @@
 
 #include "change.h"
 #include "notify.h"
+#include "perm.h"
 #include "redis.h"
 #include "scripts.h"
 #include "util.h"
@@ -208,7 +209,7 @@ static int
 sa_notify_set_once(sa_admin_t *sa, void *data)
 {
     sa_notify_set_t  *c = data;
-    json_t           *priv, *pub;
+    json_t           *priv, *pub, *app;
     char             *plain, *sealed, *sub;
     sa_args_t         args;
     int               rc;
@@ -221,6 +222,16 @@ sa_notify_set_once(sa_admin_t *sa, void *data)
                "application '%s' (see 'sa-admin account grant')",
                c->a.team, c->a.name, c->app);
     }
+
+    /* only an owning or sharing team's accounts subscribe to it */
+    app = sa_app_load_or_exit(sa, c->app);
+    if (!sa_app_serves(app, c->a.team)) {
+        sa_die(SA_EXIT_NOT_FOUND, "application '%s' belongs to team '%s' "
+               "and is not shared with team '%s'", c->app,
+               json_string_value(json_object_get(app, "team")), c->a.team);
+    }
+    json_decref(app);
+    sa_permit_or_exit(sa, c->a.team, "service_accounts:create");
 
     priv = json_pack("{s:i, s:s, s:s, s:O, s:s*, s:s*, s:s*}", "v", 1,
                      "app", c->app, "account", c->a.id, "events", c->events,
@@ -455,6 +466,7 @@ sa_notify_remove_once(sa_admin_t *sa, void *data)
 
     sa_account_free(&c->a);
     sa_account_load_or_exit(sa, c->ref, &c->a);
+    sa_permit_or_exit(sa, c->a.team, "service_accounts:create");
 
     sa_change_args(sa, &args);
     sa_args_add(&args, c->a.team);
@@ -540,6 +552,7 @@ sa_notify_test(sa_admin_t *sa, int argc, char **argv)
     ev = sa_event_seal(sa, "ping", c.app, c.a.team, c.a.id, c.a.name,
                        c.a.email, json_pack("{s:s}", "message",
                                             "a test from sa-admin notify test"));
+    sa_permit_or_exit(sa, c.a.team, "service_accounts:create");
 
     sa_change_args(sa, &args);
     sa_args_add(&args, "test");
@@ -571,9 +584,10 @@ sa_notify_emit(sa_admin_t *sa, int argc, char **argv)
         { "data", required_argument, NULL, 'd' },
         SA_OPTS_END
     };
-    json_t      *data = NULL;
+    json_t      *data = NULL, *app;
     json_error_t jerr;
     sa_args_t    args;
+    const char  *team;
     char       **op, *ev;
     long long    queued;
 
@@ -594,6 +608,11 @@ sa_notify_emit(sa_admin_t *sa, int argc, char **argv)
     }
 
     sa_actor_or_exit(sa);
+
+    /* the application's own teams emit its events (perm.h) */
+    app = sa_app_load_or_exit(sa, op[0]);
+    team = sa_app_permit_or_exit(sa, app, "service_accounts:create");
+
     ev = sa_event_seal(sa, op[1], op[0], NULL, NULL, NULL, NULL,
                        data ? data : json_object());
 
@@ -602,17 +621,21 @@ sa_notify_emit(sa_admin_t *sa, int argc, char **argv)
     sa_args_add(&args, op[0]);
     sa_args_add(&args, op[1]);
     sa_args_add(&args, ev);
+    sa_args_add(&args, team);
     queued = sa_notify_queue_or_exit(sa, &args);
     sa_args_free(&args);
     free(ev);
 
     if (sa->json) {
-        sa_print_json(json_pack("{s:s, s:s, s:I}", "application", op[0],
-                                "type", op[1], "queued", (json_int_t) queued));
+        sa_print_json(json_pack("{s:s, s:s, s:s, s:I}", "application", op[0],
+                                "type", op[1], "team", team,
+                                "queued", (json_int_t) queued));
     } else {
         printf("%s queued for %s (%lld deliver%s)\n", op[1], op[0], queued,
                queued == 1 ? "y" : "ies");
     }
+
+    json_decref(app);
 }
 
 
@@ -754,24 +777,6 @@ sa_notify_failed(sa_admin_t *sa, int argc, char **argv)
 }
 
 
-/*
- * The operator: sa-admin run with the signing key and without --as or
- * SA_ACTOR (as for 'app create'); exits 2 when somebody else acts.
- */
-static void
-sa_notify_operator_or_exit(sa_admin_t *sa, const char *what)
-{
-    if (sa->actor != NULL) {
-        sa_die(SA_EXIT_NOT_FOUND, "%s is an operator's decision: run "
-               "sa-admin with the signing key and without --as or SA_ACTOR "
-               "('%s' acts here)", what, sa->actor);
-    }
-
-    sa_signing_key_or_exit(sa);
-    sa->actor = "(operator)";
-}
-
-
 static void
 sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
 {
@@ -804,9 +809,10 @@ sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
 
     /* a delivery of no team (a malformed entry): the operator's alone */
     if (*(json_string_value(json_object_get(st, "team")) ?: "") == '\0') {
-        sa_notify_operator_or_exit(sa, "re-queueing a delivery of no team");
+        sa_operator_or_exit(sa, "re-queueing a delivery of no team");
     } else {
-        sa_actor_or_exit(sa);
+        sa_permit_or_exit(sa, json_string_value(json_object_get(st, "team")),
+                          "service_accounts:create");
     }
 
     sa_change_args(sa, &args);

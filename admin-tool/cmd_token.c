@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "records.h"
+#include "perm.h"
 #include "change.h"
 #include "notify.h"
 #include "redis.h"
@@ -223,6 +224,9 @@ sa_issue_batch_or_exit(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
     long                i, issued = 0;
     int                 rc, refusal = 0;
     int64_t             now = sa_now();
+
+    /* proven before the pipeline: no other command may come between */
+    sa_permit_or_exit(sa, a->team, "service_accounts:tokens");
 
     for (i = 0; i < n; i++) {
         sealed = sa_token_new_record(sa, a, o->scopes, now, o->expires,
@@ -445,6 +449,7 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     sealed = sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
     sa_token_exat(&rec, exat);
 
+    sa_permit_or_exit(sa, rec.team.data, "service_accounts:tokens");
     sa_change_args(sa, &args);
     sa_args_add(&args, rec.team.data);
     sa_args_add(&args, u->action);
@@ -560,6 +565,7 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
     }
 
     sa_account_load_or_exit(sa, old->account.data, &a);
+    sa_permit_or_exit(sa, a.team, "service_accounts:tokens");
 
     scopes = sa_strs_json(old->scopes, old->nscopes);
     lifetime = old->expires_at ? old->expires_at - old->created_at : 0;

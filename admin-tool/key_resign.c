@@ -137,17 +137,55 @@ sa_resign_refuse(sa_resign_t *rs, sa_kind_t kind, const char *id,
 
 /*
  * A verified payload: a valid record of its kind naming id (the core
- * checks of sa_record_check(), and for a token its parser too), of the
- * team asked for; re-signed into *sealed with its version bumped.
+ * checks of sa_record_check(); a token: its parser), of the team asked
+ * for; re-signed into *sealed with its version bumped.
  */
+/* a token: the core parser and codec, as a gateway reads it (the bulk) */
+static sa_rs_verdict_t
+sa_resign_token(sa_resign_t *rs, const char *id, const char *payload,
+    size_t plen, char **sealed, const char **why)
+{
+    sa_token_record_t  *rec = NULL;
+    sa_rs_verdict_t     v = SA_RS_RESIGN;
+
+    if (sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)
+        != SA_REC_OK)
+    {
+        *why = "not a valid token record";
+        v = SA_RS_REFUSED;
+
+    } else if (strcmp(rec->id, id) != 0) {
+        /* a genuine record copied under another token's key */
+        *why = "the record names another token";
+        v = SA_RS_REFUSED;
+
+    } else if (rs->team != NULL && strcmp(rec->team.data, rs->team) != 0) {
+        v = SA_RS_OTHER;
+
+    } else {
+        rec->version++;
+        *sealed = sa_token_record_encode(rec, rs->sk);
+        if (*sealed == NULL) {
+            sa_die(SA_EXIT_UNAVAILABLE, "out of memory");
+        }
+    }
+
+    free(rec);
+    return v;
+}
+
+
 static sa_rs_verdict_t
 sa_resign_payload(sa_resign_t *rs, sa_kind_t kind, const char *id,
     const char *payload, size_t plen, char **sealed, const char **why)
 {
     json_t             *j;
     const char         *team, *rid;
-    sa_token_record_t  *rec = NULL;
     sa_rs_verdict_t     v = SA_RS_RESIGN;
+
+    if (kind == SA_KIND_TOKEN) {
+        return sa_resign_token(rs, id, payload, plen, sealed, why);
+    }
 
     j = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, NULL);
     rid = json_string_value(json_object_get(j, "id"));
@@ -159,18 +197,12 @@ sa_resign_payload(sa_resign_t *rs, sa_kind_t kind, const char *id,
                   sa_kind_name(kind)) == 0)
     {
         /* a genuine record copied under another one's key */
-        *why = kind == SA_KIND_TOKEN ? "the record names another token"
-               : kind == SA_KIND_ACCOUNT ? "the record names another account"
+        *why = kind == SA_KIND_ACCOUNT ? "the record names another account"
                : "the record names another one of its kind";
         v = SA_RS_REFUSED;
 
-    } else if (j == NULL || sa_record_check(j, kind, id) != SA_REC_OK
-               || (kind == SA_KIND_TOKEN
-                   && sa_token_record_parse(payload, plen, sa_heap_alloc,
-                                            NULL, &rec) != SA_REC_OK))
-    {
-        *why = kind == SA_KIND_TOKEN ? "not a valid token record"
-               : kind == SA_KIND_ACCOUNT ? "not a valid account record"
+    } else if (j == NULL || sa_record_check(j, kind, id) != SA_REC_OK) {
+        *why = kind == SA_KIND_ACCOUNT ? "not a valid account record"
                : "not a valid record of its kind";
         v = SA_RS_REFUSED;
 
@@ -186,7 +218,6 @@ sa_resign_payload(sa_resign_t *rs, sa_kind_t kind, const char *id,
         }
     }
 
-    free(rec);
     json_decref(j);
     return v;
 }

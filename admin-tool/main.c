@@ -28,6 +28,7 @@ static const char  usage[] =
     "groups:\n"
     "  key       generate the keys; re-sign every record with a new one\n"
     "  team      create teams, add members with permissions\n"
+    "  app       applications: their owner team, shared with other teams\n"
     "  account   create, list, show, grant, ungrant, delete service accounts\n"
     "  token     issue, list, scope, rotate, revoke tokens\n"
     "  audit     print the audit log\n"
@@ -40,7 +41,8 @@ static const char  usage[] =
     "                       ...][/db]#MASTER (SA_REDIS;\n"
     "                       default redis://127.0.0.1:6379/0)\n"
     "  --signing-key FILE   Ed25519 signing key (SA_SIGNING_KEY)\n"
-    "  --as USER            the acting user (SA_ACTOR)\n"
+    "  --as USER            the acting user (SA_ACTOR); without one, the\n"
+    "                       holder of the signing key acts as the operator\n"
     "  --json               print one JSON document on stdout\n"
     "  --version            print the version and exit\n"
     "  SA_PREFIX            Redis key prefix (default sa:, as sa_redis_prefix)\n"
@@ -57,6 +59,7 @@ typedef struct {
 static const sa_group_t  groups[] = {
     { "key", sa_cmd_key },
     { "team", sa_cmd_team },
+    { "app", sa_cmd_app },
     { "account", sa_cmd_account },
     { "token", sa_cmd_token },
     { "audit", sa_cmd_audit },

@@ -25,6 +25,8 @@ sa_worker_args(sa_worker_t *w, sa_args_t *args)
     sa_args_add(args, w->sa->prefix);
     sa_args_add(args, "sa-notify");
     sa_args_addf(args, "%lld", (long long) sa_now());
+    sa_args_add(args, "");              /* no permission proven (perm.h) */
+    sa_args_add(args, "");
 }
 
 

@@ -5,6 +5,7 @@
 #include <sodium.h>
 
 #include "records.h"
+#include "perm.h"
 #include "xalloc.h"
 #include "change.h"
 #include "redis.h"
@@ -55,9 +56,11 @@ sa_signing_key_or_exit(sa_admin_t *sa)
 const char *
 sa_actor_or_exit(sa_admin_t *sa)
 {
-    if (sa->actor == NULL) {
-        sa_fail(SA_EXIT_USAGE, "who is acting? use --as USER or SA_ACTOR");
-        exit(SA_EXIT_USAGE);
+    if (sa->actor == NULL || strcmp(sa->actor, SA_OPERATOR) == 0) {
+        /* no acting user: the operator, who holds the signing key */
+        sa_signing_key_or_exit(sa);
+        sa->actor = SA_OPERATOR;
+        return sa->actor;
     }
 
     if (!sa_user_valid(sa->actor)) {
@@ -207,13 +210,13 @@ sa_record_get_or_exit(sa_admin_t *sa, sa_kind_t kind, const char *id)
     j = sa_record_get(sa, NULL, kind, id, &err);
 
     if (j == NULL && err == NULL) {
-        exit(sa_fail(SA_EXIT_NOT_FOUND, "no %s '%s'", what[kind], id));
+        sa_die(SA_EXIT_NOT_FOUND, "no %s '%s'", what[kind], id);
     }
 
     if (j == NULL) {
-        exit(sa_fail(SA_EXIT_NOT_FOUND, "the record of %s '%s' is refused: "
+        sa_die(SA_EXIT_NOT_FOUND, "the record of %s '%s' is refused: "
                      "%s (written by something other than sa-admin?)",
-                     what[kind], id, err));
+                     what[kind], id, err);
     }
 
     return j;
@@ -227,7 +230,7 @@ sa_record_seal(sa_admin_t *sa, json_t *payload)
 
     sealed = sa_record_encode(payload, sa_signing_key_or_exit(sa));
     if (sealed == NULL) {
-        exit(sa_fail(SA_EXIT_UNAVAILABLE, "out of memory"));
+        sa_die(SA_EXIT_UNAVAILABLE, "out of memory");
     }
 
     return sealed;

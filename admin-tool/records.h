@@ -54,7 +54,10 @@ json_t *sa_record_get_or_exit(sa_admin_t *sa, sa_kind_t kind,
 /* a payload object sealed with the signing key; the caller frees it */
 char *sa_record_seal(sa_admin_t *sa, json_t *payload);
 
-/* the acting user; exits 1 when none was given */
+/*
+ * the acting user (--as, SA_ACTOR); when none is given, the operator
+ * (perm.h), which needs the signing key; exits 1 on an invalid name
+ */
 const char *sa_actor_or_exit(sa_admin_t *sa);
 
 /* "<prefix><a><b>" in a static buffer that the next call overwrites */

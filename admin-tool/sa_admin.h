@@ -116,6 +116,7 @@ void sa_json_add_valid_or_exit(sa_admin_t *sa, struct json_t *arr,
     const char *expected);
 
 void sa_cmd_team(sa_admin_t *sa, int argc, char **argv);
+void sa_cmd_app(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_account(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_token(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_audit(sa_admin_t *sa, int argc, char **argv);

@@ -7,6 +7,9 @@
 
 extern sa_script_t  sa_lua_team_create;
 extern sa_script_t  sa_lua_member_add;
+extern sa_script_t  sa_lua_team_adopt;
+extern sa_script_t  sa_lua_app_create;
+extern sa_script_t  sa_lua_app_change;
 extern sa_script_t  sa_lua_account_create;
 extern sa_script_t  sa_lua_account_change;
 extern sa_script_t  sa_lua_token_issue;
@@ -21,5 +24,6 @@ extern sa_script_t  sa_lua_notify_retry;
 extern sa_script_t  sa_lua_notify_seen;
 extern sa_script_t  sa_lua_key_resign;
 extern sa_script_t  sa_lua_key_resign_done;
+extern sa_script_t  sa_lua_audit_denied;
 
 #endif /* SA_ADMIN_SCRIPTS_H */

@@ -101,24 +101,34 @@ local function audit_denied(team, perm)
     end
 end
 
--- nil when ACTOR owns the team or holds perm in it
+
+-- The permission sa-admin proved (admin-tool/perm.h): the team record and
+-- the acting user's member record ('' for the owner or the operator)
+-- exactly as it read and verified them.  They come as ARGV[4] and ARGV[5]
+-- and are taken away here, so a script's own arguments start at ARGV[4].
+local PROOF_TEAM, PROOF_MEMBER = ARGV[4], ARGV[5]
+table.remove(ARGV, 4)
+table.remove(ARGV, 4)
+
+-- nil when the records sa-admin checked perm against are still those
+-- bytes; a script cannot verify a signature, so any change since is a
+-- CONFLICT and sa-admin reads and judges them again
 local function permitted(team, perm)
-    local owner = redis.call('HGET', P .. SA_KEY_TEAM .. team, 'owner')
-    if not owner then
-        return fail('NOTFOUND', "team '" .. team .. "' does not exist")
+    if PROOF_TEAM == nil or PROOF_TEAM == '' then
+        return fail('NOPERM', perm .. " in team '" .. team .. "' was not checked")
     end
-    if owner == ACTOR then
-        return nil
+    local cur = redis.pcall('GET', P .. SA_KEY_TEAM .. team)
+    if cur ~= PROOF_TEAM then
+        return fail('CONFLICT', "team '" .. team .. "' changed meanwhile")
     end
-    local perms = redis.call('HGET', P .. SA_KEY_TEAM .. team .. SA_KEY_MEMBERS, ACTOR)
-    for p in string.gmatch(perms or '', '[^,]+') do
-        if p == perm then
-            return nil
+    if PROOF_MEMBER ~= '' then
+        cur = redis.call('HGET', P .. SA_KEY_TEAM .. team .. SA_KEY_MEMBERS, ACTOR)
+        if cur ~= PROOF_MEMBER then
+            return fail('CONFLICT', "the member record of '" .. ACTOR
+                        .. "' in team '" .. team .. "' changed meanwhile")
         end
     end
-    audit_denied(team, perm)
-    return fail('NOPERM', "'" .. ACTOR .. "' lacks " .. perm
-                .. " in team '" .. team .. "'")
+    return nil
 end
 
 -- exat '0': the record stays for good

@@ -1,19 +1,30 @@
--- team member add: ARGV[4] team, ARGV[5] user, ARGV[6] perms ("a,b" or "")
-local team, user, perms = ARGV[4], ARGV[5], ARGV[6]
+-- team member add / remove: ARGV[4] team, ARGV[5] user, ARGV[6] the
+-- member record (signed by sa-admin; '' to remove the member), ARGV[7]
+-- the member's field exactly as sa-admin read it ('' when none).
+-- Ownership was proven by sa-admin (permitted() compares the records).
+local team, user, rec, old = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local members = P .. SA_KEY_TEAM .. team .. SA_KEY_MEMBERS
 
-local owner = redis.call('HGET', P .. SA_KEY_TEAM .. team, 'owner')
-if not owner then
-    return fail('NOTFOUND', "team '" .. team .. "' does not exist")
-end
-if owner ~= ACTOR then
-    return fail('NOPERM', "only the owner of team '" .. team
-                .. "' adds members")
-end
-if user == owner then
-    return fail('EXISTS', "'" .. user .. "' owns team '" .. team
-                .. "' and holds every permission")
+local denied = permitted(team, 'ownership')
+if denied then
+    return denied
 end
 
-redis.call('HSET', P .. SA_KEY_TEAM .. team .. SA_KEY_MEMBERS, user, perms)
+local cur = redis.call('HGET', members, user)
+if (cur or '') ~= old then
+    return fail('CONFLICT', "the member record of '" .. user .. "' changed meanwhile")
+end
+
+if rec == '' then
+    if not cur then
+        return fail('NOTFOUND', "'" .. user .. "' is not a member of team '"
+                    .. team .. "'")
+    end
+    redis.call('HDEL', members, user)
+    audit('team.member_remove', user, team)
+    return 1
+end
+
+redis.call('HSET', members, user, rec)
 audit('team.member_add', user, team)
 return 1

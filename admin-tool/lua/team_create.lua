@@ -1,11 +1,13 @@
--- team create: ARGV[4] team, ARGV[5] owner
-local team, owner = ARGV[4], ARGV[5]
+-- team create: ARGV[4] team, ARGV[5] owner, ARGV[6] the team record
+-- (signed by sa-admin)
+local team, owner, rec = ARGV[4], ARGV[5], ARGV[6]
 
-if redis.call('SADD', P .. SA_KEY_TEAMS, team) == 0 then
+if redis.call('SISMEMBER', P .. SA_KEY_TEAMS, team) == 1
+    or redis.call('EXISTS', P .. SA_KEY_TEAM .. team) == 1 then
     return fail('EXISTS', "team '" .. team .. "' already exists")
 end
 
-redis.call('HSET', P .. SA_KEY_TEAM .. team, 'owner', owner,
-           'created_at', NOW, 'created_by', ACTOR)
+redis.call('SADD', P .. SA_KEY_TEAMS, team)
+redis.call('SET', P .. SA_KEY_TEAM .. team, rec)
 audit('team.create', team, team)
 return 1

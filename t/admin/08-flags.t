@@ -14,6 +14,7 @@ my $keys = SaTest::keys_dir();
 sub admin { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 
 is(admin(qw(team create plat --owner alice))->{code}, 0, 'team created');
+SaTest::apps($redis, 'plat', qw(billing shop));
 is(admin(qw(account create plat ci --app billing --app shop))->{code}, 0,
    '--app twice: a list, accepted');
 my $r = admin(qw(token issue plat/ci --scope a:read --scope b:write));

@@ -12,12 +12,14 @@ sub as { my $u = shift; SaTest::admin($redis, { SA_ACTOR => $u }, @_) }
 my $r = sa(qw(team create platform --owner alice --json));
 is($r->{code}, 0, 'team create') or diag $r->{err};
 is_deeply($r->{json}, { team => 'platform', owner => 'alice' }, 'its JSON');
-is($redis->cmd('HGET', 'sa:team:platform', 'owner'), 'alice', 'owner stored');
+sub rec { my $v = $redis->cmd('GET', $_[0]); defined $v && $v =~ /^sa1\.[A-Za-z0-9_-]{86}\./ ? JSON::PP->new->decode(substr($v, 91)) : undef }
+is(rec('sa:team:platform')->{owner}, 'alice', 'owner stored, in a signed team record');
+is(rec('sa:team:platform')->{kind}, 'team', 'of kind team');
 
 $r = sa(qw(team create platform --owner bob));
 is($r->{code}, 2, 'a duplicate team is refused with 2');
 like($r->{err}, qr/^sa-admin: team 'platform' already exists\n\z/, 'one clear line');
-is($redis->cmd('HGET', 'sa:team:platform', 'owner'), 'alice', 'owner unchanged');
+is(rec('sa:team:platform')->{owner}, 'alice', 'owner unchanged');
 
 my $before = $redis->digest;
 for my $bad ([qw(team create Platform --owner alice)],
@@ -45,9 +47,9 @@ like($r->{err}, qr/only the owner/, 'and is told why');
 $r = as('alice', qw(team member add platform carol --perm service_accounts:fly));
 is($r->{code}, 1, 'unknown permission is a usage error');
 
-$r = sa(qw(team member add platform carol));
-is($r->{code}, 1, 'no acting user is a usage error');
-like($r->{err}, qr/--as USER or SA_ACTOR/, 'naming the way to give one');
+$r = sa({ SA_SIGNING_KEY => undef }, qw(team member add platform carol));
+is($r->{code}, 1, 'no acting user and no signing key is a usage error');
+like($r->{err}, qr/no signing key/, 'naming the key');
 
 $r = as('alice', qw(team member add nowhere carol));
 is($r->{code}, 2, 'unknown team is 2');

@@ -10,6 +10,7 @@ sub as { my $u = shift; SaTest::admin($redis, { SA_ACTOR => $u }, @_) }
 
 as('alice', qw(team create platform --owner alice));
 as('alice', qw(team create other --owner olga));
+SaTest::apps($redis, 'platform', qw(billing stacks deploy x));
 as('alice', qw(team member add platform bob --perm service_accounts:create));
 as('alice', qw(team member add platform tim --perm service_accounts:tokens));
 

@@ -11,6 +11,7 @@ sub as { my $u = shift; SaTest::admin($redis, { SA_ACTOR => $u }, @_) }
 sub record { $redis->cmd('GET', "sa:tok:$_[0]") }
 
 as('alice', qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(billing));
 as('alice', qw(team member add platform tim --perm service_accounts:tokens));
 as('alice', qw(team member add platform bob --perm service_accounts:create));
 my $acct = as('alice', qw(account create platform ci --app billing --json))->{json};

@@ -16,6 +16,7 @@ my $json = JSON::PP->new;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(x y));
 
 # a worker doing every kind of change, over and over, until killed
 sub churn {

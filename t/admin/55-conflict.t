@@ -15,6 +15,7 @@ my $redis = SaTest::Redis->start;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 
 is(as(qw(team create plat --owner alice))->{code}, 0, 'team');
+SaTest::apps($redis, 'plat', (map { "app$_" } 1 .. 20), 'more');
 my $r = as(qw(account create plat ci --json));
 is($r->{code}, 0, 'account') or diag $r->{err};
 my $aid = JSON::PP->new->decode($r->{out})->{id};

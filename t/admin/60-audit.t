@@ -11,6 +11,7 @@ sub as { my $u = shift; SaTest::admin($redis, { SA_ACTOR => $u }, @_) }
 
 as('alice', qw(team create platform --owner alice));
 as('olga', qw(team create other --owner olga));
+SaTest::apps($redis, 'platform', qw(x y));
 as('alice', qw(team member add platform tim --perm service_accounts:tokens));
 my $a = as('alice', qw(account create platform ci --app x --json))->{json};
 as('olga', qw(account create other ox));
@@ -28,6 +29,8 @@ is($r->{code}, 0, 'audit') or diag $r->{err};
 my @got = map { "$_->{actor} $_->{action} $_->{target}" } @{ $r->{json} };
 is_deeply(\@got, [
     'alice team.create platform',
+    '(operator) app.create x',
+    '(operator) app.create y',
     'alice team.member_add tim',
     "alice account.create $a->{id}",
     "tim token.issue $t->{id}",
@@ -43,14 +46,14 @@ like($r->{json}[0]{time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'RFC 3339 time'
 is_deeply([sort keys %{ $r->{json}[0] }], [qw(action actor target team time)], 'fields');
 
 $r = SaTest::admin($redis, qw(audit --json));
-is(scalar @{ $r->{json} }, 13, 'all teams without --team');
+is(scalar @{ $r->{json} }, 15, 'all teams without --team');
 
 $r = SaTest::admin($redis, qw(audit --since 1h --json));
-is(scalar @{ $r->{json} }, 13, '--since 1h: all');
+is(scalar @{ $r->{json} }, 15, '--since 1h: all');
 $r = SaTest::admin($redis, 'audit', '--since', time + 60, '--json');
 is(scalar @{ $r->{json} }, 0, '--since the future: none');
 $r = SaTest::admin($redis, qw(audit --since 2020-01-01 --json));
-is(scalar @{ $r->{json} }, 13, '--since a date');
+is(scalar @{ $r->{json} }, 15, '--since a date');
 $r = SaTest::admin($redis, qw(audit --since 2020-01-01T00:00:00Z));
 like($r->{out}, qr/^TIME\s+TEAM\s+ACTOR\s+ACTION\s+TARGET\n/, 'human output');
 $r = SaTest::admin($redis, qw(audit --since yesterday));

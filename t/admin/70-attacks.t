@@ -69,6 +69,8 @@ sub token {
 
 as('alice', qw(team create platform --owner alice));
 as('bob',   qw(team create other --owner bob));
+SaTest::apps($redis, 'platform', qw(api extra bapp x));
+SaTest::apps($redis, 'other', qw(oapp));
 
 # ------------------------------------------------------------- the gateway
 
@@ -235,6 +237,7 @@ sub gw {
 # ============================================================================
 {
     as('alice', qw(team create listing --owner alice));
+    as('alice', qw(app share api --team listing));
     my $a1 = account('alice', 'listing', 'a1', 'api');
     my $a2 = account('alice', 'listing', 'a2');
     my $sig = 'A' x 86;
@@ -336,6 +339,7 @@ sub gw {
 
     # b: another team that alice owns too
     as('alice', qw(team create shared --owner alice));
+    SaTest::apps($redis, 'shared', qw(sapp));
     my $s  = account('alice', 'shared', 's', 'sapp');
     my $ts = token('alice', 'shared/s');
     $redis->cmd('HSET', 'sa:team:platform:names', 'victim2', $s);

@@ -32,6 +32,8 @@ sub payload {
 }
 
 is(as({}, qw(team create plat --owner alice))->{code}, 0, 'team under p[1]:');
+is(SaTest::operator($redis, { SA_PREFIX => $P }, qw(app create api --team plat))->{code},
+   0, 'application under p[1]:');
 my %aid;
 my %tok;
 for my $name (qw(d e)) {

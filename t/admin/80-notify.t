@@ -55,6 +55,7 @@ sub drain {
 sub by_path { my ($p, @r) = @_; grep { $_->{path} eq $p } @r }
 
 as('alice', qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(billing deploy extra payroll));
 as('alice', qw(team member add platform bob --perm service_accounts:tokens));
 as('alice', qw(team member add platform carol --perm service_accounts:create));
 my $ci = as('alice', qw(account create platform ci --app billing --app deploy --json))->{json};

@@ -36,6 +36,7 @@ sub worker {
 }
 
 as('alice', qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(billing));
 as('alice', qw(account create platform ci --app billing));
 as('alice', 'notify', 'set', 'billing', 'platform/ci', '--webhook',
    "http://127.0.0.1:$port/hook", '--events', '*');

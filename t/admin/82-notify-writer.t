@@ -48,6 +48,7 @@ sub xadd { $redis->cmd('XADD', 'sa:events', '*', @_) }
 sub failed { @{ as('alice', qw(notify failed --json))->{json} // [] } }
 
 as('alice', qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(billing payroll));
 my $ci = as('alice', qw(account create platform ci --app billing --json))->{json};
 my $pay = as('alice', qw(account create platform pay --app payroll --json))->{json};
 my $sl = as('alice', qw(account create platform sl --app billing --json))->{json};

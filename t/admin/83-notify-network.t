@@ -25,6 +25,7 @@ sub worker {
 }
 
 as('alice', qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(ssrf bigapp slow fast));
 
 # ------------------------------------------- 8. SSRF: the registries, this host, embedded IPv4
 my $port = SaTest::free_port();

@@ -312,6 +312,25 @@ sub run_admin {
     return $r;
 }
 
+# operator($redis, @args): sa-admin as the operator (the signing key, no
+# acting user), e.g. for 'app create'.
+sub operator {
+    my ($redis, @args) = @_;
+    my $env = ref $args[0] eq 'HASH' ? shift @args : {};
+    return admin($redis, { SA_ACTOR => undef, %$env }, @args);
+}
+
+# apps($redis, $team, @apps): the operator creates each application, owned
+# by $team (every --app of an account must name one its team owns or
+# shares); dies when sa-admin fails.
+sub apps {
+    my ($redis, $team, @apps) = @_;
+    for my $app (@apps) {
+        my $r = operator($redis, 'app', 'create', $app, '--team', $team);
+        die "app create $app: $r->{err}" if $r->{code};
+    }
+}
+
 # issue_token($redis, $account, @scopes) -> the token, issued by alice (the
 # usual team owner of the tests); dies when sa-admin fails.
 sub issue_token {
@@ -340,6 +359,7 @@ sub fixture {
                     env => $opt{env} // {} }, 'SaTest::Fixture';
     my @apps = @{ $opt{apps} // [ defined $opt{app} ? $opt{app} : () ] };
     $f->_must('team', 'create', $f->{team}, '--owner', $f->{owner});
+    SaTest::apps($redis, $f->{team}, grep { $_ ne '*' } @apps);
     $f->{account} = $f->_must('account', 'create', $f->{team}, $f->{name},
                               (map { ('--app', $_) } @apps), '--json')->{json};
     return $f;

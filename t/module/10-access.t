@@ -152,6 +152,7 @@ expect_401('unknown_deleted', "Bearer $gone", 'unknown', $invalid);
 my $db1 = $redis->url =~ s{/0$}{/1}r;
 sub as1 { SaTest::admin($db1, { SA_ACTOR => 'alice' }, @_) }
 as1(qw(team create platform --owner alice));
+SaTest::apps($db1, 'platform', qw(billing));
 as1(qw(account create platform ci --app billing));
 my $elsewhere = issue(\&as1, qw(--scope stacks:read));
 expect_401('unknown_elsewhere', "Bearer $elsewhere", 'unknown', $invalid);
@@ -185,6 +186,7 @@ sub as2 {
     SaTest::admin($db2, { SA_ACTOR => 'alice', SA_SIGNING_KEY => "$other_keys/signing.key" }, @_);
 }
 as2(qw(team create platform --owner alice));
+SaTest::operator($db2, { SA_SIGNING_KEY => "$other_keys/signing.key" }, qw(app create billing --team platform));
 as2(qw(account create platform ci --app billing));
 my $forged = issue(\&as2, qw(--scope stacks:read));
 $redis->cmd('SELECT', 2);

@@ -142,7 +142,7 @@ denied(GET => '/empty/', 'read', undef, 'forbidden_application');       # empty:
 denied(GET => '/apps/payroll/x', 'star', undef, 'forbidden_application');
 denied(GET => '/both-fail/', 'read', undef, 'forbidden_application');  # application first
 
-as(qw(account create platform all --app *));
+SaTest::operator($redis, qw(account create platform all --app *));
 $tok{everywhere} = issue('platform/all', 'stacks:read');
 allowed(GET => "/apps/$_/x", 'everywhere') for qw(billing payroll);
 

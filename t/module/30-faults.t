@@ -17,6 +17,7 @@ my @all_tokens;    # every token used here, for the log check at the end
 sub provision {
     my $as = sub { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) };
     $as->(qw(team create platform --owner alice));
+    SaTest::apps($redis, 'platform', qw(billing));
     $as->(qw(account create platform ci --app billing));
     my $r = $as->(qw(token issue platform/ci --scope stacks:read));
     die "token issue failed: $r->{err}" if $r->{code};

@@ -45,7 +45,7 @@ sub issue { SaTest::issue_token($redis, @_) }
 
 my $ci = $f->account;
 ok($ci && $ci->{id}, 'account ci created') or BAIL_OUT('no account');
-my $wild_r = as('account', 'create', 'platform', 'wild', '--app', '*', '--json');
+my $wild_r = SaTest::operator($redis, 'account', 'create', 'platform', 'wild', '--app', '*', '--json');
 is($wild_r->{code}, 0, "sa-admin accepts --app '*'") or diag $wild_r->{err};
 my $wild = $wild_r->{json} // {};
 

@@ -39,6 +39,7 @@ sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 sub issue { SaTest::issue_token($redis, @_) }
 
 is(as(qw(team create platform --owner alice))->{code}, 0, 'team create');
+SaTest::apps($redis, 'platform', qw(api));
 my $ci = as(qw(account create platform ci --app api --json))->{json};
 ok($ci && $ci->{id}, 'account ci created') or BAIL_OUT('no account');
 my $acct = $ci->{id};

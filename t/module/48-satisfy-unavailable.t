@@ -24,6 +24,7 @@ my $up = SaTest::Recorder->start;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 
 is(as(qw(team create platform --owner alice))->{code}, 0, 'team create');
+SaTest::apps($redis, 'platform', qw(api));
 is(as(qw(account create platform ci --app api))->{code}, 0, 'account create');
 my $tok = SaTest::issue_token($redis, 'platform/ci', 'stacks:read');
 

@@ -43,6 +43,7 @@ for my $value ('billing', '$host', '$server_name', '"$scheme-x"', '$http2', '$se
 my $redis = SaTest::Redis->start;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 is(as(qw(team create platform --owner alice))->{code}, 0, 'team create');
+SaTest::apps($redis, 'platform', qw(api billing));
 is(as(qw(account create platform ci --app api --app billing))->{code}, 0, 'account granted api and billing');
 my $tok = SaTest::issue_token($redis, 'platform/ci', 'stacks:read');
 my $nginx = SaTest::Nginx->start(redis => $redis, http => <<'CONF');

@@ -116,6 +116,7 @@ $redis->launch;
 $nginx->reload(http => $nginx->{http} =~ s/negative_ttl=5m/negative_ttl=5m stale=2s/r
                                       =~ s/ttl=5m /ttl=1s /r);
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(api));
 as(qw(account create platform ci --app api));
 my ($t7) = issue(qw(--scope stacks:read));
 subscribed();

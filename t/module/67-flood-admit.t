@@ -14,6 +14,7 @@ SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 my $redis = SaTest::Redis->start;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', 'api');
 as(qw(account create platform ci --app api));
 my @tokens = split /\n/, as(qw(token issue platform/ci --scope a:b --count 20))->{out};
 is(scalar @tokens, 20, '20 legitimate tokens');

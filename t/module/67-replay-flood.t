@@ -22,6 +22,7 @@ SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 my $redis = SaTest::Redis->start;
 sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
 as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', 'api');
 as(qw(account create platform ci --app api));
 
 my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => <<'CONF');

@@ -84,6 +84,8 @@ is(status($nginx), 200, 'serving');
 my $dump = $redis->cmd('GET', 'sa:tok:' . substr($token, 4, 16));
 my $moved = SaTest::Redis->start;
 $moved->cmd('SET', 'sa:tok:' . substr($token, 4, 16), $dump);
+# the signed team record: sa-admin checks the permission on it first
+$moved->cmd('SET', 'sa:team:platform', $redis->cmd('GET', 'sa:team:platform'));
 $redis->stop;
 is(status($nginx), 503, 'old Redis gone: 503');
 ok($nginx->reload(redis => $moved), 'reload with the new address');

@@ -35,6 +35,7 @@ sub provision {
     my ($redis) = @_;
     my $as = sub { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) };
     $as->(qw(team create platform --owner alice));
+    SaTest::apps($redis, 'platform', qw(api));
     $as->(qw(account create platform ci --app api));
     return sub {
         my $r = $as->(qw(token issue platform/ci --scope stacks:read));

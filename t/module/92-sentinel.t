@@ -66,6 +66,7 @@ my $sentinels = 'sa_redis_sentinel sa ' . $s->sentinel_addrs . ';';
 
 sub as { my $node = shift; SaTest::admin($node, { SA_ACTOR => 'alice' }, @_) }
 as($primary, qw(team create platform --owner alice));
+SaTest::apps($primary, 'platform', qw(api));
 as($primary, qw(account create platform ci --app api));
 sub issue { my $t = SaTest::issue_token($primary, 'platform/ci', 'stacks:read'); $primary->cmd('WAIT', 1, 2000); $t }
 sub tid { substr($_[0], 4, 16) }

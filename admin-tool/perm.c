@@ -1,0 +1,449 @@
+/* sa-admin: permission checks against verified records (perm.h). */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "perm.h"
+#include "records.h"
+#include "scripts.h"
+#include "util.h"
+#include "xalloc.h"
+
+
+/* the one permission a command proves (a command changes one team) */
+static struct {
+    char        *team;
+    char        *perm;          /* NULL: ownership */
+    char        *team_rec;      /* the bytes read and verified */
+    char        *member_rec;    /* "" when the owner or the operator acts */
+    int          stale;
+} sa_proof;
+
+
+int
+sa_is_operator(sa_admin_t *sa)
+{
+    return strcmp(sa_actor_or_exit(sa), SA_OPERATOR) == 0;
+}
+
+
+void
+sa_operator_or_exit(sa_admin_t *sa, const char *what)
+{
+    sa_signing_key_or_exit(sa);
+
+    if (!sa_is_operator(sa)) {
+        sa_die(SA_EXIT_NOT_FOUND, "%s is an operator's decision: run "
+                     "sa-admin with the signing key and without --as or "
+                     "SA_ACTOR ('%s' acts here)", what, sa->actor);
+    }
+}
+
+
+/* GET or HGET as bytes: malloc()ed, NULL when absent; *wrongtype set */
+static char *
+sa_raw(sa_admin_t *sa, const char *team, const char *user, size_t *len,
+    int *wrongtype)
+{
+    redisReply  *r;
+    char        *out = NULL;
+
+    if (user == NULL) {
+        r = sa_xredis_cmd(sa, "GET %s" SA_KEY_TEAM "%s", sa->prefix, team);
+    } else {
+        r = sa_xredis_cmd(sa, "HGET %s" SA_KEY_TEAM "%s" SA_KEY_MEMBERS " %s",
+                          sa->prefix, team, user);
+    }
+
+    *wrongtype = r->type == REDIS_REPLY_ERROR;
+
+    if (r->type == REDIS_REPLY_STRING) {
+        out = sa_xmalloc(r->len + 1);
+        memcpy(out, r->str, r->len);
+        out[r->len] = '\0';
+        *len = r->len;
+    }
+
+    freeReplyObject(r);
+    return out;
+}
+
+
+/*
+ * The team record's bytes and payload, verified; NULL with the reason in
+ * why otherwise.
+ */
+static json_t *
+sa_team_read(sa_admin_t *sa, const char *team, char **bytes, char *why,
+    size_t size)
+{
+    char        *raw;
+    size_t       len = 0;
+    int          wrongtype;
+    const char  *err;
+    json_t      *j;
+
+    raw = sa_raw(sa, team, NULL, &len, &wrongtype);
+
+    if (wrongtype) {
+        snprintf(why, size, "team '%s' is unsigned (from before team records "
+                 "were signed): an operator checks it and runs 'sa-admin "
+                 "team adopt %s'", team, team);
+        return NULL;
+    }
+
+    if (raw == NULL) {
+        snprintf(why, size, "team '%s' does not exist", team);
+        return NULL;
+    }
+
+    j = sa_record_open(sa, NULL, SA_KIND_TEAM, team, raw, len, &err);
+    if (j == NULL) {
+        snprintf(why, size, "the record of team '%s' is refused: %s "
+                 "(written by something other than sa-admin?)", team, err);
+        free(raw);
+        return NULL;
+    }
+
+    if (bytes != NULL) {
+        *bytes = raw;
+    } else {
+        free(raw);
+    }
+
+    return j;
+}
+
+
+json_t *
+sa_team_load_or_exit(sa_admin_t *sa, const char *team)
+{
+    char     why[512];
+    json_t  *j;
+
+    j = sa_team_read(sa, team, NULL, why, sizeof(why));
+    if (j == NULL) {
+        sa_die(SA_EXIT_NOT_FOUND, "%s", why);
+    }
+
+    return j;
+}
+
+
+/* does the verified member record hold perm */
+static int
+sa_member_holds(json_t *m, const char *perm)
+{
+    size_t   i;
+    json_t  *p;
+
+    json_array_foreach(json_object_get(m, "perms"), i, p) {
+        if (strcmp(json_string_value(p), perm) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+#define SA_LACKS  (-2)          /* sa_prove(): the records verify; no right */
+
+
+/* proves sa_proof's permission afresh; -1 with the reason in why, SA_LACKS
+ * when the verified records give the acting user no such right */
+static int
+sa_prove(sa_admin_t *sa, char *why, size_t size)
+{
+    const char  *actor, *owner, *err;
+    char         id[256], *mraw;
+    size_t       mlen = 0;
+    int          wrongtype;
+    json_t      *t, *m;
+
+    sa_signing_key_or_exit(sa);
+    actor = sa_actor_or_exit(sa);
+
+    free(sa_proof.team_rec);
+    free(sa_proof.member_rec);
+    sa_proof.team_rec = NULL;
+    sa_proof.member_rec = NULL;
+
+    t = sa_team_read(sa, sa_proof.team, &sa_proof.team_rec, why, size);
+    if (t == NULL) {
+        return -1;
+    }
+    owner = json_string_value(json_object_get(t, "owner"));
+
+    if (strcmp(actor, SA_OPERATOR) == 0 || strcmp(actor, owner) == 0) {
+        sa_proof.member_rec = sa_xstrdup("");
+        json_decref(t);
+        return 0;
+    }
+
+    json_decref(t);
+
+    if (sa_proof.perm == NULL) {
+        snprintf(why, size, "only the owner of team '%s' may do this ('%s' "
+                 "is not)", sa_proof.team, actor);
+        return SA_LACKS;
+    }
+
+    mraw = sa_raw(sa, sa_proof.team, actor, &mlen, &wrongtype);
+    snprintf(id, sizeof(id), "%s/%s", sa_proof.team, actor);
+    m = sa_record_open(sa, NULL, SA_KIND_MEMBER, id, mraw, mlen, &err);
+
+    if (m == NULL && (err != NULL || wrongtype)) {
+        snprintf(why, size, "the member record of '%s' in team '%s' is "
+                 "refused: %s (written by something other than sa-admin?)",
+                 actor, sa_proof.team, err ? err : "not a signed record");
+        free(mraw);
+        return -1;
+    }
+
+    if (m == NULL || !sa_member_holds(m, sa_proof.perm)) {
+        snprintf(why, size, "'%s' lacks %s in team '%s'", actor,
+                 sa_proof.perm, sa_proof.team);
+        json_decref(m);
+        free(mraw);
+        return SA_LACKS;
+    }
+
+    json_decref(m);
+    sa_proof.member_rec = mraw;
+    return 0;
+}
+
+
+/*
+ * A refused attempt leaves an audit entry (audit_denied.lua, at most one a
+ * minute per actor, team and permission); the refusal stands whatever
+ * Redis answers.
+ */
+static void
+sa_audit_denied(sa_admin_t *sa)
+{
+    sa_args_t    args;
+    redisReply  *r;
+
+    sa_args_init(&args);
+    sa_args_add(&args, sa->prefix);
+    sa_args_add(&args, sa_actor_or_exit(sa));
+    sa_args_addf(&args, "%lld", (long long) sa_now());
+    sa_args_add(&args, "");                 /* no proof: nothing changes */
+    sa_args_add(&args, "");
+    sa_args_add(&args, sa_proof.team);
+    sa_args_add(&args, sa_proof.perm ? sa_proof.perm : "owner");
+    sa_xscript_append(sa, &sa_lua_audit_denied, 0, &args);
+    r = sa_xredis_reply(sa);
+    freeReplyObject(r);
+    sa_args_free(&args);
+}
+
+
+static void
+sa_prove_or_exit(sa_admin_t *sa)
+{
+    char  why[512];
+    int   rc;
+
+    rc = sa_prove(sa, why, sizeof(why));
+    if (rc == SA_LACKS) {
+        sa_audit_denied(sa);
+    }
+    if (rc != 0) {
+        sa_die(SA_EXIT_NOT_FOUND, "%s", why);
+    }
+}
+
+
+/* sa_permit() returning sa_prove()'s status */
+static int
+sa_permit_try(sa_admin_t *sa, const char *team, const char *perm, char *why,
+    size_t size)
+{
+    int  rc;
+
+    free(sa_proof.team);
+    free(sa_proof.perm);
+    sa_proof.team = sa_xstrdup(team);
+    sa_proof.perm = perm ? sa_xstrdup(perm) : NULL;
+    sa_proof.stale = 0;
+
+    rc = sa_prove(sa, why, size);
+    if (rc == SA_LACKS) {
+        sa_audit_denied(sa);
+    }
+    if (rc != 0) {
+        free(sa_proof.team);
+        sa_proof.team = NULL;
+    }
+
+    return rc;
+}
+
+
+int
+sa_permit(sa_admin_t *sa, const char *team, const char *perm, char *why,
+    size_t size)
+{
+    return sa_permit_try(sa, team, perm, why, size) == 0 ? 0 : -1;
+}
+
+
+void
+sa_permit_or_exit(sa_admin_t *sa, const char *team, const char *perm)
+{
+    char  why[512];
+
+    if (sa_permit_try(sa, team, perm, why, sizeof(why)) != 0) {
+        sa_die(SA_EXIT_NOT_FOUND, "%s", why);
+    }
+}
+
+
+void
+sa_proof_stale(sa_admin_t *sa)
+{
+    (void) sa;
+    sa_proof.stale = 1;
+}
+
+
+void
+sa_proof_args(sa_admin_t *sa, sa_args_t *args)
+{
+    if (sa_proof.team == NULL) {
+        sa_args_add(args, "");
+        sa_args_add(args, "");
+        return;
+    }
+
+    if (sa_proof.stale) {
+        sa_prove_or_exit(sa);
+        sa_proof.stale = 0;
+    }
+
+    sa_args_add(args, sa_proof.team_rec);
+    sa_args_add(args, sa_proof.member_rec);
+}
+
+
+json_t *
+sa_app_load_or_exit(sa_admin_t *sa, const char *app)
+{
+    const char  *err;
+    json_t      *j;
+
+    j = sa_record_get(sa, NULL, SA_KIND_APP, app, &err);
+
+    if (j == NULL && err == NULL) {
+        sa_die(SA_EXIT_NOT_FOUND, "no application '%s' (an operator "
+                     "creates it: 'sa-admin app create %s --team TEAM')",
+                     app, app);
+    }
+
+    if (j == NULL) {
+        sa_die(SA_EXIT_NOT_FOUND, "the record of application '%s' is "
+                     "refused: %s (written by something other than "
+                     "sa-admin?)", app, err);
+    }
+
+    return j;
+}
+
+
+int
+sa_app_serves(json_t *app, const char *team)
+{
+    size_t   i;
+    json_t  *t;
+
+    if (strcmp(json_string_value(json_object_get(app, "team")), team) == 0) {
+        return 1;
+    }
+
+    json_array_foreach(json_object_get(app, "shared"), i, t) {
+        if (strcmp(json_string_value(t), team) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+sa_json_has(json_t *arr, const char *s)
+{
+    size_t   i;
+    json_t  *v;
+
+    json_array_foreach(arr, i, v) {
+        if (strcmp(json_string_value(v), s) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+void
+sa_apps_grantable_or_exit(sa_admin_t *sa, const char *team, json_t *apps,
+    json_t *had)
+{
+    size_t       i;
+    json_t      *v, *app;
+    const char  *name;
+
+    json_array_foreach(apps, i, v) {
+        name = json_string_value(v);
+
+        if (had != NULL && sa_json_has(had, name)) {
+            continue;                   /* held already: nothing new */
+        }
+
+        if (strcmp(name, "*") == 0) {
+            sa_operator_or_exit(sa, "a grant of '*' (every application)");
+            continue;
+        }
+
+        app = sa_app_load_or_exit(sa, name);
+        if (!sa_app_serves(app, team)) {
+            sa_die(SA_EXIT_NOT_FOUND, "application '%s' belongs to "
+                         "team '%s' and is not shared with team '%s'", name,
+                         json_string_value(json_object_get(app, "team")),
+                         team);
+        }
+        json_decref(app);
+    }
+}
+
+
+const char *
+sa_app_permit_or_exit(sa_admin_t *sa, json_t *app, const char *perm)
+{
+    char         why[512];
+    const char  *team;
+    size_t       i;
+    json_t      *t;
+
+    team = json_string_value(json_object_get(app, "team"));
+    if (sa_permit(sa, team, perm, why, sizeof(why)) == 0) {
+        return team;
+    }
+
+    json_array_foreach(json_object_get(app, "shared"), i, t) {
+        if (sa_permit(sa, json_string_value(t), perm, why, sizeof(why))
+            == 0)
+        {
+            return json_string_value(t);
+        }
+    }
+
+    sa_die(SA_EXIT_NOT_FOUND, "'%s' may not act for application '%s': "
+                 "it needs %s (or ownership) in team '%s' or in a team the "
+                 "application is shared with", sa->actor,
+                 json_string_value(json_object_get(app, "id")), perm, team);
+}
