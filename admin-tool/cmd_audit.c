@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "records.h"
 #include "change.h"
 #include "redis.h"
@@ -21,9 +22,11 @@ static const sa_command_t  audit_command = {
     "  --team TEAM   only this team's changes\n"
     "  --since T     a duration ago (24h, 7d), unix seconds, or a UTC date\n"
     "                (2026-11-26 or 2026-11-26T09:00:00Z)\n"
-    "  --verify      checks the chain of the whole log instead: an entry\n"
-    "                deleted (a gap), added outside sa-admin's scripts, or\n"
-    "                the newest ones cut off; exit 2 when it finds one\n"
+    "  --verify      checks the whole log instead: its chain (an entry\n"
+    "                deleted, changed, added outside sa-admin's scripts, the\n"
+    "                newest ones cut off) and its signatures (with the\n"
+    "                verify key: an entry no signature covers is reported);\n"
+    "                exit 2 when it finds one\n"
 };
 
 
@@ -112,138 +115,6 @@ sa_audit_read(sa_admin_t *sa, const char *team, int64_t since)
 }
 
 
-typedef struct {
-    long long   seq;            /* of the last chained entry, 0 none yet */
-    char        link[64];
-    size_t      entries;
-    size_t      unchained;      /* from before the chain began */
-    size_t      problems;
-} sa_chain_t;
-
-
-static void
-sa_chain_problem(sa_chain_t *c, const char *id, const char *what)
-{
-    c->problems++;
-    fprintf(stderr, "sa-admin: audit entry %s: %s\n", id, what);
-}
-
-
-/* one entry of the chain, in stream order */
-static void
-sa_chain_entry(sa_chain_t *c, const char *id, redisReply *fields)
-{
-    const char  *seq_s = sa_field(fields, "seq");
-    const char  *prev = sa_field(fields, "prev");
-    const char  *link = sa_field(fields, "link");
-    char        *end, what[160];
-    long long    seq;
-
-    c->entries++;
-    seq = strtoll(seq_s, &end, 10);
-
-    if (*seq_s == '\0' || *end != '\0' || seq < 1 || *link == '\0') {
-        if (c->seq == 0) {
-            c->unchained++;     /* written before the log was chained */
-        } else {
-            sa_chain_problem(c, id, "not chained: added by something other "
-                             "than sa-admin (forged?)");
-        }
-        return;
-    }
-
-    if (c->seq == 0 && seq > 1) {
-        fprintf(stderr, "sa-admin: audit: the log starts at entry %lld (the "
-                "older ones were trimmed by MAXLEN, or deleted)\n", seq);
-
-    } else if (c->seq != 0 && seq <= c->seq) {
-        snprintf(what, sizeof(what), "number %lld after %lld: added by "
-                 "something other than sa-admin (forged?)", seq, c->seq);
-        sa_chain_problem(c, id, what);
-        return;
-
-    } else if (c->seq != 0 && seq > c->seq + 1) {
-        snprintf(what, sizeof(what), "%lld entr%s before it missing "
-                 "(deleted)", seq - c->seq - 1,
-                 seq - c->seq - 1 == 1 ? "y" : "ies");
-        sa_chain_problem(c, id, what);
-
-    } else if (c->seq != 0 && strcmp(prev, c->link) != 0) {
-        sa_chain_problem(c, id, "does not follow the entry before it "
-                         "(forged or replaced?)");
-    }
-
-    c->seq = seq;
-    snprintf(c->link, sizeof(c->link), "%s", link);
-}
-
-
-/* --verify: the whole chain, then its end against audit:seq */
-static void
-sa_audit_verify(sa_admin_t *sa)
-{
-    sa_chain_t    c;
-    redisReply   *r;
-    char          start[64];
-    size_t        i;
-    long long     last;
-    int           more;
-
-    memset(&c, 0, sizeof(c));
-    strcpy(start, "-");
-
-    do {
-        r = sa_xredis_cmd(sa, "XRANGE %s" SA_KEY_AUDIT " %s + COUNT %d",
-                          sa->prefix, start, SA_AUDIT_BATCH);
-        if (r->type != REDIS_REPLY_ARRAY) {
-            sa_die(SA_EXIT_UNAVAILABLE, "XRANGE: %s",
-                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        }
-
-        for (i = 0; i < r->elements; i++) {
-            sa_chain_entry(&c, r->element[i]->element[0]->str,
-                           r->element[i]->element[1]);
-        }
-
-        more = r->elements == SA_AUDIT_BATCH;
-        if (more) {
-            snprintf(start, sizeof(start), "(%s",
-                     r->element[r->elements - 1]->element[0]->str);
-        }
-        freeReplyObject(r);
-    } while (more);
-
-    r = sa_xredis_cmd(sa, "GET %s" SA_KEY_AUDIT ":seq", sa->prefix);
-    last = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
-    freeReplyObject(r);
-
-    if (last > c.seq) {
-        c.problems++;
-        fprintf(stderr, "sa-admin: audit: the newest %lld entr%s missing "
-                "(deleted: %lld written, the log ends at %lld)\n",
-                last - c.seq, last - c.seq == 1 ? "y is" : "ies are", last,
-                c.seq);
-    }
-
-    if (sa->json) {
-        sa_print_json(json_pack("{s:I, s:I, s:I, s:I, s:b}",
-                                "entries", (json_int_t) c.entries,
-                                "unchained", (json_int_t) c.unchained,
-                                "last", (json_int_t) c.seq,
-                                "problems", (json_int_t) c.problems,
-                                "intact", c.problems == 0));
-    } else {
-        printf("audit log: %zu entries (%zu from before the chain), %s\n",
-               c.entries, c.unchained,
-               c.problems ? "NOT intact (above)" : "intact");
-    }
-
-    if (c.problems) {
-        exit(SA_EXIT_NOT_FOUND);
-    }
-}
-
-
 static void
 sa_audit_run(sa_admin_t *sa, int argc, char **argv)
 {
@@ -283,7 +154,7 @@ sa_audit_run(sa_admin_t *sa, int argc, char **argv)
             sa_die_usage(sa, "--verify checks the whole log: without --team "
                          "and --since");
         }
-        sa_audit_verify(sa);
+        sa_audit_verify_or_exit(sa);
         return;
     }
 

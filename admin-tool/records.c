@@ -13,6 +13,7 @@
 
 
 static uint8_t  sa_signing_key_bytes[SA_SECRETKEY_LEN];
+static int      sa_signing_key_loaded;
 
 
 /* the key leaves memory with the process, whichever way it exits */
@@ -27,10 +28,9 @@ const uint8_t *
 sa_signing_key_or_exit(sa_admin_t *sa)
 {
     uint8_t     *key = sa_signing_key_bytes;
-    static int   loaded;
     char         err[600];
 
-    if (loaded) {
+    if (sa_signing_key_loaded) {
         return key;
     }
 
@@ -47,9 +47,16 @@ sa_signing_key_or_exit(sa_admin_t *sa)
         exit(SA_EXIT_USAGE);
     }
 
-    loaded = 1;
+    sa_signing_key_loaded = 1;
     atexit(sa_signing_key_wipe);
     return key;
+}
+
+
+const uint8_t *
+sa_signing_key_if_loaded(void)
+{
+    return sa_signing_key_loaded ? sa_signing_key_bytes : NULL;
 }
 
 

@@ -28,6 +28,9 @@ typedef struct {
 /* the signing key, loaded on first use; exits 1 when it is unusable */
 const uint8_t *sa_signing_key_or_exit(sa_admin_t *sa);
 
+/* the signing key if sa_signing_key_or_exit() loaded it, else NULL */
+const uint8_t *sa_signing_key_if_loaded(void);
+
 /*
  * The signed record of a kind and id, as its payload's JSON object
  * (json_decref() it): its signature verified with pk, of that kind and

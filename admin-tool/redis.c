@@ -5,6 +5,7 @@
 #include <time.h>
 #include <sodium.h>
 
+#include "audit.h"
 #include "redis.h"
 #include "xalloc.h"
 
@@ -339,6 +340,7 @@ typedef struct {
     size_t         len;
     sa_script_t   *script;       /* a script run with a change key */
     char           key[128];     /* its change key */
+    int            ours;         /* EVALSHA of our script: a receipt */
 } sa_sent_t;
 
 static struct {
@@ -648,6 +650,7 @@ sa_send(sa_admin_t *sa, char *cmd, size_t len, sa_script_t *script,
     e->cmd = cmd;
     e->len = len;
     e->script = script;
+    e->ours = 0;
     snprintf(e->key, sizeof(e->key), "%s", key ? key : "");
 
     if (redisAppendFormattedCommand(sa->redis, cmd, len) != REDIS_OK) {
@@ -759,6 +762,9 @@ sa_settle(sa_admin_t *sa, const char *lost, const char *why)
             sa_conn.changed++;
         }
 
+        if (e->ours) {
+            reply = sa_audit_unwrap(reply);
+        }
         sa_ready_push(reply);
         sa_sent_drop(e);
         sa_conn.head++;
@@ -871,7 +877,15 @@ sa_xredis_reply(sa_admin_t *sa)
         {
             sa_conn.changed++;
         }
+        if (e->ours) {
+            r = sa_audit_unwrap(r);
+        }
         sa_sent_drop(e);
+    }
+
+    /* nothing in flight: the audit entries written so far get signed */
+    if (sa_conn.head == sa_conn.n && sa_conn.rhead == sa_conn.rn) {
+        sa_audit_sign_pending(sa);
     }
 
     if (sa_conn.head == sa_conn.n && sa_conn.rhead == sa_conn.rn
@@ -983,6 +997,7 @@ sa_xscript_append(sa_admin_t *sa, sa_script_t *script, int nkeys,
     }
 
     sa_send_argv(sa, &full, change ? script : NULL, change ? key : NULL);
+    sa_conn.sent[sa_conn.n - 1].ours = 1;
     sa_args_free(&full);
 }
 

@@ -78,6 +78,13 @@ end
 -- finds an entry deleted (a gap in seq) or added by something other than
 -- a script (no seq, or a prev that is not the link before it).  MAXLEN
 -- trims the oldest entries: the chain then starts after seq 1.
+--
+-- Signed: the script's reply carries the numbers and the last link of
+-- the entries it wrote (sa_receipt, below); sa-admin, which holds the
+-- signing key, signs that checkpoint into audit:sig (admin-tool/audit.c).
+-- The receipt never comes from anything a writer could have changed: it
+-- is this script run's own, not stored with the change key.
+local AUDIT_FROM, AUDIT_TO, AUDIT_LINK
 local function audit(action, target, team)
     local seq = redis.call('INCR', P .. SA_KEY_AUDIT .. ':seq')
     local prev = redis.call('GET', P .. SA_KEY_AUDIT .. ':head') or ''
@@ -88,6 +95,35 @@ local function audit(action, target, team)
                'time', NOW, 'actor', ACTOR, 'action', action,
                'target', target, 'team', team, 'seq', seq, 'prev', prev,
                'link', link)
+    AUDIT_FROM = AUDIT_FROM or seq
+    AUDIT_TO, AUDIT_LINK = seq, link
+    -- now and then, the signatures of entries MAXLEN trimmed go too
+    if seq % 1024 == 0 then
+        local first = redis.call('XRANGE', P .. SA_KEY_AUDIT, '-', '+',
+                                 'COUNT', 1)[1]
+        local fseq
+        for i = 1, first and #first[2] or 0, 2 do
+            if first[2][i] == 'seq' then
+                fseq = tonumber(first[2][i + 1])
+            end
+        end
+        if fseq then
+            redis.call('ZREMRANGEBYSCORE', P .. SA_KEY_AUDIT .. ':sig',
+                       '-inf', '(' .. fseq)
+        end
+    end
+end
+
+-- the reply of a script that wrote audit entries, with their receipt
+-- (admin-tool/audit.h takes it off again before any caller sees it)
+local function sa_receipt(reply)
+    if AUDIT_TO == nil or (type(reply) == 'table' and reply.err) then
+        return reply
+    end
+    if reply == nil then
+        reply = false
+    end
+    return { 'sa-audit:1', AUDIT_FROM, AUDIT_TO, AUDIT_LINK, reply }
 end
 
 -- A refused attempt leaves an entry too (action 'denied', target the

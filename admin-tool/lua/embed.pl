@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # Turns each admin-tool/lua/<name>.lua (but common.lua) into a C definition
 #   sa_script_t sa_lua_<name> = { "<name>", "#!lua\n<constants><common.lua>
-#       local function sa_script() <name>.lua end return sa_changed(sa_script())" };
+#       local function sa_script() <name>.lua end
+#       return sa_receipt(sa_changed(sa_script()))" };
 # "#!lua" makes Redis 7 refuse a script up front under maxmemory instead of
 # failing it half-way.  <constants>: every string or number #define of the
 # C headers named with --header (the key names of core/sa_keys.h, the
@@ -56,10 +57,11 @@ for my $path (@scripts) {
     my ($name) = $path =~ m{([a-z_]+)\.lua$} or die "bad script name $path\n";
     next if $name eq 'common';
     # the script's own part as a function: its reply passes sa_changed
-    # (common.lua); what it uses of common.lua are upvalues (at most 60)
+    # and sa_receipt (common.lua); what it uses of common.lua are upvalues
+    # (at most 60)
     my $own = slurp($path) =~ s/\n?\z/\n/r;
     my $body = "#!lua\n" . $common . "local function sa_script()\n" . $own
-             . "end\nreturn sa_changed(sa_script())\n";
+             . "end\nreturn sa_receipt(sa_changed(sa_script()))\n";
     printf "sa_script_t  sa_lua_%s = {\n    \"%s\",\n%s,\n    \"\", 0\n};\n\n",
         $name, $name, c_string($body);
 }
