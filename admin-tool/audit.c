@@ -6,9 +6,11 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "change.h"
 #include "notify.h"
 #include "records.h"
 #include "redis.h"
+#include "scripts.h"
 #include "xalloc.h"
 
 
@@ -197,7 +199,7 @@ sa_audit_sign_pending(sa_admin_t *sa)
         return;
     }
 
-    /* taken first: the HSET's own reply passes through here again */
+    /* taken first: the ZADD's own reply passes through here again */
     rc = sa_receipts;
     n = sa_nreceipts;
     sa_receipts = NULL;
@@ -221,7 +223,8 @@ sa_audit_sign_pending(sa_admin_t *sa)
         crypto_sign_detached(sig, NULL, (const uint8_t *) msg, len, sk);
         sodium_bin2hex(hex, sizeof(hex), sig, sizeof(sig));
         sa_args_addf(&args, "%lld", rc[i].to);
-        sa_args_addf(&args, "%lld:%lld:%s", rc[i].to, rc[i].from, hex);
+        sa_args_addf(&args, "%lld:%lld:%s:%s", rc[i].to, rc[i].from,
+                     rc[i].link, hex);
     }
 
     sa_xredis_append(sa, &args);
@@ -305,46 +308,60 @@ sa_cp_cmp(const void *a, const void *b)
 }
 
 
-/* one member of audit:sig, "<to>:<from>:<signature in hex>" */
-static void
-sa_checkpoint_add(sa_chain_t *c, const char *v, size_t *cap)
+/*
+ * A member of audit:sig, "<to>:<from>:<link>:<signature in hex>", parsed
+ * into cp; -1 when it is malformed.  The link is for key resign, which
+ * checks the old signature without the log; verify uses the entry's own.
+ */
+static int
+sa_checkpoint_parse(const char *v, sa_checkpoint_t *cp, char link[41])
 {
-    sa_checkpoint_t  *cp;
-    char             *end, *end2;
-    long long         to, from;
+    char       *end, *end2;
+    long long   to, from;
 
     to = strtoll(v, &end, 10);
-    from = *end == ':' ? strtoll(end + 1, &end2, 10) : 0;
+    if (*end != ':') {
+        return -1;
+    }
+    from = strtoll(end + 1, &end2, 10);
 
-    if (*end != ':' || to < 1 || from < 1 || from > to || *end2 != ':'
-        || strlen(end2 + 1) != 2 * crypto_sign_BYTES)
+    if (to < 1 || from < 1 || from > to || *end2 != ':'
+        || strlen(end2 + 1) != 41 + 2 * crypto_sign_BYTES
+        || end2[41] != ':')
     {
-        goto malformed;
+        return -1;
     }
 
-    if (c->ncp == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        c->cp = sa_xrealloc(c->cp, *cap * sizeof(sa_checkpoint_t));
-    }
-    cp = &c->cp[c->ncp];
+    memcpy(link, end2 + 1, 40);
+    link[40] = '\0';
     cp->to = to;
     cp->from = from;
     cp->seen = 0;
     cp->ok = 0;
 
-    if (sodium_hex2bin(cp->sig, crypto_sign_BYTES, end2 + 1,
-                       2 * crypto_sign_BYTES, NULL, NULL, NULL) != 0)
-    {
-        goto malformed;
+    return sodium_hex2bin(cp->sig, crypto_sign_BYTES, end2 + 42,
+                          2 * crypto_sign_BYTES, NULL, NULL, NULL);
+}
+
+
+static void
+sa_checkpoint_add(sa_chain_t *c, const char *v, size_t *cap)
+{
+    char  link[41];
+
+    if (c->ncp == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        c->cp = sa_xrealloc(c->cp, *cap * sizeof(sa_checkpoint_t));
+    }
+
+    if (sa_checkpoint_parse(v, &c->cp[c->ncp], link) != 0) {
+        c->problems++;
+        fprintf(stderr, "sa-admin: audit: signature '%.40s...' is malformed "
+                "(written by something other than sa-admin)\n", v);
+        return;
     }
 
     c->ncp++;
-    return;
-
-malformed:
-    c->problems++;
-    fprintf(stderr, "sa-admin: audit: signature '%.40s...' is malformed "
-            "(written by something other than sa-admin)\n", v);
 }
 
 
@@ -671,4 +688,82 @@ sa_audit_verify_or_exit(sa_admin_t *sa)
     if (c.problems || unsigned_n) {
         exit(SA_EXIT_NOT_FOUND);
     }
+}
+
+
+size_t
+sa_audit_resign(sa_admin_t *sa, const uint8_t *sk,
+    const uint8_t (*old)[SA_PUBLICKEY_LEN], int nold, size_t *refused)
+{
+    sa_checkpoint_t   cp;
+    redisReply       *r;
+    sa_args_t         args;
+    char              link[41], msg[256], hex[2 * crypto_sign_BYTES + 1];
+    uint8_t           sig[crypto_sign_BYTES];
+    size_t            i, len, done = 0, sent = 0;
+    long long         start = 0;
+    int               k, ok;
+
+    for ( ;; ) {
+        r = sa_xredis_cmd(sa, "ZRANGE %s" SA_KEY_AUDIT SA_AUDIT_SIG
+                          " %lld %lld", sa->prefix, start,
+                          start + SA_AUDIT_BATCH - 1);
+        if (r->type != REDIS_REPLY_ARRAY) {
+            sa_die(SA_EXIT_UNAVAILABLE, "ZRANGE of the audit signatures: %s",
+                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        }
+
+        for (i = 0; i < r->elements; i++) {
+            if (sa_checkpoint_parse(r->element[i]->str, &cp, link) != 0) {
+                (*refused)++;
+                continue;
+            }
+            len = sa_checkpoint_msg(sa, cp.from, cp.to, link, msg,
+                                    sizeof(msg));
+
+            if (crypto_sign_verify_detached(cp.sig, (const uint8_t *) msg,
+                                            len, sk + 32) == 0)
+            {
+                continue;               /* the current key's already */
+            }
+
+            for (ok = 0, k = 0; k < nold && !ok; k++) {
+                ok = crypto_sign_verify_detached(cp.sig,
+                         (const uint8_t *) msg, len, old[k]) == 0;
+            }
+            if (!ok) {
+                (*refused)++;           /* audit --verify reports it */
+                continue;
+            }
+
+            crypto_sign_detached(sig, NULL, (const uint8_t *) msg, len, sk);
+            sodium_bin2hex(hex, sizeof(hex), sig, sizeof(sig));
+            sa_change_args(sa, &args);
+            sa_args_add(&args, r->element[i]->str);
+            sa_args_addf(&args, "%lld", cp.to);
+            sa_args_addf(&args, "%lld:%lld:%s:%s", cp.to, cp.from, link, hex);
+            sa_xscript_append(sa, &sa_lua_audit_resign, 0, &args);
+            sa_args_free(&args);
+            sent++;
+            done++;
+        }
+
+        start += r->elements;
+        len = r->elements;
+        freeReplyObject(r);
+
+        /* the replies of this batch's scripts */
+        for ( /* void */ ; sent > 0; sent--) {
+            if (sa_change_reply(sa) != SA_EXIT_OK) {
+                sa_die(SA_EXIT_UNAVAILABLE, "re-signing the audit "
+                       "checkpoints failed; run key resign again");
+            }
+        }
+
+        if (len < SA_AUDIT_BATCH) {
+            break;
+        }
+    }
+
+    return done;
 }

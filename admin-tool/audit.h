@@ -9,8 +9,9 @@
  * script's own reply), and, once nothing is in flight, to
  * sa_audit_sign_pending(), which signs each receipt with the signing key
  * (Ed25519, "sa-audit:1\n<prefix>\n<from>\n<to>\n<link>") and stores it
- * in the hash <prefix>audit:sig, field <to>, value "<from>:<signature in
- * hex>": one HSET per change, after its reply.
+ * in the sorted set <prefix>audit:sig, score <to>, member
+ * "<to>:<from>:<link>:<signature in hex>": one ZADD per change, after its
+ * reply (common.lua drops the members of entries MAXLEN trimmed).
  *
  * A signed checkpoint proves the entries from..to were written by a
  * script that sa-admin with the signing key ran, and, since the link
@@ -25,7 +26,11 @@
 
 #include <hiredis/hiredis.h>
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "sa_admin.h"
+#include "sa_crypto.h"
 
 #define SA_AUDIT_SIG  ":sig"            /* <prefix>audit:sig */
 
@@ -47,5 +52,14 @@ void sa_sha1_hex(const void *data, size_t len, char out[41]);
  * the summary, exits 2 when something is wrong or unsigned.
  */
 void sa_audit_verify_or_exit(sa_admin_t *sa);
+
+/*
+ * key resign: every checkpoint that verifies with one of the nold old
+ * verify keys is signed again with sk (one that verifies with none is
+ * counted in *refused and left for audit --verify to report).  Returns
+ * how many were re-signed.
+ */
+size_t sa_audit_resign(sa_admin_t *sa, const uint8_t *sk,
+    const uint8_t (*old)[SA_PUBLICKEY_LEN], int nold, size_t *refused);
 
 #endif /* SA_ADMIN_AUDIT_H */

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "change.h"
 #include "key_resign.h"
 #include "records.h"
@@ -76,6 +77,8 @@ typedef struct {
     size_t          current;
     size_t          refused;
     size_t          gone;
+    size_t          checkpoints;    /* audit checkpoints re-signed */
+    size_t          checkpoints_refused;
 
     struct timespec start;
     double          shown;
@@ -675,7 +678,7 @@ sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
 {
     if (sa->json) {
         sa_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-                                " s:I, s:b, s:f}",
+                                " s:I, s:I, s:b, s:f}",
                       "tokens", (json_int_t) rs->resigned[SA_KIND_TOKEN],
                       "accounts", (json_int_t) rs->resigned[SA_KIND_ACCOUNT],
                       "teams", (json_int_t) rs->resigned[SA_KIND_TEAM],
@@ -685,6 +688,7 @@ sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
                       "current", (json_int_t) rs->current,
                       "refused", (json_int_t) rs->refused,
                       "gone", (json_int_t) rs->gone,
+                      "audit_checkpoints", (json_int_t) rs->checkpoints,
                       "dry_run", rs->dry_run,
                       "seconds", (double) (long) (secs * 1000) / 1000));
         return;
@@ -703,6 +707,16 @@ sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
            rs->current, rs->refused,
            rs->gone ? "; some were deleted or expired meanwhile" : "",
            secs);
+
+    if (rs->checkpoints || rs->checkpoints_refused) {
+        printf("re-signed %zu audit checkpoint%s", rs->checkpoints,
+               rs->checkpoints == 1 ? "" : "s");
+        if (rs->checkpoints_refused) {
+            printf("; %zu verify with none of the keys (left for 'audit "
+                   "--verify' to report)", rs->checkpoints_refused);
+        }
+        printf("\n");
+    }
 }
 
 
@@ -819,6 +833,14 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
 
     if (rc == SA_EXIT_OK && rs.read + rs.legacy == 0) {
         sa_resign_none_or_exit(sa, &rs);
+    }
+
+    /* the audit log's checkpoints too (audit.h): its verify key changes */
+    if (rc == SA_EXIT_OK && !rs.dry_run) {
+        rs.checkpoints = sa_audit_resign(sa, rs.sk,
+                                         (const uint8_t (*)[SA_PUBLICKEY_LEN])
+                                         rs.pk[1], rs.nold,
+                                         &rs.checkpoints_refused);
     }
 
     if (!rs.dry_run && sa_resign_total(&rs) + rs.refused > 0) {

@@ -25,5 +25,6 @@ extern sa_script_t  sa_lua_notify_seen;
 extern sa_script_t  sa_lua_key_resign;
 extern sa_script_t  sa_lua_key_resign_done;
 extern sa_script_t  sa_lua_audit_denied;
+extern sa_script_t  sa_lua_audit_resign;
 
 #endif /* SA_ADMIN_SCRIPTS_H */

@@ -243,6 +243,14 @@ like($nginx->error_log, qr/\Q@{[tid($spare)]}\E/, 'and logged at error level');
 my $audit = as_new(qw(audit --json))->{json};
 ok((grep { $_->{action} eq 'key.resign' && $_->{team} eq '*' } @$audit),
    'the run is in the audit log');
+# the audit log's checkpoints were re-signed too (audit:sig)
+$r = as_new(qw(audit --verify --json));
+is($r->{code}, 0, 'audit --verify with the new key: intact') or diag $r->{err};
+is($r->{json}{unsigned}, 0, 'every entry signed, those from before the rotation too');
+$r = SaTest::admin($redis, { SA_ACTOR => 'alice', SA_VERIFY_KEY => "$old/verify.key" },
+                   qw(audit --verify));
+is($r->{code}, 2, 'with the retired verify key: refused');
+like($r->{err}, qr/its signature does not verify/, 'the checkpoints are the new key\'s');
 $nginx->stop;
 $redis->stop;
 
