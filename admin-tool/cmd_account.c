@@ -385,7 +385,7 @@ sa_token_change_args(sa_admin_t *sa, sa_args_t *args, sa_account_t *a,
     if (ts->tampered[i]) {
         sealed = sa_token_tombstone(sa, a, ts->ids[i]);
         fprintf(stderr, "sa-admin: token %s: its record fails verification; "
-                "replaced by a revocation\n", ts->ids[i]);
+                "replaced by a revocation\n", sa_vis(ts->ids[i]));
         sa_args_add(args, "*");
         sa_args_add(args, sealed);
         sa_args_add(args, "0");

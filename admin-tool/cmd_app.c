@@ -426,7 +426,8 @@ sa_app_list(sa_admin_t *sa, int argc, char **argv)
         if (rec == NULL && err != NULL) {
             fprintf(stderr, "sa-admin: the record of application '%s' is "
                     "refused: %s (written by something other than "
-                    "sa-admin?); not listed\n", names->element[i]->str, err);
+                    "sa-admin?); not listed\n", sa_vis(names->element[i]->str),
+                    err);
         }
         if (rec != NULL && (team == NULL || sa_app_serves(rec, team))) {
             v[i] = sa_app_public(rec);

@@ -352,8 +352,8 @@ sa_member_list(sa_admin_t *sa, int argc, char **argv)
         if (m == NULL) {
             fprintf(stderr, "sa-admin: the member record of '%s' is "
                     "refused: %s (written by something other than "
-                    "sa-admin?); not listed\n", members->element[i]->str,
-                    err);
+                    "sa-admin?); not listed\n",
+                    sa_vis(members->element[i]->str), err);
             continue;
         }
         json_array_append_new(arr, json_pack("{s:s, s:O, s:b}",
@@ -405,7 +405,7 @@ sa_team_adopt_once(sa_admin_t *sa, void *data)
     }
     if (!sa_user_valid(owner->str)) {
         sa_die(SA_EXIT_NOT_FOUND, "team '%s': its owner '%s' is no valid "
-               "user name; not adopted", team, owner->str);
+               "user name; not adopted", team, sa_vis(owner->str));
     }
 
     members = sa_xredis_cmd(sa, "HGETALL %s" SA_KEY_TEAM "%s" SA_KEY_MEMBERS,
@@ -445,7 +445,8 @@ sa_team_adopt_once(sa_admin_t *sa, void *data)
         {
             sa_die(SA_EXIT_NOT_FOUND, "team '%s': member '%s' with '%s' is "
                    "not valid; not adopted (remove it first)", team,
-                   members->element[i]->str, members->element[i + 1]->str);
+                   sa_vis(members->element[i]->str),
+                   sa_vis(members->element[i + 1]->str));
         }
         sealed = sa_record_seal(sa, rec);
         sa_args_add(&args, members->element[i]->str);

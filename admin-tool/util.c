@@ -165,3 +165,34 @@ sa_perm_valid(const char *s)
            || strcmp(s, "service_accounts:delete") == 0
            || strcmp(s, "service_accounts:tokens") == 0;
 }
+
+
+const char *
+sa_vis(const char *s)
+{
+    static char          bufs[4][256];
+    static unsigned      next;
+    static const char    hex[] = "0123456789abcdef";
+    char                *out = bufs[next++ % 4];
+    const unsigned char *p = (const unsigned char *) s;
+    size_t               n = 0;
+
+    for ( /* void */ ; *p && n < 200; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
+            out[n++] = (char) *p;
+        } else {
+            out[n++] = '\\';
+            out[n++] = 'x';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        }
+    }
+
+    if (*p) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+
+    return out;
+}

@@ -34,4 +34,12 @@ int sa_user_valid(const char *s);
 /* the three team permissions of the contract */
 int sa_perm_valid(const char *s);
 
+/*
+ * s for a message: bytes outside printable ASCII as \xNN, cut at about
+ * 200 bytes ("..."), so that what a Redis writer put into a name never
+ * reaches a terminal as a control sequence or a line of its own.  One of
+ * four static buffers in turn (up to four in one message).
+ */
+const char *sa_vis(const char *s);
+
 #endif /* SA_ADMIN_UTIL_H */
