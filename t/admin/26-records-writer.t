@@ -8,7 +8,8 @@
 #   3. replays of older genuine records (SECURITY.md: they work; the
 #      defence is a key rotation): a member record from before `team
 #      member remove` or a narrower --perm, an application record from
-#      before `app unshare`
+#      before `app unshare`, an account record from before `account
+#      ungrant` (the next change signs its grants anew)
 #   4. unsigned teams and adopt: a non-operator's adopt; members planted
 #      with invalid permissions or control bytes are refused, and what a
 #      writer wrote reaches the terminal escaped, never as a control
@@ -22,6 +23,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
+use JSON::PP ();
 use SaTest;
 
 SaTest::require_build('sa-admin');
@@ -115,6 +117,16 @@ is(as('mallory', qw(account grant mteam/m1 --app billing))->{code}, 0,
    'the shared record from before, put back: it may again (SECURITY.md)');
 ok0(as('mallory', qw(account ungrant mteam/m1 --app billing)), 'ungranted');
 $redis->cmd('SET', 'sa:app:billing', $bill);
+# an account record from before an ungrant: the next change builds on it
+ok0(op(qw(app create other --team plat)), 'another application of plat');
+my $acct = $redis->cmd('GET', "sa:acct:$ci");
+ok0(as('alice', qw(account ungrant plat/ci --app billing)), 'plat/ci loses billing');
+$redis->cmd('SET', "sa:acct:$ci", $acct);
+ok0(as('alice', qw(account grant plat/ci --app other)), 'a grant after the old record was put back');
+my $p = JSON::PP->new->decode(substr($redis->cmd('GET', "sa:acct:$ci"), 91));
+is_deeply($p->{apps}, [qw(billing other)],
+          'the replayed grant is signed anew (SECURITY.md: no memory of versions)');
+ok0(as('alice', qw(account ungrant plat/ci --app billing)), 'ungranted again');
 
 # ------------------------------------------------ 4. unsigned teams, adopt
 $redis->cmd('HSET', 'sa:team:legacy', 'owner', 'lee');

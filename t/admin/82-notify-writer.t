@@ -2,7 +2,8 @@
 # to Redis and no signing or notify key: what every gateway host has):
 # unsigned entries of its making, control characters, forged status and
 # time, duplicated and replayed entries, a signed event moved to another
-# application, a subscription restored after an ungrant; and an event
+# application, a subscription restored after an ungrant, an older
+# subscription put back after notify set or remove; and an event
 # whose Slack text must be cut inside non-ASCII text.  Real Redis, a real
 # receiver (t/lib/receiver).
 use strict;
@@ -174,5 +175,27 @@ $r = drain();
 is(scalar(grep { $_->{path} eq '/ci' } received()), 0,
    'a subscription a writer restored after ungrant gets nothing');
 like($r->{err}, qr/does not grant this application/, 'the signed grants are checked');
+
+# ------------------------------------------- 5. an older subscription put back
+# (SECURITY.md says so: a subscription names no version; the account
+# still holds the grant, so the worker delivers as that one said)
+my $old = $redis->cmd('HGET', 'sa:notify:billing', $sl->{id});
+$r = as('alice', 'notify', 'set', 'billing', 'platform/sl', '--webhook', "$base/new",
+        '--events', 'app.deploy');
+is($r->{code}, 0, 'platform/sl: another destination, other events') or diag $r->{err};
+$redis->cmd('HSET', 'sa:notify:billing', $sl->{id}, $old);
+as('alice', qw(notify emit billing app.note --data {"v":"3"}));
+drain();
+@got = received();
+ok((grep { $_->{path} eq '/slack' } @got),
+   'the older subscription put back: its destination gets its events again');
+ok(!(grep { $_->{path} eq '/new' } @got), 'the current one is not used');
+is(as('alice', qw(notify remove billing platform/sl))->{code}, 0, 'notify remove');
+$redis->cmd('HSET', 'sa:notify:billing', $sl->{id}, $old);
+$redis->cmd('SADD', "sa:acct:$sl->{id}:notify", 'billing');
+as('alice', qw(notify emit billing app.note --data {"v":"4"}));
+drain();
+ok((grep { $_->{path} eq '/slack' } received()),
+   'put back after notify remove: delivered again (revoke it at the receiver)');
 
 done_testing;
