@@ -39,7 +39,16 @@ struct sa_command_s {
 struct sa_admin_s {
     const char          *redis_url;      /* --redis, SA_REDIS */
     const char          *signing_key;    /* --signing-key, SA_SIGNING_KEY */
-    const char          *actor;          /* --as, SA_ACTOR */
+    const char          *actor;          /* --as, SA_ACTOR; the proven
+                                            caller under serve */
+    const char          *proof;          /* how actor was proven: "local",
+                                            "token:<id>", "proxy" */
+    const char          *channel;        /* "cli" or "api" */
+    struct json_t       *scopes;         /* the calling token's scopes,
+                                            which bound its permissions;
+                                            NULL: not bounded */
+    const char         **operators;      /* serve --operator USER...,
+                                            NULL-terminated, or NULL */
     const char          *notify_key;     /* --notify-key (notify.h) */
     const char          *verify_key;     /* --verify-key (notify.h) */
     int                  json;           /* --json */

@@ -1,0 +1,82 @@
+/*
+ * sa-admin: the operations layer.  Every operation of the contract exists
+ * once, here (admin-tool/ops/<group>.c), and is called by the command line
+ * (admin-tool/cli/), by the admin API (admin-tool/serve/) and by tests.
+ *
+ * An operation takes a JSON object (the fields of the API's body, the
+ * path's {names} and the query's names, all by the same names) and the
+ * proven caller in sa (sa->actor, sa->proof, sa->channel, sa->scopes), and
+ * returns the JSON object that `--json` prints (a new reference).  It
+ * never prints.  Every error ends it where it is found, through
+ * sa_die_kind(): the CLI prints the line and exits with the kind's exit
+ * status; `serve` answers the kind's HTTP status as problem+json.
+ */
+
+#ifndef SA_ADMIN_OPS_H
+#define SA_ADMIN_OPS_H
+
+#include <jansson.h>
+
+#include "sa_admin.h"
+
+typedef enum {
+    SA_ERR_INPUT = 1,        /* 400, exit 1: a field missing, malformed */
+    SA_ERR_UNAUTHENTICATED,  /* 401, exit 2: no or bad credential (serve) */
+    SA_ERR_FORBIDDEN,        /* 403, exit 2: not permitted */
+    SA_ERR_NOT_FOUND,        /* 404, exit 2 */
+    SA_ERR_EXISTS,           /* 409, exit 2: the name is taken */
+    SA_ERR_CONFLICT,         /* 409, exit 4: concurrent changes kept winning */
+    SA_ERR_UNAVAILABLE,      /* 503, exit 3: Redis down or refusing */
+    SA_ERR_INTERNAL          /* 500, exit 3 */
+} sa_err_kind_t;
+
+/* one line "sa-admin: <message>" on stderr and exit(sa_err_exit(kind)),
+ * or, when a sink is set (serve), the sink's answer and _exit() */
+SA_NORETURN void sa_die_kind(sa_err_kind_t kind, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+int sa_err_exit(sa_err_kind_t kind);          /* 1, 2, 3 or 4 */
+int sa_err_status(sa_err_kind_t kind);        /* 400 ... 503 */
+const char *sa_err_name(sa_err_kind_t kind);  /* "not-found": the problem
+                                                 type urn:sa-admin:not-found */
+
+/*
+ * Where sa_die() and sa_die_kind() go instead of stderr and exit(); it
+ * must not return (it writes the answer and calls _exit()).  sa_die(code)
+ * without a kind maps code to a kind: 1 input, 2 not-found, 3 unavailable,
+ * 4 conflict.
+ */
+typedef SA_NORETURN void (*sa_die_sink_pt)(sa_err_kind_t kind,
+    const char *message);
+extern sa_die_sink_pt  sa_die_sink;
+
+typedef json_t *(*sa_op_pt)(sa_admin_t *sa, json_t *in);
+
+typedef struct {
+    const char  *name;       /* "account.create" */
+    sa_op_pt     run;
+    const char  *method;     /* "POST" */
+    const char  *path;       /* "/v1/teams/{team}/accounts" */
+    int          status;     /* 200, or 201 for a creation */
+    unsigned     flags;
+} sa_op_t;
+
+#define SA_OP_WRITE   0x01   /* changes something: needs the write checks */
+#define SA_OP_LOCAL   0x02   /* needs the keys themselves: never over --api */
+
+/* the operation of that name, or NULL */
+const sa_op_t *sa_op_find(const char *name);
+
+/* every operation, ending with a NULL name (serve's routes, openapi test) */
+extern const sa_op_t  sa_ops[];
+
+/*
+ * Input helpers: a missing required field, a wrong type or a malformed
+ * value is SA_ERR_INPUT naming the field; a field not in the list of
+ * sa_in_only() is SA_ERR_INPUT "unknown field 'x'".
+ */
+void sa_in_only(json_t *in, ...);       /* field names, then NULL */
+const char *sa_in_str(json_t *in, const char *field, int required);
+json_t *sa_in_strs(json_t *in, const char *field, int required);
+
+#endif /* SA_ADMIN_OPS_H */
