@@ -56,8 +56,8 @@ all: module admin unit asan
 
 module: $(BUILD)/ngx_http_sa_module.so
 admin: $(BUILD)/sa-admin
-unit: $(UNIT_TESTS)
-asan: $(BUILD)/asan/sa-admin $(ASAN_UNIT)
+unit: $(UNIT_TESTS) $(BUILD)/tests/bearer-probe
+asan: $(BUILD)/asan/sa-admin $(ASAN_UNIT) $(BUILD)/asan/tests/bearer-probe
 
 deps:
 	@missing=""; \
@@ -126,6 +126,12 @@ $(BUILD)/tests/test_notify_%: t/unit/test_notify_%.c t/unit/tap.h \
 	$(CC) $(CFLAGS) -It/unit -Iadmin-tool $< $(UNIT_ADMIN) $(CORE_OBJS) \
 	    $(LDLIBS) $(ADMIN_LDLIBS) -o $@
 
+# the admin API's bearer check alone (t/admin/35-bearer.t)
+$(BUILD)/tests/bearer-probe: t/lib/bearer-probe.c $(UNIT_ADMIN) $(CORE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iadmin-tool $< $(UNIT_ADMIN) $(CORE_OBJS) \
+	    $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
 $(BUILD)/asan/core/%.o: core/%.c $(CORE_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c $< -o $@
@@ -150,6 +156,12 @@ $(BUILD)/asan/tests/test_notify_%: t/unit/test_notify_%.c t/unit/tap.h \
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -It/unit -Iadmin-tool $< \
 	    $(ASAN_UNIT_ADMIN) $(ASAN_CORE) $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
+$(BUILD)/asan/tests/bearer-probe: t/lib/bearer-probe.c $(ASAN_UNIT_ADMIN) \
+                                  $(ASAN_CORE)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Iadmin-tool $< $(ASAN_UNIT_ADMIN) \
+	    $(ASAN_CORE) $(LDLIBS) $(ADMIN_LDLIBS) -o $@
 
 # sa-admin exits from deep inside on errors, leaving memory for the kernel:
 # leak reports would be noise there; memory errors and UB still fail tests

@@ -52,13 +52,15 @@ typedef enum {
 } sa_rs_verdict_t;
 
 /* the kinds in the order they are re-signed (see above) */
-#define SA_RS_KINDS  5
+#define SA_RS_KINDS  6
 
 static const sa_kind_t   sa_rs_order[SA_RS_KINDS] = {
-    SA_KIND_TOKEN, SA_KIND_ACCOUNT, SA_KIND_TEAM, SA_KIND_MEMBER, SA_KIND_APP
+    SA_KIND_TOKEN, SA_KIND_ACCOUNT, SA_KIND_TEAM, SA_KIND_MEMBER, SA_KIND_APP,
+    SA_KIND_PTOKEN
 };
 static const char       *sa_rs_kind_key[SA_RS_KINDS] = {
-    SA_KEY_TOKEN, SA_KEY_ACCOUNT, SA_KEY_TEAM, SA_KEY_TEAM, SA_KEY_APP
+    SA_KEY_TOKEN, SA_KEY_ACCOUNT, SA_KEY_TEAM, SA_KEY_TEAM, SA_KEY_APP,
+    SA_KEY_PTOKEN
 };
 
 typedef struct {
@@ -209,8 +211,8 @@ sa_resign_payload(sa_resign_t *rs, sa_kind_t kind, const char *id,
                : "not a valid record of its kind";
         v = SA_RS_REFUSED;
 
-    } else if (rs->team != NULL && strcmp(team, rs->team) != 0) {
-        v = SA_RS_OTHER;
+    } else if (rs->team != NULL && (team == NULL || strcmp(team, rs->team))) {
+        v = SA_RS_OTHER;        /* a personal token has no team */
 
     } else {
         json_object_set_new(j, "version", json_integer(
@@ -432,6 +434,7 @@ sa_resign_ids(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind,
         switch (kind) {
         case SA_KIND_TOKEN:
         case SA_KIND_ACCOUNT:
+        case SA_KIND_PTOKEN:
             if (len == SA_TOKEN_ID_LEN
                 && sa_token_id_valid(rest, SA_TOKEN_ID_LEN))
             {
@@ -662,10 +665,11 @@ sa_resign_audit(sa_admin_t *sa, sa_resign_t *rs)
     sa_change_args(sa, &args);
     sa_args_add(&args, rs->team ? rs->team : "*");
     sa_args_addf(&args, "tokens=%zu accounts=%zu teams=%zu members=%zu "
-                 "apps=%zu refused=%zu", rs->resigned[SA_KIND_TOKEN],
+                 "apps=%zu personal_tokens=%zu refused=%zu",
+                 rs->resigned[SA_KIND_TOKEN],
                  rs->resigned[SA_KIND_ACCOUNT], rs->resigned[SA_KIND_TEAM],
                  rs->resigned[SA_KIND_MEMBER], rs->resigned[SA_KIND_APP],
-                 rs->refused);
+                 rs->resigned[SA_KIND_PTOKEN], rs->refused);
     sa_xscript_append(sa, &sa_lua_key_resign_done, 0, &args);
     sa_args_free(&args);
 
@@ -678,12 +682,14 @@ sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
 {
     if (sa->json) {
         sa_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-                                " s:I, s:I, s:b, s:f}",
+                                " s:I, s:I, s:I, s:b, s:f}",
                       "tokens", (json_int_t) rs->resigned[SA_KIND_TOKEN],
                       "accounts", (json_int_t) rs->resigned[SA_KIND_ACCOUNT],
                       "teams", (json_int_t) rs->resigned[SA_KIND_TEAM],
                       "members", (json_int_t) rs->resigned[SA_KIND_MEMBER],
                       "apps", (json_int_t) rs->resigned[SA_KIND_APP],
+                      "personal_tokens",
+                      (json_int_t) rs->resigned[SA_KIND_PTOKEN],
                       "unsigned_teams", (json_int_t) rs->legacy,
                       "current", (json_int_t) rs->current,
                       "refused", (json_int_t) rs->refused,
@@ -695,7 +701,8 @@ sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
     }
 
     printf("%s %zu token record%s and %zu account record%s (and %zu team, "
-           "%zu member, %zu application records); %zu already "
+           "%zu member, %zu application, %zu personal token records); "
+           "%zu already "
            "signed with the current key; %zu refused%s (%.1f s)\n",
            rs->dry_run ? "would re-sign" : "re-signed",
            rs->resigned[SA_KIND_TOKEN],
@@ -703,7 +710,7 @@ sa_resign_report(sa_admin_t *sa, sa_resign_t *rs, double secs)
            rs->resigned[SA_KIND_ACCOUNT],
            rs->resigned[SA_KIND_ACCOUNT] == 1 ? "" : "s",
            rs->resigned[SA_KIND_TEAM], rs->resigned[SA_KIND_MEMBER],
-           rs->resigned[SA_KIND_APP],
+           rs->resigned[SA_KIND_APP], rs->resigned[SA_KIND_PTOKEN],
            rs->current, rs->refused,
            rs->gone ? "; some were deleted or expired meanwhile" : "",
            secs);

@@ -171,7 +171,8 @@ sa_record_get(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
     const char *id, const char **err)
 {
     static const char  *keys[] = {
-        SA_KEY_TOKEN, SA_KEY_ACCOUNT, SA_KEY_TEAM, NULL, SA_KEY_APP
+        SA_KEY_TOKEN, SA_KEY_ACCOUNT, SA_KEY_TEAM, NULL, SA_KEY_APP,
+        SA_KEY_PTOKEN
     };
     const char         *slash;
     redisReply         *r;
@@ -209,7 +210,8 @@ json_t *
 sa_record_get_or_exit(sa_admin_t *sa, sa_kind_t kind, const char *id)
 {
     static const char  *what[] = {
-        "token", "account", "team", "member", "application"
+        "token", "account", "team", "member", "application",
+        "personal token"
     };
     const char         *err;
     json_t             *j;

@@ -40,7 +40,7 @@ const uint8_t *sa_signing_key_if_loaded(void);
  * loads the key first), unverified with a warning on stderr.
  *
  * sa_record_get() reads it from the kind's key: tok:<id>, acct:<id>,
- * team:<id>, app:<id>, or for a member (id "TEAM/USER") the field USER of
+ * team:<id>, app:<id>, ptok:<id>, or for a member (id "TEAM/USER") the field USER of
  * team:TEAM:members.  sa_record_open() judges a value already read.
  * Both return NULL when there is none (*err NULL) or when it is refused
  * (*err says why; nothing to free).

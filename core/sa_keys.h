@@ -18,6 +18,10 @@
 #define SA_KEY_TOKENS       ":tokens"       /* acct:<aid>:tokens */
 #define SA_KEY_TOKEN        "tok:"          /* tok:<tid>, a signed record */
 #define SA_KEY_USED         ":used"         /* tok:<tid>:used */
+#define SA_KEY_PTOKEN       "ptok:"         /* ptok:<tid>, a signed record:
+                                               a personal token (sap_) */
+#define SA_KEY_USER         "user:"         /* user:<user>:ptoks */
+#define SA_KEY_PTOKENS      ":ptoks"        /* set of <tid> */
 #define SA_KEY_APPS         "apps"          /* set of application names */
 #define SA_KEY_APP          "app:"          /* app:<app>, a signed record */
 #define SA_KEY_AUDIT        "audit"         /* a stream */

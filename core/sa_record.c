@@ -412,7 +412,7 @@ sa_rec_strerror(sa_rec_err_t err)
 /* ------------------------------------------------ the other record kinds */
 
 static const char  *sa_kind_names[] = {
-    "token", "account", "team", "member", "app"
+    "token", "account", "team", "member", "app", "ptoken"
 };
 
 
@@ -454,6 +454,7 @@ sa_rec_err_t
 sa_record_check(json_t *payload, sa_kind_t kind, const char *id)
 {
     const char  *k, *rid, *team, *user;
+    uint8_t      hash[SA_HASH_LEN];
     json_int_t   version;
     size_t       tlen;
     json_t      *f;
@@ -511,6 +512,23 @@ sa_record_check(json_t *payload, sa_kind_t kind, const char *id)
                && sa_nonempty(json_object_get(payload, "team"))
                && sa_string_array_valid(json_object_get(payload, "shared"),
                                         sa_any_string)
+               ? SA_REC_OK : SA_REC_INVALID;
+
+    case SA_KIND_PTOKEN:
+        f = json_object_get(payload, "hash");
+        if (!sa_nonempty(f) || json_string_length(f) != SA_HASH_HEX_LEN
+            || sa_hex_decode(json_string_value(f), SA_HASH_HEX_LEN, hash,
+                             SA_HASH_LEN) != 0)
+        {
+            return SA_REC_INVALID;
+        }
+        return sa_token_id_valid(rid, strlen(rid))
+               && sa_nonempty(json_object_get(payload, "user"))
+               && json_is_integer(json_object_get(payload, "created_at"))
+               && json_is_integer(json_object_get(payload, "expires_at"))
+               && json_integer_value(json_object_get(payload, "expires_at"))
+                  >= 0
+               && json_is_boolean(json_object_get(payload, "revoked"))
                ? SA_REC_OK : SA_REC_INVALID;
     }
 

@@ -134,6 +134,10 @@ char *sa_token_record_encode(const sa_token_record_t *rec,
  *   member   team, user, perms [strings]; id is        field <user> of
  *            "<team>/<user>"                           team:<team>:members
  *   app      team (the owner), shared [team names]     key app:<id>
+ *   ptoken   user, hash (64 hex), created_at,          key ptok:<id>
+ *            expires_at (0 never), revoked (boolean):
+ *            a person's personal token (sap_), for
+ *            the admin API only; no gateway reads it
  *
  * (token records have their own codec above).
  */
@@ -142,7 +146,8 @@ typedef enum {
     SA_KIND_ACCOUNT,
     SA_KIND_TEAM,
     SA_KIND_MEMBER,
-    SA_KIND_APP
+    SA_KIND_APP,
+    SA_KIND_PTOKEN
 } sa_kind_t;
 
 const char *sa_kind_name(sa_kind_t kind);

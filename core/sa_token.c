@@ -129,14 +129,14 @@ sa_check_encode(uint32_t crc, char out[SA_TOKEN_CHECK_LEN])
 }
 
 
-sa_token_err_t
-sa_token_shape(const unsigned char *token, size_t len)
+static sa_token_err_t
+sa_token_shape_as(const unsigned char *token, size_t len, const char *prefix)
 {
     if (len != SA_TOKEN_LEN) {
         return SA_TOKEN_BAD_LENGTH;
     }
 
-    if (memcmp(token, SA_TOKEN_PREFIX, SA_TOKEN_PREFIX_LEN) != 0
+    if (memcmp(token, prefix, SA_TOKEN_PREFIX_LEN) != 0
         || token[SA_TOKEN_SECRET_OFF - 1] != '_')
     {
         return SA_TOKEN_BAD_PREFIX;
@@ -147,12 +147,26 @@ sa_token_shape(const unsigned char *token, size_t len)
 
 
 sa_token_err_t
+sa_token_shape(const unsigned char *token, size_t len)
+{
+    return sa_token_shape_as(token, len, SA_TOKEN_PREFIX);
+}
+
+
+sa_token_err_t
 sa_token_parse(const unsigned char *token, size_t len)
+{
+    return sa_token_parse_as(token, len, SA_TOKEN_PREFIX);
+}
+
+
+sa_token_err_t
+sa_token_parse_as(const unsigned char *token, size_t len, const char *prefix)
 {
     char            check[SA_TOKEN_CHECK_LEN];
     sa_token_err_t  err;
 
-    err = sa_token_shape(token, len);
+    err = sa_token_shape_as(token, len, prefix);
     if (err != SA_TOKEN_OK) {
         return err;
     }
@@ -209,7 +223,14 @@ sa_random_base62(char *out, size_t len)
 void
 sa_token_generate(char out[SA_TOKEN_LEN + 1])
 {
-    memcpy(out, SA_TOKEN_PREFIX, SA_TOKEN_PREFIX_LEN);
+    sa_token_generate_as(out, SA_TOKEN_PREFIX);
+}
+
+
+void
+sa_token_generate_as(char out[SA_TOKEN_LEN + 1], const char *prefix)
+{
+    memcpy(out, prefix, SA_TOKEN_PREFIX_LEN);
     sa_random_base62(out + SA_TOKEN_ID_OFF, SA_TOKEN_ID_LEN);
     out[SA_TOKEN_SECRET_OFF - 1] = '_';
     sa_random_base62(out + SA_TOKEN_SECRET_OFF, SA_TOKEN_SECRET_LEN);

@@ -16,6 +16,14 @@
 
 #define SA_TOKEN_PREFIX      "sat_"
 #define SA_TOKEN_PREFIX_LEN  4
+
+/*
+ * A person's personal token for the admin API (sa-admin serve): the same
+ * format with another prefix, so that no gateway ever takes one (the
+ * gateway's parser knows only "sat_", and the record lives under another
+ * key, of another kind: sa_record.h, SA_KIND_PTOKEN).
+ */
+#define SA_PTOKEN_PREFIX     "sap_"
 #define SA_TOKEN_ID_LEN      16
 #define SA_TOKEN_SECRET_LEN  43
 #define SA_TOKEN_CHECK_LEN   6
@@ -46,6 +54,14 @@ int sa_is_base62(const unsigned char *p, size_t len);
 sa_token_err_t sa_token_parse(const unsigned char *token, size_t len);
 
 /*
+ * The same for a token of the given prefix (SA_TOKEN_PREFIX or
+ * SA_PTOKEN_PREFIX, SA_TOKEN_PREFIX_LEN characters): the admin API's;
+ * the gateway calls only sa_token_parse() and sa_token_shape().
+ */
+sa_token_err_t sa_token_parse_as(const unsigned char *token, size_t len,
+    const char *prefix);
+
+/*
  * Only the shape: length, prefix and separator, what it takes to find the
  * id.  A gateway's cache hit needs no more: comparing the token's hash with
  * the record's proves it is exactly the issued token.  Everything else
@@ -71,6 +87,9 @@ sa_bearer_err_t sa_bearer_parse(const unsigned char *value, size_t len,
 
 /* Writes a fresh token (SA_TOKEN_LEN chars + NUL) from libsodium's CSPRNG. */
 void sa_token_generate(char out[SA_TOKEN_LEN + 1]);
+
+/* the same with another prefix (SA_PTOKEN_PREFIX) */
+void sa_token_generate_as(char out[SA_TOKEN_LEN + 1], const char *prefix);
 
 /* A token id alone: used for the public id of a new token or account. */
 void sa_random_base62(char *out, size_t len);

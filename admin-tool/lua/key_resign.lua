@@ -1,5 +1,6 @@
 -- key resign: one record re-signed with the current signing key.
---   ARGV[4] kind ('token', 'account', 'team', 'member' or 'app'), ARGV[5]
+--   ARGV[4] kind ('token', 'account', 'team', 'member', 'app' or
+--   'ptoken'), ARGV[5]
 --   its id ('<team>/<user>' for a member), ARGV[6] the record exactly as
 --   sa-admin read and verified it, ARGV[7] the same payload with its
 --   version bumped, signed with the current key.
@@ -18,7 +19,8 @@ if kind == 'member' then
     cur = redis.call('HGET', key, field)
 else
     key = P .. ({ token = SA_KEY_TOKEN, account = SA_KEY_ACCOUNT,
-                  team = SA_KEY_TEAM, app = SA_KEY_APP })[kind] .. id
+                  team = SA_KEY_TEAM, app = SA_KEY_APP,
+                  ptoken = SA_KEY_PTOKEN })[kind] .. id
     cur = redis.call('GET', key)
 end
 

@@ -375,6 +375,13 @@ my @B62 = ('0' .. '9', 'A' .. 'Z', 'a' .. 'z');
 sub forged_token {
     my $head = 'sat_' . join('', map { $B62[rand 62] } 1 .. 16) . '_'
              . join('', map { $B62[rand 62] } 1 .. 43);
+    return with_check($head);
+}
+
+# with_check($head) -> $head (the 64 characters before the check digits)
+# followed by its right check digits: a well-formed token of any prefix.
+sub with_check {
+    my ($head) = @_;
     my $crc = 0xFFFFFFFF;
     $crc = $CRC[($crc ^ ord) & 0xFF] ^ ($crc >> 8) for split //, $head;
     $crc ^= 0xFFFFFFFF;

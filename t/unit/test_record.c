@@ -449,6 +449,39 @@ test_kinds(void)
           "\"name\":\"ci\",\"email\":\"A1@plat.sa.invalid\","
           "\"apps\":[\"bad app\"],\"version\":3}", SA_KIND_ACCOUNT, "A1", 0,
           "account: an invalid application name" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"alice\",\"hash\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":1764190000,\"expires_at\":1771966000,\"revoked\":false,\"version\":1}",
+          SA_KIND_PTOKEN, "Xb41Lr0qPz8sT2Kd", 1,
+          "ptoken: valid" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"alice\",\"hash\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":1764190000,\"expires_at\":0,\"revoked\":true,\"version\":1}",
+          SA_KIND_PTOKEN, "Xb41Lr0qPz8sT2Kd", 1,
+          "ptoken: revoked, never expiring" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"alice\",\"hash\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":1764190000,\"expires_at\":1771966000,\"revoked\":false,\"version\":1}",
+          SA_KIND_PTOKEN, "Yb41Lr0qPz8sT2Kd", 0,
+          "ptoken: a genuine record under another token's key" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"alice\",\"hash\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":1764190000,\"expires_at\":1771966000,\"revoked\":false,\"version\":1}",
+          SA_KIND_TOKEN, "Xb41Lr0qPz8sT2Kd", 0,
+          "ptoken: never passes for a service account's token" },
+        { "{\"kind\":\"ptoken\",\"id\":\"short\",\"user\":\"alice\",\"hash\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":1764190000,\"expires_at\":1771966000,\"revoked\":false,\"version\":1}",
+          SA_KIND_PTOKEN, "short", 0,
+          "ptoken: not a token id" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"\",\"hash\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":1764190000,\"expires_at\":1771966000,\"revoked\":false,\"version\":1}",
+          SA_KIND_PTOKEN, "Xb41Lr0qPz8sT2Kd", 0,
+          "ptoken: no user" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"alice\",\"hash\":\"0123\",\"created_at\":1764190000,\"expires_at\":1771966000,\"revoked\":false,\"version\":1}",
+          SA_KIND_PTOKEN, "Xb41Lr0qPz8sT2Kd", 0,
+          "ptoken: a short hash" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"alice\",\"hash\":\"g123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":1764190000,\"expires_at\":1771966000,\"revoked\":false,\"version\":1}",
+          SA_KIND_PTOKEN, "Xb41Lr0qPz8sT2Kd", 0,
+          "ptoken: a hash not hex" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"alice\",\"hash\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":1764190000,\"expires_at\":-5,\"revoked\":false,\"version\":1}",
+          SA_KIND_PTOKEN, "Xb41Lr0qPz8sT2Kd", 0,
+          "ptoken: a negative expiry" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"alice\",\"hash\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":1764190000,\"expires_at\":1771966000,\"revoked\":0,\"version\":1}",
+          SA_KIND_PTOKEN, "Xb41Lr0qPz8sT2Kd", 0,
+          "ptoken: revoked not a boolean" },
+        { "{\"kind\":\"ptoken\",\"id\":\"Xb41Lr0qPz8sT2Kd\",\"user\":\"alice\",\"hash\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"created_at\":\"now\",\"expires_at\":1771966000,\"revoked\":false,\"version\":1}",
+          SA_KIND_PTOKEN, "Xb41Lr0qPz8sT2Kd", 0,
+          "ptoken: created_at not a number" },
     };
     size_t         i;
     json_t        *j, *out;
@@ -483,6 +516,7 @@ test_kinds(void)
     is_long(rc, SA_REC_MALFORMED, "member: plain text is no record");
 
     is_str(sa_kind_name(SA_KIND_APP), "app", "kinds have names");
+    is_str(sa_kind_name(SA_KIND_PTOKEN), "ptoken", "personal tokens too");
 }
 
 

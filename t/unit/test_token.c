@@ -347,6 +347,46 @@ test_shape(const char *good)
 }
 
 
+/* personal tokens (sap_): the same format, never taken for a sat_ one */
+static void
+test_personal(const char *good)
+{
+    char  p[SA_TOKEN_LEN + 1], q[SA_TOKEN_LEN + 1];
+    int   i, bad = 0;
+
+    sa_token_generate_as(p, SA_PTOKEN_PREFIX);
+
+    ok(strncmp(p, "sap_", 4) == 0 && strlen(p) == SA_TOKEN_LEN,
+       "personal: sap_ and 70 characters");
+    is_long(sa_token_parse_as((unsigned char *) p, SA_TOKEN_LEN,
+                              SA_PTOKEN_PREFIX), SA_TOKEN_OK,
+            "personal: parses as a personal token");
+    is_long(sa_token_parse((unsigned char *) p, SA_TOKEN_LEN),
+            SA_TOKEN_BAD_PREFIX, "personal: the gateway's parser refuses it");
+    is_long(sa_token_shape((unsigned char *) p, SA_TOKEN_LEN),
+            SA_TOKEN_BAD_PREFIX, "personal: and so does its shape check");
+    is_long(sa_token_parse_as((unsigned char *) good, SA_TOKEN_LEN,
+                              SA_PTOKEN_PREFIX), SA_TOKEN_BAD_PREFIX,
+            "personal: a sat_ token is no personal token");
+
+    /* the prefix is covered by the check digits: sat_ + the rest fails */
+    memcpy(q, p, sizeof(q));
+    memcpy(q, "sat_", 4);
+    is_long(sa_token_parse((unsigned char *) q, SA_TOKEN_LEN),
+            SA_TOKEN_BAD_CHECK,
+            "personal: its prefix swapped for sat_ fails the checksum");
+
+    for (i = 0; i < 500; i++) {
+        sa_token_generate_as(q, SA_PTOKEN_PREFIX);
+        bad += sa_token_parse_as((unsigned char *) q, SA_TOKEN_LEN,
+                                 SA_PTOKEN_PREFIX) != SA_TOKEN_OK
+               || sa_token_parse((unsigned char *) q, SA_TOKEN_LEN)
+                  == SA_TOKEN_OK;
+    }
+    is_long(bad, 0, "personal: 500 generated, each only a personal token");
+}
+
+
 int
 main(void)
 {
@@ -369,6 +409,7 @@ main(void)
     test_random_strings();
     test_ids();
     test_bearer();
+    test_personal(good);
 
     is_str(sa_token_strerror(SA_TOKEN_BAD_CHECK), "checksum mismatch",
            "errors have readable names");

@@ -1,0 +1,317 @@
+/*
+ * sa-admin: bearer tokens of the admin API's callers (bearer.h).  The
+ * checks of a gateway (ngx_sa_module/ngx_http_sa_handler.c,
+ * ngx_http_sa_check_token()) in the same order, with the same core code:
+ * sa_token_parse_as(), sa_token_record_decode() / sa_record_decode(),
+ * sa_token_hash() and sa_hash_equal().
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "bearer.h"
+#include "notify.h"
+#include "records.h"
+#include "redis.h"
+#include "util.h"
+#include "xalloc.h"
+
+
+/* the value at <prefix><kind key><id>: a string reply, NULL when absent */
+static redisReply *
+sa_bearer_get(sa_admin_t *sa, const char *key, const char *id,
+    sa_auth_t *rc, const char **why)
+{
+    redisReply  *r;
+
+    r = sa_xredis_cmd(sa, "GET %s%s%s", sa->prefix, key, id);
+
+    if (r->type == REDIS_REPLY_STRING) {
+        return r;
+    }
+
+    if (r->type == REDIS_REPLY_NIL) {
+        *rc = SA_AUTH_UNAUTHENTICATED;
+        *why = "unknown token";
+
+    } else if (r->type == REDIS_REPLY_ERROR
+               && strncmp(r->str, "WRONGTYPE", 9) != 0)
+    {
+        *rc = SA_AUTH_UNAVAILABLE;
+        *why = "Redis refused to read the record";
+
+    } else {
+        /* WRONGTYPE: a hash or a set where a record belongs */
+        *rc = SA_AUTH_UNAUTHENTICATED;
+        *why = "record refused: not a signed record";
+    }
+
+    freeReplyObject(r);
+    return NULL;
+}
+
+
+/* the hash, revocation and expiry: the token's own verdict */
+static sa_auth_t
+sa_bearer_judge(const char *token, const uint8_t want[SA_HASH_LEN],
+    int revoked, int64_t expires_at, const char **why)
+{
+    uint8_t  hash[SA_HASH_LEN];
+
+    sa_token_hash((const unsigned char *) token, SA_TOKEN_LEN, hash);
+
+    if (!sa_hash_equal(want, hash)) {
+        *why = "wrong secret";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    if (revoked) {
+        *why = "revoked";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    if (expires_at && expires_at <= sa_now()) {
+        *why = "expired";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    return SA_AUTH_OK;
+}
+
+
+/* sat_: the token record, then the account's */
+static sa_auth_t
+sa_bearer_account(sa_admin_t *sa, const char *token, const uint8_t *pk,
+    sa_caller_t *c, const char **why)
+{
+    sa_token_record_t  *rec = NULL;
+    sa_rec_err_t        err;
+    sa_auth_t           rc;
+    redisReply         *r;
+    json_t             *acct;
+    const char         *team, *email, *aerr;
+
+    r = sa_bearer_get(sa, SA_KEY_TOKEN, c->token_id, &rc, why);
+    if (r == NULL) {
+        return rc;
+    }
+
+    err = sa_token_record_decode(r->str, r->len, pk, sa_heap_alloc, NULL,
+                                 &rec);
+    freeReplyObject(r);
+
+    if (err != SA_REC_OK) {
+        *why = err == SA_REC_BAD_SIGNATURE ? "record refused: bad signature"
+               : "record refused: not a valid token record";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    if (strcmp(rec->id, c->token_id) != 0) {
+        /* a genuine record copied under another token's key */
+        free(rec);
+        *why = "record refused: it names another token";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    rc = sa_bearer_judge(token, rec->hash, rec->revoked, rec->expires_at,
+                         why);
+    if (rc != SA_AUTH_OK) {
+        free(rec);
+        return rc;
+    }
+
+    /* the account: deleted, or its record not what sa-admin signed */
+    r = sa_bearer_get(sa, SA_KEY_ACCOUNT, rec->account.data, &rc, why);
+    if (r == NULL) {
+        free(rec);
+        if (rc == SA_AUTH_UNAUTHENTICATED) {
+            *why = strcmp(*why, "unknown token") == 0 ? "account gone"
+                                                      : "account record refused";
+        }
+        return rc;
+    }
+
+    acct = sa_record_open(sa, pk, SA_KIND_ACCOUNT, rec->account.data, r->str,
+                          r->len, &aerr);
+    freeReplyObject(r);
+
+    team = json_string_value(json_object_get(acct, "team"));
+    email = json_string_value(json_object_get(acct, "email"));
+
+    if (acct == NULL || strcmp(team, rec->team.data) != 0) {
+        json_decref(acct);
+        free(rec);
+        *why = "account record refused";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    if (!sa_user_valid(email)) {
+        /* a team name longer than a user name allows (DESIGN.md) */
+        json_decref(acct);
+        free(rec);
+        *why = "the account's email is not a user name";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    c->kind = SA_CALLER_ACCOUNT;
+    c->actor = sa_xstrdup(email);
+    c->team = sa_xstrdup(team);
+    c->account = sa_xstrdup(rec->account.data);
+    c->scopes = sa_strs_json(rec->scopes, rec->nscopes);
+    c->expires_at = rec->expires_at;
+
+    json_decref(acct);
+    free(rec);
+    return SA_AUTH_OK;
+}
+
+
+/* sap_: the personal token's record */
+static sa_auth_t
+sa_bearer_person(sa_admin_t *sa, const char *token, const uint8_t *pk,
+    sa_caller_t *c, const char **why)
+{
+    uint8_t        hash[SA_HASH_LEN];
+    const char    *hex, *user;
+    json_int_t     expires_at;
+    sa_rec_err_t   err;
+    sa_auth_t      rc;
+    redisReply    *r;
+    json_t        *rec;
+
+    r = sa_bearer_get(sa, SA_KEY_PTOKEN, c->token_id, &rc, why);
+    if (r == NULL) {
+        return rc;
+    }
+
+    err = sa_record_decode(r->str, r->len, pk, SA_KIND_PTOKEN, c->token_id,
+                           &rec);
+    freeReplyObject(r);
+
+    if (err != SA_REC_OK) {
+        /* SA_REC_INVALID also when it names another token (the id) */
+        *why = err == SA_REC_BAD_SIGNATURE ? "record refused: bad signature"
+               : "record refused: not a valid personal token record";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    /* sa_record_check() vouched for these */
+    hex = json_string_value(json_object_get(rec, "hash"));
+    user = json_string_value(json_object_get(rec, "user"));
+    expires_at = json_integer_value(json_object_get(rec, "expires_at"));
+    sa_hex_decode(hex, SA_HASH_HEX_LEN, hash, SA_HASH_LEN);
+
+    rc = sa_bearer_judge(token, hash, json_is_true(json_object_get(rec,
+                         "revoked")), expires_at, why);
+
+    if (rc == SA_AUTH_OK && !sa_user_valid(user)) {
+        *why = "record refused: not a user name";
+        rc = SA_AUTH_UNAUTHENTICATED;
+    }
+
+    if (rc == SA_AUTH_OK) {
+        c->kind = SA_CALLER_PERSON;
+        c->actor = sa_xstrdup(user);
+        c->expires_at = expires_at;
+    }
+
+    json_decref(rec);
+    return rc;
+}
+
+
+sa_auth_t
+sa_bearer_verify(sa_admin_t *sa, const char *token, size_t len,
+    sa_caller_t *c, const char **why)
+{
+    const unsigned char  *t = (const unsigned char *) token;
+    const char           *prefix;
+    const uint8_t        *pk;
+    int                   person;
+    sa_auth_t             rc;
+    char                  copy[SA_TOKEN_LEN + 1];
+
+    memset(c, 0, sizeof(*c));
+
+    person = len >= SA_TOKEN_PREFIX_LEN
+             && memcmp(token, SA_PTOKEN_PREFIX, SA_TOKEN_PREFIX_LEN) == 0;
+    prefix = person ? SA_PTOKEN_PREFIX : SA_TOKEN_PREFIX;
+
+    /* nothing reaches Redis that is not a well-formed token */
+    if (sa_token_parse_as(t, len, prefix) != SA_TOKEN_OK) {
+        *why = "malformed token";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    memcpy(c->token_id, token + SA_TOKEN_ID_OFF, SA_TOKEN_ID_LEN);
+    c->token_id[SA_TOKEN_ID_LEN] = '\0';
+    snprintf(c->proof, sizeof(c->proof), "token:%s", c->token_id);
+
+    memcpy(copy, token, SA_TOKEN_LEN);
+    copy[SA_TOKEN_LEN] = '\0';
+
+    pk = sa_verify_key_or_exit(sa);
+
+    rc = person ? sa_bearer_person(sa, copy, pk, c, why)
+                                    : sa_bearer_account(sa, copy, pk, c, why);
+
+    sodium_memzero(copy, sizeof(copy));
+
+    if (rc != SA_AUTH_OK) {
+        sa_caller_free(c);
+    }
+
+    return rc;
+}
+
+
+sa_auth_t
+sa_bearer_check(sa_admin_t *sa, const char *header, sa_caller_t *c,
+    const char **why)
+{
+    const unsigned char  *token;
+    size_t                len;
+
+    memset(c, 0, sizeof(*c));
+
+    if (header == NULL) {
+        *why = "no bearer token was provided";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    switch (sa_bearer_parse((const unsigned char *) header, strlen(header),
+                            &token, &len))
+    {
+    case SA_BEARER_OK:
+        return sa_bearer_verify(sa, (const char *) token, len, c, why);
+
+    case SA_BEARER_NONE:
+        *why = "no bearer token was provided";
+        return SA_AUTH_UNAUTHENTICATED;
+
+    default:
+        *why = "malformed token";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+}
+
+
+void
+sa_caller_apply(sa_admin_t *sa, const sa_caller_t *c)
+{
+    sa->actor = c->actor;
+    sa->proof = c->proof;
+    sa->scopes = c->scopes;
+}
+
+
+void
+sa_caller_free(sa_caller_t *c)
+{
+    free(c->actor);
+    free(c->team);
+    free(c->account);
+    json_decref(c->scopes);
+    memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,159 @@
+# The admin API's callers by bearer token (admin-tool/bearer.h; issue 22,
+# item 3): a service account's sat_ token verified as a gateway verifies
+# it, through t/lib/bearer-probe.c (the check alone, as `sa-admin serve`
+# calls it).  Every refusal is a 401, never a caller; a Redis that cannot
+# answer is 503 (exit 3), never a 401.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use JSON::PP ();
+use SaTest;
+use Time::HiRes qw(sleep);
+
+my $probe = SaTest::build_dir()
+          . (($ENV{SA_TEST_ADMIN} // '') =~ m{/asan/} ? '/asan' : '')
+          . '/tests/bearer-probe';
+-x $probe or BAIL_OUT("$probe is not built: run 'make' first");
+
+my $redis = SaTest::Redis->start;
+my $f = SaTest::fixture($redis, apps => ['api']);
+my $aid = $f->account->{id};
+
+# probe($authorization, {env}) -> {code, out, err, json}
+sub probe {
+    my ($auth, $env) = @_;
+    my $r = SaTest::run([$probe], env => {
+        SA_REDIS => $redis->url,
+        SA_SIGNING_KEY => SaTest::keys_dir() . '/signing.key',
+        SA_AUTHORIZATION => $auth, %{ $env // {} } });
+    $r->{json} = eval { JSON::PP->new->decode($r->{out}) };
+    return $r;
+}
+sub refused {
+    my ($auth, $why, $what, $env) = @_;
+    my $r = probe($auth, $env);
+    is($r->{code}, 2, "$what: refused (exit 2, a 401)") or diag explain $r;
+    is($r->{json}{status}, 'unauthenticated', "$what: unauthenticated");
+    like($r->{json}{why} // '', $why, "$what: $why");
+    ok(!exists $r->{json}{actor}, "$what: no caller");
+    return $r;
+}
+sub payload { my ($v) = @_; JSON::PP->new->decode(substr($v, 91)) }
+
+# a valid token: the account's email, the token id as proof, its scopes
+my ($token, $tid) = $f->issue('--scope', 'service_accounts:tokens',
+                              '--scope', 'stacks:read', '--expires', '90d');
+my $r = probe("Bearer $token");
+is($r->{code}, 0, 'a valid token is accepted') or diag explain $r;
+is($r->{json}{status}, 'ok', 'status ok');
+is($r->{json}{kind}, 'account', 'a service account');
+is($r->{json}{actor}, "$aid\@platform.sa.invalid", "the caller is the account's email");
+is($r->{json}{proof}, "token:$tid", 'proven by the token id');
+is($r->{json}{token_id}, $tid, 'token id');
+is($r->{json}{team}, 'platform', 'its team');
+is($r->{json}{account}, $aid, 'its account');
+is_deeply($r->{json}{scopes}, ['service_accounts:tokens', 'stacks:read'],
+          "the token's scopes bound it");
+ok($r->{json}{expires_at} > time + 89 * 86400, 'its expiry');
+my $secret = substr($token, 21);
+unlike($r->{out} . $r->{err}, qr/\Q$secret\E/, 'the secret is never printed');
+
+is(probe("bearer \t$token ")->{code}, 0, 'scheme in any case, blanks around the token');
+is(probe("Bearer $token", { SA_SIGNING_KEY => undef,
+                            SA_VERIFY_KEY => SaTest::keys_dir() . '/verify.key' })->{code},
+   0, 'the verify key alone suffices, as at a gateway');
+
+# a token without scopes is a caller bounded to nothing
+my ($bare, $bare_id) = $f->issue;
+$r = probe("Bearer $bare");
+is($r->{code}, 0, 'a token without scopes authenticates');
+is_deeply($r->{json}{scopes}, [], 'with an empty scope list (bounded to nothing), not NULL');
+
+# no credential, another scheme, malformed tokens: nothing asked of Redis
+$redis->cmd('CONFIG', 'RESETSTAT');
+refused(undef, qr/no bearer token/, 'no Authorization header');
+refused("Basic YWxpY2U6cHc=", qr/no bearer token/, 'Basic');
+refused("Bearer", qr/malformed/, 'Bearer without a token');
+refused("Bearer $token $token", qr/malformed/, 'two tokens');
+(my $badcheck = $token) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
+refused("Bearer $badcheck", qr/malformed/, 'a wrong check digit');
+refused("Bearer " . substr($token, 0, 69), qr/malformed/, 'one character short');
+(my $other_prefix = $token) =~ s/^sat_/sak_/;
+refused("Bearer " . SaTest::with_check(substr($other_prefix, 0, 64)), qr/malformed/,
+        'another prefix');
+my $stats = $redis->cmd('INFO', 'commandstats');
+unlike($stats, qr/cmdstat_get:/, 'not one GET for a malformed token');
+
+# well-formed, but not the issued token
+refused("Bearer " . SaTest::forged_token(), qr/unknown token/, 'a token of no record');
+my $wrong = SaTest::with_check(substr($token, 0, 21) . ('x' x 43));
+refused("Bearer $wrong", qr/wrong secret/, "the id of a real token, another secret");
+
+# revoked: at once
+is($f->as('token', 'revoke', $bare_id)->{code}, 0, 'revoke');
+refused("Bearer $bare", qr/revoked/, 'a revoked token');
+
+# expired
+my ($short, $short_id) = $f->issue('--scope', 'stacks:read', '--expires', '1s');
+is(probe("Bearer $short")->{code}, 0, 'a token with a second to live works');
+sleep 2.2;
+refused("Bearer $short", qr/expired/, 'and not once it has expired');
+
+# forged or unsigned records written straight into Redis
+my $rec = $redis->cmd('GET', "sa:tok:$tid");
+(my $widened = $rec) =~ s/"scopes":\[[^\]]*\]/"scopes":["*"]/;
+$redis->cmd('SET', "sa:tok:$tid", $widened);
+refused("Bearer $token", qr/record refused: bad signature/, 'a record with widened scopes');
+my $p = payload($rec);
+$p->{scopes} = ['*'];
+$redis->cmd('SET', "sa:tok:$tid", JSON::PP->new->canonical->encode($p));
+refused("Bearer $token", qr/record refused/, 'an unsigned record (bare JSON)');
+$redis->cmd('SET', "sa:tok:$tid", 'sa1.' . ('A' x 86) . '.' . JSON::PP->new->canonical->encode($p));
+refused("Bearer $token", qr/record refused: bad signature/, 'an envelope with a made-up signature');
+$redis->cmd('DEL', "sa:tok:$tid");
+$redis->cmd('HSET', "sa:tok:$tid", 'scopes', '*');
+refused("Bearer $token", qr/record refused/, 'a hash where the record belongs (WRONGTYPE)');
+$redis->cmd('DEL', "sa:tok:$tid");
+# a genuine record of another token, copied under this one's key
+my ($other, $other_id) = $f->issue('--scope', '*');
+$redis->cmd('SET', "sa:tok:$tid", $redis->cmd('GET', "sa:tok:$other_id"));
+refused("Bearer $token", qr/names another token/, "another token's genuine record");
+$redis->cmd('SET', "sa:tok:$tid", $rec);
+is(probe("Bearer $token")->{code}, 0, 'the genuine record back: accepted again');
+
+# signed with another key: refused
+my $keys2 = SaTest::new_dir('keys2');
+SaTest::run([SaTest::admin_path(), 'key', 'generate', '--out', $keys2]);
+refused("Bearer $token", qr/bad signature/, 'checked with a verify key that did not sign it',
+        { SA_SIGNING_KEY => "$keys2/signing.key" });
+
+# the account record: gone, or not what sa-admin signed
+my $acct = $redis->cmd('GET', "sa:acct:$aid");
+$redis->cmd('DEL', "sa:acct:$aid");
+refused("Bearer $token", qr/account gone/, 'its account record deleted behind sa-admin');
+(my $moved = $acct) =~ s/"team":"platform"/"team":"platforn"/;
+$redis->cmd('SET', "sa:acct:$aid", $moved);
+refused("Bearer $token", qr/account record refused/, 'its account record tampered with');
+$redis->cmd('SET', "sa:acct:$aid", $acct);
+is(probe("Bearer $token")->{code}, 0, 'the account back: accepted');
+
+# the account deleted by sa-admin: its tombstones refuse every token
+is($f->as('account', 'delete', $aid)->{code}, 0, 'account delete');
+refused("Bearer $token", qr/revoked/, "a deleted account's token");
+
+# Redis down: unavailable, never unauthenticated
+$r = probe("Bearer $other", { SA_REDIS => 'redis://127.0.0.1:' . SaTest::free_port() . '/0' });
+is($r->{code}, 3, 'Redis down: exit 3 (503), not a 401');
+like($r->{err}, qr/^sa-admin: .*Redis/m, 'and says so');
+$redis->cmd('CONFIG', 'SET', 'requirepass', 'sekrit');
+$r = probe("Bearer $other");
+is($r->{code}, 3, 'Redis refusing (NOAUTH): 503 as well');
+$redis->cmd('AUTH', 'sekrit');
+$redis->cmd('CONFIG', 'SET', 'requirepass', '');
+
+# nothing of any secret in Redis
+my @all = map { $redis->cmd('DUMP', $_) // '' } @{ $redis->cmd('KEYS', '*') };
+ok(!grep({ index($_, $secret) >= 0 } @all), 'no key holds a secret');
+
+done_testing;

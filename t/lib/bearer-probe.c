@@ -1,0 +1,81 @@
+/*
+ * The admin API's bearer check (admin-tool/bearer.h) alone, for
+ * t/admin/35-bearer.t, until `sa-admin serve` calls it: the Authorization
+ * header's value from SA_AUTHORIZATION (never argv: a token on a command
+ * line is visible to every user of the host), Redis from SA_REDIS,
+ * SA_PREFIX, SA_SIGNING_KEY and SA_VERIFY_KEY as sa-admin reads them.
+ * Prints one JSON object: status ("ok", "unauthenticated",
+ * "unavailable"), why, and the caller; exits 0, 2 or 3.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "bearer.h"
+#include "redis.h"
+#include "sa_crypto.h"
+
+
+static const char *
+env(const char *name, const char *fallback)
+{
+    const char  *v = getenv(name);
+
+    return v != NULL && *v != '\0' ? v : fallback;
+}
+
+
+int
+main(void)
+{
+    static const char  *names[] = { "ok", "unauthenticated", "unavailable" };
+    sa_admin_t          sa;
+    sa_caller_t         c;
+    sa_auth_t           rc;
+    const char         *why = NULL;
+    json_t             *out;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.redis_url = env("SA_REDIS", "redis://127.0.0.1:6379/0");
+    sa.signing_key = env("SA_SIGNING_KEY", NULL);
+    sa.prefix = env("SA_PREFIX", "sa:");
+
+    if (sa_crypto_init() != 0) {
+        return 3;
+    }
+
+    rc = sa_bearer_check(&sa, getenv("SA_AUTHORIZATION"), &c, &why);
+
+    out = json_pack("{s:s}", "status", names[rc]);
+
+    if (rc == SA_AUTH_OK) {
+        sa_caller_apply(&sa, &c);
+        json_object_set_new(out, "kind", json_string(
+            c.kind == SA_CALLER_ACCOUNT ? "account" : "person"));
+        json_object_set_new(out, "actor", json_string(sa.actor));
+        json_object_set_new(out, "proof", json_string(sa.proof));
+        json_object_set_new(out, "token_id", json_string(c.token_id));
+        json_object_set_new(out, "team", c.team ? json_string(c.team)
+                                                : json_null());
+        json_object_set_new(out, "account", c.account
+                                            ? json_string(c.account)
+                                            : json_null());
+        json_object_set(out, "scopes", sa.scopes ? sa.scopes : json_null());
+        json_object_set_new(out, "expires_at",
+                            json_integer(c.expires_at));
+    } else {
+        json_object_set_new(out, "why", json_string(why));
+    }
+
+    json_dumpf(out, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+    fputc('\n', stdout);
+    json_decref(out);
+
+    if (rc == SA_AUTH_OK) {
+        sa_caller_free(&c);
+    }
+    sa_redis_close(&sa);
+
+    return rc == SA_AUTH_OK ? 0 : rc == SA_AUTH_UNAUTHENTICATED ? 2 : 3;
+}
