@@ -78,7 +78,7 @@ sa_envelope_seal(const char *payload, size_t len,
 /* the fields of a token record, fetched and type-checked */
 typedef struct {
     json_t  *id, *hash, *account, *name, *email, *team, *scopes, *apps;
-    json_int_t  version, created_at, expires_at;
+    json_int_t  version, created_at, expires_at, fresh_until;
     int         revoked;
 } sa_token_fields_t;
 
@@ -105,6 +105,28 @@ sa_string_array_valid(json_t *arr, int (*valid)(const char *, size_t))
 }
 
 
+/* "fresh_until": absent (0), or an integer > 0 */
+static int
+sa_fresh_until_get(json_t *root, json_int_t *out)
+{
+    json_t  *v;
+
+    v = json_object_get(root, "fresh_until");
+    *out = 0;
+
+    if (v == NULL) {
+        return 1;
+    }
+
+    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+        return 0;
+    }
+
+    *out = json_integer_value(v);
+    return 1;
+}
+
+
 static int
 sa_token_fields_get(json_t *root, sa_token_fields_t *f)
 {
@@ -126,6 +148,7 @@ sa_token_fields_get(json_t *root, sa_token_fields_t *f)
     f->revoked = json_is_true(revoked);
 
     return strcmp(kind, "token") == 0
+           && sa_fresh_until_get(root, &f->fresh_until)
            && f->version > 0 && f->created_at >= 0 && f->expires_at >= 0
            && json_is_boolean(revoked)
            && json_is_string(f->id) && json_is_string(f->hash)
@@ -224,6 +247,7 @@ sa_token_record_build(const sa_token_fields_t *f, sa_alloc_pt alloc,
     memcpy(rec->id, json_string_value(f->id), SA_TOKEN_ID_LEN + 1);
     rec->created_at = f->created_at;
     rec->expires_at = f->expires_at;
+    rec->fresh_until = f->fresh_until;
     rec->revoked = f->revoked;
 
     rec->scopes = (sa_str_t *) (rec + 1);
@@ -366,6 +390,16 @@ sa_token_record_json(const sa_token_record_t *rec)
         return NULL;
     }
 
+    /* only when set: a record without it is byte for byte what it was */
+    if (rec->fresh_until > 0
+        && json_object_set_new(root, "fresh_until",
+                               json_integer((json_int_t) rec->fresh_until))
+           != 0)
+    {
+        json_decref(root);
+        return NULL;
+    }
+
     out = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(root);
     return out;
@@ -455,7 +489,7 @@ sa_record_check(json_t *payload, sa_kind_t kind, const char *id)
 {
     const char  *k, *rid, *team, *user;
     uint8_t      hash[SA_HASH_LEN];
-    json_int_t   version;
+    json_int_t   version, fresh;
     size_t       tlen;
     json_t      *f;
 
@@ -472,6 +506,7 @@ sa_record_check(json_t *payload, sa_kind_t kind, const char *id)
 
     case SA_KIND_TOKEN:
         return sa_token_id_valid(rid, strlen(rid))
+               && sa_fresh_until_get(payload, &fresh)
                && sa_nonempty(json_object_get(payload, "account"))
                && sa_nonempty(json_object_get(payload, "team"))
                && sa_string_array_valid(json_object_get(payload, "scopes"),
@@ -585,7 +620,8 @@ sa_record_encode(json_t *payload, const uint8_t sk[SA_SECRETKEY_LEN])
 
 #define SA_PACK_REVOKED   0x01
 #define SA_PACK_EMAIL     0x02      /* the email is stored: not the usual */
-#define SA_PACK_HEAD      (8 + 8 + SA_HASH_LEN + 3)
+#define SA_PACK_HEAD      (8 + 8 + SA_HASH_LEN + 3 + 8)
+#define SA_PACK_FRESH     (19 + SA_HASH_LEN)     /* fresh_until's offset */
 
 static const char  sa_email_domain[] = ".sa.invalid";
 
@@ -642,6 +678,7 @@ sa_token_record_pack(const sa_token_record_t *rec, uint8_t *buf, size_t size)
         buf[16 + SA_HASH_LEN] = flags;
         buf[17 + SA_HASH_LEN] = (uint8_t) rec->nscopes;
         buf[18 + SA_HASH_LEN] = (uint8_t) rec->napps;
+        memcpy(buf + SA_PACK_FRESH, &rec->fresh_until, 8);
     }
 
     off = SA_PACK_HEAD;
@@ -743,6 +780,7 @@ sa_token_record_unpack(const uint8_t *packed, const char *id, void *dst)
     memcpy(&rec->version, packed, 8);
     memcpy(&rec->expires_at, packed + 8, 8);
     memcpy(rec->hash, packed + 16, SA_HASH_LEN);
+    memcpy(&rec->fresh_until, packed + SA_PACK_FRESH, 8);
     flags = packed[16 + SA_HASH_LEN];
     nscopes = packed[17 + SA_HASH_LEN];
     napps = packed[18 + SA_HASH_LEN];

@@ -12,6 +12,10 @@
  *
  * A token record carries everything a gateway needs in one GET.  Its version
  * only grows: a gateway that has seen version N refuses anything older.
+ * An optional "fresh_until" (unix seconds, > 0) bounds how long the record
+ * may be taken as current: a signer that runs all the time renews it (sa-admin
+ * key refresh), and a gateway with sa_record_max_age refuses a record past
+ * it, so that a replayed older record works only until its fresh_until.
  */
 
 #ifndef SA_RECORD_H
@@ -57,6 +61,9 @@ typedef struct {
     size_t      napps;
     int64_t     created_at;          /* unix seconds */
     int64_t     expires_at;          /* unix seconds, 0 = never */
+    int64_t     fresh_until;         /* unix seconds, 0 = none: the record
+                                        is current until then at most
+                                        (sa_record_max_age) */
     unsigned    revoked;
     size_t      size;                /* bytes of the whole block */
 } sa_token_record_t;

@@ -75,7 +75,7 @@ same_record(const sa_token_record_t *a, const sa_token_record_t *b)
            && same_str(a->scopes[1], b->scopes[1])
            && same_str(a->apps[0], b->apps[0])
            && a->created_at == b->created_at && a->expires_at == b->expires_at
-           && a->revoked == b->revoked;
+           && a->fresh_until == b->fresh_until && a->revoked == b->revoked;
 }
 
 
@@ -280,7 +280,8 @@ same_packed(const sa_token_record_t *a, const sa_token_record_t *b)
         || !same_str(a->account, b->account) || !same_str(a->name, b->name)
         || !same_str(a->email, b->email) || !same_str(a->team, b->team)
         || a->nscopes != b->nscopes || a->napps != b->napps
-        || a->expires_at != b->expires_at || a->revoked != b->revoked)
+        || a->expires_at != b->expires_at || a->revoked != b->revoked
+        || a->fresh_until != b->fresh_until)
     {
         return 0;
     }
@@ -349,6 +350,13 @@ test_pack(void)
         "\"hash\":\"" HASH_HEX "\",\"scopes\":[],"
         "\"apps\":[],\"created_at\":1,\"expires_at\":0,"
         "\"revoked\":true", "another email, no scopes, revoked");
+    test_pack_one(
+        "\"id\":\"AbCdEfGhIjKlMnOp\",\"account\":\"7GkQ2mZx9PbW1cRt\","
+        "\"name\":\"ci\",\"team\":\"platform\","
+        "\"email\":\"7GkQ2mZx9PbW1cRt@platform.sa.invalid\","
+        "\"hash\":\"" HASH_HEX "\",\"scopes\":[\"a:b\"],"
+        "\"apps\":[],\"created_at\":1,\"expires_at\":0,"
+        "\"fresh_until\":1764280000,\"revoked\":false", "with fresh_until");
 
     memset(long_name, 'n', 256);
     long_name[256] = '\0';
@@ -389,6 +397,83 @@ kind_decode(const char *json, sa_kind_t kind, const char *id)
     free(sealed);
 
     return rc;
+}
+
+
+/* fresh_until: optional, signed, kept through every codec */
+static void
+test_fresh_until(void)
+{
+    sa_token_record_t   rec = sample(), *got = NULL;
+    char               *value, *payload, buf[1024], name[100];
+    size_t              i;
+    json_t             *j;
+    static const char  *bad[] = { "0", "-5", "\"1764280000\"", "1.5",
+                                  "true", "null" };
+    static const char  *fields =
+        "\"id\":\"AbCdEfGh01234567\",\"hash\":\"" HASH_HEX "\","
+        "\"account\":\"a\",\"name\":\"n\",\"email\":\"e\",\"team\":\"t\","
+        "\"scopes\":[],\"apps\":[],\"created_at\":1,\"expires_at\":0,"
+        "\"revoked\":false";
+
+    payload = sa_token_record_json(&rec);
+    ok(payload != NULL && strstr(payload, "fresh_until") == NULL,
+       "fresh_until: a record without it encodes as before (no field)");
+    free(payload);
+
+    value = sa_token_record_encode(&rec, sk);
+    is_long(decode(value, &got), SA_REC_OK, "fresh_until: absent is valid");
+    ok(got != NULL && got->fresh_until == 0, "fresh_until: absent reads 0");
+    free(got);
+    free(value);
+
+    rec.fresh_until = 1764280000;
+    payload = sa_token_record_json(&rec);
+    ok(payload != NULL
+       && strstr(payload, "\"expires_at\":1800000000,"
+                          "\"fresh_until\":1764280000,\"hash\"") != NULL,
+       "fresh_until: in the payload, in sorted order");
+    free(payload);
+
+    got = NULL;
+    value = sa_token_record_encode(&rec, sk);
+    is_long(decode(value, &got), SA_REC_OK, "fresh_until: the record verifies");
+    ok(got != NULL && got->fresh_until == 1764280000 && same_record(&rec, got),
+       "fresh_until: decoded as signed");
+    free(got);
+
+    /* it is under the signature: moving it forward is tampering */
+    memcpy(strstr(value, "1764280000"), "1864280000", 10);
+    got = NULL;
+    is_long(decode(value, &got), SA_REC_BAD_SIGNATURE,
+            "fresh_until: pushed later by a writer, refused as tampered");
+    free(value);
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(buf, sizeof(buf), "{\"kind\":\"token\",\"version\":1,%s,"
+                 "\"fresh_until\":%s}", fields, bad[i]);
+        value = sa_envelope_seal(buf, strlen(buf), sk);
+        got = NULL;
+        snprintf(name, sizeof(name), "fresh_until: %s is invalid", bad[i]);
+        is_long(decode(value, &got), SA_REC_INVALID, name);
+        free(got);
+        free(value);
+
+        /* sa-admin's generic check agrees */
+        j = json_loads(buf, 0, NULL);
+        snprintf(name, sizeof(name), "fresh_until: %s fails the kind check",
+                 bad[i]);
+        is_long(sa_record_check(j, SA_KIND_TOKEN, "AbCdEfGh01234567"),
+                SA_REC_INVALID, name);
+        json_decref(j);
+    }
+
+    snprintf(buf, sizeof(buf), "{\"kind\":\"token\",\"version\":1,%s,"
+             "\"fresh_until\":9}", fields);
+    j = json_loads(buf, 0, NULL);
+    is_long(sa_record_check(j, SA_KIND_TOKEN, "AbCdEfGh01234567"), SA_REC_OK,
+            "fresh_until: a positive integer passes the kind check");
+    json_decref(j);
 }
 
 
@@ -535,6 +620,7 @@ main(void)
     test_invalid_payloads();
     test_digest();
     test_pack();
+    test_fresh_until();
     test_kinds();
 
     is_str(sa_rec_strerror(SA_REC_BAD_SIGNATURE), "signature does not verify",
