@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fresh.h"
 #include "records.h"
 #include "perm.h"
 #include "change.h"
@@ -336,7 +337,7 @@ sa_token_rewrite(sa_admin_t *sa, const sa_token_record_t *old,
         sa_token_revoke(&rec);
     }
 
-    return sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
+    return sa_token_seal(sa, &rec);
 }
 
 
@@ -360,7 +361,7 @@ sa_token_tombstone(sa_admin_t *sa, sa_account_t *a, const char *tid)
     rec.created_at = sa_now();
     sa_token_revoke(&rec);
 
-    return sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
+    return sa_token_seal(sa, &rec);
 }
 
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "fresh.h"
 #include "records.h"
 #include "perm.h"
 #include "change.h"
@@ -165,7 +166,7 @@ sa_token_new_record(sa_admin_t *sa, sa_account_t *a, json_t *scopes,
     rec->created_at = now;
     rec->expires_at = lifetime ? now + lifetime : 0;
 
-    return sa_token_record_encode(rec, sa_signing_key_or_exit(sa));
+    return sa_token_seal(sa, rec);
 }
 
 
@@ -446,7 +447,7 @@ sa_token_update_once(sa_admin_t *sa, void *data)
         sa_token_revoke(&rec);
     }
 
-    sealed = sa_token_record_encode(&rec, sa_signing_key_or_exit(sa));
+    sealed = sa_token_seal(sa, &rec);
     sa_token_exat(&rec, exat);
 
     sa_permit_or_exit(sa, rec.team.data, "service_accounts:tokens");
@@ -576,8 +577,7 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
     if (shortened.expires_at == 0 || shortened.expires_at > now + overlap) {
         shortened.expires_at = now + overlap;
     }
-    old_sealed = sa_token_record_encode(&shortened,
-                                        sa_signing_key_or_exit(sa));
+    old_sealed = sa_token_seal(sa, &shortened);
     sa_token_exat(&shortened, exat);
 
     ev = sa_event_seal_token(sa, "token.rotated", &rec,

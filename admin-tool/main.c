@@ -12,6 +12,7 @@
 #include "sa_admin.h"
 #include <jansson.h>
 
+#include "fresh.h"
 #include "notify.h"
 #include "redis.h"
 #include "sa_crypto.h"
@@ -46,6 +47,8 @@ static const char  usage[] =
     "  --json               print one JSON document on stdout\n"
     "  --version            print the version and exit\n"
     "  SA_PREFIX            Redis key prefix (default sa:, as sa_redis_prefix)\n"
+    "  SA_FRESH_PERIOD      sign token records fresh until now + this period\n"
+    "                       (e.g. 24h), for gateways with sa_record_max_age\n"
     "\n"
     "'sa-admin GROUP --help' lists a group's commands.\n"
     "exit status: 0 ok, 1 usage, 2 not found or not permitted,\n"
@@ -205,6 +208,7 @@ main(int argc, char **argv)
         sa.actor = sa_env("SA_ACTOR", NULL);
     }
     sa.prefix = sa_env("SA_PREFIX", "sa:");
+    sa.fresh_period = sa_fresh_period_env_or_exit();
     if (strlen(sa.prefix) > SA_PREFIX_MAX) {
         /* as sa_redis_prefix: the gateway could not read such keys */
         fprintf(stderr, "sa-admin: SA_PREFIX is longer than %d bytes\n",

@@ -8,6 +8,7 @@
 #ifndef SA_ADMIN_H
 #define SA_ADMIN_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 /* exit codes (contract) */
@@ -51,6 +52,8 @@ struct sa_admin_s {
                                             NULL-terminated, or NULL */
     const char          *notify_key;     /* --notify-key (notify.h) */
     const char          *verify_key;     /* --verify-key (notify.h) */
+    int64_t              fresh_period;   /* SA_FRESH_PERIOD (fresh.h), s;
+                                            0: no fresh_until written */
     int                  json;           /* --json */
     int                  warned_unverified;
     const char          *prefix;         /* SA_PREFIX, default "sa:" */

@@ -1,0 +1,31 @@
+/*
+ * sa-admin: the bounded replay window (issue 22, item 7).
+ *
+ * A token record may carry a signed fresh_until (unix seconds): a gateway
+ * with sa_record_max_age refuses it past then, so an older record put back
+ * into Redis works only until its own fresh_until, on any gateway.  Every
+ * token record sa-admin signs goes through sa_token_seal(): with a period
+ * set (SA_FRESH_PERIOD, or sa->fresh_period set by its caller, e.g. serve)
+ * it carries fresh_until = now + period.  "key refresh" (refresh.c) renews
+ * the records that lapse soon.
+ */
+
+#ifndef SA_FRESH_H
+#define SA_FRESH_H
+
+#include <stdint.h>
+
+#include "sa_admin.h"
+#include "sa_record.h"
+
+/* SA_FRESH_PERIOD: a duration ("24h"), at least 1s; 0 if unset; else exit 1 */
+int64_t sa_fresh_period_env_or_exit(void);
+
+/*
+ * The token record sealed with the signing key; with sa->fresh_period, its
+ * fresh_until is set to now + period first (else kept as it is).  NULL
+ * when out of memory.
+ */
+char *sa_token_seal(sa_admin_t *sa, sa_token_record_t *rec);
+
+#endif /* SA_FRESH_H */
