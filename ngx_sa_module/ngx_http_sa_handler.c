@@ -54,6 +54,9 @@ static ngx_int_t ngx_http_sa_check_rules(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
 static ngx_int_t ngx_http_sa_fail(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_status_e status);
+static ngx_int_t ngx_http_sa_check_fresh(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec,
+    ngx_http_sa_loc_conf_t *slcf);
 
 
 ngx_int_t
@@ -317,7 +320,9 @@ ngx_http_sa_judge_subrequest(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     if (mctx->record) {
         rc = ngx_http_sa_check_rules(r, ctx, mctx->record);
 
-        if (rc != NGX_OK && rc != NGX_ERROR) {
+        if (rc != NGX_OK && rc != NGX_ERROR
+            && ctx->status != NGX_HTTP_SA_LAPSED)
+        {
             ngx_http_sa_report_denied(r, ctx);
         }
 
@@ -491,6 +496,7 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 {
     ngx_uint_t                  use_due;
     sa_token_record_t          *rec;
+    ngx_http_sa_loc_conf_t     *slcf;
     ngx_http_sa_cache_proof_t   proof;
 
     if (!ngx_http_sa_redis_subscriber_fresh()) {
@@ -507,6 +513,23 @@ ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     {
 
     case NGX_HTTP_SA_CACHE_HIT:
+        /*
+         * No entry outlives its record's fresh_until: past it, Redis may
+         * hold the record renewed, so it is asked again.
+         */
+        slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+
+        if (slcf->record_max_age
+            && ngx_http_sa_record_fresh(rec, slcf->record_max_age,
+                                        ngx_time())
+               != NGX_HTTP_SA_FRESH)
+        {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "sa: cached record not fresh, asking Redis");
+            ngx_http_sa_metrics_count(NGX_HTTP_SA_M_CACHE_MISS);
+            return NGX_DECLINED;
+        }
+
         /* the hash proves the exact token; any other must be well-formed */
         if (ngx_http_sa_cache_token(cache, token, ctx->id, rec, &proof)) {
             ctx->proven = rec;
@@ -740,6 +763,12 @@ ngx_http_sa_check_rules(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
     ctx->missing = NULL;
 
+    if (slcf->record_max_age
+        && ngx_http_sa_check_fresh(r, ctx, rec, slcf) != NGX_OK)
+    {
+        return ngx_http_sa_statuses[NGX_HTTP_SA_LAPSED].rc;
+    }
+
     if (slcf->application) {
         if (ngx_http_complex_value(r, slcf->application, &app) != NGX_OK) {
             return NGX_ERROR;
@@ -769,4 +798,75 @@ ngx_http_sa_check_rules(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ctx->status = NGX_HTTP_SA_OK;
 
     return NGX_OK;
+}
+
+
+/*
+ * sa_record_max_age: is the record current?  It must carry a fresh_until,
+ * not passed, and not more than max_age ahead (so a signature made with a
+ * long period, or leaked, is bounded by the gateway's own setting).
+ */
+ngx_http_sa_fresh_e
+ngx_http_sa_record_fresh(const sa_token_record_t *rec, time_t max_age,
+    time_t now)
+{
+    if (rec->fresh_until == 0) {
+        return NGX_HTTP_SA_FRESH_NONE;
+    }
+
+    if (rec->fresh_until <= (int64_t) now) {
+        return NGX_HTTP_SA_FRESH_PAST;
+    }
+
+    if (rec->fresh_until - (int64_t) now > (int64_t) max_age) {
+        return NGX_HTTP_SA_FRESH_AHEAD;
+    }
+
+    return NGX_HTTP_SA_FRESH;
+}
+
+
+static ngx_int_t
+ngx_http_sa_check_fresh(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    sa_token_record_t *rec, ngx_http_sa_loc_conf_t *slcf)
+{
+    time_t      now;
+    ngx_uint_t  level;
+
+    now = ngx_time();
+    level = ngx_http_sa_statuses[NGX_HTTP_SA_LAPSED].level;
+
+    switch (ngx_http_sa_record_fresh(rec, slcf->record_max_age, now)) {
+
+    case NGX_HTTP_SA_FRESH:
+        return NGX_OK;
+
+    case NGX_HTTP_SA_FRESH_NONE:
+        ngx_log_error(level, r->connection->log, 0,
+                      "sa: record of token \"%*s\" refused: it has no "
+                      "fresh_until (sa_record_max_age is set)",
+                      (size_t) SA_TOKEN_ID_LEN, ctx->id);
+        break;
+
+    case NGX_HTTP_SA_FRESH_PAST:
+        ngx_log_error(level, r->connection->log, 0,
+                      "sa: record of token \"%*s\" refused: fresh until "
+                      "%L, %L s ago (not renewed by sa-admin, or replayed)",
+                      (size_t) SA_TOKEN_ID_LEN, ctx->id, rec->fresh_until,
+                      (int64_t) now - rec->fresh_until);
+        break;
+
+    default: /* NGX_HTTP_SA_FRESH_AHEAD */
+        ngx_log_error(level, r->connection->log, 0,
+                      "sa: record of token \"%*s\" refused: fresh until "
+                      "%L, %L s ahead, more than sa_record_max_age %T s",
+                      (size_t) SA_TOKEN_ID_LEN, ctx->id, rec->fresh_until,
+                      rec->fresh_until - (int64_t) now,
+                      slcf->record_max_age);
+        break;
+    }
+
+    ctx->status = NGX_HTTP_SA_LAPSED;
+
+    return NGX_DECLINED;
 }

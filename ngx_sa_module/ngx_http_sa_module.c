@@ -38,6 +38,8 @@ static char *ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_sa_application(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sa_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_sa_record_max_age(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_sa_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
@@ -117,6 +119,13 @@ static ngx_command_t  ngx_http_sa_commands[] = {
       ngx_http_sa_application,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_sa_loc_conf_t, application),
+      NULL },
+
+    { ngx_string("sa_record_max_age"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_sa_record_max_age,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sa_loc_conf_t, record_max_age),
       NULL },
 
     { ngx_string("sa_metrics"),
@@ -243,6 +252,7 @@ ngx_http_sa_create_loc_conf(ngx_conf_t *cf)
      */
 
     slcf->hide_credentials = NGX_CONF_UNSET;
+    slcf->record_max_age = NGX_CONF_UNSET;
 
     return slcf;
 }
@@ -268,6 +278,7 @@ ngx_http_sa_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_value(conf->hide_credentials, prev->hide_credentials, 1);
+    ngx_conf_merge_sec_value(conf->record_max_age, prev->record_max_age, 0);
 
     return NGX_CONF_OK;
 }
@@ -583,6 +594,41 @@ ngx_http_sa_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     smcf->metrics = 1;
 
     return ngx_http_sa_metrics_directive(cf, cmd, conf);
+}
+
+
+/* "sa_record_max_age off | TIME;": off is 0, a time at least 1s */
+static char *
+ngx_http_sa_record_max_age(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sa_loc_conf_t  *slcf = conf;
+
+    time_t      max_age;
+    ngx_str_t  *value;
+
+    if (slcf->record_max_age != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        slcf->record_max_age = 0;
+        return NGX_CONF_OK;
+    }
+
+    max_age = ngx_parse_time(&value[1], 1);
+
+    if (max_age == (time_t) NGX_ERROR || max_age <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": a time of at "
+                           "least 1s, or \"off\"", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->record_max_age = max_age;
+
+    return NGX_CONF_OK;
 }
 
 

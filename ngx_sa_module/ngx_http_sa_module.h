@@ -59,6 +59,7 @@ typedef struct {
     ngx_array_t               *scopes;        /* of sa_scope_group_t */
     ngx_http_complex_value_t  *application;
     ngx_flag_t                 hide_credentials;
+    time_t                     record_max_age; /* sa_record_max_age; 0: off */
 } ngx_http_sa_loc_conf_t;
 
 
@@ -76,6 +77,8 @@ typedef struct {
     X(REVOKED, "revoked", NGX_HTTP_UNAUTHORIZED, NGX_LOG_INFO)                \
     /* a record that fails verification is somebody's doing: error */       \
     X(TAMPERED, "tampered", NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR)              \
+    /* sa_record_max_age: no fresh_until, past it, or too far ahead */      \
+    X(LAPSED, "lapsed", NGX_HTTP_UNAUTHORIZED, NGX_LOG_WARN)                 \
     X(INSUFFICIENT_SCOPE, "insufficient_scope", NGX_HTTP_FORBIDDEN,           \
       NGX_LOG_INFO)                                                           \
     X(FORBIDDEN_APPLICATION, "forbidden_application", NGX_HTTP_FORBIDDEN,     \
@@ -160,6 +163,16 @@ ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf);
 void ngx_http_sa_handler_exit_process(void);
+
+typedef enum {
+    NGX_HTTP_SA_FRESH = 0,
+    NGX_HTTP_SA_FRESH_NONE,           /* no fresh_until */
+    NGX_HTTP_SA_FRESH_PAST,           /* fresh_until has passed */
+    NGX_HTTP_SA_FRESH_AHEAD           /* more than sa_record_max_age ahead */
+} ngx_http_sa_fresh_e;
+
+ngx_http_sa_fresh_e ngx_http_sa_record_fresh(const sa_token_record_t *rec,
+    time_t max_age, time_t now);
 
 /* ngx_http_sa_response.c: calls nothing of the files above */
 ngx_int_t ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
