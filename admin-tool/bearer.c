@@ -18,6 +18,67 @@
 #include "xalloc.h"
 
 
+/*
+ * The versions this process has verified, by token id, as a gateway's
+ * workers remember them (ngx_http_sa_verified.c): a record older than one
+ * seen is a replay (a Redis writer putting back a token's record from
+ * before its revocation) and refused.  A fixed table, a slot per id
+ * (hashed, a few probes); a full neighbourhood forgets its first slot.
+ */
+#define SA_SEEN_SLOTS   4096            /* a power of two */
+#define SA_SEEN_PROBES  8
+
+typedef struct {
+    char      id[SA_TOKEN_ID_LEN];
+    char      kind;                     /* 't' sat_, 'p' sap_; 0 free */
+    uint64_t  version;
+} sa_seen_t;
+
+static sa_seen_t  sa_seen[SA_SEEN_SLOTS];
+
+
+/* remembers (kind, id) at version; -1 when an older version than one seen */
+static int
+sa_bearer_seen(char kind, const char *id, uint64_t version)
+{
+    uint32_t    h;
+    unsigned    i;
+    sa_seen_t  *s, *free_slot = NULL;
+
+    h = sa_crc32((const unsigned char *) id, SA_TOKEN_ID_LEN) ^ (uint32_t) kind;
+
+    for (i = 0; i < SA_SEEN_PROBES; i++) {
+        s = &sa_seen[(h + i) & (SA_SEEN_SLOTS - 1)];
+
+        if (s->kind == kind && memcmp(s->id, id, SA_TOKEN_ID_LEN) == 0) {
+            if (version < s->version) {
+                return -1;
+            }
+            s->version = version;
+            return 0;
+        }
+
+        if (s->kind == 0 && free_slot == NULL) {
+            free_slot = s;
+        }
+    }
+
+    s = free_slot ? free_slot : &sa_seen[h & (SA_SEEN_SLOTS - 1)];
+    memcpy(s->id, id, SA_TOKEN_ID_LEN);
+    s->kind = kind;
+    s->version = version;
+
+    return 0;
+}
+
+
+void
+sa_bearer_forget(void)
+{
+    memset(sa_seen, 0, sizeof(sa_seen));
+}
+
+
 /* the value at <prefix><kind key><id>: a string reply, NULL when absent */
 static redisReply *
 sa_bearer_get(sa_admin_t *sa, const char *key, const char *id,
@@ -114,6 +175,12 @@ sa_bearer_account(sa_admin_t *sa, const char *token, const uint8_t *pk,
         return SA_AUTH_UNAUTHENTICATED;
     }
 
+    if (sa_bearer_seen('t', c->token_id, rec->version) != 0) {
+        free(rec);
+        *why = "record refused: older than one already seen (a replay)";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
     rc = sa_bearer_judge(token, rec->hash, rec->revoked, rec->expires_at,
                          why);
     if (rc != SA_AUTH_OK) {
@@ -193,6 +260,14 @@ sa_bearer_person(sa_admin_t *sa, const char *token, const uint8_t *pk,
         /* SA_REC_INVALID also when it names another token (the id) */
         *why = err == SA_REC_BAD_SIGNATURE ? "record refused: bad signature"
                : "record refused: not a valid personal token record";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
+    if (sa_bearer_seen('p', c->token_id, (uint64_t) json_integer_value(
+                           json_object_get(rec, "version"))) != 0)
+    {
+        json_decref(rec);
+        *why = "record refused: older than one already seen (a replay)";
         return SA_AUTH_UNAUTHENTICATED;
     }
 

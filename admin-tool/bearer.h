@@ -19,6 +19,11 @@
  *            permissions only).  No gateway accepts one: its prefix and its
  *            record's key and kind differ from a service account's.
  *
+ * Like a gateway's worker, the process remembers the version of every
+ * record it verified (a few thousand ids): an older record of the same
+ * token is then a replay (its record from before a revocation, put back by
+ * a Redis writer) and refused.
+ *
  * Nothing here prints, logs or keeps the token's secret; the reasons say
  * what failed without it.  A Redis that cannot be reached ends the request
  * where it is found, as every operation does (sa_die(3): the sink's 503
@@ -62,8 +67,8 @@ typedef struct {
  * SA_AUTH_OK fills *c (sa_caller_free() it); otherwise *c is empty and
  * *why (static) says what failed: "malformed token", "unknown token",
  * "wrong secret", "revoked", "expired", "record refused: ..." (a record
- * that does not verify or names another token: what a Redis writer
- * forged), "account gone", "account record refused", "Redis: ...".
+ * that does not verify, names another token, or is older than one seen:
+ * what a Redis writer forged or replayed), "account gone", "account record refused", "Redis: ...".
  */
 sa_auth_t sa_bearer_verify(sa_admin_t *sa, const char *token, size_t len,
     sa_caller_t *c, const char **why);
@@ -80,5 +85,8 @@ sa_auth_t sa_bearer_check(sa_admin_t *sa, const char *header,
 void sa_caller_apply(sa_admin_t *sa, const sa_caller_t *c);
 
 void sa_caller_free(sa_caller_t *c);
+
+/* forgets the versions seen (a test's fresh start; a new worker has none) */
+void sa_bearer_forget(void);
 
 #endif /* SA_ADMIN_BEARER_H */

@@ -94,6 +94,26 @@ refused("Bearer $wrong", qr/wrong secret/, "the id of a real token, another secr
 is($f->as('token', 'revoke', $bare_id)->{code}, 0, 'revoke');
 refused("Bearer $bare", qr/revoked/, 'a revoked token');
 
+# a replay: the record from before the revocation put back by a Redis
+# writer is refused by a process that saw the tombstone (as a gateway's
+# worker refuses it), not by one that never did (docs/api-callers.md)
+my ($old, $old_id) = $f->issue('--scope', 'stacks:read');
+my $v1 = $redis->cmd('GET', "sa:tok:$old_id");
+is($f->as('token', 'revoke', $old_id)->{code}, 0, 'revoke another');
+$r = SaTest::run([$probe], env => {
+    SA_REDIS => $redis->url, SA_SIGNING_KEY => SaTest::keys_dir() . '/signing.key',
+    SA_AUTHORIZATION => "Bearer $old", SA_PROBE_THEN_SET => "sa:tok:$old_id",
+    SA_PROBE_THEN_VALUE => $v1 });
+my @lines = map { JSON::PP->new->decode($_) } split /\n/, $r->{out};
+is(scalar @lines, 2, 'one process, two checks');
+like($lines[0]{why}, qr/revoked/, 'first the tombstone: revoked');
+like($lines[1]{why} // '', qr/older than one already seen/,
+     'then the older record put back: refused as a replay');
+is($r->{code}, 2, 'a 401');
+is(probe("Bearer $old")->{code}, 0,
+   'a process that never saw the tombstone takes it (the bound: fresh_until, item 7)');
+$redis->cmd('DEL', "sa:tok:$old_id");
+
 # expired
 my ($short, $short_id) = $f->issue('--scope', 'stacks:read', '--expires', '1s');
 is(probe("Bearer $short")->{code}, 0, 'a token with a second to live works');

@@ -6,6 +6,10 @@
  * SA_PREFIX, SA_SIGNING_KEY and SA_VERIFY_KEY as sa-admin reads them.
  * Prints one JSON object: status ("ok", "unauthenticated",
  * "unavailable"), why, and the caller; exits 0, 2 or 3.
+ *
+ * With SA_PROBE_THEN_SET=KEY and SA_PROBE_THEN_VALUE=V, the same process
+ * then SETs KEY to V and checks the same header again (a second line, the
+ * exit status of the second): what one API worker sees across a change.
  */
 
 #include <stdlib.h>
@@ -14,6 +18,7 @@
 
 #include "bearer.h"
 #include "redis.h"
+#include "xalloc.h"
 #include "sa_crypto.h"
 
 
@@ -26,24 +31,15 @@ env(const char *name, const char *fallback)
 }
 
 
-int
-main(void)
+static sa_auth_t
+check(sa_admin_t *sa0)
 {
     static const char  *names[] = { "ok", "unauthenticated", "unavailable" };
-    sa_admin_t          sa;
+    sa_admin_t          sa = *sa0;
     sa_caller_t         c;
     sa_auth_t           rc;
     const char         *why = NULL;
     json_t             *out;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.redis_url = env("SA_REDIS", "redis://127.0.0.1:6379/0");
-    sa.signing_key = env("SA_SIGNING_KEY", NULL);
-    sa.prefix = env("SA_PREFIX", "sa:");
-
-    if (sa_crypto_init() != 0) {
-        return 3;
-    }
 
     rc = sa_bearer_check(&sa, getenv("SA_AUTHORIZATION"), &c, &why);
 
@@ -75,6 +71,39 @@ main(void)
     if (rc == SA_AUTH_OK) {
         sa_caller_free(&c);
     }
+    sa0->redis = sa.redis;
+
+    return rc;
+}
+
+
+int
+main(void)
+{
+    sa_admin_t   sa;
+    sa_auth_t    rc;
+    const char  *key = env("SA_PROBE_THEN_SET", NULL);
+    redisReply  *r;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.redis_url = env("SA_REDIS", "redis://127.0.0.1:6379/0");
+    sa.signing_key = env("SA_SIGNING_KEY", NULL);
+    sa.prefix = env("SA_PREFIX", "sa:");
+
+    if (sa_crypto_init() != 0) {
+        return 3;
+    }
+
+    rc = check(&sa);
+
+    if (key != NULL) {
+        r = sa_xredis_cmd(&sa, "SET %s %s", key,
+                          env("SA_PROBE_THEN_VALUE", ""));
+        freeReplyObject(r);
+        fflush(stdout);
+        rc = check(&sa);
+    }
+
     sa_redis_close(&sa);
 
     return rc == SA_AUTH_OK ? 0 : rc == SA_AUTH_UNAUTHENTICATED ? 2 : 3;
