@@ -29,35 +29,39 @@ typedef struct {
 } ngx_http_sa_used_slot_t;
 
 
-/* per worker */
-static ngx_http_sa_cache_t      *ngx_http_sa_worker_cache;
-static ngx_http_sa_used_slot_t  *ngx_http_sa_used_slots;
-static ngx_http_sa_used_slot_t  *ngx_http_sa_denied_slots;
+/* the worker's part (smcf->worker->effects) */
+struct ngx_http_sa_effects_s {
+    ngx_http_sa_used_slot_t   *used;          /* without a cache only */
+    ngx_http_sa_used_slot_t   *denied;
+};
 
 
-ngx_int_t
+ngx_http_sa_effects_t *
 ngx_http_sa_effects_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf)
 {
-    ngx_http_sa_worker_cache = smcf->cache;
+    ngx_http_sa_effects_t  *fx;
+
+    fx = ngx_pcalloc(cycle->pool, sizeof(ngx_http_sa_effects_t));
+    if (fx == NULL) {
+        return NULL;
+    }
 
     if (smcf->cache == NULL) {
-        ngx_http_sa_used_slots = ngx_pcalloc(cycle->pool,
-                                    NGX_HTTP_SA_USED_SLOTS
-                                    * sizeof(ngx_http_sa_used_slot_t));
-        if (ngx_http_sa_used_slots == NULL) {
-            return NGX_ERROR;
+        fx->used = ngx_pcalloc(cycle->pool, NGX_HTTP_SA_USED_SLOTS
+                                            * sizeof(ngx_http_sa_used_slot_t));
+        if (fx->used == NULL) {
+            return NULL;
         }
     }
 
-    ngx_http_sa_denied_slots = ngx_pcalloc(cycle->pool,
-                                           NGX_HTTP_SA_DENIED_SLOTS
-                                           * sizeof(ngx_http_sa_used_slot_t));
-    if (ngx_http_sa_denied_slots == NULL) {
-        return NGX_ERROR;
+    fx->denied = ngx_pcalloc(cycle->pool, NGX_HTTP_SA_DENIED_SLOTS
+                                          * sizeof(ngx_http_sa_used_slot_t));
+    if (fx->denied == NULL) {
+        return NULL;
     }
 
-    return NGX_OK;
+    return fx;
 }
 
 
@@ -92,18 +96,20 @@ ngx_http_sa_slot_due(ngx_http_sa_used_slot_t *slots, ngx_uint_t n, u_char *id,
 
 
 static ngx_uint_t
-ngx_http_sa_use_due(ngx_http_sa_ctx_t *ctx, time_t now)
+ngx_http_sa_use_due(ngx_http_sa_main_conf_t *smcf, ngx_http_sa_ctx_t *ctx,
+    time_t now)
 {
     if (ctx->cached) {
         return ctx->use_due;        /* decided by the lookup, under its lock */
     }
 
-    if (ngx_http_sa_worker_cache) {
-        return ngx_http_sa_cache_used(ngx_http_sa_worker_cache, ctx->id, now);
+    if (smcf->cache) {
+        return ngx_http_sa_cache_used(smcf->cache, ctx->id, now);
     }
 
-    return ngx_http_sa_slot_due(ngx_http_sa_used_slots, NGX_HTTP_SA_USED_SLOTS,
-                                ctx->id, now, NGX_HTTP_SA_USED_EVERY);
+    return ngx_http_sa_slot_due(smcf->worker->effects->used,
+                                NGX_HTTP_SA_USED_SLOTS, ctx->id, now,
+                                NGX_HTTP_SA_USED_EVERY);
 }
 
 
@@ -136,15 +142,14 @@ ngx_http_sa_report_denied(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     }
 
     now = ngx_time();
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
-    if (!ngx_http_sa_slot_due(ngx_http_sa_denied_slots,
+    if (!ngx_http_sa_slot_due(smcf->worker->effects->denied,
                               NGX_HTTP_SA_DENIED_SLOTS, ctx->id, now,
                               NGX_HTTP_SA_DENIED_EVERY))
     {
         return;
     }
-
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
     status = &ngx_http_sa_statuses[ctx->status].name;
 
 #define NGX_HTTP_SA_ARG(i, s, n)                                              \
@@ -187,12 +192,11 @@ ngx_http_sa_record_use(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     ngx_http_sa_main_conf_t  *smcf;
 
     now = ngx_time();
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
-    if (!ngx_http_sa_use_due(ctx, now)) {
+    if (!ngx_http_sa_use_due(smcf, ctx, now)) {
         return;
     }
-
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
     argv[0] = "SET";
     argvlen[0] = 3;

@@ -9,7 +9,8 @@
 #include "ngx_http_sa_module.h"
 
 
-ngx_int_t ngx_http_sa_effects_init_process(ngx_cycle_t *cycle,
+/* the worker's part, or NULL */
+ngx_http_sa_effects_t *ngx_http_sa_effects_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf);
 
 /* a genuine token let through: its last use, when due */

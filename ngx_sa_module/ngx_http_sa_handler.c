@@ -63,24 +63,28 @@ ngx_int_t
 ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf)
 {
-    ngx_http_sa_lookup_init_process();
-
     if (smcf->cache) {
         ngx_http_sa_cache_count_entries(smcf->cache);
     }
 
-    if (ngx_http_sa_effects_init_process(cycle, smcf) != NGX_OK) {
+    smcf->worker->lookup = ngx_http_sa_lookup_init_process(cycle, smcf);
+    if (smcf->worker->lookup == NULL) {
         return NGX_ERROR;
     }
 
-    return ngx_http_sa_verified_init(cycle);
+    smcf->worker->effects = ngx_http_sa_effects_init_process(cycle, smcf);
+    if (smcf->worker->effects == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
 void
-ngx_http_sa_handler_exit_process(void)
+ngx_http_sa_handler_exit_process(ngx_http_sa_main_conf_t *smcf)
 {
-    ngx_http_sa_lookup_exit_process();
+    ngx_http_sa_lookup_exit_process(smcf->worker->lookup);
 }
 
 

@@ -19,8 +19,19 @@
 #include "ngx_http_sa_verified.h"
 
 
+/* the worker's part (smcf->worker->lookup) */
+struct ngx_http_sa_lookup_s {
+    ngx_rbtree_t               locks;         /* by token id */
+    ngx_rbtree_node_t          sentinel;
+    ngx_http_sa_verified_t    *verified;      /* what this worker verified */
+    ngx_http_sa_main_conf_t   *smcf;
+    ngx_uint_t                 exiting;
+};
+
+
 struct ngx_http_sa_lock_s {
     ngx_http_sa_id_node_t      node;          /* the token id's */
+    ngx_http_sa_lookup_t      *lookup;        /* whose lock */
     ngx_queue_t                waiters;       /* of ngx_http_sa_ctx_t */
     ngx_atomic_uint_t          epoch;         /* the cache's, at the GET */
     ngx_http_sa_usec_t         sent;          /* for metrics */
@@ -36,27 +47,41 @@ static void ngx_http_sa_lock_timeout(ngx_event_t *ev);
 static void ngx_http_sa_lock_free(ngx_http_sa_lock_t *lock);
 
 
-/* per worker: the locks by token id */
-static ngx_rbtree_t              ngx_http_sa_locks;
-static ngx_rbtree_node_t         ngx_http_sa_locks_sentinel;
-static ngx_uint_t                ngx_http_sa_exiting;
-
-
-void
-ngx_http_sa_lookup_init_process(void)
+ngx_http_sa_lookup_t *
+ngx_http_sa_lookup_init_process(ngx_cycle_t *cycle,
+    ngx_http_sa_main_conf_t *smcf)
 {
-    ngx_http_sa_exiting = 0;
+    ngx_http_sa_lookup_t  *lu;
 
-    ngx_rbtree_init(&ngx_http_sa_locks, &ngx_http_sa_locks_sentinel,
-                    ngx_http_sa_id_insert);
+    lu = ngx_pcalloc(cycle->pool, sizeof(ngx_http_sa_lookup_t));
+    if (lu == NULL) {
+        return NULL;
+    }
+
+    lu->verified = ngx_http_sa_verified_init(cycle);
+    if (lu->verified == NULL) {
+        return NULL;
+    }
+
+    lu->smcf = smcf;
+
+    ngx_rbtree_init(&lu->locks, &lu->sentinel, ngx_http_sa_id_insert);
+
+    return lu;
 }
 
 
-/* Redis' last answers, which come as the worker exits, wake nobody */
+/*
+ * Redis' last answers, which come as the worker exits, wake nobody and
+ * read nothing: what was verified can go.
+ */
 void
-ngx_http_sa_lookup_exit_process(void)
+ngx_http_sa_lookup_exit_process(ngx_http_sa_lookup_t *lu)
 {
-    ngx_http_sa_exiting = 1;
+    lu->exiting = 1;
+
+    ngx_http_sa_verified_exit(lu->verified);
+    lu->verified = NULL;
 }
 
 
@@ -74,9 +99,9 @@ ngx_http_sa_lookup_leave(ngx_http_sa_ctx_t *ctx)
 /* locks */
 
 static ngx_http_sa_lock_t *
-ngx_http_sa_lock_find(u_char *id)
+ngx_http_sa_lock_find(ngx_http_sa_lookup_t *lu, u_char *id)
 {
-    return (ngx_http_sa_lock_t *) ngx_http_sa_id_find(&ngx_http_sa_locks, id);
+    return (ngx_http_sa_lock_t *) ngx_http_sa_id_find(&lu->locks, id);
 }
 
 
@@ -85,7 +110,7 @@ static void
 ngx_http_sa_lock_detach(ngx_http_sa_lock_t *lock)
 {
     if (lock->in_tree) {
-        ngx_rbtree_delete(&ngx_http_sa_locks, &lock->node.node);
+        ngx_rbtree_delete(&lock->lookup->locks, &lock->node.node);
         lock->in_tree = 0;
     }
 }
@@ -125,13 +150,14 @@ ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
     ngx_http_sa_id_set(&lock->node, ctx->id);
     ngx_queue_init(&lock->waiters);
+    lock->lookup = smcf->worker->lookup;
 
     lock->timer.handler = ngx_http_sa_lock_timeout;
     lock->timer.data = lock;
     lock->timer.log = ngx_cycle->log;
     ngx_add_timer(&lock->timer, smcf->timeout);
 
-    ngx_rbtree_insert(&ngx_http_sa_locks, &lock->node.node);
+    ngx_rbtree_insert(&lock->lookup->locks, &lock->node.node);
     lock->in_tree = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -152,7 +178,7 @@ ngx_http_sa_lookup(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 {
     ngx_http_sa_lock_t  *lock;
 
-    lock = ngx_http_sa_lock_find(ctx->id);
+    lock = ngx_http_sa_lock_find(smcf->worker->lookup, ctx->id);
 
     /*
      * A change of this token seen (by any worker) since that GET was sent:
@@ -235,15 +261,12 @@ ngx_http_sa_lock_wake(ngx_http_sa_lock_t *lock, ngx_http_sa_answer_t *a)
 static void
 ngx_http_sa_lock_timeout(ngx_event_t *ev)
 {
-    ngx_http_sa_lock_t       *lock = ev->data;
-    ngx_http_sa_answer_t      a;
-    ngx_http_sa_main_conf_t  *smcf;
-
-    smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_sa_module);
+    ngx_http_sa_lock_t    *lock = ev->data;
+    ngx_http_sa_answer_t   a;
 
     ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                   "sa: no reply from Redis within %M ms for token \"%*s\"",
-                  smcf->timeout, (size_t) SA_TOKEN_ID_LEN, lock->node.id);
+                  lock->lookup->smcf->timeout, (size_t) SA_TOKEN_ID_LEN, lock->node.id);
 
     ngx_memzero(&a, sizeof(ngx_http_sa_answer_t));
     a.status = NGX_HTTP_SA_UNAVAILABLE;
@@ -319,7 +342,7 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, ngx_int_t rc,
         return;
     }
 
-    smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_sa_module);
+    smcf = lock->lookup->smcf;
 
     if (rc == NGX_DECLINED) {
         a->status = NGX_HTTP_SA_UNKNOWN;
@@ -338,7 +361,8 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, ngx_int_t rc,
 
     sa_envelope_digest((char *) value->data, value->len, digest);
 
-    a->record = ngx_http_sa_verified_find(lock->node.id, digest);
+    a->record = ngx_http_sa_verified_find(lock->lookup->verified,
+                                          lock->node.id, digest);
 
     if (a->record != NULL) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
@@ -362,7 +386,8 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, ngx_int_t rc,
             return;
         }
 
-        if (ngx_http_sa_verified_remember(lock->node.id, digest, a->record)
+        if (ngx_http_sa_verified_remember(lock->lookup->verified,
+                                          lock->node.id, digest, a->record)
             == NGX_DECLINED)
         {
             ngx_http_sa_refuse_older(a);
@@ -394,7 +419,7 @@ ngx_http_sa_lock_reply(void *data, ngx_int_t rc, ngx_str_t *value)
         ngx_http_sa_metrics_latency(ngx_http_sa_metrics_usec() - lock->sent);
     }
 
-    if (lock->done || ngx_http_sa_exiting) {
+    if (lock->done || lock->lookup->exiting) {
         /* timed out earlier, or the worker is going away */
         ngx_http_sa_lock_free(lock);
         return;

@@ -9,8 +9,10 @@
 #include "ngx_http_sa_module.h"
 
 
-void ngx_http_sa_lookup_init_process(void);
-void ngx_http_sa_lookup_exit_process(void);
+/* the worker's part, or NULL */
+ngx_http_sa_lookup_t *ngx_http_sa_lookup_init_process(ngx_cycle_t *cycle,
+    ngx_http_sa_main_conf_t *smcf);
+void ngx_http_sa_lookup_exit_process(ngx_http_sa_lookup_t *lu);
 
 /*
  * NGX_AGAIN: waiting; ctx->answer is set, ctx->answered raised and

@@ -849,6 +849,11 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
 
     ngx_http_sa_metrics_init_process();
 
+    smcf->worker = ngx_pcalloc(cycle->pool, sizeof(ngx_http_sa_worker_t));
+    if (smcf->worker == NULL) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_sa_handler_init_process(cycle, smcf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -943,9 +948,9 @@ ngx_http_sa_exit_process(ngx_cycle_t *cycle)
 
     smcf = ngx_http_sa_cycle_main_conf(cycle);
 
-    if (smcf != NULL && smcf->used) {
-        ngx_http_sa_handler_exit_process();
+    /* only a worker has its part (ngx_http_sa_init_process) */
+    if (smcf != NULL && smcf->worker != NULL) {
+        ngx_http_sa_handler_exit_process(smcf);
         ngx_http_sa_redis_exit_process(cycle);
-        ngx_http_sa_verified_exit();
     }
 }

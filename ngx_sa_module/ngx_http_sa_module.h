@@ -38,6 +38,22 @@
                                  + sizeof(SA_KEY_USED) - 1)
 
 
+/*
+ * What one worker process owns (tables, locks, connections, timers): made
+ * from the cycle pool by init_process and hung on the main conf, of which
+ * every worker has its own copy once forked.  Each part is private to the
+ * file named; what runs later (timers, Redis callbacks, connections)
+ * reaches its part through its data pointer.  The zones hold what workers
+ * share.
+ */
+typedef struct ngx_http_sa_lookup_s   ngx_http_sa_lookup_t;
+typedef struct ngx_http_sa_effects_s  ngx_http_sa_effects_t;
+
+typedef struct {
+    ngx_http_sa_lookup_t      *lookup;        /* ngx_http_sa_lookup.c */
+    ngx_http_sa_effects_t     *effects;       /* ngx_http_sa_effects.c */
+} ngx_http_sa_worker_t;
+
 
 typedef struct {
     ngx_http_sa_redis_conf_t  *redis;
@@ -51,6 +67,7 @@ typedef struct {
     ngx_flag_t                 metrics;       /* some sa_metrics */
     ngx_http_sa_cache_t       *cache;
     ngx_int_t                  authorization_variable;   /* its index */
+    ngx_http_sa_worker_t      *worker;        /* set in the worker */
 } ngx_http_sa_main_conf_t;
 
 
@@ -162,7 +179,7 @@ ngx_int_t ngx_http_sa_access_last(ngx_http_request_t *r);
 ngx_http_sa_ctx_t *ngx_http_sa_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf);
-void ngx_http_sa_handler_exit_process(void);
+void ngx_http_sa_handler_exit_process(ngx_http_sa_main_conf_t *smcf);
 
 typedef enum {
     NGX_HTTP_SA_FRESH = 0,

@@ -26,59 +26,65 @@ typedef struct {
 } ngx_http_sa_verified_slot_t;
 
 
-static ngx_http_sa_verified_slot_t  *ngx_http_sa_verified;
-static u_char  ngx_http_sa_verified_key[crypto_shorthash_KEYBYTES];
+struct ngx_http_sa_verified_s {
+    ngx_http_sa_verified_slot_t  *slots;     /* ngx_calloc()ed */
+    u_char                        key[crypto_shorthash_KEYBYTES];
+};
 
 
-
-ngx_int_t
+ngx_http_sa_verified_t *
 ngx_http_sa_verified_init(ngx_cycle_t *cycle)
 {
-    randombytes_buf(ngx_http_sa_verified_key,
-                    sizeof(ngx_http_sa_verified_key));
+    ngx_http_sa_verified_t  *v;
 
-    ngx_http_sa_verified = ngx_calloc(NGX_HTTP_SA_VERIFIED_SETS
-                                      * NGX_HTTP_SA_VERIFIED_WAYS
-                                      * sizeof(ngx_http_sa_verified_slot_t),
-                                      cycle->log);
+    v = ngx_pcalloc(cycle->pool, sizeof(ngx_http_sa_verified_t));
+    if (v == NULL) {
+        return NULL;
+    }
 
-    return ngx_http_sa_verified ? NGX_OK : NGX_ERROR;
+    randombytes_buf(v->key, sizeof(v->key));
+
+    v->slots = ngx_calloc(NGX_HTTP_SA_VERIFIED_SETS
+                          * NGX_HTTP_SA_VERIFIED_WAYS
+                          * sizeof(ngx_http_sa_verified_slot_t),
+                          cycle->log);
+
+    return v->slots ? v : NULL;
 }
 
 
 void
-ngx_http_sa_verified_exit(void)
+ngx_http_sa_verified_exit(ngx_http_sa_verified_t *v)
 {
     ngx_uint_t  i;
 
-    if (ngx_http_sa_verified == NULL) {
+    if (v == NULL || v->slots == NULL) {
         return;
     }
 
     for (i = 0; i < NGX_HTTP_SA_VERIFIED_SETS * NGX_HTTP_SA_VERIFIED_WAYS;
          i++)
     {
-        if (ngx_http_sa_verified[i].rec) {
-            ngx_free(ngx_http_sa_verified[i].rec);
+        if (v->slots[i].rec) {
+            ngx_free(v->slots[i].rec);
         }
     }
 
-    ngx_free(ngx_http_sa_verified);
-    ngx_http_sa_verified = NULL;
+    ngx_free(v->slots);
+    v->slots = NULL;
 }
 
 
 /* the first slot of the id's set */
 static ngx_http_sa_verified_slot_t *
-ngx_http_sa_verified_set(u_char *id)
+ngx_http_sa_verified_set(ngx_http_sa_verified_t *v, u_char *id)
 {
     uint64_t  h;
 
-    (void) crypto_shorthash((u_char *) &h, id, SA_TOKEN_ID_LEN,
-                            ngx_http_sa_verified_key);
+    (void) crypto_shorthash((u_char *) &h, id, SA_TOKEN_ID_LEN, v->key);
 
-    return &ngx_http_sa_verified[(h % NGX_HTTP_SA_VERIFIED_SETS)
-                                 * NGX_HTTP_SA_VERIFIED_WAYS];
+    return &v->slots[(h % NGX_HTTP_SA_VERIFIED_SETS)
+                     * NGX_HTTP_SA_VERIFIED_WAYS];
 }
 
 
@@ -99,15 +105,16 @@ ngx_http_sa_verified_slot(ngx_http_sa_verified_slot_t *set, u_char *id)
 
 
 sa_token_record_t *
-ngx_http_sa_verified_find(u_char *id, u_char digest[SA_DIGEST_LEN])
+ngx_http_sa_verified_find(ngx_http_sa_verified_t *v, u_char *id,
+    u_char digest[SA_DIGEST_LEN])
 {
     ngx_http_sa_verified_slot_t  *slot;
 
-    if (ngx_http_sa_verified == NULL) {
+    if (v == NULL || v->slots == NULL) {
         return NULL;
     }
 
-    slot = ngx_http_sa_verified_slot(ngx_http_sa_verified_set(id), id);
+    slot = ngx_http_sa_verified_slot(ngx_http_sa_verified_set(v, id), id);
 
     if (slot == NULL || slot->rec == NULL
         || ngx_memcmp(slot->digest, digest, SA_DIGEST_LEN) != 0)
@@ -149,17 +156,17 @@ ngx_http_sa_verified_evict(ngx_http_sa_verified_slot_t *set, u_char *id)
 
 
 ngx_int_t
-ngx_http_sa_verified_remember(u_char *id, u_char digest[SA_DIGEST_LEN],
-    sa_token_record_t *rec)
+ngx_http_sa_verified_remember(ngx_http_sa_verified_t *v, u_char *id,
+    u_char digest[SA_DIGEST_LEN], sa_token_record_t *rec)
 {
     void                         *copy;
     ngx_http_sa_verified_slot_t  *set, *slot;
 
-    if (ngx_http_sa_verified == NULL) {
+    if (v == NULL || v->slots == NULL) {
         return NGX_OK;
     }
 
-    set = ngx_http_sa_verified_set(id);
+    set = ngx_http_sa_verified_set(v, id);
     slot = ngx_http_sa_verified_slot(set, id);
 
     if (slot == NULL) {

@@ -18,18 +18,23 @@
 #include "sa_record.h"
 
 
-ngx_int_t ngx_http_sa_verified_init(ngx_cycle_t *cycle);
-void ngx_http_sa_verified_exit(void);
+/* a worker's table, owned by its lookup (ngx_http_sa_lookup.c) */
+typedef struct ngx_http_sa_verified_s  ngx_http_sa_verified_t;
+
+
+/* NULL: no memory */
+ngx_http_sa_verified_t *ngx_http_sa_verified_init(ngx_cycle_t *cycle);
+void ngx_http_sa_verified_exit(ngx_http_sa_verified_t *v);
 
 /* the record of exactly these envelope bytes, if they verified before */
-sa_token_record_t *ngx_http_sa_verified_find(u_char *id,
-    u_char digest[SA_DIGEST_LEN]);
+sa_token_record_t *ngx_http_sa_verified_find(ngx_http_sa_verified_t *v,
+    u_char *id, u_char digest[SA_DIGEST_LEN]);
 
 /*
  * Remembers a record that just verified.  NGX_DECLINED: a newer version
  * of this token was seen, the record is a replay and must be refused.
  */
-ngx_int_t ngx_http_sa_verified_remember(u_char *id,
-    u_char digest[SA_DIGEST_LEN], sa_token_record_t *rec);
+ngx_int_t ngx_http_sa_verified_remember(ngx_http_sa_verified_t *v,
+    u_char *id, u_char digest[SA_DIGEST_LEN], sa_token_record_t *rec);
 
 #endif /* NGX_HTTP_SA_VERIFIED_H */
