@@ -387,10 +387,10 @@ ngx_http_sa_cache_stamp(ngx_http_sa_cache_t *cache, u_char *id)
 }
 
 
-void
-ngx_http_sa_cache_count_entries(ngx_http_sa_cache_t *cache)
+ngx_atomic_uint_t
+ngx_http_sa_cache_entries(ngx_http_sa_cache_t *cache)
 {
-    ngx_http_sa_metrics_entries(&cache->sh->entries);
+    return cache->sh->entries;
 }
 
 

@@ -145,7 +145,7 @@ void ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id,
     uint64_t version);
 
 /* the zone's entry count is what the sa_cache_entries gauge shows */
-void ngx_http_sa_cache_count_entries(ngx_http_sa_cache_t *cache);
+ngx_atomic_uint_t ngx_http_sa_cache_entries(ngx_http_sa_cache_t *cache);
 
 /* invalidations may have been lost: the same for every token */
 void ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache);

@@ -176,7 +176,8 @@ ngx_http_sa_report_denied(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "sa: token.denied reported for application \"%V\"", &app);
 
-    (void) ngx_http_sa_redis_command(13, argv, argvlen, NULL, NULL);
+    (void) ngx_http_sa_redis_command(smcf->worker->redis, 13, argv, argvlen,
+                                     NULL, NULL);
 }
 
 
@@ -206,5 +207,6 @@ ngx_http_sa_record_use(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     argv[2] = (const char *) now_text;
     argvlen[2] = ngx_sprintf(now_text, "%T", now) - now_text;
 
-    (void) ngx_http_sa_redis_command(3, argv, argvlen, NULL, NULL);
+    (void) ngx_http_sa_redis_command(smcf->worker->redis, 3, argv, argvlen,
+                                     NULL, NULL);
 }

@@ -39,7 +39,7 @@ static ngx_int_t ngx_http_sa_start(ngx_http_request_t *r,
 static ngx_int_t ngx_http_sa_malformed(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, sa_bearer_err_t berr, sa_token_err_t terr);
 static ngx_int_t ngx_http_sa_cached(ngx_http_request_t *r,
-    ngx_http_sa_ctx_t *ctx, ngx_http_sa_cache_t *cache,
+    ngx_http_sa_ctx_t *ctx, ngx_http_sa_main_conf_t *smcf,
     const u_char *token);
 static void ngx_http_sa_wait_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_sa_judge(ngx_http_request_t *r,
@@ -63,10 +63,6 @@ ngx_int_t
 ngx_http_sa_handler_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_main_conf_t *smcf)
 {
-    if (smcf->cache) {
-        ngx_http_sa_cache_count_entries(smcf->cache);
-    }
-
     smcf->worker->lookup = ngx_http_sa_lookup_init_process(cycle, smcf);
     if (smcf->worker->lookup == NULL) {
         return NGX_ERROR;
@@ -456,7 +452,7 @@ ngx_http_sa_start(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
     if (smcf->cache) {
-        rc = ngx_http_sa_cached(r, ctx, smcf->cache, token);
+        rc = ngx_http_sa_cached(r, ctx, smcf, token);
         if (rc != NGX_DECLINED) {
             return rc;
         }
@@ -496,14 +492,16 @@ ngx_http_sa_malformed(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
  */
 static ngx_int_t
 ngx_http_sa_cached(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
-    ngx_http_sa_cache_t *cache, const u_char *token)
+    ngx_http_sa_main_conf_t *smcf, const u_char *token)
 {
+    ngx_http_sa_cache_t        *cache = smcf->cache;
+
     ngx_uint_t                  use_due;
     sa_token_record_t          *rec;
     ngx_http_sa_loc_conf_t     *slcf;
     ngx_http_sa_cache_proof_t   proof;
 
-    if (!ngx_http_sa_redis_subscriber_fresh()) {
+    if (!ngx_http_sa_redis_subscriber_fresh(smcf->worker->redis)) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "sa: subscriber not proven alive, no cache hit");
         ngx_http_sa_metrics_count(NGX_HTTP_SA_M_CACHE_MISS);

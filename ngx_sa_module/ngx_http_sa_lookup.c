@@ -140,8 +140,8 @@ ngx_http_sa_lock_create(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     argvlen[1] = ngx_http_sa_key(key, &smcf->prefix, SA_KEY_TOKEN, ctx->id, 0)
                  - key;
 
-    if (ngx_http_sa_redis_command(2, argv, argvlen, ngx_http_sa_lock_reply,
-                                  lock)
+    if (ngx_http_sa_redis_command(smcf->worker->redis, 2, argv, argvlen,
+                                  ngx_http_sa_lock_reply, lock)
         != NGX_OK)
     {
         ngx_free(lock);

@@ -41,9 +41,12 @@ typedef struct {
 } ngx_http_sa_metrics_sh_t;
 
 
-static ngx_shm_zone_t            *ngx_http_sa_metrics_zone;
+/*
+ * The zone's address, the same in every process once the zone is made:
+ * counters are bumped through it as nginx's own ngx_stat_* are, from
+ * wherever something happens, with nothing to pass along.
+ */
 static ngx_http_sa_metrics_sh_t  *ngx_http_sa_metrics_sh;
-static ngx_atomic_t              *ngx_http_sa_metrics_cache_entries;
 
 
 static ngx_int_t
@@ -82,16 +85,15 @@ ngx_http_sa_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 ngx_int_t
 ngx_http_sa_metrics_conf(ngx_conf_t *cf, void *tag)
 {
-    ngx_str_t  name = ngx_string("sa_metrics");
+    ngx_str_t        name = ngx_string("sa_metrics");
+    ngx_shm_zone_t  *zone;
 
-    ngx_http_sa_metrics_zone = ngx_shared_memory_add(cf, &name,
-                                                     NGX_HTTP_SA_METRICS_SIZE,
-                                                     tag);
-    if (ngx_http_sa_metrics_zone == NULL) {
+    zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_SA_METRICS_SIZE, tag);
+    if (zone == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_sa_metrics_zone->init = ngx_http_sa_metrics_init_zone;
+    zone->init = ngx_http_sa_metrics_init_zone;
 
     return NGX_OK;
 }
@@ -183,13 +185,6 @@ ngx_http_sa_metrics_subscribed(ngx_uint_t up)
 }
 
 
-void
-ngx_http_sa_metrics_entries(ngx_atomic_t *entries)
-{
-    ngx_http_sa_metrics_cache_entries = entries;
-}
-
-
 ngx_http_sa_usec_t
 ngx_http_sa_metrics_usec(void)
 {
@@ -226,7 +221,7 @@ ngx_http_sa_metrics_subscribers(void)
 static u_char *
 ngx_http_sa_metrics_text(u_char *p, ngx_atomic_uint_t *req,
     ngx_atomic_uint_t *cnt, ngx_atomic_uint_t *lat, ngx_atomic_uint_t usec,
-    ngx_uint_t cached)
+    ngx_http_sa_cache_t *cache)
 {
     ngx_uint_t         i;
     ngx_atomic_uint_t  cumulative;
@@ -238,7 +233,7 @@ ngx_http_sa_metrics_text(u_char *p, ngx_atomic_uint_t *req,
                         &ngx_http_sa_statuses[i].name, req[i]);
     }
 
-    if (cached) {
+    if (cache) {
         p = ngx_sprintf(p,
                 NGX_HTTP_SA_METRIC("Lookups answered by sa_cache.", "counter",
                                    "sa_cache_hits_total")
@@ -253,8 +248,7 @@ ngx_http_sa_metrics_text(u_char *p, ngx_atomic_uint_t *req,
                                    "counter", "sa_cache_evictions_total")
                 "sa_cache_evictions_total %uA\n",
                 cnt[NGX_HTTP_SA_M_CACHE_HIT], cnt[NGX_HTTP_SA_M_CACHE_MISS],
-                ngx_http_sa_metrics_cache_entries
-                ? *ngx_http_sa_metrics_cache_entries : 0,
+                ngx_http_sa_cache_entries(cache),
                 cnt[NGX_HTTP_SA_M_CACHE_EVICTION]);
     }
 
@@ -365,7 +359,7 @@ ngx_http_sa_metrics_handler(ngx_http_request_t *r)
     }
 
     b->last = ngx_http_sa_metrics_text(b->pos, req, cnt, lat, usec,
-                                       smcf->cache != NULL);
+                                       smcf->cache);
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 

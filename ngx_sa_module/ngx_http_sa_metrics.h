@@ -48,9 +48,6 @@ void ngx_http_sa_metrics_latency(ngx_http_sa_usec_t usec);
 void ngx_http_sa_metrics_init_process(void);
 void ngx_http_sa_metrics_subscribed(ngx_uint_t up);
 
-/* the cache's entry count, for the sa_cache_entries gauge */
-void ngx_http_sa_metrics_entries(ngx_atomic_t *entries);
-
 /* now, in microseconds of the monotonic clock */
 ngx_http_sa_usec_t ngx_http_sa_metrics_usec(void);
 

@@ -813,8 +813,8 @@ ngx_http_sa_init(ngx_conf_t *cf)
 }
 
 
-static void ngx_http_sa_invalidated(u_char *data, size_t len);
-static void ngx_http_sa_subscription(ngx_uint_t up);
+static void ngx_http_sa_invalidated(void *data, u_char *msg, size_t len);
+static void ngx_http_sa_subscription(void *data, ngx_uint_t up);
 
 
 static ngx_http_sa_main_conf_t *
@@ -859,7 +859,10 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
     }
 
     if (smcf->cache == NULL) {
-        return ngx_http_sa_redis_init_process(cycle, smcf->redis, NULL);
+        smcf->worker->redis = ngx_http_sa_redis_init_process(cycle,
+                                                             smcf->redis,
+                                                             NULL);
+        return smcf->worker->redis ? NGX_OK : NGX_ERROR;
     }
 
     sub.channel.data = ngx_pnalloc(cycle->pool, NGX_HTTP_SA_KEY_MAX);
@@ -874,8 +877,11 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
     sub.heartbeat = smcf->cache->heartbeat;
     sub.on_message = ngx_http_sa_invalidated;
     sub.on_state = ngx_http_sa_subscription;
+    sub.data = smcf->cache;
 
-    return ngx_http_sa_redis_init_process(cycle, smcf->redis, &sub);
+    smcf->worker->redis = ngx_http_sa_redis_init_process(cycle, smcf->redis,
+                                                         &sub);
+    return smcf->worker->redis ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -885,16 +891,16 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
  * since 0.4).  A version that does not read as one still invalidates.
  */
 static void
-ngx_http_sa_invalidated(u_char *data, size_t len)
+ngx_http_sa_invalidated(void *data, u_char *msg, size_t len)
 {
+    ngx_http_sa_cache_t  *cache = data;
+
     u_char               *p, *end, *id, *v;
     uint64_t              version, digit;
-    ngx_http_sa_cache_t  *cache;
 
-    cache = ngx_http_sa_cycle_main_conf((ngx_cycle_t *) ngx_cycle)->cache;
-    end = data + len;
+    end = msg + len;
 
-    for (p = data; p < end; p++) {
+    for (p = msg; p < end; p++) {
         id = p;
         while (p < end && *p != ' ') {
             p++;
@@ -932,11 +938,12 @@ ngx_http_sa_invalidated(u_char *data, size_t len)
 
 /* messages may have been lost while the subscription was down */
 static void
-ngx_http_sa_subscription(ngx_uint_t up)
+ngx_http_sa_subscription(void *data, ngx_uint_t up)
 {
+    ngx_http_sa_cache_t  *cache = data;
+
     if (up) {
-        ngx_http_sa_cache_invalidate_all(
-            ngx_http_sa_cycle_main_conf((ngx_cycle_t *) ngx_cycle)->cache);
+        ngx_http_sa_cache_invalidate_all(cache);
     }
 }
 
@@ -951,6 +958,6 @@ ngx_http_sa_exit_process(ngx_cycle_t *cycle)
     /* only a worker has its part (ngx_http_sa_init_process) */
     if (smcf != NULL && smcf->worker != NULL) {
         ngx_http_sa_handler_exit_process(smcf);
-        ngx_http_sa_redis_exit_process(cycle);
+        ngx_http_sa_redis_exit_process(smcf->worker->redis);
     }
 }

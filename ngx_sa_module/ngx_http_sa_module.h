@@ -52,6 +52,7 @@ typedef struct ngx_http_sa_effects_s  ngx_http_sa_effects_t;
 typedef struct {
     ngx_http_sa_lookup_t      *lookup;        /* ngx_http_sa_lookup.c */
     ngx_http_sa_effects_t     *effects;       /* ngx_http_sa_effects.c */
+    ngx_http_sa_redis_worker_t  *redis;       /* ngx_http_sa_redis.c */
 } ngx_http_sa_worker_t;
 
 

@@ -67,6 +67,7 @@ typedef enum {
 typedef struct ngx_http_sa_redis_s  ngx_http_sa_redis_t;
 
 struct ngx_http_sa_redis_s {
+    ngx_http_sa_redis_worker_t    *worker;      /* whose connection */
     ngx_http_sa_redis_conf_t      *conf;
     ngx_http_sa_redis_addr_t      *target;      /* NULL: no master known */
     ngx_log_t                     *log;
@@ -110,6 +111,7 @@ typedef struct {
 /* a command whose reply someone waits for */
 typedef struct {
     ngx_queue_t                    queue;       /* in pending */
+    ngx_http_sa_redis_t           *rd;          /* the command connection */
     ngx_http_sa_redis_handler_pt   handler;
     void                          *data;
     char                          *cmd;         /* formatted, while pending */
@@ -131,28 +133,76 @@ static void ngx_http_sa_sentinel_lost(ngx_http_sa_redis_t *rd);
 
 
 /*
- * The worker's connections: commands, the invalidation channel, and with
- * sa_redis_sentinel the sentinel that says where the master is.
+ * A master that moves again within NGX_HTTP_SA_BACKOFF_MAX of its last move
+ * (a flapping or lying sentinel) is followed ever later, 100 ms to 5 s, and
+ * its moves are logged at most NGX_HTTP_SA_MOVES_LOGGED times in each
+ * NGX_HTTP_SA_MOVES_WINDOW.
  */
-static ngx_http_sa_redis_t  ngx_http_sa_redis;
-static ngx_http_sa_redis_t  ngx_http_sa_redis_sub;
-static ngx_http_sa_redis_t  ngx_http_sa_sentinel;
+#define NGX_HTTP_SA_MOVES_LOGGED  5
+#define NGX_HTTP_SA_MOVES_WINDOW  10000
 
-static ngx_http_sa_redis_sub_conf_t  ngx_http_sa_sub_conf;
-static ngx_str_t                     ngx_http_sa_hb_channel;
+/* where the sentinel last said the master is */
+typedef struct {
+    ngx_http_sa_redis_addr_t       addr;
+    u_char                         host[NGX_INET6_ADDRSTRLEN + 1];
+    u_char                         address[NGX_INET6_ADDRSTRLEN
+                                           + sizeof("[]:65535")];
+    ngx_msec_t                     moved;       /* the last move */
+    ngx_msec_t                     backoff;     /* 0: follow the next at
+                                                   once */
+    ngx_msec_t                     window;      /* the log window's start */
+    ngx_uint_t                     logged;      /* lines in that window */
+    ngx_uint_t                     unlogged;    /* moves since the last
+                                                   line */
+    unsigned                       has_moved:1;
+    unsigned                       has_window:1;
+} ngx_http_sa_redis_master_t;
+
 
 /*
+ * The worker's part (smcf->worker->redis): its connections, commands, the
+ * invalidation channel, and with sa_redis_sentinel the sentinel that says
+ * where the master is; each connection points back to it (rd->worker),
+ * and its timers and posted events carry it in ev->data.
+ *
  * Heartbeats: the worker publishes its own clock on a channel of its own
  * through the command connection, and the subscriber must hear it.  Redis
  * delivers messages to a subscriber in the order they were published, so a
  * heartbeat sent at T that came back proves that every invalidation
  * published before T has been read.
+ *
+ * The subscriber is read at most once per event loop iteration
+ * (sub_polled): every request of one epoll batch was ready before anything
+ * that arrives while the batch is handled.  The flag is cleared by an event
+ * posted at the first look, which nginx runs after the batch.
  */
-static ngx_event_t  ngx_http_sa_hb_timer;
-static ngx_msec_t   ngx_http_sa_hb_proven;     /* sent at, newest heard */
-static ngx_msec_t   ngx_http_sa_hb_delivered;  /* sent at, newest Redis
-                                                  delivered to a subscriber */
-static ngx_msec_t   ngx_http_sa_hb_since;      /* this subscription's start */
+struct ngx_http_sa_redis_worker_s {
+    ngx_http_sa_redis_t            cmd;
+    ngx_http_sa_redis_t            sub;
+    ngx_http_sa_redis_t            sentinel;
+
+    ngx_http_sa_redis_sub_conf_t   sub_conf;
+    ngx_str_t                      hb_channel;
+    ngx_event_t                    hb_timer;
+    ngx_msec_t                     hb_proven;     /* sent at, newest heard */
+    ngx_msec_t                     hb_delivered;  /* sent at, newest Redis
+                                                     delivered to a
+                                                     subscriber */
+    ngx_msec_t                     hb_since;      /* this subscription's
+                                                     start */
+    ngx_uint_t                     sub_polled;
+    ngx_event_t                    sub_poll_reset;
+
+    ngx_uint_t                     sentinel_index;
+    ngx_http_sa_redis_master_t     master;
+};
+
+
+/* a heartbeat on its way: when it was sent, by whom */
+typedef struct {
+    ngx_http_sa_redis_worker_t    *worker;
+    ngx_msec_t                     sent;
+} ngx_http_sa_redis_hb_t;
 
 
 /* hiredis event hooks */
@@ -767,7 +817,7 @@ ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     /* the subscriber still has to subscribe, within the same deadline */
-    if (rd == &ngx_http_sa_redis_sub) {
+    if (rd == &rd->worker->sub) {
         ngx_http_sa_redis_subscribe(rd);
 
     } else {
@@ -861,7 +911,7 @@ ngx_http_sa_redis_attach(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
 static void
 ngx_http_sa_redis_failed(ngx_http_sa_redis_t *rd)
 {
-    if (rd == &ngx_http_sa_sentinel) {
+    if (rd == &rd->worker->sentinel) {
         ngx_http_sa_sentinel_lost(rd);
 
     } else {
@@ -1005,7 +1055,7 @@ static void
 ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     ngx_http_sa_redis_wait_t  *w = privdata;
-    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
+    ngx_http_sa_redis_t       *rd = w->rd;
 
     /* NULL: the context is being freed, the cleanup resets the count */
     if (reply != NULL && rd->outstanding) {
@@ -1026,10 +1076,11 @@ ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
 
 ngx_int_t
-ngx_http_sa_redis_command(int argc, const char **argv, const size_t *argvlen,
+ngx_http_sa_redis_command(ngx_http_sa_redis_worker_t *rw, int argc,
+    const char **argv, const size_t *argvlen,
     ngx_http_sa_redis_handler_pt handler, void *data)
 {
-    ngx_http_sa_redis_t       *rd = &ngx_http_sa_redis;
+    ngx_http_sa_redis_t       *rd = &rw->cmd;
     ngx_http_sa_redis_wait_t  *w;
 
     if (rd->state == NGX_HTTP_SA_REDIS_IDLE || rd->ac == NULL
@@ -1043,6 +1094,7 @@ ngx_http_sa_redis_command(int argc, const char **argv, const size_t *argvlen,
         return NGX_DECLINED;
     }
 
+    w->rd = rd;
     w->handler = handler;
     w->data = data;
     w->cmd = NULL;
@@ -1082,11 +1134,13 @@ ngx_http_sa_redis_command(int argc, const char **argv, const size_t *argvlen,
 static void
 ngx_http_sa_redis_command_ready(ngx_http_sa_redis_t *rd)
 {
+    ngx_http_sa_redis_worker_t  *rw = rd->worker;
+
     ngx_http_sa_redis_send_pending(rd);
 
     /* the first heartbeat as soon as both connections are up */
-    if (ngx_http_sa_redis_sub.state == NGX_HTTP_SA_REDIS_READY) {
-        ngx_http_sa_redis_heartbeat(&ngx_http_sa_hb_timer);
+    if (rw->sub.state == NGX_HTTP_SA_REDIS_READY) {
+        ngx_http_sa_redis_heartbeat(&rw->hb_timer);
     }
 }
 
@@ -1094,16 +1148,17 @@ ngx_http_sa_redis_command_ready(ngx_http_sa_redis_t *rd)
 /* the subscriber: SUBSCRIBE once set up, then one callback per message */
 
 static void
-ngx_http_sa_redis_heard(u_char *data, size_t len)
+ngx_http_sa_redis_heard(ngx_http_sa_redis_worker_t *rw, u_char *data,
+    size_t len)
 {
     ngx_int_t  sent;
 
     sent = ngx_atoi(data, len);
 
     if (sent != NGX_ERROR && (ngx_msec_t) sent <= ngx_current_msec
-        && (ngx_msec_t) sent > ngx_http_sa_hb_proven)
+        && (ngx_msec_t) sent > rw->hb_proven)
     {
-        ngx_http_sa_hb_proven = (ngx_msec_t) sent;
+        rw->hb_proven = (ngx_msec_t) sent;
     }
 }
 
@@ -1111,7 +1166,8 @@ ngx_http_sa_redis_heard(u_char *data, size_t len)
 static void
 ngx_http_sa_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis_sub;
+    ngx_http_sa_redis_t         *rd = ac->ev.data;
+    ngx_http_sa_redis_worker_t  *rw = rd->worker;
     redisReply           *reply = r;
     redisReply           *kind, *channel, *payload;
 
@@ -1145,15 +1201,16 @@ ngx_http_sa_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if ((size_t) channel->len == ngx_http_sa_hb_channel.len
-        && ngx_strncmp(channel->str, ngx_http_sa_hb_channel.data,
+    if ((size_t) channel->len == rw->hb_channel.len
+        && ngx_strncmp(channel->str, rw->hb_channel.data,
                        channel->len) == 0)
     {
-        ngx_http_sa_redis_heard((u_char *) payload->str, payload->len);
+        ngx_http_sa_redis_heard(rw, (u_char *) payload->str, payload->len);
         return;
     }
 
-    ngx_http_sa_sub_conf.on_message((u_char *) payload->str, payload->len);
+    rw->sub_conf.on_message(rw->sub_conf.data, (u_char *) payload->str,
+                            payload->len);
 }
 
 
@@ -1161,15 +1218,16 @@ ngx_http_sa_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 static void
 ngx_http_sa_redis_subscribe(ngx_http_sa_redis_t *rd)
 {
-    const char  *argv[3];
-    size_t       argvlen[3];
+    const char                  *argv[3];
+    size_t                       argvlen[3];
+    ngx_http_sa_redis_worker_t  *rw = rd->worker;
 
     argv[0] = "SUBSCRIBE";
     argvlen[0] = sizeof("SUBSCRIBE") - 1;
-    argv[1] = (const char *) ngx_http_sa_sub_conf.channel.data;
-    argvlen[1] = ngx_http_sa_sub_conf.channel.len;
-    argv[2] = (const char *) ngx_http_sa_hb_channel.data;
-    argvlen[2] = ngx_http_sa_hb_channel.len;
+    argv[1] = (const char *) rw->sub_conf.channel.data;
+    argvlen[1] = rw->sub_conf.channel.len;
+    argv[2] = (const char *) rw->hb_channel.data;
+    argvlen[2] = rw->hb_channel.len;
 
     /* confirmations and messages: no reply is awaited after this one */
     if (ngx_http_sa_redis_send_argv(rd, NULL, NULL, 3, argv, argvlen)
@@ -1183,21 +1241,23 @@ ngx_http_sa_redis_subscribe(ngx_http_sa_redis_t *rd)
 static void
 ngx_http_sa_redis_sub_ready(ngx_http_sa_redis_t *rd)
 {
+    ngx_http_sa_redis_worker_t  *rw = rd->worker;
+
     ngx_log_error(NGX_LOG_INFO, rd->log, 0,
                   "sa: subscribed to \"%V\"",
-                  &ngx_http_sa_sub_conf.channel);
+                  &rw->sub_conf.channel);
 
-    ngx_http_sa_hb_proven = 0;
-    ngx_http_sa_hb_delivered = 0;
-    ngx_http_sa_hb_since = ngx_current_msec;
+    rw->hb_proven = 0;
+    rw->hb_delivered = 0;
+    rw->hb_since = ngx_current_msec;
 
     rd->subscribed_up = 1;
     ngx_http_sa_metrics_subscribed(1);
 
-    ngx_http_sa_sub_conf.on_state(1);
+    rw->sub_conf.on_state(rw->sub_conf.data, 1);
 
-    if (ngx_http_sa_redis.state == NGX_HTTP_SA_REDIS_READY) {
-        ngx_http_sa_redis_heartbeat(&ngx_http_sa_hb_timer);
+    if (rw->cmd.state == NGX_HTTP_SA_REDIS_READY) {
+        ngx_http_sa_redis_heartbeat(&rw->hb_timer);
     }
 }
 
@@ -1205,15 +1265,17 @@ ngx_http_sa_redis_sub_ready(ngx_http_sa_redis_t *rd)
 static void
 ngx_http_sa_redis_sub_lost(ngx_http_sa_redis_t *rd)
 {
-    ngx_http_sa_hb_proven = 0;
-    ngx_http_sa_hb_delivered = 0;
+    ngx_http_sa_redis_worker_t  *rw = rd->worker;
+
+    rw->hb_proven = 0;
+    rw->hb_delivered = 0;
 
     if (rd->subscribed_up) {
         rd->subscribed_up = 0;
         ngx_http_sa_metrics_subscribed(0);
     }
 
-    ngx_http_sa_sub_conf.on_state(0);
+    rw->sub_conf.on_state(rw->sub_conf.data, 0);
 }
 
 
@@ -1221,12 +1283,16 @@ ngx_http_sa_redis_sub_lost(ngx_http_sa_redis_t *rd)
 static void
 ngx_http_sa_redis_published(void *data, ngx_int_t rc, ngx_str_t *value)
 {
-    ngx_msec_t            sent = (ngx_msec_t) (uintptr_t) data;
-    ngx_http_sa_redis_t  *sub = &ngx_http_sa_redis_sub;
+    ngx_http_sa_redis_hb_t      *hb = data;
+    ngx_msec_t                   sent = hb->sent;
+    ngx_http_sa_redis_worker_t  *rw = hb->worker;
+    ngx_http_sa_redis_t         *sub = &rw->sub;
+
+    ngx_free(hb);
 
     /* no answer, an error (logged), or about an earlier subscription */
     if (rc != NGX_OK || sub->state != NGX_HTTP_SA_REDIS_READY
-        || sent < ngx_http_sa_hb_since || sent < ngx_http_sa_hb_delivered)
+        || sent < rw->hb_since || sent < rw->hb_delivered)
     {
         return;
     }
@@ -1237,28 +1303,30 @@ ngx_http_sa_redis_published(void *data, ngx_int_t rc, ngx_str_t *value)
         return;
     }
 
-    ngx_http_sa_hb_delivered = sent;
+    rw->hb_delivered = sent;
 }
 
 
 static void
 ngx_http_sa_redis_heartbeat(ngx_event_t *ev)
 {
-    u_char                now[NGX_INT_T_LEN];
-    ngx_msec_t            heard;
-    const char           *argv[3];
-    size_t                argvlen[3];
-    ngx_http_sa_redis_t  *sub = &ngx_http_sa_redis_sub;
+    u_char                       now[NGX_INT_T_LEN];
+    ngx_msec_t                   heard;
+    const char                  *argv[3];
+    size_t                       argvlen[3];
+    ngx_http_sa_redis_hb_t      *hb;
+    ngx_http_sa_redis_worker_t  *rw = ev->data;
+    ngx_http_sa_redis_t         *sub = &rw->sub;
 
-    if (!ngx_http_sa_redis.exiting) {
+    if (!rw->cmd.exiting) {
         if (ev->timer_set) {
             ngx_del_timer(ev);
         }
-        ngx_add_timer(ev, ngx_http_sa_sub_conf.heartbeat);
+        ngx_add_timer(ev, rw->sub_conf.heartbeat);
     }
 
     if (sub->state != NGX_HTTP_SA_REDIS_READY
-        || ngx_http_sa_redis.state != NGX_HTTP_SA_REDIS_READY)
+        || rw->cmd.state != NGX_HTTP_SA_REDIS_READY)
     {
         return;
     }
@@ -1267,11 +1335,11 @@ ngx_http_sa_redis_heartbeat(ngx_event_t *ev)
      * Redis delivered heartbeats that were never heard, and nothing was
      * heard for a heartbeat and a deadline: the subscriber's link is dead.
      */
-    heard = ngx_max(ngx_http_sa_hb_proven, ngx_http_sa_hb_since);
+    heard = ngx_max(rw->hb_proven, rw->hb_since);
 
-    if (ngx_http_sa_hb_delivered > ngx_http_sa_hb_proven
+    if (rw->hb_delivered > rw->hb_proven
         && ngx_current_msec - heard
-           > ngx_http_sa_sub_conf.heartbeat + sub->stall)
+           > rw->sub_conf.heartbeat + sub->stall)
     {
         ngx_http_sa_redis_close(sub, "no heartbeat heard for %M ms",
                                 ngx_current_msec - heard);
@@ -1280,42 +1348,47 @@ ngx_http_sa_redis_heartbeat(ngx_event_t *ev)
 
     argv[0] = "PUBLISH";
     argvlen[0] = sizeof("PUBLISH") - 1;
-    argv[1] = (const char *) ngx_http_sa_hb_channel.data;
-    argvlen[1] = ngx_http_sa_hb_channel.len;
+    argv[1] = (const char *) rw->hb_channel.data;
+    argvlen[1] = rw->hb_channel.len;
     argv[2] = (const char *) now;
     argvlen[2] = ngx_sprintf(now, "%M", ngx_current_msec) - now;
 
-    (void) ngx_http_sa_redis_command(3, argv, argvlen,
-                                     ngx_http_sa_redis_published,
-                                     (void *) (uintptr_t) ngx_current_msec);
+    /* freed by the handler, which every command gets exactly once */
+    hb = ngx_alloc(sizeof(ngx_http_sa_redis_hb_t), ev->log);
+    if (hb == NULL) {
+        return;
+    }
+
+    hb->worker = rw;
+    hb->sent = ngx_current_msec;
+
+    if (ngx_http_sa_redis_command(rw, 3, argv, argvlen,
+                                  ngx_http_sa_redis_published, hb)
+        != NGX_OK)
+    {
+        ngx_free(hb);
+    }
 }
-
-
-/*
- * The subscriber is read at most once per event loop iteration: every
- * request of one epoll batch was ready before anything that arrives while
- * the batch is handled.  The flag is cleared by an event posted at the first
- * look, which nginx runs after the batch.
- */
-static ngx_uint_t   ngx_http_sa_sub_polled;
-static ngx_event_t  ngx_http_sa_sub_poll_reset;
 
 
 static void
 ngx_http_sa_redis_poll_reset(ngx_event_t *ev)
 {
-    ngx_http_sa_sub_polled = 0;
+    ngx_http_sa_redis_worker_t  *rw = ev->data;
+
+    rw->sub_polled = 0;
 }
 
 
 static void
 ngx_http_sa_redis_poll_subscriber(ngx_http_sa_redis_t *rd)
 {
-    int         n;
-    ngx_uint_t  i;
+    int                          n;
+    ngx_uint_t                   i;
+    ngx_http_sa_redis_worker_t  *rw = rd->worker;
 
-    ngx_http_sa_sub_polled = 1;
-    ngx_post_event(&ngx_http_sa_sub_poll_reset, &ngx_posted_events);
+    rw->sub_polled = 1;
+    ngx_post_event(&rw->sub_poll_reset, &ngx_posted_events);
 
     /* hiredis reads 16 KiB at a time: a long message may take several */
     for (i = 0; i < 64 && rd->state == NGX_HTTP_SA_REDIS_READY
@@ -1328,15 +1401,15 @@ ngx_http_sa_redis_poll_subscriber(ngx_http_sa_redis_t *rd)
 
 
 ngx_uint_t
-ngx_http_sa_redis_subscriber_fresh(void)
+ngx_http_sa_redis_subscriber_fresh(ngx_http_sa_redis_worker_t *rw)
 {
-    ngx_http_sa_redis_t  *rd = &ngx_http_sa_redis_sub;
+    ngx_http_sa_redis_t  *rd = &rw->sub;
 
     if (rd->state != NGX_HTTP_SA_REDIS_READY) {
         return 0;
     }
 
-    if (!ngx_http_sa_sub_polled) {
+    if (!rw->sub_polled) {
         ngx_http_sa_redis_poll_subscriber(rd);
 
         if (rd->state != NGX_HTTP_SA_REDIS_READY) {
@@ -1344,9 +1417,9 @@ ngx_http_sa_redis_subscriber_fresh(void)
         }
     }
 
-    return ngx_http_sa_hb_proven
-           && ngx_current_msec - ngx_http_sa_hb_proven
-              <= ngx_http_sa_sub_conf.heartbeat + rd->conf->timeout;
+    return rw->hb_proven
+           && ngx_current_msec - rw->hb_proven
+              <= rw->sub_conf.heartbeat + rd->conf->timeout;
 }
 
 
@@ -1358,32 +1431,6 @@ ngx_http_sa_redis_subscriber_fresh(void)
  * master, the next sentinel is asked again on a new connection: a master
  * that died may have been replaced while this sentinel was unreachable.
  */
-
-static ngx_uint_t  ngx_http_sa_sentinel_index;
-
-/*
- * A master that moves again within NGX_HTTP_SA_BACKOFF_MAX of its last move
- * (a flapping or lying sentinel) is followed ever later, 100 ms to 5 s, and
- * its moves are logged at most NGX_HTTP_SA_MOVES_LOGGED times in each
- * NGX_HTTP_SA_MOVES_WINDOW.
- */
-#define NGX_HTTP_SA_MOVES_LOGGED  5
-#define NGX_HTTP_SA_MOVES_WINDOW  10000
-
-static struct {
-    ngx_http_sa_redis_addr_t  addr;
-    u_char                    host[NGX_INET6_ADDRSTRLEN + 1];
-    u_char                    address[NGX_INET6_ADDRSTRLEN
-                                      + sizeof("[]:65535")];
-    ngx_msec_t                moved;        /* the last move */
-    ngx_msec_t                backoff;      /* 0: follow the next at once */
-    ngx_msec_t                window;       /* the log window's start */
-    ngx_uint_t                logged;       /* lines in that window */
-    ngx_uint_t                unlogged;     /* moves since the last line */
-    unsigned                  has_moved:1;
-    unsigned                  has_window:1;
-} ngx_http_sa_master;
-
 
 /* sentinels announce IP addresses; a host name would need a blocking lookup */
 static ngx_uint_t
@@ -1403,15 +1450,15 @@ ngx_http_sa_sentinel_is_ip(u_char *host, size_t len)
 
 /* how long the data connections wait before following this move */
 static ngx_msec_t
-ngx_http_sa_sentinel_follow_delay(void)
+ngx_http_sa_sentinel_follow_delay(ngx_http_sa_redis_worker_t *rw)
 {
     ngx_msec_t  b;
 
-    if (ngx_http_sa_master.has_moved
-        && ngx_current_msec - ngx_http_sa_master.moved
+    if (rw->master.has_moved
+        && ngx_current_msec - rw->master.moved
            < NGX_HTTP_SA_BACKOFF_MAX)
     {
-        b = ngx_http_sa_master.backoff;
+        b = rw->master.backoff;
         b = b ? ngx_min(b * 2, NGX_HTTP_SA_BACKOFF_MAX)
               : NGX_HTTP_SA_BACKOFF_MIN;
 
@@ -1419,9 +1466,9 @@ ngx_http_sa_sentinel_follow_delay(void)
         b = 0;
     }
 
-    ngx_http_sa_master.backoff = b;
-    ngx_http_sa_master.moved = ngx_current_msec;
-    ngx_http_sa_master.has_moved = 1;
+    rw->master.backoff = b;
+    rw->master.moved = ngx_current_msec;
+    rw->master.has_moved = 1;
 
     return b ? b / 2 + (ngx_msec_t) ngx_random() % (b / 2) : 1;
 }
@@ -1465,44 +1512,46 @@ ngx_http_sa_sentinel_redirect(ngx_http_sa_redis_t *rd, ngx_msec_t delay)
 static void
 ngx_http_sa_sentinel_log_move(ngx_http_sa_redis_t *rd, ngx_msec_t delay)
 {
-    if (!ngx_http_sa_master.has_window
-        || ngx_current_msec - ngx_http_sa_master.window
+    ngx_http_sa_redis_worker_t  *rw = rd->worker;
+
+    if (!rw->master.has_window
+        || ngx_current_msec - rw->master.window
            >= NGX_HTTP_SA_MOVES_WINDOW)
     {
-        ngx_http_sa_master.window = ngx_current_msec;
-        ngx_http_sa_master.has_window = 1;
-        ngx_http_sa_master.logged = 0;
+        rw->master.window = ngx_current_msec;
+        rw->master.has_window = 1;
+        rw->master.logged = 0;
     }
 
-    if (ngx_http_sa_master.logged == NGX_HTTP_SA_MOVES_LOGGED) {
-        ngx_http_sa_master.unlogged++;
+    if (rw->master.logged == NGX_HTTP_SA_MOVES_LOGGED) {
+        rw->master.unlogged++;
 
         ngx_log_debug3(NGX_LOG_DEBUG_EVENT, rd->log, 0,
                        "sa: sentinel %V: master at %V (not logged), "
                        "followed in %M ms", &rd->target->address,
-                       &ngx_http_sa_master.addr.address, delay);
+                       &rw->master.addr.address, delay);
         return;
     }
 
-    ngx_http_sa_master.logged++;
+    rw->master.logged++;
 
-    if (ngx_http_sa_master.unlogged || delay > 1) {
+    if (rw->master.unlogged || delay > 1) {
         ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
                       "sa: sentinel %V: master \"%V\" is at %V "
                       "(it moves often: followed in %M ms; "
                       "%ui moves not logged)",
                       &rd->target->address, &rd->conf->master,
-                      &ngx_http_sa_master.addr.address, delay,
-                      ngx_http_sa_master.unlogged);
+                      &rw->master.addr.address, delay,
+                      rw->master.unlogged);
 
     } else {
         ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
                       "sa: sentinel %V: master \"%V\" is at %V",
                       &rd->target->address, &rd->conf->master,
-                      &ngx_http_sa_master.addr.address);
+                      &rw->master.addr.address);
     }
 
-    ngx_http_sa_master.unlogged = 0;
+    rw->master.unlogged = 0;
 }
 
 
@@ -1511,9 +1560,10 @@ static ngx_int_t
 ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
     size_t hlen, u_char *port, size_t plen)
 {
-    u_char      *p;
-    ngx_int_t    n;
-    ngx_msec_t   delay;
+    u_char                      *p;
+    ngx_int_t                    n;
+    ngx_msec_t                   delay;
+    ngx_http_sa_redis_worker_t  *rw = rd->worker;
 
     n = ngx_atoi(port, plen);
 
@@ -1528,42 +1578,42 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
         return NGX_DECLINED;
     }
 
-    if (ngx_http_sa_master.addr.port == n
-        && ngx_http_sa_master.addr.host.len == hlen
-        && ngx_strncmp(ngx_http_sa_master.host, host, hlen) == 0)
+    if (rw->master.addr.port == n
+        && rw->master.addr.host.len == hlen
+        && ngx_strncmp(rw->master.host, host, hlen) == 0)
     {
         ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
                        "sa: sentinel %V: master still at %V",
                        &rd->target->address,
-                       &ngx_http_sa_master.addr.address);
+                       &rw->master.addr.address);
         return NGX_OK;
     }
 
     /* first off the old node, whose address the messages still name */
-    delay = ngx_http_sa_sentinel_follow_delay();
-    ngx_http_sa_sentinel_redirect(&ngx_http_sa_redis, delay);
-    ngx_http_sa_sentinel_redirect(&ngx_http_sa_redis_sub, delay);
+    delay = ngx_http_sa_sentinel_follow_delay(rw);
+    ngx_http_sa_sentinel_redirect(&rw->cmd, delay);
+    ngx_http_sa_sentinel_redirect(&rw->sub, delay);
 
-    p = ngx_cpymem(ngx_http_sa_master.host, host, hlen);
+    p = ngx_cpymem(rw->master.host, host, hlen);
     *p = '\0';
 
-    ngx_http_sa_master.addr.host.data = ngx_http_sa_master.host;
-    ngx_http_sa_master.addr.host.len = hlen;
-    ngx_http_sa_master.addr.port = n;
-    ngx_http_sa_master.addr.address.data = ngx_http_sa_master.address;
-    ngx_http_sa_master.addr.address.len =
-        ngx_sprintf(ngx_http_sa_master.address,
+    rw->master.addr.host.data = rw->master.host;
+    rw->master.addr.host.len = hlen;
+    rw->master.addr.port = n;
+    rw->master.addr.address.data = rw->master.address;
+    rw->master.addr.address.len =
+        ngx_sprintf(rw->master.address,
                     ngx_strlchr(host, host + hlen, ':') ? "[%*s]:%i"
                                                         : "%*s:%i",
                     hlen, host, n)
-        - ngx_http_sa_master.address;
+        - rw->master.address;
 
     ngx_http_sa_sentinel_log_move(rd, delay);
 
-    ngx_http_sa_redis.target = &ngx_http_sa_master.addr;
+    rw->cmd.target = &rw->master.addr;
 
-    if (ngx_http_sa_redis_sub.conf) {
-        ngx_http_sa_redis_sub.target = &ngx_http_sa_master.addr;
+    if (rw->sub.conf) {
+        rw->sub.target = &rw->master.addr;
     }
 
     return NGX_OK;
@@ -1575,7 +1625,7 @@ static void
 ngx_http_sa_sentinel_master_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
-    ngx_http_sa_redis_t  *rd = &ngx_http_sa_sentinel;
+    ngx_http_sa_redis_t  *rd = ac->ev.data;
     redisReply           *reply = r;
     redisReply           *host, *port;
 
@@ -1652,7 +1702,7 @@ ngx_http_sa_sentinel_switched(ngx_http_sa_redis_t *rd, u_char *p,
 static void
 ngx_http_sa_sentinel_message(redisAsyncContext *ac, void *r, void *privdata)
 {
-    ngx_http_sa_redis_t  *rd = &ngx_http_sa_sentinel;
+    ngx_http_sa_redis_t  *rd = ac->ev.data;
     redisReply           *reply = r;
     redisReply           *kind, *payload;
 
@@ -1736,12 +1786,12 @@ ngx_http_sa_sentinel_setup(ngx_http_sa_redis_t *rd)
 static void
 ngx_http_sa_sentinel_lost(ngx_http_sa_redis_t *rd)
 {
-    ngx_array_t  *sentinels = rd->conf->sentinels;
+    ngx_array_t                 *sentinels = rd->conf->sentinels;
+    ngx_http_sa_redis_worker_t  *rw = rd->worker;
 
-    ngx_http_sa_sentinel_index = (ngx_http_sa_sentinel_index + 1)
-                                 % sentinels->nelts;
+    rw->sentinel_index = (rw->sentinel_index + 1) % sentinels->nelts;
     rd->target = (ngx_http_sa_redis_addr_t *) sentinels->elts
-                 + ngx_http_sa_sentinel_index;
+                 + rw->sentinel_index;
 }
 
 
@@ -1749,7 +1799,7 @@ ngx_http_sa_sentinel_lost(ngx_http_sa_redis_t *rd)
 static void
 ngx_http_sa_sentinel_ask_again(ngx_http_sa_redis_t *rd)
 {
-    ngx_http_sa_redis_t  *sentinel = &ngx_http_sa_sentinel;
+    ngx_http_sa_redis_t  *sentinel = &rd->worker->sentinel;
 
     if (sentinel->conf == NULL || rd == sentinel) {
         return;
@@ -1766,11 +1816,11 @@ ngx_http_sa_sentinel_ask_again(ngx_http_sa_redis_t *rd)
 /* worker start and exit */
 
 static void
-ngx_http_sa_redis_start(ngx_http_sa_redis_t *rd, ngx_cycle_t *cycle,
+ngx_http_sa_redis_start(ngx_http_sa_redis_worker_t *rw,
+    ngx_http_sa_redis_t *rd, ngx_cycle_t *cycle,
     ngx_http_sa_redis_conf_t *conf, const char *role)
 {
-    ngx_memzero(rd, sizeof(ngx_http_sa_redis_t));
-
+    rd->worker = rw;
     rd->conf = conf;
     rd->target = conf->sentinels ? NULL : &conf->node;
     rd->log = cycle->log;
@@ -1794,20 +1844,20 @@ ngx_http_sa_redis_start(ngx_http_sa_redis_t *rd, ngx_cycle_t *cycle,
 
 /* <channel>:hb:<32 hex digits>, a channel only this worker listens to */
 static ngx_int_t
-ngx_http_sa_redis_hb_channel(ngx_cycle_t *cycle, ngx_str_t *channel)
+ngx_http_sa_redis_hb_channel(ngx_http_sa_redis_worker_t *rw,
+    ngx_cycle_t *cycle, ngx_str_t *channel)
 {
     u_char  *p, rnd[16];
 
     randombytes_buf(rnd, sizeof(rnd));
 
-    ngx_http_sa_hb_channel.len = channel->len + sizeof(":hb:") - 1 + 32;
-    ngx_http_sa_hb_channel.data = ngx_pnalloc(cycle->pool,
-                                              ngx_http_sa_hb_channel.len);
-    if (ngx_http_sa_hb_channel.data == NULL) {
+    rw->hb_channel.len = channel->len + sizeof(":hb:") - 1 + 32;
+    rw->hb_channel.data = ngx_pnalloc(cycle->pool, rw->hb_channel.len);
+    if (rw->hb_channel.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(ngx_http_sa_hb_channel.data, channel->data, channel->len);
+    p = ngx_cpymem(rw->hb_channel.data, channel->data, channel->len);
     p = ngx_cpymem(p, ":hb:", sizeof(":hb:") - 1);
     ngx_hex_dump(p, rnd, sizeof(rnd));
 
@@ -1815,61 +1865,65 @@ ngx_http_sa_redis_hb_channel(ngx_cycle_t *cycle, ngx_str_t *channel)
 }
 
 
-ngx_int_t
+ngx_http_sa_redis_worker_t *
 ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_redis_conf_t *conf, ngx_http_sa_redis_sub_conf_t *sub)
 {
-    ngx_http_sa_redis_start(&ngx_http_sa_redis, cycle, conf, "command");
-    ngx_http_sa_redis.ready = ngx_http_sa_redis_command_ready;
+    ngx_http_sa_redis_worker_t  *rw;
+
+    /* zeroed: no subscriber, no sentinel, no master known */
+    rw = ngx_pcalloc(cycle->pool, sizeof(ngx_http_sa_redis_worker_t));
+    if (rw == NULL) {
+        return NULL;
+    }
+
+    rw->sub.worker = rw;
+    rw->sentinel.worker = rw;
+
+    ngx_http_sa_redis_start(rw, &rw->cmd, cycle, conf, "command");
+    rw->cmd.ready = ngx_http_sa_redis_command_ready;
 
     if (sub != NULL) {
-        ngx_http_sa_sub_conf = *sub;
+        rw->sub_conf = *sub;
 
-        if (ngx_http_sa_redis_hb_channel(cycle, &sub->channel) != NGX_OK) {
-            return NGX_ERROR;
+        if (ngx_http_sa_redis_hb_channel(rw, cycle, &sub->channel)
+            != NGX_OK)
+        {
+            return NULL;
         }
 
-        ngx_http_sa_sub_poll_reset.handler = ngx_http_sa_redis_poll_reset;
-        ngx_http_sa_sub_poll_reset.log = cycle->log;
-        ngx_http_sa_sub_polled = 0;
+        rw->sub_poll_reset.handler = ngx_http_sa_redis_poll_reset;
+        rw->sub_poll_reset.data = rw;
+        rw->sub_poll_reset.log = cycle->log;
 
-        ngx_http_sa_hb_timer.handler = ngx_http_sa_redis_heartbeat;
-        ngx_http_sa_hb_timer.log = cycle->log;
-        ngx_http_sa_hb_timer.cancelable = 1;
-        ngx_http_sa_hb_proven = 0;
-        ngx_http_sa_hb_delivered = 0;
+        rw->hb_timer.handler = ngx_http_sa_redis_heartbeat;
+        rw->hb_timer.data = rw;
+        rw->hb_timer.log = cycle->log;
+        rw->hb_timer.cancelable = 1;
 
-        ngx_http_sa_redis_start(&ngx_http_sa_redis_sub, cycle, conf,
-                                "subscriber");
-        ngx_http_sa_redis_sub.ready = ngx_http_sa_redis_sub_ready;
-        ngx_http_sa_redis_sub.lost = ngx_http_sa_redis_sub_lost;
-        ngx_http_sa_redis_connect(&ngx_http_sa_redis_sub);
-
-    } else {
-        ngx_memzero(&ngx_http_sa_redis_sub, sizeof(ngx_http_sa_redis_t));
+        ngx_http_sa_redis_start(rw, &rw->sub, cycle, conf, "subscriber");
+        rw->sub.ready = ngx_http_sa_redis_sub_ready;
+        rw->sub.lost = ngx_http_sa_redis_sub_lost;
+        ngx_http_sa_redis_connect(&rw->sub);
     }
 
-    ngx_http_sa_redis_connect(&ngx_http_sa_redis);
-
-    ngx_memzero(&ngx_http_sa_sentinel, sizeof(ngx_http_sa_redis_t));
-    ngx_memzero(&ngx_http_sa_master, sizeof(ngx_http_sa_master));
+    ngx_http_sa_redis_connect(&rw->cmd);
 
     if (conf->sentinels) {
-        ngx_http_sa_redis_start(&ngx_http_sa_sentinel, cycle, conf,
-                                "sentinel");
+        ngx_http_sa_redis_start(rw, &rw->sentinel, cycle, conf, "sentinel");
 
         /* workers start at different sentinels, and go round on failure */
-        ngx_http_sa_sentinel_index = ngx_worker % conf->sentinels->nelts;
-        ngx_http_sa_sentinel.target =
+        rw->sentinel_index = ngx_worker % conf->sentinels->nelts;
+        rw->sentinel.target =
             (ngx_http_sa_redis_addr_t *) conf->sentinels->elts
-            + ngx_http_sa_sentinel_index;
-        ngx_http_sa_sentinel.setup = ngx_http_sa_sentinel_setup;
-        ngx_http_sa_sentinel.lost = ngx_http_sa_sentinel_lost;
+            + rw->sentinel_index;
+        rw->sentinel.setup = ngx_http_sa_sentinel_setup;
+        rw->sentinel.lost = ngx_http_sa_sentinel_lost;
 
-        ngx_http_sa_redis_connect(&ngx_http_sa_sentinel);
+        ngx_http_sa_redis_connect(&rw->sentinel);
     }
 
-    return NGX_OK;
+    return rw;
 }
 
 
@@ -1887,17 +1941,17 @@ ngx_http_sa_redis_stop(ngx_http_sa_redis_t *rd)
 
 
 void
-ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle)
+ngx_http_sa_redis_exit_process(ngx_http_sa_redis_worker_t *rw)
 {
-    if (ngx_http_sa_hb_timer.timer_set) {
-        ngx_del_timer(&ngx_http_sa_hb_timer);
+    if (rw->hb_timer.timer_set) {
+        ngx_del_timer(&rw->hb_timer);
     }
 
-    if (ngx_http_sa_sub_poll_reset.posted) {
-        ngx_delete_posted_event(&ngx_http_sa_sub_poll_reset);
+    if (rw->sub_poll_reset.posted) {
+        ngx_delete_posted_event(&rw->sub_poll_reset);
     }
 
-    ngx_http_sa_redis_stop(&ngx_http_sa_sentinel);
-    ngx_http_sa_redis_stop(&ngx_http_sa_redis_sub);
-    ngx_http_sa_redis_stop(&ngx_http_sa_redis);
+    ngx_http_sa_redis_stop(&rw->sentinel);
+    ngx_http_sa_redis_stop(&rw->sub);
+    ngx_http_sa_redis_stop(&rw->cmd);
 }

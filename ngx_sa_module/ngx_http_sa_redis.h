@@ -53,11 +53,15 @@ typedef struct {
 typedef void (*ngx_http_sa_redis_handler_pt)(void *data, ngx_int_t rc,
     ngx_str_t *value);
 
-/* a message of the invalidation channel: space-separated token ids */
-typedef void (*ngx_http_sa_redis_message_pt)(u_char *data, size_t len);
+/*
+ * A message of the invalidation channel (space-separated token ids), with
+ * the data of the ngx_http_sa_redis_sub_conf_t.
+ */
+typedef void (*ngx_http_sa_redis_message_pt)(void *data, u_char *msg,
+    size_t len);
 
 /* the subscription is up (1: every later change will be seen) or down */
-typedef void (*ngx_http_sa_redis_state_pt)(ngx_uint_t up);
+typedef void (*ngx_http_sa_redis_state_pt)(void *data, ngx_uint_t up);
 
 
 typedef struct {
@@ -65,13 +69,19 @@ typedef struct {
     ngx_msec_t                     heartbeat;
     ngx_http_sa_redis_message_pt   on_message;
     ngx_http_sa_redis_state_pt     on_state;
+    void                          *data;
 } ngx_http_sa_redis_sub_conf_t;
 
 
-/* sub NULL: no subscriber connection (no sa_cache) */
-ngx_int_t ngx_http_sa_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_sa_redis_conf_t *conf, ngx_http_sa_redis_sub_conf_t *sub);
-void ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle);
+/* a worker's connections, heartbeats and sentinel (ngx_http_sa_redis.c) */
+typedef struct ngx_http_sa_redis_worker_s  ngx_http_sa_redis_worker_t;
+
+
+/* sub NULL: no subscriber connection (no sa_cache).  NULL: no memory */
+ngx_http_sa_redis_worker_t *ngx_http_sa_redis_init_process(
+    ngx_cycle_t *cycle, ngx_http_sa_redis_conf_t *conf,
+    ngx_http_sa_redis_sub_conf_t *sub);
+void ngx_http_sa_redis_exit_process(ngx_http_sa_redis_worker_t *rw);
 
 /*
  * Sends a command on the command connection.  With a handler: NGX_OK, and
@@ -80,8 +90,9 @@ void ngx_http_sa_redis_exit_process(ngx_cycle_t *cycle);
  * handler the reply is ignored and nothing waits.  NGX_DECLINED: Redis is
  * unavailable now.
  */
-ngx_int_t ngx_http_sa_redis_command(int argc, const char **argv,
-    const size_t *argvlen, ngx_http_sa_redis_handler_pt handler, void *data);
+ngx_int_t ngx_http_sa_redis_command(ngx_http_sa_redis_worker_t *rw, int argc,
+    const char **argv, const size_t *argvlen,
+    ngx_http_sa_redis_handler_pt handler, void *data);
 
 /*
  * 1 while the subscriber has proven, within heartbeat + sa_redis_timeout,
@@ -90,6 +101,6 @@ ngx_int_t ngx_http_sa_redis_command(int argc, const char **argv,
  * published before the request arrived is never missed because epoll
  * reported the request first.
  */
-ngx_uint_t ngx_http_sa_redis_subscriber_fresh(void);
+ngx_uint_t ngx_http_sa_redis_subscriber_fresh(ngx_http_sa_redis_worker_t *rw);
 
 #endif /* NGX_HTTP_SA_REDIS_H */
