@@ -33,8 +33,10 @@ DEPS := nginx nginx-dev libhiredis-dev libsodium-dev libjansson-dev \
 CORE_SRCS  := $(wildcard core/*.c)
 CORE_HDRS  := $(wildcard core/*.h)
 CORE_OBJS  := $(CORE_SRCS:core/%.c=$(BUILD)/core/%.o)
-ADMIN_SRCS := $(wildcard admin-tool/*.c)
-ADMIN_HDRS := $(wildcard admin-tool/*.h)
+# admin-tool/: the shared machinery; ops/: the operations; cli/: their
+# command line (issue 22)
+ADMIN_SRCS := $(wildcard admin-tool/*.c admin-tool/ops/*.c admin-tool/cli/*.c)
+ADMIN_HDRS := $(wildcard admin-tool/*.h admin-tool/ops/*.h)
 ADMIN_OBJS := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/admin/%.o) \
               $(BUILD)/admin/lua_scripts.o
 LUA        := $(wildcard admin-tool/lua/*.lua)
@@ -115,13 +117,20 @@ $(BUILD)/tests/%: t/unit/%.c t/unit/tap.h $(CORE_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -It/unit $< $(CORE_OBJS) $(LDLIBS) -o $@
 
-# unit tests of sa-admin's pure parts (t/unit/test_notify_*.c) link with
-# sa-admin's objects, all but main(), as the fuzz targets do
+# unit tests of sa-admin's pure parts (t/unit/test_notify_*.c) and of its
+# operations (t/unit/test_ops_*.c) link with sa-admin's objects, all but
+# main(), as the fuzz targets do
 UNIT_ADMIN := $(filter-out $(BUILD)/admin/main.o,$(ADMIN_OBJS))
 ASAN_UNIT_ADMIN := $(filter-out $(BUILD)/asan/admin/main.o,$(ASAN_ADMIN))
 
 $(BUILD)/tests/test_notify_%: t/unit/test_notify_%.c t/unit/tap.h \
                               $(UNIT_ADMIN) $(CORE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -It/unit -Iadmin-tool $< $(UNIT_ADMIN) $(CORE_OBJS) \
+	    $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
+$(BUILD)/tests/test_ops_%: t/unit/test_ops_%.c t/unit/tap.h \
+                           $(UNIT_ADMIN) $(CORE_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -It/unit -Iadmin-tool $< $(UNIT_ADMIN) $(CORE_OBJS) \
 	    $(LDLIBS) $(ADMIN_LDLIBS) -o $@
@@ -153,6 +162,12 @@ $(BUILD)/asan/tests/%: t/unit/%.c t/unit/tap.h $(ASAN_CORE)
 
 $(BUILD)/asan/tests/test_notify_%: t/unit/test_notify_%.c t/unit/tap.h \
                                    $(ASAN_UNIT_ADMIN) $(ASAN_CORE)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -It/unit -Iadmin-tool $< \
+	    $(ASAN_UNIT_ADMIN) $(ASAN_CORE) $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
+$(BUILD)/asan/tests/test_ops_%: t/unit/test_ops_%.c t/unit/tap.h \
+                                $(ASAN_UNIT_ADMIN) $(ASAN_CORE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -It/unit -Iadmin-tool $< \
 	    $(ASAN_UNIT_ADMIN) $(ASAN_CORE) $(LDLIBS) $(ADMIN_LDLIBS) -o $@
@@ -247,7 +262,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -Icore -Iadmin-tool
 FUZZ_LIBSRCS := $(CORE_SRCS) admin-tool/util.c admin-tool/redis.c admin-tool/cli.c \
-                admin-tool/xalloc.c
+                admin-tool/xalloc.c admin-tool/ops/ops.c
 FUZZ_ALL     := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 

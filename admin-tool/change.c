@@ -5,6 +5,8 @@
  * and the whole attempt is made again from a fresh read.
  */
 
+#define _GNU_SOURCE     /* asprintf */
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,29 +18,46 @@
 #include "change.h"
 #include "perm.h"
 #include "records.h"
+#include "ops/ops.h"
+
+
+/*
+ * the kind of a script's error reply; *msg: its message.  Scripts raise
+ * "CODE message"; Redis itself raises e.g. "OOM ...", which is unavailable.
+ */
+static sa_err_kind_t
+sa_reply_kind(redisReply *r, const char **msg)
+{
+    static const struct { const char *code; sa_err_kind_t kind; }  codes[] = {
+        { "NOTFOUND ", SA_ERR_NOT_FOUND },
+        { "NOPERM ", SA_ERR_FORBIDDEN },
+        { "EXISTS ", SA_ERR_EXISTS },
+        { "INVALID ", SA_ERR_INPUT },
+    };
+    size_t  i, n;
+
+    for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        n = strlen(codes[i].code);
+        if (strncmp(r->str, codes[i].code, n) == 0) {
+            *msg = r->str + n;
+            return codes[i].kind;
+        }
+    }
+
+    *msg = NULL;
+    return SA_ERR_UNAVAILABLE;
+}
 
 
 int
 sa_reply_status(redisReply *r)
 {
-    static const struct { const char *code; int exit; }  codes[] = {
-        { "NOTFOUND ", SA_EXIT_NOT_FOUND },
-        { "NOPERM ", SA_EXIT_NOT_FOUND },
-        { "EXISTS ", SA_EXIT_NOT_FOUND },
-        { "INVALID ", SA_EXIT_USAGE },
-    };
-    const char  *msg = r->str;
-    size_t       i, n;
+    const char     *msg;
+    sa_err_kind_t   kind = sa_reply_kind(r, &msg);
 
-    /* scripts raise "CODE message"; Redis itself raises e.g. "OOM ..." */
-    for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-        n = strlen(codes[i].code);
-        if (strncmp(msg, codes[i].code, n) == 0) {
-            return sa_fail(codes[i].exit, "%s", msg + n);
-        }
-    }
-
-    return sa_fail(SA_EXIT_UNAVAILABLE, "Redis refused the change: %s", msg);
+    return msg != NULL ? sa_fail(sa_err_exit(kind), "%s", msg)
+                       : sa_fail(SA_EXIT_UNAVAILABLE,
+                                 "Redis refused the change: %s", r->str);
 }
 
 
@@ -82,16 +101,32 @@ sa_change_reply(sa_admin_t *sa)
 int
 sa_change_or_exit(sa_admin_t *sa, sa_script_t *script, sa_args_t *args)
 {
-    int  rc;
+    redisReply     *r;
+    const char     *msg;
+    char           *why;
+    sa_err_kind_t   kind;
 
     sa_xscript_append(sa, script, 0, args);
-    rc = sa_change_reply(sa);
+    r = sa_xredis_reply(sa);
 
-    if (rc != SA_EXIT_OK && rc != SA_CONFLICT) {
-        exit(rc);               /* sa_change_judge() said why */
+    if (r->type != REDIS_REPLY_ERROR) {
+        freeReplyObject(r);
+        return SA_EXIT_OK;
     }
 
-    return rc;
+    if (strncmp(r->str, "CONFLICT ", 9) == 0) {
+        freeReplyObject(r);
+        return SA_CONFLICT;
+    }
+
+    /* no usage line: the command line was right */
+    kind = sa_reply_kind(r, &msg);
+    if (msg == NULL && asprintf(&why, "Redis refused the change: %s", r->str)
+                       >= 0)
+    {
+        msg = why;
+    }
+    sa_die_message(kind, sa_err_exit(kind), msg ? msg : r->str, NULL);
 }
 
 
@@ -100,7 +135,7 @@ sa_change_once_or_exit(sa_admin_t *sa, sa_script_t *script, sa_args_t *args,
     const char *what)
 {
     if (sa_change_or_exit(sa, script, args) == SA_CONFLICT) {
-        sa_die(SA_EXIT_CONFLICT, "%s changed meanwhile; retry", what);
+        sa_die_kind(SA_ERR_CONFLICT, "%s changed meanwhile; retry", what);
     }
 }
 
@@ -151,6 +186,6 @@ sa_retry_or_exit(sa_admin_t *sa, sa_attempt_pt attempt, void *ctx,
     const char *what)
 {
     if (sa_retry(sa, attempt, ctx) == SA_CONFLICT) {
-        sa_die(SA_EXIT_CONFLICT, "%s kept changing; retry", what);
+        sa_die_kind(SA_ERR_CONFLICT, "%s kept changing; retry", what);
     }
 }

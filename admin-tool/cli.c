@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "sa_admin.h"
+#include "ops/ops.h"
 
 
 static void
@@ -29,17 +30,14 @@ sa_vline(const char *fmt, va_list ap)
 }
 
 
+/* through the sink of ops.h (serve), else stderr and exit(code) */
 void
 sa_die(int code, const char *fmt, ...)
 {
     va_list  ap;
 
     va_start(ap, fmt);
-    sa_vline(fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-
-    exit(code);
+    sa_vdie(sa_err_kind_of_exit(code), code, NULL, fmt, ap);
 }
 
 
@@ -63,11 +61,7 @@ sa_die_usage(sa_admin_t *sa, const char *fmt, ...)
     va_list  ap;
 
     va_start(ap, fmt);
-    sa_vline(fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nusage: sa-admin %s\n", sa->command->usage);
-
-    exit(SA_EXIT_USAGE);
+    sa_vdie(SA_ERR_INPUT, SA_EXIT_USAGE, sa->command->usage, fmt, ap);
 }
 
 
@@ -219,6 +213,7 @@ sa_dispatch(sa_admin_t *sa, const char *group, const sa_command_t *cmds,
     for (c = cmds; c->name != NULL; c++) {
         if (strcmp(argv[1], c->name) == 0) {
             sa->command = c;
+            sa_die_usage_line = c->usage;
             optind = 0;          /* glibc: restart getopt from scratch */
             c->run(sa, argc - 1, argv + 1);
             return;

@@ -8,6 +8,7 @@
 #include "scripts.h"
 #include "util.h"
 #include "xalloc.h"
+#include "ops/ops.h"
 
 
 /* the one permission a command proves (a command changes one team) */
@@ -33,7 +34,7 @@ sa_operator_or_exit(sa_admin_t *sa, const char *what)
     sa_signing_key_or_exit(sa);
 
     if (!sa_is_operator(sa)) {
-        sa_die(SA_EXIT_NOT_FOUND, "%s is an operator's decision: run "
+        sa_die_kind(SA_ERR_FORBIDDEN, "%s is an operator's decision: run "
                      "sa-admin with the signing key and without --as or "
                      "SA_ACTOR ('%s' acts here)", what, sa->actor);
     }
@@ -123,7 +124,7 @@ sa_team_load_or_exit(sa_admin_t *sa, const char *team)
 
     j = sa_team_read(sa, team, NULL, why, sizeof(why));
     if (j == NULL) {
-        sa_die(SA_EXIT_NOT_FOUND, "%s", why);
+        sa_die_kind(SA_ERR_NOT_FOUND, "%s", why);
     }
 
     return j;
@@ -252,7 +253,8 @@ sa_prove_or_exit(sa_admin_t *sa)
         sa_audit_denied(sa);
     }
     if (rc != 0) {
-        sa_die(SA_EXIT_NOT_FOUND, "%s", why);
+        sa_die_kind(rc == SA_LACKS ? SA_ERR_FORBIDDEN : SA_ERR_NOT_FOUND, "%s",
+                    why);
     }
 }
 
@@ -295,9 +297,12 @@ void
 sa_permit_or_exit(sa_admin_t *sa, const char *team, const char *perm)
 {
     char  why[512];
+    int   rc;
 
-    if (sa_permit_try(sa, team, perm, why, sizeof(why)) != 0) {
-        sa_die(SA_EXIT_NOT_FOUND, "%s", why);
+    rc = sa_permit_try(sa, team, perm, why, sizeof(why));
+    if (rc != 0) {
+        sa_die_kind(rc == SA_LACKS ? SA_ERR_FORBIDDEN : SA_ERR_NOT_FOUND, "%s",
+                    why);
     }
 }
 
@@ -338,13 +343,13 @@ sa_app_load_or_exit(sa_admin_t *sa, const char *app)
     j = sa_record_get(sa, NULL, SA_KIND_APP, app, &err);
 
     if (j == NULL && err == NULL) {
-        sa_die(SA_EXIT_NOT_FOUND, "no application '%s' (an operator "
+        sa_die_kind(SA_ERR_NOT_FOUND, "no application '%s' (an operator "
                      "creates it: 'sa-admin app create %s --team TEAM')",
                      app, app);
     }
 
     if (j == NULL) {
-        sa_die(SA_EXIT_NOT_FOUND, "the record of application '%s' is "
+        sa_die_kind(SA_ERR_NOT_FOUND, "the record of application '%s' is "
                      "refused: %s (written by something other than "
                      "sa-admin?)", app, err);
     }
@@ -411,7 +416,7 @@ sa_apps_grantable_or_exit(sa_admin_t *sa, const char *team, json_t *apps,
 
         app = sa_app_load_or_exit(sa, name);
         if (!sa_app_serves(app, team)) {
-            sa_die(SA_EXIT_NOT_FOUND, "application '%s' belongs to "
+            sa_die_kind(SA_ERR_FORBIDDEN, "application '%s' belongs to "
                          "team '%s' and is not shared with team '%s'", name,
                          json_string_value(json_object_get(app, "team")),
                          team);
@@ -442,7 +447,7 @@ sa_app_permit_or_exit(sa_admin_t *sa, json_t *app, const char *perm)
         }
     }
 
-    sa_die(SA_EXIT_NOT_FOUND, "'%s' may not act for application '%s': "
+    sa_die_kind(SA_ERR_FORBIDDEN, "'%s' may not act for application '%s': "
                  "it needs %s (or ownership) in team '%s' or in a team the "
                  "application is shared with", sa->actor,
                  json_string_value(json_object_get(app, "id")), perm, team);

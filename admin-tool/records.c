@@ -10,6 +10,7 @@
 #include "change.h"
 #include "redis.h"
 #include "util.h"
+#include "ops/ops.h"
 
 
 static uint8_t  sa_signing_key_bytes[SA_SECRETKEY_LEN];
@@ -35,16 +36,14 @@ sa_signing_key_or_exit(sa_admin_t *sa)
     }
 
     if (sa->signing_key == NULL) {
-        sa_fail(SA_EXIT_USAGE, "no signing key: use --signing-key FILE or "
-                "SA_SIGNING_KEY (see 'sa-admin key generate')");
-        exit(SA_EXIT_USAGE);
+        sa_die(SA_EXIT_USAGE, "no signing key: use --signing-key FILE or "
+               "SA_SIGNING_KEY (see 'sa-admin key generate')");
     }
 
     if (sa_key_load(sa->signing_key, SA_KEY_SIGNING, key, err,
                     sizeof(err)) != 0)
     {
-        sa_fail(SA_EXIT_USAGE, "signing key %s", err);
-        exit(SA_EXIT_USAGE);
+        sa_die(SA_EXIT_USAGE, "signing key %s", err);
     }
 
     sa_signing_key_loaded = 1;
@@ -71,8 +70,7 @@ sa_actor_or_exit(sa_admin_t *sa)
     }
 
     if (!sa_user_valid(sa->actor)) {
-        sa_fail(SA_EXIT_USAGE, "invalid user name '%s'", sa->actor);
-        exit(SA_EXIT_USAGE);
+        sa_die(SA_EXIT_USAGE, "invalid user name '%s'", sa->actor);
     }
 
     return sa->actor;
@@ -219,11 +217,11 @@ sa_record_get_or_exit(sa_admin_t *sa, sa_kind_t kind, const char *id)
     j = sa_record_get(sa, NULL, kind, id, &err);
 
     if (j == NULL && err == NULL) {
-        sa_die(SA_EXIT_NOT_FOUND, "no %s '%s'", what[kind], id);
+        sa_die_kind(SA_ERR_NOT_FOUND, "no %s '%s'", what[kind], id);
     }
 
     if (j == NULL) {
-        sa_die(SA_EXIT_NOT_FOUND, "the record of %s '%s' is refused: "
+        sa_die_kind(SA_ERR_NOT_FOUND, "the record of %s '%s' is refused: "
                      "%s (written by something other than sa-admin?)",
                      what[kind], id, err);
     }
@@ -329,12 +327,12 @@ sa_account_load_or_exit(sa_admin_t *sa, const char *ref, sa_account_t *a)
     slash = strchr(ref, '/');
     id = slash ? sa_account_id_by_name(sa, ref) : strdup(ref);
     if (id == NULL || !sa_token_id_valid(id, strlen(id))) {
-        exit(sa_fail(SA_EXIT_NOT_FOUND, "no account '%s'", ref));
+        sa_die_kind(SA_ERR_NOT_FOUND, "no account '%s'", ref);
     }
 
     r = sa_xredis_cmd(sa, "GET %s", sa_key(sa, SA_KEY_ACCOUNT, id));
     if (r->type != REDIS_REPLY_STRING) {
-        exit(sa_fail(SA_EXIT_NOT_FOUND, "no account '%s'", ref));
+        sa_die_kind(SA_ERR_NOT_FOUND, "no account '%s'", ref);
     }
 
     rc = sa_account_from_value(sa, id, r->str, r->len, a, &err);
@@ -342,9 +340,8 @@ sa_account_load_or_exit(sa_admin_t *sa, const char *ref, sa_account_t *a)
     free(id);
 
     if (rc != 0) {
-        exit(sa_fail(SA_EXIT_NOT_FOUND, "account '%s' is refused: %s "
-                     "(written by something other than sa-admin?)", ref,
-                     err));
+        sa_die_kind(SA_ERR_NOT_FOUND, "account '%s' is refused: %s (written "
+                    "by something other than sa-admin?)", ref, err);
     }
 
     /* TEAM/NAME found through the unsigned name index: it must agree */
@@ -353,10 +350,9 @@ sa_account_load_or_exit(sa_admin_t *sa, const char *ref, sa_account_t *a)
             || a->team[slash - ref] != '\0'
             || strcmp(a->name, slash + 1) != 0))
     {
-        sa_fail(SA_EXIT_NOT_FOUND, "account '%s' is refused: the name index "
-                "points at %s/%s (written by something other than "
-                "sa-admin?)", ref, a->team, a->name);
-        exit(SA_EXIT_NOT_FOUND);
+        sa_die_kind(SA_ERR_NOT_FOUND, "account '%s' is refused: the name "
+                    "index points at %s/%s (written by something other than "
+                    "sa-admin?)", ref, a->team, a->name);
     }
 }
 
@@ -399,9 +395,9 @@ sa_token_from_value_or_exit(sa_admin_t *sa, const char *tid, const char *value,
 
     rec = sa_token_open(sa, tid, value, len, &err);
     if (rec == NULL) {
-        exit(sa_fail(SA_EXIT_NOT_FOUND, "the record of token '%s' is "
-                     "refused: %s (written by something other than "
-                     "sa-admin?)", tid, err));
+        sa_die_kind(SA_ERR_NOT_FOUND, "the record of token '%s' is refused: "
+                    "%s (written by something other than sa-admin?)", tid,
+                    err);
     }
 
     return rec;

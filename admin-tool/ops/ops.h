@@ -15,6 +15,7 @@
 #ifndef SA_ADMIN_OPS_H
 #define SA_ADMIN_OPS_H
 
+#include <stdarg.h>
 #include <jansson.h>
 
 #include "sa_admin.h"
@@ -78,5 +79,58 @@ extern const sa_op_t  sa_ops[];
 void sa_in_only(json_t *in, ...);       /* field names, then NULL */
 const char *sa_in_str(json_t *in, const char *field, int required);
 json_t *sa_in_strs(json_t *in, const char *field, int required);
+
+/*
+ * Extensions (h14).  sa_in_name(): a string field valid by valid(), else
+ * SA_ERR_INPUT "invalid <what> '<value>'" (what: "team name").
+ * sa_in_list(): an array field of strings, each valid(s, len), else
+ * SA_ERR_INPUT "invalid <what> '<s>' (expected <expected>)"; returns a new
+ * array holding each value once, in order ([] when absent and optional);
+ * a string field is a list of one.
+ * sa_in_bool(): a boolean field, dflt when absent.
+ */
+const char *sa_in_name(json_t *in, const char *field, int required,
+    int (*valid)(const char *s), const char *what);
+json_t *sa_in_list(json_t *in, const char *field, int required,
+    int (*valid)(const char *s, size_t len), const char *what,
+    const char *expected);
+int sa_in_bool(json_t *in, const char *field, int dflt);
+
+/*
+ * The CLI's way to an operation: the registry's op of that name run with
+ * in (borrowed); its output (a new reference).  sa_op_via, when set (the
+ * CLI's --api mode), runs it instead of the local op.
+ */
+json_t *sa_op_call(sa_admin_t *sa, const char *name, json_t *in);
+extern json_t *(*sa_op_via)(sa_admin_t *sa, const sa_op_t *op, json_t *in);
+
+/*
+ * sa_die()'s, sa_die_usage()'s and sa_die_kind()'s common end: the sink,
+ * or the line on stderr, then "usage: sa-admin <usage>" unless usage is
+ * NULL, and exit(code).  sa_die_kind(SA_ERR_INPUT, ...) passes the running
+ * command's usage line (sa_die_usage_line, set by sa_dispatch(); NULL
+ * under serve), as a usage error of the command line does.
+ */
+SA_NORETURN void sa_die_message(sa_err_kind_t kind, int code,
+    const char *message, const char *usage);
+extern const char  *sa_die_usage_line;
+
+/* sa_die_message() of the formatted message */
+SA_NORETURN void sa_vdie(sa_err_kind_t kind, int code, const char *usage,
+    const char *fmt, va_list ap);
+
+/* the kind of an exit code of sa_die(code): 1 input, 2 not-found, ... */
+sa_err_kind_t sa_err_kind_of_exit(int code);
+
+/*
+ * The operations (ops/<group>.c; their input fields are documented above
+ * each, and the route in registry.c)
+ */
+json_t *sa_op_account_create(sa_admin_t *sa, json_t *in);
+json_t *sa_op_account_list(sa_admin_t *sa, json_t *in);
+json_t *sa_op_account_show(sa_admin_t *sa, json_t *in);
+json_t *sa_op_account_grant(sa_admin_t *sa, json_t *in);
+json_t *sa_op_account_ungrant(sa_admin_t *sa, json_t *in);
+json_t *sa_op_account_delete(sa_admin_t *sa, json_t *in);
 
 #endif /* SA_ADMIN_OPS_H */

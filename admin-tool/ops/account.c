@@ -1,10 +1,10 @@
 /*
- * sa-admin account: service accounts.  An account belongs to a team, has
- * application grants and tokens, and no email or password of its own: its
- * address <id>@<team>.sa.invalid can never receive mail.
+ * sa-admin account: the operations on service accounts (ops.h).  An
+ * account belongs to a team, has application grants and tokens, and no
+ * email or password of its own: its address <id>@<team>.sa.invalid can
+ * never receive mail.
  */
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,95 +16,13 @@
 #include "redis.h"
 #include "scripts.h"
 #include "util.h"
+#include "ops.h"
 
 #define SA_LIST_BATCH  1000
 
-static void sa_account_create(sa_admin_t *sa, int argc, char **argv);
-static void sa_account_list(sa_admin_t *sa, int argc, char **argv);
-static void sa_account_show(sa_admin_t *sa, int argc, char **argv);
-static void sa_account_grant(sa_admin_t *sa, int argc, char **argv);
-static void sa_account_ungrant(sa_admin_t *sa, int argc, char **argv);
-static void sa_account_delete(sa_admin_t *sa, int argc, char **argv);
-
-#define SA_ACCOUNT_REF                                                       \
-    "ACCOUNT is an account id or TEAM/NAME.\n"
-
-static const sa_command_t  commands[] = {
-    { "create", sa_account_create, "account create TEAM NAME [--app APP]...",
-      "Creates a service account in TEAM (needs service_accounts:create),\n"
-      "granted the given applications ('*' for all).  NAME:\n"
-      "[a-z0-9][a-z0-9_.-]*, unique in the team.\n" },
-    { "list", sa_account_list, "account list TEAM",
-      "Lists the accounts of TEAM.\n" },
-    { "show", sa_account_show, "account show ACCOUNT",
-      "Shows one account.  " SA_ACCOUNT_REF },
-    { "grant", sa_account_grant, "account grant ACCOUNT --app APP...",
-      "Adds application grants (needs service_accounts:create).  Every\n"
-      "token of the account sees them on its next request.  "
-      SA_ACCOUNT_REF },
-    { "ungrant", sa_account_ungrant, "account ungrant ACCOUNT --app APP...",
-      "Removes application grants (needs service_accounts:create), at once\n"
-      "for every token of the account.  " SA_ACCOUNT_REF },
-    { "delete", sa_account_delete, "account delete ACCOUNT",
-      "Deletes an account and revokes all its tokens at once (needs\n"
-      "service_accounts:delete).  " SA_ACCOUNT_REF },
-    { NULL, NULL, NULL, NULL }
-};
-
-
-void
-sa_cmd_account(sa_admin_t *sa, int argc, char **argv)
-{
-    sa_dispatch(sa, "account", commands, argc, argv);
-}
-
-
-/* parses "[--app APP]..." (into apps, each once) and want operands */
-static char **
-sa_app_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want,
-    json_t *apps)
-{
-    static const struct option  opts[] = {
-        SA_OPT_MANY("app", 'a'),
-        SA_OPTS_END
-    };
-
-    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
-        sa_json_add_valid_or_exit(sa, apps, optarg, sa_app_valid,
-                                  "application", "[A-Za-z0-9_.-], at most "
-                                  "64, or '*'");           /* --app */
-    }
-
-    return sa_operands_or_exit(sa, argc, argv, want);
-}
-
-
-static void
-sa_account_print(sa_admin_t *sa, json_t *payload, const char *verb)
-{
-    json_t  *pub = sa_account_public_json(payload);
-    char    *apps;
-
-    if (sa->json) {
-        sa_print_json(pub);
-        return;
-    }
-
-    apps = json_dumps(json_object_get(pub, "apps"), JSON_COMPACT);
-    printf("%s%s/%s  id %s  email %s  apps %s  created %s by %s\n", verb,
-           json_string_value(json_object_get(pub, "team")),
-           json_string_value(json_object_get(pub, "name")),
-           json_string_value(json_object_get(pub, "id")),
-           json_string_value(json_object_get(pub, "email")), apps,
-           json_string_value(json_object_get(pub, "created_at")),
-           json_string_value(json_object_get(pub, "created_by")));
-    free(apps);
-    json_decref(pub);
-}
-
 
 typedef struct {
-    char      **op;             /* TEAM NAME */
+    const char *op[2];          /* team, name */
     json_t     *apps;
     json_t     *payload;        /* the record written */
 } sa_create_t;
@@ -145,19 +63,32 @@ sa_account_create_once(sa_admin_t *sa, void *data)
 }
 
 
-static void
-sa_account_create(sa_admin_t *sa, int argc, char **argv)
+/* an input field naming applications, each valid, each once */
+static json_t *
+sa_in_apps(json_t *in, const char *field, int required)
 {
-    sa_create_t  c = { NULL, NULL, NULL };
+    return sa_in_list(in, field, required, sa_app_valid, "application",
+                      "[A-Za-z0-9_.-], at most 64, or '*'");
+}
 
-    c.apps = json_array();
-    c.op = sa_app_args_or_exit(sa, argc, argv, 2, c.apps);
 
-    if (!sa_name_valid(c.op[0]) || !sa_name_valid(c.op[1])) {
-        sa_die_usage(sa, "invalid %s name '%s'",
-                     sa_name_valid(c.op[0]) ? "account" : "team",
-                     sa_name_valid(c.op[0]) ? c.op[1] : c.op[0]);
-    }
+/*
+ * account.create: POST /v1/teams/{team}/accounts (201)
+ *   team   string, required: the team
+ *   name   string, required: [a-z0-9][a-z0-9_.-]*, unique in the team
+ *   apps   array of strings: applications granted ('*' for all)
+ * Needs service_accounts:create in team.  Returns the account.
+ */
+json_t *
+sa_op_account_create(sa_admin_t *sa, json_t *in)
+{
+    sa_create_t   c = { { NULL, NULL }, NULL, NULL };
+    json_t       *out;
+
+    sa_in_only(in, "team", "name", "apps", NULL);
+    c.op[0] = sa_in_name(in, "team", 1, sa_name_valid, "team name");
+    c.op[1] = sa_in_name(in, "name", 1, sa_name_valid, "account name");
+    c.apps = sa_in_apps(in, "apps", 0);
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
@@ -165,10 +96,10 @@ sa_account_create(sa_admin_t *sa, int argc, char **argv)
     sa_apps_grantable_or_exit(sa, c.op[0], c.apps, NULL);
     sa_retry_or_exit(sa, sa_account_create_once, &c, "the account id");
 
-    sa_account_print(sa, c.payload, "created ");
-
+    out = sa_account_public_json(c.payload);
     json_decref(c.payload);
     json_decref(c.apps);
+    return out;
 }
 
 
@@ -258,67 +189,61 @@ sa_sorted_by_name(json_t *arr)
 }
 
 
-static void
-sa_account_list(sa_admin_t *sa, int argc, char **argv)
+/*
+ * account.list: GET /v1/teams/{team}/accounts
+ *   team   string, required
+ * Returns the team's accounts, an array sorted by name.
+ */
+json_t *
+sa_op_account_list(sa_admin_t *sa, json_t *in)
 {
-    char        **op;
+    const char   *team;
     redisReply   *owner, *ids;
     json_t       *out;
     size_t        i;
     int           exists;
 
-    op = sa_plain_args_or_exit(sa, argc, argv, 1);
+    sa_in_only(in, "team", NULL);
+    team = sa_in_str(in, "team", 1);
 
-    owner = sa_xredis_cmd(sa, "EXISTS %s", sa_key(sa, SA_KEY_TEAM, op[0]));
+    owner = sa_xredis_cmd(sa, "EXISTS %s", sa_key(sa, SA_KEY_TEAM, team));
     exists = owner->integer == 1;
     freeReplyObject(owner);
     if (!exists) {
-        sa_die(SA_EXIT_NOT_FOUND, "team '%s' does not exist", op[0]);
+        sa_die_kind(SA_ERR_NOT_FOUND, "team '%s' does not exist", team);
     }
 
     ids = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_TEAM "%s" SA_KEY_ACCOUNTS,
-                        sa->prefix, op[0]);
+                        sa->prefix, team);
     out = json_array();
     for (i = 0; i < ids->elements; i += SA_LIST_BATCH) {
-        sa_account_batch(sa, op[0], ids, i,
+        sa_account_batch(sa, team, ids, i,
                          i + SA_LIST_BATCH < ids->elements
                          ? i + SA_LIST_BATCH : ids->elements, out);
     }
     freeReplyObject(ids);
 
-    out = sa_sorted_by_name(out);
-
-    if (sa->json) {
-        sa_print_json(out);
-        return;
-    }
-
-    printf("%-16s  %-24s  %-20s  %s\n", "ID", "NAME", "CREATED", "APPS");
-    for (i = 0; i < json_array_size(out); i++) {
-        json_t  *a = json_array_get(out, i);
-        char    *apps = json_dumps(json_object_get(a, "apps"), JSON_COMPACT);
-
-        printf("%-16s  %-24s  %-20s  %s\n",
-               json_string_value(json_object_get(a, "id")),
-               json_string_value(json_object_get(a, "name")),
-               json_string_value(json_object_get(a, "created_at")), apps);
-        free(apps);
-    }
-    json_decref(out);
+    return sa_sorted_by_name(out);
 }
 
 
-static void
-sa_account_show(sa_admin_t *sa, int argc, char **argv)
+/*
+ * account.show: GET /v1/accounts/{id}
+ *   id     string, required: an account id or TEAM/NAME
+ * Returns the account.
+ */
+json_t *
+sa_op_account_show(sa_admin_t *sa, json_t *in)
 {
-    char          **op;
-    sa_account_t    a;
+    sa_account_t   a;
+    json_t        *out;
 
-    op = sa_plain_args_or_exit(sa, argc, argv, 1);
+    sa_in_only(in, "id", NULL);
+    sa_account_load_or_exit(sa, sa_in_str(in, "id", 1), &a);
 
-    sa_account_load_or_exit(sa, op[0], &a);
-    sa_account_print(sa, a.json, "");
+    out = sa_account_public_json(a.json);
     sa_account_free(&a);
+    return out;
 }
 
 
@@ -545,73 +470,107 @@ sa_account_change_attempt(sa_admin_t *sa, void *data)
 }
 
 
-static void
-sa_account_apps(sa_admin_t *sa, int argc, char **argv, int grant)
+/* grant (apps: the applications to add) or ungrant; the account after */
+static json_t *
+sa_account_apps(sa_admin_t *sa, const char *ref, json_t *apps, int grant)
 {
     sa_account_change_t   c;
-    char                **op;
+    json_t               *out;
 
     memset(&c, 0, sizeof(c));
     c.grant = grant;
-    c.change = json_array();
+    c.change = apps;
+    c.ref = ref;
 
-    op = sa_app_args_or_exit(sa, argc, argv, 1, c.change);
-    if (json_array_size(c.change) == 0) {
-        sa_die_usage(sa, "at least one --app APP is required");
+    if (json_array_size(apps) == 0) {
+        json_decref(apps);
+        sa_die_kind(SA_ERR_INPUT, "at least one application is required");
     }
 
-    c.ref = op[0];
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
     sa_retry_or_exit(sa, sa_account_change_attempt, &c, "the account");
 
     json_object_set(c.a.json, "apps", c.apps);
     json_object_set_new(c.a.json, "version", json_integer(c.a.version + 1));
-    sa_account_print(sa, c.a.json, grant ? "granted: " : "ungranted: ");
+    out = sa_account_public_json(c.a.json);
 
     sa_account_free(&c.a);
     json_decref(c.apps);
-    json_decref(c.change);
+    json_decref(apps);
+    return out;
 }
 
 
-static void
-sa_account_grant(sa_admin_t *sa, int argc, char **argv)
+/*
+ * account.grant: POST /v1/accounts/{id}/apps
+ *   id     string, required: an account id or TEAM/NAME
+ *   apps   array of strings, required, not empty: applications to add
+ * Needs service_accounts:create.  Returns the account.
+ */
+json_t *
+sa_op_account_grant(sa_admin_t *sa, json_t *in)
 {
-    sa_account_apps(sa, argc, argv, 1);
+    const char  *ref;
+    json_t      *apps;
+
+    sa_in_only(in, "id", "apps", NULL);
+    apps = sa_in_apps(in, "apps", 1);
+    ref = sa_in_str(in, "id", 1);
+
+    return sa_account_apps(sa, ref, apps, 1);
 }
 
 
-static void
-sa_account_ungrant(sa_admin_t *sa, int argc, char **argv)
+/*
+ * account.ungrant: DELETE /v1/accounts/{id}/apps/{app}
+ *   id     string, required: an account id or TEAM/NAME
+ *   app    string: the application to remove
+ *   apps   array of strings: several at once (the CLI's --app...)
+ * One of app and apps.  Needs service_accounts:create.  Returns the
+ * account.
+ */
+json_t *
+sa_op_account_ungrant(sa_admin_t *sa, json_t *in)
 {
-    sa_account_apps(sa, argc, argv, 0);
+    const char  *ref, *one;
+    json_t      *apps;
+
+    sa_in_only(in, "id", "app", "apps", NULL);
+    one = sa_in_str(in, "app", 0);
+    if (one != NULL && json_object_get(in, "apps") != NULL) {
+        sa_die_kind(SA_ERR_INPUT, "fields 'app' and 'apps' exclude each "
+                    "other");
+    }
+    apps = sa_in_apps(in, one != NULL ? "app" : "apps", 1);
+    ref = sa_in_str(in, "id", 1);
+
+    return sa_account_apps(sa, ref, apps, 0);
 }
 
 
-static void
-sa_account_delete(sa_admin_t *sa, int argc, char **argv)
+/*
+ * account.delete: DELETE /v1/accounts/{id}
+ *   id     string, required: an account id or TEAM/NAME
+ * Needs service_accounts:delete.  Revokes every token of the account.
+ * Returns {"id", "team", "name", "deleted": true}.
+ */
+json_t *
+sa_op_account_delete(sa_admin_t *sa, json_t *in)
 {
     sa_account_change_t   c;
-    char                **op;
+    json_t               *out;
 
-    op = sa_plain_args_or_exit(sa, argc, argv, 1);
-
+    sa_in_only(in, "id", NULL);
     memset(&c, 0, sizeof(c));
-    c.ref = op[0];
+    c.ref = sa_in_str(in, "id", 1);
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
     sa_retry_or_exit(sa, sa_account_change_attempt, &c, "the account");
 
-    if (sa->json) {
-        sa_print_json(json_pack("{s:s, s:s, s:s, s:b}", "id", c.a.id,
-                                "team", c.a.team, "name", c.a.name,
-                                "deleted", 1));
-    } else {
-        printf("deleted account %s/%s (%s); its tokens are revoked\n",
-               c.a.team, c.a.name, c.a.id);
-    }
-
+    out = json_pack("{s:s, s:s, s:s, s:b}", "id", c.a.id, "team", c.a.team,
+                    "name", c.a.name, "deleted", 1);
     sa_account_free(&c.a);
+    return out;
 }

@@ -1,0 +1,197 @@
+/*
+ * sa-admin account: the command line of the account operations
+ * (ops/account.c): argv to their input, their output as text or --json.
+ */
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "records.h"
+#include "ops/ops.h"
+
+/* "[--app APP]..." into in's "apps", and want operands */
+static char **
+sa_app_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want,
+    json_t *in)
+{
+    static const struct option  opts[] = {
+        SA_OPT_MANY("app", 'a'),
+        SA_OPTS_END
+    };
+    json_t  *apps = json_array();
+
+    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
+        json_array_append_new(apps, json_string(optarg));      /* --app */
+    }
+    json_object_set_new(in, "apps", apps);
+
+    return sa_operands_or_exit(sa, argc, argv, want);
+}
+
+
+/* an account (the ops' output) as one line, or its JSON */
+static void
+sa_account_print(sa_admin_t *sa, json_t *pub, const char *verb)
+{
+    char  *apps;
+
+    if (sa->json) {
+        sa_print_json(pub);
+        return;
+    }
+
+    apps = json_dumps(json_object_get(pub, "apps"), JSON_COMPACT);
+    printf("%s%s/%s  id %s  email %s  apps %s  created %s by %s\n", verb,
+           json_string_value(json_object_get(pub, "team")),
+           json_string_value(json_object_get(pub, "name")),
+           json_string_value(json_object_get(pub, "id")),
+           json_string_value(json_object_get(pub, "email")), apps,
+           json_string_value(json_object_get(pub, "created_at")),
+           json_string_value(json_object_get(pub, "created_by")));
+    free(apps);
+    json_decref(pub);
+}
+
+
+static void
+sa_account_create(sa_admin_t *sa, int argc, char **argv)
+{
+    json_t   *in = json_object();
+    char    **op;
+
+    op = sa_app_args_or_exit(sa, argc, argv, 2, in);
+    json_object_set_new(in, "team", json_string(op[0]));
+    json_object_set_new(in, "name", json_string(op[1]));
+
+    sa_account_print(sa, sa_op_call(sa, "account.create", in), "created ");
+    json_decref(in);
+}
+
+
+static void
+sa_account_list(sa_admin_t *sa, int argc, char **argv)
+{
+    char   **op;
+    json_t  *in, *out, *a;
+    size_t   i;
+    char    *apps;
+
+    op = sa_plain_args_or_exit(sa, argc, argv, 1);
+    in = json_pack("{s:s}", "team", op[0]);
+    out = sa_op_call(sa, "account.list", in);
+    json_decref(in);
+
+    if (sa->json) {
+        sa_print_json(out);
+        return;
+    }
+
+    printf("%-16s  %-24s  %-20s  %s\n", "ID", "NAME", "CREATED", "APPS");
+    json_array_foreach(out, i, a) {
+        apps = json_dumps(json_object_get(a, "apps"), JSON_COMPACT);
+        printf("%-16s  %-24s  %-20s  %s\n",
+               json_string_value(json_object_get(a, "id")),
+               json_string_value(json_object_get(a, "name")),
+               json_string_value(json_object_get(a, "created_at")), apps);
+        free(apps);
+    }
+    json_decref(out);
+}
+
+
+/* an operation on one ACCOUNT operand without flags: its input */
+static json_t *
+sa_account_ref_in(sa_admin_t *sa, int argc, char **argv)
+{
+    char  **op = sa_plain_args_or_exit(sa, argc, argv, 1);
+
+    return json_pack("{s:s}", "id", op[0]);
+}
+
+
+static void
+sa_account_show(sa_admin_t *sa, int argc, char **argv)
+{
+    json_t  *in = sa_account_ref_in(sa, argc, argv);
+
+    sa_account_print(sa, sa_op_call(sa, "account.show", in), "");
+    json_decref(in);
+}
+
+
+/* account grant and account ungrant */
+static void
+sa_account_apps(sa_admin_t *sa, int argc, char **argv)
+{
+    json_t   *in = json_object();
+    char    **op;
+    int       grant = strcmp(sa->command->name, "grant") == 0;
+
+    op = sa_app_args_or_exit(sa, argc, argv, 1, in);
+    if (json_array_size(json_object_get(in, "apps")) == 0) {
+        sa_die_usage(sa, "at least one --app APP is required");
+    }
+    json_object_set_new(in, "id", json_string(op[0]));
+
+    sa_account_print(sa, sa_op_call(sa, grant ? "account.grant"
+                                              : "account.ungrant", in),
+                     grant ? "granted: " : "ungranted: ");
+    json_decref(in);
+}
+
+
+static void
+sa_account_delete(sa_admin_t *sa, int argc, char **argv)
+{
+    json_t  *in = sa_account_ref_in(sa, argc, argv), *out;
+
+    out = sa_op_call(sa, "account.delete", in);
+    json_decref(in);
+
+    if (sa->json) {
+        sa_print_json(out);
+        return;
+    }
+
+    printf("deleted account %s/%s (%s); its tokens are revoked\n",
+           json_string_value(json_object_get(out, "team")),
+           json_string_value(json_object_get(out, "name")),
+           json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+}
+
+
+#define SA_ACCOUNT_REF                                                       \
+    "ACCOUNT is an account id or TEAM/NAME.\n"
+
+static const sa_command_t  commands[] = {
+    { "create", sa_account_create, "account create TEAM NAME [--app APP]...",
+      "Creates a service account in TEAM (needs service_accounts:create),\n"
+      "granted the given applications ('*' for all).  NAME:\n"
+      "[a-z0-9][a-z0-9_.-]*, unique in the team.\n" },
+    { "list", sa_account_list, "account list TEAM",
+      "Lists the accounts of TEAM.\n" },
+    { "show", sa_account_show, "account show ACCOUNT",
+      "Shows one account.  " SA_ACCOUNT_REF },
+    { "grant", sa_account_apps, "account grant ACCOUNT --app APP...",
+      "Adds application grants (needs service_accounts:create).  Every\n"
+      "token of the account sees them on its next request.  "
+      SA_ACCOUNT_REF },
+    { "ungrant", sa_account_apps, "account ungrant ACCOUNT --app APP...",
+      "Removes application grants (needs service_accounts:create), at once\n"
+      "for every token of the account.  " SA_ACCOUNT_REF },
+    { "delete", sa_account_delete, "account delete ACCOUNT",
+      "Deletes an account and revokes all its tokens at once (needs\n"
+      "service_accounts:delete).  " SA_ACCOUNT_REF },
+    { NULL, NULL, NULL, NULL }
+};
+
+
+void
+sa_cmd_account(sa_admin_t *sa, int argc, char **argv)
+{
+    sa_dispatch(sa, "account", commands, argc, argv);
+}

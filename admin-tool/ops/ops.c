@@ -1,0 +1,300 @@
+/*
+ * sa-admin: the operations layer's machinery (ops.h): how an error ends
+ * the process or the request, the kinds' exit codes, HTTP statuses and
+ * names, the input helpers, and the CLI's call of an operation.
+ */
+
+#define _GNU_SOURCE              /* vasprintf */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+sa_die_sink_pt  sa_die_sink;
+const char     *sa_die_usage_line;
+json_t       *(*sa_op_via)(sa_admin_t *sa, const sa_op_t *op, json_t *in);
+
+static const struct {
+    int          exit;
+    int          status;
+    const char  *name;
+} sa_kinds[] = {
+    { 3, 500, "internal" },             /* 0: not a kind */
+    { 1, 400, "input" },
+    { 2, 401, "unauthenticated" },
+    { 2, 403, "forbidden" },
+    { 2, 404, "not-found" },
+    { 2, 409, "exists" },
+    { 4, 409, "conflict" },
+    { 3, 503, "unavailable" },
+    { 3, 500, "internal" },
+};
+
+#define SA_KINDS  (sizeof(sa_kinds) / sizeof(sa_kinds[0]))
+
+
+static size_t
+sa_kind_index(sa_err_kind_t kind)
+{
+    return (size_t) kind < SA_KINDS ? (size_t) kind : 0;
+}
+
+
+int
+sa_err_exit(sa_err_kind_t kind)
+{
+    return sa_kinds[sa_kind_index(kind)].exit;
+}
+
+
+int
+sa_err_status(sa_err_kind_t kind)
+{
+    return sa_kinds[sa_kind_index(kind)].status;
+}
+
+
+const char *
+sa_err_name(sa_err_kind_t kind)
+{
+    return sa_kinds[sa_kind_index(kind)].name;
+}
+
+
+sa_err_kind_t
+sa_err_kind_of_exit(int code)
+{
+    switch (code) {
+    case SA_EXIT_USAGE:
+        return SA_ERR_INPUT;
+    case SA_EXIT_NOT_FOUND:
+        return SA_ERR_NOT_FOUND;
+    case SA_EXIT_UNAVAILABLE:
+        return SA_ERR_UNAVAILABLE;
+    case SA_EXIT_CONFLICT:
+        return SA_ERR_CONFLICT;
+    default:
+        return SA_ERR_INTERNAL;
+    }
+}
+
+
+void
+sa_die_message(sa_err_kind_t kind, int code, const char *message,
+    const char *usage)
+{
+    if (sa_die_sink != NULL) {
+        sa_die_sink(kind, message);
+    }
+
+    fprintf(stderr, "sa-admin: %s\n", message);
+    if (usage != NULL) {
+        fprintf(stderr, "usage: sa-admin %s\n", usage);
+    }
+
+    exit(code);
+}
+
+
+void
+sa_vdie(sa_err_kind_t kind, int code, const char *usage, const char *fmt,
+    va_list ap)
+{
+    static char  *msg;         /* kept: a sink may longjmp (tests) */
+
+    free(msg);
+    if (vasprintf(&msg, fmt, ap) < 0) {
+        msg = NULL;
+    }
+
+    sa_die_message(kind, code, msg ? msg : "out of memory", usage);
+}
+
+
+void
+sa_die_kind(sa_err_kind_t kind, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    sa_vdie(kind, sa_err_exit(kind),
+            kind == SA_ERR_INPUT ? sa_die_usage_line : NULL, fmt, ap);
+}
+
+
+/* the input: a JSON object, or SA_ERR_INPUT */
+static void
+sa_in_object(json_t *in)
+{
+    if (!json_is_object(in)) {
+        sa_die_kind(SA_ERR_INPUT, "the input is not a JSON object");
+    }
+}
+
+
+void
+sa_in_only(json_t *in, ...)
+{
+    const char  *key, *name;
+    json_t      *v;
+    va_list      ap;
+    int          known;
+
+    sa_in_object(in);
+
+    json_object_foreach(in, key, v) {
+        known = 0;
+        va_start(ap, in);
+        while (!known && (name = va_arg(ap, const char *)) != NULL) {
+            known = strcmp(name, key) == 0;
+        }
+        va_end(ap);
+
+        if (!known) {
+            sa_die_kind(SA_ERR_INPUT, "unknown field '%s'", key);
+        }
+    }
+}
+
+
+/* the field's value, or NULL when absent and optional */
+static json_t *
+sa_in_get(json_t *in, const char *field, int required)
+{
+    json_t  *v;
+
+    sa_in_object(in);
+
+    v = json_object_get(in, field);
+    if ((v == NULL || json_is_null(v)) && required) {
+        sa_die_kind(SA_ERR_INPUT, "missing field '%s'", field);
+    }
+
+    return json_is_null(v) ? NULL : v;
+}
+
+
+const char *
+sa_in_str(json_t *in, const char *field, int required)
+{
+    json_t  *v = sa_in_get(in, field, required);
+
+    if (v != NULL && !json_is_string(v)) {
+        sa_die_kind(SA_ERR_INPUT, "field '%s' must be a string", field);
+    }
+
+    return json_string_value(v);
+}
+
+
+json_t *
+sa_in_strs(json_t *in, const char *field, int required)
+{
+    json_t  *v = sa_in_get(in, field, required), *s;
+    size_t   i;
+
+    if (v == NULL) {
+        return NULL;
+    }
+
+    if (!json_is_array(v)) {
+        sa_die_kind(SA_ERR_INPUT, "field '%s' must be an array of strings",
+                    field);
+    }
+
+    json_array_foreach(v, i, s) {
+        if (!json_is_string(s)) {
+            sa_die_kind(SA_ERR_INPUT, "field '%s' must be an array of "
+                        "strings", field);
+        }
+    }
+
+    return v;
+}
+
+
+const char *
+sa_in_name(json_t *in, const char *field, int required,
+    int (*valid)(const char *s), const char *what)
+{
+    const char  *s = sa_in_str(in, field, required);
+
+    if (s != NULL && !valid(s)) {
+        sa_die_kind(SA_ERR_INPUT, "invalid %s '%s'", what, s);
+    }
+
+    return s;
+}
+
+
+json_t *
+sa_in_list(json_t *in, const char *field, int required,
+    int (*valid)(const char *s, size_t len), const char *what,
+    const char *expected)
+{
+    json_t      *arr, *out, *v;
+    const char  *s;
+    size_t       i;
+
+    /* one string is a list of one: {"app": "a"} as {"apps": ["a"]} */
+    v = sa_in_get(in, field, required);
+    arr = json_is_string(v) ? NULL : sa_in_strs(in, field, required);
+
+    out = json_array();
+
+    for (i = 0; arr != NULL ? i < json_array_size(arr) : v != NULL && i < 1;
+         i++)
+    {
+        if (arr != NULL) {
+            v = json_array_get(arr, i);
+        }
+        s = json_string_value(v);
+        if (!valid(s, json_string_length(v))
+            || strlen(s) != json_string_length(v))
+        {
+            json_decref(out);
+            sa_die_kind(SA_ERR_INPUT, "invalid %s '%s' (expected %s)", what,
+                        s, expected);
+        }
+        sa_json_add_unique(out, s);
+    }
+
+    return out;
+}
+
+
+int
+sa_in_bool(json_t *in, const char *field, int dflt)
+{
+    json_t  *v = sa_in_get(in, field, 0);
+
+    if (v == NULL) {
+        return dflt;
+    }
+
+    if (!json_is_boolean(v)) {
+        sa_die_kind(SA_ERR_INPUT, "field '%s' must be true or false", field);
+    }
+
+    return json_is_true(v);
+}
+
+
+json_t *
+sa_op_call(sa_admin_t *sa, const char *name, json_t *in)
+{
+    const sa_op_t  *op = sa_op_find(name);
+
+    if (op == NULL) {
+        sa_die_kind(SA_ERR_INTERNAL, "no operation '%s'", name);
+    }
+
+    if (sa_op_via != NULL && !(op->flags & SA_OP_LOCAL)) {
+        return sa_op_via(sa, op, in);
+    }
+
+    return op->run(sa, in);
+}

@@ -1,0 +1,43 @@
+/*
+ * sa-admin: every operation, by name, with its route of the admin API
+ * (DESIGN.md, "Admin API").  A route's {names} are input fields of the
+ * same names; the query's names too (GET), and the body's fields.
+ */
+
+#include <string.h>
+
+#include "ops.h"
+
+#define W  SA_OP_WRITE
+
+const sa_op_t  sa_ops[] = {
+    { "account.create", sa_op_account_create,
+      "POST", "/v1/teams/{team}/accounts", 201, W },
+    { "account.list", sa_op_account_list,
+      "GET", "/v1/teams/{team}/accounts", 200, 0 },
+    { "account.show", sa_op_account_show,
+      "GET", "/v1/accounts/{id}", 200, 0 },
+    { "account.delete", sa_op_account_delete,
+      "DELETE", "/v1/accounts/{id}", 200, W },
+    { "account.grant", sa_op_account_grant,
+      "POST", "/v1/accounts/{id}/apps", 200, W },
+    { "account.ungrant", sa_op_account_ungrant,
+      "DELETE", "/v1/accounts/{id}/apps/{app}", 200, W },
+
+    { NULL, NULL, NULL, NULL, 0, 0 }
+};
+
+
+const sa_op_t *
+sa_op_find(const char *name)
+{
+    const sa_op_t  *op;
+
+    for (op = sa_ops; op->name != NULL; op++) {
+        if (strcmp(op->name, name) == 0) {
+            return op;
+        }
+    }
+
+    return NULL;
+}
