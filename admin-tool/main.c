@@ -34,6 +34,7 @@ static const char  usage[] =
     "  token     issue, list, scope, rotate, revoke tokens\n"
     "  audit     print the audit log\n"
     "  notify    notifications and webhooks, and their delivery worker\n"
+    "  user      a person's personal tokens for the admin API\n"
     "\n"
     "global options (also from the environment):\n"
     "  --redis URL          redis://[user:pass@]host:port/db,\n"
@@ -67,6 +68,7 @@ static const sa_group_t  groups[] = {
     { "token", sa_cmd_token },
     { "audit", sa_cmd_audit },
     { "notify", sa_cmd_notify },
+    { "user", sa_cmd_user },
     { NULL, NULL }
 };
 

@@ -26,5 +26,7 @@ extern sa_script_t  sa_lua_key_resign;
 extern sa_script_t  sa_lua_key_resign_done;
 extern sa_script_t  sa_lua_audit_denied;
 extern sa_script_t  sa_lua_audit_resign;
+extern sa_script_t  sa_lua_ptoken_issue;
+extern sa_script_t  sa_lua_ptoken_revoke;
 
 #endif /* SA_ADMIN_SCRIPTS_H */

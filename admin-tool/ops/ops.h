@@ -133,4 +133,18 @@ json_t *sa_op_account_grant(sa_admin_t *sa, json_t *in);
 json_t *sa_op_account_ungrant(sa_admin_t *sa, json_t *in);
 json_t *sa_op_account_delete(sa_admin_t *sa, json_t *in);
 
+/*
+ * ops/user.c: a person's personal tokens (sap_) for the admin API.
+ *   user.token.issue   {user, expires?: "90d"} -> {id, user, created_at,
+ *                      created_by, expires_at, status, token} (token once)
+ *   user.token.list    {user} -> [{id, user, created_at, created_by,
+ *                      expires_at, status}]
+ *   user.token.revoke  {id}   -> {id, ..., status: "revoked"}
+ * An operator, or the user herself; never a caller bounded by a service
+ * account token's scopes.
+ */
+json_t *sa_op_user_token_issue(sa_admin_t *sa, json_t *in);
+json_t *sa_op_user_token_list(sa_admin_t *sa, json_t *in);
+json_t *sa_op_user_token_revoke(sa_admin_t *sa, json_t *in);
+
 #endif /* SA_ADMIN_OPS_H */

@@ -24,6 +24,13 @@ const sa_op_t  sa_ops[] = {
     { "account.ungrant", sa_op_account_ungrant,
       "DELETE", "/v1/accounts/{id}/apps/{app}", 200, W },
 
+    { "user.token.issue", sa_op_user_token_issue,
+      "POST", "/v1/users/{user}/tokens", 201, W },
+    { "user.token.list", sa_op_user_token_list,
+      "GET", "/v1/users/{user}/tokens", 200, 0 },
+    { "user.token.revoke", sa_op_user_token_revoke,
+      "DELETE", "/v1/user-tokens/{id}", 200, W },
+
     { NULL, NULL, NULL, NULL, 0, 0 }
 };
 

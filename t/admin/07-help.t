@@ -9,7 +9,7 @@ use SaTest;
 my %env = (SA_REDIS => 'redis://127.0.0.1:1/0', SA_SIGNING_KEY => undef,
            SA_ACTOR => undef);
 my @commands;
-for my $group (qw(key team account token audit notify)) {
+for my $group (qw(key team account token audit notify user)) {
     my $r = SaTest::run([SaTest::admin_path(), $group, '--help'], env => \%env);
     is($r->{code}, 0, "$group --help: exit 0");
     push @commands, map { [split ' '] } $r->{out} =~ /^  sa-admin ($group \S+(?: \S+)?)/mg
