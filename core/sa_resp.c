@@ -364,3 +364,51 @@ sa_resp_route(const sa_resp_reply_t *reply, size_t awaited, int subscribed)
 
     return SA_RESP_UNEXPECTED;
 }
+
+
+size_t
+sa_resp_printable(unsigned char *dst, size_t size, const unsigned char *src,
+    size_t len)
+{
+    static const char  hex[] = "0123456789abcdef";
+
+    size_t         i, n, need, all, room;
+    unsigned char  c;
+
+    all = 0;
+    for (i = 0; i < len; i++) {
+        c = src[i];
+        all += (c < 0x20 || c >= 0x7f || c == '\\' || c == '"') ? 4 : 1;
+    }
+
+    /* cut short: room for "..." after what fits */
+    room = all <= size ? size : (size >= 3 ? size - 3 : 0);
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        c = src[i];
+        need = (c < 0x20 || c >= 0x7f || c == '\\' || c == '"') ? 4 : 1;
+
+        if (n + need > room) {
+            break;
+        }
+
+        if (need == 1) {
+            dst[n++] = c;
+
+        } else {
+            dst[n++] = '\\';
+            dst[n++] = 'x';
+            dst[n++] = hex[c >> 4];
+            dst[n++] = hex[c & 0xf];
+        }
+    }
+
+    if (i < len && size >= 3) {
+        memcpy(dst + n, "...", 3);
+        n += 3;
+    }
+
+    return n;
+}

@@ -97,4 +97,12 @@ sa_resp_rc_e sa_resp_scan(sa_resp_t *r, const unsigned char *p, size_t len,
 sa_resp_route_e sa_resp_route(const sa_resp_reply_t *reply, size_t awaited,
     int subscribed);
 
+/*
+ * What a server said (an error reply, a role, an address), for a log line:
+ * printable ASCII as it is, any other byte and '\\' and '"' as \xNN, at
+ * most size bytes (cut short with "..."); returns the bytes written, no NUL.
+ */
+size_t sa_resp_printable(unsigned char *dst, size_t size,
+    const unsigned char *src, size_t len);
+
 #endif /* SA_RESP_H */

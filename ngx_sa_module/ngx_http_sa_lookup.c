@@ -353,9 +353,15 @@ ngx_http_sa_read_reply(ngx_http_sa_lock_t *lock, ngx_int_t rc,
         return;
     }
 
+    /* no real Redis answers GET so: garbage from Redis, as unavailable */
     if (rc != NGX_OK) {
-        a->err = SA_REC_MALFORMED;
-        a->status = NGX_HTTP_SA_TAMPERED;
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "sa: Redis answered GET for token \"%*s\" with %s, "
+                      "not a string", (size_t) SA_TOKEN_ID_LEN,
+                      lock->node.id,
+                      rc == NGX_DONE ? "an integer" : "an array or a status");
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_REDIS_PROTOCOL);
+        a->status = NGX_HTTP_SA_UNAVAILABLE;
         return;
     }
 

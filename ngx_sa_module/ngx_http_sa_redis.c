@@ -53,6 +53,9 @@
  */
 #define NGX_HTTP_SA_STALL_MIN     1000
 
+/* what a server said, escaped for a log line (sa_resp_printable()) */
+#define NGX_HTTP_SA_SAID_MAX      256
+
 /* seconds of silence before TCP probes a sentinel's host (3, 1 s apart) */
 #define NGX_HTTP_SA_SENTINEL_KEEPALIVE  5
 
@@ -203,6 +206,19 @@ typedef struct {
     ngx_http_sa_redis_worker_t    *worker;
     ngx_msec_t                     sent;
 } ngx_http_sa_redis_hb_t;
+
+
+/* what a server sent, as a log line may show it: escaped, at most 256 bytes */
+static ngx_str_t
+ngx_http_sa_redis_said(u_char *buf, u_char *data, size_t len)
+{
+    ngx_str_t  s;
+
+    s.data = buf;
+    s.len = sa_resp_printable(buf, NGX_HTTP_SA_SAID_MAX, data, len);
+
+    return s;
+}
 
 
 /* hiredis event hooks */
@@ -789,17 +805,21 @@ ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     redisReply           *reply = r;
     const char           *what = privdata;
     const char           *role;
+    u_char                said[NGX_HTTP_SA_SAID_MAX];
+    ngx_str_t             text;
 
     if (reply == NULL || rd->state != NGX_HTTP_SA_REDIS_CONNECTING) {
         return;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_sa_redis_close(rd, "%s refused%s: %*s", what,
+        text = ngx_http_sa_redis_said(said, (u_char *) reply->str,
+                                      reply->len);
+        ngx_http_sa_redis_close(rd, "%s refused%s: %V", what,
                                 ngx_strcmp(what, "ROLE") == 0
                                 && ngx_strncmp(reply->str, "NOPERM", 6) == 0
                                 ? " (the ACL user needs +role)" : "",
-                                (size_t) reply->len, reply->str);
+                                &text);
         return;
     }
 
@@ -808,7 +828,9 @@ ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
         role = ngx_http_sa_redis_role(reply);
 
         if (ngx_strcmp(role, "master") != 0) {
-            ngx_http_sa_redis_close(rd, "not the master (role %s)", role);
+            text = ngx_http_sa_redis_said(said, (u_char *) role,
+                                          ngx_strlen(role));
+            ngx_http_sa_redis_close(rd, "not the master (role %V)", &text);
             return;
         }
 
@@ -1010,7 +1032,7 @@ static void
 ngx_http_sa_redis_answer(ngx_http_sa_redis_t *rd,
     ngx_http_sa_redis_wait_t *w, redisReply *reply)
 {
-    u_char     digits[NGX_INT64_LEN];
+    u_char     digits[NGX_INT64_LEN], said[NGX_HTTP_SA_SAID_MAX];
     ngx_str_t  value;
 
     if (reply == NULL) {
@@ -1021,7 +1043,6 @@ ngx_http_sa_redis_answer(ngx_http_sa_redis_t *rd,
     switch (reply->type) {
 
     case REDIS_REPLY_STRING:
-    case REDIS_REPLY_STATUS:
         value.data = (u_char *) reply->str;
         value.len = reply->len;
         w->handler(w->data, NGX_OK, &value);
@@ -1031,7 +1052,7 @@ ngx_http_sa_redis_answer(ngx_http_sa_redis_t *rd,
         value.data = digits;
         value.len = ngx_sprintf(digits, "%L", (int64_t) reply->integer)
                     - digits;
-        w->handler(w->data, NGX_OK, &value);
+        w->handler(w->data, NGX_DONE, &value);
         return;
 
     case REDIS_REPLY_NIL:
@@ -1039,8 +1060,9 @@ ngx_http_sa_redis_answer(ngx_http_sa_redis_t *rd,
         return;
 
     case REDIS_REPLY_ERROR:
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0, "sa: Redis error: %*s",
-                      (size_t) reply->len, reply->str);
+        value = ngx_http_sa_redis_said(said, (u_char *) reply->str,
+                                       reply->len);
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0, "sa: Redis error: %V", &value);
         w->handler(w->data, NGX_ERROR, NULL);
         return;
 
@@ -1291,7 +1313,7 @@ ngx_http_sa_redis_published(void *data, ngx_int_t rc, ngx_str_t *value)
     ngx_free(hb);
 
     /* no answer, an error (logged), or about an earlier subscription */
-    if (rc != NGX_OK || sub->state != NGX_HTTP_SA_REDIS_READY
+    if (rc != NGX_DONE || sub->state != NGX_HTTP_SA_REDIS_READY
         || sent < rw->hb_since || sent < rw->hb_delivered)
     {
         return;
@@ -1560,8 +1582,10 @@ static ngx_int_t
 ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
     size_t hlen, u_char *port, size_t plen)
 {
-    u_char                      *p;
+    u_char                      *p, said_host[NGX_HTTP_SA_SAID_MAX];
+    u_char                       said_port[NGX_HTTP_SA_SAID_MAX];
     ngx_int_t                    n;
+    ngx_str_t                    h, pt;
     ngx_msec_t                   delay;
     ngx_http_sa_redis_worker_t  *rw = rd->worker;
 
@@ -1570,11 +1594,12 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
     if (n < 1 || n > 65535 || hlen > NGX_INET6_ADDRSTRLEN
         || !ngx_http_sa_sentinel_is_ip(host, hlen))
     {
+        h = ngx_http_sa_redis_said(said_host, host, hlen);
+        pt = ngx_http_sa_redis_said(said_port, port, plen);
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa: sentinel %V names \"%*s\" port \"%*s\" for "
+                      "sa: sentinel %V names \"%V\" port \"%V\" for "
                       "master \"%V\": not an IP address and a port",
-                      &rd->target->address, hlen, host, plen, port,
-                      &rd->conf->master);
+                      &rd->target->address, &h, &pt, &rd->conf->master);
         return NGX_DECLINED;
     }
 
@@ -1628,14 +1653,17 @@ ngx_http_sa_sentinel_master_reply(redisAsyncContext *ac, void *r,
     ngx_http_sa_redis_t  *rd = ac->ev.data;
     redisReply           *reply = r;
     redisReply           *host, *port;
+    u_char                said[NGX_HTTP_SA_SAID_MAX];
+    ngx_str_t             text;
 
     if (reply == NULL || rd->state != NGX_HTTP_SA_REDIS_CONNECTING) {
         return;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_sa_redis_close(rd, "SENTINEL refused: %*s",
-                                (size_t) reply->len, reply->str);
+        text = ngx_http_sa_redis_said(said, (u_char *) reply->str,
+                                      reply->len);
+        ngx_http_sa_redis_close(rd, "SENTINEL refused: %V", &text);
         return;
     }
 

@@ -42,9 +42,10 @@ typedef struct {
 /*
  * Called exactly once for every ngx_http_sa_redis_command() that returned
  * NGX_OK, with what Redis answered:
- *   NGX_OK        a value in *value: a string, or an integer's digits;
+ *   NGX_OK        a bulk string in *value;
+ *   NGX_DONE      an integer, its digits in *value;
  *   NGX_DECLINED  nil;
- *   NGX_ABORT     something that is not a value (an array);
+ *   NGX_ABORT     something that is not a value (an array, a status);
  *   NGX_ERROR     no answer (the connection ended first), or an error reply
  *                 (logged here, at error level).
  * The value is freed after the call returns.  It runs inside hiredis: it

@@ -206,11 +206,89 @@ test_route(void)
 }
 
 
+/* the bounds exactly, and one more */
+static void
+test_bounds(void)
+{
+    char    *s = malloc(SA_RESP_REPLY_MAX + 64), *p;
+    size_t   i, head, total;
+
+    p = s + sprintf(s, "*64\r\n");
+    for (i = 0; i < 64; i++) {
+        p += sprintf(p, ":1\r\n");
+    }
+    is_long(scan(s, p - s, 7, &(sa_resp_t){0}), 1, "an array of 64 elements");
+
+    is_long(replies("*1\r\n*1\r\n*1\r\n:1\r\n"), 1, "arrays 3 deep");
+    is_long(replies("*1\r\n*1\r\n*1\r\n*-1\r\n"), 1,
+            "a nil array 4 levels down");
+
+    /* [64 KiB bulk, bulk]: SA_RESP_REPLY_MAX bytes, then one more */
+    for (total = SA_RESP_REPLY_MAX; total <= SA_RESP_REPLY_MAX + 1; total++) {
+        p = s + sprintf(s, "*2\r\n$%d\r\n", SA_RESP_BULK_MAX);
+        memset(p, 'x', SA_RESP_BULK_MAX);
+        p += SA_RESP_BULK_MAX;
+        p += sprintf(p, "\r\n");
+        head = p - s;
+        i = total - head - 7 - 2;              /* "$NNNN\r\n" ... "\r\n" */
+        p += sprintf(p, "$%zu\r\n", i);
+        memset(p, 'y', i);
+        p += i;
+        p += sprintf(p, "\r\n");
+
+        if (total == SA_RESP_REPLY_MAX) {
+            is_long(scan(s, p - s, 1000, &(sa_resp_t){0}), 1,
+                    "a reply of exactly SA_RESP_REPLY_MAX bytes");
+        } else {
+            is_str(refusal(s, p - s), "reply longer than a record",
+                   "a reply of SA_RESP_REPLY_MAX + 1 bytes");
+        }
+        is_long(p - s, total, "(of that length)");
+    }
+
+    free(s);
+}
+
+
+static const char *
+printable(const char *s, size_t len, size_t size)
+{
+    static unsigned char  out[256];
+    size_t                n;
+
+    memset(out, '#', sizeof(out));
+    n = sa_resp_printable(out, size, (const unsigned char *) s, len);
+    if (n > size || out[size] != '#') {
+        return "overflow";
+    }
+    out[n] = '\0';
+    return (const char *) out;
+}
+
+
+static void
+test_printable(void)
+{
+    is_str(printable("ERR wrong", 9, 100), "ERR wrong", "printable as it is");
+    is_str(printable("a\x1b]0;x\a\r\0\x7f\xff\"\\z", 14, 100),
+           "a\\x1b]0;x\\x07\\x0d\\x00\\x7f\\xff\\x22\\x5cz",
+           "control bytes, DEL, non-ASCII, quote, backslash escaped");
+    is_str(printable("abcdefghij", 10, 10), "abcdefghij", "exactly the room");
+    is_str(printable("abcdefghijk", 11, 10), "abcdefg...", "cut short");
+    is_str(printable("abcdef\x01", 7, 9), "abcdef...",
+           "an escape that does not fit is left out");
+    is_str(printable("abcdef", 6, 2), "", "no room even for ...");
+    is_str(printable("", 0, 10), "", "empty");
+}
+
+
 int
 main(void)
 {
     test_accepted();
     test_refused();
+    test_bounds();
+    test_printable();
     test_route();
 
     return done_testing();
