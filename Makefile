@@ -18,8 +18,9 @@ CC        ?= cc
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Icore
 LDLIBS    := -lhiredis -lsodium -ljansson
-# sa-admin only (the notification worker's HTTP client), not the module
-ADMIN_LDLIBS := -lcurl -lm
+# sa-admin only (the notification worker's HTTP client, the admin API's
+# server), not the module
+ADMIN_LDLIBS := -lcurl -lmicrohttpd -lm
 
 # the version's one home is the first line of debian/changelog:
 # "sa-gateway (0.3) ..." -> 0.3, for sa-admin --version and the packages
@@ -28,15 +29,16 @@ SA_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 # Debian packages the build, the tests and the demo need
 DEPS := nginx nginx-dev libhiredis-dev libsodium-dev libjansson-dev \
         redis-server redis-tools perl libjson-pp-perl curl wrk make gcc \
-        libcurl4-openssl-dev gdb
+        libcurl4-openssl-dev libmicrohttpd-dev gdb
 
 CORE_SRCS  := $(wildcard core/*.c)
 CORE_HDRS  := $(wildcard core/*.h)
 CORE_OBJS  := $(CORE_SRCS:core/%.c=$(BUILD)/core/%.o)
 # admin-tool/: the shared machinery; ops/: the operations; cli/: their
-# command line (issue 22)
-ADMIN_SRCS := $(wildcard admin-tool/*.c admin-tool/ops/*.c admin-tool/cli/*.c)
-ADMIN_HDRS := $(wildcard admin-tool/*.h admin-tool/ops/*.h)
+# command line; serve/: the admin API's server (issue 22)
+ADMIN_SRCS := $(wildcard admin-tool/*.c admin-tool/ops/*.c admin-tool/cli/*.c \
+                         admin-tool/serve/*.c)
+ADMIN_HDRS := $(wildcard admin-tool/*.h admin-tool/ops/*.h admin-tool/serve/*.h)
 ADMIN_OBJS := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/admin/%.o) \
               $(BUILD)/admin/lua_scripts.o
 LUA        := $(wildcard admin-tool/lua/*.lua)

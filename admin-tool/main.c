@@ -35,6 +35,7 @@ static const char  usage[] =
     "  audit     print the audit log\n"
     "  notify    notifications and webhooks, and their delivery worker\n"
     "  user      a person's personal tokens for the admin API\n"
+    "  serve     run the admin API (HTTP)\n"
     "\n"
     "global options (also from the environment):\n"
     "  --redis URL          redis://[user:pass@]host:port/db,\n"
@@ -69,6 +70,7 @@ static const sa_group_t  groups[] = {
     { "audit", sa_cmd_audit },
     { "notify", sa_cmd_notify },
     { "user", sa_cmd_user },
+    { "serve", sa_cmd_serve },
     { NULL, NULL }
 };
 

@@ -24,7 +24,21 @@ static struct {
 int
 sa_is_operator(sa_admin_t *sa)
 {
-    return strcmp(sa_actor_or_exit(sa), SA_OPERATOR) == 0;
+    const char   *actor = sa_actor_or_exit(sa);
+    const char  **op;
+
+    if (strcmp(actor, SA_OPERATOR) == 0) {
+        return 1;
+    }
+
+    /* serve --operator USER: people, never a token bounded by scopes */
+    for (op = sa->operators; op != NULL && *op != NULL; op++) {
+        if (strcmp(actor, *op) == 0 && sa->scopes == NULL) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

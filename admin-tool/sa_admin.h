@@ -134,5 +134,6 @@ void sa_cmd_token(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_audit(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_notify(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_user(sa_admin_t *sa, int argc, char **argv);
+void sa_cmd_serve(sa_admin_t *sa, int argc, char **argv);
 
 #endif /* SA_ADMIN_H */

@@ -1527,6 +1527,115 @@ sub _fill {
 sub close { close $_[0]{sock} }
 
 # ======================================================================
+# SaTest::Serve: a real `sa-admin serve` (the admin API).
+#   my $api = SaTest::Serve->start(redis => $redis, args => [...], env => {})
+# Listens on 127.0.0.1:0 unless args name a listener; waits for its
+# 'listening on ADDR' lines. SA_SIGNING_KEY is keys_dir()'s, SA_ACTOR unset.
+#   $api->addrs              the addresses, in the order printed
+#   $api->url                http://<the first TCP listener>
+#   $api->req(METHOD, PATH, headers => {...}, json => $data | content => $s,
+#             listener => $addr)  -> {status, headers (lowercase), content,
+#                                     json (decoded when it is JSON)}
+# One connection per request; a unix:/path listener is spoken to directly.
+# ======================================================================
+package SaTest::Serve;
+
+use strict;
+use warnings;
+use Carp ();
+use IO::Socket::INET;
+use IO::Socket::UNIX;
+use JSON::PP ();
+our @ISA = ('SaTest::Process');
+
+sub start {
+    my ($class, %opt) = @_;
+    my @args = @{ $opt{args} // [] };
+    my $n = grep { /^--(?:trusted-)?listen$/ } @args;
+    unless ($n) {
+        push @args, '--listen', '127.0.0.1:0';
+        $n = 1;
+    }
+    my %env = (SA_SIGNING_KEY => SaTest::keys_dir() . '/signing.key',
+               SA_ACTOR => undef, %{ $opt{env} // {} });
+    $env{SA_REDIS} //= ref $opt{redis} ? $opt{redis}->url : $opt{redis}
+        if defined $opt{redis};
+    my $self = SaTest::Process::start($class, cmd => [SaTest::admin_path(), 'serve', @args],
+                                      env => \%env);
+    my $ok = $self->_wait_ready($opt{timeout} // 30, sub {
+        my @l = $self->err =~ /^listening on (\S+)$/mg;
+        @l >= $n;
+    });
+    Carp::croak("sa-admin serve did not start:\n" . $self->err) unless $ok;
+    $self->{addrs} = [ $self->err =~ /^listening on (\S+)$/mg ];
+    return $self;
+}
+
+sub addrs { @{ $_[0]{addrs} } }
+sub url   { my ($a) = grep { !/^unix:/ } $_[0]->addrs; "http://$a" }
+sub port  { my ($a) = grep { !/^unix:/ } $_[0]->addrs; ($a =~ /:(\d+)$/)[0] }
+
+# the worker processes (children of serve)
+sub workers {
+    my ($self) = @_;
+    my $c = SaTest::slurp("/proc/$self->{pid}/task/$self->{pid}/children");
+    return sort { $a <=> $b } split ' ', $c;
+}
+
+sub connect_to {
+    my ($self, $addr) = @_;
+    $addr //= ($self->addrs)[0];
+    if ($addr =~ /^unix:(.*)$/) {
+        return IO::Socket::UNIX->new(Peer => $1, Type => Socket::SOCK_STREAM())
+            // Carp::croak("connect $addr: $!");
+    }
+    my ($h, $p) = $addr =~ /^\[?(.*?)\]?:(\d+)$/;
+    return IO::Socket::INET->new(PeerAddr => $h, PeerPort => $p, Proto => 'tcp',
+                                 Timeout => 5) // Carp::croak("connect $addr: $!");
+}
+
+sub req {
+    my ($self, $method, $path, %opt) = @_;
+    my %h = (Host => 'sa-admin.test', Connection => 'close', %{ $opt{headers} // {} });
+    my $body = $opt{content};
+    if (exists $opt{json}) {
+        $body = JSON::PP->new->canonical->encode($opt{json});
+        $h{'Content-Type'} //= 'application/json';
+    }
+    $h{'Content-Length'} //= length $body if defined $body;
+    delete $h{$_} for grep { !defined $h{$_} } keys %h;
+    my $raw = "$method $path HTTP/1.1\r\n"
+            . join('', map { "$_: $h{$_}\r\n" } sort keys %h) . "\r\n" . ($body // '');
+    my $sock = $self->connect_to($opt{listener});
+    SaTest::_write_all($sock, $raw);
+    my $got = '';
+    my $deadline = Time::HiRes::time() + ($opt{timeout} // 30);
+    while ((my $left = $deadline - Time::HiRes::time()) > 0) {
+        last unless IO::Select->new($sock)->can_read($left);
+        last unless sysread($sock, $got, 65536, length $got);
+    }
+    close $sock;
+    return parse_response($got);
+}
+
+sub parse_response {
+    my ($got) = @_;
+    my %r = (status => 599, headers => {}, content => '', raw => $got);
+    my ($head, $content) = split /\r\n\r\n/, $got, 2;
+    return \%r unless defined $head && $head =~ m{^HTTP/1\.[01] (\d{3})};
+    $r{status} = $1;
+    for my $line (split /\r\n/, $head) {
+        next unless $line =~ /^([^:\s]+):\s*(.*)$/;
+        my $k = lc $1;
+        $r{headers}{$k} = exists $r{headers}{$k} ? "$r{headers}{$k}, $2" : $2;
+    }
+    $r{content} = $content // '';
+    $r{json} = eval { JSON::PP->new->decode($r{content}) }
+        if ($r{headers}{'content-type'} // '') =~ /json/;
+    return \%r;
+}
+
+# ======================================================================
 # Which process holds the local end of a loopback TCP connection from
 # $port: for telling which nginx worker owns a connection the proxy sees.
 # ======================================================================

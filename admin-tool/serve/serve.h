@@ -1,0 +1,167 @@
+/*
+ * sa-admin serve: the admin API (DESIGN.md, "Admin API"; issue 22).
+ *
+ * One parent process runs libmicrohttpd in external mode, every listener's
+ * daemon driven by one epoll loop (serve.c).  It reads each request whole
+ * (headers and body, within the limits), finds its route (http.c), checks
+ * what it can alone (404, 405, 413, 415, the browser checks, the body's
+ * JSON) and hands the request to one of a prefork pool of workers
+ * (pool.c), suspending the connection.  A worker (worker.c) runs one
+ * request at a time with its own Redis connection: it authenticates the
+ * caller, runs the operation, and writes the answer back; the parent
+ * resumes the connection and sends it.  A worker that dies answers
+ * through the sink of ops.h (or, failing that, by its exit status) and is
+ * replaced.
+ *
+ * Parent <-> worker: frames of a 4-byte big-endian length and a JSON
+ * document.  Request: {"route":N, "in":{...}, "auth":S|null,
+ * "user":S|null, "peer":S}.  Answer: {"status":N, "body":V, "problem":B,
+ * "bye":B} ("bye": the worker ends after this answer).
+ */
+
+#ifndef SA_ADMIN_SERVE_H
+#define SA_ADMIN_SERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "sa_admin.h"
+
+struct MHD_Daemon;
+struct MHD_Connection;
+
+#define SA_SERVE_BODY_MAX   (1024 * 1024)    /* 413 beyond */
+#define SA_SERVE_FRAME_MAX  (16 * 1024 * 1024)
+#define SA_SERVE_RECYCLE    10000            /* requests per worker */
+
+/* what a route runs */
+typedef enum {
+    SA_ROUTE_OP = 0,          /* an operation of sa_ops[] */
+    SA_ROUTE_HEALTHZ,
+    SA_ROUTE_METRICS,
+    SA_ROUTE_ME
+} sa_route_kind_t;
+
+typedef struct {
+    const char       *name;       /* "account.create", "healthz" */
+    const char       *method;
+    const char       *path;       /* "/v1/teams/{team}/accounts" */
+    int               status;     /* of a success */
+    unsigned          flags;      /* SA_OP_* of ops.h */
+    sa_route_kind_t   kind;
+    int               authn;      /* needs a proven caller */
+    const void       *op;         /* the sa_op_t of SA_ROUTE_OP */
+} sa_route_t;
+
+typedef struct {
+    char                *addr;        /* as printed: "127.0.0.1:8080",
+                                         "unix:/run/sa.sock" */
+    int                  fd;
+    int                  trusted;     /* --trusted-listen: the user header */
+    int                  unix_path;   /* unlink at the end */
+    struct MHD_Daemon   *mhd;
+    int                  epfd;        /* MHD's epoll fd */
+} sa_listener_t;
+
+typedef struct sa_req_s   sa_req_t;
+typedef struct sa_conn_s  sa_conn_t;
+
+/* one connection, for the request deadline (slowloris) */
+struct sa_conn_s {
+    int          fd;
+    double       since;          /* accepted, or its last answer sent */
+    int          busy;           /* a whole request is being answered */
+    sa_conn_t   *prev, *next;
+};
+
+/* one request in the parent */
+struct sa_req_s {
+    sa_listener_t          *l;
+    struct MHD_Connection  *conn;
+    const sa_route_t       *route;    /* NULL: not found */
+    int                     route_ix;
+    json_t                 *in;       /* path and query fields */
+    char                   *body;
+    size_t                  len, cap;
+    int                     too_large;
+    int                     status;   /* the answer, once known */
+    char                   *answer;
+    int                     problem;
+    const char             *allow;    /* 405: the Allow header */
+    int                     queued;   /* waiting for a worker */
+    int                     dispatched;
+    int                     suspended;
+    int                     sent;
+    double                  start;
+    char                   *auth;     /* the Authorization header */
+    char                   *user;     /* the user header (trusted only) */
+    char                    peer[128];
+    sa_req_t               *next;     /* the queue */
+};
+
+typedef struct {
+    pid_t      pid;
+    int        fd;            /* the parent's end */
+    int        ready;         /* sent its ready byte */
+    int        retiring;      /* SIGHUP or bye: no new requests */
+    sa_req_t  *req;           /* being answered */
+    char      *buf;           /* the answer being read */
+    size_t     len, cap;
+    double     respawn_at;    /* an empty slot: when to start one */
+    uint64_t   served;
+} sa_worker_t;
+
+typedef struct {
+    sa_admin_t        tmpl;         /* the worker's sa, reset per request */
+    sa_listener_t    *listeners;
+    int               nlisteners;
+    const char       *user_header;  /* X-Forwarded-User */
+    unsigned          max_conns;
+    unsigned          timeout;      /* seconds: a whole request, idle */
+    int               nworkers;
+    sa_worker_t      *workers;
+    int               epfd;
+    int               sigfd;
+    int               stopping;
+    int               inflight;     /* requests begun and not answered */
+    sa_req_t         *queue, *queue_tail;
+    sa_conn_t        *conns;
+    unsigned          nconns;
+    const char       *operators[65];
+} sa_serve_t;
+
+extern sa_serve_t  sa_serve;
+
+/* http.c: the routes, the MHD callbacks, answers, metrics */
+void sa_routes_init(void);
+const sa_route_t *sa_route_at(int i);
+int sa_http_start(sa_serve_t *s, sa_listener_t *l);
+void sa_http_answered(sa_serve_t *s, sa_req_t *r, int status, char *body,
+    int problem);
+char *sa_problem_body(int status, const char *type, const char *title,
+    const char *detail, int exit_code);
+void sa_metrics_auth_failure(void);
+
+/* pool.c: the workers, parent side */
+void sa_pool_start_or_exit(sa_serve_t *s);
+void sa_pool_dispatch(sa_serve_t *s, sa_req_t *r);
+void sa_pool_event(sa_serve_t *s, sa_worker_t *w);
+void sa_pool_tick(sa_serve_t *s, double now);
+void sa_pool_reload(sa_serve_t *s);
+void sa_pool_stop(sa_serve_t *s);
+void sa_pool_forget(sa_serve_t *s, sa_req_t *r);
+
+/* worker.c: a worker's life (never returns) */
+SA_NORETURN void sa_worker_main(sa_serve_t *s, int fd);
+
+/* frames (pool.c) */
+int sa_frame_write(int fd, json_t *doc);
+json_t *sa_frame_read(int fd);       /* blocking; NULL at EOF or error */
+
+double sa_mono(void);
+void sa_serve_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* SA_ADMIN_SERVE_H */

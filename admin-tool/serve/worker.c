@@ -1,0 +1,263 @@
+/*
+ * sa-admin serve: a worker (serve.h).  It loads the keys, says it is
+ * ready, then answers one request at a time: who calls (a bearer token,
+ * or on a trusted listener the user header), then the route.  Every
+ * request starts from the same sa (the template), only the Redis
+ * connection is kept.  After SA_SERVE_RECYCLE requests it ends, and the
+ * parent starts another (operations may leak: they were written for a
+ * process that ends).
+ */
+
+#define _GNU_SOURCE
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "serve.h"
+#include "bearer.h"
+#include "notify.h"
+#include "perm.h"
+#include "records.h"
+#include "redis.h"
+#include "util.h"
+
+static sa_admin_t  sa_worker_sa;
+static int         sa_worker_fd = -1;
+
+
+static json_t *
+sa_problem(int status, const char *type, int exit_code, const char *detail)
+{
+    char    *s = sa_problem_body(status, type, NULL, detail, exit_code);
+    json_t  *j = json_loads(s, 0, NULL);
+
+    free(s);
+    return json_pack("{s:i, s:o, s:b}", "status", status, "body", j,
+                     "problem", 1);
+}
+
+
+static json_t *
+sa_ok(int status, json_t *body)
+{
+    return json_pack("{s:i, s:o, s:b}", "status", status, "body", body,
+                     "problem", 0);
+}
+
+
+/* a name a proxy may give: a user, and no service account's email */
+static int
+sa_proxy_user_valid(const char *u)
+{
+    size_t  n = strlen(u), k = strlen(".sa.invalid");
+
+    return sa_user_valid(u) && !(n >= k && strcmp(u + n - k, ".sa.invalid")
+                                           == 0);
+}
+
+
+/*
+ * The caller, proven: *answer set (a 401 or 503) when there is none.
+ * The bearer token first; else, on a trusted listener, the user header.
+ */
+static int
+sa_worker_caller(sa_admin_t *sa, json_t *req, sa_caller_t *c, int *have,
+    json_t **answer)
+{
+    const char  *auth, *user, *why = NULL, *peer;
+    sa_auth_t    rc;
+
+    auth = json_string_value(json_object_get(req, "auth"));
+    user = json_string_value(json_object_get(req, "user"));
+    peer = json_string_value(json_object_get(req, "peer"));
+    *have = 0;
+
+    if (auth != NULL) {
+        rc = sa_bearer_check(sa, auth, c, &why);
+        if (rc == SA_AUTH_OK) {
+            *have = 1;
+            sa_caller_apply(sa, c);
+            return 0;
+        }
+        if (rc == SA_AUTH_UNAVAILABLE) {
+            sa_serve_log("503 from %s: %s", peer, why ? why : "Redis");
+            *answer = sa_problem(503, "unavailable", 3, "Redis is "
+                                 "unavailable");
+            return -1;
+        }
+        sa_serve_log("401 from %s: %s", peer, why ? why : "refused");
+        *answer = sa_problem(401, "unauthenticated", 2, "a valid bearer "
+                             "token is needed (Authorization: Bearer "
+                             "sat_... or sap_...)");
+        return -1;
+    }
+
+    if (user != NULL) {
+        if (!sa_proxy_user_valid(user)) {
+            sa_serve_log("401 from %s: the user header names no valid user "
+                         "'%s'", peer, sa_vis(user));
+            *answer = sa_problem(401, "unauthenticated", 2, "the user header "
+                                 "names no valid user");
+            return -1;
+        }
+        sa->actor = user;
+        sa->proof = "proxy";
+        sa->scopes = NULL;
+        return 0;
+    }
+
+    sa_serve_log("401 from %s: no credential", peer);
+    *answer = sa_problem(401, "unauthenticated", 2, "a valid bearer token is "
+                         "needed (Authorization: Bearer sat_... or sap_...)");
+    return -1;
+}
+
+
+static json_t *
+sa_worker_me(sa_admin_t *sa, sa_caller_t *c, int have)
+{
+    json_t  *me;
+
+    me = json_pack("{s:s, s:s, s:s, s:b}", "actor", sa->actor,
+                   "proof", sa->proof, "channel", sa->channel,
+                   "operator", sa_is_operator(sa));
+
+    if (!have) {
+        json_object_set_new(me, "kind", json_string("proxy"));
+        json_object_set_new(me, "scopes", json_null());
+        return me;
+    }
+
+    json_object_set_new(me, "kind", json_string(
+        c->kind == SA_CALLER_ACCOUNT ? "account" : "person"));
+    json_object_set_new(me, "token_id", json_string(c->token_id));
+    if (c->team != NULL) {
+        json_object_set_new(me, "team", json_string(c->team));
+        json_object_set_new(me, "account", json_string(c->account));
+    }
+    json_object_set(me, "scopes", c->scopes ? c->scopes : json_null());
+    json_object_set_new(me, "expires_at", json_integer(c->expires_at));
+
+    return me;
+}
+
+
+static json_t *
+sa_worker_healthz(sa_admin_t *sa)
+{
+    redisReply  *r;
+    int          ok;
+
+    r = sa_xredis_cmd(sa, "PING");      /* unreachable: exit 3, a 503 */
+    ok = r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+
+    if (!ok) {
+        return sa_problem(503, "unavailable", 3, "Redis answered PING with "
+                          "an error");
+    }
+
+    return sa_ok(200, json_pack("{s:s, s:s}", "status", "ok", "redis", "ok"));
+}
+
+
+static json_t *
+sa_worker_handle(sa_serve_t *s, sa_admin_t *sa, json_t *req)
+{
+    const sa_route_t  *route;
+    sa_caller_t        c;
+    json_t            *answer = NULL;
+    int                have = 0;
+
+    (void) s;
+
+    route = sa_route_at((int) json_integer_value(json_object_get(req,
+                                                                 "route")));
+    if (route == NULL) {
+        return sa_problem(500, "internal", 3, "no such route");
+    }
+
+    if (route->kind == SA_ROUTE_HEALTHZ) {
+        return sa_worker_healthz(sa);
+    }
+
+    memset(&c, 0, sizeof(c));
+    if (route->authn && sa_worker_caller(sa, req, &c, &have, &answer) != 0) {
+        return answer;
+    }
+
+    switch (route->kind) {
+    case SA_ROUTE_ME:
+        answer = sa_ok(200, sa_worker_me(sa, &c, have));
+        break;
+    default:
+        answer = sa_problem(500, "internal", 3, "no such route");
+        break;
+    }
+
+    if (have) {
+        sa_caller_free(&c);
+    }
+
+    return answer;
+}
+
+
+/* a request's sa: the template's, with the worker's Redis connection */
+static void
+sa_worker_reset(sa_serve_t *s, sa_admin_t *sa)
+{
+    struct redisContext  *redis = sa->redis;
+    char                  where[sizeof(sa->redis_where)];
+
+    memcpy(where, sa->redis_where, sizeof(where));
+    *sa = s->tmpl;
+    sa->redis = redis;
+    memcpy(sa->redis_where, where, sizeof(where));
+    sa_proof_stale(sa);
+}
+
+
+void
+sa_worker_main(sa_serve_t *s, int fd)
+{
+    sa_admin_t  *sa = &sa_worker_sa;
+    json_t      *req, *answer;
+    uint64_t     n;
+
+    sa_worker_fd = fd;
+    *sa = s->tmpl;
+
+    /* the keys now: a missing or bad one ends serve before it listens */
+    sa_signing_key_or_exit(sa);
+    sa_verify_key_or_exit(sa);
+
+    if (write(fd, "R", 1) != 1) {
+        _exit(0);
+    }
+
+    for (n = 1; ; n++) {
+        req = sa_frame_read(fd);
+        if (req == NULL) {
+            _exit(0);
+        }
+
+        sa_worker_reset(s, sa);
+        answer = sa_worker_handle(s, sa, req);
+        if (n >= SA_SERVE_RECYCLE) {
+            json_object_set_new(answer, "bye", json_true());
+        }
+
+        if (sa_frame_write(fd, answer) != 0) {
+            _exit(0);
+        }
+        json_decref(answer);
+        json_decref(req);
+
+        if (n >= SA_SERVE_RECYCLE) {
+            _exit(0);
+        }
+    }
+}
