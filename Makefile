@@ -60,7 +60,7 @@ all: module admin unit asan
 
 module: $(BUILD)/ngx_http_sa_module.so
 admin: $(BUILD)/sa-admin
-unit: $(UNIT_TESTS) $(BUILD)/tests/bearer-probe
+unit: $(UNIT_TESTS) $(BUILD)/tests/bearer-probe $(BUILD)/tests/refresh-probe
 asan: $(BUILD)/asan/sa-admin $(ASAN_UNIT) $(BUILD)/asan/tests/bearer-probe
 
 deps:
@@ -137,6 +137,19 @@ $(BUILD)/tests/test_ops_%: t/unit/test_ops_%.c t/unit/tap.h \
 	$(CC) $(CFLAGS) -It/unit -Iadmin-tool $< $(UNIT_ADMIN) $(CORE_OBJS) \
 	    $(LDLIBS) $(ADMIN_LDLIBS) -o $@
 
+$(BUILD)/tests/test_admin_%: t/unit/test_admin_%.c t/unit/tap.h \
+                             $(UNIT_ADMIN) $(CORE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -It/unit -Iadmin-tool $< $(UNIT_ADMIN) $(CORE_OBJS) \
+	    $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
+# key refresh's run with a version memory kept across runs, as the admin
+# API server keeps it (t/admin/91-refresh.t)
+$(BUILD)/tests/refresh-probe: t/lib/refresh-probe.c $(UNIT_ADMIN) $(CORE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iadmin-tool $< $(UNIT_ADMIN) $(CORE_OBJS) \
+	    $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
 # the admin API's bearer check alone (t/admin/35-bearer.t)
 $(BUILD)/tests/bearer-probe: t/lib/bearer-probe.c $(UNIT_ADMIN) $(CORE_OBJS)
 	@mkdir -p $(@D)
@@ -170,6 +183,12 @@ $(BUILD)/asan/tests/test_notify_%: t/unit/test_notify_%.c t/unit/tap.h \
 
 $(BUILD)/asan/tests/test_ops_%: t/unit/test_ops_%.c t/unit/tap.h \
                                 $(ASAN_UNIT_ADMIN) $(ASAN_CORE)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -It/unit -Iadmin-tool $< \
+	    $(ASAN_UNIT_ADMIN) $(ASAN_CORE) $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
+$(BUILD)/asan/tests/test_admin_%: t/unit/test_admin_%.c t/unit/tap.h \
+                                  $(ASAN_UNIT_ADMIN) $(ASAN_CORE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -It/unit -Iadmin-tool $< \
 	    $(ASAN_UNIT_ADMIN) $(ASAN_CORE) $(LDLIBS) $(ADMIN_LDLIBS) -o $@

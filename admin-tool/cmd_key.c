@@ -1,6 +1,7 @@
 /*
  * sa-admin key: the Ed25519 key pair that signs token records, and
- * re-signing every record with a new one (key_resign.c).
+ * re-signing every record with a new one (key_resign.c), renewing the
+ * token records' fresh_until (refresh.c).
  */
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "key_resign.h"
+#include "refresh.h"
 #include "notify.h"
 #include "records.h"
 #include "sa_admin.h"
@@ -28,6 +30,7 @@ static const sa_command_t  commands[] = {
       "writable, or not owned by you or root) is refused.  Existing keys\n"
       "are never overwritten.\n" },
     { "resign", sa_key_resign_cmd, SA_RESIGN_USAGE, SA_RESIGN_HELP },
+    { "refresh", sa_key_refresh_cmd, SA_REFRESH_USAGE, SA_REFRESH_HELP },
     { NULL, NULL, NULL, NULL }
 };
 

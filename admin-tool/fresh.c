@@ -4,6 +4,7 @@
 
 #include "fresh.h"
 #include "records.h"
+#include "refresh.h"
 #include "util.h"
 
 int64_t
@@ -32,6 +33,11 @@ sa_token_seal(sa_admin_t *sa, sa_token_record_t *rec)
 {
     if (sa->fresh_period > 0) {
         rec->fresh_until = sa_now() + sa->fresh_period;
+    }
+
+    /* a long-running signer remembers it: no refresh renews an older one */
+    if (sa->versions != NULL) {
+        sa_versions_note(sa->versions, rec->id, rec->version);
     }
 
     return sa_token_record_encode(rec, sa_signing_key_or_exit(sa));

@@ -54,6 +54,9 @@ struct sa_admin_s {
     const char          *verify_key;     /* --verify-key (notify.h) */
     int64_t              fresh_period;   /* SA_FRESH_PERIOD (fresh.h), s;
                                             0: no fresh_until written */
+    struct sa_versions_s *versions;      /* refresh.h: every token record
+                                            version signed is noted; NULL:
+                                            none kept (the CLI) */
     int                  json;           /* --json */
     int                  warned_unverified;
     const char          *prefix;         /* SA_PREFIX, default "sa:" */

@@ -24,6 +24,7 @@ extern sa_script_t  sa_lua_notify_retry;
 extern sa_script_t  sa_lua_notify_seen;
 extern sa_script_t  sa_lua_key_resign;
 extern sa_script_t  sa_lua_key_resign_done;
+extern sa_script_t  sa_lua_key_refresh;
 extern sa_script_t  sa_lua_audit_denied;
 extern sa_script_t  sa_lua_audit_resign;
 extern sa_script_t  sa_lua_ptoken_issue;

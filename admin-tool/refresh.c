@@ -1,0 +1,621 @@
+/*
+ * sa-admin key refresh: token records renewed before their fresh_until
+ * lapses (refresh.h).
+ */
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sodium.h>
+#include <jansson.h>
+
+#include "change.h"
+#include "fresh.h"
+#include "records.h"
+#include "redis.h"
+#include "refresh.h"
+#include "scripts.h"
+#include "util.h"
+#include "xalloc.h"
+
+#define SA_REFRESH_SCAN     1000     /* SCAN COUNT */
+#define SA_REFRESH_GROUP    50       /* records per key_refresh.lua */
+
+
+/* ------------------------------------------------------ version memory */
+
+typedef struct {
+    char      id[SA_TOKEN_ID_LEN];
+    uint64_t  version;                  /* 0: a free slot */
+} sa_version_slot_t;
+
+struct sa_versions_s {
+    sa_version_slot_t  *slots;
+    size_t              cap;            /* a power of 2 */
+    size_t              n;
+    uint8_t             key[crypto_shorthash_KEYBYTES];
+};
+
+
+sa_versions_t *
+sa_versions_new(void)
+{
+    sa_versions_t  *v = sa_xcalloc(1, sizeof(sa_versions_t));
+
+    v->cap = 1024;
+    v->slots = sa_xcalloc(v->cap, sizeof(sa_version_slot_t));
+    /* keyed: nobody picks token ids that pile up in one run of slots */
+    randombytes_buf(v->key, sizeof(v->key));
+
+    return v;
+}
+
+
+void
+sa_versions_free(sa_versions_t *v)
+{
+    if (v != NULL) {
+        free(v->slots);
+        free(v);
+    }
+}
+
+
+static size_t
+sa_versions_slot(const sa_versions_t *v, const char *id)
+{
+    uint64_t  h;
+    size_t    i;
+
+    crypto_shorthash((unsigned char *) &h, (const unsigned char *) id,
+                     SA_TOKEN_ID_LEN, v->key);
+
+    for (i = h & (v->cap - 1); ; i = (i + 1) & (v->cap - 1)) {
+        if (v->slots[i].version == 0
+            || memcmp(v->slots[i].id, id, SA_TOKEN_ID_LEN) == 0)
+        {
+            return i;
+        }
+    }
+}
+
+
+uint64_t
+sa_versions_known(const sa_versions_t *v, const char *id)
+{
+    return v->slots[sa_versions_slot(v, id)].version;
+}
+
+
+void
+sa_versions_note(sa_versions_t *v, const char *id, uint64_t version)
+{
+    size_t              i, old_cap;
+    sa_version_slot_t  *old, *s;
+
+    if (version == 0) {
+        return;
+    }
+
+    /* at most half full: probes stay short */
+    if (2 * (v->n + 1) > v->cap) {
+        old = v->slots;
+        old_cap = v->cap;
+        v->cap *= 2;
+        v->slots = sa_xcalloc(v->cap, sizeof(sa_version_slot_t));
+
+        for (i = 0; i < old_cap; i++) {
+            if (old[i].version) {
+                v->slots[sa_versions_slot(v, old[i].id)] = old[i];
+            }
+        }
+        free(old);
+    }
+
+    s = &v->slots[sa_versions_slot(v, id)];
+
+    if (s->version == 0) {
+        memcpy(s->id, id, SA_TOKEN_ID_LEN);
+        v->n++;
+    }
+
+    if (version > s->version) {
+        s->version = version;
+    }
+}
+
+
+size_t
+sa_versions_count(const sa_versions_t *v)
+{
+    return v->n;
+}
+
+
+/* ------------------------------------------------------------- the run */
+
+typedef struct {
+    sa_admin_t                *sa;
+    const uint8_t             *sk;
+    uint8_t                    pk[SA_PUBLICKEY_LEN];
+    int64_t                    now, period, within;
+    const sa_refresh_opts_t   *opts;
+    sa_refresh_stats_t        *st;
+    struct timespec            start;
+    double                     shown;
+} sa_refresh_t;
+
+
+static double
+sa_refresh_elapsed(sa_refresh_t *rf)
+{
+    struct timespec  now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+
+    return (double) (now.tv_sec - rf->start.tv_sec)
+           + (double) (now.tv_nsec - rf->start.tv_nsec) / 1e9;
+}
+
+
+static void
+sa_refresh_progress(sa_refresh_t *rf)
+{
+    double  t;
+
+    if (!rf->opts->progress) {
+        return;
+    }
+
+    t = sa_refresh_elapsed(rf);
+    if (t - rf->shown < 1.0) {
+        return;
+    }
+
+    rf->shown = t;
+    fprintf(stderr, "sa-admin: key refresh: %zu token records read, %zu "
+            "%s (%.0f s)\n", rf->st->read, rf->st->renewed,
+            rf->opts->dry_run ? "to renew" : "renewed", t);
+}
+
+
+static void
+sa_refresh_refuse(sa_refresh_t *rf, const char *id, const char *why)
+{
+    rf->st->refused++;
+    fprintf(stderr, "sa-admin: token %s is refused: %s; not renewed\n", id,
+            why);
+}
+
+
+/* the fresh_until a renewed record gets */
+static int64_t
+sa_refresh_until(sa_refresh_t *rf, const sa_token_record_t *rec)
+{
+    uint32_t  spread;
+
+    if (rec->fresh_until > rf->now) {
+        return rf->now + rf->period;
+    }
+
+    /* none, or lapsed: spread over (now + within, now + period] */
+    spread = (uint32_t) (rf->period - rf->within);
+
+    return rf->now + rf->period - (int64_t) randombytes_uniform(spread);
+}
+
+
+/*
+ * One record value judged: *sealed gets the renewed record (free() it)
+ * when it is to be renewed.
+ */
+static void
+sa_refresh_judge(sa_refresh_t *rf, const char *id, const char *value,
+    size_t len, char **sealed)
+{
+    const char          *payload;
+    size_t               plen;
+    uint64_t             known;
+    sa_token_record_t   *rec = NULL;
+    sa_refresh_stats_t  *st = rf->st;
+
+    *sealed = NULL;
+
+    if (sa_envelope_open(value, len, rf->pk, &payload, &plen) != SA_REC_OK) {
+        sa_refresh_refuse(rf, id, "it does not verify with the signing key "
+                          "(signed with another key: run 'key resign' "
+                          "first; or written by something other than "
+                          "sa-admin)");
+        return;
+    }
+
+    if (sa_token_record_parse(payload, plen, sa_heap_alloc, NULL, &rec)
+        != SA_REC_OK)
+    {
+        sa_refresh_refuse(rf, id, "not a valid token record");
+        return;
+    }
+
+    if (strcmp(rec->id, id) != 0) {
+        sa_refresh_refuse(rf, id, "the record names another token");
+        goto done;
+    }
+
+    if (rf->opts->versions != NULL) {
+        known = sa_versions_known(rf->opts->versions, id);
+
+        if (rec->version < known) {
+            st->older++;
+            fprintf(stderr, "sa-admin: token %s is refused: version %llu "
+                    "is older than version %llu seen before (put back by a "
+                    "Redis writer?); not renewed\n", id,
+                    (unsigned long long) rec->version,
+                    (unsigned long long) known);
+            goto done;
+        }
+
+        sa_versions_note(rf->opts->versions, id, rec->version);
+    }
+
+    if (rec->revoked || (rec->expires_at && rec->expires_at <= rf->now)) {
+        st->skipped++;
+        goto done;
+    }
+
+    if (rec->fresh_until > rf->now + rf->within) {
+        st->fresh++;
+        if (st->next_due == 0 || rec->fresh_until < st->next_due) {
+            st->next_due = rec->fresh_until;
+        }
+        goto done;
+    }
+
+    if (rec->fresh_until == 0) {
+        st->stamped++;
+
+    } else if (rec->fresh_until <= rf->now) {
+        st->lapsed++;
+    }
+
+    rec->fresh_until = sa_refresh_until(rf, rec);
+
+    if (rf->opts->dry_run) {
+        st->renewed++;
+        goto done;
+    }
+
+    *sealed = sa_token_record_encode(rec, rf->sk);
+    if (*sealed == NULL) {
+        sa_die(SA_EXIT_UNAVAILABLE, "out of memory");
+    }
+
+done:
+
+    free(rec);
+}
+
+
+/* the replies of one key_refresh.lua, counted */
+static int
+sa_refresh_reply(sa_refresh_t *rf)
+{
+    size_t       i;
+    redisReply  *r;
+    int          rc = SA_EXIT_OK;
+
+    r = sa_xredis_reply(rf->sa);
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = sa_fail(SA_EXIT_UNAVAILABLE, "key refresh: Redis refused the "
+                     "write: %s", r->str);
+
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i < r->elements; i++) {
+            switch (r->element[i]->integer) {
+            case 1:
+                rf->st->renewed++;
+                break;
+            case 2:
+                rf->st->changed++;
+                break;
+            default:
+                rf->st->gone++;
+                break;
+            }
+        }
+    }
+
+    freeReplyObject(r);
+    return rc;
+}
+
+
+/*
+ * One SCAN batch: its token records read with one pipeline, the renewed
+ * ones written with another, SA_REFRESH_GROUP records per script.
+ */
+static int
+sa_refresh_batch(sa_refresh_t *rf, redisReply *keys)
+{
+    size_t        i, n, plen, queued, scripts;
+    const char   *id;
+    char        **ids, *sealed;
+    redisReply  **vals;
+    sa_args_t     args;
+    int           rc, first = SA_EXIT_OK;
+    sa_admin_t   *sa = rf->sa;
+
+    plen = strlen(sa->prefix) + sizeof(SA_KEY_TOKEN) - 1;
+    ids = sa_xcalloc(keys->elements + 1, sizeof(char *));
+    n = 0;
+
+    /* tok:<id>, not tok:<id>:used */
+    for (i = 0; i < keys->elements; i++) {
+        if (keys->element[i]->type == REDIS_REPLY_STRING
+            && keys->element[i]->len == plen + SA_TOKEN_ID_LEN
+            && sa_token_id_valid(keys->element[i]->str + plen,
+                                 SA_TOKEN_ID_LEN))
+        {
+            ids[n++] = keys->element[i]->str + plen;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        sa_args_init(&args);
+        sa_args_add(&args, "GET");
+        sa_args_addf(&args, "%s" SA_KEY_TOKEN "%s", sa->prefix, ids[i]);
+        sa_xredis_append(sa, &args);
+        sa_args_free(&args);
+    }
+
+    vals = sa_xcalloc(n + 1, sizeof(redisReply *));
+    for (i = 0; i < n; i++) {
+        vals[i] = sa_xredis_reply(sa);
+    }
+
+    queued = 0;
+    scripts = 0;
+    sa_args_init(&args);
+
+    for (i = 0; i < n; i++) {
+        if (vals[i]->type != REDIS_REPLY_STRING) {
+            continue;                   /* expired since the SCAN */
+        }
+
+        rf->st->read++;
+        id = ids[i];
+
+        sa_refresh_judge(rf, id, vals[i]->str, vals[i]->len, &sealed);
+
+        if (sealed == NULL) {
+            continue;
+        }
+
+        if (queued == 0) {
+            sa_change_args(sa, &args);
+        }
+
+        sa_args_add(&args, id);
+        sa_args_addn(&args, vals[i]->str, vals[i]->len);
+        sa_args_add(&args, sealed);
+        free(sealed);
+
+        if (++queued == SA_REFRESH_GROUP) {
+            sa_xscript_append(sa, &sa_lua_key_refresh, 0, &args);
+            sa_args_free(&args);
+            queued = 0;
+            scripts++;
+        }
+    }
+
+    if (queued > 0) {
+        sa_xscript_append(sa, &sa_lua_key_refresh, 0, &args);
+        scripts++;
+    }
+    sa_args_free(&args);
+
+    /* every reply is read, even after an error, to keep the pipeline whole */
+    for (i = 0; i < scripts; i++) {
+        rc = sa_refresh_reply(rf);
+        if (rc != SA_EXIT_OK && first == SA_EXIT_OK) {
+            first = rc;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        freeReplyObject(vals[i]);
+    }
+    free(vals);
+    free(ids);
+
+    return first;
+}
+
+
+int
+sa_refresh_run(sa_admin_t *sa, int64_t period, int64_t within,
+    const sa_refresh_opts_t *opts, sa_refresh_stats_t *st)
+{
+    char                cursor[32], match[512], prefix[256];
+    redisReply         *r;
+    int                 rc = SA_EXIT_OK;
+    sa_refresh_t        rf;
+    sa_refresh_opts_t   none;
+
+    memset(st, 0, sizeof(*st));
+
+    if (opts == NULL) {
+        memset(&none, 0, sizeof(none));
+        opts = &none;
+    }
+
+    if (period <= 0 || within <= 0 || within >= period
+        || period - within > UINT32_MAX)
+    {
+        return sa_fail(SA_EXIT_USAGE, "key refresh: the window must be "
+                       "shorter than the period, both positive");
+    }
+
+    memset(&rf, 0, sizeof(rf));
+    rf.sa = sa;
+    rf.sk = sa_signing_key_or_exit(sa);
+    memcpy(rf.pk, rf.sk + 32, SA_PUBLICKEY_LEN);
+    rf.now = sa_now();
+    rf.period = period;
+    rf.within = within;
+    rf.opts = opts;
+    rf.st = st;
+    clock_gettime(CLOCK_MONOTONIC, &rf.start);
+
+    sa_glob_escape(sa->prefix, prefix, sizeof(prefix));
+    snprintf(match, sizeof(match), "%s" SA_KEY_TOKEN "*", prefix);
+    strcpy(cursor, "0");
+
+    do {
+        r = sa_xredis_cmd(sa, "SCAN %s MATCH %s COUNT %d", cursor, match,
+                          SA_REFRESH_SCAN);
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+            || r->element[0]->type != REDIS_REPLY_STRING
+            || r->element[1]->type != REDIS_REPLY_ARRAY)
+        {
+            rc = r->type == REDIS_REPLY_ERROR
+                 ? sa_fail(SA_EXIT_UNAVAILABLE, "SCAN refused: %s", r->str)
+                 : sa_fail(SA_EXIT_UNAVAILABLE, "SCAN: unexpected reply");
+            freeReplyObject(r);
+            break;
+        }
+
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        rc = sa_refresh_batch(&rf, r->element[1]);
+        freeReplyObject(r);
+
+        sa_refresh_progress(&rf);
+
+    } while (rc == SA_EXIT_OK && strcmp(cursor, "0") != 0);
+
+    st->seconds = sa_refresh_elapsed(&rf);
+
+    return rc;
+}
+
+
+json_t *
+sa_refresh_json(const sa_refresh_stats_t *st, int dry_run)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+                     " s:o, s:b, s:f}",
+                     "read", (json_int_t) st->read,
+                     "renewed", (json_int_t) st->renewed,
+                     "stamped", (json_int_t) st->stamped,
+                     "lapsed", (json_int_t) st->lapsed,
+                     "fresh", (json_int_t) st->fresh,
+                     "skipped", (json_int_t) st->skipped,
+                     "refused", (json_int_t) st->refused,
+                     "older", (json_int_t) st->older,
+                     "changed", (json_int_t) st->changed,
+                     "gone", (json_int_t) st->gone,
+                     "next_due", st->next_due ? sa_time_json(st->next_due)
+                                              : json_null(),
+                     "dry_run", dry_run,
+                     "seconds", (double) (long) (st->seconds * 1000) / 1000);
+}
+
+
+static int64_t
+sa_refresh_duration_or_exit(sa_admin_t *sa, const char *flag, const char *s)
+{
+    int64_t  d = sa_duration_parse(s);
+
+    if (d <= 0) {
+        sa_die_usage(sa, "invalid %s '%s' (expected a duration, e.g. 24h)",
+                     flag, s);
+    }
+
+    return d;
+}
+
+
+void
+sa_key_refresh_cmd(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "period", required_argument, NULL, 'p' },
+        { "within", required_argument, NULL, 'w' },
+        { "dry-run", no_argument, NULL, 'n' },
+        SA_OPTS_END
+    };
+    int64_t              period, within;
+    int                  ch, rc;
+    sa_refresh_opts_t    ro;
+    sa_refresh_stats_t   st;
+
+    memset(&ro, 0, sizeof(ro));
+    period = sa->fresh_period;
+    within = 0;
+
+    while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
+        switch (ch) {
+        case 'p':
+            period = sa_refresh_duration_or_exit(sa, "--period", optarg);
+            break;
+        case 'w':
+            within = sa_refresh_duration_or_exit(sa, "--within", optarg);
+            break;
+        case 'n':
+            ro.dry_run = 1;
+            break;
+        }
+    }
+
+    sa_operands_or_exit(sa, argc, argv, 0);
+
+    if (period <= 0) {
+        sa_die_usage(sa, "--period D is required (or SA_FRESH_PERIOD)");
+    }
+
+    if (within == 0) {
+        within = period / 4 > 0 ? period / 4 : 1;
+    }
+
+    if (within >= period) {
+        sa_die_usage(sa, "--within must be shorter than --period");
+    }
+
+    ro.progress = 1;
+
+    rc = sa_refresh_run(sa, period, within, &ro, &st);
+
+    if (rc != SA_EXIT_OK) {
+        sa_die(rc, "key refresh stopped after %zu records renewed; run it "
+               "again", st.renewed);
+    }
+
+    if (sa->json) {
+        sa_print_json(sa_refresh_json(&st, ro.dry_run));
+
+    } else {
+        printf("%s %zu token record%s (%zu had no fresh_until, %zu had "
+               "lapsed); %zu fresh beyond the window, %zu revoked or expired "
+               "left, %zu refused (%.1f s)\n",
+               ro.dry_run ? "would renew" : "renewed", st.renewed,
+               st.renewed == 1 ? "" : "s", st.stamped, st.lapsed, st.fresh,
+               st.skipped, st.refused + st.older, st.seconds);
+    }
+
+    if (st.lapsed > 0) {
+        sa_fail(SA_EXIT_OK, "warning: %zu record%s had lapsed before this "
+                "run (gateways with sa_record_max_age refused %s): run key "
+                "refresh more often than --within", st.lapsed,
+                st.lapsed == 1 ? "" : "s", st.lapsed == 1 ? "it" : "them");
+    }
+
+    if (st.refused + st.older > 0) {
+        sa_die(SA_EXIT_NOT_FOUND, "%zu record%s refused (above) and not "
+               "renewed: gateways with sa_record_max_age refuse %s once %s "
+               "fresh_until passes", st.refused + st.older,
+               st.refused + st.older == 1 ? " was" : "s were",
+               st.refused + st.older == 1 ? "it" : "them",
+               st.refused + st.older == 1 ? "its" : "their");
+    }
+}

@@ -1,0 +1,69 @@
+/* Unit tests: key refresh's version memory (admin-tool/refresh.h). */
+
+#include <stdio.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "tap.h"
+#include "refresh.h"
+#include "sa_token.h"
+
+
+static void
+id_of(unsigned n, char id[SA_TOKEN_ID_LEN + 1])
+{
+    snprintf(id, SA_TOKEN_ID_LEN + 1, "Id%014u", n);
+}
+
+
+int
+main(void)
+{
+    sa_versions_t  *v;
+    char            id[SA_TOKEN_ID_LEN + 1];
+    unsigned        i, wrong;
+
+    if (sodium_init() < 0) {
+        printf("Bail out! libsodium init failed\n");
+        return 1;
+    }
+
+    v = sa_versions_new();
+
+    id_of(1, id);
+    is_long((long) sa_versions_known(v, id), 0, "an id never seen: 0");
+
+    sa_versions_note(v, id, 3);
+    is_long((long) sa_versions_known(v, id), 3, "noted: its version");
+
+    sa_versions_note(v, id, 2);
+    is_long((long) sa_versions_known(v, id), 3, "a lower version lowers nothing");
+
+    sa_versions_note(v, id, 9);
+    is_long((long) sa_versions_known(v, id), 9, "a higher one raises it");
+
+    sa_versions_note(v, id, 0);
+    is_long((long) sa_versions_known(v, id), 9, "version 0 is no version");
+    is_long((long) sa_versions_count(v), 1, "one id, one entry");
+
+    /* grows past its first size many times; every entry stays */
+    for (i = 2; i <= 200000; i++) {
+        id_of(i, id);
+        sa_versions_note(v, id, i);
+    }
+    is_long((long) sa_versions_count(v), 200000, "200,000 ids kept");
+
+    wrong = 0;
+    for (i = 2; i <= 200000; i++) {
+        id_of(i, id);
+        wrong += sa_versions_known(v, id) != i;
+    }
+    is_long(wrong, 0, "each with its own version after growing");
+
+    id_of(200001, id);
+    is_long((long) sa_versions_known(v, id), 0, "and an id never noted is still 0");
+
+    sa_versions_free(v);
+
+    return done_testing();
+}
