@@ -45,6 +45,19 @@ void sa_versions_note(sa_versions_t *v, const char *id, uint64_t version);
 
 size_t sa_versions_count(const sa_versions_t *v);
 
+/*
+ * A message of the invalidation channel (<prefix>invalidate: "<id>:<version>
+ * <id>:<version> ...", as every sa-admin change publishes it): each version
+ * noted.  A caller that runs the refresh in another process than the one
+ * that makes changes subscribes and feeds every message here, so that a
+ * change made elsewhere is known before the next run reads it.  Messages
+ * are not authenticated: a publisher can at worst make genuine records
+ * refused (never renewed, so they lapse), as at a gateway.  Returns how
+ * many versions were noted; malformed items are skipped.
+ */
+size_t sa_versions_note_message(sa_versions_t *v, const char *msg,
+    size_t len);
+
 typedef struct {
     int             dry_run;        /* count, write nothing */
     int             progress;       /* a line on stderr every second */

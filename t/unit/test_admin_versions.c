@@ -65,5 +65,29 @@ main(void)
 
     sa_versions_free(v);
 
+    /* the invalidation channel's messages */
+    v = sa_versions_new();
+    {
+        const char  *msg = "AbCdEfGh01234567:4 Zz00000000000000:12 "
+                           "BadId:3 Yy00000000000000 Xx00000000000000:x "
+                           "Ww00000000000000:99999999999999999999999";
+
+        is_long((long) sa_versions_note_message(v, msg, strlen(msg)), 2,
+                "message: the two well-formed id:version items noted");
+        is_long((long) sa_versions_known(v, "AbCdEfGh01234567"), 4,
+                "message: the first one's version");
+        is_long((long) sa_versions_known(v, "Zz00000000000000"), 12,
+                "message: the second one's version");
+        is_long((long) sa_versions_known(v, "Yy00000000000000"), 0,
+                "message: an id without a version notes nothing");
+        is_long((long) sa_versions_known(v, "Ww00000000000000"), 0,
+                "message: a version too long for 64 bits notes nothing");
+        is_long((long) sa_versions_note_message(v, "AbCdEfGh01234567:2", 18),
+                1, "message: a lower version is taken in ...");
+        is_long((long) sa_versions_known(v, "AbCdEfGh01234567"), 4,
+                "... and lowers nothing");
+    }
+    sa_versions_free(v);
+
     return done_testing();
 }
