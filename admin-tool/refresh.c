@@ -243,7 +243,7 @@ sa_refresh_until(sa_refresh_t *rf, const sa_token_record_t *rec)
     uint32_t  spread;
 
     if (rec->fresh_until > rf->now) {
-        return rf->now + rf->period;
+        return rf->now + rf->period;       /* due, or too far ahead */
     }
 
     /* none, or lapsed: spread over (now + within, now + period] */
@@ -310,7 +310,11 @@ sa_refresh_judge(sa_refresh_t *rf, const char *id, const char *value,
         goto done;
     }
 
-    if (rec->fresh_until > rf->now + rf->within) {
+    if (rec->fresh_until > rf->now + rf->period) {
+        /* signed with a longer period: gateways set for this one refuse it */
+        st->ahead++;
+
+    } else if (rec->fresh_until > rf->now + rf->within) {
         st->fresh++;
         if (st->next_due == 0 || rec->fresh_until < st->next_due) {
             st->next_due = rec->fresh_until;
@@ -551,11 +555,12 @@ json_t *
 sa_refresh_json(const sa_refresh_stats_t *st, int dry_run)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-                     " s:o, s:b, s:f}",
+                     " s:I, s:o, s:b, s:f}",
                      "read", (json_int_t) st->read,
                      "renewed", (json_int_t) st->renewed,
                      "stamped", (json_int_t) st->stamped,
                      "lapsed", (json_int_t) st->lapsed,
+                     "ahead", (json_int_t) st->ahead,
                      "fresh", (json_int_t) st->fresh,
                      "skipped", (json_int_t) st->skipped,
                      "refused", (json_int_t) st->refused,

@@ -8,7 +8,8 @@
  * GETs, SCAN batch by SCAN batch, as key resign does.  A record is renewed
  * when it verifies with the current signing key, is a valid token record
  * under its own id, is neither revoked nor expired, and has no fresh_until,
- * or one that has passed or lapses within `within`.  Only fresh_until and
+ * or one that has passed, lapses within `within`, or lies more than
+ * `period` ahead (signed with a longer period: brought back to it).  Only fresh_until and
  * the signature change (the version stays): fresh_until = now + period,
  * or, for a record that had none or had lapsed, a time spread at random
  * over (now + within, now + period], so that records stamped together do
@@ -69,6 +70,8 @@ typedef struct {
     size_t          renewed;        /* written (dry run: would be) */
     size_t          stamped;        /* of which had no fresh_until */
     size_t          lapsed;         /* of which had lapsed already */
+    size_t          ahead;          /* of which lay more than the period
+                                       ahead (brought back to it) */
     size_t          fresh;          /* lapse beyond the window: left */
     size_t          skipped;        /* revoked or expired: left */
     size_t          refused;        /* not verified or invalid: reported */
@@ -99,9 +102,10 @@ struct json_t *sa_refresh_json(const sa_refresh_stats_t *st, int dry_run);
 
 #define SA_REFRESH_HELP                                                     \
     "Renews the fresh_until of every token record that has none, or\n"     \
-    "whose fresh_until has passed or lapses within --within, to now +\n"    \
-    "--period (records that had none or had lapsed: spread at random\n"    \
-    "between now + --within and now + --period).  Nothing else changes:\n" \
+    "whose fresh_until has passed, lapses within --within or lies more\n"  \
+    "than --period ahead, to now + --period (records that had none or\n"  \
+    "had lapsed: spread at random between now + --within and now +\n"    \
+    "--period).  Nothing else changes:\n"                                 \
     "not the version, not the expiry.  Revoked and expired records are\n"   \
     "left as they are.  Only records that verify with the current signing\n" \
     "key are renewed; any other is reported on stderr and left, and the\n"  \

@@ -64,13 +64,14 @@ is($r->{code}, 1, 'an operand: exit 1');
 # 2. a run
 my ($ta, $a) = issue(undef);                      # no fresh_until
 my ($tb, $b) = issue('1h');                       # due within 6 h
-my ($tc, $c) = issue('48h');                      # beyond the window
+my ($tc, $c) = issue('12h');                      # beyond the window
+my ($tx, $x) = issue('48h');                      # beyond the period
 my ($td, $d) = issue(undef);
 is(admin({}, 'token', 'revoke', $d)->{code}, 0, 'a revoked token');
 my ($te, $e) = issue(undef, '--expires', '1s');
 sleep 1.2;
-my %before = map { $_ => record($_) } $a, $b, $c, $d, $e;
-my %ttl = map { $_ => $redis->cmd('TTL', "sa:tok:$_") } $a, $b, $c, $d, $e;
+my %before = map { $_ => record($_) } $a, $b, $c, $d, $e, $x;
+my %ttl = map { $_ => $redis->cmd('TTL', "sa:tok:$_") } $a, $b, $c, $d, $e, $x;
 my $audit = $redis->cmd('XLEN', 'sa:audit');
 
 my $sub = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $redis->port) or die;
@@ -81,9 +82,9 @@ my $now = time;
 $r = refresh('--period', '24h', '--within', '6h', '--json');
 is($r->{code}, 0, 'key refresh --period 24h --within 6h: exit 0') or diag $r->{err};
 my $j = $r->{json};
-is_deeply([ @$j{qw(read renewed stamped lapsed fresh skipped refused older changed gone)} ],
-          [ 5, 2, 1, 0, 1, 2, 0, 0, 0, 0 ],
-          'read 5: renewed 2 (1 had none), 1 fresh beyond the window, 2 revoked or expired left')
+is_deeply([ @$j{qw(read renewed stamped lapsed ahead fresh skipped refused older changed gone)} ],
+          [ 6, 3, 1, 0, 1, 1, 2, 0, 0, 0, 0 ],
+          'read 6: renewed 3 (1 had none, 1 lay beyond the period), 1 fresh beyond the window, 2 revoked or expired left')
     or diag explain $j;
 
 my $pa = payload(record($a));
@@ -91,7 +92,9 @@ cmp_ok($pa->{fresh_until}, '>', $now + 6 * 3600, 'a record without fresh_until: 
 cmp_ok($pa->{fresh_until}, '<=', time + 24 * 3600, '... and at most a period ahead');
 cmp_ok(abs(payload(record($b))->{fresh_until} - ($now + 24 * 3600)), '<=', 3,
        'a due record: fresh until now + 24 h');
-for my $id ($a, $b) {
+cmp_ok(abs(payload(record($x))->{fresh_until} - ($now + 24 * 3600)), '<=', 3,
+       'a record fresh for 48 h: brought back to now + 24 h');
+for my $id ($a, $b, $x) {
     is(without_fresh(record($id)), without_fresh($before{$id}),
        "$id: every field but fresh_until as it was (version included)");
     cmp_ok(abs($redis->cmd('TTL', "sa:tok:$id") - $ttl{$id}), '<=', 2, "$id: its expiry kept");
@@ -110,17 +113,17 @@ close $sub;
 # the text report
 $r = refresh('--period', '24h', '--within', '6h');
 is($r->{code}, 0, 'a second run: exit 0');
-like($r->{out}, qr/^renewed 0 token records \(0 had no fresh_until, 0 had lapsed\); 3 fresh beyond the window, 2 revoked or expired left, 0 refused/,
+like($r->{out}, qr/^renewed 0 token records \(0 had no fresh_until, 0 had lapsed\); 4 fresh beyond the window, 2 revoked or expired left, 0 refused/,
      'renews nothing: everything is fresh now');
 
 # SA_FRESH_PERIOD is the default period; --dry-run writes nothing
-my %now = map { $_ => record($_) } $a, $b, $c;
+my %now = map { $_ => record($_) } $a, $b, $c, $x;
 $r = SaTest::admin($redis, { SA_FRESH_PERIOD => '48h' }, 'key', 'refresh', '--within', '30h',
                    '--dry-run', '--json');
 is($r->{code}, 0, '--dry-run with SA_FRESH_PERIOD=48h --within 30h: exit 0') or diag $r->{err};
-is($r->{json}{renewed}, 2, 'would renew the 2 records lapsing within 30 h (not the one fresh for 48 h)');
+is($r->{json}{renewed}, 4, 'would renew the 4 live records: all lapse within 30 h');
 ok($r->{json}{dry_run}, 'says it was a dry run');
-is_deeply({ map { $_ => record($_) } $a, $b, $c }, \%now, 'and wrote nothing');
+is_deeply({ map { $_ => record($_) } $a, $b, $c, $x }, \%now, 'and wrote nothing');
 
 # 3. a record that does not verify with the signing key
 my ($tf, $fid) = issue(undef);
@@ -175,7 +178,7 @@ my ($th, $h) = issue(undef);
 my $p1 = probe(86400, 21600);
 is($p1->{rc}, 0, 'probe: a run') or diag explain $p1;
 cmp_ok($p1->{renewed}, '>=', 1, 'probe: stamps the new token');
-cmp_ok($p1->{versions}, '>=', 7, 'probe: remembers a version of every token it read');
+cmp_ok($p1->{versions}, '>=', 8, 'probe: remembers a version of every token it read');
 my $h1 = record($h);
 is(payload($h1)->{version}, 1, 'the stamped record: version 1');
 is(admin({}, 'token', 'revoke', $h)->{code}, 0, 'revoked by the CLI, another process');
@@ -185,7 +188,7 @@ $redis->cmd('SET', "sa:tok:$h", $h1, 'KEEPTTL');          # the writer's replay
 my $p3 = probe(172800, 86400);                            # everything is due
 is($p3->{older}, 1, 'probe: the put-back version 1 is older than the version 2 it saw: refused');
 is(record($h), $h1, 'and not renewed: left byte for byte, to lapse at its fresh_until');
-cmp_ok($p3->{renewed}, '>=', 4, 'the other live records renewed in the same run');
+cmp_ok($p3->{renewed}, '>=', 5, 'the other live records renewed in the same run');
 close $to;
 waitpid $pid, 0;
 is($? >> 8, 0, 'probe: exit 0');
