@@ -12,6 +12,14 @@ if redis.call('EXISTS', key) == 1 then
 end
 
 put(key, rec, exat)
-redis.call('SADD', P .. SA_KEY_USER .. user .. SA_KEY_PTOKENS, tid)
+-- the index forgets the tokens whose records are gone (a week after their
+-- expiry), so that it holds only what 'user token list' can show
+local index = P .. SA_KEY_USER .. user .. SA_KEY_PTOKENS
+for _, old in ipairs(redis.call('SMEMBERS', index)) do
+    if redis.call('EXISTS', P .. SA_KEY_PTOKEN .. old) == 0 then
+        redis.call('SREM', index, old)
+    end
+end
+redis.call('SADD', index, tid)
 audit('user.token.issue', user .. '/' .. tid, '')
 return 1

@@ -141,7 +141,8 @@ json_t *sa_op_account_delete(sa_admin_t *sa, json_t *in);
  *                      expires_at, status}]
  *   user.token.revoke  {id}   -> {id, ..., status: "revoked"}
  * An operator, or the user herself; never a caller bounded by a service
- * account token's scopes.
+ * account token's scopes.  One issued with a personal token (sa->proof)
+ * expires no later than that token.
  */
 json_t *sa_op_user_token_issue(sa_admin_t *sa, json_t *in);
 json_t *sa_op_user_token_list(sa_admin_t *sa, json_t *in);

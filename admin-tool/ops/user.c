@@ -10,7 +10,8 @@
  * --as locally).  Never a caller bounded by a service account's token
  * scopes, and never for a service account's email: a personal token is
  * bounded by nothing but its user's team permissions, so a service account
- * must not mint itself one.  The secret is shown once, in issue's answer;
+ * must not mint itself one; and one issued with a personal token never
+ * outlives that token.  The secret is shown once, in issue's answer;
  * Redis holds its BLAKE2b hash inside a signed record (kind "ptoken",
  * <prefix>ptok:<id>), indexed in <prefix>user:<user>:ptoks.
  */
@@ -128,6 +129,39 @@ sa_user_or_exit(json_t *in)
 }
 
 
+/*
+ * A personal token that issues its user another one never makes one that
+ * outlives itself: a leaked token cannot extend its own life.  The expiry
+ * of the personal token that proved the caller (sa->proof "token:<id>"),
+ * or 0 (another proof, or an operator).
+ */
+static int64_t
+sa_user_proof_expiry(sa_admin_t *sa, const char *user)
+{
+    const char  *err;
+    json_t      *rec;
+    int64_t      exp = 0;
+
+    if (sa->proof == NULL || strncmp(sa->proof, "token:", 6) != 0
+        || !sa_token_id_valid(sa->proof + 6, strlen(sa->proof + 6))
+        || sa_user_operator(sa))
+    {
+        return 0;
+    }
+
+    rec = sa_record_get(sa, sa_signing_key_or_exit(sa) + 32, SA_KIND_PTOKEN,
+                        sa->proof + 6, &err);
+    if (rec != NULL
+        && strcmp(json_string_value(json_object_get(rec, "user")), user) == 0)
+    {
+        exp = json_integer_value(json_object_get(rec, "expires_at"));
+    }
+
+    json_decref(rec);
+    return exp;
+}
+
+
 static const char *
 sa_ptoken_status(json_t *rec, int64_t now)
 {
@@ -175,7 +209,7 @@ sa_op_user_token_issue(sa_admin_t *sa, json_t *in)
     char         hex[SA_HASH_HEX_LEN + 1], exat[24], *sealed;
     uint8_t      hash[SA_HASH_LEN];
     const char  *user, *expires;
-    int64_t      now = sa_now(), life = SA_PTOKEN_DEFAULT_LIFE;
+    int64_t      now = sa_now(), life = SA_PTOKEN_DEFAULT_LIFE, cap;
     json_t      *rec, *out;
     sa_args_t    args;
     int          rc, attempt;
@@ -199,6 +233,11 @@ sa_op_user_token_issue(sa_admin_t *sa, json_t *in)
 
     sa_user_permit_or_exit(sa, user, "issuing a personal token");
     sa_signing_key_or_exit(sa);
+
+    cap = sa_user_proof_expiry(sa, user);
+    if (cap && now + life > cap) {
+        life = cap - now;
+    }
 
     /* a new id each attempt: the only conflict is an id already taken */
     for (attempt = 0; ; attempt++) {

@@ -136,6 +136,39 @@ is(as('bob', qw(user token list alice))->{code}, 2, 'bob cannot list alice\'s to
 $r = op(qw(user token list carol --json));
 is_deeply($r->{json}, [], 'a user without tokens: an empty list');
 
+# over the API (the probe runs the operation as serve would, for the
+# caller it proved): alice for herself only; a service account never
+sub api {
+    my ($token, $op, $in) = @_;
+    my $r = probe($token, { SA_PROBE_OP => $op, SA_PROBE_IN => JSON::PP->new->encode($in) });
+    my @l = split /\n/, $r->{out};
+    $r->{caller} = eval { JSON::PP->new->decode($l[0] // '') };
+    $r->{json} = eval { JSON::PP->new->decode($l[1] // '') };
+    return $r;
+}
+$r = api($mine->{token}, 'user.token.issue', { user => 'alice', expires => '365d' });
+is($r->{code}, 0, 'api: alice, proven by her personal token, issues herself one') or diag $r->{err};
+my $api_tok = $r->{json};
+secret_of($api_tok->{token});
+is($api_tok->{created_by}, 'alice', 'api: created by alice');
+my $mine_exp = payload($redis->cmd('GET', "sa:ptok:$mine->{id}"))->{expires_at};
+is(payload($redis->cmd('GET', "sa:ptok:$api_tok->{id}"))->{expires_at}, $mine_exp,
+   'api: it never outlives the token that issued it (365d asked, 12h given)');
+$r = api($mine->{token}, 'user.token.issue', { user => 'bob' });
+is($r->{code}, 2, 'api: alice cannot issue bob one');
+like($r->{err}, qr/only an operator or 'bob' herself/, 'api: forbidden');
+is(api($mine->{token}, 'user.token.list', { user => 'alice' })->{code}, 0, 'api: alice lists hers');
+is(api($mine->{token}, 'user.token.list', { user => 'bob' })->{code}, 2, 'api: not bob\'s');
+my ($sat) = $f->issue('--scope', 'service_accounts:tokens');
+$r = api($sat, 'user.token.issue', { user => 'alice' });
+is($r->{code}, 2, "api: a service account's token cannot issue a personal token");
+like($r->{err}, qr/not for a service account's token/, 'api: and is told why');
+$r = api($sat, 'user.token.issue', { user => $f->account->{email} });
+is($r->{code}, 1, 'api: nor one for its own email');
+$r = api($api_tok->{token}, 'user.token.revoke', { id => $api_tok->{id} });
+is($r->{code}, 0, 'api: a personal token revokes itself');
+like(probe($api_tok->{token})->{json}{why}, qr/revoked/, 'api: and is refused at once');
+
 # revoke: at once
 $r = as('alice', 'user', 'token', 'revoke', $id);
 is($r->{code}, 0, 'alice revokes her token') or diag $r->{err};
@@ -174,6 +207,15 @@ like($r->{json}{why}, qr/expired/, 'expired');
 $r = op(qw(user token list dave --json));
 is($r->{json}[0]{status}, 'expired', 'listed as expired');
 
+# a record gone (a week after its expiry) leaves the index at the next issue
+my $dave_id = substr($short, 4, 16);
+$redis->cmd('DEL', "sa:ptok:$dave_id");
+is_deeply(op(qw(user token list dave --json))->{json}, [], 'a token whose record is gone is not listed');
+$r = op(qw(user token issue dave --json));
+secret_of($r->{json}{token});
+is_deeply($redis->cmd('SMEMBERS', 'sa:user:dave:ptoks'), [$r->{json}{id}],
+          'and the next issue drops it from the index');
+
 # the audit: who did what to whose token; never a secret
 $r = SaTest::admin($redis, qw(audit --json));
 my @ent = grep { $_->{action} =~ /^user\.token\./ } @{ $r->{json} };
@@ -181,7 +223,7 @@ ok((grep { $_->{action} eq 'user.token.issue' && $_->{target} eq "alice/$id"
            && $_->{actor} eq '(operator)' } @ent), 'audit: the operator issued alice/<id>');
 ok((grep { $_->{action} eq 'user.token.revoke' && $_->{target} eq "alice/$id"
            && $_->{actor} eq 'alice' } @ent), 'audit: alice revoked it');
-is(scalar(grep { $_->{action} eq 'user.token.issue' } @ent), 3, 'three issues audited');
+is(scalar(grep { $_->{action} eq 'user.token.issue' } @ent), 5, 'five issues audited');
 ok((grep { $_->{action} eq 'denied' && $_->{actor} eq 'bob' && $_->{target} eq 'user.token' }
     @{ $r->{json} }), "bob's refused attempts left a 'denied' entry");
 
@@ -225,6 +267,10 @@ $redis->cmd('DEL', "sa:tok:$eid");
 # key resign re-signs personal tokens too
 my $new = SaTest::new_dir('newkey') . '/k';
 SaTest::run([SaTest::admin_path(), 'key', 'generate', '--out', $new]);
+$r = SaTest::admin($redis, { SA_SIGNING_KEY => "$new/signing.key", SA_ACTOR => undef },
+                   'key', 'resign', '--old-verify-key', SaTest::keys_dir() . '/verify.key',
+                   '--team', 'platform', '--dry-run', '--json');
+is($r->{json}{personal_tokens}, 0, 'key resign --team: personal tokens belong to no team');
 $r = SaTest::admin($redis, { SA_SIGNING_KEY => "$new/signing.key", SA_ACTOR => undef },
                    'key', 'resign', '--old-verify-key', SaTest::keys_dir() . '/verify.key',
                    '--json');

@@ -10,6 +10,11 @@
  * With SA_PROBE_THEN_SET=KEY and SA_PROBE_THEN_VALUE=V, the same process
  * then SETs KEY to V and checks the same header again (a second line, the
  * exit status of the second): what one API worker sees across a change.
+ *
+ * With SA_PROBE_OP=NAME (and SA_PROBE_IN, its input JSON), a caller found
+ * runs that operation as serve would run it for the request (the caller
+ * applied, channel "api") and its output is printed as a second line; an
+ * error ends the probe with its exit status.
  */
 
 #include <stdlib.h>
@@ -17,6 +22,7 @@
 #include <jansson.h>
 
 #include "bearer.h"
+#include "ops/ops.h"
 #include "redis.h"
 #include "xalloc.h"
 #include "sa_crypto.h"
@@ -39,7 +45,7 @@ check(sa_admin_t *sa0)
     sa_caller_t         c;
     sa_auth_t           rc;
     const char         *why = NULL;
-    json_t             *out;
+    json_t             *out, *in;
 
     rc = sa_bearer_check(&sa, getenv("SA_AUTHORIZATION"), &c, &why);
 
@@ -67,6 +73,17 @@ check(sa_admin_t *sa0)
     json_dumpf(out, stdout, JSON_COMPACT | JSON_SORT_KEYS);
     fputc('\n', stdout);
     json_decref(out);
+
+    if (rc == SA_AUTH_OK && getenv("SA_PROBE_OP") != NULL) {
+        sa.channel = "api";
+        in = json_loads(env("SA_PROBE_IN", "{}"), 0, NULL);
+        fflush(stdout);
+        out = sa_op_call(&sa, getenv("SA_PROBE_OP"), in);
+        json_dumpf(out, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+        fputc('\n', stdout);
+        json_decref(out);
+        json_decref(in);
+    }
 
     if (rc == SA_AUTH_OK) {
         sa_caller_free(&c);
