@@ -145,6 +145,62 @@ sa_team_load_or_exit(sa_admin_t *sa, const char *team)
 }
 
 
+/* does the calling token (sa->scopes) hold the scope named perm */
+static int
+sa_scopes_hold(sa_admin_t *sa, const char *perm)
+{
+    size_t   i;
+    json_t  *v;
+
+    json_array_foreach(sa->scopes, i, v) {
+        if (json_is_string(v) && strcmp(json_string_value(v), perm) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+void
+sa_reader_or_exit(sa_admin_t *sa, const char *team)
+{
+    char         why[512], id[256], *raw;
+    const char  *actor, *err;
+    size_t       len = 0;
+    int          wrongtype;
+    json_t      *t, *m;
+
+    if (sa->channel == NULL || strcmp(sa->channel, "api") != 0
+        || sa_is_operator(sa))
+    {
+        return;
+    }
+
+    actor = sa_actor_or_exit(sa);
+    t = sa_team_read(sa, team, NULL, why, sizeof(why));
+    if (t == NULL) {
+        sa_die_kind(SA_ERR_NOT_FOUND, "%s", why);
+    }
+    if (strcmp(actor, json_string_value(json_object_get(t, "owner"))) == 0) {
+        json_decref(t);
+        return;
+    }
+    json_decref(t);
+
+    raw = sa_raw(sa, team, actor, &len, &wrongtype);
+    snprintf(id, sizeof(id), "%s/%s", team, actor);
+    m = raw ? sa_record_open(sa, NULL, SA_KIND_MEMBER, id, raw, len, &err)
+            : NULL;
+    free(raw);
+    if (m == NULL) {
+        sa_die_kind(SA_ERR_FORBIDDEN, "reading team '%s' over the API needs "
+                    "membership of it ('%s' is no member)", team, actor);
+    }
+    json_decref(m);
+}
+
+
 /* does the verified member record hold perm */
 static int
 sa_member_holds(json_t *m, const char *perm)
@@ -190,13 +246,35 @@ sa_prove(sa_admin_t *sa, char *why, size_t size)
     }
     owner = json_string_value(json_object_get(t, "owner"));
 
-    if (strcmp(actor, SA_OPERATOR) == 0 || strcmp(actor, owner) == 0) {
+    if (sa_is_operator(sa)
+        || (strcmp(actor, owner) == 0 && sa->scopes == NULL))
+    {
         sa_proof.member_rec = sa_xstrdup("");
         json_decref(t);
         return 0;
     }
 
     json_decref(t);
+
+    /*
+     * A token bounded by scopes (a service account's, over the API) uses a
+     * permission only if it holds the scope of the same name, and never
+     * acts as the team's owner.
+     */
+    if (sa->scopes != NULL
+        && (sa_proof.perm == NULL || !sa_scopes_hold(sa, sa_proof.perm)))
+    {
+        if (sa_proof.perm == NULL) {
+            snprintf(why, size, "only the owner of team '%s' may do this, "
+                     "and a token bounded by scopes does not act as it",
+                     sa_proof.team);
+        } else {
+            snprintf(why, size, "the token lacks the scope %s (a token uses "
+                     "a permission of team '%s' only if it holds the scope "
+                     "of the same name)", sa_proof.perm, sa_proof.team);
+        }
+        return SA_LACKS;
+    }
 
     if (sa_proof.perm == NULL) {
         snprintf(why, size, "only the owner of team '%s' may do this ('%s' "

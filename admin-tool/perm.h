@@ -7,7 +7,11 @@
  * since the check is a conflict, read and judged again.
  *
  * Operators: in local mode, sa-admin run with the signing key and no
- * acting user (neither --as nor SA_ACTOR).  An operator passes every
+ * acting user (neither --as nor SA_ACTOR); under serve, the people named
+ * with --operator (sa->operators), never through a token bounded by
+ * scopes.  A caller with scopes (sa->scopes, a service account's token)
+ * uses a permission only if it holds the scope of the same name, and
+ * never acts as a team's owner.  An operator passes every
  * permission check and is recorded as "(operator)", a name no user can
  * have.  Some decisions are the operator's only: creating, adopting an
  * application, a grant of '*', adopting an unsigned team.
@@ -25,6 +29,13 @@
 
 /* is the acting user the operator (see above) */
 int sa_is_operator(sa_admin_t *sa);
+
+/*
+ * Over the API (sa->channel "api"), reading a team (list, show, audit)
+ * needs its ownership or membership, as the verified records say, or an
+ * operator; SA_ERR_FORBIDDEN otherwise.  Locally, nothing is checked.
+ */
+void sa_reader_or_exit(sa_admin_t *sa, const char *team);
 
 /* exits 2 unless the operator acts; what: "creating an application" */
 void sa_operator_or_exit(sa_admin_t *sa, const char *what);

@@ -205,6 +205,7 @@ sa_op_account_list(sa_admin_t *sa, json_t *in)
 
     sa_in_only(in, "team", NULL);
     team = sa_in_str(in, "team", 1);
+    sa_reader_or_exit(sa, team);
 
     owner = sa_xredis_cmd(sa, "EXISTS %s", sa_key(sa, SA_KEY_TEAM, team));
     exists = owner->integer == 1;
@@ -240,6 +241,7 @@ sa_op_account_show(sa_admin_t *sa, json_t *in)
 
     sa_in_only(in, "id", NULL);
     sa_account_load_or_exit(sa, sa_in_str(in, "id", 1), &a);
+    sa_reader_or_exit(sa, a.team);
 
     out = sa_account_public_json(a.json);
     sa_account_free(&a);

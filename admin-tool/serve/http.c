@@ -73,12 +73,31 @@ sa_route_add(const sa_route_t *r)
 void
 sa_routes_init(void)
 {
-    size_t  i;
+    size_t          i;
+    const sa_op_t  *op;
+    sa_route_t      r;
 
     for (i = 0; i < sizeof(sa_builtin_routes) / sizeof(sa_builtin_routes[0]);
          i++)
     {
         sa_route_add(&sa_builtin_routes[i]);
+    }
+
+    /* every operation of the registry but those that need the keys */
+    for (op = sa_ops; op->name != NULL; op++) {
+        if (op->flags & SA_OP_LOCAL) {
+            continue;
+        }
+        memset(&r, 0, sizeof(r));
+        r.name = op->name;
+        r.method = op->method;
+        r.path = op->path;
+        r.status = op->status;
+        r.flags = op->flags;
+        r.kind = SA_ROUTE_OP;
+        r.authn = 1;
+        r.op = op;
+        sa_route_add(&r);
     }
 
     sa_metrics.h = sa_xcalloc(sa_nroutes + 1, sizeof(sa_histo_t));

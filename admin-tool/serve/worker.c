@@ -18,6 +18,7 @@
 #include "serve.h"
 #include "bearer.h"
 #include "notify.h"
+#include "ops/ops.h"
 #include "perm.h"
 #include "records.h"
 #include "redis.h"
@@ -168,7 +169,7 @@ sa_worker_handle(sa_serve_t *s, sa_admin_t *sa, json_t *req)
 {
     const sa_route_t  *route;
     sa_caller_t        c;
-    json_t            *answer = NULL;
+    json_t            *answer = NULL, *out;
     int                have = 0;
 
     (void) s;
@@ -192,6 +193,12 @@ sa_worker_handle(sa_serve_t *s, sa_admin_t *sa, json_t *req)
     case SA_ROUTE_ME:
         answer = sa_ok(200, sa_worker_me(sa, &c, have));
         break;
+    case SA_ROUTE_OP:
+        /* an error ends here, through the sink: the worker's last answer */
+        out = ((const sa_op_t *) route->op)->run(sa, json_object_get(req,
+                                                                     "in"));
+        answer = sa_ok(route->status, out ? out : json_object());
+        break;
     default:
         answer = sa_problem(500, "internal", 3, "no such route");
         break;
@@ -202,6 +209,30 @@ sa_worker_handle(sa_serve_t *s, sa_admin_t *sa, json_t *req)
     }
 
     return answer;
+}
+
+
+/*
+ * Where sa_die() and sa_die_kind() end in a worker (ops.h): the problem
+ * answer to the parent, then the worker ends (what the operation held,
+ * memory, Redis state of a half-read reply, goes with it); the parent
+ * starts another.
+ */
+static SA_NORETURN void
+sa_worker_sink(sa_err_kind_t kind, const char *message)
+{
+    json_t  *answer;
+    int      status = sa_err_status(kind);
+
+    answer = sa_problem(status, sa_err_name(kind), sa_err_exit(kind),
+                        message);
+    if (status >= 500) {
+        sa_serve_log("%d: %s", status, message);
+    }
+    /* the parent must not hand this worker another request */
+    json_object_set_new(answer, "bye", json_true());
+    sa_frame_write(sa_worker_fd, answer);
+    _exit(0);
 }
 
 
@@ -237,6 +268,9 @@ sa_worker_main(sa_serve_t *s, int fd)
     if (write(fd, "R", 1) != 1) {
         _exit(0);
     }
+
+    /* from now on an error is the request's answer */
+    sa_die_sink = sa_worker_sink;
 
     for (n = 1; ; n++) {
         req = sa_frame_read(fd);
