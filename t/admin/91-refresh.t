@@ -138,6 +138,25 @@ is($r->{json}{renewed}, 1, 'the other new token was still stamped');
 is(record($forged_id), 'sa1.' . ('A' x 86) . '.{"kind":"token"}', 'the forgery left byte for byte');
 $redis->cmd('DEL', "sa:tok:$forged_id");
 
+# 3b. the script alone (key_refresh.lua as sa-admin sends it, taken from the
+#     build): a record changed between the read and the write is left
+my $c_src = SaTest::slurp(SaTest::build_dir() . '/admin/lua_scripts.c');
+my ($body) = $c_src =~ /sa_script_t\s+sa_lua_key_refresh = \{\s*"key_refresh",\s*(.*?)\n\};/s;
+my $lua = join '', map { s/\\n/\n/gr =~ s/\\t/\t/gr =~ s/\\"/"/gr =~ s/\\\\/\\/gr }
+                   $body =~ /"((?:[^"\\]|\\.)*)"/g;
+like($lua, qr/cur ~= ARGV\[i \+ 1\]/, 'the script, from the build');
+$redis->cmd('SET', 'sa:tok:Aa00000000000000', 'current');
+$redis->cmd('SET', 'sa:tok:Bb00000000000000', 'read');
+my $got = $redis->cmd('EVAL', $lua, 0, 'sa:', 'alice', time, '', '',   # no proof (common.lua)
+                      'Aa00000000000000', 'read', 'renewed-a',
+                      'Bb00000000000000', 'read', 'renewed-b',
+                      'Cc00000000000000', 'read', 'renewed-c');
+is_deeply($got, [2, 1, 0], 'one call: changed meanwhile 2, renewed 1, gone 0');
+is($redis->cmd('GET', 'sa:tok:Aa00000000000000'), 'current', 'the changed record is left as it is');
+is($redis->cmd('GET', 'sa:tok:Bb00000000000000'), 'renewed-b', 'the unchanged one replaced');
+ok(!$redis->cmd('EXISTS', 'sa:tok:Cc00000000000000'), 'a gone one is not brought back');
+$redis->cmd('DEL', map { "sa:tok:$_" } qw(Aa00000000000000 Bb00000000000000));
+
 # 4. through a gateway: a cached token renewed without an invalidation
 my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => <<'CONF');
     sa_cache zone=sa:1m ttl=5m;
