@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "bearer.h"
+#include "fresh.h"
 #include "notify.h"
 #include "records.h"
 #include "redis.h"
@@ -186,6 +187,12 @@ sa_bearer_account(sa_admin_t *sa, const char *token, const uint8_t *pk,
     if (rc != SA_AUTH_OK) {
         free(rec);
         return rc;
+    }
+
+    /* the bounded replay window, as a gateway with sa_record_max_age */
+    if ((*why = sa_fresh_refusal(sa, rec->fresh_until)) != NULL) {
+        free(rec);
+        return SA_AUTH_UNAUTHENTICATED;
     }
 
     /* the account: deleted, or its record not what sa-admin signed */

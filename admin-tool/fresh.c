@@ -1,6 +1,7 @@
 /* sa-admin: fresh_until on every token record signed (fresh.h) */
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "fresh.h"
 #include "records.h"
@@ -25,6 +26,57 @@ sa_fresh_period_env_or_exit(void)
     }
 
     return period;
+}
+
+
+int64_t
+sa_record_max_age_env_or_exit(void)
+{
+    int64_t      max_age;
+    const char  *v = getenv("SA_RECORD_MAX_AGE");
+
+    if (v == NULL || *v == '\0' || strcmp(v, "off") == 0) {
+        return 0;
+    }
+
+    max_age = sa_duration_parse(v);
+
+    if (max_age <= 0) {
+        sa_die(SA_EXIT_USAGE, "SA_RECORD_MAX_AGE '%s' is not a duration "
+               "(e.g. 25h) or off", v);
+    }
+
+    return max_age;
+}
+
+
+const char *
+sa_fresh_refusal(const sa_admin_t *sa, int64_t fresh_until)
+{
+    int64_t  now;
+
+    if (sa->record_max_age <= 0) {
+        return NULL;
+    }
+
+    now = sa_now();
+
+    if (fresh_until == 0) {
+        return "record refused: it has no fresh_until (SA_RECORD_MAX_AGE "
+               "is set)";
+    }
+
+    if (fresh_until <= now) {
+        return "record refused: its fresh_until has passed (not renewed, "
+               "or replayed)";
+    }
+
+    if (fresh_until - now > sa->record_max_age) {
+        return "record refused: its fresh_until lies more than "
+               "SA_RECORD_MAX_AGE ahead";
+    }
+
+    return NULL;
 }
 
 

@@ -22,6 +22,20 @@
 int64_t sa_fresh_period_env_or_exit(void);
 
 /*
+ * SA_RECORD_MAX_AGE: what sa_record_max_age is at a gateway, for the admin
+ * API's own check of service-account tokens (bearer.c); 0 if unset (off);
+ * a value that is no duration: exit 1.
+ */
+int64_t sa_record_max_age_env_or_exit(void);
+
+/*
+ * With sa->record_max_age set, why a token record with this fresh_until is
+ * not current (no fresh_until, past it, or more than the max age ahead),
+ * as a gateway judges it; NULL when it is, or when the check is off.
+ */
+const char *sa_fresh_refusal(const sa_admin_t *sa, int64_t fresh_until);
+
+/*
  * The token record sealed with the signing key; with sa->fresh_period, its
  * fresh_until is set to now + period first (else kept as it is).  NULL
  * when out of memory.

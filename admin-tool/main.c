@@ -51,6 +51,8 @@ static const char  usage[] =
     "  SA_PREFIX            Redis key prefix (default sa:, as sa_redis_prefix)\n"
     "  SA_FRESH_PERIOD      sign token records fresh until now + this period\n"
     "                       (e.g. 24h), for gateways with sa_record_max_age\n"
+    "  SA_RECORD_MAX_AGE    the admin API refuses a service-account token whose\n"
+    "                       record is not fresh, as sa_record_max_age does\n"
     "\n"
     "'sa-admin GROUP --help' lists a group's commands.\n"
     "exit status: 0 ok, 1 usage, 2 not found or not permitted,\n"
@@ -213,6 +215,7 @@ main(int argc, char **argv)
     }
     sa.prefix = sa_env("SA_PREFIX", "sa:");
     sa.fresh_period = sa_fresh_period_env_or_exit();
+    sa.record_max_age = sa_record_max_age_env_or_exit();
     if (strlen(sa.prefix) > SA_PREFIX_MAX) {
         /* as sa_redis_prefix: the gateway could not read such keys */
         fprintf(stderr, "sa-admin: SA_PREFIX is longer than %d bytes\n",

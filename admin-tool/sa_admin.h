@@ -54,6 +54,10 @@ struct sa_admin_s {
     const char          *verify_key;     /* --verify-key (notify.h) */
     int64_t              fresh_period;   /* SA_FRESH_PERIOD (fresh.h), s;
                                             0: no fresh_until written */
+    int64_t              record_max_age; /* SA_RECORD_MAX_AGE (fresh.h), s:
+                                            the admin API refuses a token
+                                            record that is not fresh, as
+                                            sa_record_max_age; 0: off */
     struct sa_versions_s *versions;      /* refresh.h: every token record
                                             version signed is noted; NULL:
                                             none kept (the CLI) */

@@ -3,7 +3,8 @@
  * t/admin/35-bearer.t, until `sa-admin serve` calls it: the Authorization
  * header's value from SA_AUTHORIZATION (never argv: a token on a command
  * line is visible to every user of the host), Redis from SA_REDIS,
- * SA_PREFIX, SA_SIGNING_KEY and SA_VERIFY_KEY as sa-admin reads them.
+ * SA_PREFIX, SA_SIGNING_KEY, SA_VERIFY_KEY and SA_RECORD_MAX_AGE as
+ * sa-admin reads them.
  * Prints one JSON object: status ("ok", "unauthenticated",
  * "unavailable"), why, and the caller; exits 0, 2 or 3.
  *
@@ -22,6 +23,7 @@
 #include <jansson.h>
 
 #include "bearer.h"
+#include "fresh.h"
 #include "ops/ops.h"
 #include "redis.h"
 #include "xalloc.h"
@@ -106,6 +108,7 @@ main(void)
     sa.redis_url = env("SA_REDIS", "redis://127.0.0.1:6379/0");
     sa.signing_key = env("SA_SIGNING_KEY", NULL);
     sa.prefix = env("SA_PREFIX", "sa:");
+    sa.record_max_age = sa_record_max_age_env_or_exit();
 
     if (sa_crypto_init() != 0) {
         return 3;
