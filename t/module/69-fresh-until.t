@@ -42,6 +42,8 @@ my $http = <<'CONF';
         location / { root %%DIR%%/html; }
         location /off/ { sa_record_max_age off; alias %%DIR%%/html/; }
         location /short/ { sa_record_max_age 10s; alias %%DIR%%/html/; }
+        location /app/ { sa_application api; alias %%DIR%%/html/; }
+        location /app-admin/ { sa_application api; sa_scope admin:write; alias %%DIR%%/html/; }
     }
 CONF
 my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => $http);
@@ -91,6 +93,10 @@ is(got($nginx, $old), '401 lapsed', 'sa_record_max_age refuses a record without 
 like($nginx->error_log, qr/record of token "\Q$oldid\E" refused: it has no fresh_until/,
      'and says why');
 is(got($nginx, $old, '/off/index.html'), '200 ok', 'sa_record_max_age off in a location: taken');
+is(got($nginx, $old, '/app/index.html'), '401 lapsed', 'in a location with sa_application: refused too');
+select(undef, undef, undef, 0.5);
+is($redis->cmd('XLEN', 'sa:events'), 0,
+   'but not reported as token.denied (a signer behind on renewals is not the account\'s doing)');
 
 # 2. a fresh record
 my ($tok, $id) = issue('30m');
@@ -98,6 +104,9 @@ my $p = payload(record($id));
 cmp_ok(abs($p->{fresh_until} - (time + 1800)), '<=', 5, 'SA_FRESH_PERIOD=30m: fresh_until is now + 30 min');
 is(got($nginx, $tok), '200 ok', 'a fresh record: 200');
 is(got($nginx, $tok), '200 ok', 'and again, from the cache');
+is(got($nginx, $tok, '/app-admin/index.html'), '403 insufficient_scope', 'a scope it lacks: 403');
+ok(SaTest::wait_until(3, sub { $redis->cmd('XLEN', 'sa:events') == 1 }),
+   'the control: that refusal is reported as token.denied');
 is(got($nginx, $tok, '/short/index.html'), '401 lapsed',
    'fresh for 30 min, but sa_record_max_age 10s: more than TIME ahead, refused');
 like($nginx->error_log, qr/record of token "\Q$id\E" refused: fresh until \d+, \d+ s ahead, more than sa_record_max_age 10 s/,
