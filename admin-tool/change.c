@@ -18,6 +18,7 @@
 #include "change.h"
 #include "perm.h"
 #include "records.h"
+#include "xalloc.h"
 #include "ops/ops.h"
 
 
@@ -50,14 +51,43 @@ sa_reply_kind(redisReply *r, const char **msg)
 
 
 int
+sa_change_refusal(redisReply *r, sa_err_kind_t *kind, char **why)
+{
+    const char  *msg;
+
+    if (r->type != REDIS_REPLY_ERROR) {
+        return SA_EXIT_OK;
+    }
+
+    if (strncmp(r->str, "CONFLICT ", 9) == 0) {
+        return SA_CONFLICT;
+    }
+
+    *kind = sa_reply_kind(r, &msg);
+    if (msg != NULL) {
+        *why = sa_xstrdup(msg);
+    } else if (asprintf(why, "Redis refused the change: %s", r->str) < 0) {
+        *why = sa_xstrdup(r->str);
+    }
+
+    return SA_REFUSED;
+}
+
+
+int
 sa_reply_status(redisReply *r)
 {
-    const char     *msg;
-    sa_err_kind_t   kind = sa_reply_kind(r, &msg);
+    sa_err_kind_t   kind;
+    char           *why;
+    int             code;
 
-    return msg != NULL ? sa_fail(sa_err_exit(kind), "%s", msg)
-                       : sa_fail(SA_EXIT_UNAVAILABLE,
-                                 "Redis refused the change: %s", r->str);
+    if (sa_change_refusal(r, &kind, &why) != SA_REFUSED) {
+        return SA_EXIT_UNAVAILABLE;     /* not an error reply */
+    }
+
+    code = sa_fail(sa_err_exit(kind), "%s", why);
+    free(why);
+    return code;
 }
 
 
@@ -102,31 +132,21 @@ int
 sa_change_or_exit(sa_admin_t *sa, sa_script_t *script, sa_args_t *args)
 {
     redisReply     *r;
-    const char     *msg;
-    char           *why;
     sa_err_kind_t   kind;
+    char           *why;
+    int             rc;
 
     sa_xscript_append(sa, script, 0, args);
     r = sa_xredis_reply(sa);
+    rc = sa_change_refusal(r, &kind, &why);
+    freeReplyObject(r);
 
-    if (r->type != REDIS_REPLY_ERROR) {
-        freeReplyObject(r);
-        return SA_EXIT_OK;
+    if (rc == SA_REFUSED) {
+        /* no usage line: the command line was right */
+        sa_die_message(kind, sa_err_exit(kind), why, NULL);
     }
 
-    if (strncmp(r->str, "CONFLICT ", 9) == 0) {
-        freeReplyObject(r);
-        return SA_CONFLICT;
-    }
-
-    /* no usage line: the command line was right */
-    kind = sa_reply_kind(r, &msg);
-    if (msg == NULL && asprintf(&why, "Redis refused the change: %s", r->str)
-                       >= 0)
-    {
-        msg = why;
-    }
-    sa_die_message(kind, sa_err_exit(kind), msg ? msg : r->str, NULL);
+    return rc;
 }
 
 

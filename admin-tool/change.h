@@ -6,6 +6,7 @@
 #define SA_ADMIN_CHANGE_H
 
 #include "redis.h"
+#include "ops/ops.h"
 
 #define SA_CONFLICT  (-1)     /* a script found its input changed: retry */
 
@@ -24,6 +25,14 @@ void sa_backoff(int n);
 
 /* an error reply ("CODE message" from a script) printed, as exit status */
 int sa_reply_status(redisReply *r);
+
+#define SA_REFUSED  (-2)      /* sa_change_refusal(): refused, and why */
+
+/*
+ * A script's reply judged without a word: SA_EXIT_OK, SA_CONFLICT, or
+ * SA_REFUSED with the kind of error (ops.h) and why (malloc()ed).
+ */
+int sa_change_refusal(redisReply *r, sa_err_kind_t *kind, char **why);
 
 /*
  * starts a script's arguments: prefix, acting user, now, and the two of

@@ -132,6 +132,11 @@ json_t *sa_op_account_show(sa_admin_t *sa, json_t *in);
 json_t *sa_op_account_grant(sa_admin_t *sa, json_t *in);
 json_t *sa_op_account_ungrant(sa_admin_t *sa, json_t *in);
 json_t *sa_op_account_delete(sa_admin_t *sa, json_t *in);
+json_t *sa_op_token_issue(sa_admin_t *sa, json_t *in);
+json_t *sa_op_token_list(sa_admin_t *sa, json_t *in);
+json_t *sa_op_token_scope(sa_admin_t *sa, json_t *in);
+json_t *sa_op_token_rotate(sa_admin_t *sa, json_t *in);
+json_t *sa_op_token_revoke(sa_admin_t *sa, json_t *in);
 
 /*
  * ops/user.c: a person's personal tokens (sap_) for the admin API.

@@ -31,6 +31,17 @@ const sa_op_t  sa_ops[] = {
     { "user.token.revoke", sa_op_user_token_revoke,
       "DELETE", "/v1/user-tokens/{id}", 200, W },
 
+    { "token.issue", sa_op_token_issue,
+      "POST", "/v1/accounts/{id}/tokens", 201, W },
+    { "token.list", sa_op_token_list,
+      "GET", "/v1/accounts/{id}/tokens", 200, 0 },
+    { "token.scope", sa_op_token_scope,
+      "PUT", "/v1/tokens/{id}/scopes", 200, W },
+    { "token.rotate", sa_op_token_rotate,
+      "POST", "/v1/tokens/{id}/rotate", 201, W },
+    { "token.revoke", sa_op_token_revoke,
+      "DELETE", "/v1/tokens/{id}", 200, W },
+
     { NULL, NULL, NULL, NULL, 0, 0 }
 };
 

@@ -215,6 +215,34 @@ test_account(void)
 
 
 static void
+test_token(void)
+{
+    input_error("token.issue", "{}", "missing field 'id'");
+    input_error("token.issue", "{\"id\":\"t/a\",\"count\":0}",
+                "field 'count' must be an integer from 1 to 1000000");
+    input_error("token.issue", "{\"id\":\"t/a\",\"count\":\"2\"}",
+                "field 'count' must be an integer");
+    input_error("token.issue", "{\"id\":\"t/a\",\"expires\":\"soon\"}",
+                "invalid duration 'soon'");
+    input_error("token.issue", "{\"id\":\"t/a\",\"expires\":\"0\"}",
+                "invalid duration '0'");
+    input_error("token.issue", "{\"id\":\"t/a\",\"expires\":90}",
+                "field 'expires' must be a string");
+    input_error("token.issue", "{\"id\":\"t/a\",\"scopes\":[\"a\"]}",
+                "invalid scope 'a'");
+    input_error("token.scope", "{\"id\":\"abcdefghijklmnop\"}",
+                "missing field 'scopes'");
+    input_error("token.scope", "{\"id\":\"short\",\"scopes\":[]}",
+                "invalid token id 'short'");
+    input_error("token.revoke", "{\"id\":\"sat_abcdefghijklmnop\"}",
+                "never the token itself");
+    input_error("token.rotate", "{\"id\":\"abcdefghijklmnop\","
+                "\"overlap\":\"-1h\"}", "invalid duration '-1h'");
+    input_error("token.list", "{\"id\":1}", "must be a string");
+}
+
+
+static void
 test_kinds(void)
 {
     static const struct { sa_err_kind_t k; int exit, status; const char *n; }
@@ -271,6 +299,7 @@ main(void)
     test_kinds();
     test_every_op();
     test_account();
+    test_token();
 
     return done_testing();
 }

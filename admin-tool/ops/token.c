@@ -1,10 +1,9 @@
 /*
- * sa-admin token: issue, list, rescope, rotate and revoke tokens.  A token is
- * shown once, by 'issue' or 'rotate'; Redis only ever holds its BLAKE2b hash
- * inside a signed record.
+ * sa-admin token: the operations that issue, list, rescope, rotate and
+ * revoke tokens (ops.h).  A token is in the output once, of 'issue' or
+ * 'rotate'; Redis only ever holds its BLAKE2b hash inside a signed record.
  */
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
@@ -17,129 +16,66 @@
 #include "redis.h"
 #include "scripts.h"
 #include "util.h"
+#include "ops.h"
+#include "xalloc.h"
 
 #define SA_ISSUE_BATCH  1000
 #define SA_ISSUE_MAX    1000000
 
-static void sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv);
-static void sa_token_list_cmd(sa_admin_t *sa, int argc, char **argv);
-static void sa_token_scope_cmd(sa_admin_t *sa, int argc, char **argv);
-static void sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv);
-static void sa_token_revoke_cmd(sa_admin_t *sa, int argc, char **argv);
-
-static const sa_command_t  commands[] = {
-    { "issue", sa_token_issue_cmd,
-      "token issue ACCOUNT [--scope S]... [--expires 90d] [--count N]",
-      "Issues a token for ACCOUNT (an account id or TEAM/NAME; needs\n"
-      "service_accounts:tokens) and prints it: this is the only time it is\n"
-      "shown.  Without --scope the token exists but grants no API access.\n"
-      "  --scope S     resource:action, resource:* or *; repeatable\n"
-      "  --expires D   lifetime (s, m, h, d, w; e.g. 90d, 1h30m); default never\n"
-      "  --count N     issue N tokens at once, pipelined (one per line)\n" },
-    { "list", sa_token_list_cmd, "token list ACCOUNT",
-      "Lists the tokens of ACCOUNT: ids, scopes, times, status.  Never a\n"
-      "secret.\n" },
-    { "scope", sa_token_scope_cmd, "token scope TOKEN_ID [--scope S]...",
-      "Replaces the scopes of a token (needs service_accounts:tokens); with\n"
-      "no --scope the token keeps existing without any API access.\n" },
-    { "rotate", sa_token_rotate_cmd, "token rotate TOKEN_ID [--overlap 1h]",
-      "Issues a new token with the same scopes and lifetime and prints it;\n"
-      "the old one keeps working only for the overlap (default 0: it stops\n"
-      "at once).  Needs service_accounts:tokens.\n" },
-    { "revoke", sa_token_revoke_cmd, "token revoke TOKEN_ID",
-      "Revokes a token at once (needs service_accounts:tokens).\n" },
-    { NULL, NULL, NULL, NULL }
-};
-
-typedef struct {
-    json_t    *scopes;          /* --scope, deduplicated */
-    int64_t    expires;         /* --expires, seconds; 0 never */
-    int64_t    overlap;         /* --overlap, seconds */
-    long       count;           /* --count */
-    char     **op;
-} sa_token_opts_t;
-
-
-void
-sa_cmd_token(sa_admin_t *sa, int argc, char **argv)
+/* the token id of in's "id": a usage error for the token itself */
+static const char *
+sa_in_token_id(json_t *in)
 {
-    sa_dispatch(sa, "token", commands, argc, argv);
-}
+    const char  *id = sa_in_str(in, "id", 1);
 
-
-static void
-sa_token_flag_or_exit(sa_admin_t *sa, int ch, sa_token_opts_t *o)
-{
-    char  *end;
-
-    switch (ch) {
-    case 's':
-        sa_json_add_valid_or_exit(sa, o->scopes, optarg,
-                                  sa_scope_valid_granted, "scope",
-                                  "resource:action, resource:* or *, of "
-                                  "[a-z0-9_.-]");
-        return;
-
-    case 'e':
-        o->expires = sa_duration_parse(optarg);
-        if (o->expires <= 0) {
-            sa_die_usage(sa, "invalid duration '%s' (e.g. 90d, 12h, 1h30m)",
-                         optarg);
-        }
-        return;
-
-    case 'o':
-        o->overlap = sa_duration_parse(optarg);
-        if (o->overlap < 0) {
-            sa_die_usage(sa, "invalid duration '%s' (e.g. 1h, 30m, 0)",
-                         optarg);
-        }
-        return;
-
-    case 'n':
-        o->count = strtol(optarg, &end, 10);
-        if (*optarg == '\0' || *end != '\0' || o->count < 1
-            || o->count > SA_ISSUE_MAX)
-        {
-            sa_die_usage(sa, "invalid count '%s' (1 to %d)", optarg,
-                         SA_ISSUE_MAX);
-        }
-        return;
-    }
-}
-
-
-/* every token command's flags (which are allowed: opts) and its operand */
-static void
-sa_token_args_or_exit(sa_admin_t *sa, int argc, char **argv,
-    const struct option *opts, sa_token_opts_t *o)
-{
-    int  ch;
-
-    memset(o, 0, sizeof(*o));
-    o->scopes = json_array();
-    o->count = 1;
-
-    while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
-        sa_token_flag_or_exit(sa, ch, o);
-    }
-
-    o->op = sa_operands_or_exit(sa, argc, argv, 1);
-}
-
-
-static void
-sa_token_id_or_exit(sa_admin_t *sa, const char *id)
-{
     if (strncmp(id, "sat_", 4) == 0) {
-        sa_die_usage(sa, "give the token id (16 characters after 'sat_'), "
-                     "never the token itself");
+        sa_die_kind(SA_ERR_INPUT, "give the token id (16 characters after "
+                    "'sat_'), never the token itself");
     }
 
     if (!sa_token_id_valid(id, strlen(id))) {
-        sa_die_usage(sa, "invalid token id '%s'", id);
+        sa_die_kind(SA_ERR_INPUT, "invalid token id '%s'", id);
     }
+
+    return id;
 }
+
+
+/* a duration field ("90d", "1h30m"); dflt when absent */
+static int64_t
+sa_in_duration(json_t *in, const char *field, int64_t dflt, int64_t min,
+    const char *example)
+{
+    const char  *s = sa_in_str(in, field, 0);
+    int64_t      d;
+
+    if (s == NULL) {
+        return dflt;
+    }
+
+    d = sa_duration_parse(s);
+    if (d < min) {
+        sa_die_kind(SA_ERR_INPUT, "invalid duration '%s' (e.g. %s)", s,
+                    example);
+    }
+
+    return d;
+}
+
+
+/* in's "scopes": each granted-scope syntax, once; [] when absent */
+static json_t *
+sa_in_scopes(json_t *in, int required)
+{
+    return sa_in_list(in, "scopes", required, sa_scope_valid_granted, "scope",
+                      "resource:action, resource:* or *, of [a-z0-9_.-]");
+}
+
+
+typedef struct {
+    json_t    *scopes;
+    int64_t    expires;         /* seconds; 0 never */
+} sa_token_opts_t;
 
 
 /* a new token for the account; the token text goes to out */
@@ -192,21 +128,37 @@ sa_issue_args(sa_admin_t *sa, sa_args_t *args, sa_account_t *a,
 
 
 static void
-sa_token_issued(sa_admin_t *sa, json_t *out, const sa_token_record_t *rec,
-    const char *token)
+sa_token_issued(json_t *out, const sa_token_record_t *rec, const char *token)
 {
     json_t  *t = sa_token_json(rec, NULL, rec->created_at);
 
     json_object_set_new(t, "token", json_string(token));
+    json_array_append_new(out, t);
+}
 
-    if (sa->json) {
-        json_array_append_new(out, t);
-        return;
+
+/*
+ * A refusal after some tokens were issued: they exist, unseen; their ids
+ * are said so that they can be revoked.
+ */
+static SA_NORETURN void
+sa_issue_refused(sa_err_kind_t kind, const char *why, json_t *out)
+{
+    json_t  *t, *arr;
+    size_t   i;
+    char    *ids;
+
+    if (json_array_size(out) == 0) {
+        sa_die_message(kind, sa_err_exit(kind), why, NULL);
     }
 
-    /* the token alone on stdout, so that TOKEN=$(sa-admin ...) works */
-    printf("%s\n", token);
-    json_decref(t);
+    arr = json_array();
+    json_array_foreach(out, i, t) {
+        json_array_append(arr, json_object_get(t, "id"));
+    }
+    ids = sa_join(arr, " ");
+    sa_die_kind(kind, "%s (%zu token(s) issued before it, not shown: %s)",
+                why, json_array_size(out), ids);
 }
 
 
@@ -215,15 +167,18 @@ sa_token_issued(sa_admin_t *sa, json_t *out, const sa_token_record_t *rec,
  * issued; after a refusal, once every token issued is shown, it exits.
  */
 static long
-sa_issue_batch_or_exit(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
-    long n, json_t *out)
+sa_issue_batch_or_exit(sa_admin_t *sa, sa_account_t *a,
+    const sa_token_opts_t *o, long n, json_t *out)
 {
     static char         tokens[SA_ISSUE_BATCH][SA_TOKEN_LEN + 1];
     static sa_token_record_t  recs[SA_ISSUE_BATCH];
     sa_args_t           args;
     char               *sealed, *ev;
     long                i, issued = 0;
-    int                 rc, refusal = 0;
+    int                 rc;
+    char               *refusal = NULL, *why;
+    redisReply         *r;
+    sa_err_kind_t       kind = SA_ERR_INTERNAL;
     int64_t             now = sa_now();
 
     /* proven before the pipeline: no other command may come between */
@@ -242,53 +197,75 @@ sa_issue_batch_or_exit(sa_admin_t *sa, sa_account_t *a, sa_token_opts_t *o,
     }
 
     for (i = 0; i < n; i++) {
-        rc = sa_change_reply(sa);
+        r = sa_xredis_reply(sa);
+        rc = sa_change_refusal(r, &kind, &why);
         if (rc == SA_EXIT_OK) {
-            sa_token_issued(sa, out, &recs[i], tokens[i]);
+            sa_token_issued(out, &recs[i], tokens[i]);
             issued++;
-        } else if (rc != SA_CONFLICT) {
-            refusal = rc;
+        } else if (rc == SA_REFUSED && refusal == NULL) {
+            refusal = why;
+        } else if (rc == SA_REFUSED) {
+            free(why);
         }
+        freeReplyObject(r);
         sodium_memzero(tokens[i], sizeof(tokens[i]));
         free(recs[i].scopes);
         free(recs[i].apps);
     }
 
-    if (refusal) {
-        exit(refusal);          /* sa_change_reply() said why */
+    if (refusal != NULL) {
+        sa_issue_refused(kind, refusal, out);
     }
 
     return issued;
 }
 
 
-static void
-sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
+/*
+ * token.issue: POST /v1/accounts/{id}/tokens (201)
+ *   id       string, required: the account, an id or TEAM/NAME
+ *   scopes   array of strings: resource:action, resource:* or *; none: the
+ *            token exists but grants no API access
+ *   expires  string: a lifetime, "90d", "1h30m" (s, m, h, d, w); absent:
+ *            never
+ *   count    integer, 1 to 1000000: that many tokens, pipelined
+ * Needs service_accounts:tokens.  Returns the token (with its secret,
+ * "token", the only time it is shown), or with count > 1 an array of them.
+ */
+json_t *
+sa_op_token_issue(sa_admin_t *sa, json_t *in)
 {
-    static const struct option  opts[] = {
-        SA_OPT_MANY("scope", 's'),
-        { "expires", required_argument, NULL, 'e' },
-        { "count", required_argument, NULL, 'n' },
-        SA_OPTS_END
-    };
     sa_token_opts_t   o;
     sa_account_t      a;
-    json_t           *out;
-    long              left, done;
+    const char       *ref;
+    json_t           *out, *c, *doc;
+    long              count, left, done;
     int               stalls = 0;
+    char              why[80];
 
-    sa_token_args_or_exit(sa, argc, argv, opts, &o);
+    sa_in_only(in, "id", "scopes", "expires", "count", NULL);
+    ref = sa_in_str(in, "id", 1);
+    o.expires = sa_in_duration(in, "expires", 0, 1, "90d, 12h, 1h30m");
+    c = json_object_get(in, "count");
+    if (c != NULL && (!json_is_integer(c) || json_integer_value(c) < 1
+                      || json_integer_value(c) > SA_ISSUE_MAX))
+    {
+        sa_die_kind(SA_ERR_INPUT, "field 'count' must be an integer from 1 "
+                    "to %d", SA_ISSUE_MAX);
+    }
+    count = c != NULL ? (long) json_integer_value(c) : 1;
+    o.scopes = sa_in_scopes(in, 0);
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
     out = json_array();
 
     /* a batch can lose tokens to a concurrent change of the account */
-    for (left = o.count; left > 0 && stalls < SA_RETRIES; ) {
+    for (left = count; left > 0 && stalls < SA_RETRIES; ) {
         if (stalls > 0) {
             sa_backoff(stalls);
         }
-        sa_account_load_or_exit(sa, o.op[0], &a);
+        sa_account_load_or_exit(sa, ref, &a);
         done = sa_issue_batch_or_exit(sa, &a, &o, left < SA_ISSUE_BATCH
                                                   ? left : SA_ISSUE_BATCH,
                                       out);
@@ -298,22 +275,17 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
         left -= done;
     }
 
-    if (sa->json) {
-        sa_print_json(o.count == 1 ? json_incref(json_array_get(out, 0))
-                                   : json_incref(out));
-    } else if (left == 0) {
-        fprintf(stderr, "issued %ld token%s; shown only this once: store %s "
-                "now\n", o.count, o.count > 1 ? "s" : "",
-                o.count > 1 ? "them" : "it");
-    }
-
-    json_decref(out);
     json_decref(o.scopes);
 
     if (left) {
-        sa_die(SA_EXIT_CONFLICT, "the account kept changing; %ld token(s) "
-               "not issued", left);
+        snprintf(why, sizeof(why), "the account kept changing; %ld token(s) "
+                 "not issued", left);
+        sa_issue_refused(SA_ERR_CONFLICT, why, out);
     }
+
+    doc = count == 1 ? json_incref(json_array_get(out, 0)) : json_incref(out);
+    json_decref(out);
+    return doc;
 }
 
 
@@ -330,40 +302,22 @@ sa_by_created(const void *x, const void *y)
 }
 
 
-static void
-sa_token_table(json_t *list)
+/*
+ * token.list: GET /v1/accounts/{id}/tokens
+ *   id     string, required: the account, an id or TEAM/NAME
+ * Returns its tokens, oldest first, never a secret: an array.
+ */
+json_t *
+sa_op_token_list(sa_admin_t *sa, json_t *in)
 {
-    size_t   i;
-    json_t  *t;
-    char    *scopes;
-
-    printf("%-16s  %-8s  %-20s  %-20s  %-20s  %s\n", "ID", "STATUS",
-           "CREATED", "EXPIRES", "LAST USED", "SCOPES");
-
-    json_array_foreach(list, i, t) {
-        scopes = sa_join(json_object_get(t, "scopes"), ", ");
-#define S(f) (json_string_value(json_object_get(t, f)) ?: "-")
-        printf("%-16s  %-8s  %-20s  %-20s  %-20s  %s\n", S("id"), S("status"),
-               S("created_at"), S("expires_at"), S("last_used_at"), scopes);
-#undef S
-        free(scopes);
-    }
-}
-
-
-static void
-sa_token_list_cmd(sa_admin_t *sa, int argc, char **argv)
-{
-    char            **op;
     sa_account_t      a;
     sa_token_set_t    ts;
     json_t          **v, *out;
     size_t            i, n = 0;
     int64_t           now = sa_now();
 
-    op = sa_plain_args_or_exit(sa, argc, argv, 1);
-
-    sa_account_load_or_exit(sa, op[0], &a);
+    sa_in_only(in, "id", NULL);
+    sa_account_load_or_exit(sa, sa_in_str(in, "id", 1), &a);
     sa_token_set_load(sa, a.id, &ts);
 
     v = calloc(ts.n + 1, sizeof(json_t *));
@@ -387,15 +341,9 @@ sa_token_list_cmd(sa_admin_t *sa, int argc, char **argv)
     }
     free(v);
 
-    if (sa->json) {
-        sa_print_json(out);
-    } else {
-        sa_token_table(out);
-        json_decref(out);
-    }
-
     sa_token_set_free(&ts);
     sa_account_free(&a);
+    return out;
 }
 
 
@@ -408,11 +356,11 @@ sa_token_changeable_or_exit(sa_admin_t *sa, const char *tid)
     rec = sa_token_load_or_exit(sa, tid);
 
     if (rec == NULL) {
-        sa_die(SA_EXIT_NOT_FOUND, "no token '%s'", tid);
+        sa_die_kind(SA_ERR_NOT_FOUND, "no token '%s'", tid);
     }
 
     if (rec->revoked) {
-        sa_die(SA_EXIT_NOT_FOUND, "token '%s' is revoked", tid);
+        sa_die_kind(SA_ERR_NOT_FOUND, "token '%s' is revoked", tid);
     }
 
     return rec;
@@ -423,6 +371,7 @@ typedef struct {
     const char  *tid;
     json_t      *scopes;        /* NULL: revoke */
     const char  *action;
+    json_t      *out;           /* the token after the change */
 } sa_token_update_t;
 
 
@@ -433,7 +382,7 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     sa_token_update_t  *u = data;
     sa_token_record_t  *old, rec;
     sa_args_t           args;
-    char               *sealed, exat[24], *s, *ev;
+    char               *sealed, exat[24], *ev;
     json_t             *evdata;
     int                 rc;
 
@@ -470,16 +419,8 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     free(ev);
     rc = sa_change_or_exit(sa, &sa_lua_token_update, &args);
 
-    if (rc == SA_EXIT_OK && sa->json) {
-        sa_print_json(sa_token_json(&rec, NULL, sa_now()));
-
-    } else if (rc == SA_EXIT_OK && u->scopes != NULL) {
-        s = sa_join(u->scopes, ", ");
-        printf("token %s now has scopes %s\n", u->tid, s);
-        free(s);
-
-    } else if (rc == SA_EXIT_OK) {
-        printf("token %s revoked\n", u->tid);
+    if (rc == SA_EXIT_OK) {
+        u->out = sa_token_json(&rec, NULL, sa_now());
     }
 
     sa_args_free(&args);
@@ -493,44 +434,55 @@ sa_token_update_once(sa_admin_t *sa, void *data)
 }
 
 
-/* token scope and revoke: TOKEN_ID, then one record replaced */
-static void
-sa_token_change(sa_admin_t *sa, int argc, char **argv, int revoke)
+/* token scope and revoke: one record replaced; the token after */
+static json_t *
+sa_token_change(sa_admin_t *sa, const char *tid, json_t *scopes)
 {
-    static const struct option  scope_opts[] = {
-        SA_OPT_MANY("scope", 's'),
-        SA_OPTS_END
-    };
-    sa_token_opts_t    o;
     sa_token_update_t  u;
-
-    sa_token_args_or_exit(sa, argc, argv,
-                          revoke ? scope_opts + 1 : scope_opts, &o);
-    sa_token_id_or_exit(sa, o.op[0]);
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
 
-    u.tid = o.op[0];
-    u.scopes = revoke ? NULL : o.scopes;
-    u.action = revoke ? "token.revoke" : "token.scope";
+    u.tid = tid;
+    u.scopes = scopes;
+    u.action = scopes == NULL ? "token.revoke" : "token.scope";
+    u.out = NULL;
     sa_retry_or_exit(sa, sa_token_update_once, &u, "the token");
 
-    json_decref(o.scopes);
+    json_decref(scopes);
+    return u.out;
 }
 
 
-static void
-sa_token_scope_cmd(sa_admin_t *sa, int argc, char **argv)
+/*
+ * token.scope: PUT /v1/tokens/{id}/scopes
+ *   id       string, required: the token id (never the token)
+ *   scopes   array of strings, required: the new scopes ([]: none)
+ * Needs service_accounts:tokens.  Returns the token.
+ */
+json_t *
+sa_op_token_scope(sa_admin_t *sa, json_t *in)
 {
-    sa_token_change(sa, argc, argv, 0);
+    const char  *tid;
+
+    sa_in_only(in, "id", "scopes", NULL);
+    tid = sa_in_token_id(in);
+
+    return sa_token_change(sa, tid, sa_in_scopes(in, 1));
 }
 
 
-static void
-sa_token_revoke_cmd(sa_admin_t *sa, int argc, char **argv)
+/*
+ * token.revoke: DELETE /v1/tokens/{id}
+ *   id       string, required: the token id
+ * Needs service_accounts:tokens.  Returns the token, revoked.
+ */
+json_t *
+sa_op_token_revoke(sa_admin_t *sa, json_t *in)
 {
-    sa_token_change(sa, argc, argv, 1);
+    sa_in_only(in, "id", NULL);
+
+    return sa_token_change(sa, sa_in_token_id(in), NULL);
 }
 
 
@@ -561,8 +513,8 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
     old = sa_token_changeable_or_exit(sa, tid);
 
     if (old->expires_at && old->expires_at <= now) {
-        sa_die(SA_EXIT_NOT_FOUND, "token '%s' has expired; issue a new one",
-               tid);
+        sa_die_kind(SA_ERR_NOT_FOUND, "token '%s' has expired; issue a new "
+                    "one", tid);
     }
 
     sa_account_load_or_exit(sa, old->account.data, &a);
@@ -615,40 +567,31 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
 }
 
 
-static void
-sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv)
+/*
+ * token.rotate: POST /v1/tokens/{id}/rotate (201)
+ *   id       string, required: the token id
+ *   overlap  string: how long the old token keeps working, "1h", "30m";
+ *            absent: "0", it stops at once
+ * Needs service_accounts:tokens.  Returns the new token with its secret
+ * ("token", shown this once), "rotated_from" and "old_expires_at".
+ */
+json_t *
+sa_op_token_rotate(sa_admin_t *sa, json_t *in)
 {
-    static const struct option  opts[] = {
-        { "overlap", required_argument, NULL, 'o' },
-        SA_OPTS_END
-    };
-    sa_token_opts_t     o;
     sa_token_rotate_t   ro;
     json_t             *out, *t;
 
-    sa_token_args_or_exit(sa, argc, argv, opts, &o);
-    sa_token_id_or_exit(sa, o.op[0]);
-    json_decref(o.scopes);
+    sa_in_only(in, "id", "overlap", NULL);
+    ro.tid = sa_in_token_id(in);
+    ro.overlap = sa_in_duration(in, "overlap", 0, 0, "1h, 30m, 0");
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
     out = json_array();
-
-    ro.tid = o.op[0];
-    ro.overlap = o.overlap;
     ro.out = out;
     sa_retry_or_exit(sa, sa_token_rotate_once, &ro, "the token");
 
-    t = json_array_get(out, 0);
-    if (sa->json) {
-        sa_print_json(json_incref(t));
-    } else {
-        printf("%s\n", json_string_value(json_object_get(t, "token")));
-        fprintf(stderr, "new token %s replaces %s, which stops working at "
-                "%s; the new token is shown only this once\n",
-                json_string_value(json_object_get(t, "id")), o.op[0],
-                json_string_value(json_object_get(t, "old_expires_at")));
-    }
-
+    t = json_incref(json_array_get(out, 0));
     json_decref(out);
+    return t;
 }

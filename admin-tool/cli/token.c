@@ -1,0 +1,231 @@
+/*
+ * sa-admin token: the command line of the token operations (ops/token.c).
+ * The token itself goes alone on stdout, so that TOKEN=$(sa-admin ...)
+ * works; what else is said goes to stderr.
+ */
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "records.h"
+#include "ops/ops.h"
+
+#define SA_ISSUE_MAX    1000000
+
+
+/*
+ * A token command's flags (which are allowed: opts) into its input, and
+ * its one operand as "id"
+ */
+static json_t *
+sa_token_args_or_exit(sa_admin_t *sa, int argc, char **argv,
+    const struct option *opts)
+{
+    json_t  *in = json_object(), *scopes = json_array();
+    char    *end;
+    long     n;
+    int      ch;
+
+    while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
+        switch (ch) {
+        case 's':
+            json_array_append_new(scopes, json_string(optarg));
+            break;
+        case 'e':
+            json_object_set_new(in, "expires", json_string(optarg));
+            break;
+        case 'o':
+            json_object_set_new(in, "overlap", json_string(optarg));
+            break;
+        case 'n':
+            n = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || n < 1 || n > SA_ISSUE_MAX)
+            {
+                sa_die_usage(sa, "invalid count '%s' (1 to %d)", optarg,
+                             SA_ISSUE_MAX);
+            }
+            json_object_set_new(in, "count", json_integer(n));
+            break;
+        }
+    }
+
+    /* only the commands that take --scope have "scopes" */
+    if (opts[0].val == 's') {
+        json_object_set_new(in, "scopes", scopes);
+    } else {
+        json_decref(scopes);
+    }
+
+    json_object_set_new(in, "id",
+                        json_string(sa_operands_or_exit(sa, argc, argv, 1)[0]));
+    return in;
+}
+
+
+static void
+sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        SA_OPT_MANY("scope", 's'),
+        { "expires", required_argument, NULL, 'e' },
+        { "count", required_argument, NULL, 'n' },
+        SA_OPTS_END
+    };
+    json_t  *in, *out, *t;
+    size_t   i, n;
+
+    in = sa_token_args_or_exit(sa, argc, argv, opts);
+    out = sa_op_call(sa, "token.issue", in);
+    json_decref(in);
+
+    if (sa->json) {
+        sa_print_json(out);
+        return;
+    }
+
+    if (json_is_object(out)) {
+        printf("%s\n", json_string_value(json_object_get(out, "token")));
+        n = 1;
+    } else {
+        json_array_foreach(out, i, t) {
+            printf("%s\n", json_string_value(json_object_get(t, "token")));
+        }
+        n = json_array_size(out);
+    }
+
+    fprintf(stderr, "issued %zu token%s; shown only this once: store %s "
+            "now\n", n, n > 1 ? "s" : "", n > 1 ? "them" : "it");
+    json_decref(out);
+}
+
+
+static void
+sa_token_list_cmd(sa_admin_t *sa, int argc, char **argv)
+{
+    char   **op = sa_plain_args_or_exit(sa, argc, argv, 1);
+    json_t  *in, *out, *t;
+    size_t   i;
+    char    *scopes;
+
+    in = json_pack("{s:s}", "id", op[0]);
+    out = sa_op_call(sa, "token.list", in);
+    json_decref(in);
+
+    if (sa->json) {
+        sa_print_json(out);
+        return;
+    }
+
+    printf("%-16s  %-8s  %-20s  %-20s  %-20s  %s\n", "ID", "STATUS",
+           "CREATED", "EXPIRES", "LAST USED", "SCOPES");
+
+    json_array_foreach(out, i, t) {
+        scopes = sa_join(json_object_get(t, "scopes"), ", ");
+#define S(f) (json_string_value(json_object_get(t, f)) ?: "-")
+        printf("%-16s  %-8s  %-20s  %-20s  %-20s  %s\n", S("id"), S("status"),
+               S("created_at"), S("expires_at"), S("last_used_at"), scopes);
+#undef S
+        free(scopes);
+    }
+    json_decref(out);
+}
+
+
+/* token scope and token revoke: TOKEN_ID, then one record replaced */
+static void
+sa_token_change_cmd(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  scope_opts[] = {
+        SA_OPT_MANY("scope", 's'),
+        SA_OPTS_END
+    };
+    int      revoke = strcmp(sa->command->name, "revoke") == 0;
+    json_t  *in, *out;
+    char    *s;
+
+    in = sa_token_args_or_exit(sa, argc, argv,
+                               revoke ? scope_opts + 1 : scope_opts);
+    out = sa_op_call(sa, revoke ? "token.revoke" : "token.scope", in);
+
+    if (sa->json) {
+        sa_print_json(out);
+
+    } else if (revoke) {
+        printf("token %s revoked\n",
+               json_string_value(json_object_get(in, "id")));
+        json_decref(out);
+
+    } else {
+        s = sa_join(json_object_get(out, "scopes"), ", ");
+        printf("token %s now has scopes %s\n",
+               json_string_value(json_object_get(in, "id")), s);
+        free(s);
+        json_decref(out);
+    }
+
+    json_decref(in);
+}
+
+
+static void
+sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv)
+{
+    static const struct option  opts[] = {
+        { "overlap", required_argument, NULL, 'o' },
+        SA_OPTS_END
+    };
+    json_t  *in, *t;
+
+    in = sa_token_args_or_exit(sa, argc, argv, opts);
+    t = sa_op_call(sa, "token.rotate", in);
+
+    if (sa->json) {
+        sa_print_json(t);
+        json_decref(in);
+        return;
+    }
+
+    printf("%s\n", json_string_value(json_object_get(t, "token")));
+    fprintf(stderr, "new token %s replaces %s, which stops working at %s; "
+            "the new token is shown only this once\n",
+            json_string_value(json_object_get(t, "id")),
+            json_string_value(json_object_get(in, "id")),
+            json_string_value(json_object_get(t, "old_expires_at")));
+    json_decref(t);
+    json_decref(in);
+}
+
+
+static const sa_command_t  commands[] = {
+    { "issue", sa_token_issue_cmd,
+      "token issue ACCOUNT [--scope S]... [--expires 90d] [--count N]",
+      "Issues a token for ACCOUNT (an account id or TEAM/NAME; needs\n"
+      "service_accounts:tokens) and prints it: this is the only time it is\n"
+      "shown.  Without --scope the token exists but grants no API access.\n"
+      "  --scope S     resource:action, resource:* or *; repeatable\n"
+      "  --expires D   lifetime (s, m, h, d, w; e.g. 90d, 1h30m); default never\n"
+      "  --count N     issue N tokens at once, pipelined (one per line)\n" },
+    { "list", sa_token_list_cmd, "token list ACCOUNT",
+      "Lists the tokens of ACCOUNT: ids, scopes, times, status.  Never a\n"
+      "secret.\n" },
+    { "scope", sa_token_change_cmd, "token scope TOKEN_ID [--scope S]...",
+      "Replaces the scopes of a token (needs service_accounts:tokens); with\n"
+      "no --scope the token keeps existing without any API access.\n" },
+    { "rotate", sa_token_rotate_cmd, "token rotate TOKEN_ID [--overlap 1h]",
+      "Issues a new token with the same scopes and lifetime and prints it;\n"
+      "the old one keeps working only for the overlap (default 0: it stops\n"
+      "at once).  Needs service_accounts:tokens.\n" },
+    { "revoke", sa_token_change_cmd, "token revoke TOKEN_ID",
+      "Revokes a token at once (needs service_accounts:tokens).\n" },
+    { NULL, NULL, NULL, NULL }
+};
+
+
+void
+sa_cmd_token(sa_admin_t *sa, int argc, char **argv)
+{
+    sa_dispatch(sa, "token", commands, argc, argv);
+}
