@@ -137,6 +137,11 @@ json_t *sa_op_token_list(sa_admin_t *sa, json_t *in);
 json_t *sa_op_token_scope(sa_admin_t *sa, json_t *in);
 json_t *sa_op_token_rotate(sa_admin_t *sa, json_t *in);
 json_t *sa_op_token_revoke(sa_admin_t *sa, json_t *in);
+json_t *sa_op_team_create(sa_admin_t *sa, json_t *in);
+json_t *sa_op_team_member_add(sa_admin_t *sa, json_t *in);
+json_t *sa_op_team_member_remove(sa_admin_t *sa, json_t *in);
+json_t *sa_op_team_member_list(sa_admin_t *sa, json_t *in);
+json_t *sa_op_team_adopt(sa_admin_t *sa, json_t *in);
 
 /*
  * ops/user.c: a person's personal tokens (sap_) for the admin API.

@@ -11,6 +11,17 @@
 #define W  SA_OP_WRITE
 
 const sa_op_t  sa_ops[] = {
+    { "team.create", sa_op_team_create,
+      "POST", "/v1/teams", 201, W },
+    { "team.member.add", sa_op_team_member_add,
+      "PUT", "/v1/teams/{team}/members/{user}", 200, W },
+    { "team.member.remove", sa_op_team_member_remove,
+      "DELETE", "/v1/teams/{team}/members/{user}", 200, W },
+    { "team.member.list", sa_op_team_member_list,
+      "GET", "/v1/teams/{team}/members", 200, 0 },
+    { "team.adopt", sa_op_team_adopt,
+      NULL, NULL, 200, W | SA_OP_LOCAL },
+
     { "account.create", sa_op_account_create,
       "POST", "/v1/teams/{team}/accounts", 201, W },
     { "account.list", sa_op_account_list,

@@ -243,6 +243,29 @@ test_token(void)
 
 
 static void
+test_team(void)
+{
+    input_error("team.create", "{\"team\":\"t\"}", "missing field 'owner'");
+    input_error("team.create", "{\"team\":\"t\",\"owner\":\"a b\"}",
+                "invalid user name 'a b'");
+    input_error("team.create", "{\"team\":\"T\",\"owner\":\"a\"}",
+                "invalid team name 'T'");
+    input_error("team.member.add", "{\"team\":\"t\",\"user\":\"u\","
+                "\"perms\":[\"service_accounts:fly\"]}",
+                "unknown permission 'service_accounts:fly'");
+    input_error("team.member.add", "{\"team\":\"t\",\"user\":\"u\","
+                "\"perms\":\"service_accounts:tokens\"}",
+                "field 'perms' must be an array of strings");
+    input_error("team.member.remove", "{\"team\":\"t\"}",
+                "missing field 'user'");
+    input_error("team.member.list", "{\"team\":false}", "must be a string");
+    input_error("team.adopt", "{\"teams\":[]}", "which team?");
+    input_error("team.adopt", "{\"teams\":[\"ok\",\"Not\"]}",
+                "invalid team name 'Not'");
+}
+
+
+static void
 test_kinds(void)
 {
     static const struct { sa_err_kind_t k; int exit, status; const char *n; }
@@ -300,6 +323,7 @@ main(void)
     test_every_op();
     test_account();
     test_token();
+    test_team();
 
     return done_testing();
 }
