@@ -142,6 +142,12 @@ json_t *sa_op_team_member_add(sa_admin_t *sa, json_t *in);
 json_t *sa_op_team_member_remove(sa_admin_t *sa, json_t *in);
 json_t *sa_op_team_member_list(sa_admin_t *sa, json_t *in);
 json_t *sa_op_team_adopt(sa_admin_t *sa, json_t *in);
+json_t *sa_op_app_create(sa_admin_t *sa, json_t *in);
+json_t *sa_op_app_share(sa_admin_t *sa, json_t *in);
+json_t *sa_op_app_unshare(sa_admin_t *sa, json_t *in);
+json_t *sa_op_app_list(sa_admin_t *sa, json_t *in);
+json_t *sa_op_app_show(sa_admin_t *sa, json_t *in);
+json_t *sa_op_app_adopt(sa_admin_t *sa, json_t *in);
 
 /*
  * ops/user.c: a person's personal tokens (sap_) for the admin API.

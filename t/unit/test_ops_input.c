@@ -266,6 +266,21 @@ test_team(void)
 
 
 static void
+test_app(void)
+{
+    input_error("app.create", "{\"app\":\"*\",\"team\":\"t\"}",
+                "invalid application '*'");
+    input_error("app.create", "{\"app\":\"a\"}", "missing field 'team'");
+    input_error("app.share", "{\"app\":\"a\",\"team\":\"T T\"}",
+                "invalid team name 'T T'");
+    input_error("app.unshare", "{\"team\":\"t\"}", "missing field 'app'");
+    input_error("app.show", "{\"app\":\"a/b\"}", "invalid application");
+    input_error("app.list", "{\"team\":\"-\"}", "invalid team name '-'");
+    input_error("app.adopt", "{\"app\":\"a\"}", "go together");
+}
+
+
+static void
 test_kinds(void)
 {
     static const struct { sa_err_kind_t k; int exit, status; const char *n; }
@@ -324,6 +339,7 @@ main(void)
     test_account();
     test_token();
     test_team();
+    test_app();
 
     return done_testing();
 }

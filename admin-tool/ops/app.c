@@ -1,11 +1,11 @@
 /*
- * sa-admin app: applications and the teams they belong to (DESIGN.md,
+ * sa-admin app: the operations on applications and the teams they belong
+ * to (ops.h; DESIGN.md,
  * "Applications and team records").  An application's record names its
  * owner team and the teams it is shared with; only their accounts can be
  * granted it, subscribe to its notifications or emit its events (perm.c).
  */
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,88 +16,30 @@
 #include "scripts.h"
 #include "util.h"
 #include "xalloc.h"
+#include "ops.h"
 
-static void sa_app_create(sa_admin_t *sa, int argc, char **argv);
-static void sa_app_share(sa_admin_t *sa, int argc, char **argv);
-static void sa_app_unshare(sa_admin_t *sa, int argc, char **argv);
-static void sa_app_list(sa_admin_t *sa, int argc, char **argv);
-static void sa_app_show(sa_admin_t *sa, int argc, char **argv);
-static void sa_app_adopt(sa_admin_t *sa, int argc, char **argv);
-
-static const sa_command_t  app_commands[] = {
-    { "create", sa_app_create, "app create APP --team TEAM",
-      "Creates the application APP, owned by TEAM.  An operator's decision:\n"
-      "run with the signing key and without --as or SA_ACTOR.  APP is the\n"
-      "name gateways give in sa_application ([A-Za-z0-9_.-], at most 64).\n" },
-    { "share", sa_app_share, "app share APP --team TEAM2",
-      "Shares APP with TEAM2: its accounts may then be granted APP,\n"
-      "subscribe to its notifications and emit its events.  The owner of\n"
-      "APP's owner team (or the operator).\n" },
-    { "unshare", sa_app_unshare, "app unshare APP --team TEAM2",
-      "Stops sharing APP with TEAM2: no new grant, subscription or event\n"
-      "for TEAM2's accounts.  Grants they hold already stay until 'account\n"
-      "ungrant' (listed on stderr).  The owner of APP's owner team (or the\n"
-      "operator).\n" },
-    { "list", sa_app_list, "app list [--team TEAM]",
-      "Lists the applications (of TEAM: owned by or shared with it).\n" },
-    { "show", sa_app_show, "app show APP",
-      "Shows APP: its owner team, the teams it is shared with.\n" },
-    { "adopt", sa_app_adopt, "app adopt [APP --team TEAM]",
-      "Gives an application granted before applications had owners its\n"
-      "record.  Without operands: lists every application that accounts\n"
-      "hold a grant for and that has no record, with the teams whose\n"
-      "accounts hold it.  With APP --team TEAM: creates APP owned by TEAM\n"
-      "and shared with every other team whose accounts hold it today, so\n"
-      "that nothing that works stops working.  An operator's decision.\n" },
-    { NULL, NULL, NULL, NULL }
-};
-
-
-void
-sa_cmd_app(sa_admin_t *sa, int argc, char **argv)
+/* in's "app": an application's name, not '*' */
+static const char *
+sa_in_app(json_t *in, int required)
 {
-    sa_dispatch(sa, "app", app_commands, argc, argv);
+    const char  *app = sa_in_str(in, "app", required);
+
+    if (app != NULL && (strcmp(app, "*") == 0
+                        || !sa_app_valid(app, strlen(app))))
+    {
+        sa_die_kind(SA_ERR_INPUT, "invalid application '%s' (expected "
+                    "[A-Za-z0-9_.-], at most 64)", app);
+    }
+
+    return app;
 }
 
 
-/* APP (want 1; 0: none; -1: optional) --team TEAM, both checked */
-static char **
-sa_app_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want,
-    const char **team)
+/* in's "team", a valid team name */
+static const char *
+sa_in_team(json_t *in, int required)
 {
-    static const struct option  opts[] = {
-        { "team", required_argument, NULL, 't' },
-        SA_OPTS_END
-    };
-    char  **op;
-
-    *team = NULL;
-
-    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
-        if (*team != NULL) {            /* --team */
-            sa_die_usage(sa, "--team given twice");
-        }
-        *team = optarg;
-    }
-
-    if (want < 0) {
-        want = argc - optind > 0;       /* APP is optional */
-    }
-
-    op = sa_operands_or_exit(sa, argc, argv, want);
-
-    if (want > 0 && (strcmp(op[0], "*") == 0
-                     || !sa_app_valid(op[0], strlen(op[0]))))
-    {
-        sa_die_usage(sa, "invalid application '%s' (expected "
-                     "[A-Za-z0-9_.-], at most 64)", op[0]);
-    }
-
-    if (*team != NULL && !sa_name_valid(*team)) {
-        sa_die_usage(sa, "invalid team name '%s'", *team);
-    }
-
-    return op;
+    return sa_in_name(in, "team", required, sa_name_valid, "team name");
 }
 
 
@@ -111,38 +53,6 @@ sa_app_public(json_t *rec)
                      "created_at", sa_time_json(json_integer_value(
                                        json_object_get(rec, "created_at"))),
                      "created_by", json_object_get(rec, "created_by"));
-}
-
-
-static void
-sa_app_print_line(json_t *pub)
-{
-    char  *shared;
-
-    shared = sa_join(json_object_get(pub, "shared"), ",");
-    printf("%-24s %-20s %s\n", json_string_value(json_object_get(pub, "name")),
-           json_string_value(json_object_get(pub, "team")), shared);
-    free(shared);
-}
-
-
-static void
-sa_app_print(sa_admin_t *sa, json_t *rec, const char *verb)
-{
-    json_t  *pub = sa_app_public(rec);
-    char    *shared;
-
-    if (sa->json) {
-        sa_print_json(pub);
-        return;
-    }
-
-    shared = sa_join(json_object_get(pub, "shared"), ", ");
-    printf("%sapplication '%s': team %s, shared with %s\n", verb,
-           json_string_value(json_object_get(pub, "name")),
-           json_string_value(json_object_get(pub, "team")), shared);
-    free(shared);
-    json_decref(pub);
 }
 
 
@@ -189,28 +99,33 @@ sa_app_create_once(sa_admin_t *sa, void *data)
 }
 
 
-static void
-sa_app_create(sa_admin_t *sa, int argc, char **argv)
+/*
+ * app.create: POST /v1/apps (201)
+ *   app    string, required: [A-Za-z0-9_.-], at most 64, the name
+ *          gateways give in sa_application
+ *   team   string, required: the owner team
+ * An operator's decision.  Returns the application {"name", "team",
+ * "shared", "created_at", "created_by"}.
+ */
+json_t *
+sa_op_app_create(sa_admin_t *sa, json_t *in)
 {
     sa_app_new_t   c;
-    char         **op;
-    const char    *team;
+    json_t        *out;
 
-    op = sa_app_args_or_exit(sa, argc, argv, 1, &team);
-
-    if (team == NULL) {
-        sa_die_usage(sa, "--team TEAM is required");
-    }
+    sa_in_only(in, "app", "team", NULL);
+    c = (sa_app_new_t) { sa_in_app(in, 1), sa_in_team(in, 1), NULL,
+                         "app.create", NULL };
 
     sa_operator_or_exit(sa, "creating an application");
 
-    c = (sa_app_new_t) { op[0], team, json_array(), "app.create", NULL };
+    c.shared = json_array();
     sa_retry_or_exit(sa, sa_app_create_once, &c, "the application");
 
-    sa_app_print(sa, c.rec, "created ");
-
+    out = sa_app_public(c.rec);
     json_decref(c.rec);
     json_decref(c.shared);
+    return out;
 }
 
 
@@ -278,12 +193,12 @@ sa_app_change_once(sa_admin_t *sa, void *data)
                             r->type == REDIS_REPLY_STRING ? r->str : NULL,
                             r->len, &err);
     if (c->rec == NULL && err != NULL) {
-        sa_die(SA_EXIT_NOT_FOUND, "the record of application '%s' is "
-               "refused: %s (written by something other than sa-admin?)",
-               c->app, err);
+        sa_die_kind(SA_ERR_NOT_FOUND, "the record of application '%s' is "
+                    "refused: %s (written by something other than "
+                    "sa-admin?)", c->app, err);
     }
     if (c->rec == NULL) {
-        sa_die(SA_EXIT_NOT_FOUND, "no application '%s'", c->app);
+        sa_die_kind(SA_ERR_NOT_FOUND, "no application '%s'", c->app);
     }
     old = sa_xstrdup(r->str);
     freeReplyObject(r);
@@ -292,8 +207,8 @@ sa_app_change_once(sa_admin_t *sa, void *data)
     sa_permit_or_exit(sa, owner, NULL);
 
     if (strcmp(owner, c->other) == 0) {
-        sa_die(SA_EXIT_NOT_FOUND, "team '%s' owns application '%s'", owner,
-               c->app);
+        sa_die_kind(SA_ERR_EXISTS, "team '%s' owns application '%s'", owner,
+                    c->app);
     }
 
     if (c->share) {
@@ -340,54 +255,64 @@ sa_app_change_once(sa_admin_t *sa, void *data)
 }
 
 
-static void
-sa_app_share_cmd(sa_admin_t *sa, int argc, char **argv, int share)
+/* app.share and app.unshare */
+static json_t *
+sa_app_share(sa_admin_t *sa, json_t *in, int share)
 {
     sa_app_change_t   c;
-    char            **op;
-    const char       *team;
-    json_t           *holders, *h;
+    json_t           *holders, *h, *out;
     size_t            i;
 
-    op = sa_app_args_or_exit(sa, argc, argv, 1, &team);
-
-    if (team == NULL) {
-        sa_die_usage(sa, "--team TEAM is required");
-    }
+    sa_in_only(in, "app", "team", NULL);
+    c = (sa_app_change_t) { sa_in_app(in, 1), sa_in_team(in, 1), share,
+                            NULL };
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
 
-    c = (sa_app_change_t) { op[0], team, share, NULL };
     sa_retry_or_exit(sa, sa_app_change_once, &c, "the application");
 
     if (!share) {
-        holders = sa_app_holders(sa, team, op[0]);
+        holders = sa_app_holders(sa, c.other, c.app);
         json_array_foreach(holders, i, h) {
             fprintf(stderr, "sa-admin: account %s/%s (%s) still holds a "
                     "grant for '%s': 'sa-admin account ungrant' removes it\n",
-                    team, json_string_value(json_object_get(h, "name")),
-                    json_string_value(json_object_get(h, "id")), op[0]);
+                    c.other, json_string_value(json_object_get(h, "name")),
+                    json_string_value(json_object_get(h, "id")), c.app);
         }
         json_decref(holders);
     }
 
-    sa_app_print(sa, c.rec, share ? "shared: " : "unshared: ");
+    out = sa_app_public(c.rec);
     json_decref(c.rec);
+    return out;
 }
 
 
-static void
-sa_app_share(sa_admin_t *sa, int argc, char **argv)
+/*
+ * app.share: PUT /v1/apps/{app}/teams/{team}
+ *   app    string, required
+ *   team   string, required: the team it is shared with
+ * The owner of the application's owner team.  Returns the application.
+ */
+json_t *
+sa_op_app_share(sa_admin_t *sa, json_t *in)
 {
-    sa_app_share_cmd(sa, argc, argv, 1);
+    return sa_app_share(sa, in, 1);
 }
 
 
-static void
-sa_app_unshare(sa_admin_t *sa, int argc, char **argv)
+/*
+ * app.unshare: DELETE /v1/apps/{app}/teams/{team}
+ *   app    string, required
+ *   team   string, required: the team it is no longer shared with
+ * The owner of the application's owner team; grants that team's accounts
+ * hold stay (said on stderr).  Returns the application.
+ */
+json_t *
+sa_op_app_unshare(sa_admin_t *sa, json_t *in)
 {
-    sa_app_share_cmd(sa, argc, argv, 0);
+    return sa_app_share(sa, in, 0);
 }
 
 
@@ -401,17 +326,21 @@ sa_cmp_json_name(const void *a, const void *b)
 }
 
 
-static void
-sa_app_list(sa_admin_t *sa, int argc, char **argv)
+/*
+ * app.list: GET /v1/apps
+ *   team   string: only those owned by or shared with this team
+ * Returns the applications, an array sorted by name.
+ */
+json_t *
+sa_op_app_list(sa_admin_t *sa, json_t *in)
 {
-    char        **op;
     const char   *team, *err;
     redisReply   *names, *r;
     json_t       *rec, *arr, **v;
     size_t        i, n;
 
-    op = sa_app_args_or_exit(sa, argc, argv, 0, &team);
-    (void) op;
+    sa_in_only(in, "team", NULL);
+    team = sa_in_team(in, 0);
 
     names = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_APPS, sa->prefix);
     n = names->type == REDIS_REPLY_ARRAY ? names->elements : 0;
@@ -453,35 +382,26 @@ sa_app_list(sa_admin_t *sa, int argc, char **argv)
     }
     free(v);
 
-    if (sa->json) {
-        sa_print_json(arr);
-        return;
-    }
-
-    printf("%-24s %-20s %s\n", "APPLICATION", "TEAM", "SHARED WITH");
-    for (i = 0; i < n; i++) {
-        sa_app_print_line(json_array_get(arr, i));
-    }
-    json_decref(arr);
+    return arr;
 }
 
 
-static void
-sa_app_show(sa_admin_t *sa, int argc, char **argv)
+/*
+ * app.show: GET /v1/apps/{app}
+ *   app    string, required
+ * Returns the application.
+ */
+json_t *
+sa_op_app_show(sa_admin_t *sa, json_t *in)
 {
-    char        **op;
-    const char   *team;
-    json_t       *rec;
+    json_t  *rec, *out;
 
-    op = sa_app_args_or_exit(sa, argc, argv, 1, &team);
+    sa_in_only(in, "app", NULL);
+    rec = sa_record_get_or_exit(sa, SA_KIND_APP, sa_in_app(in, 1));
 
-    if (team != NULL) {
-        sa_die_usage(sa, "unexpected --team");
-    }
-
-    rec = sa_record_get_or_exit(sa, SA_KIND_APP, op[0]);
-    sa_app_print(sa, rec, "");
+    out = sa_app_public(rec);
     json_decref(rec);
+    return out;
 }
 
 
@@ -545,19 +465,29 @@ sa_apps_in_use(sa_admin_t *sa)
 }
 
 
-static void
-sa_app_adopt(sa_admin_t *sa, int argc, char **argv)
+/*
+ * app.adopt (local: an operator's migration, no route)
+ *   app    string: the application to adopt; with team
+ *   team   string: its owner team
+ * Without either: the applications accounts hold a grant for that have no
+ * record, an array of {"name", "teams"}.  With both: the application
+ * created, owned by team and shared with every other team whose accounts
+ * hold it.  An operator's decision.
+ */
+json_t *
+sa_op_app_adopt(sa_admin_t *sa, json_t *in)
 {
     sa_app_new_t   c;
-    char         **op;
-    const char    *team, *name, *err;
-    json_t        *inuse, *teams, *t, *list, *rec;
+    const char    *app, *team, *name, *err;
+    json_t        *inuse, *teams, *t, *list, *rec, *out;
     size_t         i;
 
-    op = sa_app_args_or_exit(sa, argc, argv, -1, &team);
+    sa_in_only(in, "app", "team", NULL);
+    app = sa_in_app(in, 0);
+    team = sa_in_team(in, 0);
 
-    if ((argc - optind > 0) != (team != NULL)) {
-        sa_die_usage(sa, "APP and --team TEAM go together");
+    if ((app != NULL) != (team != NULL)) {
+        sa_die_kind(SA_ERR_INPUT, "APP and --team TEAM go together");
     }
 
     sa_operator_or_exit(sa, "adopting an application");
@@ -573,26 +503,12 @@ sa_app_adopt(sa_admin_t *sa, int argc, char **argv)
             }
             json_decref(rec);
         }
-
-        if (sa->json) {
-            sa_print_json(list);
-        } else {
-            printf("%-24s %s\n", "APPLICATION (no owner)", "GRANTED TO TEAMS");
-            json_array_foreach(list, i, t) {
-                char  *s = sa_join(json_object_get(t, "teams"), ",");
-
-                printf("%-24s %s\n",
-                       json_string_value(json_object_get(t, "name")), s);
-                free(s);
-            }
-            json_decref(list);
-        }
         json_decref(inuse);
-        return;
+        return list;
     }
 
-    c = (sa_app_new_t) { op[0], team, json_array(), "app.adopt", NULL };
-    json_array_foreach(json_object_get(inuse, op[0]), i, t) {
+    c = (sa_app_new_t) { app, team, json_array(), "app.adopt", NULL };
+    json_array_foreach(json_object_get(inuse, app), i, t) {
         if (strcmp(json_string_value(t), team) != 0) {
             sa_team_load_or_exit(sa, json_string_value(t));
             json_array_append(c.shared, t);
@@ -602,8 +518,8 @@ sa_app_adopt(sa_admin_t *sa, int argc, char **argv)
 
     sa_retry_or_exit(sa, sa_app_create_once, &c, "the application");
 
-    sa_app_print(sa, c.rec, "adopted ");
-
+    out = sa_app_public(c.rec);
     json_decref(c.rec);
     json_decref(c.shared);
+    return out;
 }
