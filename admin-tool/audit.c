@@ -283,8 +283,8 @@ sa_chain_problem(sa_chain_t *c, const char *id, const char *what)
 }
 
 
-static const char *
-sa_field(redisReply *fields, const char *name)
+const char *
+sa_audit_field(redisReply *fields, const char *name)
 {
     size_t  i;
 
@@ -507,9 +507,9 @@ sa_chain_checkpoint(sa_chain_t *c, const char *id, long long seq,
 static void
 sa_chain_entry(sa_chain_t *c, const char *id, redisReply *fields)
 {
-    const char  *seq_s = sa_field(fields, "seq");
-    const char  *prev = sa_field(fields, "prev");
-    const char  *link = sa_field(fields, "link");
+    const char  *seq_s = sa_audit_field(fields, "seq");
+    const char  *prev = sa_audit_field(fields, "prev");
+    const char  *link = sa_audit_field(fields, "link");
     char        *end, *text, what[160], want[41];
     long long    seq;
     size_t       len;
@@ -529,16 +529,16 @@ sa_chain_entry(sa_chain_t *c, const char *id, redisReply *fields)
     }
 
     /* the link must be the hash of what the entry says (common.lua) */
-    len = strlen(prev) + strlen(seq_s) + strlen(sa_field(fields, "time"))
-          + strlen(sa_field(fields, "actor"))
-          + strlen(sa_field(fields, "action"))
-          + strlen(sa_field(fields, "target"))
-          + strlen(sa_field(fields, "team")) + 7;
+    len = strlen(prev) + strlen(seq_s) + strlen(sa_audit_field(fields, "time"))
+          + strlen(sa_audit_field(fields, "actor"))
+          + strlen(sa_audit_field(fields, "action"))
+          + strlen(sa_audit_field(fields, "target"))
+          + strlen(sa_audit_field(fields, "team")) + 7;
     text = sa_xmalloc(len);
     snprintf(text, len, "%s\n%s\n%s\n%s\n%s\n%s\n%s", prev, seq_s,
-             sa_field(fields, "time"), sa_field(fields, "actor"),
-             sa_field(fields, "action"), sa_field(fields, "target"),
-             sa_field(fields, "team"));
+             sa_audit_field(fields, "time"), sa_audit_field(fields, "actor"),
+             sa_audit_field(fields, "action"), sa_audit_field(fields, "target"),
+             sa_audit_field(fields, "team"));
     sa_sha1_hex(text, len - 1, want);
     free(text);
 
@@ -592,8 +592,8 @@ sa_chain_entry(sa_chain_t *c, const char *id, redisReply *fields)
 }
 
 
-void
-sa_audit_verify_or_exit(sa_admin_t *sa)
+json_t *
+sa_audit_verify(sa_admin_t *sa)
 {
     sa_chain_t    c;
     redisReply   *r;
@@ -666,28 +666,17 @@ sa_audit_verify_or_exit(sa_admin_t *sa)
                 "(forged?), or sa-admin ended before it signed it\n");
     }
 
-    if (sa->json) {
-        sa_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
-                                "entries", (json_int_t) c.entries,
-                                "unchained", (json_int_t) c.unchained,
-                                "last", (json_int_t) c.seq,
-                                "signed", (json_int_t) c.signed_n,
-                                "unsigned", (json_int_t) unsigned_n,
-                                "problems", (json_int_t) c.problems,
-                                "intact", c.problems == 0 && unsigned_n == 0));
-    } else {
-        printf("audit log: %zu entries (%zu from before the chain), %zu "
-               "signed, %s\n", c.entries, c.unchained, (size_t) c.signed_n,
-               c.problems ? "NOT intact (above)"
-               : unsigned_n ? "NOT all signed (above)" : "intact");
-    }
-
     free(c.cp);
     free(c.open);
 
-    if (c.problems || unsigned_n) {
-        exit(SA_EXIT_NOT_FOUND);
-    }
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+                     "entries", (json_int_t) c.entries,
+                     "unchained", (json_int_t) c.unchained,
+                     "last", (json_int_t) c.seq,
+                     "signed", (json_int_t) c.signed_n,
+                     "unsigned", (json_int_t) unsigned_n,
+                     "problems", (json_int_t) c.problems,
+                     "intact", c.problems == 0 && unsigned_n == 0);
 }
 
 

@@ -17,7 +17,7 @@
  * script that sa-admin with the signing key ran, and, since the link
  * chains every entry before, fixes all that came before them: none of
  * those can be changed, removed or inserted without breaking a link that
- * sa_audit_verify_or_exit() recomputes or the signature.  An entry that
+ * sa_audit_verify() recomputes or the signature.  An entry that
  * no checkpoint covers is reported as unsigned.
  */
 
@@ -48,10 +48,14 @@ void sa_audit_sign_pending(sa_admin_t *sa);
 void sa_sha1_hex(const void *data, size_t len, char out[41]);
 
 /*
- * audit --verify: the chain and the checkpoints of the whole log; prints
- * the summary, exits 2 when something is wrong or unsigned.
+ * audit --verify: the chain and the checkpoints of the whole log; each
+ * problem on stderr; returns the summary {"entries", "unchained", "last",
+ * "signed", "unsigned", "problems", "intact"}.
  */
-void sa_audit_verify_or_exit(sa_admin_t *sa);
+struct json_t *sa_audit_verify(sa_admin_t *sa);
+
+/* the value of a field of a stream entry's reply, "" when absent */
+const char *sa_audit_field(redisReply *fields, const char *name);
 
 /*
  * key resign: every checkpoint that verifies with one of the nold old

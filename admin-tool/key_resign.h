@@ -1,7 +1,7 @@
 /*
  * sa-admin key resign: every account and token record re-signed with the
  * current signing key, for rotating it (docs/key-rotation.md).  The
- * command's entry is in cmd_key.c's table.
+ * command's entry is in cli/key.c's table.
  */
 
 #ifndef SA_ADMIN_KEY_RESIGN_H

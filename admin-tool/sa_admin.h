@@ -1,8 +1,9 @@
 /*
  * sa-admin: shared declarations of the command-line tool.
  *
- * Every command group lives in its own cmd_<group>.c and exports one
- * sa_cmd_<group>() entry point with the signature of sa_group_pt.
+ * Every command group's command line lives in its own cli/<group>.c and
+ * exports one sa_cmd_<group>() entry point with the signature of
+ * sa_group_pt; its operations are in ops/<group>.c (ops/ops.h).
  */
 
 #ifndef SA_ADMIN_H

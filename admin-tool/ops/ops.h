@@ -148,6 +148,15 @@ json_t *sa_op_app_unshare(sa_admin_t *sa, json_t *in);
 json_t *sa_op_app_list(sa_admin_t *sa, json_t *in);
 json_t *sa_op_app_show(sa_admin_t *sa, json_t *in);
 json_t *sa_op_app_adopt(sa_admin_t *sa, json_t *in);
+json_t *sa_op_audit_list(sa_admin_t *sa, json_t *in);
+json_t *sa_op_notify_set(sa_admin_t *sa, json_t *in);
+json_t *sa_op_notify_list(sa_admin_t *sa, json_t *in);
+json_t *sa_op_notify_remove(sa_admin_t *sa, json_t *in);
+json_t *sa_op_notify_test(sa_admin_t *sa, json_t *in);
+json_t *sa_op_notify_emit(sa_admin_t *sa, json_t *in);
+json_t *sa_op_notify_failed(sa_admin_t *sa, json_t *in);
+json_t *sa_op_notify_retry(sa_admin_t *sa, json_t *in);
+json_t *sa_op_audit_verify(sa_admin_t *sa, json_t *in);
 
 /*
  * ops/user.c: a person's personal tokens (sap_) for the admin API.

@@ -66,6 +66,26 @@ const sa_op_t  sa_ops[] = {
     { "token.revoke", sa_op_token_revoke,
       "DELETE", "/v1/tokens/{id}", 200, W },
 
+    { "notify.set", sa_op_notify_set,
+      "PUT", "/v1/apps/{app}/notifications/{account}", 200, W },
+    { "notify.list", sa_op_notify_list,
+      "GET", "/v1/apps/{app}/notifications", 200, 0 },
+    { "notify.remove", sa_op_notify_remove,
+      "DELETE", "/v1/apps/{app}/notifications/{account}", 200, W },
+    { "notify.test", sa_op_notify_test,
+      "POST", "/v1/apps/{app}/notifications/{account}/test", 200, W },
+    { "notify.emit", sa_op_notify_emit,
+      "POST", "/v1/apps/{app}/events", 200, W },
+    { "notify.failed", sa_op_notify_failed,
+      "GET", "/v1/notifications/failed", 200, 0 },
+    { "notify.retry", sa_op_notify_retry,
+      "POST", "/v1/notifications/failed/{id}/retry", 200, W },
+
+    { "audit.list", sa_op_audit_list,
+      "GET", "/v1/audit", 200, 0 },
+    { "audit.verify", sa_op_audit_verify,
+      "GET", "/v1/audit/verify", 200, 0 },
+
     { NULL, NULL, NULL, NULL, 0, 0 }
 };
 

@@ -281,6 +281,40 @@ test_app(void)
 
 
 static void
+test_notify_audit(void)
+{
+    input_error("notify.set", "{\"app\":\"a\",\"account\":\"t/x\","
+                "\"slack\":\"ftp://h/x\",\"events\":[\"ping\"]}",
+                "only http and https");
+    input_error("notify.set", "{\"app\":\"a\",\"account\":\"t/x\","
+                "\"webhook\":\"https://u:p@h/x\",\"events\":[\"ping\"]}",
+                "no credentials");
+    input_error("notify.set", "{\"app\":\"a\",\"account\":\"t/x\","
+                "\"webhook\":\"https://h/x\",\"events\":[\"boom\"]}",
+                "unknown event 'boom'");
+    input_error("notify.set", "{\"app\":\"a\",\"account\":\"t/x\","
+                "\"events\":[\"ping\"]}", "--webhook URL is required");
+    input_error("notify.set", "{\"app\":\"a\",\"account\":\"t/x\","
+                "\"webhook\":\"https://h/x\"}", "--events E,... is required");
+    input_error("notify.list", "{\"app\":\"*\"}", "invalid application '*'");
+    input_error("notify.remove", "{\"app\":\"a\"}",
+                "missing field 'account'");
+    input_error("notify.test", "{\"account\":\"t/x\"}",
+                "missing field 'app'");
+    input_error("notify.emit", "{\"app\":\"a\",\"type\":\"token.issued\"}",
+                "invalid event 'token.issued'");
+    input_error("notify.emit", "{\"app\":\"a\",\"type\":\"app.x\","
+                "\"data\":[1]}", "field 'data' must be a JSON object");
+    input_error("notify.failed", "{\"app\":7}", "must be a string");
+    input_error("notify.retry", "{}", "missing field 'id'");
+    input_error("audit.list", "{\"since\":\"yesterday-ish\"}",
+                "invalid time 'yesterday-ish'");
+    input_error("audit.list", "{\"team\":[]}", "must be a string");
+    input_error("audit.verify", "{\"team\":\"t\"}", "unknown field 'team'");
+}
+
+
+static void
 test_kinds(void)
 {
     static const struct { sa_err_kind_t k; int exit, status; const char *n; }
@@ -340,6 +374,7 @@ main(void)
     test_token();
     test_team();
     test_app();
+    test_notify_audit();
 
     return done_testing();
 }
