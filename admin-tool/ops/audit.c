@@ -10,6 +10,7 @@
 #include "records.h"
 #include "redis.h"
 #include "util.h"
+#include "perm.h"
 #include "ops.h"
 
 #define SA_AUDIT_BATCH  1000
@@ -63,6 +64,9 @@ sa_op_audit_list(sa_admin_t *sa, json_t *in)
 
     sa_in_only(in, "team", "since", NULL);
     team = sa_in_str(in, "team", 0);
+    if (team != NULL) {
+        sa_reader_or_exit(sa, team);
+    }
     s = sa_in_str(in, "since", 0);
     if (s != NULL) {
         since = sa_time_parse(s, sa_now());

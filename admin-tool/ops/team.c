@@ -247,6 +247,7 @@ sa_op_team_member_list(sa_admin_t *sa, json_t *in)
     sa_in_only(in, "team", NULL);
     tname = sa_in_str(in, "team", 1);
 
+    sa_reader_or_exit(sa, tname);
     team = sa_record_get_or_exit(sa, SA_KIND_TEAM, tname);
 
     members = sa_xredis_cmd(sa, "HGETALL %s" SA_KEY_TEAM "%s" SA_KEY_MEMBERS,

@@ -318,6 +318,7 @@ sa_op_token_list(sa_admin_t *sa, json_t *in)
 
     sa_in_only(in, "id", NULL);
     sa_account_load_or_exit(sa, sa_in_str(in, "id", 1), &a);
+    sa_reader_or_exit(sa, a.team);
     sa_token_set_load(sa, a.id, &ts);
 
     v = calloc(ts.n + 1, sizeof(json_t *));
