@@ -53,6 +53,22 @@ ngx_http_sa_status_t  ngx_http_sa_statuses[NGX_HTTP_SA_STATUSES] = {
 };
 
 
+#if !(NGX_SSL)
+#define NGX_SSL_TLSv1    0x0008
+#define NGX_SSL_TLSv1_1  0x0010
+#define NGX_SSL_TLSv1_2  0x0020
+#define NGX_SSL_TLSv1_3  0x0040
+#endif
+
+static ngx_conf_bitmask_t  ngx_http_sa_ssl_protocols[] = {
+    { ngx_string("TLSv1"), NGX_SSL_TLSv1 },
+    { ngx_string("TLSv1.1"), NGX_SSL_TLSv1_1 },
+    { ngx_string("TLSv1.2"), NGX_SSL_TLSv1_2 },
+    { ngx_string("TLSv1.3"), NGX_SSL_TLSv1_3 },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_sa_commands[] = {
 
     { ngx_string("sa_redis"),
@@ -68,6 +84,48 @@ static ngx_command_t  ngx_http_sa_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("sa_redis_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sa_main_conf_t, redis_ssl.verify),
+      NULL },
+
+    { ngx_string("sa_redis_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sa_main_conf_t, redis_ssl.trusted_certificate),
+      NULL },
+
+    { ngx_string("sa_redis_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sa_main_conf_t, redis_ssl.name),
+      NULL },
+
+    { ngx_string("sa_redis_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sa_main_conf_t, redis_ssl.certificate),
+      NULL },
+
+    { ngx_string("sa_redis_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sa_main_conf_t, redis_ssl.certificate_key),
+      NULL },
+
+    { ngx_string("sa_redis_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sa_main_conf_t, redis_ssl.protocols),
+      &ngx_http_sa_ssl_protocols },
 
     { ngx_string("sa_redis_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -196,6 +254,7 @@ ngx_http_sa_create_main_conf(ngx_conf_t *cf)
      */
 
     smcf->timeout = NGX_CONF_UNSET_MSEC;
+    smcf->redis_ssl.verify = NGX_CONF_UNSET;
 
     if (sa_crypto_init() != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "libsodium failed to start");
@@ -203,6 +262,113 @@ ngx_http_sa_create_main_conf(ngx_conf_t *cf)
     }
 
     return smcf;
+}
+
+
+/*
+ * TLS to Redis, as proxy_ssl_* does it, but verifying by default: a token
+ * store must not be open to a man in the middle unless one says so.
+ */
+static char *
+ngx_http_sa_redis_ssl(ngx_conf_t *cf, ngx_http_sa_main_conf_t *smcf)
+{
+    ngx_http_sa_redis_ssl_conf_t  *sc = &smcf->redis_ssl;
+
+#if (NGX_SSL)
+    ngx_str_t            ciphers = ngx_string("DEFAULT");
+    ngx_pool_cleanup_t  *cln;
+#endif
+
+    ngx_conf_init_value(sc->verify, 1);
+    ngx_conf_merge_bitmask_value(sc->protocols, 0,
+                                 (NGX_CONF_BITMASK_SET|NGX_SSL_TLSv1_2
+                                  |NGX_SSL_TLSv1_3));
+
+    if (sc->trusted_certificate.data == NULL) {
+        ngx_str_set(&sc->trusted_certificate,
+                    "/etc/ssl/certs/ca-certificates.crt");
+    }
+
+    smcf->redis->ssl = sc;
+
+    if (!smcf->redis->ssl_on) {
+        if (sc->certificate.len || sc->name.len) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "sa_redis_ssl_* is ignored: \"%V\" is not "
+                               "\"ssl\"", &smcf->redis->name);
+        }
+        return NGX_CONF_OK;
+    }
+
+#if (NGX_SSL)
+
+    if ((sc->certificate.len == 0) != (sc->certificate_key.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sa_redis_ssl_certificate and "
+                           "sa_redis_ssl_certificate_key go together");
+        return NGX_CONF_ERROR;
+    }
+
+    sc->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (sc->ssl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    sc->ssl->log = cf->log;
+
+    if (ngx_ssl_create(sc->ssl, sc->protocols, NULL) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(sc->ssl);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = sc->ssl;
+
+    if (ngx_ssl_ciphers(cf, sc->ssl, &ciphers, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (sc->certificate.len
+        && ngx_ssl_certificate(cf, sc->ssl, &sc->certificate,
+                               &sc->certificate_key, NULL)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (sc->verify
+        && ngx_ssl_trusted_certificate(cf, sc->ssl, &sc->trusted_certificate,
+                                       9)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_ssl_client_session_cache(cf, sc->ssl, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!sc->verify) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "sa_redis_ssl_verify off: the Redis server is "
+                           "not authenticated");
+    }
+
+    return NGX_CONF_OK;
+
+#else
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"ssl\" in \"%V\" needs nginx built with OpenSSL",
+                       &smcf->redis->name);
+    return NGX_CONF_ERROR;
+
+#endif
 }
 
 
@@ -215,6 +381,10 @@ ngx_http_sa_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (smcf->redis) {
         smcf->redis->timeout = smcf->timeout;
+
+        if (ngx_http_sa_redis_ssl(cf, smcf) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (smcf->prefix.data == NULL) {
@@ -308,6 +478,27 @@ ngx_http_sa_redis_option(ngx_conf_t *cf, ngx_http_sa_redis_conf_t *rc,
         return NGX_CONF_OK;
     }
 
+    if (arg->len == 3 && ngx_strncmp(arg->data, "ssl", 3) == 0) {
+        rc->ssl_on = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (rc->sentinels && arg->len > 18
+        && ngx_strncmp(arg->data, "sentinel_password=", 18) == 0)
+    {
+        rc->sentinel_password.data = arg->data + 18;
+        rc->sentinel_password.len = arg->len - 18;
+        return NGX_CONF_OK;
+    }
+
+    if (rc->sentinels && arg->len > 14
+        && ngx_strncmp(arg->data, "sentinel_user=", 14) == 0)
+    {
+        rc->sentinel_user.data = arg->data + 14;
+        rc->sentinel_user.len = arg->len - 14;
+        return NGX_CONF_OK;
+    }
+
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", arg);
     return NGX_CONF_ERROR;
 }
@@ -323,6 +514,7 @@ ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *text,
 {
     ngx_url_t   u;
     u_char     *p;
+    ngx_str_t   host;
 
     ngx_memzero(&u, sizeof(ngx_url_t));
     u.url = *text;
@@ -352,6 +544,9 @@ ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *text,
             return NGX_CONF_ERROR;
         }
 
+        addr->sockaddr = u.addrs[0].sockaddr;
+        addr->socklen = u.addrs[0].socklen;
+
         /* "unix:/path": the path follows the 5-byte "unix:" prefix */
         addr->unix_path.len = text->len - 5;
         addr->unix_path.data = ngx_pnalloc(cf->pool, addr->unix_path.len + 1);
@@ -365,6 +560,24 @@ ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *text,
     }
 
     addr->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+    addr->sockaddr = u.addrs[0].sockaddr;
+    addr->socklen = u.addrs[0].socklen;
+
+    /* the host as written, NUL-terminated (SNI): the certificate's name */
+    host = u.host;
+
+    if (host.len > 2 && host.data[0] == '[') {
+        host.data++;
+        host.len -= 2;
+    }
+
+    addr->ssl_name.len = host.len;
+    addr->ssl_name.data = ngx_pnalloc(cf->pool, host.len + 1);
+    if (addr->ssl_name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    p = ngx_cpymem(addr->ssl_name.data, host.data, host.len);
+    *p = '\0';
 
     addr->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
     if (addr->host.data == NULL) {
@@ -401,7 +614,8 @@ ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_sa_main_conf_t *smcf = conf;
 
     char                      *rv;
-    ngx_str_t                 *value;
+    u_char                    *p;
+    ngx_str_t                 *value, address;
     ngx_uint_t                 i;
     ngx_http_sa_redis_conf_t  *rc;
 
@@ -411,7 +625,47 @@ ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = cf->args->elts;
-    rc->name = value[1];
+    address = value[1];
+
+    /* redis://host:port/db, rediss://host:port/db (TLS) */
+    if (address.len > 9 && ngx_strncmp(address.data, "rediss://", 9) == 0) {
+        rc->ssl_on = 1;
+        address.data += 9;
+        address.len -= 9;
+
+    } else if (address.len > 8
+               && ngx_strncmp(address.data, "redis://", 8) == 0)
+    {
+        address.data += 8;
+        address.len -= 8;
+
+    } else {
+        goto options;
+    }
+
+    p = ngx_strlchr(address.data, address.data + address.len, '/');
+
+    if (p) {
+        if (p + 1 < address.data + address.len) {
+            rc->db = ngx_atoi(p + 1, address.data + address.len - p - 1);
+            if (rc->db == NGX_ERROR) {
+                return "has an invalid database number in the URL";
+            }
+        }
+
+        address.len = p - address.data;
+    }
+
+    if (address.len == 0
+        || ngx_strlchr(address.data, address.data + address.len, '@'))
+    {
+        return "has a URL that is not redis[s]://host[:port][/db] "
+               "(a password is password=)";
+    }
+
+options:
+
+    rc->name = address;
 
     for (i = 2; i < cf->args->nelts; i++) {
         rv = ngx_http_sa_redis_option(cf, rc, &value[i]);
@@ -420,7 +674,13 @@ ngx_http_sa_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    return ngx_http_sa_redis_address(cf, cmd, &value[1], &rc->node, 0);
+    if (rc->ssl_on && address.len > 5
+        && ngx_strncmp(address.data, "unix:", 5) == 0)
+    {
+        return "has \"ssl\" with a unix socket";
+    }
+
+    return ngx_http_sa_redis_address(cf, cmd, &address, &rc->node, 0);
 }
 
 
@@ -452,7 +712,10 @@ ngx_http_sa_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->master = value[1];
 
     for (i = 2; i < cf->args->nelts; i++) {
-        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')) {
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
+            || (value[i].len == 3
+                && ngx_strncmp(value[i].data, "ssl", 3) == 0))
+        {
             rv = ngx_http_sa_redis_option(cf, rc, &value[i]);
             if (rv != NGX_CONF_OK) {
                 return rv;

@@ -58,6 +58,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_sa_redis_conf_t  *redis;
+    ngx_http_sa_redis_ssl_conf_t  redis_ssl;  /* sa_redis_ssl_* */
     ngx_msec_t                 timeout;
     ngx_str_t                  prefix;
     /* sa_verify_key, up to 4: a record verifies with any (key rotation) */

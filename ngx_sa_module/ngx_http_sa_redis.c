@@ -1,40 +1,36 @@
 /*
  * The worker's Redis connections.
  *
- * hiredis owns the socket; an ngx_connection_t wraps its fd so that nginx's
- * epoll drives it.  hiredis connects and writes (redisAsyncHandleWrite);
- * replies are read here, never by hiredis's async layer, whose callback
- * matching aborts the process (assert) on a reply nobody asked for or a
- * malformed pub/sub message: each read goes through sa_resp_scan() (core/),
- * which refuses an oversized or malformed reply as soon as it is announced,
- * then hiredis's redisReader builds the reply, and sa_resp_route() hands it
- * to the oldest command sent (our own queue, rd->sent) or to the pub/sub
- * handler, or ends the connection with a protocol error.  Events are
- * level-triggered: a read handles at most 16 KiB, and epoll reports the
- * rest again.
+ * Each is nginx's own: ngx_event_connect_peer() connects, nginx's SSL layer
+ * (ngx_ssl_create_connection, ngx_ssl_handshake, then the certificate's
+ * verification and name) runs TLS when sa_redis says "ssl", and epoll
+ * drives it, edge-triggered, as nginx adds connections.  hiredis keeps only
+ * what it is good at: redisFormatCommand* builds commands, which are
+ * appended to the connection's output and written when the transport is up
+ * (and after the events at hand, so commands asked for together go in one
+ * write); its redisReader parses replies.  Each read goes through
+ * sa_resp_scan() (core/), which refuses an oversized or malformed reply as
+ * soon as it is announced, then the reader builds the reply, and
+ * sa_resp_route() hands it to the oldest command sent (our own queue,
+ * rd->sent) or to the pub/sub handler, or ends the connection with a
+ * protocol error.
  *
  * A connection is idle (waiting for its reconnect timer), connecting (TCP
- * connect, then AUTH, SELECT and PING, and for the subscriber SUBSCRIBE,
- * all within one deadline), or ready.  Nothing but the set-up is sent
- * before it is ready: commands asked for meanwhile wait in a queue.
+ * connect, TLS, then AUTH, SELECT and PING, and for the subscriber
+ * SUBSCRIBE, all within one deadline), or ready.  Nothing but the set-up is
+ * sent before it is ready: commands asked for meanwhile wait in a queue.
  *
- * However a connection ends (refused, connect or reply deadline, set-up
- * error, protocol error, server close, dead subscriber, worker exit),
- * hiredis frees its context, and freeing always calls the ev.cleanup hook,
- * even for a context that never connected: ngx_http_sa_redis_cleanup() is
- * the one place where a connection's end is handled.  To end one we only
- * ever call ngx_http_sa_redis_close(), which asks hiredis to free it (at
- * once, or when the hiredis callback we are in returns).
- *
- * Queued hiredis callbacks cannot be cancelled: every command's handler is
- * called exactly once, with the reply or with NULL.
+ * However a connection ends (refused, connect or reply deadline, TLS
+ * refused, set-up error, protocol error, server close, dead subscriber,
+ * worker exit), it ends in ngx_http_sa_redis_close(), at once: the socket
+ * is closed, then every command's handler still owed a reply is called,
+ * exactly once, with NULL.
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 #include <sodium.h>
 
 #include "sa_resp.h"
@@ -69,14 +65,26 @@ typedef enum {
 
 typedef struct ngx_http_sa_redis_s  ngx_http_sa_redis_t;
 
+/* a reply (a redisReply, NULL when the connection ended first) */
+typedef void (*ngx_http_sa_redis_reply_pt)(ngx_http_sa_redis_t *rd,
+    void *reply, void *privdata);
+
 struct ngx_http_sa_redis_s {
     ngx_http_sa_redis_worker_t    *worker;      /* whose connection */
     ngx_http_sa_redis_conf_t      *conf;
     ngx_http_sa_redis_addr_t      *target;      /* NULL: no master known */
     ngx_log_t                     *log;
     const char                    *role;        /* for messages */
-    redisAsyncContext             *ac;
-    ngx_connection_t              *conn;
+    ngx_peer_connection_t          pc;
+    ngx_connection_t              *conn;        /* NULL: no connection */
+    redisReader                   *reader;      /* this connection's */
+    u_char                        *out;         /* commands to write */
+    size_t                         out_len;
+    size_t                         out_sent;
+    size_t                         out_size;
+#if (NGX_SSL)
+    ngx_ssl_session_t             *ssl_session; /* for the next handshake */
+#endif
     ngx_http_sa_redis_state_e      state;
     ngx_event_t                    reconnect;
     ngx_event_t                    watchdog;    /* set-up or reply deadline */
@@ -87,13 +95,14 @@ struct ngx_http_sa_redis_s {
     ngx_queue_t                    pending;     /* commands before ready */
     ngx_queue_t                    sent;        /* ngx_http_sa_redis_cb_t,
                                                    oldest first */
-    redisCallbackFn               *push;        /* pub/sub, once subscribed */
+    ngx_http_sa_redis_reply_pt     push;        /* pub/sub, once subscribed */
     sa_resp_t                      resp;        /* the reply stream guard */
     u_char                         reason[160]; /* why we end it: the log */
     void                         (*setup)(ngx_http_sa_redis_t *rd);
     void                         (*ready)(ngx_http_sa_redis_t *rd);
     void                         (*lost)(ngx_http_sa_redis_t *rd);
-    unsigned                       connected:1;
+    unsigned                       tcp:1;       /* TCP connected */
+    unsigned                       connected:1; /* and TLS up */
     unsigned                       renew:1;     /* ended on purpose, to
                                                    start again elsewhere */
     unsigned                       timed_out:1; /* ended by the watchdog */
@@ -106,7 +115,7 @@ struct ngx_http_sa_redis_s {
 /* a command sent, whose reply goes to fn */
 typedef struct {
     ngx_queue_t                    queue;       /* in sent */
-    redisCallbackFn               *fn;
+    ngx_http_sa_redis_reply_pt     fn;
     void                          *privdata;
 } ngx_http_sa_redis_cb_t;
 
@@ -126,8 +135,17 @@ static void ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd);
 static void ngx_http_sa_redis_close(ngx_http_sa_redis_t *rd,
     const char *fmt, ...);
 static void ngx_http_sa_redis_schedule(ngx_http_sa_redis_t *rd);
-static void ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply,
+static void ngx_http_sa_redis_reply(ngx_http_sa_redis_t *owner, void *reply,
     void *privdata);
+static void ngx_http_sa_redis_tcp_connected(ngx_http_sa_redis_t *rd);
+static void ngx_http_sa_redis_flush(ngx_http_sa_redis_t *rd);
+static void ngx_http_sa_redis_end(ngx_http_sa_redis_t *rd);
+#if (NGX_SSL)
+static void ngx_http_sa_redis_ssl_failed(ngx_http_sa_redis_t *rd,
+    const char *what, int sslerr, ngx_err_t err);
+#define ngx_http_sa_redis_clear_ssl_errors()  ERR_clear_error()
+#endif
+static ngx_uint_t ngx_http_sa_sentinel_is_ip(u_char *host, size_t len);
 static void ngx_http_sa_redis_read(ngx_http_sa_redis_t *rd);
 static void ngx_http_sa_redis_subscribe(ngx_http_sa_redis_t *rd);
 static void ngx_http_sa_redis_heartbeat(ngx_event_t *ev);
@@ -147,6 +165,7 @@ static void ngx_http_sa_sentinel_lost(ngx_http_sa_redis_t *rd);
 /* where the sentinel last said the master is */
 typedef struct {
     ngx_http_sa_redis_addr_t       addr;
+    ngx_sockaddr_t                 sockaddr;
     u_char                         host[NGX_INET6_ADDRSTRLEN + 1];
     u_char                         address[NGX_INET6_ADDRSTRLEN
                                            + sizeof("[]:65535")];
@@ -221,7 +240,7 @@ ngx_http_sa_redis_said(u_char *buf, u_char *data, size_t len)
 }
 
 
-/* hiredis event hooks */
+/* the connection's events: epoll's edge-triggered, as nginx adds them */
 
 static void
 ngx_http_sa_redis_read_handler(ngx_event_t *rev)
@@ -229,8 +248,16 @@ ngx_http_sa_redis_read_handler(ngx_event_t *rev)
     ngx_connection_t     *c = rev->data;
     ngx_http_sa_redis_t  *rd = c->data;
 
-    if (rd->ac) {
-        ngx_http_sa_redis_read(rd);
+    if (!rd->tcp) {
+        ngx_http_sa_redis_tcp_connected(rd);
+        return;
+    }
+
+    ngx_http_sa_redis_read(rd);
+
+    /* a TLS write that wanted to read first goes on */
+    if (rd->conn == c && rd->out_sent < rd->out_len) {
+        ngx_http_sa_redis_flush(rd);
     }
 }
 
@@ -241,82 +268,147 @@ ngx_http_sa_redis_write_handler(ngx_event_t *wev)
     ngx_connection_t     *c = wev->data;
     ngx_http_sa_redis_t  *rd = c->data;
 
-    if (rd->ac) {
-        redisAsyncHandleWrite(rd->ac);
+    if (!rd->tcp) {
+        ngx_http_sa_redis_tcp_connected(rd);
+        return;
     }
-}
 
-
-static void
-ngx_http_sa_redis_add_event(ngx_event_t *ev, ngx_int_t event)
-{
-    if (!ev->active) {
-        if (ngx_add_event(ev, event, NGX_LEVEL_EVENT) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                          "sa: cannot add a Redis connection event");
-        }
+    if (rd->connected) {
+        ngx_http_sa_redis_flush(rd);
     }
-}
-
-
-static void
-ngx_http_sa_redis_del_event(ngx_event_t *ev, ngx_int_t event)
-{
-    if (ev->active) {
-        ngx_del_event(ev, event, 0);
-    }
-}
-
-
-static void
-ngx_http_sa_redis_add_read(void *data)
-{
-    ngx_http_sa_redis_t  *rd = data;
-
-    ngx_http_sa_redis_add_event(rd->conn->read, NGX_READ_EVENT);
-}
-
-
-static void
-ngx_http_sa_redis_del_read(void *data)
-{
-    ngx_http_sa_redis_t  *rd = data;
-
-    ngx_http_sa_redis_del_event(rd->conn->read, NGX_READ_EVENT);
-}
-
-
-static void
-ngx_http_sa_redis_add_write(void *data)
-{
-    ngx_http_sa_redis_t  *rd = data;
-
-    ngx_http_sa_redis_add_event(rd->conn->write, NGX_WRITE_EVENT);
-}
-
-
-static void
-ngx_http_sa_redis_del_write(void *data)
-{
-    ngx_http_sa_redis_t  *rd = data;
-
-    ngx_http_sa_redis_del_event(rd->conn->write, NGX_WRITE_EVENT);
 }
 
 
 /*
- * Queues a formatted command in hiredis's output buffer, and its reply
+ * One write: n bytes, NGX_AGAIN (the next write event, or read event for
+ * TLS, goes on), or NGX_ERROR (the connection was ended, and says why).
+ */
+static ssize_t
+ngx_http_sa_redis_write(ngx_http_sa_redis_t *rd, u_char *buf, size_t size)
+{
+    ssize_t            n;
+    ngx_err_t          err;
+    ngx_connection_t  *c = rd->conn;
+
+#if (NGX_SSL)
+    int                sslerr;
+
+    if (c->ssl) {
+        ngx_http_sa_redis_clear_ssl_errors();
+
+        n = SSL_write(c->ssl->connection, buf, size);
+
+        if (n > 0) {
+            return n;
+        }
+
+        sslerr = SSL_get_error(c->ssl->connection, n);
+
+        if (sslerr == SSL_ERROR_WANT_WRITE || sslerr == SSL_ERROR_WANT_READ) {
+            return NGX_AGAIN;
+        }
+
+        err = (sslerr == SSL_ERROR_SYSCALL) ? ngx_socket_errno : 0;
+        ngx_http_sa_redis_ssl_failed(rd, "SSL_write()", sslerr, err);
+        return NGX_ERROR;
+    }
+#endif
+
+    n = send(c->fd, buf, size, 0);
+
+    if (n >= 0) {
+        return n;
+    }
+
+    err = ngx_socket_errno;
+
+    if (err == NGX_EAGAIN || err == NGX_EINTR) {
+        return NGX_AGAIN;
+    }
+
+    ngx_http_sa_redis_close(rd, "send() failed (%d: %s)", err, strerror(err));
+    return NGX_ERROR;
+}
+
+
+/* writes what is queued; the rest goes when the socket is writable again */
+static void
+ngx_http_sa_redis_flush(ngx_http_sa_redis_t *rd)
+{
+    ssize_t  n;
+
+    while (rd->out_sent < rd->out_len) {
+        n = ngx_http_sa_redis_write(rd, rd->out + rd->out_sent,
+                                    rd->out_len - rd->out_sent);
+
+        if (n == NGX_AGAIN || n == NGX_ERROR) {
+            return;
+        }
+
+        rd->out_sent += n;
+    }
+
+    rd->out_len = 0;
+    rd->out_sent = 0;
+}
+
+
+/* appends a formatted command to what is to be written */
+static ngx_int_t
+ngx_http_sa_redis_append(ngx_http_sa_redis_t *rd, const char *cmd,
+    size_t len)
+{
+    u_char  *p;
+    size_t   size;
+
+    if (rd->out_size - rd->out_len < len && rd->out_sent) {
+        ngx_memmove(rd->out, rd->out + rd->out_sent,
+                    rd->out_len - rd->out_sent);
+        rd->out_len -= rd->out_sent;
+        rd->out_sent = 0;
+    }
+
+    if (rd->out_size - rd->out_len < len) {
+        size = ngx_max(ngx_max(2 * rd->out_size, rd->out_len + len), 4096);
+
+        p = ngx_alloc(size, rd->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (rd->out) {
+            ngx_memcpy(p, rd->out, rd->out_len);
+            ngx_free(rd->out);
+        }
+
+        rd->out = p;
+        rd->out_size = size;
+    }
+
+    ngx_memcpy(rd->out + rd->out_len, cmd, len);
+    rd->out_len += len;
+
+    /* written after the events at hand: commands asked for together go in
+     * one write, and nothing is written before the connection is up */
+    if (rd->connected && !rd->conn->write->posted) {
+        ngx_post_event(rd->conn->write, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Queues a formatted command in the connection's output, and its reply
  * handler (fn NULL: SUBSCRIBE, answered on rd->push) in rd->sent.
  */
 static ngx_int_t
-ngx_http_sa_redis_send(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
+ngx_http_sa_redis_send(ngx_http_sa_redis_t *rd, ngx_http_sa_redis_reply_pt fn,
     void *privdata, const char *cmd, size_t len)
 {
     ngx_http_sa_redis_cb_t  *cb;
 
-    if (rd->ac == NULL
-        || (rd->ac->c.flags & (REDIS_FREEING|REDIS_DISCONNECTING)))
-    {
+    if (rd->conn == NULL) {
         return NGX_DECLINED;
     }
 
@@ -332,7 +424,7 @@ ngx_http_sa_redis_send(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
         cb->privdata = privdata;
     }
 
-    if (redisAppendFormattedCommand(&rd->ac->c, cmd, len) != REDIS_OK) {
+    if (ngx_http_sa_redis_append(rd, cmd, len) != NGX_OK) {
         if (cb) {
             ngx_free(cb);
         }
@@ -344,16 +436,13 @@ ngx_http_sa_redis_send(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
         ngx_queue_insert_tail(&rd->sent, &cb->queue);
     }
 
-    /* hiredis writes it once connected, then drops the write event */
-    ngx_http_sa_redis_add_write(rd);
-
     return NGX_OK;
 }
 
 
-/* as redisAsyncCommand(), on our own queue */
+/* as redisAsyncCommand() did, on our own queue */
 static ngx_int_t
-ngx_http_sa_redis_sendf(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
+ngx_http_sa_redis_sendf(ngx_http_sa_redis_t *rd, ngx_http_sa_redis_reply_pt fn,
     void *privdata, const char *fmt, ...)
 {
     int        len;
@@ -377,7 +466,8 @@ ngx_http_sa_redis_sendf(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
 
 
 static ngx_int_t
-ngx_http_sa_redis_send_argv(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
+ngx_http_sa_redis_send_argv(ngx_http_sa_redis_t *rd,
+    ngx_http_sa_redis_reply_pt fn,
     void *privdata, int argc, const char **argv, const size_t *argvlen)
 {
     int        len;
@@ -397,9 +487,86 @@ ngx_http_sa_redis_send_argv(ngx_http_sa_redis_t *rd, redisCallbackFn *fn,
 
 
 /*
- * One read: scanned by the guard, fed to hiredis's reader, and every reply
- * it completes handed to its handler.  A handler may end the connection:
- * the context (and its reader) is gone when rd->ac is no longer ac.
+ * Reads what the socket holds (the kernel's, or TLS's decrypted bytes),
+ * 16 KiB at a time, at most NGX_HTTP_SA_READS of them before the rest is
+ * left to a posted event.  Plain sockets are read with recv() itself, not
+ * c->recv, which trusts epoll's last report: the subscriber's poll must see
+ * what arrived since.  NGX_AGAIN: nothing more now; NGX_ERROR: the
+ * connection was ended.
+ */
+static ssize_t
+ngx_http_sa_redis_recv(ngx_http_sa_redis_t *rd, u_char *buf, size_t size)
+{
+    ssize_t            n;
+    ngx_err_t          err;
+    const char        *hint;
+    ngx_connection_t  *c = rd->conn;
+
+#if (NGX_SSL)
+    int                sslerr;
+
+    if (c->ssl) {
+        ngx_http_sa_redis_clear_ssl_errors();
+
+        n = SSL_read(c->ssl->connection, buf, size);
+
+        if (n > 0) {
+            return n;
+        }
+
+        sslerr = SSL_get_error(c->ssl->connection, n);
+        err = (sslerr == SSL_ERROR_SYSCALL) ? ngx_socket_errno : 0;
+
+        if (sslerr == SSL_ERROR_WANT_READ || sslerr == SSL_ERROR_WANT_WRITE) {
+            return NGX_AGAIN;
+        }
+
+        if (sslerr == SSL_ERROR_ZERO_RETURN || (sslerr == SSL_ERROR_SYSCALL
+                                                && err == 0))
+        {
+            ngx_http_sa_redis_close(rd, "the server closed the connection");
+            return NGX_ERROR;
+        }
+
+        ngx_http_sa_redis_ssl_failed(rd, "SSL_read()", sslerr, err);
+        return NGX_ERROR;
+    }
+#endif
+
+    n = recv(c->fd, buf, size, 0);
+
+    /* a TLS-only port resets a plain connection, or says nothing */
+    hint = rd->state == NGX_HTTP_SA_REDIS_CONNECTING
+           ? " during the set-up (a TLS port? see \"ssl\")" : "";
+
+    if (n == -1) {
+        err = ngx_socket_errno;
+
+        if (err == NGX_EAGAIN || err == NGX_EINTR) {
+            return NGX_AGAIN;
+        }
+
+        ngx_http_sa_redis_close(rd, "recv() failed (%d: %s)%s", err,
+                                strerror(err), hint);
+        return NGX_ERROR;
+    }
+
+    if (n == 0) {
+        ngx_http_sa_redis_close(rd, "the server closed the connection%s",
+                                hint);
+        return NGX_ERROR;
+    }
+
+    return n;
+}
+
+
+#define NGX_HTTP_SA_READS  64
+
+/*
+ * Each read is scanned by the guard, fed to hiredis's reader, and every
+ * reply it completes handed to its handler.  A handler may end the
+ * connection: it is gone when rd->conn is no longer c.
  */
 static void
 ngx_http_sa_redis_read(ngx_http_sa_redis_t *rd)
@@ -408,112 +575,102 @@ ngx_http_sa_redis_read(ngx_http_sa_redis_t *rd)
     void                    *reply;
     size_t                   used;
     ssize_t                  n;
-    ngx_err_t                err;
+    ngx_uint_t               reads;
     ngx_queue_t             *q;
     sa_resp_rc_e             rc;
     sa_resp_route_e          route;
-    redisAsyncContext       *ac = rd->ac;
+    ngx_connection_t        *c = rd->conn;
     ngx_http_sa_redis_cb_t  *cb;
 
-    /* a reply before the write event saw the connect: let hiredis see it */
-    if (!(ac->c.flags & REDIS_CONNECTED)) {
-        redisAsyncHandleWrite(ac);
+    for (reads = 0; /* void */; reads++) {
 
-        if (rd->ac != ac || !(ac->c.flags & REDIS_CONNECTED)) {
-            return;
-        }
-    }
-
-    n = recv(rd->conn->fd, buf, sizeof(buf), 0);
-
-    if (n == -1) {
-        err = ngx_socket_errno;
-
-        if (err == NGX_EAGAIN || err == NGX_EINTR) {
+        if (reads == NGX_HTTP_SA_READS) {
+            /* the rest after the other events: edge-triggered, so posted */
+            if (!c->read->posted) {
+                ngx_post_event(c->read, &ngx_posted_events);
+            }
             return;
         }
 
-        ngx_http_sa_redis_close(rd, "recv() failed (%d: %s)", err,
-                                strerror(err));
-        return;
-    }
+        n = ngx_http_sa_redis_recv(rd, buf, sizeof(buf));
 
-    if (n == 0) {
-        ngx_http_sa_redis_close(rd, "the server closed the connection");
-        return;
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
-                   "sa: Redis %s connection: %z bytes read", rd->role, n);
-
-    p = buf;
-
-    while (n > 0) {
-        rc = sa_resp_scan(&rd->resp, p, n, &used);
-
-        if (used
-            && redisReaderFeed(ac->c.reader, (const char *) p, used)
-               != REDIS_OK)
-        {
-            rd->protocol = 1;
-            ngx_http_sa_redis_close(rd, "protocol error: %s",
-                                    ac->c.reader->errstr);
+        if (n == NGX_AGAIN || n == NGX_ERROR) {
             return;
         }
 
-        p += used;
-        n -= used;
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                       "sa: Redis %s connection: %z bytes read", rd->role, n);
 
-        if (rc == SA_RESP_ERROR) {
-            rd->protocol = 1;
-            ngx_http_sa_redis_close(rd, "protocol error: %s",
-                                    rd->resp.error);
-            return;
-        }
+        p = buf;
 
-        if (rc == SA_RESP_AGAIN) {
-            return;
-        }
+        while (n > 0) {
+            rc = sa_resp_scan(&rd->resp, p, n, &used);
 
-        route = sa_resp_route(&rd->resp.reply, !ngx_queue_empty(&rd->sent),
-                              rd->push != NULL);
+            if (used
+                && redisReaderFeed(rd->reader, (const char *) p, used)
+                   != REDIS_OK)
+            {
+                rd->protocol = 1;
+                ngx_http_sa_redis_close(rd, "protocol error: %s",
+                                        rd->reader->errstr);
+                return;
+            }
 
-        if (route == SA_RESP_UNEXPECTED) {
-            rd->protocol = 1;
-            ngx_http_sa_redis_close(rd, "protocol error: %s",
-                                    rd->push ? "not a pub/sub message"
-                                             : "a reply nobody asked for");
-            return;
-        }
+            p += used;
+            n -= used;
 
-        reply = NULL;
+            if (rc == SA_RESP_ERROR) {
+                rd->protocol = 1;
+                ngx_http_sa_redis_close(rd, "protocol error: %s",
+                                        rd->resp.error);
+                return;
+            }
 
-        if (redisReaderGetReply(ac->c.reader, &reply) != REDIS_OK
-            || reply == NULL)
-        {
-            /* the guard and hiredis disagree: never expected */
-            rd->protocol = 1;
-            ngx_http_sa_redis_close(rd, "protocol error: the reply reader "
-                                    "failed");
-            return;
-        }
+            if (rc == SA_RESP_AGAIN) {
+                break;
+            }
 
-        if (route == SA_RESP_AWAITED) {
-            q = ngx_queue_head(&rd->sent);
-            ngx_queue_remove(q);
-            cb = ngx_queue_data(q, ngx_http_sa_redis_cb_t, queue);
+            route = sa_resp_route(&rd->resp.reply,
+                                  !ngx_queue_empty(&rd->sent),
+                                  rd->push != NULL);
 
-            cb->fn(ac, reply, cb->privdata);
-            ngx_free(cb);
+            if (route == SA_RESP_UNEXPECTED) {
+                rd->protocol = 1;
+                ngx_http_sa_redis_close(rd, "protocol error: %s",
+                                        rd->push ? "not a pub/sub message"
+                                                 : "a reply nobody asked for");
+                return;
+            }
 
-        } else {
-            rd->push(ac, reply, NULL);
-        }
+            reply = NULL;
 
-        freeReplyObject(reply);
+            if (redisReaderGetReply(rd->reader, &reply) != REDIS_OK
+                || reply == NULL)
+            {
+                /* the guard and hiredis disagree: never expected */
+                rd->protocol = 1;
+                ngx_http_sa_redis_close(rd, "protocol error: the reply "
+                                        "reader failed");
+                return;
+            }
 
-        if (rd->ac != ac) {
-            return;              /* ended by the handler */
+            if (route == SA_RESP_AWAITED) {
+                q = ngx_queue_head(&rd->sent);
+                ngx_queue_remove(q);
+                cb = ngx_queue_data(q, ngx_http_sa_redis_cb_t, queue);
+
+                cb->fn(rd, reply, cb->privdata);
+                ngx_free(cb);
+
+            } else {
+                rd->push(rd, reply, NULL);
+            }
+
+            freeReplyObject(reply);
+
+            if (rd->conn != c) {
+                return;          /* ended by the handler */
+            }
         }
     }
 }
@@ -524,35 +681,40 @@ ngx_http_sa_redis_read(ngx_http_sa_redis_t *rd)
 static void
 ngx_http_sa_redis_release(ngx_http_sa_redis_t *rd)
 {
+    ngx_pool_t        *pool;
     ngx_connection_t  *c = rd->conn;
 
-    /* NGX_CLOSE_EVENT: hiredis closes the fd, which leaves epoll by itself */
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+#if (NGX_SSL)
+    if (c->ssl) {
+        /* no close_notify either way: the connection is given up */
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
     }
+#endif
 
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    pool = c->pool;
+
+    ngx_close_connection(c);
+
+    if (pool) {
+        ngx_destroy_pool(pool);
     }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
 
     rd->conn = NULL;
+    rd->out_len = 0;
+    rd->out_sent = 0;
+
+    if (rd->reader) {
+        redisReaderFree(rd->reader);
+        rd->reader = NULL;
+    }
 }
 
 
-/* the replies owed by a context being freed: each handler gets NULL */
+/* the replies owed by a connection that ended: each handler gets NULL */
 static void
-ngx_http_sa_redis_fail_sent(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
+ngx_http_sa_redis_fail_sent(ngx_http_sa_redis_t *rd)
 {
     ngx_queue_t             *q;
     ngx_http_sa_redis_cb_t  *cb;
@@ -562,7 +724,7 @@ ngx_http_sa_redis_fail_sent(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
         ngx_queue_remove(q);
 
         cb = ngx_queue_data(q, ngx_http_sa_redis_cb_t, queue);
-        cb->fn(ac, NULL, cb->privdata);
+        cb->fn(rd, NULL, cb->privdata);
         ngx_free(cb);
     }
 }
@@ -587,23 +749,17 @@ ngx_http_sa_redis_fail_pending(ngx_http_sa_redis_t *rd)
 
 
 /*
- * The ev.cleanup hook: hiredis calls it once for every context it frees,
- * just before it closes the fd; the replies still owed are answered here,
- * with NULL, once the connection is marked idle (a handler asking for a
- * command then hears that Redis is unavailable).  The reconnect comes from
- * a timer, never from here: a new socket could get the fd number that is
- * about to be closed.
+ * A connection ends here, at once: the socket is closed, then the replies
+ * still owed are answered with NULL once the connection is marked idle (a
+ * handler asking for a command then hears that Redis is unavailable).  The
+ * reconnect comes from a timer, never from here.
  */
 static void
-ngx_http_sa_redis_cleanup(void *data)
+ngx_http_sa_redis_end(ngx_http_sa_redis_t *rd)
 {
-    ngx_http_sa_redis_t  *rd = data;
+    const char  *why;
 
-    const char         *why;
-    redisAsyncContext  *ac = rd->ac;
-
-    why = rd->reason[0] ? (const char *) rd->reason
-          : rd->ac->c.err ? rd->ac->c.errstr : "closed";
+    why = rd->reason[0] ? (const char *) rd->reason : "closed";
 
     if (rd->renew) {
         ngx_log_error(NGX_LOG_INFO, rd->log, 0,
@@ -616,9 +772,8 @@ ngx_http_sa_redis_cleanup(void *data)
                       &rd->target->address,
                       rd->connected ? "lost" : "failed", why);
 
-        /* refused: connect refused, a set-up error, the server closing */
+        /* refused: connect refused, TLS refused, a set-up error, a close */
         ngx_http_sa_metrics_count(rd->protocol
-                                  || rd->ac->c.err == REDIS_ERR_PROTOCOL
                                   ? NGX_HTTP_SA_M_REDIS_PROTOCOL
                                   : rd->timed_out
                                   ? NGX_HTTP_SA_M_REDIS_TIMEOUT
@@ -629,9 +784,7 @@ ngx_http_sa_redis_cleanup(void *data)
                    "sa: Redis %s connection ended, %ui replies owed",
                    rd->role, rd->outstanding);
 
-    if (rd->conn) {
-        ngx_http_sa_redis_release(rd);
-    }
+    ngx_http_sa_redis_release(rd);
 
     if (rd->watchdog.timer_set) {
         ngx_del_timer(&rd->watchdog);
@@ -645,17 +798,17 @@ ngx_http_sa_redis_cleanup(void *data)
         rd->backoff = 0;
     }
 
-    rd->ac = NULL;
     rd->state = NGX_HTTP_SA_REDIS_IDLE;
     rd->outstanding = 0;
     rd->subscribed = 0;
+    rd->tcp = 0;
     rd->connected = 0;
     rd->timed_out = 0;
     rd->protocol = 0;
     rd->push = NULL;
     rd->reason[0] = '\0';
 
-    ngx_http_sa_redis_fail_sent(rd, ac);
+    ngx_http_sa_redis_fail_sent(rd);
     ngx_http_sa_redis_fail_pending(rd);
 
     if (rd->lost) {
@@ -674,17 +827,14 @@ ngx_http_sa_redis_cleanup(void *data)
 }
 
 
-/*
- * Ends a connection.  Inside one of its hiredis callbacks, hiredis frees it
- * when the callback returns; never call this from the connect callback.
- */
+/* ends a connection, at once, and says why in the log */
 static void
 ngx_http_sa_redis_close(ngx_http_sa_redis_t *rd, const char *fmt, ...)
 {
     u_char   *p;
     va_list   args;
 
-    if (rd->ac == NULL || (rd->ac->c.flags & REDIS_FREEING)) {
+    if (rd->conn == NULL) {
         return;
     }
 
@@ -694,7 +844,7 @@ ngx_http_sa_redis_close(ngx_http_sa_redis_t *rd, const char *fmt, ...)
     va_end(args);
     *p = '\0';
 
-    redisAsyncFree(rd->ac);
+    ngx_http_sa_redis_end(rd);
 }
 
 
@@ -704,6 +854,13 @@ ngx_http_sa_redis_watchdog_handler(ngx_event_t *ev)
     ngx_http_sa_redis_t  *rd = ev->data;
 
     rd->timed_out = 1;
+
+    if (rd->tcp && !rd->connected) {
+        /* a plain port waits for a line that TLS never sends */
+        ngx_http_sa_redis_close(rd, "TLS handshake not done within %M ms "
+                                "(a plain port?)", rd->stall);
+        return;
+    }
 
     if (rd->state == NGX_HTTP_SA_REDIS_CONNECTING) {
         ngx_http_sa_redis_close(rd, "not set up within %M ms", rd->stall);
@@ -716,17 +873,236 @@ ngx_http_sa_redis_watchdog_handler(ngx_event_t *ev)
 
 /* connection life cycle */
 
+/*
+ * The transport is up (TCP, and TLS if configured): what was queued (the
+ * set-up, commands) is written, and whatever already arrived is read.
+ */
 static void
-ngx_http_sa_redis_connected(const redisAsyncContext *ac, int status)
+ngx_http_sa_redis_transport_up(ngx_http_sa_redis_t *rd)
 {
-    ngx_http_sa_redis_t  *rd = ac->ev.data;
+    ngx_connection_t  *c = rd->conn;
 
-    /* on failure hiredis frees the context right after this returns */
-    if (status == REDIS_OK) {
-        rd->connected = 1;
-        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
-                       "sa: Redis %s connection: TCP connected", rd->role);
+    rd->connected = 1;
+
+    c->read->handler = ngx_http_sa_redis_read_handler;
+    c->write->handler = ngx_http_sa_redis_write_handler;
+
+    ngx_http_sa_redis_flush(rd);
+
+    if (rd->conn == c) {
+        ngx_http_sa_redis_read(rd);
     }
+}
+
+
+#if (NGX_SSL)
+
+/* OpenSSL's reason (or the system's) in the line that ends the connection */
+static void
+ngx_http_sa_redis_ssl_failed(ngx_http_sa_redis_t *rd, const char *what,
+    int sslerr, ngx_err_t err)
+{
+    unsigned long  e;
+    const char    *reason;
+
+    e = ERR_peek_last_error();
+    reason = e ? ERR_reason_error_string(e) : NULL;
+
+    if (reason) {
+        ngx_http_sa_redis_close(rd, "%s failed: %s", what, reason);
+
+    } else if (err) {
+        ngx_http_sa_redis_close(rd, "%s failed (%d: %s)", what, err,
+                                strerror(err));
+
+    } else {
+        ngx_http_sa_redis_close(rd, "%s failed (SSL error %d)", what, sslerr);
+    }
+
+    ERR_clear_error();
+}
+
+
+/* the name the certificate must carry: sa_redis_ssl_name, or as written */
+static ngx_str_t *
+ngx_http_sa_redis_ssl_name(ngx_http_sa_redis_t *rd)
+{
+    if (rd != &rd->worker->sentinel && rd->conf->ssl->name.len) {
+        return &rd->conf->ssl->name;
+    }
+
+    return &rd->target->ssl_name;
+}
+
+
+/* an IP address is matched against the certificate's IP addresses */
+static ngx_int_t
+ngx_http_sa_redis_ssl_check_name(ngx_connection_t *c, ngx_str_t *name)
+{
+    int    rc;
+    X509  *cert;
+
+    if (!ngx_http_sa_sentinel_is_ip(name->data, name->len)) {
+        return ngx_ssl_check_host(c, name);
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = X509_check_ip_asc(cert, (const char *) name->data, 0);
+    X509_free(cert);
+
+    return rc == 1 ? NGX_OK : NGX_ERROR;
+}
+
+
+static void
+ngx_http_sa_redis_ssl_handshaked(ngx_connection_t *c)
+{
+    long                  rc;
+    ngx_str_t            *name;
+    ngx_http_sa_redis_t  *rd = c->data;
+
+    if (!c->ssl->handshaked) {
+        /* ngx_ssl_handshake() logged OpenSSL's reason just before */
+        ngx_http_sa_redis_close(rd, "TLS handshake failed");
+        return;
+    }
+
+    if (rd->conf->ssl->verify) {
+        rc = SSL_get_verify_result(c->ssl->connection);
+
+        if (rc != X509_V_OK) {
+            ngx_http_sa_redis_close(rd, "TLS certificate verify error: "
+                                    "(%l:%s)", rc,
+                                    X509_verify_cert_error_string(rc));
+            return;
+        }
+
+        name = ngx_http_sa_redis_ssl_name(rd);
+
+        if (ngx_http_sa_redis_ssl_check_name(c, name) != NGX_OK) {
+            ngx_http_sa_redis_close(rd, "TLS certificate does not match "
+                                    "\"%V\"", name);
+            return;
+        }
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "sa: Redis %s connection: TLS up%s", rd->role,
+                   SSL_session_reused(c->ssl->connection) ? ", resumed" : "");
+
+    ngx_http_sa_redis_transport_up(rd);
+}
+
+
+/* TLS 1.3 sends sessions after the handshake: kept for the next connect */
+static void
+ngx_http_sa_redis_ssl_save_session(ngx_connection_t *c)
+{
+    ngx_ssl_session_t    *session;
+    ngx_http_sa_redis_t  *rd = c->data;
+
+    session = ngx_ssl_get_session(c);
+    if (session == NULL) {
+        return;
+    }
+
+    if (rd->ssl_session) {
+        ngx_ssl_free_session(rd->ssl_session);
+    }
+
+    rd->ssl_session = session;
+}
+
+
+static void
+ngx_http_sa_redis_ssl_start(ngx_http_sa_redis_t *rd)
+{
+    ngx_int_t          rc;
+    ngx_str_t         *name;
+    ngx_connection_t  *c = rd->conn;
+
+    if (ngx_ssl_create_connection(rd->conf->ssl->ssl, c, NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_http_sa_redis_close(rd, "TLS could not start");
+        return;
+    }
+
+    name = ngx_http_sa_redis_ssl_name(rd);
+
+#ifdef SSL_CTRL_SET_TLSEXT_HOSTNAME
+    /* RFC 6066: no IP address in SNI; names are NUL-terminated */
+    if (name->len && !ngx_http_sa_sentinel_is_ip(name->data, name->len)) {
+        (void) SSL_set_tlsext_host_name(c->ssl->connection,
+                                        (char *) name->data);
+    }
+#endif
+
+    /* the output may grow and move between a write and its retry */
+    SSL_set_mode(c->ssl->connection, SSL_MODE_ENABLE_PARTIAL_WRITE
+                                     |SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+
+    c->ssl->save_session = ngx_http_sa_redis_ssl_save_session;
+
+    if (rd->ssl_session
+        && ngx_ssl_set_session(c, rd->ssl_session) != NGX_OK)
+    {
+        ngx_http_sa_redis_close(rd, "TLS session could not be set");
+        return;
+    }
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        c->ssl->handler = ngx_http_sa_redis_ssl_handshaked;
+        return;
+    }
+
+    ngx_http_sa_redis_ssl_handshaked(c);
+}
+
+#endif
+
+
+/* the TCP connect finished, one way or the other */
+static void
+ngx_http_sa_redis_tcp_connected(ngx_http_sa_redis_t *rd)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(rd->conn->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len)
+        == -1)
+    {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        ngx_http_sa_redis_close(rd, "connect() failed (%d: %s)", err,
+                                strerror(err));
+        return;
+    }
+
+    rd->tcp = 1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "sa: Redis %s connection: TCP connected", rd->role);
+
+#if (NGX_SSL)
+    if (rd->conf->ssl && rd->conf->ssl->ssl) {
+        ngx_http_sa_redis_ssl_start(rd);
+        return;
+    }
+#endif
+
+    ngx_http_sa_redis_transport_up(rd);
 }
 
 
@@ -736,7 +1112,7 @@ ngx_http_sa_redis_send_pending(ngx_http_sa_redis_t *rd)
     ngx_queue_t               *q;
     ngx_http_sa_redis_wait_t  *w;
 
-    while (!ngx_queue_empty(&rd->pending) && rd->ac) {
+    while (!ngx_queue_empty(&rd->pending) && rd->conn) {
         q = ngx_queue_head(&rd->pending);
         ngx_queue_remove(q);
 
@@ -799,9 +1175,9 @@ ngx_http_sa_redis_role(redisReply *reply)
  * (or "master") readies it.
  */
 static void
-ngx_http_sa_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_sa_redis_setup_reply(ngx_http_sa_redis_t *rd, void *r,
+    void *privdata)
 {
-    ngx_http_sa_redis_t  *rd = ac->ev.data;
     redisReply           *reply = r;
     const char           *what = privdata;
     const char           *role;
@@ -853,7 +1229,7 @@ ngx_http_sa_redis_setup(ngx_http_sa_redis_t *rd)
 {
     ngx_http_sa_redis_conf_t  *conf = rd->conf;
 
-    /* queued before the connect completes: hiredis sends them first */
+    /* queued before the connect completes: they are written first */
 
     /* a command that cannot be queued leaves it to the watchdog */
 
@@ -886,48 +1262,9 @@ ngx_http_sa_redis_setup(ngx_http_sa_redis_t *rd)
 }
 
 
-static ngx_int_t
-ngx_http_sa_redis_attach(ngx_http_sa_redis_t *rd, redisAsyncContext *ac)
-{
-    ngx_connection_t  *c;
-
-    c = ngx_get_connection(ac->c.fd, rd->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->data = rd;
-    c->log = rd->log;
-    c->read->log = rd->log;
-    c->write->log = rd->log;
-    c->read->handler = ngx_http_sa_redis_read_handler;
-    c->write->handler = ngx_http_sa_redis_write_handler;
-
-    rd->ac = ac;
-    rd->conn = c;
-    rd->state = NGX_HTTP_SA_REDIS_CONNECTING;
-    rd->reason[0] = '\0';
-    rd->protocol = 0;
-    rd->push = NULL;
-    sa_resp_init(&rd->resp);
-
-    /* the hooks first: setting the connect callback already adds a write */
-    ac->ev.data = rd;
-    ac->ev.addRead = ngx_http_sa_redis_add_read;
-    ac->ev.delRead = ngx_http_sa_redis_del_read;
-    ac->ev.addWrite = ngx_http_sa_redis_add_write;
-    ac->ev.delWrite = ngx_http_sa_redis_del_write;
-    ac->ev.cleanup = ngx_http_sa_redis_cleanup;
-
-    redisAsyncSetConnectCallback(ac, ngx_http_sa_redis_connected);
-
-    return NGX_OK;
-}
-
-
 /*
- * A connection that failed before hiredis had our hooks (no cleanup call):
- * the next sentinel is tried, or the sentinels are asked again, as when a
+ * A connection that failed before it began (no end() call): the next
+ * sentinel is tried, or the sentinels are asked again, as when a
  * connection ends (an unreachable address fails at once, every time).
  */
 static void
@@ -947,7 +1284,9 @@ ngx_http_sa_redis_failed(ngx_http_sa_redis_t *rd)
 static void
 ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
 {
-    redisAsyncContext         *ac;
+    ngx_int_t                  rc;
+    ngx_connection_t          *c;
+    ngx_peer_connection_t     *pc = &rd->pc;
     ngx_http_sa_redis_addr_t  *to = rd->target;
 
     /* the sentinel connection starts this one when it learns the master */
@@ -962,30 +1301,68 @@ ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
                    "sa: Redis %s connection: connecting to %V", rd->role,
                    &to->address);
 
-    /* both are NUL-terminated, and the host is an IP address */
-    ac = to->unix_path.len
-         ? redisAsyncConnectUnix((char *) to->unix_path.data)
-         : redisAsyncConnect((char *) to->host.data, (int) to->port);
+    ngx_memzero(pc, sizeof(ngx_peer_connection_t));
+    pc->sockaddr = to->sockaddr;
+    pc->socklen = to->socklen;
+    pc->name = &to->address;
+    pc->get = ngx_event_get_peer;
+    pc->log = rd->log;
+    pc->log_error = NGX_ERROR_ERR;
 
-    /* a context that failed at once never had our hooks: no cleanup call */
-    if (ac->err) {
+    rc = ngx_event_connect_peer(pc);
+
+    /* refused at once: nginx logged why, and closed the socket */
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa: Redis %s connection to %V failed: %s", rd->role,
-                      &to->address, ac->errstr);
-        redisAsyncFree(ac);
+                      "sa: Redis %s connection to %V failed: connect() "
+                      "failed", rd->role, &to->address);
         ngx_http_sa_redis_failed(rd);
         return;
     }
 
-    if (ngx_http_sa_redis_attach(rd, ac) != NGX_OK) {
-        redisAsyncFree(ac);
+    c = pc->connection;
+
+    c->pool = ngx_create_pool(128, rd->log);
+    if (c->pool == NULL) {
+        ngx_close_connection(c);
         ngx_http_sa_redis_failed(rd);
         return;
     }
+
+    rd->reader = redisReaderCreate();
+    if (rd->reader == NULL) {
+        ngx_destroy_pool(c->pool);
+        ngx_close_connection(c);
+        ngx_http_sa_redis_failed(rd);
+        return;
+    }
+
+    c->data = rd;
+    c->log = rd->log;
+    c->pool->log = rd->log;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+    c->read->handler = ngx_http_sa_redis_read_handler;
+    c->write->handler = ngx_http_sa_redis_write_handler;
+
+    rd->conn = c;
+    rd->state = NGX_HTTP_SA_REDIS_CONNECTING;
+    rd->reason[0] = '\0';
+    rd->protocol = 0;
+    rd->push = NULL;
+    rd->out_len = 0;
+    rd->out_sent = 0;
+    sa_resp_init(&rd->resp);
 
     ngx_add_timer(&rd->watchdog, rd->stall);
 
+    /* queued, and written once the transport is up */
     rd->setup(rd);
+
+    if (rc == NGX_OK && rd->conn == c) {
+        /* connected at once (a unix socket) */
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
 }
 
 
@@ -1018,7 +1395,7 @@ ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev)
 {
     ngx_http_sa_redis_t  *rd = ev->data;
 
-    if (rd->ac == NULL && !rd->exiting) {
+    if (rd->conn == NULL && !rd->exiting) {
         ngx_http_sa_metrics_count(NGX_HTTP_SA_M_REDIS_RECONNECT);
         ngx_http_sa_redis_connect(rd);
     }
@@ -1074,7 +1451,8 @@ ngx_http_sa_redis_answer(ngx_http_sa_redis_t *rd,
 
 
 static void
-ngx_http_sa_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
+ngx_http_sa_redis_reply(ngx_http_sa_redis_t *owner, void *reply,
+    void *privdata)
 {
     ngx_http_sa_redis_wait_t  *w = privdata;
     ngx_http_sa_redis_t       *rd = w->rd;
@@ -1105,7 +1483,7 @@ ngx_http_sa_redis_command(ngx_http_sa_redis_worker_t *rw, int argc,
     ngx_http_sa_redis_t       *rd = &rw->cmd;
     ngx_http_sa_redis_wait_t  *w;
 
-    if (rd->state == NGX_HTTP_SA_REDIS_IDLE || rd->ac == NULL
+    if (rd->state == NGX_HTTP_SA_REDIS_IDLE || rd->conn == NULL
         || (rd->state == NGX_HTTP_SA_REDIS_CONNECTING && handler == NULL))
     {
         return NGX_DECLINED;
@@ -1186,9 +1564,8 @@ ngx_http_sa_redis_heard(ngx_http_sa_redis_worker_t *rw, u_char *data,
 
 
 static void
-ngx_http_sa_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_sa_redis_sub_reply(ngx_http_sa_redis_t *rd, void *r, void *privdata)
 {
-    ngx_http_sa_redis_t         *rd = ac->ev.data;
     ngx_http_sa_redis_worker_t  *rw = rd->worker;
     redisReply           *reply = r;
     redisReply           *kind, *channel, *payload;
@@ -1405,20 +1782,13 @@ ngx_http_sa_redis_poll_reset(ngx_event_t *ev)
 static void
 ngx_http_sa_redis_poll_subscriber(ngx_http_sa_redis_t *rd)
 {
-    int                          n;
-    ngx_uint_t                   i;
     ngx_http_sa_redis_worker_t  *rw = rd->worker;
 
     rw->sub_polled = 1;
     ngx_post_event(&rw->sub_poll_reset, &ngx_posted_events);
 
-    /* hiredis reads 16 KiB at a time: a long message may take several */
-    for (i = 0; i < 64 && rd->state == NGX_HTTP_SA_REDIS_READY
-                && ngx_socket_nread(rd->conn->fd, &n) == 0 && n > 0;
-         i++)
-    {
-        ngx_http_sa_redis_read(rd);
-    }
+    /* reads until the socket (and TLS) holds nothing more */
+    ngx_http_sa_redis_read(rd);
 }
 
 
@@ -1511,7 +1881,7 @@ ngx_http_sa_sentinel_redirect(ngx_http_sa_redis_t *rd, ngx_msec_t delay)
 
     rd->backoff = 0;
 
-    if (rd->ac) {
+    if (rd->conn) {
         rd->renew = 1;
         ngx_http_sa_redis_close(rd, "the master moved");
 
@@ -1633,6 +2003,32 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
                     hlen, host, n)
         - rw->master.address;
 
+    /* an IP address: checked by ngx_http_sa_sentinel_is_ip() above */
+    ngx_memzero(&rw->master.sockaddr, sizeof(ngx_sockaddr_t));
+
+#if (NGX_HAVE_INET6)
+    if (ngx_inet6_addr(host, hlen,
+                       rw->master.sockaddr.sockaddr_in6.sin6_addr.s6_addr)
+        == NGX_OK)
+    {
+        rw->master.sockaddr.sockaddr_in6.sin6_family = AF_INET6;
+        rw->master.addr.socklen = sizeof(struct sockaddr_in6);
+
+    } else
+#endif
+    {
+        rw->master.sockaddr.sockaddr_in.sin_family = AF_INET;
+        rw->master.sockaddr.sockaddr_in.sin_addr.s_addr =
+                                                     ngx_inet_addr(host, hlen);
+        rw->master.addr.socklen = sizeof(struct sockaddr_in);
+    }
+
+    ngx_inet_set_port(&rw->master.sockaddr.sockaddr, (in_port_t) n);
+    rw->master.addr.sockaddr = &rw->master.sockaddr.sockaddr;
+
+    /* without sa_redis_ssl_name, the master's certificate names its IP */
+    rw->master.addr.ssl_name = rw->master.addr.host;
+
     ngx_http_sa_sentinel_log_move(rd, delay);
 
     rw->cmd.target = &rw->master.addr;
@@ -1647,10 +2043,9 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
 
 /* SENTINEL get-master-addr-by-name: [ip, port], or nil for an unknown name */
 static void
-ngx_http_sa_sentinel_master_reply(redisAsyncContext *ac, void *r,
+ngx_http_sa_sentinel_master_reply(ngx_http_sa_redis_t *rd, void *r,
     void *privdata)
 {
-    ngx_http_sa_redis_t  *rd = ac->ev.data;
     redisReply           *reply = r;
     redisReply           *host, *port;
     u_char                said[NGX_HTTP_SA_SAID_MAX];
@@ -1728,9 +2123,9 @@ ngx_http_sa_sentinel_switched(ngx_http_sa_redis_t *rd, u_char *p,
 
 
 static void
-ngx_http_sa_sentinel_message(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_sa_sentinel_message(ngx_http_sa_redis_t *rd, void *r,
+    void *privdata)
 {
-    ngx_http_sa_redis_t  *rd = ac->ev.data;
     redisReply           *reply = r;
     redisReply           *kind, *payload;
 
@@ -1795,7 +2190,25 @@ ngx_http_sa_sentinel_keepalive(ngx_http_sa_redis_t *rd)
 static void
 ngx_http_sa_sentinel_setup(ngx_http_sa_redis_t *rd)
 {
+    ngx_http_sa_redis_conf_t  *conf = rd->conf;
+
     ngx_http_sa_sentinel_keepalive(rd);
+
+    /* sentinel_password= (and sentinel_user=): sentinels with requirepass */
+    if (conf->sentinel_password.len && conf->sentinel_user.len) {
+        (void) ngx_http_sa_redis_sendf(rd, ngx_http_sa_redis_setup_reply,
+                                       "AUTH", "AUTH %b %b",
+                                       conf->sentinel_user.data,
+                                       conf->sentinel_user.len,
+                                       conf->sentinel_password.data,
+                                       conf->sentinel_password.len);
+
+    } else if (conf->sentinel_password.len) {
+        (void) ngx_http_sa_redis_sendf(rd, ngx_http_sa_redis_setup_reply,
+                                       "AUTH", "AUTH %b",
+                                       conf->sentinel_password.data,
+                                       conf->sentinel_password.len);
+    }
 
     (void) ngx_http_sa_redis_sendf(rd, ngx_http_sa_sentinel_master_reply,
                                    NULL, "SENTINEL get-master-addr-by-name %b",
@@ -1965,6 +2378,19 @@ ngx_http_sa_redis_stop(ngx_http_sa_redis_t *rd)
     }
 
     ngx_http_sa_redis_close(rd, "worker exiting");
+
+    if (rd->out) {
+        ngx_free(rd->out);
+        rd->out = NULL;
+        rd->out_size = 0;
+    }
+
+#if (NGX_SSL)
+    if (rd->ssl_session) {
+        ngx_ssl_free_session(rd->ssl_session);
+        rd->ssl_session = NULL;
+    }
+#endif
 }
 
 

@@ -20,7 +20,25 @@ typedef struct {
     ngx_str_t                  host;          /* IP text, NUL-terminated */
     ngx_int_t                  port;
     ngx_str_t                  unix_path;     /* non-empty for unix: */
+    struct sockaddr           *sockaddr;      /* what is connected to */
+    socklen_t                  socklen;
+    ngx_str_t                  ssl_name;      /* the name as written: SNI
+                                                 and the certificate's */
 } ngx_http_sa_redis_addr_t;
+
+
+/* TLS to Redis: sa_redis ... ssl, sa_redis_ssl_* */
+typedef struct {
+    ngx_flag_t                 verify;
+    ngx_str_t                  trusted_certificate;
+    ngx_str_t                  name;          /* sa_redis_ssl_name */
+    ngx_str_t                  certificate;
+    ngx_str_t                  certificate_key;
+    ngx_uint_t                 protocols;
+#if (NGX_SSL)
+    ngx_ssl_t                 *ssl;           /* NULL: plain TCP */
+#endif
+} ngx_http_sa_redis_ssl_conf_t;
 
 
 /*
@@ -35,7 +53,11 @@ typedef struct {
     ngx_int_t                  db;
     ngx_str_t                  user;
     ngx_str_t                  password;
+    ngx_str_t                  sentinel_user;
+    ngx_str_t                  sentinel_password;
     ngx_msec_t                 timeout;
+    ngx_flag_t                 ssl_on;        /* "ssl", "rediss://" */
+    ngx_http_sa_redis_ssl_conf_t  *ssl;       /* the main conf's */
 } ngx_http_sa_redis_conf_t;
 
 

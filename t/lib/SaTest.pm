@@ -130,6 +130,55 @@ sub new_dir {
     return $dir;
 }
 
+# ---------------------------------------------------------------- TLS
+
+# tls_files() -> {ca, cert, key, expired, other_ca, client_cert, client_key,
+# other_client_cert, other_client_key}: paths of a throw-away CA made with
+# openssl (P-256, valid 2 days) and of what it signed, made once a test
+# process: a server certificate for DNS:localhost and IP:127.0.0.1, the
+# same key with a certificate that expired yesterday, a client
+# certificate; and a second CA, unknown to the servers, with a client
+# certificate of its own.
+my $TLS;
+sub tls_files {
+    return $TLS if $TLS;
+    my $d = new_dir('tls');
+    my $ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    my $ssl = sub {
+        my $r = run(['openssl', @_]);
+        die "openssl @_: $r->{err}" if $r->{code};
+    };
+    write_file("$d/server.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+    write_file("$d/client.ext", "extendedKeyUsage=clientAuth\n");
+    for my $ca (qw(ca other_ca)) {
+        $ssl->('req', '-x509', @$ec, '-keyout', "$d/$ca.key", '-out', "$d/$ca.crt",
+               '-days', 2, '-subj', "/CN=sa test $ca");
+    }
+    my $sign = sub {
+        my ($name, $ca, $ext, $days, $cn, $key) = @_;
+        $key //= $name;
+        $ssl->('req', @$ec, '-keyout', "$d/$key.key", '-out', "$d/$name.csr",
+               '-subj', "/CN=$cn") unless -e "$d/$key.key";
+        $ssl->('req', '-new', '-key', "$d/$key.key", '-out', "$d/$name.csr",
+               '-subj', "/CN=$cn") if -e "$d/$key.key" && !-e "$d/$name.csr";
+        $ssl->('x509', '-req', '-in', "$d/$name.csr", '-CA', "$d/$ca.crt",
+               '-CAkey', "$d/$ca.key", '-set_serial', int(rand(1e9)),
+               '-days', $days, '-extfile', "$d/$ext", '-out', "$d/$name.crt");
+    };
+    $sign->('server', 'ca', 'server.ext', 2, 'localhost');
+    $sign->('expired', 'ca', 'server.ext', -1, 'localhost', 'server');
+    $sign->('client', 'ca', 'client.ext', 2, 'sa-gateway');
+    $sign->('other_client', 'other_ca', 'client.ext', 2, 'sa-gateway');
+    chmod 0644, glob "$d/*";
+    $TLS = { dir => $d, ca => "$d/ca.crt", other_ca => "$d/other_ca.crt",
+             cert => "$d/server.crt", key => "$d/server.key",
+             expired => "$d/expired.crt",
+             client_cert => "$d/client.crt", client_key => "$d/client.key",
+             other_client_cert => "$d/other_client.crt",
+             other_client_key => "$d/other_client.key" };
+    return $TLS;
+}
+
 # ---------------------------------------------------------------- processes
 
 my $SYS_prctl = eval { package main; require 'syscall.ph'; main::SYS_prctl() };
@@ -794,7 +843,10 @@ sub _fill {
 # ======================================================================
 # SaTest::Redis: a real redis-server on a free loopback port.
 #   start(unix => 1, password => 'x', conf => "lines" or [lines],
-#         port => N, timeout => 5)
+#         port => N, timeout => 5, tls => 'no'|'optional'|'yes')
+# tls => ...: a TLS port too (tls_port, tls_url), with SaTest::tls_files()'s
+# server certificate and tls-auth-clients set to the value; the harness
+# itself keeps talking to the plain port.
 # Nothing is persisted (save "", appendonly no) unless conf says otherwise,
 # so restart() comes back empty; the dir is kept, so an AOF survives.
 # ======================================================================
@@ -815,6 +867,7 @@ sub start {
     $self->{socket} = "$self->{dir}/redis.sock" if $opt{unix};
     for (1 .. ($opt{port} ? 1 : 3)) {
         $self->{port} = $opt{port} || SaTest::free_port();
+        $self->{tls_port} = SaTest::free_port() if $opt{tls};
         return $self if $self->_boot;
         last unless $self->log =~ /Address already in use/;   # lost a race
     }
@@ -822,6 +875,8 @@ sub start {
 }
 
 sub port     { $_[0]{port} }
+sub tls_port { $_[0]{tls_port} }
+sub tls_url  { "rediss://localhost:$_[0]{tls_port}/" . ($_[1] // 0) }
 sub socket   { $_[0]{socket} }
 sub password { $_[0]{password} }
 sub log      { join '', map { SaTest::slurp("$_[0]{dir}/$_") } qw(stdout.log redis.log) }
@@ -921,7 +976,17 @@ sub _conf_text {
         "dir $d", "logfile $d/redis.log", 'enable-debug-command local',
         ($self->{socket} ? ("unixsocket $self->{socket}", 'unixsocketperm 777') : ()),
         (defined $self->{password} ? 'requirepass ' . _quote($self->{password}) : ()),
+        $self->_tls_lines,
         (ref $extra ? @$extra : $extra), '';
+}
+
+sub _tls_lines {
+    my ($self) = @_;
+    return () unless $self->{tls};
+    my $t = SaTest::tls_files();
+    return ("tls-port $self->{tls_port}", "tls-cert-file $t->{cert}",
+            "tls-key-file $t->{key}", "tls-ca-cert-file $t->{ca}",
+            "tls-auth-clients $self->{tls}");
 }
 
 sub _quote { '"' . ($_[0] =~ s/(["\\])/\\$1/gr) . '"' }
