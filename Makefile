@@ -282,8 +282,9 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -Icore -Iadmin-tool
-FUZZ_LIBSRCS := $(CORE_SRCS) admin-tool/util.c admin-tool/redis.c admin-tool/cli.c \
-                admin-tool/xalloc.c admin-tool/ops/ops.c
+# sa-admin's sources, all but main(): redis.c and util.c need the rest
+FUZZ_LIBSRCS := $(CORE_SRCS) $(filter-out admin-tool/main.c,$(ADMIN_SRCS)) \
+                $(BUILD)/admin/lua_scripts.c
 FUZZ_ALL     := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 
@@ -300,7 +301,7 @@ fuzz-build: fuzz-deps $(FUZZ_ALL:%=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_LIBSRCS) $(CORE_HDRS) \
                       $(ADMIN_HDRS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_LIBSRCS) $(LDLIBS) -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_LIBSRCS) $(LDLIBS) $(ADMIN_LDLIBS) -o $@
 
 fuzz: fuzz-build
 	@failed=""; \

@@ -49,6 +49,15 @@
  */
 #define NGX_HTTP_SA_STALL_MIN     1000
 
+/*
+ * Replies a ready connection may owe: a Redis that answers just often
+ * enough to keep its deadline (one reply a second) would otherwise have
+ * every request's command queued, and its lock kept, until answered (a
+ * flood of random tokens: +9 MB a worker in 20 s, for hours).  Beyond it,
+ * commands are refused at once (503), logged at most once a second.
+ */
+#define NGX_HTTP_SA_OWED_MAX      4096
+
 /* what a server said, escaped for a log line (sa_resp_printable()) */
 #define NGX_HTTP_SA_SAID_MAX      256
 
@@ -91,6 +100,7 @@ struct ngx_http_sa_redis_s {
     ngx_msec_t                     backoff;
     ngx_msec_t                     stall;
     ngx_uint_t                     outstanding; /* replies owed when ready */
+    time_t                         owed_logged; /* "replies owed" line */
     ngx_uint_t                     subscribed;  /* channels confirmed */
     ngx_queue_t                    pending;     /* commands before ready */
     ngx_queue_t                    sent;        /* ngx_http_sa_redis_cb_t,
@@ -1511,6 +1521,19 @@ ngx_http_sa_redis_command(ngx_http_sa_redis_worker_t *rw, int argc,
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, rd->log, 0,
                        "sa: %s waits for the connection", argv[0]);
         return NGX_OK;
+    }
+
+    if (rd->outstanding >= NGX_HTTP_SA_OWED_MAX) {
+        if (rd->owed_logged != ngx_time()) {
+            rd->owed_logged = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "sa: Redis %s connection to %V owes %ui replies: "
+                          "no command sent until it answers", rd->role,
+                          &rd->target->address, rd->outstanding);
+        }
+
+        ngx_free(w);
+        return NGX_DECLINED;
     }
 
     if (ngx_http_sa_redis_send_argv(rd, ngx_http_sa_redis_reply, w, argc,

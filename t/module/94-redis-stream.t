@@ -17,6 +17,29 @@
 #      record (401, the record's own token 200); malformed lengths.  A
 #      reply of a type GET never gets is 503 (garbage from Redis), not 401.
 #      What Redis says reaches the error log escaped: no control byte.
+#   D. Pub/sub pushes of the wrong shape after the SUBSCRIBE confirmations
+#      (1, 2, 4 elements, pmessage, integer, nil or array fields, a status
+#      kind, a kind with a NUL, unsubscribe, an error): protocol error; and
+#      messages of 64 KiB - 1, 64 KiB, 64 KiB of <id>:<version> items
+#      (read) and 64 KiB + 1 (protocol error).
+#   E. Invalidation messages published on a real Redis by a client allowed
+#      to PUBLISH: empty, spaces, a 10 kB id, <id>: with no, negative,
+#      non-numeric, overflowing or 10 kB versions, 15-byte, UTF-8 and
+#      control-byte ids, a newline, 64 KiB of x: the token stays 200 (no
+#      version raised), the worker lives.  <id>:2^64-1 is taken as a
+#      version: that token is refused (what SECURITY.md says PUBLISH can do).
+#   F. A sentinel naming odd addresses: ports 0, 65536, -1, "abc", huge,
+#      empty; host names (1 kB), a NUL, control bytes, an IPv6 zone:
+#      refused, logged escaped and cut short, the gateway keeps its master;
+#      an IPv6 address is followed ([::1]:port), and back.
+#   G. nginx reload (HUP), quit, and kill -9 of a worker while a reply is
+#      half-read (trickled) and while a command waits for the set-up (PING
+#      answered 1.5 s late): the request in flight is answered 200 (killed:
+#      its connection closed), the old worker exits, the next serves 200.
+#   H. A Redis that answers just often enough to keep its deadline (a byte
+#      every 100 ms) and a flood of random tokens: at 4096 replies owed no
+#      more commands are sent (503 at once, logged once a second), the
+#      worker's memory stops growing; a sane server again: served.
 # Each: the worker lives (same pid, no "exited on signal"), and the log
 # check at the end.
 use strict;
@@ -224,6 +247,300 @@ if (section('C')) {
         $nginx->quit;
     }
     clear_opts();
+}
+
+# ------------------------------- D. pub/sub pushes of the wrong shape
+if (section('D')) {
+    clear_opts();
+    mode('raw');
+    my $K = 65536;
+    my $bulk = sub { '$' . length($_[0]) . "\r\n$_[0]\r\n" };
+    my $msg = sub { "*3\r\n" . join '', map { $bulk->($_) } 'message', 'sa:invalidate', $_[0] };
+    my $ids = join ' ', map { sprintf('%016d:%d', $_, $_) } 1 .. 3800;   # 64 KiB of items
+    my @cases = (
+        # name, push, protocol error (regex) or undef
+        ['a message of 64 KiB - 1', $msg->('x' x ($K - 1))],
+        ['a message of 64 KiB',     $msg->('x' x $K)],
+        ['64 KiB of <id>:<version>', $msg->(substr($ids, 0, $K))],
+        ['a message of 64 KiB + 1', $msg->('x' x ($K + 1)), qr/bulk string longer than a record/],
+        ['one element',             "*1\r\n" . $bulk->('message'), qr/not a pub\/sub message/],
+        ['two elements',            "*2\r\n" . $bulk->('message') . $bulk->('sa:invalidate'), qr/not a pub\/sub message/],
+        ['four elements',           "*4\r\n" . join('', map { $bulk->($_) } qw(message sa:invalidate x y)), qr/not a pub\/sub message/],
+        ['pmessage',                "*4\r\n" . join('', map { $bulk->($_) } qw(pmessage * sa:invalidate x)), qr/not a pub\/sub message/],
+        ['an empty array',          "*0\r\n", qr/not a pub\/sub message/],
+        ['a nil array',             "*-1\r\n", qr/not a pub\/sub message/],
+        ['a status',                "+OK\r\n", qr/not a pub\/sub message/],
+        ['an integer channel',      "*3\r\n" . $bulk->('message') . ":1\r\n" . $bulk->('x'), qr/not a pub\/sub message/],
+        ['an integer payload',      "*3\r\n" . $bulk->('message') . $bulk->('sa:invalidate') . ":1\r\n", qr/not a pub\/sub message/],
+        ['a nil payload',           "*3\r\n" . $bulk->('message') . $bulk->('sa:invalidate') . "\$-1\r\n", qr/not a pub\/sub message/],
+        ['an array payload',        "*3\r\n" . $bulk->('message') . $bulk->('sa:invalidate') . "*1\r\n:1\r\n", qr/not a pub\/sub message/],
+        ['a status kind',           "*3\r\n+message\r\n" . $bulk->('sa:invalidate') . $bulk->('x'), qr/not a pub\/sub message/],
+        ['a kind with a NUL',       "*3\r\n" . join('', map { $bulk->($_) } "message\0", 'sa:invalidate', 'x'), qr/not a pub\/sub message/],
+        ['a string count',          "*3\r\n" . join('', map { $bulk->($_) } qw(subscribe sa:invalidate 1)), qr/not a pub\/sub message/],
+        ['unsubscribe',             "*3\r\n" . join('', map { $bulk->($_) } qw(unsubscribe sa:invalidate)) . ":0\r\n", qr/not a pub\/sub message/],
+        ['an error',                "-ERR no\r\n", qr/not a pub\/sub message/],
+    );
+    for my $c (grep { !$ENV{CASE} || $_->[0] =~ /$ENV{CASE}/ } @cases) {
+        my ($name, $push, $why) = @$c;
+        opt('raw-push', $push);
+        my $nginx = gateway(cached => 1);
+        my ($pid) = $nginx->worker_pids;
+        if ($why) {
+            ok(SaTest::wait_until(3, sub { $nginx->error_log =~ /\[error\].*subscriber connection to \S+ lost: protocol error: $why/ }),
+               "D $name: protocol error: $why");
+        } else {
+            ok(SaTest::wait_until(3, sub { $nginx->error_log =~ /subscribed to/ }), "D $name: subscribed");
+            is(protocol_errors($nginx), 0, "D $name: no protocol error");
+        }
+        my $st = status($nginx, '/index.html', $token);
+        ok($st == 401 || $st == 503, "D $name: the token (nil from this Redis): $st");
+        is(status($nginx, '/open/index.html'), 200, "D $name: a location without sa_auth: 200");
+        is(crashes($nginx), 0, "D $name: no worker exited on a signal");
+        is(($nginx->worker_pids)[0], $pid, "D $name: the same worker");
+        $nginx->quit;
+    }
+    clear_opts();
+}
+
+# --------------------------- E. malformed invalidation messages, real Redis
+if (section('E')) {
+    clear_opts();
+    my $nginx = gateway(redis => 'sa_redis 127.0.0.1:' . $redis->port . ';', cached => 1);
+    my ($pid) = $nginx->worker_pids;
+    ok(SaTest::wait_until(5, sub { $nginx->error_log =~ /subscribed to/ }), 'E: subscribed');
+    is(status($nginx, '/index.html', $token), 200, 'E: the token, cached');
+    my $id = tid($token);
+    my @payloads = (
+        ['empty', ''],
+        ['spaces', ' ' x 1000],
+        ['no colon, 10 kB id', $id . 'x' x 10_000],
+        ['<id>:', "$id:"],
+        ['<id>:-1', "$id:-1"],
+        ['<id>:abc', "$id:abc"],
+        ['<id>:2x', "$id:2x"],
+        ['<id>: 5', "$id: 5"],
+        ['<id>:2^64 (overflows)', "$id:18446744073709551616"],
+        ['<id>:10^30', "$id:" . '1' . '0' x 30],
+        ['<id>:10 kB of digits', "$id:" . '9' x 10_000],
+        ['<id>:1:2', "$id:1:2"],
+        ['<id>:+3', "$id:+3"],
+        ['<id>;5', "$id;5"],
+        ['a 15-byte id', substr($id, 0, 15) . ':9'],
+        ['UTF-8 id', "\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}\x{e9}:9"],
+        ['control bytes', "\0\1\2\3\e[31m\r\n\t\x7f\xff\xfe\0\0\0:9"],
+        ['a newline inside', "$id\n:9 $id\r\n"],
+        ['64 KiB of x', 'x' x 65536],
+    );
+    for my $c (@payloads) {
+        my ($name, $payload) = @$c;
+        utf8::encode($payload) if utf8::is_utf8($payload);
+        $redis->cmd('PUBLISH', 'sa:invalidate', $payload);
+        ok(SaTest::wait_until(3, sub { status($nginx, '/index.html', $token) == 200 }),
+           "E $name: the token still 200 (no version raised)");
+    }
+    is(protocol_errors($nginx), 0, 'E: no protocol error');
+    is(crashes($nginx), 0, 'E: no worker exited on a signal');
+    is(($nginx->worker_pids)[0], $pid, 'E: the same worker throughout');
+    unlike($nginx->error_log, qr/older than one already seen/, 'E: no record refused as older');
+
+    # what a client allowed to PUBLISH can do: raise a version past the record's
+    $redis->cmd('PUBLISH', 'sa:invalidate', tid($other) . ':18446744073709551615');
+    ok(SaTest::wait_until(3, sub { status($nginx, '/index.html', $other) == 401 }),
+       'E <id>:2^64-1: that token refused (a version above its record: documented)');
+    like($nginx->error_log, qr/version \d+ is older than one already seen/, 'E <id>:2^64-1: logged as older');
+    is(status($nginx, '/index.html', $token), 200, 'E <id>:2^64-1: other tokens unaffected');
+    $nginx->quit;
+}
+
+# ------------------------------------------------- F. odd sentinel answers
+if (section('F')) {
+    clear_opts();
+    my $dir = SaTest::new_dir('fake-sentinel');
+    my $port = SaTest::free_port();
+    my $fake = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/fake-sentinel', $port, $dir]);
+    SaTest::wait_for('fake sentinel', sub { SaTest::port_open($port) }, 5);
+    my $rport = $redis->port;
+
+    # get-master-addr-by-name answering port 0: no usable address, then a good one
+    SaTest::write_file("$dir/master", '127.0.0.1 0');
+    my $nginx = gateway(redis => "sa_redis_sentinel sa 127.0.0.1:$port;");
+    my ($pid) = $nginx->worker_pids;
+    ok(SaTest::wait_until(5, sub { $nginx->error_log =~ /names "127\.0\.0\.1" port "0" for master "sa": not an IP address and a port/ }),
+       'F get-master-addr port 0: refused');
+    is(status($nginx, '/index.html', $token), 503, 'F get-master-addr port 0: 503, no master');
+    SaTest::write_file("$dir/master", "127.0.0.1 $rport");
+    ok(SaTest::wait_until(10, sub { status($nginx, '/index.html', $token) == 200 }), 'F: a good answer: 200');
+    SaTest::wait_for('the sentinel subscription', sub { SaTest::slurp("$dir/commands.log") =~ /^SUBSCRIBE/m }, 5);
+
+    my $switch = sub {
+        SaTest::write_file("$dir/switch.tmp", "sa 127.0.0.1 $rport $_[0] $_[1]");
+        rename "$dir/switch.tmp", "$dir/switch";
+    };
+    my @bad = (
+        ['port 0', '127.0.0.1', '0'],
+        ['port 65536', '127.0.0.1', '65536'],
+        ['port -1', '127.0.0.1', '-1'],
+        ['port abc', '127.0.0.1', 'abc'],
+        ['a huge port', '127.0.0.1', '9' x 40],
+        ['an empty port', '127.0.0.1', ''],
+        ['a host name', 'localhost', $rport],
+        ['a long host name', 'redis.' . 'x' x 1000 . '.example', $rport],
+        ['a NUL in the host', "127.0.0.1\0x", $rport],
+        ['control bytes', "\e[31m\x7f", "\e[0m"],
+        ['an IPv6 zone', 'fe80::1%eth0', $rport],
+    );
+    for my $c (@bad) {
+        my ($name, $host, $p) = @$c;
+        my $mark = length $nginx->error_log;
+        $switch->($host, $p);
+        ok(SaTest::wait_until(3, sub { substr($nginx->error_log, $mark) =~ /sentinel \S+ names ".*" port ".*" for master "sa": not an IP address and a port|malformed \+switch-master/ }),
+           "F $name: refused");
+        my $log = substr($nginx->error_log, $mark);
+        $log =~ s/\n//g;
+        unlike($log, qr/[\x00-\x1f\x7f-\xff]/, "F $name: logged escaped");
+        unlike($log, qr/x{300}/, "F $name: logged cut short");
+        is(status($nginx, '/index.html', $token), 200, "F $name: the gateway keeps its master");
+    }
+
+    # IPv6: followed (nothing listens there), then back
+    my $mark = length $nginx->error_log;
+    $switch->('::1', $rport);
+    ok(SaTest::wait_until(5, sub { substr($nginx->error_log, $mark) =~ /master "sa" is at \[::1\]:$rport/ }),
+       'F IPv6: followed, written [::1]:port');
+    SaTest::write_file("$dir/switch.tmp", "sa ::1 $rport 127.0.0.1 $rport");
+    rename "$dir/switch.tmp", "$dir/switch";
+    ok(SaTest::wait_until(10, sub { status($nginx, '/index.html', $token) == 200 }), 'F IPv6: and back: 200');
+    is(crashes($nginx), 0, 'F: no worker exited on a signal');
+    is(($nginx->worker_pids)[0], $pid, 'F: the same worker throughout');
+    $nginx->quit;
+}
+
+# ------------------------------ G. reload, quit, kill -9 mid-reply
+if (section('G')) {
+    SaTest::expect_log(qr/worker process \d+ exited on signal 9/);
+    clear_opts();
+    mode('pass');
+    my $gone = sub { my ($p) = @_; SaTest::wait_until(10, sub { !kill 0, $p }) };
+
+    # a reply half-read: the record trickles, 4 ms a byte
+    opt('trickle', 4);
+    my $nginx = gateway(timeout => '10s');
+    my ($pid) = $nginx->worker_pids;
+    my $s = send_request($nginx, $token);
+    sleep 0.5;
+    ok($nginx->reload, 'G half-read: reloaded');
+    is(read_status($s, 15), 200, 'G half-read, HUP: the request in flight answered by the old worker, 200');
+    ok($gone->($pid), 'G half-read, HUP: the old worker exited');
+    is(status($nginx, '/index.html', $token), 200, 'G half-read, HUP: the new worker: 200');
+
+    ($pid) = $nginx->worker_pids;
+    $s = send_request($nginx, $token);
+    sleep 0.5;
+    kill 'KILL', $pid;
+    is(read_status($s, 15), 'closed', 'G half-read, kill -9: that request closed');
+    ok(SaTest::wait_until(10, sub { my ($w) = $nginx->worker_pids; $w && $w != $pid }), 'G half-read, kill -9: a new worker');
+    is(status($nginx, '/index.html', $token), 200, 'G half-read, kill -9: the new worker: 200');
+
+    ($pid) = $nginx->worker_pids;
+    $s = send_request($nginx, $token);
+    sleep 0.5;
+    kill 'QUIT', $nginx->pid;
+    is(read_status($s, 15), 200, 'G half-read, QUIT: the request in flight answered, 200');
+    ok($nginx->quit(10), 'G half-read, QUIT: nginx exited');
+    clear_opts();
+
+    # commands queued: the set-up PING is answered 1.5 s late
+    opt('delay', 1500);
+    opt('hold-on', 'PING');
+    $nginx = gateway(timeout => '5s');
+    ($pid) = $nginx->worker_pids;
+    $s = send_request($nginx, $token);
+    sleep 0.3;
+    ok($nginx->reload, 'G queued: reloaded');
+    is(read_status($s, 15), 200, 'G queued, HUP: the queued request answered once set up, 200');
+    ok($gone->($pid), 'G queued, HUP: the old worker exited');
+    is(status($nginx, '/index.html', $token), 200, 'G queued, HUP: the new worker: 200');
+
+    # a worker whose connection is set up asks nothing: restart to queue again
+    $nginx->quit;
+    $nginx = gateway(timeout => '5s');
+    ($pid) = $nginx->worker_pids;
+    $s = send_request($nginx, $token);
+    sleep 0.3;
+    kill 'KILL', $pid;
+    is(read_status($s, 15), 'closed', 'G queued, kill -9: that request closed');
+    ok(SaTest::wait_until(10, sub { my ($w) = $nginx->worker_pids; $w && $w != $pid }), 'G queued, kill -9: a new worker');
+    is(status($nginx, '/index.html', $token), 200, 'G queued, kill -9: the new worker: 200');
+    $nginx->quit;
+
+    $nginx = gateway(timeout => '5s');
+    $s = send_request($nginx, $token);
+    sleep 0.3;
+    kill 'QUIT', $nginx->pid;
+    is(read_status($s, 15), 200, 'G queued, QUIT: the queued request answered, 200');
+    ok($nginx->quit(10), 'G queued, QUIT: nginx exited');
+    clear_opts();
+    my @alerts = grep { /\[(alert|crit|emerg)\]/ && !/worker process \d+ exited on signal 9$/ }
+                 map { split /\n/, SaTest::slurp($_) } glob(SaTest::tmp_dir() . '/nginx*/error.log');
+    is(scalar @alerts, 0, 'G: no alert but the two kills') or diag join "\n", @alerts;
+    my @kills = grep { /exited on signal 9$/ }
+                map { split /\n/, SaTest::slurp($_) } glob(SaTest::tmp_dir() . '/nginx*/error.log');
+    is(scalar @kills, 2, 'G: (the two kills are in the log)');
+}
+
+# ------------------- H. a Redis that answers just often enough, and a flood
+if (section('H')) {
+    clear_opts();
+    mode('pass');
+    opt('trickle', 100);         # "$-1\r\n" every 0.5 s: within the deadline
+    my $nginx = gateway();
+    my ($pid) = $nginx->worker_pids;
+    my $rss = sub { SaTest::slurp("/proc/$pid/status") =~ /^VmRSS:\s+(\d+) kB/m ? $1 : 0 };
+    # random well-formed tokens, 300 at a time, for $secs
+    my $flood = sub {
+        my ($secs) = @_;
+        my ($sent, $sel) = (0, IO::Select->new);
+        my $until = time + $secs;
+        while (time < $until) {
+            while ($sel->count < 300) {
+                my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $nginx->port) or last;
+                print {$s} "GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         . 'Authorization: Bearer ' . SaTest::forged_token() . "\r\n\r\n";
+                $sel->add($s);
+                $sent++;
+            }
+            for my $s ($sel->can_read(0.05)) {
+                next if sysread($s, my $b, 4096);
+                $sel->remove($s);
+                close $s;
+            }
+        }
+        $_->close for $sel->handles;
+        return $sent;
+    };
+    my $rss0 = $rss->();
+    my $n = $flood->(5);
+    my $rss1 = $rss->();
+    ok(SaTest::wait_until(2, sub { $nginx->error_log =~ /\[error\].*command connection to \S+ owes 4096 replies: no command sent until it answers/ }),
+       "H: $n requests: at 4096 replies owed, no more commands sent");
+    my $t0 = time;
+    is(status($nginx, '/index.html', $token), 503, 'H: the next request: 503');
+    cmp_ok(time - $t0, '<', 0.25, 'H: at once, not after sa_redis_timeout (300 ms)');
+    $n += $flood->(4);
+    my $grown = $rss->() - $rss1;
+    cmp_ok($grown, '<', 1024, "H: 4 s more of it: the worker's RSS grew by $grown kB (from $rss0 kB)");
+    my $lines = () = $nginx->error_log =~ /owes \d+ replies/g;
+    cmp_ok($lines, '<=', 12, "H: $lines \"owes\" lines in 9 s of flood");
+    # the server restarts sane: what was owed is dropped, and served again
+    opt('trickle');
+    mode('fake');
+    ok(SaTest::wait_until(10, sub { status($nginx, '/index.html', $token) == 401 }),
+       'H: a new connection answers (nil: 401)');
+    is(crashes($nginx), 0, 'H: no worker exited on a signal');
+    is(($nginx->worker_pids)[0], $pid, 'H: the same worker');
+    $nginx->quit;
+    clear_opts();
+    mode('pass');
 }
 
 done_testing;
