@@ -320,3 +320,51 @@ sa_bearer_parse(const unsigned char *value, size_t len,
 
     return SA_BEARER_OK;
 }
+
+
+int
+sa_invalidation_next(const unsigned char **p, const unsigned char *end,
+    const unsigned char **id, uint64_t *version)
+{
+    size_t                len;
+    uint64_t              v, digit;
+    const unsigned char  *item, *c;
+
+    while (*p < end) {
+        item = *p;
+        while (*p < end && **p != ' ') {
+            (*p)++;
+        }
+
+        len = (size_t) (*p - item);
+
+        if (*p < end) {
+            (*p)++;                     /* the space */
+        }
+
+        if (len < SA_TOKEN_ID_LEN
+            || (len > SA_TOKEN_ID_LEN && item[SA_TOKEN_ID_LEN] != ':'))
+        {
+            continue;
+        }
+
+        v = 0;
+
+        for (c = item + SA_TOKEN_ID_LEN + 1; c < item + len; c++) {
+            digit = (uint64_t) (*c - '0');
+
+            if (*c < '0' || *c > '9' || v > (UINT64_MAX - digit) / 10) {
+                v = 0;
+                break;
+            }
+
+            v = v * 10 + digit;
+        }
+
+        *id = item;
+        *version = v;
+        return 1;
+    }
+
+    return 0;
+}

@@ -97,4 +97,18 @@ void sa_random_base62(char *out, size_t len);
 /* Is this string a well-formed token id (16 base62 characters)? */
 int sa_token_id_valid(const char *id, size_t len);
 
+/*
+ * The items of an invalidation message (<prefix>invalidate), which anyone
+ * allowed to PUBLISH may send: space-separated, each a token id, or
+ * <id>:<version> with the version the token's record has now (sa-admin
+ * since 0.4).  From *p, before end: skips what is not an item (shorter
+ * than an id, or longer without ':' after the id), points *id at the
+ * SA_TOKEN_ID_LEN bytes of the next item (any bytes: a made-up id names
+ * no token), sets *version (0: none, or not a decimal number below 2^64:
+ * the item still names the token), moves *p past it and returns 1; 0 when
+ * none is left.  Never reads at or past end.
+ */
+int sa_invalidation_next(const unsigned char **p, const unsigned char *end,
+    const unsigned char **id, uint64_t *version);
+
 #endif /* SA_TOKEN_H */

@@ -1149,52 +1149,26 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
 
 
 /*
- * A message on <prefix>invalidate: space-separated items, each a token id,
- * or <id>:<version> with the version the token's record has now (sa-admin
- * since 0.4).  A version that does not read as one still invalidates.
+ * A message on <prefix>invalidate: its items (sa_invalidation_next(), a
+ * token id or <id>:<version>), each invalidated.  A version that does not
+ * read as one still invalidates.
  */
 static void
 ngx_http_sa_invalidated(void *data, u_char *msg, size_t len)
 {
     ngx_http_sa_cache_t  *cache = data;
 
-    u_char               *p, *end, *id, *v;
-    uint64_t              version, digit;
+    uint64_t              version;
+    const u_char         *p, *id;
 
-    end = msg + len;
+    p = msg;
 
-    for (p = msg; p < end; p++) {
-        id = p;
-        while (p < end && *p != ' ') {
-            p++;
-        }
-
-        if (p - id < SA_TOKEN_ID_LEN
-            || (p - id > SA_TOKEN_ID_LEN && id[SA_TOKEN_ID_LEN] != ':'))
-        {
-            continue;
-        }
-
-        version = 0;
-
-        for (v = id + SA_TOKEN_ID_LEN + 1; v < p; v++) {
-            digit = (uint64_t) (*v - '0');
-
-            if (*v < '0' || *v > '9'
-                || version > (UINT64_MAX - digit) / 10)
-            {
-                version = 0;
-                break;
-            }
-
-            version = version * 10 + digit;
-        }
-
+    while (sa_invalidation_next(&p, msg + len, &id, &version)) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "sa: invalidation of token \"%*s\", version %uL",
                        (size_t) SA_TOKEN_ID_LEN, id, version);
 
-        ngx_http_sa_cache_invalidate(cache, id, version);
+        ngx_http_sa_cache_invalidate(cache, (u_char *) id, version);
     }
 }
 

@@ -387,6 +387,66 @@ test_personal(const char *good)
 }
 
 
+/* the items of an invalidation message, as "id=version" lines */
+static const char *
+items(const char *msg, size_t len)
+{
+    static char           out[512];
+    char                 *o = out;
+    uint64_t              v;
+    const unsigned char  *p = (const unsigned char *) msg, *id;
+    unsigned char        *copy = malloc(len ? len : 1);
+
+    /* an exact-size copy: ASan sees a read past the end */
+    memcpy(copy, msg, len);
+    p = copy;
+    out[0] = '\0';
+
+    while (sa_invalidation_next(&p, copy + len, &id, &v)) {
+        o += sprintf(o, "%s%.16s=%llu", o == out ? "" : " ", (const char *) id,
+                     (unsigned long long) v);
+    }
+
+    free(copy);
+    return out;
+}
+
+
+static void
+test_invalidation(void)
+{
+    const char  *id = "abcdefghijklmnop";
+    char         big[20100];
+
+    is_str(items("", 0), "", "invalidation: empty");
+    is_str(items("   ", 3), "", "invalidation: spaces");
+    is_str(items(id, 16), "abcdefghijklmnop=0", "invalidation: an id");
+    is_str(items("abcdefghijklmnop:7 bbbbbbbbbbbbbbbb:12", 38),
+           "abcdefghijklmnop=7 bbbbbbbbbbbbbbbb=12", "two items with versions");
+    is_str(items("abcdefghijklmnop:", 17), "abcdefghijklmnop=0", "<id>:");
+    is_str(items("abcdefghijklmnop:-1", 19), "abcdefghijklmnop=0", "<id>:-1");
+    is_str(items("abcdefghijklmnop:2x", 19), "abcdefghijklmnop=0", "<id>:2x");
+    is_str(items("abcdefghijklmnop:18446744073709551615", 37),
+           "abcdefghijklmnop=18446744073709551615", "<id>:2^64-1");
+    is_str(items("abcdefghijklmnop:18446744073709551616", 37),
+           "abcdefghijklmnop=0", "<id>:2^64 overflows: no version");
+    is_str(items("abcdefghijklmnopq", 17), "", "17 bytes, no colon: skipped");
+    is_str(items("abcdefghijklmno:1", 17), "", "a 15-byte id: skipped");
+    is_str(items("abcdefghijklmnop;5", 18), "", "another separator: skipped");
+    is_str(items("  abcdefghijklmnop:3  ", 22), "abcdefghijklmnop=3",
+           "spaces around");
+
+    memset(big, 'x', sizeof(big));
+    memcpy(big, id, 16);
+    big[16] = ':';
+    memset(big + 17, '9', 10000);
+    big[10017] = ' ';
+    memcpy(big + 10018, id, 16);
+    is_str(items(big, 10034), "abcdefghijklmnop=0 abcdefghijklmnop=0",
+           "10 kB of digits: no version, and the next item read");
+}
+
+
 int
 main(void)
 {
@@ -410,6 +470,7 @@ main(void)
     test_ids();
     test_bearer();
     test_personal(good);
+    test_invalidation();
 
     is_str(sa_token_strerror(SA_TOKEN_BAD_CHECK), "checksum mismatch",
            "errors have readable names");
