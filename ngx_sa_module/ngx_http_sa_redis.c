@@ -186,6 +186,9 @@ typedef struct {
     ngx_uint_t                     logged;      /* lines in that window */
     ngx_uint_t                     unlogged;    /* moves since the last
                                                    line */
+    time_t                         refused;     /* an answer refused, logged
+                                                   at most once a second */
+    ngx_uint_t                     unrefused;   /* refusals not logged */
     unsigned                       has_moved:1;
     unsigned                       has_window:1;
 } ngx_http_sa_redis_master_t;
@@ -1970,6 +1973,28 @@ ngx_http_sa_sentinel_log_move(ngx_http_sa_redis_t *rd, ngx_msec_t delay)
 }
 
 
+/*
+ * A sentinel's answer refused (no usable address, a malformed message):
+ * logged at most once a second, a hostile sentinel may send thousands.
+ * 1 when this one may be logged; *unlogged is how many were not since.
+ */
+static ngx_uint_t
+ngx_http_sa_sentinel_log_refusal(ngx_http_sa_redis_worker_t *rw,
+    ngx_uint_t *unlogged)
+{
+    if (rw->master.refused == ngx_time()) {
+        rw->master.unrefused++;
+        return 0;
+    }
+
+    rw->master.refused = ngx_time();
+    *unlogged = rw->master.unrefused;
+    rw->master.unrefused = 0;
+
+    return 1;
+}
+
+
 /* NGX_DECLINED: the sentinel named no usable address (logged) */
 static ngx_int_t
 ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
@@ -1978,6 +2003,7 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
     u_char                      *p, said_host[NGX_HTTP_SA_SAID_MAX];
     u_char                       said_port[NGX_HTTP_SA_SAID_MAX];
     ngx_int_t                    n;
+    ngx_uint_t                   unlogged;
     ngx_str_t                    h, pt;
     ngx_msec_t                   delay;
     ngx_http_sa_redis_worker_t  *rw = rd->worker;
@@ -1987,12 +2013,16 @@ ngx_http_sa_sentinel_master_at(ngx_http_sa_redis_t *rd, u_char *host,
     if (n < 1 || n > 65535 || hlen > NGX_INET6_ADDRSTRLEN
         || !ngx_http_sa_sentinel_is_ip(host, hlen))
     {
-        h = ngx_http_sa_redis_said(said_host, host, hlen);
-        pt = ngx_http_sa_redis_said(said_port, port, plen);
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa: sentinel %V names \"%V\" port \"%V\" for "
-                      "master \"%V\": not an IP address and a port",
-                      &rd->target->address, &h, &pt, &rd->conf->master);
+        if (ngx_http_sa_sentinel_log_refusal(rw, &unlogged)) {
+            h = ngx_http_sa_redis_said(said_host, host, hlen);
+            pt = ngx_http_sa_redis_said(said_port, port, plen);
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "sa: sentinel %V names \"%V\" port \"%V\" for "
+                          "master \"%V\": not an IP address and a port "
+                          "(%ui answers refused since, not logged)",
+                          &rd->target->address, &h, &pt, &rd->conf->master,
+                          unlogged);
+        }
         return NGX_DECLINED;
     }
 
@@ -2115,7 +2145,7 @@ ngx_http_sa_sentinel_switched(ngx_http_sa_redis_t *rd, u_char *p,
 {
     u_char      *end, *field[5];
     size_t       flen[5];
-    ngx_uint_t   n;
+    ngx_uint_t   n, unlogged;
 
     end = p + len;
 
@@ -2128,9 +2158,12 @@ ngx_http_sa_sentinel_switched(ngx_http_sa_redis_t *rd, u_char *p,
     }
 
     if (n != 5 || p < end) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sa: sentinel %V sent a malformed +switch-master",
-                      &rd->target->address);
+        if (ngx_http_sa_sentinel_log_refusal(rd->worker, &unlogged)) {
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "sa: sentinel %V sent a malformed +switch-master "
+                          "(%ui answers refused since, not logged)",
+                          &rd->target->address, unlogged);
+        }
         return;
     }
 
@@ -2162,8 +2195,11 @@ ngx_http_sa_sentinel_message(ngx_http_sa_redis_t *rd, void *r,
     kind = reply->element[0];
     payload = reply->element[2];
 
+    /* confirmed once: a sentinel may send it again and again */
     if (ngx_strcmp(kind->str, "subscribe") == 0) {
-        ngx_http_sa_redis_set_ready(rd);
+        if (rd->state != NGX_HTTP_SA_REDIS_READY) {
+            ngx_http_sa_redis_set_ready(rd);
+        }
         return;
     }
 

@@ -32,6 +32,8 @@
 #      empty; host names (1 kB), a NUL, control bytes, an IPv6 zone:
 #      refused, logged escaped and cut short, the gateway keeps its master;
 #      an IPv6 address is followed ([::1]:port), and back.
+#      2,000 subscribe confirmations, malformed +switch-master messages or
+#      refused addresses on the subscription: a line or none, not 2,000.
 #   G. nginx reload (HUP), quit, and kill -9 of a worker while a reply is
 #      half-read (trickled) and while a command waits for the set-up (PING
 #      answered 1.5 s late): the request in flight is answered 200 (killed:
@@ -389,8 +391,11 @@ if (section('F')) {
         ['control bytes', "\e[31m\x7f", "\e[0m"],
         ['an IPv6 zone', 'fe80::1%eth0', $rport],
     );
+    # refusals are logged at most once a second: each case in a second of its own
+    my $next_second = sub { sleep 1.05 - (time - int time) };
     for my $c (@bad) {
         my ($name, $host, $p) = @$c;
+        $next_second->();
         my $mark = length $nginx->error_log;
         $switch->($host, $p);
         ok(SaTest::wait_until(3, sub { substr($nginx->error_log, $mark) =~ /sentinel \S+ names ".*" port ".*" for master "sa": not an IP address and a port|malformed \+switch-master/ }),
@@ -410,6 +415,27 @@ if (section('F')) {
     SaTest::write_file("$dir/switch.tmp", "sa ::1 $rport 127.0.0.1 $rport");
     rename "$dir/switch.tmp", "$dir/switch";
     ok(SaTest::wait_until(10, sub { status($nginx, '/index.html', $token) == 200 }), 'F IPv6: and back: 200');
+
+    # floods on the subscription: each kind logged a few times, not 2,000
+    my $bulk = sub { '$' . length($_[0]) . "\r\n$_[0]\r\n" };
+    my $push = sub { "*3\r\n" . $bulk->($_[0]) . $bulk->('+switch-master') . $_[1] };
+    my @floods = (
+        ['subscribe confirmations', $push->('subscribe', ":1\r\n"), qr/\[info\].*sa: Redis sentinel connection to /, 0],
+        ['malformed +switch-master', $push->('message', $bulk->('sa 1 2')), qr/malformed \+switch-master/, 1],
+        ['port 0', $push->('message', $bulk->("sa 127.0.0.1 $rport 127.0.0.1 0")), qr/not an IP address and a port/, 1],
+    );
+    for my $c (@floods) {
+        my ($name, $one, $line, $least) = @$c;
+        $next_second->();
+        my $mark = length $nginx->error_log;
+        SaTest::write_file("$dir/raw.tmp", $one x 2000);
+        rename "$dir/raw.tmp", "$dir/raw";
+        ok(SaTest::wait_until(5, sub { !-e "$dir/raw" }), "F 2,000 $name: sent");
+        sleep 0.5;
+        my $n = () = substr($nginx->error_log, $mark) =~ /$line/g;
+        ok($n >= $least && $n <= 3, "F 2,000 $name: logged $n times");
+        is(status($nginx, '/index.html', $token), 200, "F 2,000 $name: the gateway keeps its master");
+    }
     is(crashes($nginx), 0, 'F: no worker exited on a signal');
     is(($nginx->worker_pids)[0], $pid, 'F: the same worker throughout');
     $nginx->quit;
