@@ -150,19 +150,28 @@ sa_plain_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want)
 }
 
 
-void
-sa_json_add_unique(json_t *arr, const char *s)
+int
+sa_json_has(json_t *arr, const char *s)
 {
     size_t   i;
     json_t  *v;
 
     json_array_foreach(arr, i, v) {
-        if (strcmp(json_string_value(v), s) == 0) {
-            return;
+        if (strcmp(json_string_value(v) ?: "", s) == 0) {
+            return 1;
         }
     }
 
-    json_array_append_new(arr, json_string(s));
+    return 0;
+}
+
+
+void
+sa_json_add_unique(json_t *arr, const char *s)
+{
+    if (!sa_json_has(arr, s)) {
+        json_array_append_new(arr, json_string(s));
+    }
 }
 
 

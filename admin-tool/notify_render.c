@@ -97,22 +97,6 @@ sa_denied_status_valid(const char *s)
 }
 
 
-int
-sa_json_has(json_t *arr, const char *s)
-{
-    size_t   i;
-    json_t  *v;
-
-    json_array_foreach(arr, i, v) {
-        if (strcmp(json_string_value(v) ?: "", s) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 void
 sa_delivery_id(char out[37], const char *event, const char *app,
     const char *aid, const char *dest)

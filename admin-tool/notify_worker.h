@@ -160,9 +160,6 @@ const char *sa_event_time_refused(int64_t t, int64_t now);
 /* the four statuses of a gateway's token.denied */
 int sa_denied_status_valid(const char *s);
 
-/* a JSON array of strings holds s */
-int sa_json_has(json_t *arr, const char *s);
-
 /* "dlv_<hex>": the one delivery of an event to one destination */
 void sa_delivery_id(char out[37], const char *event, const char *app,
     const char *aid, const char *dest);

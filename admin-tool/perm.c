@@ -149,16 +149,7 @@ sa_team_load_or_exit(sa_admin_t *sa, const char *team)
 static int
 sa_scopes_hold(sa_admin_t *sa, const char *perm)
 {
-    size_t   i;
-    json_t  *v;
-
-    json_array_foreach(sa->scopes, i, v) {
-        if (json_is_string(v) && strcmp(json_string_value(v), perm) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return sa_json_has(sa->scopes, perm);
 }
 
 
@@ -462,22 +453,6 @@ sa_app_serves(json_t *app, const char *team)
 
     json_array_foreach(json_object_get(app, "shared"), i, t) {
         if (strcmp(json_string_value(t), team) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-static int
-sa_json_has(json_t *arr, const char *s)
-{
-    size_t   i;
-    json_t  *v;
-
-    json_array_foreach(arr, i, v) {
-        if (strcmp(json_string_value(v), s) == 0) {
             return 1;
         }
     }

@@ -127,6 +127,9 @@ char **sa_plain_args_or_exit(sa_admin_t *sa, int argc, char **argv,
 struct json_t;
 void sa_json_add_unique(struct json_t *arr, const char *s);
 
+/* does the JSON array hold the string s */
+int sa_json_has(struct json_t *arr, const char *s);
+
 /*
  * A repeatable flag's value: valid(s, len), or a usage error "invalid
  * <what> '<s>' (expected <expected>)"; then added to arr once.

@@ -32,14 +32,13 @@ sa_app_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want,
 }
 
 
-/* an account (the ops' output) as one line, or its JSON */
+/* an account (the ops' output) as one line; NULL: --json printed it */
 static void
-sa_account_print(sa_admin_t *sa, json_t *pub, const char *verb)
+sa_account_print(json_t *pub, const char *verb)
 {
     char  *apps;
 
-    if (sa->json) {
-        sa_print_json(pub);
+    if (pub == NULL) {
         return;
     }
 
@@ -66,8 +65,7 @@ sa_account_create(sa_admin_t *sa, int argc, char **argv)
     json_object_set_new(in, "team", json_string(op[0]));
     json_object_set_new(in, "name", json_string(op[1]));
 
-    sa_account_print(sa, sa_op_call(sa, "account.create", in), "created ");
-    json_decref(in);
+    sa_account_print(sa_cli_run(sa, "account.create", in), "created ");
 }
 
 
@@ -81,11 +79,8 @@ sa_account_list(sa_admin_t *sa, int argc, char **argv)
 
     op = sa_plain_args_or_exit(sa, argc, argv, 1);
     in = json_pack("{s:s}", "team", op[0]);
-    out = sa_op_call(sa, "account.list", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "account.list", in);
+    if (out == NULL) {
         return;
     }
 
@@ -117,8 +112,7 @@ sa_account_show(sa_admin_t *sa, int argc, char **argv)
 {
     json_t  *in = sa_account_ref_in(sa, argc, argv);
 
-    sa_account_print(sa, sa_op_call(sa, "account.show", in), "");
-    json_decref(in);
+    sa_account_print(sa_cli_run(sa, "account.show", in), "");
 }
 
 
@@ -136,10 +130,9 @@ sa_account_apps(sa_admin_t *sa, int argc, char **argv)
     }
     json_object_set_new(in, "id", json_string(op[0]));
 
-    sa_account_print(sa, sa_op_call(sa, grant ? "account.grant"
-                                              : "account.ungrant", in),
+    sa_account_print(sa_cli_run(sa, grant ? "account.grant"
+                                          : "account.ungrant", in),
                      grant ? "granted: " : "ungranted: ");
-    json_decref(in);
 }
 
 
@@ -148,11 +141,8 @@ sa_account_delete(sa_admin_t *sa, int argc, char **argv)
 {
     json_t  *in = sa_account_ref_in(sa, argc, argv), *out;
 
-    out = sa_op_call(sa, "account.delete", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "account.delete", in);
+    if (out == NULL) {
         return;
     }
 

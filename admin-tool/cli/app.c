@@ -58,13 +58,10 @@ static void
 sa_app_run_print(sa_admin_t *sa, const char *op, json_t *in,
     const char *verb)
 {
-    json_t  *pub = sa_op_call(sa, op, in);
+    json_t  *pub = sa_cli_run(sa, op, in);
     char    *shared;
 
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(pub);
+    if (pub == NULL) {
         return;
     }
 
@@ -112,11 +109,8 @@ sa_app_list(sa_admin_t *sa, int argc, char **argv)
     size_t   i;
     char    *shared;
 
-    arr = sa_op_call(sa, "app.list", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(arr);
+    arr = sa_cli_run(sa, "app.list", in);
+    if (arr == NULL) {
         return;
     }
 
@@ -144,11 +138,8 @@ sa_app_adopt(sa_admin_t *sa, int argc, char **argv)
         return;
     }
 
-    list = sa_op_call(sa, "app.adopt", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(list);
+    list = sa_cli_run(sa, "app.adopt", in);
+    if (list == NULL) {
         return;
     }
 

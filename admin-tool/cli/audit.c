@@ -75,11 +75,8 @@ sa_audit_run(sa_admin_t *sa, int argc, char **argv)
         return;
     }
 
-    out = sa_op_call(sa, "audit.list", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "audit.list", in);
+    if (out == NULL) {
         return;
     }
 

@@ -18,17 +18,6 @@
 #include "ops/ops.h"
 
 
-/* the operation's output; in is taken */
-static json_t *
-sa_notify_call(sa_admin_t *sa, const char *op, json_t *in)
-{
-    json_t  *out = sa_op_call(sa, op, in);
-
-    json_decref(in);
-    return out;
-}
-
-
 /* "TEAM/NAME" of an account id, for the text of remove and test */
 static char *
 sa_account_name(sa_admin_t *sa, json_t *id)
@@ -37,7 +26,8 @@ sa_account_name(sa_admin_t *sa, json_t *id)
     char    *name;
 
     in = json_pack("{s:O}", "id", id);
-    a = sa_notify_call(sa, "account.show", in);
+    a = sa_op_call(sa, "account.show", in);
+    json_decref(in);
     if (asprintf(&name, "%s/%s", json_string_value(json_object_get(a, "team")),
                  json_string_value(json_object_get(a, "name"))) < 0)
     {
@@ -89,10 +79,8 @@ sa_notify_set(sa_admin_t *sa, int argc, char **argv)
     json_object_set_new(in, "app", json_string(op[0]));
     json_object_set_new(in, "account", json_string(op[1]));
 
-    out = sa_notify_call(sa, "notify.set", in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "notify.set", in);
+    if (out == NULL) {
         return;
     }
 
@@ -123,11 +111,9 @@ sa_notify_list(sa_admin_t *sa, int argc, char **argv)
     size_t   i;
     char     name[160], dest[600];
 
-    out = sa_notify_call(sa, "notify.list",
+    out = sa_cli_run(sa, "notify.list",
                          json_pack("{s:s}", "app", op[0]));
-
-    if (sa->json) {
-        sa_print_json(out);
+    if (out == NULL) {
         return;
     }
 
@@ -164,12 +150,10 @@ sa_notify_one(sa_admin_t *sa, int argc, char **argv)
     json_t      *out;
     json_int_t   n;
 
-    out = sa_notify_call(sa, test ? "notify.test" : "notify.remove",
+    out = sa_cli_run(sa, test ? "notify.test" : "notify.remove",
                          json_pack("{s:s, s:s}", "app", op[0],
                                    "account", op[1]));
-
-    if (sa->json) {
-        sa_print_json(out);
+    if (out == NULL) {
         return;
     }
 
@@ -212,10 +196,8 @@ sa_notify_emit(sa_admin_t *sa, int argc, char **argv)
     json_object_set_new(in, "app", json_string(op[0]));
     json_object_set_new(in, "type", json_string(op[1]));
 
-    out = sa_notify_call(sa, "notify.emit", in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "notify.emit", in);
+    if (out == NULL) {
         return;
     }
 
@@ -287,10 +269,8 @@ sa_notify_failed(sa_admin_t *sa, int argc, char **argv)
         json_object_set_new(in, "app", json_string(op[0]));
     }
 
-    out = sa_notify_call(sa, "notify.failed", in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "notify.failed", in);
+    if (out == NULL) {
         return;
     }
 
@@ -315,11 +295,9 @@ sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
     char   **op = sa_plain_args_or_exit(sa, argc, argv, 1);
     json_t  *out;
 
-    out = sa_notify_call(sa, "notify.retry",
+    out = sa_cli_run(sa, "notify.retry",
                          json_pack("{s:s}", "id", op[0]));
-
-    if (sa->json) {
-        sa_print_json(out);
+    if (out == NULL) {
         return;
     }
 

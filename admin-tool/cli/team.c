@@ -33,11 +33,8 @@ sa_team_create(sa_admin_t *sa, int argc, char **argv)
     }
 
     in = json_pack("{s:s, s:s}", "team", op[0], "owner", owner);
-    out = sa_op_call(sa, "team.create", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "team.create", in);
+    if (out == NULL) {
         return;
     }
 
@@ -83,11 +80,8 @@ sa_member_add(sa_admin_t *sa, int argc, char **argv)
     op = sa_operands_or_exit(sa, argc, argv, 2);
     in = json_pack("{s:s, s:s, s:o}", "team", op[0], "user", op[1],
                    "perms", perms);
-    out = sa_op_call(sa, "team.member.add", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "team.member.add", in);
+    if (out == NULL) {
         return;
     }
 
@@ -109,11 +103,8 @@ sa_member_remove(sa_admin_t *sa, int argc, char **argv)
     json_t  *in, *out;
 
     in = json_pack("{s:s, s:s}", "team", op[0], "user", op[1]);
-    out = sa_op_call(sa, "team.member.remove", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "team.member.remove", in);
+    if (out == NULL) {
         return;
     }
 
@@ -130,11 +121,8 @@ sa_member_list(sa_admin_t *sa, int argc, char **argv)
     size_t   i;
 
     in = json_pack("{s:s}", "team", op[0]);
-    arr = sa_op_call(sa, "team.member.list", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(arr);
+    arr = sa_cli_run(sa, "team.member.list", in);
+    if (arr == NULL) {
         return;
     }
 

@@ -78,11 +78,8 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
     size_t   i, n;
 
     in = sa_token_args_or_exit(sa, argc, argv, opts);
-    out = sa_op_call(sa, "token.issue", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "token.issue", in);
+    if (out == NULL) {
         return;
     }
 
@@ -111,11 +108,8 @@ sa_token_list_cmd(sa_admin_t *sa, int argc, char **argv)
     char    *scopes;
 
     in = json_pack("{s:s}", "id", op[0]);
-    out = sa_op_call(sa, "token.list", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "token.list", in);
+    if (out == NULL) {
         return;
     }
 
@@ -143,30 +137,27 @@ sa_token_change_cmd(sa_admin_t *sa, int argc, char **argv)
         SA_OPTS_END
     };
     int      revoke = strcmp(sa->command->name, "revoke") == 0;
-    json_t  *in, *out;
+    json_t  *out;
     char    *s;
 
-    in = sa_token_args_or_exit(sa, argc, argv,
-                               revoke ? scope_opts + 1 : scope_opts);
-    out = sa_op_call(sa, revoke ? "token.revoke" : "token.scope", in);
-
-    if (sa->json) {
-        sa_print_json(out);
-
-    } else if (revoke) {
-        printf("token %s revoked\n",
-               json_string_value(json_object_get(in, "id")));
-        json_decref(out);
-
-    } else {
-        s = sa_join(json_object_get(out, "scopes"), ", ");
-        printf("token %s now has scopes %s\n",
-               json_string_value(json_object_get(in, "id")), s);
-        free(s);
-        json_decref(out);
+    out = sa_cli_run(sa, revoke ? "token.revoke" : "token.scope",
+                     sa_token_args_or_exit(sa, argc, argv,
+                                           revoke ? scope_opts + 1
+                                                  : scope_opts));
+    if (out == NULL) {
+        return;
     }
 
-    json_decref(in);
+    s = sa_join(json_object_get(out, "scopes"), ", ");
+    if (revoke) {
+        printf("token %s revoked\n",
+               json_string_value(json_object_get(out, "id")));
+    } else {
+        printf("token %s now has scopes %s\n",
+               json_string_value(json_object_get(out, "id")), s);
+    }
+    free(s);
+    json_decref(out);
 }
 
 
@@ -177,14 +168,11 @@ sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv)
         { "overlap", required_argument, NULL, 'o' },
         SA_OPTS_END
     };
-    json_t  *in, *t;
+    json_t  *t;
 
-    in = sa_token_args_or_exit(sa, argc, argv, opts);
-    t = sa_op_call(sa, "token.rotate", in);
-
-    if (sa->json) {
-        sa_print_json(t);
-        json_decref(in);
+    t = sa_cli_run(sa, "token.rotate", sa_token_args_or_exit(sa, argc, argv,
+                                                             opts));
+    if (t == NULL) {
         return;
     }
 
@@ -192,10 +180,9 @@ sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv)
     fprintf(stderr, "new token %s replaces %s, which stops working at %s; "
             "the new token is shown only this once\n",
             json_string_value(json_object_get(t, "id")),
-            json_string_value(json_object_get(in, "id")),
+            json_string_value(json_object_get(t, "rotated_from")),
             json_string_value(json_object_get(t, "old_expires_at")));
     json_decref(t);
-    json_decref(in);
 }
 
 

@@ -82,11 +82,8 @@ sa_user_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
         json_object_set_new(in, "expires", json_string(expires));
     }
 
-    out = sa_op_call(sa, "user.token.issue", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "user.token.issue", in);
+    if (out == NULL) {
         return;
     }
 
@@ -110,11 +107,8 @@ sa_user_token_list_cmd(sa_admin_t *sa, int argc, char **argv)
     op = sa_plain_args_or_exit(sa, argc, argv, 1);
 
     in = json_pack("{s:s}", "user", op[0]);
-    out = sa_op_call(sa, "user.token.list", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "user.token.list", in);
+    if (out == NULL) {
         return;
     }
 
@@ -150,11 +144,8 @@ sa_user_token_revoke_cmd(sa_admin_t *sa, int argc, char **argv)
     }
 
     in = json_pack("{s:s}", "id", op[0]);
-    out = sa_op_call(sa, "user.token.revoke", in);
-    json_decref(in);
-
-    if (sa->json) {
-        sa_print_json(out);
+    out = sa_cli_run(sa, "user.token.revoke", in);
+    if (out == NULL) {
         return;
     }
 

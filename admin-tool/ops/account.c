@@ -156,39 +156,6 @@ sa_account_batch(sa_admin_t *sa, const char *team, redisReply *ids,
 }
 
 
-static int
-sa_by_name(const void *a, const void *b)
-{
-    json_t  *x = *(json_t * const *) a, *y = *(json_t * const *) b;
-
-    return strcmp(json_string_value(json_object_get(x, "name")),
-                  json_string_value(json_object_get(y, "name")));
-}
-
-
-static json_t *
-sa_sorted_by_name(json_t *arr)
-{
-    size_t    i, n = json_array_size(arr);
-    json_t  **v, *out;
-
-    v = calloc(n + 1, sizeof(json_t *));
-    for (i = 0; i < n; i++) {
-        v[i] = json_array_get(arr, i);
-    }
-    qsort(v, n, sizeof(json_t *), sa_by_name);
-
-    out = json_array();
-    for (i = 0; i < n; i++) {
-        json_array_append(out, v[i]);
-    }
-
-    free(v);
-    json_decref(arr);
-    return out;
-}
-
-
 /*
  * account.list: GET /v1/teams/{team}/accounts
  *   team   string, required
@@ -224,7 +191,7 @@ sa_op_account_list(sa_admin_t *sa, json_t *in)
     }
     freeReplyObject(ids);
 
-    return sa_sorted_by_name(out);
+    return sa_json_sorted(out, sa_cmp_by_name);
 }
 
 

@@ -316,16 +316,6 @@ sa_op_app_unshare(sa_admin_t *sa, json_t *in)
 }
 
 
-static int
-sa_cmp_json_name(const void *a, const void *b)
-{
-    return strcmp(json_string_value(json_object_get(*(json_t * const *) a,
-                                                    "name")),
-                  json_string_value(json_object_get(*(json_t * const *) b,
-                                                    "name")));
-}
-
-
 /*
  * app.list: GET /v1/apps
  *   team   string: only those owned by or shared with this team
@@ -336,7 +326,7 @@ sa_op_app_list(sa_admin_t *sa, json_t *in)
 {
     const char   *team, *err;
     redisReply   *names, *r;
-    json_t       *rec, *arr, **v;
+    json_t       *rec, *arr;
     size_t        i, n;
 
     sa_in_only(in, "team", NULL);
@@ -344,7 +334,7 @@ sa_op_app_list(sa_admin_t *sa, json_t *in)
 
     names = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_APPS, sa->prefix);
     n = names->type == REDIS_REPLY_ARRAY ? names->elements : 0;
-    v = sa_xcalloc(n + 1, sizeof(json_t *));
+    arr = json_array();
 
     for (i = 0; i < n; i++) {
         r = sa_xredis_cmd(sa, "GET %s" SA_KEY_APP "%s", sa->prefix,
@@ -359,30 +349,14 @@ sa_op_app_list(sa_admin_t *sa, json_t *in)
                     err);
         }
         if (rec != NULL && (team == NULL || sa_app_serves(rec, team))) {
-            v[i] = sa_app_public(rec);
+            json_array_append_new(arr, sa_app_public(rec));
         }
         json_decref(rec);
         freeReplyObject(r);
     }
     freeReplyObject(names);
 
-    /* the listed ones first, by name */
-    arr = json_array();
-    for (i = 0; i < n; i++) {
-        if (v[i] != NULL) {
-            v[json_array_size(arr)] = v[i];
-            json_array_append_new(arr, json_null());
-        }
-    }
-    n = json_array_size(arr);
-    json_array_clear(arr);
-    qsort(v, n, sizeof(json_t *), sa_cmp_json_name);
-    for (i = 0; i < n; i++) {
-        json_array_append_new(arr, v[i]);
-    }
-    free(v);
-
-    return arr;
+    return sa_json_sorted(arr, sa_cmp_by_name);
 }
 
 

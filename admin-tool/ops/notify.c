@@ -126,18 +126,7 @@ sa_in_events(json_t *in)
 static int
 sa_account_granted(sa_account_t *a, const char *app)
 {
-    size_t   i;
-    json_t  *v;
-
-    json_array_foreach(a->apps, i, v) {
-        if (strcmp(json_string_value(v), app) == 0
-            || strcmp(json_string_value(v), "*") == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
+    return sa_json_has(a->apps, app) || sa_json_has(a->apps, "*");
 }
 
 
@@ -580,8 +569,8 @@ json_t *
 sa_op_notify_failed(sa_admin_t *sa, json_t *in)
 {
     redisReply   *r;
-    json_t      **v, *out, *st, *row;
-    size_t        i, n = 0;
+    json_t       *out, *st, *row;
+    size_t        i;
     const char   *app = NULL;
 
     sa_in_only(in, "app", NULL);
@@ -590,7 +579,7 @@ sa_op_notify_failed(sa_admin_t *sa, json_t *in)
     }
 
     r = sa_xredis_cmd(sa, "HGETALL %s", sa_key(sa, SA_KEY_FAILED, NULL));
-    v = sa_xcalloc(r->elements / 2 + 1, sizeof(json_t *));
+    out = json_array();
 
     for (i = 0; i + 1 < r->elements; i += 2) {
         st = json_loadb(r->element[i + 1]->str, r->element[i + 1]->len, 0,
@@ -619,18 +608,15 @@ sa_op_notify_failed(sa_admin_t *sa, json_t *in)
                                          json_object_get(st, "failed_at"))),
                         "dest", json_object_get(st, "dest"));
         json_object_set(row, "_t", json_object_get(st, "failed_at"));
-        v[n++] = row;
+        json_array_append_new(out, row);
         json_decref(st);
     }
     freeReplyObject(r);
 
-    qsort(v, n, sizeof(json_t *), sa_by_failed_at);
-    out = json_array();
-    for (i = 0; i < n; i++) {
-        json_object_del(v[i], "_t");
-        json_array_append_new(out, v[i]);
+    out = sa_json_sorted(out, sa_by_failed_at);
+    json_array_foreach(out, i, row) {
+        json_object_del(row, "_t");
     }
-    free(v);
 
     return out;
 }

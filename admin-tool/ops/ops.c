@@ -15,7 +15,6 @@
 
 sa_die_sink_pt  sa_die_sink;
 const char     *sa_die_usage_line;
-json_t       *(*sa_op_via)(sa_admin_t *sa, const sa_op_t *op, json_t *in);
 
 static const struct {
     int          exit;
@@ -284,17 +283,55 @@ sa_in_bool(json_t *in, const char *field, int dflt)
 
 
 json_t *
-sa_op_call(sa_admin_t *sa, const char *name, json_t *in)
+sa_json_sorted(json_t *arr, int (*cmp)(const void *a, const void *b))
 {
-    const sa_op_t  *op = sa_op_find(name);
+    size_t    i, n = json_array_size(arr);
+    json_t  **v, *out;
 
-    if (op == NULL) {
-        sa_die_kind(SA_ERR_INTERNAL, "no operation '%s'", name);
+    v = calloc(n + 1, sizeof(json_t *));
+    if (v == NULL) {
+        sa_die_kind(SA_ERR_INTERNAL, "out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        v[i] = json_array_get(arr, i);
+    }
+    qsort(v, n, sizeof(json_t *), cmp);
+
+    out = json_array();
+    for (i = 0; i < n; i++) {
+        json_array_append(out, v[i]);
     }
 
-    if (sa_op_via != NULL && !(op->flags & SA_OP_LOCAL)) {
-        return sa_op_via(sa, op, in);
-    }
+    free(v);
+    json_decref(arr);
+    return out;
+}
 
-    return op->run(sa, in);
+
+/* a string field of two objects for qsort, "" for none */
+static int
+sa_cmp_field(const void *a, const void *b, const char *field)
+{
+    const char  *x, *y;
+
+    x = json_string_value(json_object_get(*(json_t * const *) a, field));
+    y = json_string_value(json_object_get(*(json_t * const *) b, field));
+
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+
+int
+sa_cmp_by_name(const void *a, const void *b)
+{
+    return sa_cmp_field(a, b, "name");
+}
+
+
+int
+sa_cmp_by_created(const void *a, const void *b)
+{
+    int  c = sa_cmp_field(a, b, "created_at");
+
+    return c ? c : sa_cmp_field(a, b, "id");
 }

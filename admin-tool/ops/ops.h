@@ -97,12 +97,28 @@ json_t *sa_in_list(json_t *in, const char *field, int required,
 int sa_in_bool(json_t *in, const char *field, int dflt);
 
 /*
+ * arr (taken) as a new array sorted by cmp, a qsort() comparison of two
+ * json_t *: sa_cmp_by_name ("name"), sa_cmp_by_created ("created_at",
+ * then "id"; RFC 3339 strings sort as times)
+ */
+json_t *sa_json_sorted(json_t *arr, int (*cmp)(const void *a, const void *b));
+int sa_cmp_by_name(const void *a, const void *b);
+int sa_cmp_by_created(const void *a, const void *b);
+
+/*
  * The CLI's way to an operation: the registry's op of that name run with
  * in (borrowed); its output (a new reference).  sa_op_via, when set (the
  * CLI's --api mode), runs it instead of the local op.
  */
 json_t *sa_op_call(sa_admin_t *sa, const char *name, json_t *in);
 extern json_t *(*sa_op_via)(sa_admin_t *sa, const sa_op_t *op, json_t *in);
+
+/*
+ * A command's operation (cli/run.c): sa_op_call() with in, which it
+ * takes; with --json it prints the output and returns NULL (the command
+ * is done), else it returns the output for the command's text.
+ */
+json_t *sa_cli_run(sa_admin_t *sa, const char *op, json_t *in);
 
 /*
  * sa_die()'s, sa_die_usage()'s and sa_die_kind()'s common end: the sink,

@@ -8,6 +8,8 @@
 
 #include "ops.h"
 
+json_t  *(*sa_op_via)(sa_admin_t *sa, const sa_op_t *op, json_t *in);
+
 #define W  SA_OP_WRITE
 
 const sa_op_t  sa_ops[] = {
@@ -102,4 +104,21 @@ sa_op_find(const char *name)
     }
 
     return NULL;
+}
+
+
+json_t *
+sa_op_call(sa_admin_t *sa, const char *name, json_t *in)
+{
+    const sa_op_t  *op = sa_op_find(name);
+
+    if (op == NULL) {
+        sa_die_kind(SA_ERR_INTERNAL, "no operation '%s'", name);
+    }
+
+    if (sa_op_via != NULL && !(op->flags & SA_OP_LOCAL)) {
+        return sa_op_via(sa, op, in);
+    }
+
+    return op->run(sa, in);
 }

@@ -23,6 +23,32 @@ sa_in_team(json_t *in)
 
 
 /*
+ * A new team record, signed, and the script's arguments that start with
+ * it (team_create.lua, team_adopt.lua): team, owner, the record
+ */
+static void
+sa_team_args(sa_admin_t *sa, sa_args_t *args, const char *team,
+    const char *owner)
+{
+    json_t  *rec;
+    char    *sealed;
+
+    rec = json_pack("{s:s, s:s, s:s, s:I, s:s, s:i}", "kind", "team",
+                    "id", team, "owner", owner,
+                    "created_at", (json_int_t) sa_now(),
+                    "created_by", sa->actor, "version", 1);
+    sealed = sa_record_seal(sa, rec);
+    json_decref(rec);
+
+    sa_change_args(sa, args);
+    sa_args_add(args, team);
+    sa_args_add(args, owner);
+    sa_args_add(args, sealed);
+    free(sealed);
+}
+
+
+/*
  * team.create: POST /v1/teams (201)
  *   team   string, required: [a-z0-9][a-z0-9_.-]*, at most 63
  *   owner  string, required: the user who owns it
@@ -33,9 +59,7 @@ json_t *
 sa_op_team_create(sa_admin_t *sa, json_t *in)
 {
     const char  *team, *owner;
-    char        *sealed;
     sa_args_t    args;
-    json_t      *rec;
 
     sa_in_only(in, "team", "owner", NULL);
     team = sa_in_team(in);
@@ -51,20 +75,9 @@ sa_op_team_create(sa_admin_t *sa, json_t *in)
     }
     sa_actor_or_exit(sa);
 
-    rec = json_pack("{s:s, s:s, s:s, s:I, s:s, s:i}", "kind", "team",
-                    "id", team, "owner", owner,
-                    "created_at", (json_int_t) sa_now(),
-                    "created_by", sa->actor, "version", 1);
-    sealed = sa_record_seal(sa, rec);
-    json_decref(rec);
-
-    sa_change_args(sa, &args);
-    sa_args_add(&args, team);
-    sa_args_add(&args, owner);
-    sa_args_add(&args, sealed);
+    sa_team_args(sa, &args, team, owner);
     sa_change_once_or_exit(sa, &sa_lua_team_create, &args, "the team");
     sa_args_free(&args);
-    free(sealed);
 
     return json_pack("{s:s, s:s}", "team", team, "owner", owner);
 }
@@ -323,18 +336,7 @@ sa_team_adopt_once(sa_admin_t *sa, void *data)
     members = sa_xredis_cmd(sa, "HGETALL %s" SA_KEY_TEAM "%s" SA_KEY_MEMBERS,
                             sa->prefix, team);
 
-    rec = json_pack("{s:s, s:s, s:s, s:I, s:s, s:i}", "kind", "team",
-                    "id", team, "owner", owner->str,
-                    "created_at", (json_int_t) sa_now(),
-                    "created_by", sa->actor, "version", 1);
-    sealed = sa_record_seal(sa, rec);
-    json_decref(rec);
-
-    sa_change_args(sa, &args);
-    sa_args_add(&args, team);
-    sa_args_add(&args, owner->str);
-    sa_args_add(&args, sealed);
-    free(sealed);
+    sa_team_args(sa, &args, team, owner->str);
     sa_args_addf(&args, "%zu", members->type == REDIS_REPLY_ARRAY
                                ? members->elements / 2 : (size_t) 0);
 

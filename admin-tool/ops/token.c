@@ -289,19 +289,6 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
 }
 
 
-static int
-sa_by_created(const void *x, const void *y)
-{
-    json_t      *a = *(json_t * const *) x, *b = *(json_t * const *) y;
-    const char  *ca = json_string_value(json_object_get(a, "created_at"));
-    const char  *cb = json_string_value(json_object_get(b, "created_at"));
-    int          c = strcmp(ca ? ca : "", cb ? cb : "");
-
-    return c ? c : strcmp(json_string_value(json_object_get(a, "id")),
-                          json_string_value(json_object_get(b, "id")));
-}
-
-
 /*
  * token.list: GET /v1/accounts/{id}/tokens
  *   id     string, required: the account, an id or TEAM/NAME
@@ -312,8 +299,8 @@ sa_op_token_list(sa_admin_t *sa, json_t *in)
 {
     sa_account_t      a;
     sa_token_set_t    ts;
-    json_t          **v, *out;
-    size_t            i, n = 0;
+    json_t           *out;
+    size_t            i;
     int64_t           now = sa_now();
 
     sa_in_only(in, "id", NULL);
@@ -321,26 +308,21 @@ sa_op_token_list(sa_admin_t *sa, json_t *in)
     sa_reader_or_exit(sa, a.team);
     sa_token_set_load(sa, a.id, &ts);
 
-    v = calloc(ts.n + 1, sizeof(json_t *));
+    out = json_array();
     for (i = 0; i < ts.n; i++) {
         if (ts.recs[i] != NULL) {
-            v[n++] = sa_token_json(ts.recs[i], ts.used[i], now);
+            json_array_append_new(out, sa_token_json(ts.recs[i], ts.used[i],
+                                                     now));
 
         } else if (ts.tampered[i]) {
             /* say so, and show nothing it claims */
-            v[n++] = json_pack("{s:s, s:s, s:[], s:n, s:n, s:n, s:s}",
+            json_array_append_new(out, json_pack("{s:s, s:s, s:[], s:n, s:n, s:n, s:s}",
                                "id", ts.ids[i], "account", a.id, "scopes",
                                "created_at", "expires_at", "last_used_at",
-                               "status", "tampered");
+                               "status", "tampered"));
         }
     }
-    qsort(v, n, sizeof(json_t *), sa_by_created);
-
-    out = json_array();
-    for (i = 0; i < n; i++) {
-        json_array_append_new(out, v[i]);
-    }
-    free(v);
+    out = sa_json_sorted(out, sa_cmp_by_created);
 
     sa_token_set_free(&ts);
     sa_account_free(&a);

@@ -287,27 +287,14 @@ sa_op_user_token_issue(sa_admin_t *sa, json_t *in)
 }
 
 
-static int
-sa_by_created(const void *x, const void *y)
-{
-    json_t      *a = *(json_t * const *) x, *b = *(json_t * const *) y;
-    const char  *ca = json_string_value(json_object_get(a, "created_at"));
-    const char  *cb = json_string_value(json_object_get(b, "created_at"));
-    int          c = strcmp(ca ? ca : "", cb ? cb : "");
-
-    return c ? c : strcmp(json_string_value(json_object_get(a, "id")),
-                          json_string_value(json_object_get(b, "id")));
-}
-
-
 json_t *
 sa_op_user_token_list(sa_admin_t *sa, json_t *in)
 {
     const char  *user, *err;
     redisReply  *ids, *r;
     sa_args_t    args;
-    json_t     **v, *rec, *out;
-    size_t       i, n = 0;
+    json_t      *rec, *out;
+    size_t       i;
     int64_t      now = sa_now();
 
     sa_in_only(in, "user", NULL);
@@ -331,7 +318,7 @@ sa_op_user_token_list(sa_admin_t *sa, json_t *in)
         sa_args_free(&args);
     }
 
-    v = sa_xcalloc(ids->elements + 1, sizeof(json_t *));
+    out = json_array();
 
     for (i = 0; i < ids->elements; i++) {
         r = sa_xredis_reply(sa);
@@ -347,13 +334,14 @@ sa_op_user_token_list(sa_admin_t *sa, json_t *in)
             if (rec != NULL && strcmp(json_string_value(
                                    json_object_get(rec, "user")), user) == 0)
             {
-                v[n++] = sa_ptoken_json(rec, now);
+                json_array_append_new(out, sa_ptoken_json(rec, now));
             } else {
                 /* say so, and show nothing it claims */
-                v[n++] = json_pack("{s:s, s:s, s:n, s:n, s:n, s:s}",
-                                   "id", ids->element[i]->str, "user", user,
-                                   "created_at", "created_by", "expires_at",
-                                   "status", "tampered");
+                json_array_append_new(out, json_pack("{s:s, s:s, s:n, s:n, "
+                                      "s:n, s:s}", "id", ids->element[i]->str,
+                                      "user", user, "created_at",
+                                      "created_by", "expires_at", "status",
+                                      "tampered"));
             }
             json_decref(rec);
         }
@@ -362,16 +350,8 @@ sa_op_user_token_list(sa_admin_t *sa, json_t *in)
         freeReplyObject(r);
     }
 
-    qsort(v, n, sizeof(json_t *), sa_by_created);
-
-    out = json_array();
-    for (i = 0; i < n; i++) {
-        json_array_append_new(out, v[i]);
-    }
-
-    free(v);
     freeReplyObject(ids);
-    return out;
+    return sa_json_sorted(out, sa_cmp_by_created);
 }
 
 
