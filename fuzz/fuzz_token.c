@@ -10,8 +10,10 @@
  *           first word not "bearer" (ASCII case-insensitive): none; then
  *           exactly one more word: ok, otherwise malformed
  *   token:  sat_<16 base62>_<43 base62><6 base62 = CRC32 of the rest>
+ *           (a personal token: the same with sap_, sa_token_parse_as())
  *
- * and a token whose check is recomputed must parse iff its shape is right.
+ * and a token whose check is recomputed must parse iff its shape is right;
+ * no bytes are ever both a sat_ and a sap_ token.
  */
 
 #include "fuzz.h"
@@ -83,7 +85,7 @@ ref_check(const unsigned char *tok, char out[SA_TOKEN_CHECK_LEN])
 
 /* shape only: length, prefix, separator, alphabet */
 static sa_token_err_t
-ref_token_shape(const unsigned char *t, size_t n)
+ref_token_shape_as(const unsigned char *t, size_t n, const char *prefix)
 {
     size_t  i;
 
@@ -91,7 +93,7 @@ ref_token_shape(const unsigned char *t, size_t n)
         return SA_TOKEN_BAD_LENGTH;
     }
 
-    if (memcmp(t, "sat_", 4) != 0 || t[20] != '_') {
+    if (memcmp(t, prefix, 4) != 0 || t[20] != '_') {
         return SA_TOKEN_BAD_PREFIX;
     }
 
@@ -106,10 +108,17 @@ ref_token_shape(const unsigned char *t, size_t n)
 
 
 static sa_token_err_t
-ref_token_parse(const unsigned char *t, size_t n)
+ref_token_shape(const unsigned char *t, size_t n)
+{
+    return ref_token_shape_as(t, n, "sat_");
+}
+
+
+static sa_token_err_t
+ref_token_parse_as(const unsigned char *t, size_t n, const char *prefix)
 {
     char            check[SA_TOKEN_CHECK_LEN];
-    sa_token_err_t  rc = ref_token_shape(t, n);
+    sa_token_err_t  rc = ref_token_shape_as(t, n, prefix);
 
     if (rc != SA_TOKEN_OK) {
         return rc;
@@ -117,6 +126,13 @@ ref_token_parse(const unsigned char *t, size_t n)
 
     ref_check(t, check);
     return memcmp(check, t + 64, 6) == 0 ? SA_TOKEN_OK : SA_TOKEN_BAD_CHECK;
+}
+
+
+static sa_token_err_t
+ref_token_parse(const unsigned char *t, size_t n)
+{
+    return ref_token_parse_as(t, n, "sat_");
 }
 
 
@@ -184,6 +200,12 @@ check_token(const unsigned char *t, size_t n)
     FUZZ_ASSERT(rc == ref_token_parse(t, n));
     FUZZ_ASSERT(sa_token_strerror(rc) != NULL);
 
+    /* personal tokens: their own prefix, never both kinds at once */
+    FUZZ_ASSERT(sa_token_parse_as(t, n, SA_PTOKEN_PREFIX)
+                == ref_token_parse_as(t, n, "sap_"));
+    FUZZ_ASSERT(rc != SA_TOKEN_OK
+                || sa_token_parse_as(t, n, SA_PTOKEN_PREFIX) != SA_TOKEN_OK);
+
     if (rc == SA_TOKEN_OK) {
         FUZZ_ASSERT(n == SA_TOKEN_LEN);
         FUZZ_ASSERT(sa_token_id_valid((const char *) t + SA_TOKEN_ID_OFF,
@@ -238,6 +260,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* a fresh token always parses, and parses inside a header */
     if (size > 0 && data[0] == 'G') {
         char  hdr[8 + SA_TOKEN_LEN + 2];
+
+        sa_token_generate_as(gen, SA_PTOKEN_PREFIX);
+        FUZZ_ASSERT(sa_token_parse_as((unsigned char *) gen, SA_TOKEN_LEN,
+                                      SA_PTOKEN_PREFIX) == SA_TOKEN_OK
+                    && sa_token_parse((unsigned char *) gen, SA_TOKEN_LEN)
+                       == SA_TOKEN_BAD_PREFIX);
 
         sa_token_generate(gen);
         FUZZ_ASSERT(strlen(gen) == SA_TOKEN_LEN);
