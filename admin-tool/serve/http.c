@@ -100,7 +100,8 @@ sa_routes_init(void)
         sa_route_add(&r);
     }
 
-    sa_metrics.h = sa_xcalloc(sa_nroutes + 1, sizeof(sa_histo_t));
+    /* one for no route, one for the console's files */
+    sa_metrics.h = sa_xcalloc(sa_nroutes + 2, sizeof(sa_histo_t));
 }
 
 
@@ -308,7 +309,8 @@ sa_answer_problem(sa_req_t *r, int status, const char *type, int exit_code,
 static void
 sa_metrics_count(sa_req_t *r)
 {
-    int          route = r->route ? r->route_ix : sa_nroutes;
+    int          route = r->route ? r->route_ix
+                         : r->console ? sa_nroutes + 1 : sa_nroutes;
     double       t = sa_mono() - r->start;
     sa_histo_t  *h = &sa_metrics.h[route];
     size_t       i;
@@ -348,7 +350,8 @@ sa_metrics_auth_failure(void)
 static const char *
 sa_route_label(int i)
 {
-    return i < sa_nroutes ? sa_routes[i].name : "none";
+    return i < sa_nroutes ? sa_routes[i].name
+           : i == sa_nroutes + 1 ? "console" : "none";
 }
 
 
@@ -373,7 +376,7 @@ sa_metrics_text(sa_serve_t *s)
     fputs("# HELP sa_admin_request_duration_seconds Time from a request's "
           "headers to its answer, by route.\n"
           "# TYPE sa_admin_request_duration_seconds histogram\n", f);
-    for (r = 0; r <= sa_nroutes; r++) {
+    for (r = 0; r <= sa_nroutes + 1; r++) {
         if (sa_metrics.h[r].n == 0) {
             continue;
         }
@@ -661,6 +664,10 @@ sa_req_begin(sa_listener_t *l, struct MHD_Connection *conn, const char *url,
     }
 
     ix = sa_route_match(method, url, r->in, allow, sizeof(allow));
+    if (ix == -1 && sa_console_wants(&sa_serve, url)) {
+        r->console = 1;
+        return r;
+    }
     if (ix == -1) {
         sa_answer_problem(r, 404, "not-found", 2, "no route %s %s",
                           sa_vis(method), sa_vis(url));
@@ -786,13 +793,21 @@ sa_access(void *cls, struct MHD_Connection *conn, const char *url,
     if (r == NULL) {
         r = sa_req_begin(l, conn, url, method);
         *ctx = r;
+        if (r->console) {
+            int  rc;
+
+            rc = sa_console_send(&sa_serve, conn, url, method, &r->status);
+            r->sent = 1;
+            sa_metrics_count(r);
+            return rc == MHD_YES ? MHD_YES : MHD_NO;
+        }
         if (r->status) {
             return sa_send(r);
         }
         return MHD_YES;
     }
 
-    if (r->status) {
+    if (r->status || r->console) {
         if (*size) {
             *size = 0;             /* a body after the answer: dropped */
             return MHD_YES;

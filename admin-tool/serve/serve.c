@@ -40,7 +40,7 @@ sa_serve_t  sa_serve;
 static const char  serve_usage[] =
     "serve --listen ADDR... [--trusted-listen ADDR --user-header NAME] "
     "[--operator USER]... [--workers N] [--max-connections N] "
-    "[--timeout TIME]";
+    "[--timeout TIME] [--console DIR|off]";
 
 static const char  serve_help[] =
     "Runs the admin API (docs/admin-api.md): the one process that holds the\n"
@@ -66,7 +66,9 @@ static const char  serve_help[] =
     "                         more are closed at once\n"
     "  --timeout TIME         a request must arrive whole within it, and an\n"
     "                         idle connection is closed after it (default\n"
-    "                         10s)\n";
+    "                         10s)\n"
+    "  --console DIR|off      the web console's files, served at / (default\n"
+    "                         " SA_CONSOLE_DIR " when it exists)\n";
 
 static const sa_command_t  serve_command = {
     "serve", NULL, serve_usage, serve_help
@@ -459,6 +461,7 @@ static const struct option  serve_opts[] = {
     { "workers", required_argument, NULL, 'w' },
     { "max-connections", required_argument, NULL, 'm' },
     { "timeout", required_argument, NULL, 't' },
+    { "console", required_argument, NULL, 'c' },
     SA_OPTS_END
 };
 
@@ -471,6 +474,7 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
     int          nlisten = 0, ntrusted = 0, nops = 0, ch, i;
     int64_t      t;
     sigset_t     set;
+    const char  *console = NULL;
 
     sa->command = &serve_command;
     optind = 0;
@@ -524,6 +528,9 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
             }
             s->timeout = (unsigned) t;
             break;
+        case 'c':
+            console = optarg;
+            break;
         }
     }
     sa_operands_or_exit(sa, argc, argv, 0);
@@ -547,6 +554,8 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
     s->tmpl.json = 1;
     s->tmpl.operators = nops ? s->operators : NULL;
 
+    sa_console_set_or_exit(s, console ? console : SA_CONSOLE_DIR,
+                           console != NULL);
     sa_routes_init();
 
     /* the signals through a signalfd; the workers get them back */
@@ -584,6 +593,9 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
                              &s->listeners[i]);
     }
 
+    if (s->console != NULL) {
+        sa_serve_log("the console from %s at /", s->console);
+    }
     for (i = 0; i < s->nlisteners; i++) {
         fprintf(stderr, "listening on %s\n", s->listeners[i].addr);
     }

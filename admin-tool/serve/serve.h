@@ -95,6 +95,7 @@ struct sa_req_s {
     int                     dispatched;
     int                     suspended;
     int                     sent;
+    int                     console;  /* a file of the console */
     double                  start;
     char                   *auth;     /* the Authorization header */
     char                   *user;     /* the user header (trusted only) */
@@ -131,6 +132,7 @@ typedef struct {
     sa_conn_t        *conns;
     unsigned          nconns;
     const char       *operators[65];
+    char             *console;      /* the console's real path, NULL: off */
 } sa_serve_t;
 
 extern sa_serve_t  sa_serve;
@@ -144,6 +146,13 @@ void sa_http_answered(sa_serve_t *s, sa_req_t *r, int status, char *body,
 char *sa_problem_body(int status, const char *type, const char *title,
     const char *detail, int exit_code);
 void sa_metrics_auth_failure(void);
+
+/* console.c: the console's static files at / (--console DIR|off) */
+#define SA_CONSOLE_DIR  "/usr/share/sa-admin/console"
+void sa_console_set_or_exit(sa_serve_t *s, const char *dir, int given);
+int sa_console_wants(sa_serve_t *s, const char *url);
+int sa_console_send(sa_serve_t *s, struct MHD_Connection *conn,
+    const char *url, const char *method, int *status);
 
 /* pool.c: the workers, parent side */
 void sa_pool_start_or_exit(sa_serve_t *s);

@@ -134,6 +134,10 @@ my (undef, $pkg_version) = sh(q{dpkg-query -W -f='${Version}' sa-admin});
 is($out, "sa-admin $pkg_version\n", 'the same as the installed package');
 ($rc, $out) = sh('sa-admin --json --version');
 is($out, qq({"version":"$version"}\n), 'sa-admin --json --version');
+# the console, where serve looks for it by default (issue 23)
+ok(-f '/usr/share/sa-admin/console/index.html',
+   'the console in /usr/share/sa-admin/console');
+ok(-f '/usr/share/sa-admin/console/app.js', 'with its module');
 
 ok(-f '/usr/share/man/man1/sa-admin.1.gz', 'the man page sa-admin(1)');
 SKIP: {
