@@ -12,7 +12,7 @@
 #   C. GET answered with bytes no real Redis sends, at the bounds: bulk
 #      strings of 64 KiB - 1, 64 KiB (401: not a record; the connection
 #      stays) and 64 KiB + 1 (503, protocol error); arrays of 64 and 65
-#      elements; nesting 3 and 4 deep; a reply of 68 KiB and one byte
+#      elements, replies of 256 and 257 items; nesting 3 and 4 deep; a reply of 68 KiB and one byte
 #      more; an error line of 1024 and 1025 bytes; another token's genuine
 #      record (401, the record's own token 200); malformed lengths.  A
 #      reply of a type GET never gets is 503 (garbage from Redis), not 401.
@@ -185,6 +185,8 @@ if (section('C')) {
     mode('raw');
     my $K = 65536;
     my $bulk = sub { '$' . length($_[0]) . "\r\n$_[0]\r\n" };
+    # [[63 x :1] x 3, [$last x :1]]: 252 + $last + 4 items below the top
+    my $items = sub { "*4\r\n" . ("*63\r\n" . ":1\r\n" x 63) x 3 . "*$_[0]\r\n" . ":1\r\n" x $_[0] };
     my $nest = sub { my ($d) = @_; ('*1' . "\r\n") x $d . ":1\r\n" };
     # [64 KiB bulk, bulk]: $total bytes on the wire
     my $sized = sub {
@@ -205,6 +207,8 @@ if (section('C')) {
         ['bulk of 64 KiB + 1',  '$' . ($K + 1) . "\r\n" . 'x' x ($K + 1) . "\r\n", 503, qr/bulk string longer than a record/],
         ['array of 64',         "*64\r\n" . ":1\r\n" x 64, 503, undef, qr/answered GET for token "\w+" with .*, not a string/],
         ['array of 65',         "*65\r\n" . ":1\r\n" x 65, 503, qr/array of too many elements/],
+        ['256 items',           $items->(63), 503, undef, qr/answered GET for token "\w+" with .*, not a string/],
+        ['257 items',           $items->(64), 503, qr/too many elements in one reply/],
         ['nested 3 deep',       $nest->(3), 503, undef, qr/answered GET for token "\w+" with .*, not a string/],
         ['nested 4 deep',       $nest->(4), 503, qr/arrays nested too deep/],
         ['nil array (nil, as hiredis reads it)', "*-1\r\n", 401],

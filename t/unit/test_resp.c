@@ -219,6 +219,26 @@ test_bounds(void)
     }
     is_long(scan(s, p - s, 7, &(sa_resp_t){0}), 1, "an array of 64 elements");
 
+    /* [[63 x :1] x 3, [63 or 64 x :1]]: 256 items below the top, or 257 */
+    for (total = 0; total < 2; total++) {
+        p = s + sprintf(s, "*4\r\n");
+        for (i = 0; i < 4; i++) {
+            size_t  j, k = (i == 3 && total) ? 64 : 63;
+
+            p += sprintf(p, "*%zu\r\n", k);
+            for (j = 0; j < k; j++) {
+                p += sprintf(p, ":1\r\n");
+            }
+        }
+        if (total == 0) {
+            is_long(scan(s, p - s, 5, &(sa_resp_t){0}), 1,
+                    "256 items in one reply");
+        } else {
+            is_str(refusal(s, p - s), "too many elements in one reply",
+                   "257 items in one reply");
+        }
+    }
+
     is_long(replies("*1\r\n*1\r\n*1\r\n:1\r\n"), 1, "arrays 3 deep");
     is_long(replies("*1\r\n*1\r\n*1\r\n*-1\r\n"), 1,
             "a nil array 4 levels down");
