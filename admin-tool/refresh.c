@@ -136,42 +136,21 @@ sa_versions_count(const sa_versions_t *v)
 size_t
 sa_versions_note_message(sa_versions_t *v, const char *msg, size_t len)
 {
-    size_t        i, n, noted;
-    uint64_t      version;
-    const char   *item, *end;
+    size_t                noted;
+    uint64_t              version;
+    const unsigned char  *p, *end, *id;
 
+    /* the gateway's own parser of these messages (core/sa_token.c) */
+    p = (const unsigned char *) msg;
+    end = p + len;
     noted = 0;
-    end = msg + len;
 
-    while (msg < end) {
-        while (msg < end && *msg == ' ') {
-            msg++;
-        }
-
-        item = msg;
-        while (msg < end && *msg != ' ') {
-            msg++;
-        }
-        n = (size_t) (msg - item);
-
-        /* <16 id characters>:<1 to 19 digits> */
-        if (n < SA_TOKEN_ID_LEN + 2 || n > SA_TOKEN_ID_LEN + 20
-            || item[SA_TOKEN_ID_LEN] != ':'
-            || !sa_token_id_valid(item, SA_TOKEN_ID_LEN))
+    while (sa_invalidation_next(&p, end, &id, &version)) {
+        /* a made-up id names no token; only a real id can be refused */
+        if (version > 0 && sa_token_id_valid((const char *) id,
+                                             SA_TOKEN_ID_LEN))
         {
-            continue;
-        }
-
-        version = 0;
-        for (i = SA_TOKEN_ID_LEN + 1; i < n; i++) {
-            if (item[i] < '0' || item[i] > '9') {
-                break;
-            }
-            version = version * 10 + (uint64_t) (item[i] - '0');
-        }
-
-        if (i == n && version > 0) {
-            sa_versions_note(v, item, version);
+            sa_versions_note(v, (const char *) id, version);
             noted++;
         }
     }

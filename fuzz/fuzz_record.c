@@ -73,7 +73,8 @@ check_record(const sa_token_record_t *rec)
 
     FUZZ_ASSERT(rec->size >= sizeof(*rec));
     FUZZ_ASSERT(rec->version > 0 && rec->version <= (uint64_t) INT64_MAX);
-    FUZZ_ASSERT(rec->created_at >= 0 && rec->expires_at >= 0);
+    FUZZ_ASSERT(rec->created_at >= 0 && rec->expires_at >= 0
+                && rec->fresh_until >= 0);
     FUZZ_ASSERT(rec->revoked == 0 || rec->revoked == 1);
     FUZZ_ASSERT(rec->id[SA_TOKEN_ID_LEN] == '\0'
                 && strlen(rec->id) == SA_TOKEN_ID_LEN
@@ -128,6 +129,7 @@ same_record(const sa_token_record_t *a, const sa_token_record_t *b)
         || !same_str(&a->team, &b->team) || a->nscopes != b->nscopes
         || a->napps != b->napps || a->created_at != b->created_at
         || a->expires_at != b->expires_at || a->revoked != b->revoked
+        || a->fresh_until != b->fresh_until
         || a->size != b->size)
     {
         return 0;
