@@ -510,6 +510,7 @@ sa_chain_entry(sa_chain_t *c, const char *id, redisReply *fields)
     const char  *seq_s = sa_audit_field(fields, "seq");
     const char  *prev = sa_audit_field(fields, "prev");
     const char  *link = sa_audit_field(fields, "link");
+    const char  *proof, *channel;
     char        *end, *text, what[160], want[41];
     long long    seq;
     size_t       len;
@@ -529,16 +530,22 @@ sa_chain_entry(sa_chain_t *c, const char *id, redisReply *fields)
     }
 
     /* the link must be the hash of what the entry says (common.lua) */
+    /* entries with a proof (and channel) hash them too */
+    proof = sa_audit_field(fields, "proof");
+    channel = sa_audit_field(fields, "channel");
     len = strlen(prev) + strlen(seq_s) + strlen(sa_audit_field(fields, "time"))
           + strlen(sa_audit_field(fields, "actor"))
           + strlen(sa_audit_field(fields, "action"))
           + strlen(sa_audit_field(fields, "target"))
-          + strlen(sa_audit_field(fields, "team")) + 7;
+          + strlen(sa_audit_field(fields, "team")) + strlen(proof)
+          + strlen(channel) + 9;
     text = sa_xmalloc(len);
-    snprintf(text, len, "%s\n%s\n%s\n%s\n%s\n%s\n%s", prev, seq_s,
+    snprintf(text, len, "%s\n%s\n%s\n%s\n%s\n%s\n%s%s%s%s%s", prev, seq_s,
              sa_audit_field(fields, "time"), sa_audit_field(fields, "actor"),
              sa_audit_field(fields, "action"), sa_audit_field(fields, "target"),
-             sa_audit_field(fields, "team"));
+             sa_audit_field(fields, "team"), *proof ? "\n" : "", proof,
+             *proof ? "\n" : "", *proof ? channel : "");
+    len = strlen(text) + 1;
     sa_sha1_hex(text, len - 1, want);
     free(text);
 

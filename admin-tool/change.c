@@ -96,7 +96,7 @@ sa_change_args(sa_admin_t *sa, sa_args_t *args)
 {
     sa_args_init(args);
     sa_args_add(args, sa->prefix);
-    sa_args_add(args, sa_actor_or_exit(sa));
+    sa_args_add(args, sa_actor_arg(sa));
     sa_args_addf(args, "%lld", (long long) time(NULL));
     sa_proof_args(sa, args);
 }

@@ -312,7 +312,7 @@ sa_audit_denied(sa_admin_t *sa)
 
     sa_args_init(&args);
     sa_args_add(&args, sa->prefix);
-    sa_args_add(&args, sa_actor_or_exit(sa));
+    sa_args_add(&args, sa_actor_arg(sa));
     sa_args_addf(&args, "%lld", (long long) sa_now());
     sa_args_add(&args, "");                 /* no proof: nothing changes */
     sa_args_add(&args, "");

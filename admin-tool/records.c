@@ -78,6 +78,19 @@ sa_actor_or_exit(sa_admin_t *sa)
 
 
 const char *
+sa_actor_arg(sa_admin_t *sa)
+{
+    static char  buf[512];
+    const char  *actor = sa_actor_or_exit(sa);
+
+    snprintf(buf, sizeof(buf), "%s\n%s\n%s", actor,
+             sa->proof ? sa->proof : "local",
+             sa->channel ? sa->channel : "cli");
+    return buf;
+}
+
+
+const char *
 sa_key(sa_admin_t *sa, const char *a, const char *b)
 {
     static char  buf[512];

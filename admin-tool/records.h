@@ -63,6 +63,14 @@ char *sa_record_seal(sa_admin_t *sa, json_t *payload);
  */
 const char *sa_actor_or_exit(sa_admin_t *sa);
 
+/*
+ * The scripts' ARGV[2] (common.lua): "<actor>\n<proof>\n<channel>", so
+ * that audit entries record how the actor was proven ("local", the
+ * signing key's holder on the command line; "token:<id>"; "proxy") and
+ * the channel ("cli", "api").  One static buffer.
+ */
+const char *sa_actor_arg(sa_admin_t *sa);
+
 /* "<prefix><a><b>" in a static buffer that the next call overwrites */
 const char *sa_key(sa_admin_t *sa, const char *a, const char *b);
 

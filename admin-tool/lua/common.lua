@@ -8,6 +8,18 @@
 
 local P, ACTOR, NOW = ARGV[1], ARGV[2], ARGV[3]
 
+-- ARGV[2] may say how the actor was proven and through which channel too,
+-- "<actor>\n<proof>\n<channel>" (proof "local", "token:<id>" or "proxy";
+-- channel "cli" or "api"); user names hold no newline.  The audit entries
+-- then record both.
+local PROOF, CHANNEL
+do
+    local a, p, c = string.match(ACTOR, '^([^\n]*)\n([^\n]*)\n([^\n]*)$')
+    if a then
+        ACTOR, PROOF, CHANNEL = a, p, c
+    end
+end
+
 -- The change key (redis-sentinel:// URLs; admin-tool/redis.h): KEYS[1],
 -- when given, keeps the script's reply for a day, written in the same
 -- atomic step as the change by sa_changed (embed.pl puts every script's
@@ -88,13 +100,24 @@ local AUDIT_FROM, AUDIT_TO, AUDIT_LINK
 local function audit(action, target, team)
     local seq = redis.call('INCR', P .. SA_KEY_AUDIT .. ':seq')
     local prev = redis.call('GET', P .. SA_KEY_AUDIT .. ':head') or ''
-    local link = redis.sha1hex(table.concat({ prev, seq, NOW, ACTOR, action,
-                                              target, team }, '\n'))
+    local fields = { prev, seq, NOW, ACTOR, action, target, team }
+    if PROOF then
+        fields[8], fields[9] = PROOF, CHANNEL
+    end
+    local link = redis.sha1hex(table.concat(fields, '\n'))
     redis.call('SET', P .. SA_KEY_AUDIT .. ':head', link)
-    redis.call('XADD', P .. SA_KEY_AUDIT, 'MAXLEN', '~', 1000000, '*',
-               'time', NOW, 'actor', ACTOR, 'action', action,
-               'target', target, 'team', team, 'seq', seq, 'prev', prev,
-               'link', link)
+    if PROOF then
+        redis.call('XADD', P .. SA_KEY_AUDIT, 'MAXLEN', '~', 1000000, '*',
+                   'time', NOW, 'actor', ACTOR, 'action', action,
+                   'target', target, 'team', team, 'proof', PROOF,
+                   'channel', CHANNEL, 'seq', seq, 'prev', prev,
+                   'link', link)
+    else
+        redis.call('XADD', P .. SA_KEY_AUDIT, 'MAXLEN', '~', 1000000, '*',
+                   'time', NOW, 'actor', ACTOR, 'action', action,
+                   'target', target, 'team', team, 'seq', seq, 'prev', prev,
+                   'link', link)
+    end
     AUDIT_FROM = AUDIT_FROM or seq
     AUDIT_TO, AUDIT_LINK = seq, link
     -- now and then, the signatures of entries MAXLEN trimmed go too

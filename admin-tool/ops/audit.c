@@ -23,6 +23,7 @@ sa_audit_entries(redisReply *r, const char *team, json_t *out)
     size_t       i;
     redisReply  *f;
     const char  *last = NULL;
+    json_t      *e;
 
     for (i = 0; i < r->elements; i++) {
         last = r->element[i]->element[0]->str;
@@ -32,13 +33,21 @@ sa_audit_entries(redisReply *r, const char *team, json_t *out)
             continue;
         }
 
-        json_array_append_new(out, json_pack("{s:o, s:s, s:s, s:s, s:s}",
+        e = json_pack("{s:o, s:s, s:s, s:s, s:s}",
             "time", sa_time_json(strtoll(sa_audit_field(f, "time"), NULL,
                                          10)),
             "actor", sa_audit_field(f, "actor"),
             "action", sa_audit_field(f, "action"),
             "target", sa_audit_field(f, "target"),
-            "team", sa_audit_field(f, "team")));
+            "team", sa_audit_field(f, "team"));
+        /* how the actor was proven, and the channel (entries since then) */
+        if (*sa_audit_field(f, "proof") != '\0') {
+            json_object_set_new(e, "proof",
+                                json_string(sa_audit_field(f, "proof")));
+            json_object_set_new(e, "channel",
+                                json_string(sa_audit_field(f, "channel")));
+        }
+        json_array_append_new(out, e);
     }
 
     return last;
@@ -51,7 +60,8 @@ sa_audit_entries(redisReply *r, const char *team, json_t *out)
  *   since  string: a duration ago ("24h", "7d"), unix seconds, or a UTC
  *          date ("2026-11-26", "2026-11-26T09:00:00Z")
  * Returns the entries, oldest first: an array of {"time", "actor",
- * "action", "target", "team"}.
+ * "action", "target", "team"}, and "proof", "channel" in entries that
+ * record them.
  */
 json_t *
 sa_op_audit_list(sa_admin_t *sa, json_t *in)

@@ -43,7 +43,9 @@ is_deeply(\@got, [
     "alice account.delete $a->{id}",
 ], 'every change, in order, and only this team');
 like($r->{json}[0]{time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'RFC 3339 time');
-is_deeply([sort keys %{ $r->{json}[0] }], [qw(action actor target team time)], 'fields');
+is_deeply([sort keys %{ $r->{json}[0] }], [qw(action actor channel proof target team time)], 'fields');
+is($r->{json}[0]{proof}, 'local', 'proof: local (the signing key, on the command line)');
+is($r->{json}[0]{channel}, 'cli', 'channel: cli');
 
 $r = SaTest::admin($redis, qw(audit --json));
 is(scalar @{ $r->{json} }, 15, 'all teams without --team');

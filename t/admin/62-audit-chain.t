@@ -107,7 +107,9 @@ like($r->{err}, qr/the newest 1 entry is missing/, 'a cut-off end is reported');
     };
     my $link = sub {
         my ($f) = @_;
-        Digest::SHA::sha1_hex(join "\n", @$f{qw(prev seq time actor action target team)});
+        # entries that record the proof and the channel hash them too
+        Digest::SHA::sha1_hex(join "\n", @$f{qw(prev seq time actor action target team)},
+                              defined $f->{proof} ? @$f{qw(proof channel)} : ());
     };
     my $write = sub {
         my ($ents) = @_;
@@ -115,13 +117,30 @@ like($r->{err}, qr/the newest 1 entry is missing/, 'a cut-off end is reported');
         for my $e (@$ents) {
             my $f = $e->[1];
             $w->cmd('XADD', 'sa:audit', $e->[0],
-                    map { ($_, $f->{$_}) } qw(time actor action target team seq prev link));
+                    map { ($_, $f->{$_}) } grep { defined $f->{$_} }
+                    qw(time actor action target team proof channel seq prev link));
         }
         $w->cmd('SET', 'sa:audit:head', $ents->[-1][1]{link});
         $w->cmd('SET', 'sa:audit:seq', $ents->[-1][1]{seq});
     };
     my $orig = $read->();
     is($link->($orig->[0][1]), $orig->[0][1]{link}, 'the link is SHA-1 of prev, seq and the fields');
+
+    # 0. the proof of an entry changed, or taken off (as entries written
+    # before proofs were recorded), with its link made to fit: the
+    # checkpoint's signature covers the link, so either is found
+    for my $change (['proxy', 'the proof changed'], [undef, 'the proof taken off']) {
+        my @ents = map { [ $_->[0], { %{ $_->[1] } } ] } @$orig;
+        my $e = $ents[-1][1];
+        if (defined $change->[0]) { $e->{proof} = $change->[0] }
+        else { delete @$e{qw(proof channel)} }
+        $e->{link} = $link->($e);
+        $write->(\@ents);
+        $r = verify2();
+        is($r->{code}, 2, "$change->[1]: exit 2") or diag $r->{err};
+        $write->($orig);
+    }
+    is(verify2()->{code}, 0, 'put back: intact');
 
     # 1. an entry appended by a writer, chained as a script would
     my $seq = $w->cmd('INCR', 'sa:audit:seq');

@@ -164,6 +164,23 @@ like($r->{json}{token} // '', qr/^sap_/, 'the token, once');
 is(as($r->{json}{token} => GET => '/v1/me')->{json}{actor}, 'alice', 'and it works');
 problem(as(bob => POST => '/v1/users/alice/tokens', json => {}), 403, 2, 'bob cannot issue one for alice');
 
+# the audit records the proven actor, the proof and the channel
+my %by = map { ($_->{action} eq 'account.create' ? $_->{target} : "$_->{action} $_->{actor}") => $_ }
+         @{ op(qw(audit --json))->{json} };
+my %made = map { ($_->{name} => $_->{id}) } @{ op(qw(account list platform --json))->{json} };
+is_deeply([ @{ $by{$dep->{id}} }{qw(actor proof channel)} ], ['alice', 'token:' . SaTest::tid($tok{alice}), 'api'],
+          "audit: alice's account, by her personal token, over the API");
+is_deeply([ @{ $by{$made{'by-ci'}} }{qw(actor proof channel)} ], [$email, 'token:' . SaTest::tid($with), 'api'],
+          "audit: the service account's, by its token");
+is_deeply([ @{ $by{$made{'by-proxy'}} }{qw(actor proof channel)} ], ['alice', 'proxy', 'api'],
+          'audit: the one the proxy named alice for');
+is_deeply([ @{ $by{'denied bob'} }{qw(proof channel)} ], ['token:' . SaTest::tid($tok{bob}), 'api'],
+          "audit: bob's refused attempt too");
+is_deeply([ @{ $by{$made{ci}} }{qw(actor proof channel)} ], ['alice', 'local', 'cli'],
+          'audit: the fixture, on the command line');
+$r = SaTest::operator($redis, qw(audit --verify --json));
+is($r->{code}, 0, 'audit --verify: the chain and its signatures hold, proofs included') or diag $r->{err};
+
 # Redis down: 503, nothing written
 $redis->stop;
 $r = problem(as(alice => POST => '/v1/teams/platform/accounts', json => { name => 'while-down' }),
