@@ -8,10 +8,10 @@
 
 local P, ACTOR, NOW = ARGV[1], ARGV[2], ARGV[3]
 
--- ARGV[2] may say how the actor was proven and through which channel too,
--- "<actor>\n<proof>\n<channel>" (proof "local", "token:<id>" or "proxy";
--- channel "cli" or "api"); user names hold no newline.  The audit entries
--- then record both.
+-- ARGV[2] may say how the actor was proven and through which channel too:
+-- three lines, the actor, the proof ("local", "token:<id>" or "proxy") and
+-- the channel ("cli" or "api"); user names hold no newline.  The audit
+-- entries then record both.
 local PROOF, CHANNEL
 do
     local a, p, c = string.match(ACTOR, '^([^\n]*)\n([^\n]*)\n([^\n]*)$')
