@@ -117,7 +117,7 @@ $redis->cmd('DEL', "sa:tok:$old_id");
 # expired
 my ($short, $short_id) = $f->issue('--scope', 'stacks:read', '--expires', '1s');
 is(probe("Bearer $short")->{code}, 0, 'a token with a second to live works');
-sleep 2.2;
+sleep 2.2;    # time passing: the token's second runs out
 refused("Bearer $short", qr/expired/, 'and not once it has expired');
 
 # forged or unsigned records written straight into Redis

@@ -95,7 +95,7 @@ sub check_consistency {
 my $total = 0;
 for my $round (1 .. 4) {
     my $pid = churn("r$round");
-    sleep 0.3 + rand(0.7);
+    sleep 0.3 + rand(0.7);    # the kill comes at a random moment: time is the point
     $redis->kill9;
     waitpid $pid, 0;
     $redis->launch;
@@ -104,7 +104,7 @@ for my $round (1 .. 4) {
 
 for my $round (1 .. 4) {
     my $pid = churn("s$round");
-    sleep 0.3 + rand(0.7);
+    sleep 0.3 + rand(0.7);    # the kill comes at a random moment: time is the point
     kill 'KILL', -$pid;
     waitpid $pid, 0;
     $total += check_consistency("sa-admin killed, round $round");

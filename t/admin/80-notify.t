@@ -15,34 +15,14 @@ use SaTest;
 SaTest::require_build('sa-admin');
 
 my $redis = SaTest::Redis->start;
-my $keys = SaTest::keys_dir();
-my %ENVN = (SA_NOTIFY_KEY => "$keys/notify.key", SA_NOTIFY_TIME_SCALE => '0.01');
+my %ENVN = SaTest::notify_env();
 sub as { my $u = shift; SaTest::admin($redis, { %ENVN, SA_ACTOR => $u }, @_) }
 
 # the receiver
 my $receiver = SaTest::Receiver->start;
 my ($port, $rdir) = ($receiver->port, $receiver->dir);
 my $base = "http://127.0.0.1:$port";
-my $seen = 0;
-
-sub count { 0 + (SaTest::slurp("$rdir/count") || 0) }
-
-# the requests that arrived since the last call, parsed
-sub received {
-    my @out;
-    for my $i ($seen + 1 .. count()) {
-        my $raw = SaTest::slurp("$rdir/$i.http");
-        my ($head, $body) = split /\r\n\r\n/, $raw, 2;
-        my ($line, @h) = split /\r\n/, $head;
-        my %h = map { my ($k, $v) = split /:\s*/, $_, 2; (lc $k => $v) } @h;
-        my ($path) = $line =~ m{^POST (\S+) HTTP/1\.1$};
-        push @out, { path => $path // "bad request line: $line", headers => \%h,
-                     body => $body, raw => $raw,
-                     json => eval { JSON::PP->new->decode($body) } };
-    }
-    $seen = count();
-    return @out;
-}
+sub received { $receiver->received }    # since the last call, parsed
 
 my @logs;
 sub drain {
@@ -54,11 +34,10 @@ sub drain {
 }
 sub by_path { my ($p, @r) = @_; grep { $_->{path} eq $p } @r }
 
-as('alice', qw(team create platform --owner alice));
-SaTest::apps($redis, 'platform', qw(billing deploy extra payroll));
+my $ci = SaTest::fixture($redis, apps => [qw(billing deploy)], env => \%ENVN)->account;   # platform/ci
+SaTest::apps($redis, 'platform', qw(extra payroll));
 as('alice', qw(team member add platform bob --perm service_accounts:tokens));
 as('alice', qw(team member add platform carol --perm service_accounts:create));
-my $ci = as('alice', qw(account create platform ci --app billing --app deploy --json))->{json};
 my $other = as('alice', qw(account create platform other --app billing --json))->{json};
 as('alice', qw(account create platform quiet --app billing));
 

@@ -15,13 +15,13 @@ SaTest::require_build('sa-admin');
 
 my $redis = SaTest::Redis->start;
 my $keys = SaTest::keys_dir();
-my %ENVN = (SA_NOTIFY_KEY => "$keys/notify.key", SA_NOTIFY_TIME_SCALE => '0.01');
+my %ENVN = SaTest::notify_env();
 sub as { my $u = shift; SaTest::admin($redis, { %ENVN, SA_ACTOR => $u }, @_) }
 
 my $receiver = SaTest::Receiver->start;
 my ($port, $rdir) = ($receiver->port, $receiver->dir);
 
-sub count { 0 + (SaTest::slurp("$rdir/count") || 0) }
+sub count { $receiver->count }
 sub plan_answers { SaTest::write_file("$rdir/plan", join '', map { "$_\n" } @_) }
 sub delivery_id {
     my ($n) = @_;
@@ -35,9 +35,7 @@ sub worker {
                  %ENVN, %env });
 }
 
-as('alice', qw(team create platform --owner alice));
-SaTest::apps($redis, 'platform', qw(billing));
-as('alice', qw(account create platform ci --app billing));
+SaTest::fixture($redis, apps => ['billing'], env => \%ENVN);   # platform/ci, owner alice
 as('alice', 'notify', 'set', 'billing', 'platform/ci', '--webhook',
    "http://127.0.0.1:$port/hook", '--events', '*');
 
@@ -48,7 +46,7 @@ SaTest::issue_token($redis, 'platform/ci');
 ok(SaTest::wait_until(10, sub { count() >= 4 }), 'three failures (500, 503, a redirect), then delivered');
 my @ids = map { delivery_id($_) } 1 .. 4;
 is(scalar(grep { $_ eq $ids[0] } @ids), 4, 'the same delivery id on every attempt');
-sleep 0.3;
+sleep 0.3;    # a negative check: time for a wrong retry
 is(count(), 4, 'and not again after the 2xx');
 like($w->err, qr/attempt 1: failed \(HTTP 500\); retry in 0\.0\d+ s/, 'logged: failed, retry in');
 like($w->err, qr/attempt 3: failed \(HTTP 302\)/, 'a redirect is not followed');
@@ -72,7 +70,7 @@ $r = as('alice', qw(notify failed --json));
 like($r->{json}[0]{error}, qr/410/, 'the delivery is kept for notify failed');
 my $n = count();
 SaTest::issue_token($redis, 'platform/ci');
-sleep 0.5;
+sleep 0.5;    # a negative check: time for a wrong delivery
 is(count(), $n, 'a disabled subscription gets nothing');
 $w->stop;
 as('alice', 'notify', 'set', 'billing', 'platform/ci', '--webhook',
@@ -107,7 +105,7 @@ my $w2 = worker();
 ok(SaTest::wait_until(10, sub { count() >= $n + 1 }), 'another worker delivers it');
 is(delivery_id($n + 1), $id, 'the same delivery');
 like($w2->err, qr/reclaimed/, 'reclaimed from the dead worker');
-sleep 0.3;
+sleep 0.3;    # a negative check: time for a second delivery
 is(count(), $n + 1, 'once');
 $w2->stop;
 
@@ -117,7 +115,7 @@ my @workers = (worker(), worker());
 $n = count();
 as('alice', qw(token issue platform/ci --count 40));
 ok(SaTest::wait_until(15, sub { count() >= $n + 40 }), '40 events delivered by two workers');
-sleep 0.5;
+sleep 0.5;    # a negative check: time for a duplicate
 is(count(), $n + 40, 'exactly 40 requests');
 my %seen = map { (delivery_id($_) => 1) } $n + 1 .. $n + 40;
 is(scalar keys %seen, 40, '40 distinct deliveries');

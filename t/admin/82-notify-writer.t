@@ -16,30 +16,13 @@ use SaTest;
 SaTest::require_build('sa-admin');
 
 my $redis = SaTest::Redis->start;
-my $keys = SaTest::keys_dir();
-my %ENVN = (SA_NOTIFY_KEY => "$keys/notify.key", SA_NOTIFY_TIME_SCALE => '0.01');
+my %ENVN = SaTest::notify_env();
 sub as { my $u = shift; SaTest::admin($redis, { %ENVN, SA_ACTOR => $u }, @_) }
 
 my $receiver = SaTest::Receiver->start;
 my ($port, $rdir) = ($receiver->port, $receiver->dir);
 my $base = "http://127.0.0.1:$port";
-my $seen = 0;
-
-sub count { 0 + (SaTest::slurp("$rdir/count") || 0) }
-sub received {
-    my @out;
-    for my $i ($seen + 1 .. count()) {
-        my $raw = SaTest::slurp("$rdir/$i.http");
-        my ($head, $body) = split /\r\n\r\n/, $raw, 2;
-        my ($line, @h) = split /\r\n/, $head;
-        my %h = map { my ($k, $v) = split /:\s*/, $_, 2; (lc $k => $v) } @h;
-        my ($path) = $line =~ m{^POST (\S+) HTTP/1\.1$};
-        push @out, { path => $path // '?', headers => \%h, raw => $raw, body => $body,
-                     json => eval { JSON::PP->new->utf8->decode($body) } };
-    }
-    $seen = count();
-    return @out;
-}
+sub received { $receiver->received }    # since the last call, parsed
 sub drain {
     my $r = as('worker', qw(notify run --once --allow-private));
     is($r->{code}, 0, 'the worker exits 0') or diag $r->{err};
@@ -48,9 +31,8 @@ sub drain {
 sub xadd { $redis->cmd('XADD', 'sa:events', '*', @_) }
 sub failed { @{ as('alice', qw(notify failed --json))->{json} // [] } }
 
-as('alice', qw(team create platform --owner alice));
-SaTest::apps($redis, 'platform', qw(billing payroll));
-my $ci = as('alice', qw(account create platform ci --app billing --json))->{json};
+my $ci = SaTest::fixture($redis, apps => ['billing'], env => \%ENVN)->account;   # platform/ci
+SaTest::apps($redis, 'platform', qw(payroll));
 my $pay = as('alice', qw(account create platform pay --app payroll --json))->{json};
 my $sl = as('alice', qw(account create platform sl --app billing --json))->{json};
 as('alice', 'notify', 'set', 'billing', 'platform/ci', '--webhook', "$base/ci", '--events', '*');

@@ -15,7 +15,7 @@ SaTest::require_build('sa-admin');
 
 my $redis = SaTest::Redis->start;
 my $keys = SaTest::keys_dir();
-my %ENVN = (SA_NOTIFY_KEY => "$keys/notify.key", SA_NOTIFY_TIME_SCALE => '0.01');
+my %ENVN = SaTest::notify_env();
 sub as { my $u = shift; SaTest::admin($redis, { %ENVN, SA_ACTOR => $u }, @_) }
 sub worker {
     my (@flags) = @_;

@@ -65,6 +65,21 @@ sub port_open {
     return $sock ? 1 : 0;
 }
 
+# Open connections accepted on the local $port whose bytes the server has
+# read (ESTABLISHED, nothing in the receive queue), from /proc/net/tcp: the
+# requests sent on them have reached the server, and wait there.  (Not for
+# clients that close at once: nginx may or may not have seen that yet.)
+sub connections_read {
+    my ($port) = @_;
+    my $n = 0;
+    for (split /\n/, slurp('/proc/net/tcp')) {
+        my @w = split ' ';
+        next unless @w > 4 && $w[1] =~ /:([0-9A-F]{4})$/ && hex($1) == $port;
+        $n++ if $w[3] eq '01' && $w[4] =~ /:0+$/;
+    }
+    return $n;
+}
+
 # Polls $cond, first every 1 ms (a short sa-admin run should not cost a
 # whole poll interval), backing off to 20 ms. Returns its first true value,
 # or 0 after $secs.
@@ -379,6 +394,10 @@ sub apps {
         die "app create $app: $r->{err}" if $r->{code};
     }
 }
+
+# The environment of sa-admin notify in the tests: the notify key of
+# keys_dir(), and its delays scaled down to a hundredth.
+sub notify_env { (SA_NOTIFY_KEY => keys_dir() . '/notify.key', SA_NOTIFY_TIME_SCALE => '0.01') }
 
 # issue_token($redis, $account, @scopes) -> the token, issued by alice (the
 # usual team owner of the tests); dies when sa-admin fails.
@@ -918,6 +937,26 @@ sub digest_but_audit {
     return join ',', @{ $self->cmd('DEBUG', 'DIGEST-VALUE', @keys) }, @keys;
 }
 
+# How many times $command (lowercase: 'get') ran here, from INFO commandstats.
+sub calls {
+    my ($self, $command) = @_;
+    return $self->cmd('INFO', 'commandstats') =~ /^cmdstat_\Q$command\E:calls=(\d+)/m ? $1 : 0;
+}
+
+# Clients subscribed here (with sa_cache, one per gateway worker).
+sub subscribers {
+    my ($self) = @_;
+    return scalar(() = $self->cmd('CLIENT', 'LIST', 'TYPE', 'pubsub') =~ /^id=/mg);
+}
+
+# Waits until exactly $n clients are subscribed (default: 1), so that a
+# cached answer is possible and an invalidation is heard.
+sub wait_subscribed {
+    my ($self, $n) = @_;
+    $n //= 1;
+    SaTest::wait_for("$n subscribers", sub { $self->subscribers == $n });
+}
+
 # The reply as a Perl value; an error reply dies with its message.
 sub cmd {
     my ($self, @args) = @_;
@@ -1074,7 +1113,7 @@ sub reload {
     my $mark = length $self->error_log;
     kill 'HUP', $self->{pid};
     if ($ENV{SA_TEST_NGINX_WRAPPER}) {
-        sleep 5;
+        sleep 5;    # under a wrapper /proc shows no workers to wait for
         return substr($self->error_log, $mark) =~ /\[emerg\]/ ? 0 : 1;
     }
     my $deadline = time + 10;
@@ -1477,12 +1516,16 @@ use strict;
 use warnings;
 our @ISA = ('SaTest::Process');
 
+# the program in t/lib, and the name of its dir
+sub program { 'recorder' }
+
 sub start {
     my ($class) = @_;
-    my $self = bless { dir => SaTest::new_dir('recorder'), port => SaTest::free_port() }, $class;
-    $self->_spawn({}, $^X, SaTest::root() . '/t/lib/recorder', $self->{port}, $self->{dir});
+    my $name = $class->program;
+    my $self = bless { dir => SaTest::new_dir($name), port => SaTest::free_port() }, $class;
+    $self->_spawn({}, $^X, SaTest::root() . "/t/lib/$name", $self->{port}, $self->{dir});
     $self->_wait_ready(5, sub { SaTest::port_open($self->{port}) })
-        or die "recorder did not start\n";
+        or die "$name did not start\n";
     # port_open's probe connection counts as nothing: it sends no byte
     return $self;
 }
@@ -1504,24 +1547,38 @@ sub request {
 # SaTest::Receiver: t/lib/receiver, an HTTP endpoint playing Slack and
 # webhooks for the notification tests (told what to answer by DIR/plan).
 #   my $r = SaTest::Receiver->start;  $r->port; $r->dir; $r->count;
+#   $r->raw($n); my @new = $r->received;
 # ======================================================================
 package SaTest::Receiver;
 
 use strict;
 use warnings;
-our @ISA = ('SaTest::Process');
+our @ISA = ('SaTest::Recorder');
 
-sub start {
-    my ($class) = @_;
-    my $self = bless { dir => SaTest::new_dir('receiver'), port => SaTest::free_port() }, $class;
-    $self->_spawn({}, $^X, SaTest::root() . '/t/lib/receiver', $self->{port}, $self->{dir});
-    $self->_wait_ready(5, sub { SaTest::port_open($self->{port}) })
-        or die "receiver did not start\n";
-    return $self;
+sub program { 'receiver' }
+
+# The $n-th request received (from 1), as it arrived.
+sub raw { (SaTest::Recorder::request(@_))[0] // '' }
+
+# The requests received since the last call, parsed: path (of the POST),
+# headers (lowercase keys), body, raw, json (the body decoded, or undef).
+sub received {
+    my ($self) = @_;
+    my @out;
+    my $count = $self->count;
+    for my $i (($self->{seen} // 0) + 1 .. $count) {
+        my $raw = $self->raw($i);
+        my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+        my ($line, @h) = split /\r\n/, $head;
+        my %h = map { my ($k, $v) = split /:\s*/, $_, 2; (lc $k => $v) } @h;
+        my ($path) = $line =~ m{^POST (\S+) HTTP/1\.1$};
+        push @out, { path => $path // "bad request line: $line", headers => \%h,
+                     body => $body, raw => $raw,
+                     json => eval { JSON::PP->new->utf8->decode($body) } };
+    }
+    $self->{seen} = $count;
+    return @out;
 }
-
-sub port  { $_[0]{port} }
-sub count { 0 + (SaTest::slurp("$_[0]{dir}/count") || 0) }
 
 # ======================================================================
 # SaTest::Conn: one keep-alive HTTP/1.1 connection, for sending requests

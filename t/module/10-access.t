@@ -116,7 +116,7 @@ is($res->{headers}{'www-authenticate'}, $realm, 'a token in the query string onl
 is(logged_status('query2'), '401 missing', 'a token in the query string only: missing');
 
 # ---- malformed: refused without asking Redis
-sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
+sub gets { $redis->calls('get') }
 my $flip = sub { my ($t, $i) = @_; my $c = substr($t, $i, 1) eq 'A' ? 'B' : 'A'; substr($t, 0, $i) . $c . substr($t, $i + 1) };
 my $gets = gets();
 my %malformed = (
@@ -163,7 +163,7 @@ is(as('token', 'revoke', tid($revoked))->{code}, 0, 'token revoke');
 expect_401('revoked', "Bearer $revoked", 'revoked', $invalid);
 
 my $expiring = issue(\&as, qw(--scope stacks:read --expires 1s));
-sleep 2;
+sleep 2;    # time passing: the token's second runs out
 expect_401('expired', "Bearer $expiring", 'expired', $invalid);
 
 # ---- tampered: a widened record, and a record signed by another key

@@ -84,7 +84,7 @@ like(last_logged_status(), qr/^503 unavailable /, '$sa_status unavailable');
 
 # a longer outage, so that the reconnect backoff has grown
 my %outage;
-for (1 .. 5) { sleep 0.5; $outage{ status_of($token) }++ }
+for (1 .. 5) { sleep 0.5; $outage{ status_of($token) }++ }    # time passing: the outage
 is_deeply(\%outage, { 503 => 5 }, 'a 2.5 s outage: 503 throughout');
 
 my $t_up = time;
@@ -118,6 +118,7 @@ sub background_load {
     my $pid = fork // die "fork: $!";
     return $pid if $pid;
     open my $out, '>', $file or POSIX::_exit(1);
+    $out->autoflush(1);
     my $end = time + $secs;
     while (time < $end) {
         my $res = SaTest::http(url => $nginx->url('/index.html'), timeout => 2,
@@ -135,11 +136,19 @@ sub statuses {
     return \%n;
 }
 
+# until the load has had $n more answers
+sub answered {
+    my ($file, $n) = @_;
+    my $before = () = SaTest::slurp($file) =~ /\n/g;
+    SaTest::wait_for("$n more answers to the load", sub {
+        (() = SaTest::slurp($file) =~ /\n/g) >= $before + $n });
+}
+
 my $load = SaTest::tmp_dir() . '/load-reload';
 my $kid = background_load(2, $load);
-sleep 0.4;
+answered($load, 5);
 ok($nginx->reload, 'reload under load');
-sleep 0.4;
+answered($load, 5);
 ok($nginx->reload, 'second reload under load');
 waitpid $kid, 0;
 my $seen = statuses($load);
@@ -161,7 +170,7 @@ is(status_of($bad), 401, 'a mistyped token: 401');
 
 $load = SaTest::tmp_dir() . '/load-quit';
 $kid = background_load(2, $load);
-sleep 0.5;
+answered($load, 5);
 my $master = $nginx->pid;
 ok($nginx->quit(10), 'quit under load: graceful, within 10 s');
 ok(!kill(0, $master), 'the master is gone');

@@ -147,7 +147,7 @@ for my $c ([undef, 'no token'], [$tok{read}, 'a stacks:read token']) {
     my ($t, $what) = @$c;
     $res = req('/ssi/proxied.html', $t);
     like($res->{content}, qr/^page.*end$/s, "SSI include of a protected proxied location, $what: the page");
-    sleep 0.2;
+    sleep 0.2;    # a negative check: time for a wrong upstream call
     is($up->count, $res->{recorded}, "SSI include of a protected proxied location, $what: upstream not called");
 }
 $res = req('/ssi/proxied.html', $tok{admin});
@@ -204,7 +204,7 @@ for my $c ([undef, 'no token'], [$tok{read}, 'a stacks:read token']) {
     $res = req('/mr/x', $t);
     is($res->{status}, 200, "mirror, $what: the main request is served");
     is($res->{content}, "mirrored page\n", "mirror, $what: its file");
-    sleep 0.3;
+    sleep 0.3;    # a negative check: time for a wrong upstream call
     is($up->count, $res->{recorded}, "mirror into a protected location, $what: upstream not called");
 }
 $res = req('/mr/x', $tok{admin});
@@ -269,7 +269,7 @@ unlike($res->{content}, $secret, 'SSI, Redis down: the include is refused');
 my $n = $up->count;
 $res = req('/mr/x', $tok{admin});
 is($res->{status}, 200, 'mirror, Redis down: the main request is served');
-sleep 0.3;
+sleep 0.3;    # a negative check: time for a wrong upstream call
 is($up->count, $n, 'mirror, Redis down: upstream not called');
 
 unlike($nginx->error_log, qr/\[(alert|crit|emerg)\]|signal \d+/, 'no alert, no crash');

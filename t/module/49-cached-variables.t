@@ -25,11 +25,7 @@ SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
 my $up = SaTest::Recorder->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-
-is(as(qw(team create platform --owner alice))->{code}, 0, 'team create');
-SaTest::apps($redis, 'platform', qw(api));
-is(as(qw(account create platform ci --app api))->{code}, 0, 'account create');
+SaTest::fixture($redis, apps => ['api']);   # platform/ci, owner alice
 my $tok = SaTest::issue_token($redis, 'platform/ci', 'stacks:read');
 my $secret = substr($tok, 21, 20);
 

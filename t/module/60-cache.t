@@ -33,11 +33,7 @@ my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => <<'CONF'
 CONF
 
 sub status { $nginx->get('/index.html', Authorization => "Bearer $_[0]")->{status} }
-sub subscribed {
-    SaTest::wait_for('subscribers', sub {
-        scalar(() = $redis->cmd('CLIENT', 'LIST', 'TYPE', 'pubsub') =~ /^id=/mg) == 2;
-    });
-}
+sub subscribed { $redis->wait_subscribed(2) }
 
 subscribed();
 is(status($token), 200, 'first request');
@@ -99,7 +95,7 @@ SaTest::wait_for('last use', sub { $redis->cmd('GET', "sa:tok:$id6:used") });
 ok(abs($redis->cmd('GET', "sa:tok:$id6:used") - time) < 5, 'last use recorded');
 $redis->cmd('SET', "sa:tok:$id6:used", 'marker');
 status($t6) for 1 .. 5;
-sleep 0.2;
+sleep 0.2;    # a negative check: time for a wrong SET
 is($redis->cmd('GET', "sa:tok:$id6:used"), 'marker', 'not again within the minute');
 my $list = as('token', 'list', 'platform/ci', '--json')->{json};
 ok((grep { $_->{id} eq $id6 } @$list), 'token list shows it');
@@ -125,7 +121,7 @@ $redis->kill9;
 my $killed = time;
 is(status($t7), 200, 'Redis down: served stale');
 like($nginx->error_log, qr/serving the cached record of token/, 'and logged');
-sleep 3.2 - (time - $killed);
+sleep 3.2 - (time - $killed);    # time passing: past ttl + stale
 is(status($t7), 503, 'beyond ttl + stale: 503');
 $redis->launch;
 

@@ -19,9 +19,19 @@ my $nginx = SaTest::Nginx->start(redis => $redis, workers => 1, http => <<'EOF2'
         location / { sa_auth api; }
     }
 EOF2
-sleep 1.5;
-my @procs = map { SaTest::slurp("/proc/$_/cmdline") =~ s/\0/ /gr }
-            grep { SaTest::Nginx::_ppid($_) == $nginx->pid } map { m{/proc/(\d+)/} ? $1 : () } glob '/proc/[0-9]*/stat';
+sub children {
+    map { SaTest::slurp("/proc/$_/cmdline") =~ s/\0/ /gr }
+    grep { SaTest::Nginx::_ppid($_) == $nginx->pid } map { m{/proc/(\d+)/} ? $1 : () } glob '/proc/[0-9]*/stat';
+}
+# a helper names itself once its init_process has run (ngx_cache_manager_process_cycle)
+SaTest::wait_for('the worker subscribed, the cache manager and loader started', sub {
+    my $procs = join "\n", children();
+    $redis->subscribers >= 1 && $procs =~ /cache manager process/ && $procs =~ /cache loader process/;
+});
+# a negative check: a helper that wrongly connected would be seen by now
+# (its connect is sent from init_process); time, not a state to wait for
+sleep 0.3;
+my @procs = children();
 note("nginx children: @procs");
 my $list = $redis->cmd('CLIENT', 'LIST');
 my $pubsub = () = $list =~ /cmd=subscribe/g;

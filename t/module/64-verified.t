@@ -17,7 +17,7 @@ my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
 sub as { $f->as(@_) }
 my $token = SaTest::issue_token($redis, 'platform/ci', 'stacks:read');
 my $id = substr($token, 4, 16);
-sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
+sub gets { $redis->calls('get') }
 
 my $nginx = SaTest::Nginx->start(redis => $redis, workers => 1, http => <<'CONF');
     log_format sa '$status $sa_status';

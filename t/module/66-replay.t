@@ -45,11 +45,7 @@ sub statuses {
     $s{ status(@req) }++ for 1 .. $n;
     return join ' ', map { "${_}x$s{$_}" } sort keys %s;
 }
-sub subscribed {
-    SaTest::wait_for('subscribers', sub {
-        scalar(() = $redis->cmd('CLIENT', 'LIST', 'TYPE', 'pubsub') =~ /^id=/mg) == 2;
-    });
-}
+sub subscribed { $redis->wait_subscribed(2) }
 subscribed();
 
 # 1. revoked, nobody uses it afterwards, its old record back 3 s later
@@ -57,7 +53,7 @@ my ($ta, $ida) = issue(qw(--scope stacks:read));
 is(status($ta), 200, 'a token in use (cached)');
 my $v1a = record($ida);
 as('token', 'revoke', $ida);
-sleep 3;
+sleep 3;    # time passing: the replay comes 3 s later
 replay($ida, $v1a);
 is(statuses(20, $ta), '401x20', 'its pre-revoke record put back 3 s later: refused');
 like($nginx->error_log, qr/version 1 is older than one already seen/, 'logged as a replay');

@@ -12,10 +12,8 @@ use SaTest;
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-as(qw(team create platform --owner alice));
-SaTest::apps($redis, 'platform', 'api');
-as(qw(account create platform ci --app api));
+my $f = SaTest::fixture($redis, apps => ['api']);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 my @tokens = split /\n/, as(qw(token issue platform/ci --scope a:b --count 20))->{out};
 is(scalar @tokens, 20, '20 legitimate tokens');
 
@@ -26,20 +24,19 @@ my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => <<'CONF'
         location / { sa_auth api; root %%DIR%%/html; }
     }
 CONF
-SaTest::wait_for('subscribers', sub {
-    scalar(() = $redis->cmd('CLIENT', 'LIST', 'TYPE', 'pubsub') =~ /^id=/mg) == 2;
-});
+$redis->wait_subscribed(2);
 
 sub status { $nginx->get('/index.html', Authorization => "Bearer $_[0]")->{status} }
 
 # the zone filled with negative entries first, then the flood goes on
 is(SaTest::flood($nginx->port, 12000), 12000, 'a zone of 1m flooded with 12,000 forged tokens');
+my $gets = $redis->calls('get');
 my $pid = fork // die;
 if (!$pid) {
     SaTest::flood($nginx->port, 20000);
     POSIX::_exit(0);
 }
-sleep 0.3;
+SaTest::wait_for('the second flood under way', sub { $redis->calls('get') >= $gets + 200 });
 
 # a hit is observed by breaking the record in Redis (no invalidation): a
 # second request that still gets 200 was answered from the cache

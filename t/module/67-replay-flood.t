@@ -20,17 +20,14 @@ use SaTest;
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-as(qw(team create platform --owner alice));
-SaTest::apps($redis, 'platform', 'api');
-as(qw(account create platform ci --app api));
+my $f = SaTest::fixture($redis, apps => ['api']);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 
 my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => <<'CONF');
     sa_cache zone=sa:1m ttl=5m negative_ttl=5m;
     server { listen 127.0.0.1:%%PORT%%; location / { sa_auth api; root %%DIR%%/html; } }
 CONF
-SaTest::wait_for('subscribers', sub {
-    scalar(() = $redis->cmd('CLIENT', 'LIST', 'TYPE', 'pubsub') =~ /^id=/mg) == 2 });
+$redis->wait_subscribed(2);
 
 sub status { $nginx->get('/index.html', Authorization => "Bearer $_[0]")->{status} }
 sub statuses {
@@ -64,7 +61,8 @@ as('token', 'revoke', $id);
 my $t0 = time;
 flood(60000);
 ok(time - $t0 < 30, sprintf('60,000 made-up ids published (%.1f s)', time - $t0));
-# the messages are all heard once a heartbeat after them is
+# the messages are all heard once a heartbeat after them is (a heartbeat
+# is 1 s; nothing outside the worker shows that it was heard): time
 sleep 1.5;
 $redis->cmd('SET', "sa:tok:$id", $v1, 'KEEPTTL');
 is(statuses(20, $t), '401x20', 'its pre-revoke record put back after the flood: refused, 20 of 20');
@@ -75,7 +73,7 @@ is(statuses(4, $t), '200x4', 'another token in use, on both workers');
 $v1 = $redis->cmd('GET', "sa:tok:$id");
 as('token', 'revoke', $id);
 flood(30000);
-sleep 1.5;
+sleep 1.5;    # as above: a heartbeat after the flood
 $redis->cmd('SET', "sa:tok:$id", $v1);
 is(statuses(20, $t), '401x20', 'put back without KEEPTTL after a flood: refused');
 

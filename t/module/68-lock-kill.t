@@ -29,9 +29,8 @@ SaTest::expect_log(qr/worker process \d+ exited on signal 9/,
                    qr/shared memory zone "c" was locked by \d+/);
 
 my $redis = SaTest::Redis->start;
-sub as { SaTest::admin($redis, { SA_ACTOR => 'alice' }, @_) }
-as(qw(team create platform --owner alice));
-as(qw(account create platform ci));
+my $f = SaTest::fixture($redis);   # platform/ci, owner alice
+sub as { $f->as(@_) }
 my @tokens = split /\n/, as(qw(token issue platform/ci --scope a:b --count 40))->{out};
 
 my $nginx = SaTest::Nginx->start(redis => $redis, workers => 1, http => <<'CONF');
@@ -78,7 +77,10 @@ for my $what (sort keys %step) {
             or POSIX::_exit(127);
     }
     SaTest::wait_for('gdb to set its breakpoint', sub { SaTest::slurp($out) =~ /Breakpoint 1 at/ }, 20);
-    sleep 0.5;
+    # and to let the worker run again: no longer stopped by its tracer
+    SaTest::wait_for('the worker to run under gdb', sub {
+        (split ' ', SaTest::slurp("/proc/$wpid/stat"))[2] ne 't';
+    }, 20);
 
     # an entry freed (its token changed) and one made: both steps run
     my $t = $tokens[0];

@@ -50,12 +50,7 @@ my $http = <<'CONF';
 CONF
 my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => $http);
 
-sub subscribed {
-    my ($n) = @_;
-    SaTest::wait_for('subscribers', sub {
-        scalar(() = $redis->cmd('CLIENT', 'LIST', 'TYPE', 'pubsub') =~ /^id=/mg) == ($n // 2);
-    });
-}
+sub subscribed { $redis->wait_subscribed($_[0] // 2) }
 sub got {
     my ($gw, $token, $path) = @_;
     my $res = $gw->get($path // '/index.html', Authorization => "Bearer $token");
@@ -125,7 +120,7 @@ is(got($nginx, $long, '/off/index.html'), '200 ok', 'where it is off: taken');
 my ($short, $shortid) = issue('3s');
 my $until = payload(record($shortid))->{fresh_until};
 is(got($nginx, $short), '200 ok', 'fresh for 3 s: 200 (now cached, ttl 5m)');
-sleep 0.2 while time < $until + 1.1;
+sleep 0.2 while time < $until + 1.1;    # time passing: past its fresh_until
 is(got($nginx, $short), '401 lapsed', 'its fresh_until passed: 401, though the entry is within its ttl');
 like($nginx->error_log, qr/record of token "\Q$shortid\E" refused: fresh until \Q$until\E, \d+ s ago/,
      'logged with its fresh_until');
@@ -153,7 +148,7 @@ if (time < $until - 1) {
 } else {
     pass('(the window had passed before the gateway was up)');
 }
-sleep 0.2 while time < $until + 1.1;
+sleep 0.2 while time < $until + 1.1;    # time passing: past its fresh_until
 is(join(' ', map { got($fresh, $rt) } 1 .. 10), join(' ', ('401 lapsed') x 10),
    'after its fresh_until: refused, 10 of 10, though no worker knows a newer version');
 like($fresh->error_log, qr/record of token "\Q$rid\E" refused: fresh until \Q$until\E/,
@@ -166,7 +161,7 @@ is(got($fresh, $st), '200 ok', 'fresh for 4 s, cached');
 is(got($fresh, $tok), '200 ok', 'the 30-minute token, cached');
 is(got($fresh, $tok), '200 ok', 'the 30-minute token, cached (both workers)');
 $redis->pause;
-sleep 0.2 while time < $until + 1.1;
+sleep 0.2 while time < $until + 1.1;    # time passing: past its fresh_until
 is(got($fresh, $tok), '200 ok', 'Redis frozen: a fresh record is served stale');
 is(got($fresh, $st), '401 lapsed', 'Redis frozen: a lapsed one is refused, not served stale');
 $redis->resume;

@@ -9,11 +9,9 @@ use SaTest;
 
 my $redis = SaTest::Redis->start;
 my $f = SaTest::fixture($redis);   # platform/ci, owner alice
-sub as { $f->as(@_) }
-sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
+sub gets { $redis->calls('get') }
 
-my $token = as(qw(token issue platform/ci --scope a:b))->{out};
-chomp $token;
+my $token = $f->issue(qw(--scope a:b));
 
 my $nginx = SaTest::Nginx->start(redis => $redis, http => <<'CONF');
     sa_cache zone=sa:4m ttl=1m negative_ttl=1m;

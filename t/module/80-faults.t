@@ -56,12 +56,13 @@ for my $case (['garbage', "!?\x00\xffnot resp at all\r\n"],
               ['an integer for GET', ":42\r\n"],
               ['an array for GET', "*1\r\n\$1\r\nx\r\n"]) {
     my ($name, $answer) = @$case;
+    my $answered = SaTest::tmp_dir() . '/answered-' . length($answer);
     my ($pid, $port) = server_child(sub {
         my ($c) = @_;
-        while (sysread($c, my $buf, 4096)) { syswrite($c, $answer) }
+        while (sysread($c, my $buf, 4096)) { syswrite($c, $answer); SaTest::write_file($answered, '') }
     });
     my $nginx = gateway($port, 'sa_redis_timeout 300ms;');
-    sleep 0.3;
+    SaTest::wait_for("$name: the set-up answered", sub { -e $answered });
     my %seen;
     $seen{ status($nginx) }++ for 1 .. 10;
     ok(!$seen{200}, "$name: never 200");
@@ -102,7 +103,7 @@ my $cached = SaTest::Nginx->start(redis => $moved, http => <<'CONF');
         location / { sa_auth api; root %%DIR%%/html; }
     }
 CONF
-sleep 0.3;
+$moved->wait_subscribed(1);
 is(status($cached), 200, 'cached');
 $moved->cmd('CONFIG', 'SET', 'maxmemory', 1);
 $moved->cmd('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
@@ -123,12 +124,14 @@ my ($proxy, $pport) = server_child(sub {
     while (my @ready = $sel->can_read) {
         for my $from (@ready) {
             sysread($from, my $buf, 65536) or return;
-            sleep 0.15;
+            sleep 0.15;    # the slow network itself
             syswrite($from == $c ? $up : $c, $buf);
         }
     }
 });
 my $slow = gateway($pport, 'sa_redis_timeout 100ms;');
+# the set-up crosses the proxy (150 ms a chunk) to and fro: let it finish,
+# so that the request below meets a ready connection (time, not a state)
 sleep 1;
 my $t0 = time;
 is(status($slow), 503, 'slower than sa_redis_timeout: 503');

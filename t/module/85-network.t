@@ -86,7 +86,7 @@ sub traffic {
     my $end = time + $secs;
     while (time < $end) {
         push @res, fetch($nginx, $token, $timeout);
-        sleep 0.05;
+        sleep 0.05;    # pacing
     }
     return @res;
 }
@@ -124,11 +124,6 @@ sub gets {
     my $n = 0;
     $n += $1 while $line =~ /(?:^|,)(?:calls|rejected_calls|failed_calls)=(\d+)/g;
     return $n;
-}
-
-sub subscribers {
-    my ($redis) = @_;
-    return scalar(() = $redis->cmd('CLIENT', 'LIST', 'TYPE', 'pubsub') =~ /^id=/mg);
 }
 
 # true once $token is a cache hit: three 200s that cost no GET
@@ -249,8 +244,8 @@ reload_and_quit('B2 (authenticating)', 503, sub {
 reload_and_quit('B3 (subscribed)', 200, sub {
     my $proxy = SaTest::Proxy->start(target => $redis->port);
     my $nginx = gateway(port => $proxy->port, workers => 2, conf => $b_conf);
-    SaTest::wait_until(5, sub { subscribers($redis) == 2 });
-    is(subscribers($redis), 2, 'B3 (subscribed): both workers subscribed');
+    SaTest::wait_until(5, sub { $redis->subscribers == 2 });
+    is($redis->subscribers, 2, 'B3 (subscribed): both workers subscribed');
     return ($nginx, $token, $proxy);
 });
 
@@ -258,7 +253,7 @@ reload_and_quit('B4 (dead)', 503, sub {
     my $dead = SaTest::Redis->start;
     my ($tok) = provision($dead)->();
     my $nginx = gateway(port => $dead->port, workers => 2, conf => $b_conf);
-    SaTest::wait_until(5, sub { subscribers($dead) == 2 });
+    SaTest::wait_until(5, sub { $dead->subscribers == 2 });
     $dead->kill9;
     ok(SaTest::wait_until(3, sub { status($nginx, $tok) == 503 }), 'B4 (dead): Redis killed: 503');
     return ($nginx, $tok, undef);
@@ -272,7 +267,7 @@ reload_and_quit('B4 (dead)', 503, sub {
                         conf => "sa_cache zone=sa:1m ttl=5m;\n    sa_redis_timeout 200ms;");
     my ($t1, $id1) = $issue->();
     my ($t2) = $issue->();
-    ok(SaTest::wait_until(5, sub { subscribers($redis) == 1 }), "$name: subscribed");
+    ok(SaTest::wait_until(5, sub { $redis->subscribers == 1 }), "$name: subscribed");
     ok(cached($nginx, $redis, $t1), "$name: token 1 is a cache hit");
     ok(cached($nginx, $redis, $t2), "$name: token 2 is a cache hit");
 

@@ -27,7 +27,7 @@ my $redis = SaTest::Redis->start;
 my $proxy = SaTest::Proxy->start(target => $redis->port);
 my $f = SaTest::fixture($redis);   # platform/ci, owner alice
 sub as { $f->as(@_) }
-sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
+sub gets { $redis->calls('get') }
 
 # a token never requested before: (token, id)
 sub fresh_token {
@@ -150,7 +150,7 @@ note("worker $_: command connection $link{$_}{command}, pubsub $link{$_}{pubsub}
 sub wait_get {
     my ($before) = @_;
     SaTest::wait_until(1, sub { gets() > $before }) or diag('no GET seen at Redis');
-    sleep 0.05;
+    sleep 0.05;    # the races below are timed against the proxy: time
 }
 
 sub revoke {
@@ -215,7 +215,7 @@ sub two_workers {
     my $sa = status_of($req_a);
     my $sb = status_via($W1, $token);
     $proxy->set($sub, 'down', 'pass');       # W2 hears it now
-    sleep 0.2;
+    sleep 0.2;                               # (nothing outside shows it)
     return ($sa, $sb, status_via($W2, $token));
 }
 

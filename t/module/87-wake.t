@@ -18,7 +18,7 @@ my $proxy = SaTest::Proxy->start(target => $redis->port);
 my $f = SaTest::fixture($redis, apps => [qw(api)]);   # platform/ci, owner alice
 sub as { $f->as(@_) }
 my $tok = SaTest::issue_token($redis, 'platform/ci', 'a:b');
-sub gets { $redis->cmd('INFO', 'commandstats') =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0 }
+sub gets { $redis->calls('get') }
 my $p2 = SaTest::free_port();
 
 my $nginx = SaTest::Nginx->start(workers => 1, http => '
@@ -54,7 +54,7 @@ is($nginx->get('/api/warm', Authorization => "Bearer $tok")->{status}, 200, 'war
 sub primed_conn {
     my $c = SaTest::Conn->new($nginx->port);
     $c->send_raw("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
-    sleep 0.3;
+    sleep 0.3;    # unread, so that nginx's writes fill the socket: time is the point
     my $r = $c->response(10);
     die "big failed" unless $r && length $r->{body} == (8 << 20);
     return $c;
@@ -68,6 +68,8 @@ sub race {
     my $g = gets();
     $c->send_raw($req);
     SaTest::wait_until(2, sub { gets() > $g }) or diag 'no GET at Redis';
+    # the race itself: the reply and the client's byte must both be waiting
+    # when the stopped worker runs again, so these pauses are the test
     sleep 0.1;
     kill 'STOP', $wpid;
     $proxy->set('command', 'down', 'pass');
@@ -82,7 +84,7 @@ for my $round (1 .. 3) {
     my $before = backend_count();
     race($c, "POST /api/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $tok\r\nContent-Length: 0\r\n\r\n");
     my $res = $c->response(5);
-    sleep 0.5;
+    sleep 0.5;    # a negative check: time for a second POST
     my $n = backend_count() - $before;
     is($res ? $res->{status} : 'none', 200, "(1) round $round: 200");
     is($n, 1, "(1) round $round: one POST reached the upstream (got $n)");
@@ -93,7 +95,7 @@ for my $round (1 .. 3) {
     my $c = primed_conn();
     my $mark = length $nginx->error_log;
     race($c, "GET /files/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $tok\r\n\r\n");
-    sleep 0.5;
+    sleep 0.5;    # the race's outcome, if it cut the file, is seen after it
     my $res = $c->response(10);
     my $len = $res ? length $res->{body} : -1;
     is($len, 8 << 20, "(2) the protected file arrives whole (got $len bytes)");

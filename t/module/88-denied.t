@@ -17,7 +17,7 @@ sub as { $f->as(@_) }
 my $weak = SaTest::issue_token($redis, 'platform/ci', 'other:read');
 my $good = SaTest::issue_token($redis, 'platform/ci', 'stacks:read');
 sub tid { SaTest::tid($_[0]) }
-sub cmds { my ($c) = @_; $redis->cmd('INFO', 'commandstats') =~ /cmdstat_\Q$c\E:calls=(\d+)/ ? $1 : 0 }
+sub cmds { $redis->calls($_[0]) }
 
 my $nginx = SaTest::Nginx->start(redis => $redis, http => <<'CONF');
     server {
@@ -49,7 +49,7 @@ ok(abs($e->[0]{time} - time) < 10, 'and the time');
 unlike(join(' ', %{ $e->[0] }), qr/\Q$weak\E/, 'never the token itself');
 
 is(status('api', $weak), 403, 'the same token again');
-select(undef, undef, undef, 0.3);
+select(undef, undef, undef, 0.3);    # a negative check: time for a wrong XADD
 is(scalar @{ entries() }, 1, 'no second entry within the minute');
 
 is(status('other', $good), 403, 'an application not granted: 403');
@@ -68,7 +68,7 @@ is_deeply([ map { "$_->{token} $_->{status}" } @$e[2 .. $#$e] ], [tid($t4) . ' r
 my $t3 = SaTest::issue_token($redis, 'platform/ci', 'other:read');
 my $before = @{ entries() };
 is(status('plain', $t3), 403, 'no sa_application: 403');
-select(undef, undef, undef, 0.3);
+select(undef, undef, undef, 0.3);    # a negative check: time for a wrong XADD
 is(scalar @{ entries() }, $before, 'no entry without an application');
 
 # unknown and random tokens: one GET each, never an XADD
@@ -77,7 +77,7 @@ my $gets = cmds('get');
 (my $unknown = $t3) =~ s/^(sat_)(.)/$1 . ($2 eq 'A' ? 'B' : 'A')/e;   # another id
 is(status('api', $unknown), 401, 'an unknown (or malformed) token: 401');
 is(status('api', 'sat_' . ('x' x 65)), 401, 'a random one: 401');
-select(undef, undef, undef, 0.3);
+select(undef, undef, undef, 0.3);    # a negative check: time for a wrong XADD
 is(cmds('xadd'), $xadd, 'no XADD for tokens Redis does not know');
 ok(cmds('get') - $gets <= 1, 'at most one GET for the two');
 

@@ -114,7 +114,7 @@ for (1 .. 20) {
     my ($r) = scrape();
     $slowest = time - $t0 if time - $t0 > $slowest;
     $r->{status} == 200 or last;
-    sleep 0.05;
+    sleep 0.05;    # scrapes spread over the load: pacing
 }
 waitpid $_, 0 for @kids;
 cmp_ok($slowest, '<', 0.5, sprintf('scrapes under load answered within %.3f s', $slowest));

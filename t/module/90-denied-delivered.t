@@ -14,7 +14,7 @@ SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $redis = SaTest::Redis->start;
 my $keys = SaTest::keys_dir();
-my %envn = (SA_NOTIFY_KEY => "$keys/notify.key", SA_NOTIFY_TIME_SCALE => '0.01');
+my %envn = SaTest::notify_env();
 my $f = SaTest::fixture($redis, apps => [qw(api)], env => \%envn);   # platform/ci, alice
 sub as { $f->as(@_) }
 

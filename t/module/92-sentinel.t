@@ -132,7 +132,7 @@ sub fake_sentinel {
 
     # steady: nothing fails, so nothing asks again; only +switch-master moves it
     $switch->('other 127.0.0.1 1 127.0.0.1 2');
-    sleep 0.3;
+    sleep 0.3;    # a negative check: time for a wrong move
     is($moves->(2), 0, 'B: a move of another master is ignored');
     is(status($nginx, $token), 200, 'B: and the gateway stays');
 
@@ -264,11 +264,14 @@ until (-e "$dir/stop") {
             printf "%.3f %d %s %d\n", time, $port, $names[$i], $code;
         }
     }
-    sleep 0.005;
+    sleep 0.005;    # pacing
 }
 PERL
 
-sleep 0.5;
+SaTest::wait_for('the load on every gateway', sub {
+    my $out = $load->out;
+    !grep { $out !~ /^\S+ $_ /m } @ports;
+});
 sub via_sentinels { SaTest::run_admin(redis => $s->url(db => 0), env => { SA_ACTOR => 'alice' }, args => [@_]) }
 is(via_sentinels('token', 'revoke', tid($before))->{code}, 0, 'C: a token revoked just before the kill, through the sentinels');
 my $revoked_before = time;
@@ -276,7 +279,7 @@ is($primary->cmd('WAIT', 1, 2000), 1, 'C: the revocation is on the replica');
 for my $g (@gateways, [ 'stale', $stale ]) {
     ok(SaTest::wait_until(1, sub { status($g->[1], $before) == 401 }), "C $g->[0]: refused before the kill");
 }
-sleep 0.3;
+sleep 0.3;    # the load runs on a little before the kill: time
 
 # the primary dies, and with it the sentinel every gateway's first worker
 # listens to (workers start at sentinel number worker % 3)
@@ -302,7 +305,7 @@ for my $g (@gateways) {
     is(status($nginx, $before), 401, "C $name: the token revoked before the kill is still refused");
     like($nginx->error_log, qr/master "sa" is at 127\.0\.0\.1:${\ $new->port }/, "C $name: followed the switch");
 }
-sleep 1;
+sleep 1;    # and a little after the gateways followed: time
 SaTest::write_file("$load_dir/stop", '');
 SaTest::wait_until(5, sub { !$load->running });
 

@@ -190,7 +190,7 @@ for my $c (grep { !$ENV{ONLY} || $_->[0] eq $ENV{ONLY} } @cases) {
     while (time < $until) {
         SaTest::write_file("$dir/raw.tmp", join '', map { $msg->($a, $b) . $msg->($b, $a) } 1 .. 2);
         rename "$dir/raw.tmp", "$dir/raw";
-        sleep 0.01;
+        sleep 0.01;    # pacing the flapping messages
     }
     SaTest::write_file("$dir/master", "127.0.0.1 $a");
     SaTest::write_file("$dir/raw.tmp", $msg->($b, $a));
