@@ -6,13 +6,14 @@
 
 #include "sa_admin.h"
 #include "xalloc.h"
+#include "ops/ops.h"
 
 
-static void
+/* exit 3 on the command line; 500 under serve (the sink of ops.h) */
+static SA_NORETURN void
 sa_out_of_memory(size_t size)
 {
-    fprintf(stderr, "sa-admin: out of memory (%zu bytes)\n", size);
-    exit(SA_EXIT_UNAVAILABLE);
+    sa_die_kind(SA_ERR_INTERNAL, "out of memory (%zu bytes)", size);
 }
 
 
