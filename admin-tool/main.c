@@ -30,6 +30,7 @@ static const char  usage[] =
     "  key       generate the keys; re-sign every record with a new one\n"
     "  team      create teams, add members with permissions\n"
     "  app       applications: their owner team, shared with other teams\n"
+    "  scope     the scope catalogue of an application (console check boxes)\n"
     "  account   create, list, show, grant, ungrant, delete service accounts\n"
     "  token     issue, list, scope, rotate, revoke tokens\n"
     "  audit     print the audit log\n"
@@ -67,6 +68,7 @@ static const sa_group_t  groups[] = {
     { "key", sa_cmd_key },
     { "team", sa_cmd_team },
     { "app", sa_cmd_app },
+    { "scope", sa_cmd_scope },
     { "account", sa_cmd_account },
     { "token", sa_cmd_token },
     { "audit", sa_cmd_audit },

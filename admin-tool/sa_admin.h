@@ -140,6 +140,7 @@ void sa_json_add_valid_or_exit(sa_admin_t *sa, struct json_t *arr,
 
 void sa_cmd_team(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_app(sa_admin_t *sa, int argc, char **argv);
+void sa_cmd_scope(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_account(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_token(sa_admin_t *sa, int argc, char **argv);
 void sa_cmd_audit(sa_admin_t *sa, int argc, char **argv);

@@ -40,6 +40,9 @@ sa_token_args_or_exit(sa_admin_t *sa, int argc, char **argv,
         case 'o':
             json_object_set_new(in, "overlap", json_string(optarg));
             break;
+        case 'S':
+            json_object_set_new(in, "strict", json_true());
+            break;
         case 'n':
             n = strtol(optarg, &end, 10);
             if (*optarg == '\0' || *end != '\0' || n < 1 || n > SA_ISSUE_MAX)
@@ -65,6 +68,22 @@ sa_token_args_or_exit(sa_admin_t *sa, int argc, char **argv,
 }
 
 
+/* over --api, the catalogue's warnings come in the answer (scope.c) */
+static void
+sa_token_warnings(json_t *out)
+{
+    json_t  *w;
+    size_t   i;
+
+    if (!json_is_object(out)) {
+        return;
+    }
+    json_array_foreach(json_object_get(out, "warnings"), i, w) {
+        fprintf(stderr, "sa-admin: warning: %s\n", json_string_value(w));
+    }
+}
+
+
 static void
 sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
 {
@@ -72,6 +91,7 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
         SA_OPT_MANY("scope", 's'),
         { "expires", required_argument, NULL, 'e' },
         { "count", required_argument, NULL, 'n' },
+        { "strict", no_argument, NULL, 'S' },
         SA_OPTS_END
     };
     json_t  *in, *out, *t;
@@ -83,6 +103,7 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
         return;
     }
 
+    sa_token_warnings(out);
     if (json_is_object(out)) {
         printf("%s\n", json_string_value(json_object_get(out, "token")));
         n = 1;
@@ -134,6 +155,10 @@ sa_token_change_cmd(sa_admin_t *sa, int argc, char **argv)
 {
     static const struct option  scope_opts[] = {
         SA_OPT_MANY("scope", 's'),
+        { "strict", no_argument, NULL, 'S' },
+        SA_OPTS_END
+    };
+    static const struct option  revoke_opts[] = {
         SA_OPTS_END
     };
     int      revoke = strcmp(sa->command->name, "revoke") == 0;
@@ -142,12 +167,13 @@ sa_token_change_cmd(sa_admin_t *sa, int argc, char **argv)
 
     out = sa_cli_run(sa, revoke ? "token.revoke" : "token.scope",
                      sa_token_args_or_exit(sa, argc, argv,
-                                           revoke ? scope_opts + 1
+                                           revoke ? revoke_opts
                                                   : scope_opts));
     if (out == NULL) {
         return;
     }
 
+    sa_token_warnings(out);
     s = sa_join(json_object_get(out, "scopes"), ", ");
     if (revoke) {
         printf("token %s revoked\n",
@@ -188,19 +214,25 @@ sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv)
 
 static const sa_command_t  commands[] = {
     { "issue", sa_token_issue_cmd,
-      "token issue ACCOUNT [--scope S]... [--expires 90d] [--count N]",
+      "token issue ACCOUNT [--scope S]... [--expires 90d] [--count N] "
+      "[--strict]",
       "Issues a token for ACCOUNT (an account id or TEAM/NAME; needs\n"
       "service_accounts:tokens) and prints it: this is the only time it is\n"
       "shown.  Without --scope the token exists but grants no API access.\n"
+      "A scope in no catalogue of the account's applications (sa-admin\n"
+      "scope list) is warned about.\n"
       "  --scope S     resource:action, resource:* or *; repeatable\n"
       "  --expires D   lifetime (s, m, h, d, w; e.g. 90d, 1h30m); default never\n"
-      "  --count N     issue N tokens at once, pipelined (one per line)\n" },
+      "  --count N     issue N tokens at once, pipelined (one per line)\n"
+      "  --strict      refuse a scope outside the catalogue (exit 1)\n" },
     { "list", sa_token_list_cmd, "token list ACCOUNT",
       "Lists the tokens of ACCOUNT: ids, scopes, times, status.  Never a\n"
       "secret.\n" },
-    { "scope", sa_token_change_cmd, "token scope TOKEN_ID [--scope S]...",
+    { "scope", sa_token_change_cmd,
+      "token scope TOKEN_ID [--scope S]... [--strict]",
       "Replaces the scopes of a token (needs service_accounts:tokens); with\n"
-      "no --scope the token keeps existing without any API access.\n" },
+      "no --scope the token keeps existing without any API access.  A scope\n"
+      "outside the catalogue is warned about, refused with --strict.\n" },
     { "rotate", sa_token_rotate_cmd, "token rotate TOKEN_ID [--overlap 1h]",
       "Issues a new token with the same scopes and lifetime and prints it;\n"
       "the old one keeps working only for the overlap (default 0: it stops\n"

@@ -189,4 +189,35 @@ json_t *sa_op_user_token_issue(sa_admin_t *sa, json_t *in);
 json_t *sa_op_user_token_list(sa_admin_t *sa, json_t *in);
 json_t *sa_op_user_token_revoke(sa_admin_t *sa, json_t *in);
 
+/*
+ * ops/scope.c: the scope catalogue, in each application's signed record.
+ *   scope.define  {app, scope, description?} -> {application, scope,
+ *                 description}
+ *   scope.remove  {app, scope} -> {application, scope, removed: true}
+ *   scope.list    {app?} -> [{application, scope, description}]
+ * define and remove: the owner of the application's owner team, or
+ * service_accounts:create in it.
+ */
+json_t *sa_op_scope_define(sa_admin_t *sa, json_t *in);
+json_t *sa_op_scope_remove(sa_admin_t *sa, json_t *in);
+json_t *sa_op_scope_list(sa_admin_t *sa, json_t *in);
+
+/*
+ * The scopes (granted: "stacks:*", "*" too) that match no scope of the
+ * catalogues of apps (an account's or token's applications, '*' every
+ * one): with strict, SA_ERR_INPUT for the first; else one warning each
+ * appended to *warnings (a new array when NULL).  Applications without a
+ * catalogue: nothing to compare, no warning (strict: every scope refused).
+ */
+void sa_scopes_catalogued_or_exit(sa_admin_t *sa, json_t *apps,
+    json_t *scopes, int strict, json_t **warnings);
+
+/* the warnings: "sa-admin: warning: ..." lines on stderr, or under serve
+ * (channel api) out's "warnings"; takes the reference */
+void sa_warnings_out(sa_admin_t *sa, json_t *out, json_t *warnings);
+
+/* ops/team.c: the teams user owns or is a member of (all: every team, for
+ * an operator), verified, by name: [{team, owner, perms}] (/v1/me) */
+json_t *sa_teams_of(sa_admin_t *sa, const char *user, int all);
+
 #endif /* SA_ADMIN_OPS_H */

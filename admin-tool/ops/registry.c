@@ -37,6 +37,13 @@ const sa_op_t  sa_ops[] = {
     { "app.adopt", sa_op_app_adopt,
       NULL, NULL, 200, W | SA_OP_LOCAL },
 
+    { "scope.define", sa_op_scope_define,
+      "PUT", "/v1/apps/{app}/scopes/{scope}", 200, W },
+    { "scope.remove", sa_op_scope_remove,
+      "DELETE", "/v1/apps/{app}/scopes/{scope}", 200, W },
+    { "scope.list", sa_op_scope_list,
+      "GET", "/v1/scopes", 200, 0 },
+
     { "account.create", sa_op_account_create,
       "POST", "/v1/teams/{team}/accounts", 201, W },
     { "account.list", sa_op_account_list,

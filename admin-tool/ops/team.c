@@ -424,3 +424,78 @@ sa_op_team_adopt(sa_admin_t *sa, json_t *in)
 
     return json_pack("{s:o, s:o}", "adopted", done, "signed", all);
 }
+
+
+/*
+ * The teams user owns or is a member of, as the verified records say (an
+ * operator: every team), by name: [{"team", "owner", "perms"}].  For the
+ * console (/v1/me); a team whose records do not verify is left out.
+ */
+json_t *
+sa_teams_of(sa_admin_t *sa, const char *user, int all)
+{
+    redisReply   *names, *r;
+    json_t       *out = json_array(), *t, *m, *perms;
+    const char   *err, *owner;
+    char          id[256];
+    size_t        i, j, n;
+    char        **v;
+
+    names = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_TEAMS, sa->prefix);
+    n = names->type == REDIS_REPLY_ARRAY ? names->elements : 0;
+    v = calloc(n + 1, sizeof(*v));
+    for (i = 0; i < n; i++) {
+        v[i] = names->element[i]->str;
+    }
+    /* by name */
+    for (i = 1; i < n; i++) {
+        for (j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
+            char *x = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = x;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        r = sa_xredis_cmd(sa, "GET %s" SA_KEY_TEAM "%s", sa->prefix, v[i]);
+        t = r->type == REDIS_REPLY_STRING
+            ? sa_record_open(sa, NULL, SA_KIND_TEAM, v[i], r->str, r->len,
+                             &err)
+            : NULL;
+        freeReplyObject(r);
+        if (t == NULL) {
+            continue;
+        }
+        owner = json_string_value(json_object_get(t, "owner"));
+        if (strcmp(owner, user) == 0) {
+            json_array_append_new(out, json_pack("{s:s, s:b, s:[sss]}",
+                                  "team", v[i], "owner", 1, "perms",
+                                  "service_accounts:create",
+                                  "service_accounts:delete",
+                                  "service_accounts:tokens"));
+            json_decref(t);
+            continue;
+        }
+        json_decref(t);
+
+        r = sa_xredis_cmd(sa, "HGET %s" SA_KEY_TEAM "%s" SA_KEY_MEMBERS " %s",
+                          sa->prefix, v[i], user);
+        snprintf(id, sizeof(id), "%s/%s", v[i], user);
+        m = r->type == REDIS_REPLY_STRING
+            ? sa_record_open(sa, NULL, SA_KIND_MEMBER, id, r->str, r->len,
+                             &err)
+            : NULL;
+        freeReplyObject(r);
+        if (m == NULL && !all) {
+            continue;
+        }
+        perms = m ? json_incref(json_object_get(m, "perms")) : json_array();
+        json_array_append_new(out, json_pack("{s:s, s:b, s:o}", "team", v[i],
+                              "owner", 0, "perms", perms));
+        json_decref(m);
+    }
+
+    free(v);
+    freeReplyObject(names);
+    return out;
+}

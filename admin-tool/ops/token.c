@@ -240,11 +240,13 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
     const char       *ref;
     json_t           *out, *c, *doc;
     long              count, left, done;
-    int               stalls = 0;
+    int               stalls = 0, strict, checked = 0;
     char              why[80];
+    json_t           *warnings = NULL;
 
-    sa_in_only(in, "id", "scopes", "expires", "count", NULL);
+    sa_in_only(in, "id", "scopes", "expires", "count", "strict", NULL);
     ref = sa_in_str(in, "id", 1);
+    strict = sa_in_bool(in, "strict", 0);
     o.expires = sa_in_duration(in, "expires", 0, 1, "90d, 12h, 1h30m");
     c = json_object_get(in, "count");
     if (c != NULL && (!json_is_integer(c) || json_integer_value(c) < 1
@@ -266,6 +268,12 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
             sa_backoff(stalls);
         }
         sa_account_load_or_exit(sa, ref, &a);
+        if (!checked) {
+            /* the catalogue of the account's applications (scope.c) */
+            sa_scopes_catalogued_or_exit(sa, a.apps, o.scopes, strict,
+                                         &warnings);
+            checked = 1;
+        }
         done = sa_issue_batch_or_exit(sa, &a, &o, left < SA_ISSUE_BATCH
                                                   ? left : SA_ISSUE_BATCH,
                                       out);
@@ -285,6 +293,7 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
 
     doc = count == 1 ? json_incref(json_array_get(out, 0)) : json_incref(out);
     json_decref(out);
+    sa_warnings_out(sa, doc, warnings);
     return doc;
 }
 
@@ -355,6 +364,9 @@ typedef struct {
     json_t      *scopes;        /* NULL: revoke */
     const char  *action;
     json_t      *out;           /* the token after the change */
+    int          strict;        /* a scope outside the catalogue: 400 */
+    int          checked;
+    json_t      *warnings;
 } sa_token_update_t;
 
 
@@ -383,6 +395,15 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     sa_token_exat(&rec, exat);
 
     sa_permit_or_exit(sa, rec.team.data, "service_accounts:tokens");
+    if (u->scopes != NULL && !u->checked) {
+        /* the catalogue of the token's applications (scope.c) */
+        json_t  *apps = sa_strs_json(old->apps, old->napps);
+
+        sa_scopes_catalogued_or_exit(sa, apps, u->scopes, u->strict,
+                                     &u->warnings);
+        json_decref(apps);
+        u->checked = 1;
+    }
     sa_change_args(sa, &args);
     sa_args_add(&args, rec.team.data);
     sa_args_add(&args, u->action);
@@ -419,7 +440,7 @@ sa_token_update_once(sa_admin_t *sa, void *data)
 
 /* token scope and revoke: one record replaced; the token after */
 static json_t *
-sa_token_change(sa_admin_t *sa, const char *tid, json_t *scopes)
+sa_token_change(sa_admin_t *sa, const char *tid, json_t *scopes, int strict)
 {
     sa_token_update_t  u;
 
@@ -430,9 +451,13 @@ sa_token_change(sa_admin_t *sa, const char *tid, json_t *scopes)
     u.scopes = scopes;
     u.action = scopes == NULL ? "token.revoke" : "token.scope";
     u.out = NULL;
+    u.strict = strict;
+    u.checked = 0;
+    u.warnings = NULL;
     sa_retry_or_exit(sa, sa_token_update_once, &u, "the token");
 
     json_decref(scopes);
+    sa_warnings_out(sa, u.out, u.warnings);
     return u.out;
 }
 
@@ -448,10 +473,11 @@ sa_op_token_scope(sa_admin_t *sa, json_t *in)
 {
     const char  *tid;
 
-    sa_in_only(in, "id", "scopes", NULL);
+    sa_in_only(in, "id", "scopes", "strict", NULL);
     tid = sa_in_token_id(in);
 
-    return sa_token_change(sa, tid, sa_in_scopes(in, 1));
+    return sa_token_change(sa, tid, sa_in_scopes(in, 1),
+                           sa_in_bool(in, "strict", 0));
 }
 
 
@@ -465,7 +491,7 @@ sa_op_token_revoke(sa_admin_t *sa, json_t *in)
 {
     sa_in_only(in, "id", NULL);
 
-    return sa_token_change(sa, sa_in_token_id(in), NULL);
+    return sa_token_change(sa, sa_in_token_id(in), NULL, 0);
 }
 
 

@@ -124,6 +124,9 @@ sa_worker_me(sa_admin_t *sa, sa_caller_t *c, int have)
     me = json_pack("{s:s, s:s, s:s, s:b}", "actor", sa->actor,
                    "proof", sa->proof, "channel", sa->channel,
                    "operator", sa_is_operator(sa));
+    /* the console's first page (issue 23) */
+    json_object_set_new(me, "teams", sa_teams_of(sa, sa->actor,
+                                                 sa_is_operator(sa)));
 
     if (!have) {
         json_object_set_new(me, "kind", json_string("proxy"));

@@ -115,6 +115,24 @@ like($r->{content}, qr/<script type="module" src="app.js"><\/script>/, 'it loads
 headers_ok($r, 'the shipped console');
 ok($api->stop, 'serve stops');
 
+# /v1/me: the caller's teams, the console's first page
+SaTest::operator($redis, qw(team create platform --owner alice));
+SaTest::operator($redis, qw(team create other --owner olga));
+SaTest::operator($redis, qw(team create empty --owner erin));
+SaTest::admin($redis, { SA_ACTOR => 'olga' }, qw(team member add other alice --perm service_accounts:tokens));
+$api = SaTest::Serve->start(redis => $redis, args => [
+    '--trusted-listen', '127.0.0.1:0', '--workers', 1, '--operator', 'root', '--console', 'off' ]);
+sub me { $api->req(GET => '/v1/me', headers => { 'X-Forwarded-User' => $_[0] })->{json} }
+is_deeply(me('alice')->{teams}, [
+    { team => 'other', owner => JSON::PP::false(), perms => ['service_accounts:tokens'] },
+    { team => 'platform', owner => JSON::PP::true(),
+      perms => [qw(service_accounts:create service_accounts:delete service_accounts:tokens)] },
+], '/v1/me: the teams alice owns or belongs to, by name, with her permissions');
+is_deeply(me('nobody')->{teams}, [], 'a person of no team: none');
+is_deeply([ map { $_->{team} } @{ me('root')->{teams} } ], [qw(empty other platform)],
+          'an operator: every team');
+ok($api->stop, 'serve stops');
+
 # a directory that is not there
 my $res = SaTest::operator($redis, 'serve', '--listen', '127.0.0.1:0', '--console', "$tmp/none");
 is($res->{code}, 1, '--console DIR missing: exit 1');
