@@ -73,10 +73,96 @@ sa_bearer_seen(char kind, const char *id, uint64_t version)
 }
 
 
+/*
+ * The envelopes this process verified, by kind and id: their digest
+ * (BLAKE2b-128, sa_envelope_digest()).  The same bytes again need no
+ * signature check (a gateway's worker does the same,
+ * ngx_http_sa_verified.c): two envelopes with one digest are the same
+ * bytes.  One slot per (kind, id), the last verified.  Emptied with the
+ * versions by sa_bearer_forget(), which a change of verify key needs
+ * (serve replaces its workers).
+ */
+typedef struct {
+    char      id[SA_TOKEN_ID_LEN];
+    char      kind;                     /* 't', 'a', 'p'; 0 free */
+    uint8_t   digest[SA_DIGEST_LEN];
+} sa_proven_t;
+
+static sa_proven_t  sa_proven[SA_SEEN_SLOTS];
+
+
+static sa_proven_t *
+sa_proven_slot(char kind, const char *id)
+{
+    uint32_t  h = sa_crc32((const unsigned char *) id, SA_TOKEN_ID_LEN)
+                  ^ ((uint32_t) kind << 24);
+
+    return &sa_proven[h & (SA_SEEN_SLOTS - 1)];
+}
+
+
+/* these very bytes were verified before under (kind, id) */
+static int
+sa_bearer_proven(char kind, const char *id, const uint8_t d[SA_DIGEST_LEN])
+{
+    sa_proven_t  *s = sa_proven_slot(kind, id);
+
+    return s->kind == kind && memcmp(s->id, id, SA_TOKEN_ID_LEN) == 0
+           && sodium_memcmp(s->digest, d, SA_DIGEST_LEN) == 0;
+}
+
+
+static void
+sa_bearer_prove(char kind, const char *id, const uint8_t d[SA_DIGEST_LEN])
+{
+    sa_proven_t  *s = sa_proven_slot(kind, id);
+
+    memcpy(s->id, id, SA_TOKEN_ID_LEN);
+    s->kind = kind;
+    memcpy(s->digest, d, SA_DIGEST_LEN);
+}
+
+
+/*
+ * A record of a JSON kind (account, ptoken) naming id: verified, or known
+ * as bytes verified before; *out the payload (json_decref() it).
+ */
+static sa_rec_err_t
+sa_bearer_open(char k, sa_kind_t kind, const char *id, const char *value,
+    size_t len, const uint8_t *pk, json_t **out)
+{
+    uint8_t       d[SA_DIGEST_LEN];
+    sa_rec_err_t  err;
+    json_t       *j;
+
+    *out = NULL;
+    sa_envelope_digest(value, len, d);
+
+    if (!sa_bearer_proven(k, id, d)) {
+        err = sa_record_decode(value, len, pk, kind, id, out);
+        if (err == SA_REC_OK) {
+            sa_bearer_prove(k, id, d);
+        }
+        return err;
+    }
+
+    j = json_loadb(value + SA_ENVELOPE_HEAD_LEN, len - SA_ENVELOPE_HEAD_LEN,
+                   JSON_REJECT_DUPLICATES, NULL);
+    if (j == NULL || sa_record_check(j, kind, id) != SA_REC_OK) {
+        json_decref(j);
+        return SA_REC_INVALID;
+    }
+
+    *out = j;
+    return SA_REC_OK;
+}
+
+
 void
 sa_bearer_forget(void)
 {
     memset(sa_seen, 0, sizeof(sa_seen));
+    memset(sa_proven, 0, sizeof(sa_proven));
 }
 
 
@@ -152,15 +238,27 @@ sa_bearer_account(sa_admin_t *sa, const char *token, const uint8_t *pk,
     sa_auth_t           rc;
     redisReply         *r;
     json_t             *acct;
-    const char         *team, *email, *aerr;
+    const char         *team, *email;
+    uint8_t             d[SA_DIGEST_LEN];
 
     r = sa_bearer_get(sa, SA_KEY_TOKEN, c->token_id, &rc, why);
     if (r == NULL) {
         return rc;
     }
 
-    err = sa_token_record_decode(r->str, r->len, pk, sa_heap_alloc, NULL,
-                                 &rec);
+    sa_envelope_digest(r->str, r->len, d);
+
+    if (sa_bearer_proven('t', c->token_id, d)) {
+        err = sa_token_record_parse(r->str + SA_ENVELOPE_HEAD_LEN,
+                                    r->len - SA_ENVELOPE_HEAD_LEN,
+                                    sa_heap_alloc, NULL, &rec);
+    } else {
+        err = sa_token_record_decode(r->str, r->len, pk, sa_heap_alloc, NULL,
+                                     &rec);
+        if (err == SA_REC_OK) {
+            sa_bearer_prove('t', c->token_id, d);
+        }
+    }
     freeReplyObject(r);
 
     if (err != SA_REC_OK) {
@@ -196,6 +294,12 @@ sa_bearer_account(sa_admin_t *sa, const char *token, const uint8_t *pk,
     }
 
     /* the account: deleted, or its record not what sa-admin signed */
+    if (!sa_token_id_valid(rec->account.data, rec->account.len)) {
+        free(rec);
+        *why = "account record refused";
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
     r = sa_bearer_get(sa, SA_KEY_ACCOUNT, rec->account.data, &rc, why);
     if (r == NULL) {
         free(rec);
@@ -206,8 +310,8 @@ sa_bearer_account(sa_admin_t *sa, const char *token, const uint8_t *pk,
         return rc;
     }
 
-    acct = sa_record_open(sa, pk, SA_KIND_ACCOUNT, rec->account.data, r->str,
-                          r->len, &aerr);
+    (void) sa_bearer_open('a', SA_KIND_ACCOUNT, rec->account.data, r->str,
+                          r->len, pk, &acct);
     freeReplyObject(r);
 
     team = json_string_value(json_object_get(acct, "team"));
@@ -259,8 +363,8 @@ sa_bearer_person(sa_admin_t *sa, const char *token, const uint8_t *pk,
         return rc;
     }
 
-    err = sa_record_decode(r->str, r->len, pk, SA_KIND_PTOKEN, c->token_id,
-                           &rec);
+    err = sa_bearer_open('p', SA_KIND_PTOKEN, c->token_id, r->str, r->len, pk,
+                         &rec);
     freeReplyObject(r);
 
     if (err != SA_REC_OK) {

@@ -114,10 +114,34 @@ is(probe("Bearer $old")->{code}, 0,
    'a process that never saw the tombstone takes it (the bound: fresh_until, item 7)');
 $redis->cmd('DEL', "sa:tok:$old_id");
 
+# the same process verified the record before: only those very bytes skip
+# the signature check; changed bytes, even one, are checked and refused
+sub twice {
+    my ($auth, $key, $value) = @_;
+    my $r = SaTest::run([$probe], env => {
+        SA_REDIS => $redis->url, SA_SIGNING_KEY => SaTest::keys_dir() . '/signing.key',
+        SA_AUTHORIZATION => $auth, SA_PROBE_THEN_SET => $key, SA_PROBE_THEN_VALUE => $value });
+    return ($r, map { JSON::PP->new->decode($_) } split /\n/, $r->{out});
+}
+my ($t2, $t2_id) = $f->issue('--scope', 'stacks:read');
+my $t2rec = $redis->cmd('GET', "sa:tok:$t2_id");
+(my $t2wide = $t2rec) =~ s/"scopes":\["stacks:read"\]/"scopes":["*"]/;
+my ($r2, @l2) = twice("Bearer $t2", "sa:tok:$t2_id", $t2wide);
+is($l2[0]{status}, 'ok', 'verified once');
+like($l2[1]{why} // '', qr/bad signature/, 'the widened record in the same process: bad signature');
+$redis->cmd('SET', "sa:tok:$t2_id", $t2rec);
+($r2, @l2) = twice("Bearer $t2", "sa:tok:$t2_id", $t2rec);
+is_deeply([map { $_->{status} } @l2], ['ok', 'ok'], 'the same bytes twice: accepted twice');
+my $arec = $redis->cmd('GET', "sa:acct:$aid");
+(my $amoved = $arec) =~ s/"name":"ci"/"name":"cj"/;
+($r2, @l2) = twice("Bearer $t2", "sa:acct:$aid", $amoved);
+like($l2[1]{why} // '', qr/account record refused/, 'an account record changed after it was verified: refused');
+$redis->cmd('SET', "sa:acct:$aid", $arec);
+
 # expired
-my ($short, $short_id) = $f->issue('--scope', 'stacks:read', '--expires', '1s');
-is(probe("Bearer $short")->{code}, 0, 'a token with a second to live works');
-sleep 2.2;    # time passing: the token's second runs out
+my ($short, $short_id) = $f->issue('--scope', 'stacks:read', '--expires', '3s');
+is(probe("Bearer $short")->{code}, 0, 'a token with 3 seconds to live works');
+sleep 4.2;    # time passing: the token's 3 seconds run out
 refused("Bearer $short", qr/expired/, 'and not once it has expired');
 
 # forged or unsigned records written straight into Redis

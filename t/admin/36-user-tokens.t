@@ -196,11 +196,11 @@ is($r->{code}, 0, 'the operator can');
 is($r->{json}{status}, 'revoked', '--json: revoked');
 
 # expiry
-$r = op(qw(user token issue dave --expires 1s));
+$r = op(qw(user token issue dave --expires 3s));
 chomp(my $short = $r->{out});
 secret_of($short);
-is(probe($short)->{code}, 0, 'a token with a second to live works');
-sleep 2.2;
+is(probe($short)->{code}, 0, 'a token with 3 seconds to live works');
+sleep 4.2;
 $r = probe($short);
 is($r->{code}, 2, 'and not once it has expired');
 like($r->{json}{why}, qr/expired/, 'expired');
