@@ -200,7 +200,7 @@ $r = op(qw(user token issue dave --expires 3s));
 chomp(my $short = $r->{out});
 secret_of($short);
 is(probe($short)->{code}, 0, 'a token with 3 seconds to live works');
-sleep 4.2;
+sleep 4.2;    # time passing: the token's 3 seconds run out
 $r = probe($short);
 is($r->{code}, 2, 'and not once it has expired');
 like($r->{json}{why}, qr/expired/, 'expired');
