@@ -387,14 +387,16 @@ sa_op_app_show(sa_admin_t *sa, json_t *in)
 static json_t *
 sa_apps_in_use(sa_admin_t *sa)
 {
-    char          cursor[32], match[256];
+    char          cursor[32], match[512], prefix[256];
     const char   *err, *id;
     size_t        i, j, plen;
     redisReply   *r, *v;
     sa_account_t  a;
     json_t       *out = json_object(), *app, *teams;
 
-    snprintf(match, sizeof(match), "%s" SA_KEY_ACCOUNT "*", sa->prefix);
+    /* a prefix's own glob characters must not make the pattern miss keys */
+    sa_glob_escape(sa->prefix, prefix, sizeof(prefix));
+    snprintf(match, sizeof(match), "%s" SA_KEY_ACCOUNT "*", prefix);
     plen = strlen(sa->prefix) + sizeof(SA_KEY_ACCOUNT) - 1;
     strcpy(cursor, "0");
 

@@ -2,6 +2,7 @@
 # the SCAN safety nets: the MATCH patterns escape the prefix, so
 #   - a token removed from its account's index is still revoked by
 #     account delete,
+#   - app adopt finds the grants of the accounts under that prefix,
 #   - key resign re-signs the records under that prefix (and only those);
 # and key resign that finds no record at all while teams exist fails
 # loudly (exit 2) instead of reporting "re-signed 0" with exit 0.
@@ -55,6 +56,17 @@ for my $t (@{ $tok{e} }) {
     my $p = payload($redis->cmd('GET', "${P}tok:$t")) // {};
     ok($p->{revoked}, "token $t is revoked, listed or not");
 }
+
+# 1b. app adopt: its SCAN of the account records finds those under p[1]:
+$redis->cmd('DEL', "${P}app:api");
+$redis->cmd('SREM', "${P}apps", 'api');
+$r = SaTest::operator($redis, { SA_PREFIX => $P }, qw(app adopt --json));
+is($r->{code}, 0, 'app adopt under p[1]:') or diag $r->{err};
+my $list = eval { JSON::PP->new->decode($r->{out}) } // [];
+is_deeply([map { $_->{name} } @$list], ['api'],
+          'lists the application that account d holds, without a record');
+$r = SaTest::operator($redis, { SA_PREFIX => $P }, qw(app adopt api --team plat));
+is($r->{code}, 0, 'and adopts it') or diag $r->{err};
 
 # a decoy that the unescaped pattern "p[1]:tok:*" matches ("p1:tok:...")
 # and the escaped one does not
