@@ -54,7 +54,7 @@ ASAN_ADMIN := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/asan/admin/%.o) \
 ASAN_UNIT  := $(patsubst t/unit/%.c,$(BUILD)/asan/tests/%,$(wildcard t/unit/test_*.c))
 MODULE_SRC := config $(wildcard ngx_sa_module/*) $(CORE_SRCS) $(CORE_HDRS)
 
-.PHONY: all deps module admin unit asan test test-valgrind test-nginx-suite demo demo-stop bench clean
+.PHONY: all deps module admin unit asan test test-browser test-valgrind test-nginx-suite demo demo-stop bench clean
 
 all: module admin unit asan
 
@@ -212,6 +212,21 @@ test: deps
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	prove -r -j$(TEST_JOBS) t
 
+# the console in a real browser (issue 23; t/browser/run.pl): Debian's
+# chromium driven by playwright-core, pinned in t/browser/package-lock.json
+# (npm ci; Playwright's own browser download is never used), against real
+# Redis, sa-admin serve and nginx; screenshots in build/screenshots/
+test-browser: deps
+	$(MAKE) all
+	command -v node >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs; }
+	command -v npm >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
+	test -x /usr/bin/chromium || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	cd t/browser && npm ci --no-audit --no-fund --loglevel=error
+	perl t/browser/run.pl
+
 # the module's tests once with every nginx process under memcheck; slow
 # tests may fail on timing there: the verdict is the valgrind report
 VALGRIND_DIR := $(CURDIR)/$(BUILD)/valgrind
@@ -263,7 +278,8 @@ deb:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	        apt-get build-dep -y -qq --no-install-recommends ./; }
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
-	tar -cf - --exclude=./$(BUILD) --exclude=./.git . | tar -xf - -C $(DEB_SRC)
+	tar -cf - --exclude=./$(BUILD) --exclude=./.git \
+	    --exclude=./t/browser/node_modules . | tar -xf - -C $(DEB_SRC)
 	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc -j$$(nproc) \
 	    > ../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
 	rm -rf $(DEB_SRC)

@@ -291,15 +291,17 @@ function showSecret(title, secret) {
     }
   });
   let d;
-  const done = h('button', { type: 'button', onclick: () => d.close() }, 'Done');
+  // never kept in the page once closed: cleared before the dialog goes
+  const forget = () => { input.value = ''; };
+  const done = h('button', { type: 'button', onclick: () => { forget(); d.close(); } }, 'Done');
   d = dialog(title, h('div', null,
     h('p', { class: 'warning' }, 'Copy the token now: it will not be shown again.'),
     h('div', { class: 'copyrow' }, input, copy), status,
     h('div', { class: 'actions' }, done)), () => {
-    // never kept in the page once closed
-    input.value = '';
+    forget();
     route();
   });
+  d.addEventListener('cancel', forget);
   input.select();
   copy.focus();
 }

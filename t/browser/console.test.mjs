@@ -1,0 +1,331 @@
+// The console in Debian's chromium (issue 23), driven by playwright-core,
+// against the servers t/browser/run.pl started: every flow as a person
+// does it, and its effect checked outside the browser (the gateway, the
+// webhook receiver).  Run by `make test-browser`.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const CONSOLE = process.env.CONSOLE_URL;
+const GATEWAY = process.env.GATEWAY_URL;
+const RECEIVER_DIR = process.env.RECEIVER_DIR;
+const RECEIVER_URL = process.env.RECEIVER_URL;
+const SHOTS = process.env.SCREENSHOTS;
+const CSP = "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+const XSS_NAME = '<img src=x onerror="window.__xss=1">';
+
+let browser;
+const problems = [];       // page errors, CSP violations, dialogs: none expected
+
+async function open(user, viewport) {
+  const context = await browser.newContext({
+    viewport: viewport || { width: 1280, height: 900 },
+    extraHTTPHeaders: { 'X-Forwarded-User': user },   // the front proxy's part
+  });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: CONSOLE });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('dialog', async (d) => { problems.push(`dialog: ${d.message()}`); await d.dismiss(); });
+  page.on('console', (m) => {
+    if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  return page;
+}
+
+async function noXss(page, where) {
+  const ran = await page.evaluate(() => window.__xss);
+  assert.equal(ran, undefined, `${where}: no planted script ran`);
+  assert.equal(await page.locator('img[src="x"], script:not([src])').count(), 0, `${where}: no planted element`);
+}
+
+async function gateway(token) {
+  const r = await fetch(GATEWAY, { headers: { Authorization: `Bearer ${token}` } });
+  return r.status;
+}
+
+function shot(page, name) {
+  return page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+}
+
+async function until(what, fn, ms = 15000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// a token shown once: read from its field, copied with the button, closed
+async function takeToken(page) {
+  const dlg = page.getByRole('dialog');
+  await dlg.getByText('Copy the token now: it will not be shown again.').waitFor();
+  const token = await dlg.getByLabel('The token').inputValue();
+  assert.match(token, /^sat_[A-Za-z0-9]{16}_/, 'a token in the field');
+  await dlg.getByRole('button', { name: 'Copy' }).click();
+  await dlg.getByText('Copied.').waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), token, 'Copy puts it on the clipboard');
+  return { dlg, token };
+}
+
+async function closeToken(page, dlg, token) {
+  await dlg.getByRole('button', { name: 'Done' }).click();
+  await dlg.waitFor({ state: 'detached' });
+  await page.getByRole('heading', { name: /^Service account/ }).waitFor();
+  const kept = await page.evaluate((t) => document.documentElement.outerHTML.includes(t)
+    || [...document.querySelectorAll('input')].some((i) => i.value.includes(t))
+    || JSON.stringify(localStorage).includes(t) || JSON.stringify(sessionStorage).includes(t)
+    || location.href.includes(t), token);
+  assert.equal(kept, false, 'the token is in no page, storage or URL once closed');
+}
+
+before(async () => {
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+let page;
+let account;          // the service account's id
+let token;
+
+test('every page of the console carries the strict CSP, nosniff, no-referrer', async () => {
+  for (const p of ['/', '/app.js', '/api.js', '/dom.js', '/style.css']) {
+    const r = await fetch(CONSOLE + p, { headers: { 'X-Forwarded-User': 'alice' } });
+    assert.equal(r.status, 200, p);
+    assert.equal(r.headers.get('content-security-policy'), CSP, `${p}: CSP`);
+    assert.equal(r.headers.get('x-content-type-options'), 'nosniff', `${p}: nosniff`);
+    assert.equal(r.headers.get('referrer-policy'), 'no-referrer', `${p}: no-referrer`);
+  }
+  assert.equal((await fetch(GATEWAY)).status, 401, 'the gateway: no token, 401');
+  const html = await (await fetch(`${CONSOLE}/`)).text();
+  assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)|\sstyle=|\son[a-z]+=/i, 'no inline script, style or handler');
+});
+
+test('teams: who I am and my teams, from /v1/me', async () => {
+  page = await open('alice');
+  await page.goto(`${CONSOLE}/`);
+  await page.getByText('Signed in as alice').waitFor();
+  await page.getByRole('link', { name: 'platform', exact: true }).waitFor();
+  await shot(page, 'teams');
+});
+
+test('team: empty state, + Service account, an error next to its cause, planted markup shown as text', async () => {
+  await page.getByRole('link', { name: 'platform', exact: true }).click();
+  await page.getByRole('heading', { name: 'Team platform' }).waitFor();
+  await page.getByText('No service accounts yet: + Service account').waitFor();
+
+  await page.getByRole('button', { name: '+ Service account' }).click();
+  const dlg = page.getByRole('dialog');
+  await dlg.getByLabel('Name').fill(XSS_NAME);
+  await dlg.getByRole('button', { name: 'Create' }).click();
+  const err = dlg.locator('.error:not([hidden])').first();
+  await err.waitFor();
+  assert.match(await err.textContent(), /invalid account name '<img src=x onerror="window.__xss=1">'/,
+    "the API's refusal, next to the name, as text");
+  await noXss(page, 'a refused name');
+
+  await dlg.getByLabel('Name').fill('deployer');
+  await dlg.getByLabel('stacks', { exact: true }).check();
+  await dlg.getByLabel('service_accounts:tokens', { exact: true }).check();
+  await dlg.getByRole('button', { name: 'Create' }).click();
+  await dlg.waitFor({ state: 'detached' });
+  const row = page.locator('tr', { hasText: 'deployer' });
+  await row.getByText('service_accounts:tokens').waitFor();
+  await row.getByText('stacks').waitFor();
+  await shot(page, 'team');
+});
+
+test('keyboard alone: Tab to + Service account, Enter opens it, Escape closes it', async () => {
+  await page.locator('body').click({ position: { x: 1, y: 1 } });
+  let found = false;
+  for (let i = 0; i < 40 && !found; i += 1) {
+    await page.keyboard.press('Tab');
+    found = await page.evaluate(() => document.activeElement?.textContent === '+ Service account');
+  }
+  assert.ok(found, 'reached with Tab');
+  await page.keyboard.press('Enter');
+  const dlg = page.getByRole('dialog');
+  await dlg.waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.labels?.[0]?.textContent), 'Name',
+    'the first field has the focus and a label');
+  await page.keyboard.press('Escape');
+  await dlg.waitFor({ state: 'detached' });
+});
+
+test('access tokens: New token with scope boxes, shown once, 200 at the gateway', async () => {
+  await page.getByRole('link', { name: 'deployer' }).click();
+  await page.getByRole('heading', { name: 'Service account deployer' }).waitFor();
+  account = await page.locator('code').first().textContent();
+  await page.getByText('No tokens yet: New token.').waitFor();
+
+  await page.getByRole('button', { name: 'New token' }).click();
+  const dlg = page.getByRole('dialog');
+  await dlg.getByRole('group', { name: 'stacks' }).waitFor();
+  await dlg.getByText('Read stacks <img src=x onerror="window.__xss=(window.__xss||0)+1">').waitFor();
+  await dlg.getByText('Change stacks "><script>window.__xss=(window.__xss||0)+1</script>').waitFor();
+  await noXss(page, 'scope descriptions');
+  assert.equal(await dlg.getByLabel('invoices:read').count(), 0, "only the account's applications' scopes");
+  await dlg.getByLabel('stacks:read', { exact: true }).check();
+  await dlg.getByLabel('Expires').selectOption('30d');
+  await shot(page, 'new-token');
+  await dlg.getByRole('button', { name: 'Create token' }).click();
+
+  const got = await takeToken(page);
+  token = got.token;
+  await shot(page, 'token-once');
+  await closeToken(page, got.dlg, token);
+  assert.equal(await gateway(token), 200, 'the copied token: 200 at the gateway');
+  const row = page.locator('tr', { hasText: token.slice(4, 20) });
+  await row.getByText('stacks:read').waitFor();
+});
+
+test('rotate: the new token works, the old one stops (no overlap)', async () => {
+  const old = token;
+  const row = page.locator('tr', { hasText: old.slice(4, 20) });
+  await row.getByRole('button', { name: /^Rotate/ }).click();
+  const dlg = page.getByRole('dialog');
+  await dlg.getByLabel('Overlap').selectOption('0');
+  await dlg.getByRole('button', { name: 'Rotate' }).click();
+  const got = await takeToken(page);
+  token = got.token;
+  await closeToken(page, got.dlg, token);
+  assert.equal(await gateway(token), 200, 'the new token: 200');
+  assert.equal(await gateway(old), 401, 'the old one: 401');
+});
+
+test('edit scopes: untick, Save changes, the next request is 403', async () => {
+  const row = page.locator('tr', { hasText: token.slice(4, 20) });
+  await row.getByRole('button', { name: /^Edit/ }).click();
+  const dlg = page.getByRole('dialog');
+  const box = dlg.getByLabel('stacks:read', { exact: true });
+  assert.ok(await box.isChecked(), 'the boxes show the scopes it holds');
+  await box.uncheck();
+  await dlg.getByLabel('stacks:write', { exact: true }).check();
+  await dlg.getByRole('button', { name: 'Save changes' }).click();
+  await dlg.waitFor({ state: 'detached' });
+  await page.locator('tr', { hasText: token.slice(4, 20) }).getByText('stacks:write').waitFor();
+  assert.equal(await gateway(token), 403, 'stacks:read unticked: 403 at the gateway');
+  await shot(page, 'tokens');
+});
+
+test('revoke, with a confirmation: 401 at the gateway', async () => {
+  const row = page.locator('tr', { hasText: token.slice(4, 20) });
+  await row.getByRole('button', { name: /^Revoke/ }).click();
+  const dlg = page.getByRole('dialog');
+  await dlg.getByText('It stops working at every gateway at once.').waitFor();
+  await dlg.getByRole('button', { name: 'Revoke' }).click();
+  await dlg.waitFor({ state: 'detached' });
+  await page.locator('tr', { hasText: token.slice(4, 20) }).getByText('revoked').waitFor();
+  assert.equal(await gateway(token), 401, 'revoked: 401');
+});
+
+test('notifications: Switch user, webhook per event, secret once, Send test reaches the receiver', async () => {
+  await page.getByRole('link', { name: 'Applications' }).click();
+  await page.getByRole('link', { name: 'stacks', exact: true }).click();
+  await page.getByRole('heading', { name: 'Application stacks' }).waitFor();
+  await page.getByText('Read stacks <img src=x').waitFor();
+  await noXss(page, 'the catalogue table');
+
+  const pick = page.getByLabel('Switch user');
+  const options = await pick.locator('option').allTextContents();
+  assert.deepEqual(options.slice(1), ['platform/deployer'], 'only the accounts granted the application');
+  await pick.selectOption({ label: 'platform/deployer' });
+  await page.getByText('No notifications yet.').waitFor();
+
+  await page.getByLabel('Webhook', { exact: true }).check();
+  await page.getByLabel('Webhook URL').fill(RECEIVER_URL);
+  await page.getByLabel('token.issued', { exact: true }).check();
+  await page.getByLabel('token.revoked', { exact: true }).check();
+  await page.getByRole('button', { name: 'Save' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Webhook signing secret' });
+  await dlg.getByText('it will not be shown again').waitFor();
+  assert.ok((await dlg.getByLabel('The token').inputValue()).length >= 16, 'the webhook secret, once');
+  await dlg.getByRole('button', { name: 'Done' }).click();
+  await dlg.waitFor({ state: 'detached' });
+
+  await page.getByText(/^Subscribed since/).waitFor();
+  assert.ok(await page.getByLabel('token.issued', { exact: true }).isChecked(), 'the events saved');
+  assert.ok(!(await page.getByLabel('token.denied', { exact: true }).isChecked()), 'and only those');
+  await page.getByText('No failed deliveries.').waitFor();
+  await page.getByRole('button', { name: 'Send test' }).click();
+  await page.getByText('Test queued: a ping is on its way.').waitFor();
+  await shot(page, 'notifications');
+
+  const raw = await until('the webhook test at the receiver', () => {
+    if (!existsSync(`${RECEIVER_DIR}/count`)) return null;
+    const n = Number(readFileSync(`${RECEIVER_DIR}/count`, 'utf8'));
+    for (let i = 1; i <= n; i += 1) {
+      const r = readFileSync(`${RECEIVER_DIR}/${i}.http`, 'utf8');
+      if (r.includes('"ping"')) return r;
+    }
+    return null;
+  });
+  assert.match(raw, /^POST \/hook HTTP\/1\.1/, 'the test reached the webhook');
+});
+
+test('audit: newest first, filtered by actor and account, paged', async () => {
+  await page.goto(`${CONSOLE}/#/teams/platform/audit`);
+  await page.getByRole('heading', { name: 'Audit log of platform' }).waitFor();
+  const times = await page.locator('tbody tr td:first-child').allTextContents();
+  assert.ok(times.length >= 5, 'entries');
+  assert.deepEqual(times, [...times].sort().reverse(), 'newest first');
+  await page.getByText(/^Page 1 of \d+$/).waitFor();
+  await page.getByLabel('Actor').fill('alice');
+  const actors = await page.locator('tbody tr td:nth-child(2)').allTextContents();
+  assert.ok(actors.length > 0 && actors.every((a) => a.includes('alice')), 'only alice');
+  await page.getByLabel('Account (id or name)').fill(account);
+  const targets = await page.locator('tbody tr td:nth-child(4)').allTextContents();
+  assert.ok(targets.length > 0 && targets.every((t) => t.includes(account)), 'only that account');
+  await page.getByLabel('Account (id or name)').fill('no-such-account');
+  await page.getByText('No entry matches.').waitFor();
+  await page.getByLabel('Account (id or name)').fill('');
+  await shot(page, 'audit');
+});
+
+test('readable at 375 px and at 1920 px', async () => {
+  for (const [w, hgt] of [[375, 800], [1920, 1080]]) {
+    await page.setViewportSize({ width: w, height: hgt });
+    await page.goto(`${CONSOLE}/#/teams/platform`);
+    await page.getByRole('heading', { name: 'Team platform' }).waitFor();
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= w, `no sideways scrolling at ${w} px (${width})`);
+    await shot(page, `team-${w}`);
+  }
+});
+
+test('a member without permissions: nothing offered, and the API refuses anyway', async () => {
+  const bob = await open('bob');
+  await bob.goto(`${CONSOLE}/#/teams/platform`);
+  await bob.getByRole('heading', { name: 'Team platform' }).waitFor();
+  await bob.getByText('deployer').waitFor();
+  assert.equal(await bob.getByRole('button', { name: '+ Service account' }).count(), 0, 'no + Service account');
+  assert.equal(await bob.getByRole('button', { name: /^Delete/ }).count(), 0, 'no Delete');
+  const status = await bob.evaluate(async () => (await fetch('/v1/teams/platform/accounts', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"name":"sneaky"}',
+  })).status);
+  assert.equal(status, 403, 'the API refuses it');
+  await bob.context().close();
+});
+
+test('markup in names never gets in: refused by the API, and shown as text', async () => {
+  const bad = await page.evaluate(async (x) => {
+    const put = (p) => fetch(p, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+    return [
+      (await put(`/v1/apps/stacks/scopes/${encodeURIComponent(x)}`)).status,
+      (await put(`/v1/apps/${encodeURIComponent(x)}/scopes/a:b`)).status,
+      (await put(`/v1/teams/platform/members/${encodeURIComponent('"><script>x</script>')}`)).status,
+      (await fetch('/v1/teams', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ team: x, owner: 'alice' }) })).status,
+    ];
+  }, XSS_NAME);
+  assert.deepEqual(bad, [400, 400, 400, 400], 'scope, application, user and team names refused');
+  await page.goto(`${CONSOLE}/#/teams/${encodeURIComponent(XSS_NAME)}`);
+  await page.getByRole('heading', { name: 'Something went wrong' }).waitFor();
+  await noXss(page, 'a team name in the URL');
+  assert.deepEqual(problems, [], 'no page error, CSP violation or dialog in any page');
+});
