@@ -4,7 +4,7 @@
 // webhook receiver).  Run by `make test-browser`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, writeFileSync, rmSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const CONSOLE = process.env.CONSOLE_URL;
@@ -268,6 +268,35 @@ test('notifications: Switch user, webhook per event, secret once, Send test reac
   assert.match(raw, /^POST \/hook HTTP\/1\.1/, 'the test reached the webhook');
 });
 
+test('failed deliveries: a test that kept failing is listed, Retry delivers it', async () => {
+  writeFileSync(`${RECEIVER_DIR}/plan`, '500\n'.repeat(20000));   // the receiver fails
+  await page.getByRole('button', { name: 'Send test' }).click();
+  await page.getByText('Test queued: a ping is on its way.').waitFor();
+  const where = page.url();
+  await until('the delivery listed as failed', async () => {
+    await page.goto('about:blank');
+    await page.goto(where);
+    await page.getByRole('heading', { name: 'Failed deliveries' }).waitFor();
+    return page.getByRole('button', { name: 'Retry' }).count();
+  }, 30000);
+  const row = page.locator('tr', { has: page.getByRole('button', { name: 'Retry' }) }).first();
+  await row.getByText('ping').waitFor();
+  await row.getByText('HTTP 500').waitFor();
+  await shot(page, 'failed');
+  rmSync(`${RECEIVER_DIR}/plan`, { force: true });                  // and recovers
+  const before = Number(readFileSync(`${RECEIVER_DIR}/count`, 'utf8'));
+  await row.getByRole('button', { name: 'Retry' }).click();
+  await page.getByText('No failed deliveries.').waitFor();
+  await until('the retried delivery at the receiver', () => {
+    const n = Number(readFileSync(`${RECEIVER_DIR}/count`, 'utf8'));
+    for (let i = n; i > before; i -= 1) {
+      const r = readFileSync(`${RECEIVER_DIR}/${i}.http`, 'utf8');
+      if (r.includes('"ping"')) return true;
+    }
+    return false;
+  });
+});
+
 test('audit: newest first, filtered by actor and account, paged', async () => {
   await page.goto(`${CONSOLE}/#/teams/platform/audit`);
   await page.getByRole('heading', { name: 'Audit log of platform' }).waitFor();
@@ -310,6 +339,19 @@ test('a member without permissions: nothing offered, and the API refuses anyway'
   })).status);
   assert.equal(status, 403, 'the API refuses it');
   await bob.context().close();
+});
+
+test('delete a service account: the confirmation names what goes', async () => {
+  await page.goto(`${CONSOLE}/#/teams/platform`);
+  await page.getByRole('heading', { name: 'Team platform' }).waitFor();
+  await page.getByRole('button', { name: 'Delete deployer' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Delete deployer?' });
+  await dlg.getByText('with every token it holds (revoked at once) and its notifications').waitFor();
+  await dlg.getByRole('button', { name: 'Delete' }).click();
+  await dlg.waitFor({ state: 'detached' });
+  await page.getByText('No service accounts yet: + Service account').waitFor();
+  const r = await page.evaluate(async (id) => (await fetch(`/v1/accounts/${id}`)).status, account);
+  assert.equal(r, 404, 'gone from the API');
 });
 
 test('markup in names never gets in: refused by the API, and shown as text', async () => {
