@@ -154,7 +154,8 @@ int
 sa_user_valid(const char *s)
 {
     return sa_chars_in(s, "abcdefghijklmnopqrstuvwxyz"
-                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-", 64);
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-",
+                      SA_USER_MAX);
 }
 
 

@@ -28,7 +28,13 @@ int64_t sa_now(void);
 /* team and account names: [a-z0-9][a-z0-9_.-]{0,62} */
 int sa_name_valid(const char *s);
 
-/* users (--as, --owner, members): [A-Za-z0-9_.@+-]{1,64} */
+/*
+ * users (--as, --owner, members): [A-Za-z0-9_.@+-]{1,100}; 100 holds the
+ * email of an account of the longest team name (16 + 1 + 63 + 11 = 91),
+ * the name of a service account as a team member and API caller
+ */
+#define SA_USER_MAX  100
+
 int sa_user_valid(const char *s);
 
 /* the three team permissions of the contract */

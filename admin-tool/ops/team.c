@@ -184,7 +184,7 @@ sa_in_member(json_t *in, sa_member_t *m)
 /*
  * team.member.add: PUT /v1/teams/{team}/members/{user}
  *   team   string, required
- *   user   string, required: [A-Za-z0-9_.@+-]{1,64}
+ *   user   string, required: [A-Za-z0-9_.@+-]{1,100}
  *   perms  array of strings: service_accounts:create, :delete, :tokens;
  *          none: read only
  * The owner only; replaces the member's permissions.  Returns {"team",

@@ -122,7 +122,7 @@ sa_user_or_exit(json_t *in)
 
     if (!sa_user_valid(user)) {
         sa_die_kind(SA_ERR_INPUT, "invalid user name '%s' (expected "
-                    "[A-Za-z0-9_.@+-], at most 64)", sa_vis(user));
+                    "[A-Za-z0-9_.@+-], at most 100)", sa_vis(user));
     }
 
     return user;

@@ -200,4 +200,22 @@ $redis->cmd('CONFIG', 'SET', 'requirepass', '');
 my @all = map { $redis->cmd('DUMP', $_) // '' } @{ $redis->cmd('KEYS', '*') };
 ok(!grep({ index($_, $secret) >= 0 } @all), 'no key holds a secret');
 
+# the longest team name (63) still gives an email that is a user name:
+# user names are at most 100 bytes, an account's email at most 91
+my $long = 'l' x 63;
+my $lf = SaTest::fixture($redis, team => $long, apps => ['lapi']);
+my ($ltoken) = $lf->issue('--scope', 'stacks:read');
+$r = probe("Bearer $ltoken");
+is($r->{code}, 0, 'a token of a team with a 63-byte name is accepted') or diag explain $r;
+is($r->{json}{actor}, "$lf->{account}{id}\@$long.sa.invalid", 'its 91-byte email is the caller');
+$r = SaTest::admin($redis, { SA_ACTOR => 'alice' }, 'team', 'member', 'add', $long,
+                   $r->{json}{actor}, '--perm', 'service_accounts:tokens');
+is($r->{code}, 0, 'and can be made a member of its team') or diag explain $r;
+$r = SaTest::admin($redis, { SA_ACTOR => 'alice' }, 'team', 'member', 'add', $long,
+                   'u' x 100, '--perm', 'service_accounts:create');
+is($r->{code}, 0, 'a 100-byte user name is a user name') or diag explain $r;
+$r = SaTest::admin($redis, { SA_ACTOR => 'alice' }, 'team', 'member', 'add', $long,
+                   'u' x 101, '--perm', 'service_accounts:create');
+is($r->{code}, 1, 'a 101-byte one is a usage error');
+
 done_testing;
