@@ -19,8 +19,8 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Icore
 LDLIBS    := -lhiredis -lsodium -ljansson
 # sa-admin only (the notification worker's HTTP client, the admin API's
-# server), not the module
-ADMIN_LDLIBS := -lcurl -lmicrohttpd -lm
+# server, TLS to Redis), not the module
+ADMIN_LDLIBS := -lcurl -lmicrohttpd -lssl -lcrypto -lm
 
 # the version's one home is the first line of debian/changelog:
 # "sa-gateway (0.3) ..." -> 0.3, for sa-admin --version and the packages
@@ -29,7 +29,7 @@ SA_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 # Debian packages the build, the tests and the demo need
 DEPS := nginx nginx-dev libhiredis-dev libsodium-dev libjansson-dev \
         redis-server redis-tools perl libjson-pp-perl curl wrk make gcc \
-        libcurl4-openssl-dev libmicrohttpd-dev gdb
+        libcurl4-openssl-dev libmicrohttpd-dev libssl-dev gdb
 
 CORE_SRCS  := $(wildcard core/*.c)
 CORE_HDRS  := $(wildcard core/*.h)

@@ -40,10 +40,17 @@ static const char  usage[] =
     "\n"
     "global options (also from the environment):\n"
     "  --redis URL          redis://[user:pass@]host:port/db,\n"
-    "                       unix:///path?db=N or, through Redis Sentinel,\n"
-    "                       redis-sentinel://[user:pass@]host:port[,host:port\n"
-    "                       ...][/db]#MASTER (SA_REDIS;\n"
+    "                       rediss://... (TLS), unix:///path?db=N or, through\n"
+    "                       Redis Sentinel, redis-sentinel[+tls]://[user:pass@]\n"
+    "                       host:port[,host:port...][/db]#MASTER (SA_REDIS;\n"
     "                       default redis://127.0.0.1:6379/0)\n"
+    "  --redis-ca FILE      CA certificates for TLS (SA_REDIS_CA; default the\n"
+    "                       system's); the server's certificate must chain to\n"
+    "                       them and name the host of the URL\n"
+    "  --redis-cert FILE    a client certificate for TLS (SA_REDIS_CERT)\n"
+    "  --redis-key FILE     its key (SA_REDIS_KEY)\n"
+    "  --redis-insecure     TLS without verifying the server (never in\n"
+    "                       production)\n"
     "  --signing-key FILE   Ed25519 signing key (SA_SIGNING_KEY)\n"
     "  --as USER            the acting user (SA_ACTOR); without one, the\n"
     "                       holder of the signing key acts as the operator\n"
@@ -112,6 +119,9 @@ sa_global_options(sa_admin_t *sa, int argc, char **argv)
 {
     struct { const char *name; const char **slot; }  valued[] = {
         { "--redis", &sa->redis_url },
+        { "--redis-ca", &sa->redis_ca },
+        { "--redis-cert", &sa->redis_cert },
+        { "--redis-key", &sa->redis_key },
         { "--signing-key", &sa->signing_key },
         { "--as", &sa->actor },
         { "--notify-key", &sa->notify_key },
@@ -136,6 +146,11 @@ sa_global_options(sa_admin_t *sa, int argc, char **argv)
 
         if (strcmp(argv[i], "--version") == 0) {
             sa_show_version = 1;
+            continue;
+        }
+
+        if (strcmp(argv[i], "--redis-insecure") == 0) {
+            sa->redis_insecure = 1;
             continue;
         }
 
@@ -208,6 +223,15 @@ main(int argc, char **argv)
 
     if (sa.redis_url == NULL) {
         sa.redis_url = sa_env("SA_REDIS", "redis://127.0.0.1:6379/0");
+    }
+    if (sa.redis_ca == NULL) {
+        sa.redis_ca = sa_env("SA_REDIS_CA", NULL);
+    }
+    if (sa.redis_cert == NULL) {
+        sa.redis_cert = sa_env("SA_REDIS_CERT", NULL);
+    }
+    if (sa.redis_key == NULL) {
+        sa.redis_key = sa_env("SA_REDIS_KEY", NULL);
     }
     if (sa.signing_key == NULL) {
         sa.signing_key = sa_env("SA_SIGNING_KEY", NULL);

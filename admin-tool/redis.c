@@ -6,6 +6,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "rconn.h"
 #include "redis.h"
 #include "xalloc.h"
 
@@ -276,6 +277,16 @@ sa_redis_url_parse(const char *url, sa_redis_url_t *u, char *err,
         return sa_url_tcp(url + 8, u, err, errlen);
     }
 
+    if (strncmp(url, "rediss://", 9) == 0) {
+        u->tls = 1;
+        return sa_url_tcp(url + 9, u, err, errlen);
+    }
+
+    if (strncmp(url, "redis-sentinel+tls://", 21) == 0) {
+        u->tls = 1;
+        return sa_url_sentinel(url + 21, u, err, errlen);
+    }
+
     if (strncmp(url, "unix://", 7) == 0) {
         return sa_url_unix(url + 7, u, err, errlen);
     }
@@ -285,7 +296,8 @@ sa_redis_url_parse(const char *url, sa_redis_url_t *u, char *err,
     }
 
     snprintf(err, errlen, "expected redis://host:port/db, unix:///path or "
-             "redis-sentinel://host:port[,host:port...]/db#MASTER");
+             "redis-sentinel://host:port[,host:port...]/db#MASTER "
+             "(rediss:// and redis-sentinel+tls:// for TLS)");
     return -1;
 }
 
@@ -316,16 +328,17 @@ sa_url_display(const sa_redis_url_t *u, char *out, size_t size)
         snprintf(out, size, "unix://%s?db=%d", u->unix_path, u->db);
 
     } else if (u->nsentinels && u->host[0]) {
-        snprintf(out, size, "redis://%s:%d/%d (master %s)", u->host, u->port,
-                 u->db, u->master);
+        snprintf(out, size, "redis%s://%s:%d/%d (master %s)",
+                 u->tls ? "s" : "", u->host, u->port, u->db, u->master);
 
     } else if (u->nsentinels) {
         sa_url_sentinel_list(u, list, sizeof(list));
-        snprintf(out, size, "redis-sentinel://%.400s/%d#%.100s", list, u->db,
-                 u->master);
+        snprintf(out, size, "redis-sentinel%s://%.400s/%d#%.100s",
+                 u->tls ? "+tls" : "", list, u->db, u->master);
 
     } else {
-        snprintf(out, size, "redis://%s:%d/%d", u->host, u->port, u->db);
+        snprintf(out, size, "redis%s://%s:%d/%d", u->tls ? "s" : "", u->host,
+                 u->port, u->db);
     }
 }
 
@@ -343,8 +356,11 @@ typedef struct {
     int            ours;         /* EVALSHA of our script: a receipt */
 } sa_sent_t;
 
+#define ms(tv)  ((int) ((tv).tv_sec * 1000 + (tv).tv_usec / 1000))
+
 static struct {
     sa_redis_url_t   url;
+    SSL_CTX         *tls;        /* rediss://, redis-sentinel+tls:// */
     unsigned         conn;       /* connections made so far */
     sa_sent_t       *sent;       /* in flight, sent[head..n) */
     int              head, n, cap;
@@ -363,14 +379,14 @@ sa_redis_die(const char *where, const char *what)
 
 
 static void
-sa_redis_setup(redisContext *c, const sa_redis_url_t *u, const char *where)
+sa_redis_setup(sa_rconn_t *c, const sa_redis_url_t *u, const char *where)
 {
     redisReply  *r = NULL;
 
     if (u->password[0] && u->user[0]) {
-        r = redisCommand(c, "AUTH %s %s", u->user, u->password);
+        r = sa_rconn_command(c, "AUTH %s %s", u->user, u->password);
     } else if (u->password[0]) {
-        r = redisCommand(c, "AUTH %s", u->password);
+        r = sa_rconn_command(c, "AUTH %s", u->password);
     }
 
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
@@ -378,7 +394,7 @@ sa_redis_setup(redisContext *c, const sa_redis_url_t *u, const char *where)
     }
     freeReplyObject(r);
 
-    r = redisCommand(c, "SELECT %d", u->db);
+    r = sa_rconn_command(c, "SELECT %d", u->db);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         sa_redis_die(where, r ? r->str : c->errstr);
     }
@@ -410,27 +426,27 @@ sa_sleep_ms(long long ms)
  * AUTH and SELECT (a refusal of those ends the program, as for redis://),
  * and it must say ROLE master.  NULL with *why set otherwise.
  */
-static redisContext *
+static sa_rconn_t *
 sa_sentinel_try(sa_redis_url_t *u, const sa_hostport_t *s, char *why,
     size_t wsize)
 {
-    redisContext    *c;
+    sa_rconn_t    *c;
     redisReply      *r;
     struct timeval   tv = { SA_SENTINEL_ASK_SEC, 0 };
     struct timeval   rtv = { SA_REPLY_TIMEOUT_SEC, 0 };
     char             where[600];
     int              ok;
 
-    c = redisConnectWithTimeout(s->host, s->port, tv);
+    c = sa_rconn_connect(s->host, s->port, NULL, sa_conn.tls, ms(tv));
     if (c == NULL || c->err) {
         snprintf(why, wsize, "sentinel %s:%d: %s", s->host, s->port,
                  c ? c->errstr : "out of memory");
-        redisFree(c);
+        sa_rconn_free(c);
         return NULL;
     }
 
-    redisSetTimeout(c, tv);
-    r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", u->master);
+    sa_rconn_set_timeout(c, ms(tv));
+    r = sa_rconn_command(c, "SENTINEL get-master-addr-by-name %s", u->master);
     ok = 0;
 
     if (r == NULL) {
@@ -459,7 +475,7 @@ sa_sentinel_try(sa_redis_url_t *u, const sa_hostport_t *s, char *why,
     }
 
     freeReplyObject(r);
-    redisFree(c);
+    sa_rconn_free(c);
 
     if (!ok) {
         u->host[0] = '\0';
@@ -468,18 +484,18 @@ sa_sentinel_try(sa_redis_url_t *u, const sa_hostport_t *s, char *why,
 
     sa_url_display(u, where, sizeof(where));
 
-    c = redisConnectWithTimeout(u->host, u->port, tv);
+    c = sa_rconn_connect(u->host, u->port, NULL, sa_conn.tls, ms(tv));
     if (c == NULL || c->err) {
         snprintf(why, wsize, "%s:%d (named by sentinel %s:%d): %s", u->host,
                  u->port, s->host, s->port, c ? c->errstr : "out of memory");
-        redisFree(c);
+        sa_rconn_free(c);
         return NULL;
     }
 
-    redisSetTimeout(c, rtv);
+    sa_rconn_set_timeout(c, ms(rtv));
     sa_redis_setup(c, u, where);
 
-    r = redisCommand(c, "ROLE");
+    r = sa_rconn_command(c, "ROLE");
     ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0
          && r->element[0]->type == REDIS_REPLY_STRING
          && strcmp(r->element[0]->str, "master") == 0;
@@ -492,7 +508,7 @@ sa_sentinel_try(sa_redis_url_t *u, const sa_hostport_t *s, char *why,
                  : r->type == REDIS_REPLY_ARRAY && r->elements > 0
                    && r->element[0]->type == REDIS_REPLY_STRING
                    ? r->element[0]->str : "?");
-        redisFree(c);
+        sa_rconn_free(c);
         c = NULL;
     }
 
@@ -506,10 +522,10 @@ sa_sentinel_try(sa_redis_url_t *u, const sa_hostport_t *s, char *why,
  * until SA_SENTINEL_TIMEOUT seconds (a failover takes a few); the program
  * ends with exit status 3 when there is none.  extra: said after why.
  */
-static redisContext *
+static sa_rconn_t *
 sa_sentinel_connect(sa_redis_url_t *u, const char *extra)
 {
-    redisContext  *c;
+    sa_rconn_t  *c;
     const char    *env;
     char           why[1024] = "no sentinel asked";
     char           list[SA_SENTINELS_MAX * 270];
@@ -547,7 +563,7 @@ sa_sentinel_connect(sa_redis_url_t *u, const char *extra)
 
 
 static void
-sa_connected(sa_admin_t *sa, redisContext *c)
+sa_connected(sa_admin_t *sa, sa_rconn_t *c)
 {
     sa->redis = c;
     sa_conn.conn++;
@@ -555,11 +571,12 @@ sa_connected(sa_admin_t *sa, redisContext *c)
 }
 
 
-redisContext *
+sa_rconn_t *
 sa_xredis(sa_admin_t *sa)
 {
     sa_redis_url_t  *u = &sa_conn.url;
-    redisContext    *c;
+    sa_rconn_t      *c;
+    sa_tls_conf_t    tls;
     char             err[256], where[600];
     struct timeval   tv = { SA_CONNECT_TIMEOUT_SEC, 0 };
     struct timeval   rtv = { SA_REPLY_TIMEOUT_SEC, 0 };
@@ -572,6 +589,14 @@ sa_xredis(sa_admin_t *sa)
         sa_die(SA_EXIT_USAGE, "invalid Redis URL: %s", err);
     }
 
+    if (u->tls && sa_conn.tls == NULL) {
+        tls.ca = sa->redis_ca;
+        tls.cert = sa->redis_cert;
+        tls.key = sa->redis_key;
+        tls.insecure = sa->redis_insecure;
+        sa_conn.tls = sa_tls_ctx_or_exit(&tls);
+    }
+
     if (u->nsentinels) {
         sa_connected(sa, sa_sentinel_connect(u, NULL));
         return sa->redis;
@@ -579,14 +604,15 @@ sa_xredis(sa_admin_t *sa)
 
     sa_url_display(u, where, sizeof(where));
 
-    c = u->unix_path[0] ? redisConnectUnixWithTimeout(u->unix_path, tv)
-                        : redisConnectWithTimeout(u->host, u->port, tv);
+    c = u->unix_path[0] ? sa_rconn_connect(NULL, 0, u->unix_path, NULL, ms(tv))
+                        : sa_rconn_connect(u->host, u->port, NULL, sa_conn.tls,
+                                           ms(tv));
 
     if (c == NULL || c->err) {
         sa_redis_die(where, c ? c->errstr : "out of memory");
     }
 
-    redisSetTimeout(c, rtv);
+    sa_rconn_set_timeout(c, ms(rtv));
     sa_redis_setup(c, u, where);
 
     sa_connected(sa, c);
@@ -621,7 +647,7 @@ sa_redis_close(sa_admin_t *sa)
     sa_conn.rhead = sa_conn.rn = sa_conn.rcap = 0;
 
     if (sa->redis != NULL) {
-        redisFree(sa->redis);
+        sa_rconn_free(sa->redis);
         sa->redis = NULL;
     }
 }
@@ -653,7 +679,7 @@ sa_send(sa_admin_t *sa, char *cmd, size_t len, sa_script_t *script,
     e->ours = 0;
     snprintf(e->key, sizeof(e->key), "%s", key ? key : "");
 
-    if (redisAppendFormattedCommand(sa->redis, cmd, len) != REDIS_OK) {
+    if (sa_rconn_append(sa->redis, cmd, len) != REDIS_OK) {
         sa_redis_die(sa->redis_where, sa->redis->errstr);
     }
 }
@@ -694,7 +720,7 @@ sa_script_load_now(sa_admin_t *sa, sa_script_t *script)
     redisReply  *r;
     int          ok;
 
-    r = redisCommand(sa->redis, "SCRIPT LOAD %s", script->body);
+    r = sa_rconn_command(sa->redis, "SCRIPT LOAD %s", script->body);
     ok = r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40;
     if (ok) {
         script->conn = sa_conn.conn;
@@ -729,7 +755,7 @@ sa_settle(sa_admin_t *sa, const char *lost, const char *why)
                 return 0;
             }
 
-            r = redisCommand(sa->redis, "EXISTS %s", e->key);
+            r = sa_rconn_command(sa->redis, "EXISTS %s", e->key);
             if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
                 freeReplyObject(r);
                 return 0;
@@ -744,9 +770,9 @@ sa_settle(sa_admin_t *sa, const char *lost, const char *why)
                     made ? "was made" : "was not made: making it there now");
         }
 
-        if (redisAppendFormattedCommand(sa->redis, e->cmd, e->len)
+        if (sa_rconn_append(sa->redis, e->cmd, e->len)
                 != REDIS_OK
-            || redisGetReply(sa->redis, &reply) != REDIS_OK)
+            || sa_rconn_get_reply(sa->redis, &reply) != REDIS_OK)
         {
             return 0;
         }
@@ -785,7 +811,7 @@ sa_failover(sa_admin_t *sa, const char *what)
     snprintf(why, sizeof(why), "%s", what);
 
     for (round = 0; round < SA_SENTINEL_ROUNDS; round++) {
-        redisFree(sa->redis);
+        sa_rconn_free(sa->redis);
         sa->redis = NULL;
 
         for (changes = 0, i = sa_conn.head; i < sa_conn.n; i++) {
@@ -824,12 +850,12 @@ sa_replicated(sa_admin_t *sa)
     }
 
     sa_conn.changed = 0;
-    r = redisCommand(sa->redis, "WAIT 1 %d", SA_WAIT_MS);
+    r = sa_rconn_command(sa->redis, "WAIT 1 %d", SA_WAIT_MS);
 
     if (r == NULL) {
         sa_fail(SA_EXIT_OK, "warning: could not ask %s whether a replica "
                 "has the change (%s)", sa->redis_where, sa->redis->errstr);
-        redisFree(sa->redis);
+        sa_rconn_free(sa->redis);
         sa->redis = NULL;
 
     } else if (r->type == REDIS_REPLY_INTEGER && r->integer < 1
@@ -859,7 +885,7 @@ sa_xredis_reply(sa_admin_t *sa)
             sa_redis_die(sa->redis_where, "no reply awaited");
         }
 
-        if (redisGetReply(sa->redis, &r) != REDIS_OK
+        if (sa_rconn_get_reply(sa->redis, &r) != REDIS_OK
             || (sa_conn.url.nsentinels && sa_not_master(r)))
         {
             if (!sa_conn.url.nsentinels) {

@@ -4,6 +4,11 @@
  * with exit status 3 and one line on stderr; error replies go back to the
  * caller.
  *
+ * rediss:// and redis-sentinel+tls:// run TLS (rconn.c) to Redis, and to
+ * the sentinels and the master, verified with --redis-ca (SA_REDIS_CA, or
+ * the system's CAs) unless --redis-insecure; --redis-cert and --redis-key
+ * (SA_REDIS_CERT, SA_REDIS_KEY) are a client certificate.
+ *
  * redis-sentinel:// URLs: the master is asked of the sentinels, and must
  * say ROLE master.  When the connection breaks (or the node turned replica)
  * with commands in flight, sa-admin finds the master again through the
@@ -19,6 +24,7 @@
 #include <stddef.h>
 #include <hiredis/hiredis.h>
 
+#include "rconn.h"
 #include "sa_admin.h"
 
 #define SA_SENTINELS_MAX  16
@@ -32,6 +38,7 @@ typedef struct {
     char           host[256];
     int            port;
     char           unix_path[256];        /* non-empty for unix:// */
+    int            tls;                   /* rediss://, redis-sentinel+tls:// */
     int            db;
     char           user[128];
     char           password[256];
@@ -60,7 +67,7 @@ int sa_redis_url_parse(const char *url, sa_redis_url_t *u, char *err,
     size_t errlen);
 
 /* the connection, made on first use */
-redisContext *sa_xredis(sa_admin_t *sa);
+sa_rconn_t *sa_xredis(sa_admin_t *sa);
 
 void sa_redis_close(sa_admin_t *sa);
 

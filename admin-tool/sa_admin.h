@@ -66,7 +66,11 @@ struct sa_admin_s {
     int                  warned_unverified;
     const char          *prefix;         /* SA_PREFIX, default "sa:" */
     const sa_command_t  *command;         /* the command being run */
-    struct redisContext *redis;          /* see redis.h */
+    struct sa_rconn_s   *redis;          /* see redis.h, rconn.h */
+    const char          *redis_ca;       /* --redis-ca, SA_REDIS_CA */
+    const char          *redis_cert;     /* --redis-cert, SA_REDIS_CERT */
+    const char          *redis_key;      /* --redis-key, SA_REDIS_KEY */
+    int                  redis_insecure; /* --redis-insecure */
     char                 redis_where[600];
 };
 

@@ -243,7 +243,7 @@ sa_worker_sink(sa_err_kind_t kind, const char *message)
 static void
 sa_worker_reset(sa_serve_t *s, sa_admin_t *sa)
 {
-    struct redisContext  *redis = sa->redis;
+    struct sa_rconn_s    *redis = sa->redis;
     char                  where[sizeof(sa->redis_where)];
 
     memcpy(where, sa->redis_where, sizeof(where));

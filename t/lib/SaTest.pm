@@ -865,7 +865,10 @@ sub _fill {
 #         port => N, timeout => 5, tls => 'no'|'optional'|'yes')
 # tls => ...: a TLS port too (tls_port, tls_url), with SaTest::tls_files()'s
 # server certificate and tls-auth-clients set to the value; the harness
-# itself keeps talking to the plain port.
+# itself keeps talking to the plain port.  SA_TEST_REDIS_TLS=1: every Redis
+# has one (tls => 'no' unless given), url is its rediss:// URL, and sa-admin
+# runs with SA_REDIS_CA set to the test CA (t/admin/97-redis-tls.t runs
+# admin tests so).
 # Nothing is persisted (save "", appendonly no) unless conf says otherwise,
 # so restart() comes back empty; the dir is kept, so an AOF survives.
 # ======================================================================
@@ -883,10 +886,15 @@ my $REDIS_BIN = $ENV{SA_TEST_REDIS} || 'redis-server';
 sub start {
     my ($class, %opt) = @_;
     my $self = bless { timeout => 5, %opt, dir => SaTest::new_dir('redis') }, $class;
+    if ($ENV{SA_TEST_REDIS_TLS}) {
+        $self->{tls} //= 'no';
+        # every sa-admin started from here (serve, the worker) trusts it
+        $ENV{SA_REDIS_CA} //= SaTest::tls_files()->{ca};
+    }
     $self->{socket} = "$self->{dir}/redis.sock" if $opt{unix};
     for (1 .. ($opt{port} ? 1 : 3)) {
         $self->{port} = $opt{port} || SaTest::free_port();
-        $self->{tls_port} = SaTest::free_port() if $opt{tls};
+        $self->{tls_port} = SaTest::free_port() if $self->{tls};
         return $self if $self->_boot;
         last unless $self->log =~ /Address already in use/;   # lost a race
     }
@@ -910,6 +918,8 @@ sub timeout {
 sub url {
     my ($self) = @_;
     my $auth = defined $self->{password} ? ":$self->{password}@" : '';
+    return "rediss://${auth}localhost:$self->{tls_port}/0"
+        if $ENV{SA_TEST_REDIS_TLS} && $self->{tls_port};
     return "redis://${auth}127.0.0.1:$self->{port}/0";
 }
 
