@@ -519,6 +519,7 @@ ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *text,
     ngx_memzero(&u, sizeof(ngx_url_t));
     u.url = *text;
     u.default_port = tcp_only ? 26379 : 6379;
+    u.no_resolve = 1;           /* names: ngx_http_sa_redis_names() */
 
     addr->address = *text;
 
@@ -530,11 +531,6 @@ ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *text,
         return NGX_CONF_ERROR;
     }
 
-    if (u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V \"%V\" has no address",
-                           &cmd->name, &u.url);
-        return NGX_CONF_ERROR;
-    }
 
     if (u.family == AF_UNIX) {
         if (tcp_only) {
@@ -559,9 +555,15 @@ ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *text,
         return NGX_CONF_OK;
     }
 
-    addr->port = ngx_inet_get_port(u.addrs[0].sockaddr);
-    addr->sockaddr = u.addrs[0].sockaddr;
-    addr->socklen = u.addrs[0].socklen;
+    if (u.naddrs) {
+        addr->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+        addr->sockaddr = u.addrs[0].sockaddr;
+        addr->socklen = u.addrs[0].socklen;
+
+    } else {
+        addr->port = u.port;
+        addr->by_name = 1;
+    }
 
     /* the host as written, NUL-terminated (SNI): the certificate's name */
     host = u.host;
@@ -584,8 +586,16 @@ ngx_http_sa_redis_address(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *text,
         return NGX_CONF_ERROR;
     }
 
-    addr->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
-                                   addr->host.data, NGX_SOCKADDR_STRLEN, 0);
+    if (u.naddrs) {
+        addr->host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                       u.addrs[0].socklen, addr->host.data,
+                                       NGX_SOCKADDR_STRLEN, 0);
+
+    } else {
+        addr->host.len = ngx_min(u.host.len, NGX_SOCKADDR_STRLEN);
+        ngx_memcpy(addr->host.data, u.host.data, addr->host.len);
+    }
+
     addr->host.data[addr->host.len] = '\0';
 
     return NGX_CONF_OK;
@@ -1024,6 +1034,10 @@ ngx_http_sa_init(ngx_conf_t *cf)
     if ((smcf->used || smcf->metrics)
         && ngx_http_sa_metrics_conf(cf, &ngx_http_sa_module) != NGX_OK)
     {
+        return NGX_ERROR;
+    }
+
+    if (smcf->redis && ngx_http_sa_redis_names(cf, smcf->redis) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -85,6 +85,9 @@ struct ngx_http_sa_redis_s {
     ngx_log_t                     *log;
     const char                    *role;        /* for messages */
     ngx_peer_connection_t          pc;
+    ngx_resolver_ctx_t            *resolving;   /* the name, being resolved */
+    ngx_sockaddr_t                 resolved;    /* what it resolved to */
+    ngx_uint_t                     rr;          /* the address to use next */
     ngx_connection_t              *conn;        /* NULL: no connection */
     redisReader                   *reader;      /* this connection's */
     u_char                        *out;         /* commands to write */
@@ -142,6 +145,10 @@ typedef struct {
 
 
 static void ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd);
+static void ngx_http_sa_redis_connect_peer(ngx_http_sa_redis_t *rd,
+    struct sockaddr *sockaddr, socklen_t socklen);
+static void ngx_http_sa_redis_resolve(ngx_http_sa_redis_t *rd);
+static void ngx_http_sa_redis_failed(ngx_http_sa_redis_t *rd);
 static void ngx_http_sa_redis_close(ngx_http_sa_redis_t *rd,
     const char *fmt, ...);
 static void ngx_http_sa_redis_schedule(ngx_http_sa_redis_t *rd);
@@ -1294,12 +1301,87 @@ ngx_http_sa_redis_failed(ngx_http_sa_redis_t *rd)
 }
 
 
+/*
+ * A host name, with http's "resolver": resolved at every connect (the
+ * resolver's cache honours the answer's TTL, or valid=), within the set-up
+ * deadline; the addresses it gives are used in turn.  A name that does not
+ * resolve is a failed connection: logged, counted, retried with backoff.
+ */
+static void
+ngx_http_sa_redis_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_http_sa_redis_t       *rd = ctx->data;
+    ngx_http_sa_redis_addr_t  *to = rd->target;
+
+    rd->resolving = NULL;
+
+    if (ctx->state || ctx->naddrs == 0) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa: Redis %s connection to %V failed: \"%V\" could "
+                      "not be resolved (%i: %s)", rd->role, &to->address,
+                      &ctx->name, ctx->state,
+                      ngx_resolver_strerror(ctx->state));
+        ngx_resolve_name_done(ctx);
+        ngx_http_sa_metrics_count(NGX_HTTP_SA_M_REDIS_REFUSED);
+        ngx_http_sa_redis_failed(rd);
+        return;
+    }
+
+    i = rd->rr++ % ctx->naddrs;
+
+    ngx_memcpy(&rd->resolved, ctx->addrs[i].sockaddr, ctx->addrs[i].socklen);
+    ngx_inet_set_port(&rd->resolved.sockaddr, (in_port_t) to->port);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "sa: Redis %s connection: \"%V\" is %V", rd->role,
+                   &ctx->name, &ctx->addrs[i].name);
+
+    ngx_http_sa_redis_connect_peer(rd, &rd->resolved.sockaddr,
+                                   ctx->addrs[i].socklen);
+
+    ngx_resolve_name_done(ctx);
+}
+
+
+static void
+ngx_http_sa_redis_resolve(ngx_http_sa_redis_t *rd)
+{
+    ngx_resolver_ctx_t        *ctx;
+    ngx_http_sa_redis_addr_t  *to = rd->target;
+
+    ctx = ngx_resolve_start(rd->conf->resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa: Redis %s connection to %V failed: cannot start "
+                      "resolving \"%V\"", rd->role, &to->address,
+                      &to->ssl_name);
+        ngx_http_sa_redis_failed(rd);
+        return;
+    }
+
+    ctx->name = to->ssl_name;
+    ctx->handler = ngx_http_sa_redis_resolved;
+    ctx->data = rd;
+    ctx->timeout = rd->stall;
+
+    /* the handler may run at once, from the resolver's cache */
+    rd->resolving = ctx;
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        rd->resolving = NULL;
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sa: Redis %s connection to %V failed: cannot resolve "
+                      "\"%V\"", rd->role, &to->address, &to->ssl_name);
+        ngx_http_sa_redis_failed(rd);
+    }
+}
+
+
 static void
 ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
 {
-    ngx_int_t                  rc;
-    ngx_connection_t          *c;
-    ngx_peer_connection_t     *pc = &rd->pc;
     ngx_http_sa_redis_addr_t  *to = rd->target;
 
     /* the sentinel connection starts this one when it learns the master */
@@ -1310,13 +1392,31 @@ ngx_http_sa_redis_connect(ngx_http_sa_redis_t *rd)
         return;
     }
 
+    if (to->by_name && rd->conf->resolver) {
+        ngx_http_sa_redis_resolve(rd);
+        return;
+    }
+
+    ngx_http_sa_redis_connect_peer(rd, to->sockaddr, to->socklen);
+}
+
+
+static void
+ngx_http_sa_redis_connect_peer(ngx_http_sa_redis_t *rd,
+    struct sockaddr *sockaddr, socklen_t socklen)
+{
+    ngx_int_t                  rc;
+    ngx_connection_t          *c;
+    ngx_peer_connection_t     *pc = &rd->pc;
+    ngx_http_sa_redis_addr_t  *to = rd->target;
+
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
                    "sa: Redis %s connection: connecting to %V", rd->role,
                    &to->address);
 
     ngx_memzero(pc, sizeof(ngx_peer_connection_t));
-    pc->sockaddr = to->sockaddr;
-    pc->socklen = to->socklen;
+    pc->sockaddr = sockaddr;
+    pc->socklen = socklen;
     pc->name = &to->address;
     pc->get = ngx_event_get_peer;
     pc->log = rd->log;
@@ -1408,7 +1508,7 @@ ngx_http_sa_redis_reconnect_handler(ngx_event_t *ev)
 {
     ngx_http_sa_redis_t  *rd = ev->data;
 
-    if (rd->conn == NULL && !rd->exiting) {
+    if (rd->conn == NULL && rd->resolving == NULL && !rd->exiting) {
         ngx_http_sa_metrics_count(NGX_HTTP_SA_M_REDIS_RECONNECT);
         ngx_http_sa_redis_connect(rd);
     }
@@ -2436,6 +2536,11 @@ ngx_http_sa_redis_stop(ngx_http_sa_redis_t *rd)
         ngx_del_timer(&rd->reconnect);
     }
 
+    if (rd->resolving) {
+        ngx_resolve_name_done(rd->resolving);
+        rd->resolving = NULL;
+    }
+
     ngx_http_sa_redis_close(rd, "worker exiting");
 
     if (rd->out) {
@@ -2467,4 +2572,68 @@ ngx_http_sa_redis_exit_process(ngx_http_sa_redis_worker_t *rw)
     ngx_http_sa_redis_stop(&rw->sentinel);
     ngx_http_sa_redis_stop(&rw->sub);
     ngx_http_sa_redis_stop(&rw->cmd);
+}
+
+
+/* the host names of sa_redis and sa_redis_sentinel, at postconfiguration */
+static ngx_int_t
+ngx_http_sa_redis_name(ngx_conf_t *cf, ngx_http_sa_redis_conf_t *conf,
+    ngx_http_sa_redis_addr_t *addr)
+{
+    ngx_url_t  u;
+
+    if (!addr->by_name || conf->resolver) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = addr->address;
+    u.default_port = (in_port_t) addr->port;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "sa: Redis \"%V\": %s", &addr->address,
+                      u.err ? u.err : "has no address");
+        return NGX_ERROR;
+    }
+
+    addr->sockaddr = u.addrs[0].sockaddr;
+    addr->socklen = u.addrs[0].socklen;
+
+    ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                  "sa: Redis \"%V\" is resolved once, now: without "
+                  "\"resolver\" in http, a name that moves is not followed",
+                  &addr->address);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_sa_redis_names(ngx_conf_t *cf, ngx_http_sa_redis_conf_t *conf)
+{
+    ngx_uint_t                 i;
+    ngx_http_sa_redis_addr_t  *addr;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /* without "resolver", http has a resolver with no server */
+    if (clcf->resolver && clcf->resolver->connections.nelts) {
+        conf->resolver = clcf->resolver;
+    }
+
+    if (conf->sentinels == NULL) {
+        return ngx_http_sa_redis_name(cf, conf, &conf->node);
+    }
+
+    addr = conf->sentinels->elts;
+
+    for (i = 0; i < conf->sentinels->nelts; i++) {
+        if (ngx_http_sa_redis_name(cf, conf, &addr[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }

@@ -24,6 +24,9 @@ typedef struct {
     socklen_t                  socklen;
     ngx_str_t                  ssl_name;      /* the name as written: SNI
                                                  and the certificate's */
+    ngx_uint_t                 by_name;       /* a host name: resolved at
+                                                 each connect (resolver), or
+                                                 once at start */
 } ngx_http_sa_redis_addr_t;
 
 
@@ -57,6 +60,8 @@ typedef struct {
     ngx_str_t                  sentinel_password;
     ngx_msec_t                 timeout;
     ngx_flag_t                 ssl_on;        /* "ssl", "rediss://" */
+    ngx_resolver_t            *resolver;      /* http's "resolver", or NULL:
+                                                 names resolved at start */
     ngx_http_sa_redis_ssl_conf_t  *ssl;       /* the main conf's */
 } ngx_http_sa_redis_conf_t;
 
@@ -105,6 +110,13 @@ ngx_http_sa_redis_worker_t *ngx_http_sa_redis_init_process(
     ngx_cycle_t *cycle, ngx_http_sa_redis_conf_t *conf,
     ngx_http_sa_redis_sub_conf_t *sub);
 void ngx_http_sa_redis_exit_process(ngx_http_sa_redis_worker_t *rw);
+
+/*
+ * Postconfiguration: with http's "resolver", host names are resolved
+ * through it at every connect; without, once, now, with a warning.
+ */
+ngx_int_t ngx_http_sa_redis_names(ngx_conf_t *cf,
+    ngx_http_sa_redis_conf_t *conf);
 
 /*
  * Sends a command on the command connection.  With a handler: NGX_OK, and
