@@ -26,6 +26,30 @@ sa_resp_init(sa_resp_t *r)
 {
     memset(r, 0, sizeof(sa_resp_t));
     r->child = -1;
+    r->bulk_max = SA_RESP_BULK_MAX;
+    r->reply_max = SA_RESP_REPLY_MAX;
+}
+
+
+void
+sa_resp_limits(sa_resp_t *r, long long bulk_max, size_t reply_max)
+{
+    r->bulk_max = bulk_max;
+    r->reply_max = reply_max;
+}
+
+
+/* "... longer than a record", or than a message with a subscriber's bounds */
+static const char *
+sa_resp_too_long(sa_resp_t *r, int bulk)
+{
+    if (r->bulk_max == SA_RESP_BULK_MAX) {
+        return bulk ? "bulk string longer than a record"
+                    : "reply longer than a record";
+    }
+
+    return bulk ? "bulk string longer than a message"
+                : "reply longer than a message";
 }
 
 
@@ -118,7 +142,7 @@ sa_resp_digit(sa_resp_t *r, unsigned char c)
         return sa_resp_fail(r, "malformed number");
     }
 
-    max = r->cur == '$' ? SA_RESP_BULK_MAX
+    max = r->cur == '$' ? r->bulk_max
           : r->cur == '*' ? SA_RESP_ELEMENTS_MAX
           : 922337203685477580LL;         /* LLONG_MAX / 10 */
 
@@ -134,7 +158,7 @@ sa_resp_digit(sa_resp_t *r, unsigned char c)
     r->num = r->num * 10 + (c - '0');
 
     if (r->neg ? r->num > 1 : r->num > max) {
-        return sa_resp_fail(r, r->cur == '$' ? "bulk string longer than a record"
+        return sa_resp_fail(r, r->cur == '$' ? sa_resp_too_long(r, 1)
                                              : "array of too many elements");
     }
 
@@ -202,9 +226,9 @@ sa_resp_scan(sa_resp_t *r, const unsigned char *p, size_t len, size_t *used)
                 n = (size_t) r->bulk;
             }
 
-            if (r->reply.bytes + n > SA_RESP_REPLY_MAX) {
+            if (r->reply.bytes + n > r->reply_max) {
                 *used = i;
-                return sa_resp_fail(r, "reply longer than a record");
+                return sa_resp_fail(r, sa_resp_too_long(r, 0));
             }
 
             if (r->child == 0 && r->depth == 1) {
@@ -239,9 +263,9 @@ sa_resp_scan(sa_resp_t *r, const unsigned char *p, size_t len, size_t *used)
             continue;
         }
 
-        if (++r->reply.bytes > SA_RESP_REPLY_MAX) {
+        if (++r->reply.bytes > r->reply_max) {
             *used = i;
-            return sa_resp_fail(r, "reply longer than a record");
+            return sa_resp_fail(r, sa_resp_too_long(r, 0));
         }
 
         switch (r->state) {

@@ -38,6 +38,13 @@
 #define SA_RESP_ITEMS_MAX     256
 #define SA_RESP_KIND_MAX      16
 
+/*
+ * A subscriber's bounds (sa_resp_limits()): an invalidation message is no
+ * record, and one change of an account names every token of it, about 20
+ * bytes each (1 MiB: some 50,000 tokens).
+ */
+#define SA_RESP_MESSAGE_MAX   (1024 * 1024)
+
 typedef enum {
     SA_RESP_AGAIN = 0,       /* every byte taken, no reply complete yet */
     SA_RESP_REPLY,           /* a reply ends after *used bytes */
@@ -80,9 +87,14 @@ typedef struct {
     long long       left[SA_RESP_DEPTH_MAX];   /* elements each still owes */
     sa_resp_reply_t reply;
     const char     *error;
+    long long       bulk_max;    /* SA_RESP_BULK_MAX unless set */
+    size_t          reply_max;   /* SA_RESP_REPLY_MAX unless set */
 } sa_resp_t;
 
 void sa_resp_init(sa_resp_t *r);
+
+/* other bounds for a bulk string and a reply (a subscriber's, or tests') */
+void sa_resp_limits(sa_resp_t *r, long long bulk_max, size_t reply_max);
 
 /*
  * Scans len bytes at p.  SA_RESP_REPLY: the reply in r->reply ends after

@@ -5,7 +5,8 @@
  *
  * Input: byte 0 picks the read sizes (0: all at once, else 1..64 bytes at a
  * time, as recv() might return them); byte 1 the commands awaited (low two
- * bits) and whether SUBSCRIBE was sent (bit 7); the rest is the stream.
+ * bits), whether SUBSCRIBE was sent (bit 7), and bounds of 300 and 600
+ * bytes set by sa_resp_limits() (bit 6); the rest is the stream.
  *
  * Invariants beyond "no crash": hiredis never fails on bytes the scanner
  * accepted, and has a complete reply exactly when the scanner says one
@@ -39,6 +40,12 @@ fuzz_type(int type)
 }
 
 
+/* this input's bounds: a record's, or (byte 1, bit 6) small ones, as a
+ * subscriber's larger bounds are set through sa_resp_limits() */
+static long long  fuzz_bulk_max;
+static size_t     fuzz_reply_max;
+
+
 /* bounds, and the count of elements below the top */
 static size_t
 fuzz_check_bounds(redisReply *reply, unsigned depth)
@@ -50,7 +57,7 @@ fuzz_check_bounds(redisReply *reply, unsigned depth)
     if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS
         || reply->type == REDIS_REPLY_ERROR)
     {
-        FUZZ_ASSERT(reply->len <= SA_RESP_BULK_MAX);
+        FUZZ_ASSERT((long long) reply->len <= fuzz_bulk_max);
         FUZZ_ASSERT(reply->str[reply->len] == '\0');
     }
 
@@ -72,7 +79,7 @@ fuzz_check_reply(const sa_resp_reply_t *s, redisReply *reply)
 {
     size_t  i;
 
-    FUZZ_ASSERT(s->bytes <= SA_RESP_REPLY_MAX);
+    FUZZ_ASSERT(s->bytes <= fuzz_reply_max);
     FUZZ_ASSERT(fuzz_check_bounds(reply, 0) == s->items);
 
     if (s->type == '$' || s->type == '*') {
@@ -174,6 +181,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     sa_resp_init(&r);
 
+    if (data[-1] & 0x40) {
+        fuzz_bulk_max = 300;
+        fuzz_reply_max = 600;
+        sa_resp_limits(&r, fuzz_bulk_max, fuzz_reply_max);
+
+    } else {
+        fuzz_bulk_max = SA_RESP_BULK_MAX;
+        fuzz_reply_max = SA_RESP_REPLY_MAX;
+    }
+
     while (size) {
         n = size < step ? size : step;
 
@@ -194,7 +211,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             n -= used;
 
             FUZZ_ASSERT(reader->len - reader->pos
-                        <= SA_RESP_REPLY_MAX + 64);
+                        <= fuzz_reply_max + 64);
 
             if (rc == SA_RESP_ERROR) {
                 FUZZ_ASSERT(r.error != NULL);

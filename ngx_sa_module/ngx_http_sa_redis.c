@@ -1467,6 +1467,12 @@ ngx_http_sa_redis_connect_peer(ngx_http_sa_redis_t *rd,
     rd->out_sent = 0;
     sa_resp_init(&rd->resp);
 
+    /* a change of an account names all its tokens: more than a record */
+    if (rd == &rd->worker->sub) {
+        sa_resp_limits(&rd->resp, SA_RESP_MESSAGE_MAX,
+                       SA_RESP_MESSAGE_MAX + 4096);
+    }
+
     ngx_add_timer(&rd->watchdog, rd->stall);
 
     /* queued, and written once the transport is up */

@@ -20,8 +20,9 @@
 #   D. Pub/sub pushes of the wrong shape after the SUBSCRIBE confirmations
 #      (1, 2, 4 elements, pmessage, integer, nil or array fields, a status
 #      kind, a kind with a NUL, unsubscribe, an error): protocol error; and
-#      messages of 64 KiB - 1, 64 KiB, 64 KiB of <id>:<version> items
-#      (read) and 64 KiB + 1 (protocol error).
+#      messages of 64 KiB - 1, 64 KiB, 64 KiB of <id>:<version> items,
+#      64 KiB + 1 and 1 MiB (read: a message is no record) and 1 MiB + 1
+#      (protocol error, as soon as its length is announced).
 #   E. Invalidation messages published on a real Redis by a client allowed
 #      to PUBLISH: empty, spaces, a 10 kB id, <id>: with no, negative,
 #      non-numeric, overflowing or 10 kB versions, 15-byte, UTF-8 and
@@ -38,6 +39,9 @@
 #      half-read (trickled) and while a command waits for the set-up (PING
 #      answered 1.5 s late): the request in flight is answered 200 (killed:
 #      its connection closed), the old worker exits, the next serves 200.
+#   I. sa-admin account delete of an account of 4,001 tokens: one message
+#      of about 80 kB, read (it was refused as longer than a record, the
+#      subscription dropped on every gateway and the versions unlearned).
 #   H. A Redis that answers just often enough to keep its deadline (a byte
 #      every 100 ms) and a flood of random tokens: at 4096 replies owed no
 #      more commands are sent (503 at once, logged once a second), the
@@ -268,7 +272,11 @@ if (section('D')) {
         ['a message of 64 KiB - 1', $msg->('x' x ($K - 1))],
         ['a message of 64 KiB',     $msg->('x' x $K)],
         ['64 KiB of <id>:<version>', $msg->(substr($ids, 0, $K))],
-        ['a message of 64 KiB + 1', $msg->('x' x ($K + 1)), qr/bulk string longer than a record/],
+        ['a message of 64 KiB + 1', $msg->('x' x ($K + 1))],
+        ['a message of 1 MiB',      $msg->('x' x (16 * $K))],
+        ['a message of 1 MiB + 1',  $msg->('x' x (16 * $K + 1)), qr/bulk string longer than a message/],
+        ['a bulk of 1 MiB + 1 announced', "*3\r\n" . $bulk->('message') . $bulk->('sa:invalidate') . '$' . (16 * $K + 1) . "\r\n",
+         qr/bulk string longer than a message/],
         ['one element',             "*1\r\n" . $bulk->('message'), qr/not a pub\/sub message/],
         ['two elements',            "*2\r\n" . $bulk->('message') . $bulk->('sa:invalidate'), qr/not a pub\/sub message/],
         ['four elements',           "*4\r\n" . join('', map { $bulk->($_) } qw(message sa:invalidate x y)), qr/not a pub\/sub message/],
@@ -571,6 +579,29 @@ if (section('H')) {
     $nginx->quit;
     clear_opts();
     mode('pass');
+}
+
+# ------------- I. a real change of thousands of tokens, in one message
+if (section('I')) {
+    clear_opts();
+    my $nginx = gateway(redis => 'sa_redis 127.0.0.1:' . $redis->port . ';', cached => 1);
+    ok(SaTest::wait_until(5, sub { $nginx->error_log =~ /subscribed to/ }), 'I: subscribed');
+    is(status($nginx, '/index.html', $token), 200, 'I: the token, cached');
+    SaTest::admin($redis, { SA_ACTOR => 'alice' }, qw(account create platform many));
+    my $many = SaTest::issue_token($redis, 'platform/many', 'a:b');
+    is(status($nginx, '/index.html', $many), 200, 'I: a token of an account of 4,000, cached');
+    my $r = SaTest::admin($redis, { SA_ACTOR => 'alice' }, qw(token issue platform/many --scope a:b --count 4000));
+    is($r->{code}, 0, 'I: sa-admin token issue --count 4000') or diag $r->{err};
+    # one change of every token of the account: one message of 4,001 items
+    $r = SaTest::admin($redis, { SA_ACTOR => 'alice' }, qw(account delete platform/many));
+    is($r->{code}, 0, 'I: sa-admin account delete') or diag $r->{err};
+    ok(SaTest::wait_until(5, sub { status($nginx, '/index.html', $many) == 401 }), 'I: its token refused');
+    sleep 0.5;
+    unlike($nginx->error_log, qr/protocol error/, 'I: its invalidation message (about 80 kB) read, no protocol error');
+    like($nginx->error_log, qr/token "\w+": revoked/, 'I: (refused as revoked)');
+    unlike($nginx->error_log, qr/subscriber connection to \S+ lost/, 'I: the subscription stayed up');
+    is(status($nginx, '/index.html', $token), 200, 'I: the token still 200');
+    $nginx->quit;
 }
 
 done_testing;

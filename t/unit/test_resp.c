@@ -267,6 +267,43 @@ test_bounds(void)
     }
 
     free(s);
+
+    /* a subscriber's bounds: larger, and refused with their own words */
+    {
+        sa_resp_t  r;
+        size_t     used;
+        char       m[400];
+        int        h;
+
+        sa_resp_init(&r);
+        sa_resp_limits(&r, 100, 120);
+        h = sprintf(m, "$100\r\n");
+        memset(m + h, 'm', 100);
+        memcpy(m + h + 100, "\r\n", 2);
+        is_long(sa_resp_scan(&r, (const unsigned char *) m, h + 102, &used),
+                SA_RESP_REPLY, "limits: a bulk of bulk_max");
+
+        sa_resp_init(&r);
+        sa_resp_limits(&r, 100, 120);
+        ok(sa_resp_scan(&r, (const unsigned char *) "$101\r\n", 6, &used)
+           == SA_RESP_ERROR
+           && strcmp(r.error, "bulk string longer than a message") == 0,
+           "limits: bulk_max + 1, refused as longer than a message");
+
+        sa_resp_init(&r);
+        sa_resp_limits(&r, 100, 110);
+        h = sprintf(m, "*2\r\n$100\r\n");
+        memset(m + h, 'm', 100);
+        h += 100;
+        h += sprintf(m + h, "\r\n$1\r\nx\r\n");
+        ok(sa_resp_scan(&r, (const unsigned char *) m, h, &used)
+           == SA_RESP_ERROR
+           && strcmp(r.error, "reply longer than a message") == 0,
+           "limits: a reply over reply_max, refused as longer than a message");
+
+        sa_resp_init(&r);
+        is_long(r.bulk_max, SA_RESP_BULK_MAX, "limits: a record's by default");
+    }
 }
 
 
