@@ -18,31 +18,6 @@
 #include "xalloc.h"
 #include "ops.h"
 
-/* in's "app": an application's name, not '*' */
-static const char *
-sa_in_app(json_t *in, int required)
-{
-    const char  *app = sa_in_str(in, "app", required);
-
-    if (app != NULL && (strcmp(app, "*") == 0
-                        || !sa_app_valid(app, strlen(app))))
-    {
-        sa_die_kind(SA_ERR_INPUT, "invalid application '%s' (expected "
-                    "[A-Za-z0-9_.-], at most 64)", app);
-    }
-
-    return app;
-}
-
-
-/* in's "team", a valid team name */
-static const char *
-sa_in_team(json_t *in, int required)
-{
-    return sa_in_name(in, "team", required, sa_name_valid, "team name");
-}
-
-
 static json_t *
 sa_app_public(json_t *rec)
 {

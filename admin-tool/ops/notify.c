@@ -24,21 +24,6 @@
 #define SA_NOTIFY_URL_MAX     2048
 #define SA_WEBHOOK_SECRET_LEN 43
 
-/* in's "app": an application's name, not '*' */
-static const char *
-sa_in_app(json_t *in)
-{
-    const char  *app = sa_in_str(in, "app", 1);
-
-    if (strcmp(app, "*") == 0 || !sa_app_valid(app, strlen(app))) {
-        sa_die_kind(SA_ERR_INPUT, "invalid application '%s' (expected "
-                    "[A-Za-z0-9_.-], at most 64)", app);
-    }
-
-    return app;
-}
-
-
 /*
  * A destination URL: http or https, a host, no credentials, nothing that
  * is not printable.  Its display form (scheme://host[:port]/...) goes to
@@ -241,7 +226,7 @@ sa_op_notify_set(sa_admin_t *sa, json_t *in)
     }
     c.events = sa_in_events(in);
     c.ref = sa_in_str(in, "account", 1);
-    c.app = sa_in_app(in);
+    c.app = sa_in_app(in, 1);
 
     if (c.slack == NULL && c.webhook == NULL) {
         json_decref(c.events);
@@ -295,7 +280,7 @@ sa_op_notify_list(sa_admin_t *sa, json_t *in)
     int             check;
 
     sa_in_only(in, "app", NULL);
-    app = sa_in_app(in);
+    app = sa_in_app(in, 1);
 
     /* the key is optional here: with it, tampered subscriptions show */
     check = sa_notify_key_given();
@@ -395,7 +380,7 @@ sa_notify_one_in(sa_admin_t *sa, json_t *in, sa_notify_one_t *c)
 
     sa_in_only(in, "app", "account", NULL);
     c->ref = sa_in_str(in, "account", 1);
-    c->app = sa_in_app(in);
+    c->app = sa_in_app(in, 1);
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
@@ -513,7 +498,7 @@ sa_op_notify_emit(sa_admin_t *sa, json_t *in)
     if (data != NULL && !json_is_object(data)) {
         sa_die_kind(SA_ERR_INPUT, "field 'data' must be a JSON object");
     }
-    name = sa_in_app(in);
+    name = sa_in_app(in, 1);
     type = sa_in_str(in, "type", 1);
 
     if (strncmp(type, "app.", 4) != 0 || !sa_event_type_valid(type, 0)) {
@@ -575,7 +560,7 @@ sa_op_notify_failed(sa_admin_t *sa, json_t *in)
 
     sa_in_only(in, "app", NULL);
     if (json_object_get(in, "app") != NULL) {
-        app = sa_in_app(in);
+        app = sa_in_app(in, 1);
     }
 
     r = sa_xredis_cmd(sa, "HGETALL %s", sa_key(sa, SA_KEY_FAILED, NULL));

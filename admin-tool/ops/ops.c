@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "ops.h"
+#include "sa_scope.h"
+#include "util.h"
 
 sa_die_sink_pt  sa_die_sink;
 const char     *sa_die_usage_line;
@@ -262,6 +264,29 @@ sa_in_list(json_t *in, const char *field, int required,
     }
 
     return out;
+}
+
+
+const char *
+sa_in_app(json_t *in, int required)
+{
+    const char  *app = sa_in_str(in, "app", required);
+
+    if (app != NULL && (strcmp(app, "*") == 0
+                        || !sa_app_valid(app, strlen(app))))
+    {
+        sa_die_kind(SA_ERR_INPUT, "invalid application '%s' (expected "
+                    "[A-Za-z0-9_.-], at most 64)", app);
+    }
+
+    return app;
+}
+
+
+const char *
+sa_in_team(json_t *in, int required)
+{
+    return sa_in_name(in, "team", required, sa_name_valid, "team name");
 }
 
 

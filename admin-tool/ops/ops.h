@@ -96,6 +96,10 @@ json_t *sa_in_list(json_t *in, const char *field, int required,
     const char *expected);
 int sa_in_bool(json_t *in, const char *field, int dflt);
 
+/* in's "app", an application's name (not '*'); in's "team", a team name */
+const char *sa_in_app(json_t *in, int required);
+const char *sa_in_team(json_t *in, int required);
+
 /*
  * arr (taken) as a new array sorted by cmp, a qsort() comparison of two
  * json_t *: sa_cmp_by_name ("name"), sa_cmp_by_created ("created_at",

@@ -39,22 +39,6 @@ sa_cmp_str(const void *a, const void *b)
 
 
 static const char *
-sa_in_scope_app(json_t *in, int required)
-{
-    const char  *app = sa_in_str(in, "app", required);
-
-    if (app != NULL && (strcmp(app, "*") == 0
-                        || !sa_app_valid(app, strlen(app))))
-    {
-        sa_die_kind(SA_ERR_INPUT, "invalid application '%s' (expected "
-                    "[A-Za-z0-9_.-], at most 64)", app);
-    }
-
-    return app;
-}
-
-
-static const char *
 sa_in_scope(json_t *in)
 {
     const char  *s = sa_in_str(in, "scope", 1);
@@ -188,7 +172,7 @@ sa_scope_change(sa_admin_t *sa, json_t *in, int define)
     } else {
         sa_in_only(in, "app", "scope", NULL);
     }
-    c.app = sa_in_scope_app(in, 1);
+    c.app = sa_in_app(in, 1);
     c.scope = sa_in_scope(in);
     c.description = define ? sa_in_description(in) : NULL;
 
@@ -322,7 +306,7 @@ sa_op_scope_list(sa_admin_t *sa, json_t *in)
     size_t   i;
 
     sa_in_only(in, "app", NULL);
-    apps = sa_scope_apps(sa, sa_in_scope_app(in, 0));
+    apps = sa_scope_apps(sa, sa_in_app(in, 0));
 
     out = json_array();
     json_array_foreach(apps, i, rec) {

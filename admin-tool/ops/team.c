@@ -14,14 +14,6 @@
 #include "util.h"
 #include "ops.h"
 
-/* in's "team", a valid team name */
-static const char *
-sa_in_team(json_t *in)
-{
-    return sa_in_name(in, "team", 1, sa_name_valid, "team name");
-}
-
-
 /*
  * A new team record, signed, and the script's arguments that start with
  * it (team_create.lua, team_adopt.lua): team, owner, the record
@@ -62,7 +54,7 @@ sa_op_team_create(sa_admin_t *sa, json_t *in)
     sa_args_t    args;
 
     sa_in_only(in, "team", "owner", NULL);
-    team = sa_in_team(in);
+    team = sa_in_team(in, 1);
     owner = sa_in_name(in, "owner", 1, sa_user_valid, "user name");
 
     /*
@@ -176,7 +168,7 @@ sa_member_once(sa_admin_t *sa, void *data)
 static void
 sa_in_member(json_t *in, sa_member_t *m)
 {
-    m->team = sa_in_team(in);
+    m->team = sa_in_team(in, 1);
     m->user = sa_in_name(in, "user", 1, sa_user_valid, "user name");
 }
 
