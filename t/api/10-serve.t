@@ -156,6 +156,31 @@ ok(SaTest::wait_until(10, sub {
 $r = $api->req(GET => '/v1/me', headers => { Authorization => "Bearer $token" });
 is($r->{status}, 200, 'after SIGHUP: answering');
 
+# SIGHUP reads the keys again: a verify key replaced takes effect then
+{
+    my $other = SaTest::new_dir('other-keys');
+    my $g = SaTest::run([SaTest::admin_path(), 'key', 'generate', '--out', $other]);
+    die $g->{err} if $g->{code};
+    my $vk = SaTest::tmp_dir() . '/verify.key';
+    SaTest::write_file($vk, SaTest::slurp(SaTest::keys_dir() . '/verify.key'));
+    my $k = SaTest::Serve->start(redis => $redis, env => { SA_VERIFY_KEY => $vk },
+                                 args => ['--workers', 1]);
+    my $me = sub { $k->req(GET => '/v1/me', headers => { Authorization => "Bearer $token" })->{status} };
+    is($me->(), 200, 'keys: a token verified by the verify key');
+    SaTest::write_file($vk, SaTest::slurp("$other/verify.key"));
+    is($me->(), 200, 'keys: another verify key in the file: still the one read at start');
+    my @w = $k->workers;
+    kill 'HUP', $k->pid;
+    SaTest::wait_until(10, sub { my @n = $k->workers; @n == 1 && $n[0] != $w[0] });
+    is($me->(), 401, 'keys: after SIGHUP, the new verify key: the token no longer verifies');
+    SaTest::write_file($vk, SaTest::slurp(SaTest::keys_dir() . '/verify.key'));
+    @w = $k->workers;
+    kill 'HUP', $k->pid;
+    SaTest::wait_until(10, sub { my @n = $k->workers; @n == 1 && $n[0] != $w[0] });
+    is($me->(), 200, 'keys: the first one back, SIGHUP: verified again');
+    $k->stop;
+}
+
 # a worker killed is replaced
 my ($w) = $api->workers;
 kill 'KILL', $w;
