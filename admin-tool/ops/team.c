@@ -67,6 +67,11 @@ sa_op_team_create(sa_admin_t *sa, json_t *in)
     }
     sa_actor_or_exit(sa);
 
+    /* over the API, only operators create teams (DESIGN.md, "Admin API") */
+    if (sa->channel != NULL && strcmp(sa->channel, "api") == 0) {
+        sa_operator_or_exit(sa, "creating a team");
+    }
+
     sa_team_args(sa, &args, team, owner);
     sa_change_once_or_exit(sa, &sa_lua_team_create, &args, "the team");
     sa_args_free(&args);

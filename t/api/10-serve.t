@@ -114,6 +114,14 @@ is($r->{status}, 401, 'trusted: no user name, 401');
 $r = $api->req(GET => '/v1/me', listener => "unix:$proxy",
                headers => { 'X-Forwarded-User' => 'root-person' });
 ok($r->{json}{operator}, '--operator root-person: an operator');
+$r = $api->req(POST => '/v1/teams', listener => "unix:$proxy", json => { team => 'newteam', owner => 'erin' },
+               headers => { 'X-Forwarded-User' => 'root-person' });
+is($r->{status}, 201, 'an --operator person creates a team') or diag $r->{raw};
+is_deeply($r->{json}, { team => 'newteam', owner => 'erin' }, "the CLI's --json object");
+my ($entry) = grep { $_->{action} eq 'team.create' && $_->{team} eq 'newteam' }
+              @{ SaTest::operator($redis, qw(audit --json))->{json} };
+is_deeply([ @$entry{qw(actor proof channel)} ], ['root-person', 'proxy', 'api'],
+          'audited as root-person, proven by the proxy, over the API');
 
 # what the parent answers alone
 $r = $api->req(GET => '/v1/nothing-here');

@@ -164,6 +164,16 @@ like($r->{json}{token} // '', qr/^sap_/, 'the token, once');
 is(as($r->{json}{token} => GET => '/v1/me')->{json}{actor}, 'alice', 'and it works');
 problem(as(bob => POST => '/v1/users/alice/tokens', json => {}), 403, 2, 'bob cannot issue one for alice');
 
+# only operators create teams over the API
+$before = $redis->digest_but_audit;
+problem(as(alice => POST => '/v1/teams', json => { team => 'mine', owner => 'alice' }), 403, 2,
+        'a team owner cannot create a team');
+problem(as($with => POST => '/v1/teams', json => { team => 'mine', owner => 'alice' }), 403, 2,
+        "nor a service account's token");
+problem($api->req(POST => '/v1/teams', listener => "unix:$proxy", json => { team => 'mine', owner => 'alice' },
+                  headers => { 'X-Forwarded-User' => 'alice' }), 403, 2, 'nor alice named by the proxy');
+is($redis->digest_but_audit, $before, 'no team made');
+
 # the audit records the proven actor, the proof and the channel
 my %by = map { ($_->{action} eq 'account.create' ? $_->{target} : "$_->{action} $_->{actor}") => $_ }
          @{ op(qw(audit --json))->{json} };
