@@ -636,8 +636,9 @@ static sa_req_t *
 sa_req_begin(sa_listener_t *l, struct MHD_Connection *conn, const char *url,
     const char *method)
 {
-    static char    allow[128];
-    sa_req_t      *r;
+    static char          allow[128];
+    static sa_lograte_t  ignored_rate;
+    sa_req_t            *r;
     sa_query_t     q;
     const char    *v, *why;
     sa_conn_t     *c;
@@ -724,7 +725,7 @@ sa_req_begin(sa_listener_t *l, struct MHD_Connection *conn, const char *url,
             r->user = sa_xstrdup(v);
         } else if (v != NULL) {
             sa_metrics.refused_header++;
-            sa_serve_log("%s from %s on %s: %s ignored (not a trusted "
+            sa_serve_log_rated(&ignored_rate, "%s from %s on %s: %s ignored (not a trusted "
                          "listener)", sa_vis(url), r->peer, l->addr,
                          sa_serve.user_header);
         }

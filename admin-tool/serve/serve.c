@@ -98,6 +98,36 @@ sa_serve_log(const char *fmt, ...)
 }
 
 
+void
+sa_serve_log_rated(sa_lograte_t *rate, const char *fmt, ...)
+{
+    va_list  ap;
+    double   now = sa_mono();
+
+    if (now - rate->start >= 1.0) {
+        if (rate->dropped) {
+            sa_serve_log("(%u more lines like the last left out)",
+                         rate->dropped);
+        }
+        rate->start = now;
+        rate->n = 0;
+        rate->dropped = 0;
+    }
+
+    if (rate->n >= 10) {
+        rate->dropped++;
+        return;
+    }
+    rate->n++;
+
+    fputs("sa-admin: serve: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+
 static int
 sa_nonblock_cloexec(int fd)
 {

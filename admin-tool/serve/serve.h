@@ -173,4 +173,14 @@ json_t *sa_frame_read(int fd);       /* blocking; NULL at EOF or error */
 double sa_mono(void);
 void sa_serve_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* what a client can cause: at most 10 lines a second of each kind, then
+ * one line saying how many were left out */
+typedef struct {
+    double    start;
+    unsigned  n, dropped;
+} sa_lograte_t;
+
+void sa_serve_log_rated(sa_lograte_t *rate, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif /* SA_ADMIN_SERVE_H */

@@ -24,8 +24,9 @@
 #include "redis.h"
 #include "util.h"
 
-static sa_admin_t  sa_worker_sa;
-static int         sa_worker_fd = -1;
+static sa_admin_t    sa_worker_sa;
+static int           sa_worker_fd = -1;
+static sa_lograte_t  sa_refused_rate;      /* 401 and 503 lines */
 
 
 static json_t *
@@ -83,12 +84,12 @@ sa_worker_caller(sa_admin_t *sa, json_t *req, sa_caller_t *c, int *have,
             return 0;
         }
         if (rc == SA_AUTH_UNAVAILABLE) {
-            sa_serve_log("503 from %s: %s", peer, why ? why : "Redis");
+            sa_serve_log_rated(&sa_refused_rate, "503 from %s: %s", peer, why ? why : "Redis");
             *answer = sa_problem(503, "unavailable", 3, "Redis is "
                                  "unavailable");
             return -1;
         }
-        sa_serve_log("401 from %s: %s", peer, why ? why : "refused");
+        sa_serve_log_rated(&sa_refused_rate, "401 from %s: %s", peer, why ? why : "refused");
         *answer = sa_problem(401, "unauthenticated", 2, "a valid bearer "
                              "token is needed (Authorization: Bearer "
                              "sat_... or sap_...)");
@@ -97,7 +98,7 @@ sa_worker_caller(sa_admin_t *sa, json_t *req, sa_caller_t *c, int *have,
 
     if (user != NULL) {
         if (!sa_proxy_user_valid(user)) {
-            sa_serve_log("401 from %s: the user header names no valid user "
+            sa_serve_log_rated(&sa_refused_rate, "401 from %s: the user header names no valid user "
                          "'%s'", peer, sa_vis(user));
             *answer = sa_problem(401, "unauthenticated", 2, "the user header "
                                  "names no valid user");
@@ -109,7 +110,7 @@ sa_worker_caller(sa_admin_t *sa, json_t *req, sa_caller_t *c, int *have,
         return 0;
     }
 
-    sa_serve_log("401 from %s: no credential", peer);
+    sa_serve_log_rated(&sa_refused_rate, "401 from %s: no credential", peer);
     *answer = sa_problem(401, "unauthenticated", 2, "a valid bearer token is "
                          "needed (Authorization: Bearer sat_... or sap_...)");
     return -1;

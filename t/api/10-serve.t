@@ -164,6 +164,21 @@ ok(SaTest::wait_until(10, sub {
 $r = $api->req(GET => '/v1/me', headers => { Authorization => "Bearer $token" });
 is($r->{status}, 200, 'after SIGHUP: answering');
 
+# a flood of bad tokens: every one counted, the log bounded
+{
+    my $lines = sub { scalar(() = $api->err =~ /^sa-admin: serve: 401 from/mg) };
+    my ($l0, $t0) = ($lines->(), Time::HiRes::time());
+    $api->req(GET => '/v1/me', headers => { Authorization => 'Bearer ' . SaTest::forged_token() }) for 1 .. 100;
+    my $secs = Time::HiRes::time() - $t0;
+    my $logged = $lines->() - $l0;
+    my $bound = 2 * 10 * (int($secs) + 2);
+    ok($logged <= $bound, sprintf('100 refusals in %.1fs: %d lines logged, at most %d (10 a second a worker)',
+                                  $secs, $logged, $bound));
+    like($api->req(GET => '/metrics')->{content}, qr/^sa_admin_auth_failures_total (\d+)$/m, 'metrics');
+    my ($n) = $api->req(GET => '/metrics')->{content} =~ /^sa_admin_auth_failures_total (\d+)$/m;
+    ok($n >= 105, "every refusal counted ($n)");
+}
+
 # SIGHUP reads the keys again: a verify key replaced takes effect then
 {
     my $other = SaTest::new_dir('other-keys');
