@@ -214,7 +214,13 @@ local function invalidate(ids)
             items[i] = id
         end
     end
-    redis.call('PUBLISH', P .. SA_KEY_INVALIDATE, table.concat(items, ' '))
+    -- at most 1000 items a message (about 25 kB, well under the 1 MiB a
+    -- gateway's subscriber reads), so a change of an account of any number
+    -- of tokens reaches every gateway
+    for i = 1, #items, 1000 do
+        redis.call('PUBLISH', P .. SA_KEY_INVALIDATE,
+                   table.concat(items, ' ', i, math.min(i + 999, #items)))
+    end
 end
 
 
