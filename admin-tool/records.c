@@ -834,13 +834,28 @@ json_t *
 sa_token_json(const sa_token_record_t *rec, const char *last_used,
     int64_t now)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:s}",
-                     "id", rec->id, "account", rec->account.data,
-                     "team", rec->team.data, "name", rec->name.data,
-                     "scopes", sa_strs_json(rec->scopes, rec->nscopes),
-                     "created_at", sa_time_json(rec->created_at),
-                     "expires_at", sa_time_json(rec->expires_at),
-                     "last_used_at",
-                     sa_time_json(last_used ? strtoll(last_used, NULL, 10) : 0),
-                     "status", sa_token_status(rec, now));
+    json_t  *t, *pol;
+
+    t = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:s}",
+                  "id", rec->id, "account", rec->account.data,
+                  "team", rec->team.data, "name", rec->name.data,
+                  "scopes", sa_strs_json(rec->scopes, rec->nscopes),
+                  "created_at", sa_time_json(rec->created_at),
+                  "expires_at", sa_time_json(rec->expires_at),
+                  "last_used_at",
+                  sa_time_json(last_used ? strtoll(last_used, NULL, 10) : 0),
+                  "status", sa_token_status(rec, now));
+
+    /* the policy (issue 25): each field always, null (or []) when unset */
+    pol = json_object();
+    sa_policy_to_json(&rec->policy, pol);
+    json_object_set(t, "rate", json_object_get(pol, "rate") ?: json_null());
+    json_object_set(t, "burst", json_object_get(pol, "burst") ?: json_null());
+    json_object_set(t, "quota", json_object_get(pol, "quota") ?: json_null());
+    json_object_set_new(t, "allow_from",
+                        json_incref(json_object_get(pol, "allow_from"))
+                        ?: json_array());
+    json_decref(pol);
+
+    return t;
 }

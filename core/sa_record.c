@@ -80,6 +80,7 @@ typedef struct {
     json_t  *id, *hash, *account, *name, *email, *team, *scopes, *apps;
     json_int_t  version, created_at, expires_at, fresh_until;
     int         revoked;
+    sa_policy_t policy;
 } sa_token_fields_t;
 
 
@@ -149,6 +150,7 @@ sa_token_fields_get(json_t *root, sa_token_fields_t *f)
 
     return strcmp(kind, "token") == 0
            && sa_fresh_until_get(root, &f->fresh_until)
+           && sa_policy_from_json(root, &f->policy)
            && f->version > 0 && f->created_at >= 0 && f->expires_at >= 0
            && json_is_boolean(revoked)
            && json_is_string(f->id) && json_is_string(f->hash)
@@ -249,6 +251,7 @@ sa_token_record_build(const sa_token_fields_t *f, sa_alloc_pt alloc,
     rec->expires_at = f->expires_at;
     rec->fresh_until = f->fresh_until;
     rec->revoked = f->revoked;
+    rec->policy = f->policy;
 
     rec->scopes = (sa_str_t *) (rec + 1);
     rec->apps = rec->scopes + json_array_size(f->scopes);
@@ -400,6 +403,12 @@ sa_token_record_json(const sa_token_record_t *rec)
         return NULL;
     }
 
+    /* the same: the policy fields only when set */
+    if (sa_policy_to_json(&rec->policy, root) != 0) {
+        json_decref(root);
+        return NULL;
+    }
+
     out = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(root);
     return out;
@@ -492,6 +501,7 @@ sa_record_check(json_t *payload, sa_kind_t kind, const char *id)
     json_int_t   version, fresh;
     size_t       tlen;
     json_t      *f;
+    sa_policy_t  policy;
 
     if (json_unpack(payload, "{s:s, s:s, s:I}", "kind", &k, "id", &rid,
                     "version", &version) != 0
@@ -507,6 +517,7 @@ sa_record_check(json_t *payload, sa_kind_t kind, const char *id)
     case SA_KIND_TOKEN:
         return sa_token_id_valid(rid, strlen(rid))
                && sa_fresh_until_get(payload, &fresh)
+               && sa_policy_from_json(payload, &policy)
                && sa_nonempty(json_object_get(payload, "account"))
                && sa_nonempty(json_object_get(payload, "team"))
                && sa_string_array_valid(json_object_get(payload, "scopes"),
@@ -516,7 +527,9 @@ sa_record_check(json_t *payload, sa_kind_t kind, const char *id)
                ? SA_REC_OK : SA_REC_INVALID;
 
     case SA_KIND_ACCOUNT:
-        return sa_nonempty(json_object_get(payload, "team"))
+        /* the account's policy: the defaults of its tokens */
+        return sa_policy_from_json(payload, &policy)
+               && sa_nonempty(json_object_get(payload, "team"))
                && sa_nonempty(json_object_get(payload, "name"))
                && sa_nonempty(json_object_get(payload, "email"))
                && sa_string_array_valid(json_object_get(payload, "apps"),
@@ -620,6 +633,9 @@ sa_record_encode(json_t *payload, const uint8_t sk[SA_SECRETKEY_LEN])
 
 #define SA_PACK_REVOKED   0x01
 #define SA_PACK_EMAIL     0x02      /* the email is stored: not the usual */
+#define SA_PACK_POLICY    0x04      /* a policy follows the strings */
+#define SA_PACK_POLICY_HEAD  (4 + 4 + 4 + 8 + 1 + 1)
+#define SA_PACK_NET       (2 + 16)
 #define SA_PACK_HEAD      (8 + 8 + SA_HASH_LEN + 3 + 8)
 #define SA_PACK_FRESH     (19 + SA_HASH_LEN)     /* fresh_until's offset */
 
@@ -657,6 +673,51 @@ sa_pack_str(const sa_str_t *s, uint8_t *buf, size_t size, size_t off)
 }
 
 
+/* rate, per, burst, quota, period, nnets, then each network */
+static size_t
+sa_pack_policy(const sa_policy_t *p, uint8_t *buf, size_t size, size_t off)
+{
+    size_t  i, need = SA_PACK_POLICY_HEAD + p->nnets * SA_PACK_NET;
+
+    if (off + need <= size) {
+        memcpy(buf + off, &p->rate, 4);
+        memcpy(buf + off + 4, &p->per, 4);
+        memcpy(buf + off + 8, &p->burst, 4);
+        memcpy(buf + off + 12, &p->quota, 8);
+        buf[off + 20] = p->quota_period;
+        buf[off + 21] = p->nnets;
+
+        for (i = 0; i < p->nnets; i++) {
+            buf[off + 22 + i * SA_PACK_NET] = p->nets[i].family;
+            buf[off + 23 + i * SA_PACK_NET] = p->nets[i].bits;
+            memcpy(buf + off + 24 + i * SA_PACK_NET, p->nets[i].addr, 16);
+        }
+    }
+
+    return off + need;
+}
+
+
+static void
+sa_unpack_policy(const uint8_t *p, sa_policy_t *pol)
+{
+    size_t  i;
+
+    memcpy(&pol->rate, p, 4);
+    memcpy(&pol->per, p + 4, 4);
+    memcpy(&pol->burst, p + 8, 4);
+    memcpy(&pol->quota, p + 12, 8);
+    pol->quota_period = p[20];
+    pol->nnets = p[21] <= SA_POLICY_MAX_NETS ? p[21] : SA_POLICY_MAX_NETS;
+
+    for (i = 0; i < pol->nnets; i++) {
+        pol->nets[i].family = p[22 + i * SA_PACK_NET];
+        pol->nets[i].bits = p[23 + i * SA_PACK_NET];
+        memcpy(pol->nets[i].addr, p + 24 + i * SA_PACK_NET, 16);
+    }
+}
+
+
 size_t
 sa_token_record_pack(const sa_token_record_t *rec, uint8_t *buf, size_t size)
 {
@@ -669,7 +730,8 @@ sa_token_record_pack(const sa_token_record_t *rec, uint8_t *buf, size_t size)
     }
 
     usual = sa_email_usual(rec);
-    flags = (rec->revoked ? SA_PACK_REVOKED : 0) | (usual ? 0 : SA_PACK_EMAIL);
+    flags = (rec->revoked ? SA_PACK_REVOKED : 0) | (usual ? 0 : SA_PACK_EMAIL)
+            | (sa_policy_empty(&rec->policy) ? 0 : SA_PACK_POLICY);
 
     if (SA_PACK_HEAD <= size) {
         memcpy(buf, &rec->version, 8);
@@ -701,6 +763,10 @@ sa_token_record_pack(const sa_token_record_t *rec, uint8_t *buf, size_t size)
         if ((off = sa_pack_str(&rec->apps[i], buf, size, off)) == 0) {
             return 0;
         }
+    }
+
+    if (flags & SA_PACK_POLICY) {
+        off = sa_pack_policy(&rec->policy, buf, size, off);
     }
 
     return off;
@@ -822,6 +888,10 @@ sa_token_record_unpack(const uint8_t *packed, const char *id, void *dst)
 
     for (i = 0; i < napps; i++) {
         p = sa_unpack_str(p, &rec->apps[i], &strings);
+    }
+
+    if (flags & SA_PACK_POLICY) {
+        sa_unpack_policy(p, &rec->policy);
     }
 
     rec->size = (size_t) (strings - (char *) dst);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "sa_crypto.h"
+#include "sa_policy.h"
 #include "sa_scope.h"
 #include "sa_token.h"
 
@@ -65,6 +66,8 @@ typedef struct {
                                         is current until then at most
                                         (sa_record_max_age) */
     unsigned    revoked;
+    sa_policy_t policy;              /* rate, quota, networks (sa_policy.h):
+                                        the fields are signed like the rest */
     size_t      size;                /* bytes of the whole block */
 } sa_token_record_t;
 

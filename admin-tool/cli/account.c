@@ -21,10 +21,20 @@ sa_app_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want,
         SA_OPT_MANY("app", 'a'),
         SA_OPTS_END
     };
+    static const struct option  create_opts[] = {
+        SA_OPT_MANY("app", 'a'),
+        SA_POLICY_OPTS,
+        SA_OPTS_END
+    };
     json_t  *apps = json_array();
+    int      ch;
 
-    while (sa_getopt_or_exit(sa, argc, argv, opts) != -1) {
-        json_array_append_new(apps, json_string(optarg));      /* --app */
+    while ((ch = sa_getopt_or_exit(sa, argc, argv,
+                                   want == 2 ? create_opts : opts)) != -1)
+    {
+        if (!sa_cli_policy_opt(sa, ch, in)) {
+            json_array_append_new(apps, json_string(optarg));  /* --app */
+        }
     }
     json_object_set_new(in, "apps", apps);
 
@@ -51,6 +61,20 @@ sa_account_print(json_t *pub, const char *verb)
            json_string_value(json_object_get(pub, "created_at")),
            json_string_value(json_object_get(pub, "created_by")));
     free(apps);
+
+    /* the policy its tokens get (issue 25), when it has one */
+    if (json_object_get(pub, "rate") || json_object_get(pub, "quota")
+        || json_object_get(pub, "allow_from"))
+    {
+        apps = json_dumps(json_object_get(pub, "allow_from") ?: json_array(),
+                          JSON_COMPACT);
+        printf("  token defaults: rate %s burst %lld quota %s allow-from %s\n",
+               json_string_value(json_object_get(pub, "rate")) ?: "none",
+               (long long) json_integer_value(json_object_get(pub, "burst")),
+               json_string_value(json_object_get(pub, "quota")) ?: "none",
+               apps);
+        free(apps);
+    }
     json_decref(pub);
 }
 
@@ -158,10 +182,13 @@ sa_account_delete(sa_admin_t *sa, int argc, char **argv)
     "ACCOUNT is an account id or TEAM/NAME.\n"
 
 static const sa_command_t  commands[] = {
-    { "create", sa_account_create, "account create TEAM NAME [--app APP]...",
+    { "create", sa_account_create,
+      "account create TEAM NAME [--app APP]... [POLICY]",
       "Creates a service account in TEAM (needs service_accounts:create),\n"
       "granted the given applications ('*' for all).  NAME:\n"
-      "[a-z0-9][a-z0-9_.-]*, unique in the team.\n" },
+      "[a-z0-9][a-z0-9_.-]*, unique in the team.  POLICY: the defaults its\n"
+      "tokens get when issued, unless they set their own:\n"
+      SA_POLICY_HELP },
     { "list", sa_account_list, "account list TEAM",
       "Lists the accounts of TEAM.\n" },
     { "show", sa_account_show, "account show ACCOUNT",

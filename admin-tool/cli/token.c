@@ -16,6 +16,45 @@
 #define SA_ISSUE_MAX    1000000
 
 
+int
+sa_cli_policy_opt(sa_admin_t *sa, int ch, json_t *in)
+{
+    json_t  *from;
+    char    *end;
+    long     n;
+
+    switch (ch) {
+    case 'R':
+        json_object_set_new(in, "rate", json_string(optarg));
+        return 1;
+    case 'B':
+        n = strtol(optarg, &end, 10);
+        if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000000) {
+            sa_die_usage(sa, "invalid burst '%s' (0 to 1000000)", optarg);
+        }
+        json_object_set_new(in, "burst", json_integer(n));
+        return 1;
+    case 'Q':
+        json_object_set_new(in, "quota", json_string(optarg));
+        return 1;
+    case 'F':
+        from = json_object_get(in, "allow_from");
+        if (strcmp(optarg, "none") == 0 || json_is_string(from)) {
+            json_object_set_new(in, "allow_from", json_string("none"));
+        } else {
+            if (from == NULL) {
+                from = json_array();
+                json_object_set_new(in, "allow_from", from);
+            }
+            json_array_append_new(from, json_string(optarg));
+        }
+        return 1;
+    }
+
+    return 0;
+}
+
+
 /*
  * A token command's flags (which are allowed: opts) into its input, and
  * its one operand as "id"
@@ -30,6 +69,10 @@ sa_token_args_or_exit(sa_admin_t *sa, int argc, char **argv,
     int      ch;
 
     while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
+        if (sa_cli_policy_opt(sa, ch, in)) {
+            continue;
+        }
+
         switch (ch) {
         case 's':
             json_array_append_new(scopes, json_string(optarg));
@@ -55,8 +98,18 @@ sa_token_args_or_exit(sa_admin_t *sa, int argc, char **argv,
         }
     }
 
-    /* only the commands that take --scope have "scopes" */
-    if (opts[0].val == 's') {
+    /*
+     * only the commands that take --scope have "scopes"; token scope with
+     * only policy flags keeps them
+     */
+    if (opts[0].val == 's'
+        && (json_array_size(scopes) > 0
+            || strcmp(sa->command->name, "issue") == 0
+            || (json_object_get(in, "rate") == NULL
+                && json_object_get(in, "burst") == NULL
+                && json_object_get(in, "quota") == NULL
+                && json_object_get(in, "allow_from") == NULL)))
+    {
         json_object_set_new(in, "scopes", scopes);
     } else {
         json_decref(scopes);
@@ -92,6 +145,7 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
         { "expires", required_argument, NULL, 'e' },
         { "count", required_argument, NULL, 'n' },
         { "strict", no_argument, NULL, 'S' },
+        SA_POLICY_OPTS,
         SA_OPTS_END
     };
     json_t  *in, *out, *t;
@@ -120,6 +174,31 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
 }
 
 
+/* a token's policy as one line, when it has one */
+static void
+sa_token_policy_print(json_t *t)
+{
+    char  *from;
+
+#define S(f) (json_string_value(json_object_get(t, f)) ?: "none")
+    if (json_is_null(json_object_get(t, "rate"))
+        && json_is_null(json_object_get(t, "quota"))
+        && json_array_size(json_object_get(t, "allow_from")) == 0)
+    {
+        return;
+    }
+
+    from = sa_join(json_object_get(t, "allow_from"), ", ");
+    printf("  rate %s burst %lld quota %s allow-from %s\n", S("rate"),
+           (long long) json_integer_value(json_object_get(t, "burst")),
+           S("quota"),
+           json_array_size(json_object_get(t, "allow_from")) ? from
+                                                            : "anywhere");
+#undef S
+    free(from);
+}
+
+
 static void
 sa_token_list_cmd(sa_admin_t *sa, int argc, char **argv)
 {
@@ -144,6 +223,7 @@ sa_token_list_cmd(sa_admin_t *sa, int argc, char **argv)
                S("created_at"), S("expires_at"), S("last_used_at"), scopes);
 #undef S
         free(scopes);
+        sa_token_policy_print(t);
     }
     json_decref(out);
 }
@@ -156,6 +236,7 @@ sa_token_change_cmd(sa_admin_t *sa, int argc, char **argv)
     static const struct option  scope_opts[] = {
         SA_OPT_MANY("scope", 's'),
         { "strict", no_argument, NULL, 'S' },
+        SA_POLICY_OPTS,
         SA_OPTS_END
     };
     static const struct option  revoke_opts[] = {
@@ -181,6 +262,7 @@ sa_token_change_cmd(sa_admin_t *sa, int argc, char **argv)
     } else {
         printf("token %s now has scopes %s\n",
                json_string_value(json_object_get(out, "id")), s);
+        sa_token_policy_print(out);
     }
     free(s);
     json_decref(out);
@@ -215,7 +297,7 @@ sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv)
 static const sa_command_t  commands[] = {
     { "issue", sa_token_issue_cmd,
       "token issue ACCOUNT [--scope S]... [--expires 90d] [--count N] "
-      "[--strict]",
+      "[--strict] [POLICY]",
       "Issues a token for ACCOUNT (an account id or TEAM/NAME; needs\n"
       "service_accounts:tokens) and prints it: this is the only time it is\n"
       "shown.  Without --scope the token exists but grants no API access.\n"
@@ -224,15 +306,20 @@ static const sa_command_t  commands[] = {
       "  --scope S     resource:action, resource:* or *; repeatable\n"
       "  --expires D   lifetime (s, m, h, d, w; e.g. 90d, 1h30m); default never\n"
       "  --count N     issue N tokens at once, pipelined (one per line)\n"
-      "  --strict      refuse a scope outside the catalogue (exit 1)\n" },
+      "  --strict      refuse a scope outside the catalogue (exit 1)\n"
+      "POLICY, signed in the token; a flag not given is the account's:\n"
+      SA_POLICY_HELP },
     { "list", sa_token_list_cmd, "token list ACCOUNT",
       "Lists the tokens of ACCOUNT: ids, scopes, times, status.  Never a\n"
       "secret.\n" },
     { "scope", sa_token_change_cmd,
-      "token scope TOKEN_ID [--scope S]... [--strict]",
+      "token scope TOKEN_ID [--scope S]... [--strict] [POLICY]",
       "Replaces the scopes of a token (needs service_accounts:tokens); with\n"
       "no --scope the token keeps existing without any API access.  A scope\n"
-      "outside the catalogue is warned about, refused with --strict.\n" },
+      "outside the catalogue is warned about, refused with --strict.  With\n"
+      "POLICY flags and no --scope, only those change; gateways see it on\n"
+      "the next request, cached or not:\n"
+      SA_POLICY_HELP },
     { "rotate", sa_token_rotate_cmd, "token rotate TOKEN_ID [--overlap 1h]",
       "Issues a new token with the same scopes and lifetime and prints it;\n"
       "the old one keeps working only for the overlap (default 0: it stops\n"

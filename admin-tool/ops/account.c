@@ -25,6 +25,7 @@ typedef struct {
     const char *op[2];          /* team, name */
     json_t     *apps;
     json_t     *payload;        /* the record written */
+    sa_policy_t policy;         /* the defaults of its tokens */
 } sa_create_t;
 
 
@@ -48,6 +49,7 @@ sa_account_create_once(sa_admin_t *sa, void *data)
                            "email", email, "apps", c->apps,
                            "created_at", (json_int_t) sa_now(),
                            "created_by", sa->actor);
+    sa_policy_to_json(&c->policy, c->payload);
     sealed = sa_account_seal(sa, c->payload);
 
     sa_change_args(sa, &args);
@@ -77,15 +79,19 @@ sa_in_apps(json_t *in, const char *field, int required)
  *   team   string, required: the team
  *   name   string, required: [a-z0-9][a-z0-9_.-]*, unique in the team
  *   apps   array of strings: applications granted ('*' for all)
+ *   rate, burst, quota, allow_from: the policy its tokens get unless they
+ *          set their own (sa_in_policy() in ops.h)
  * Needs service_accounts:create in team.  Returns the account.
  */
 json_t *
 sa_op_account_create(sa_admin_t *sa, json_t *in)
 {
-    sa_create_t   c = { { NULL, NULL }, NULL, NULL };
+    sa_create_t   c;
     json_t       *out;
 
-    sa_in_only(in, "team", "name", "apps", NULL);
+    memset(&c, 0, sizeof(c));
+    sa_in_only(in, "team", "name", "apps", SA_POLICY_FIELDS, NULL);
+    sa_in_policy(in, &c.policy);
     c.op[0] = sa_in_name(in, "team", 1, sa_name_valid, "team name");
     c.op[1] = sa_in_name(in, "name", 1, sa_name_valid, "account name");
     c.apps = sa_in_apps(in, "apps", 0);

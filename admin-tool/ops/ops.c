@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sa_policy.h"
 #include "ops.h"
 #include "sa_scope.h"
 #include "util.h"
@@ -359,4 +360,106 @@ sa_cmp_by_created(const void *a, const void *b)
     int  c = sa_cmp_field(a, b, "created_at");
 
     return c ? c : sa_cmp_field(a, b, "id");
+}
+
+
+static int
+sa_in_none(json_t *v)
+{
+    return json_is_null(v)
+           || (json_is_string(v) && strcmp(json_string_value(v), "none") == 0);
+}
+
+
+int
+sa_in_policy(json_t *in, sa_policy_t *p)
+{
+    json_t       *rate, *burst, *quota, *from, *v;
+    const char   *s;
+    size_t        i;
+    sa_net_t      net, canon;
+    char          buf[SA_NET_STR_LEN];
+    int           rc;
+
+    rate = json_object_get(in, "rate");
+    burst = json_object_get(in, "burst");
+    quota = json_object_get(in, "quota");
+    from = json_object_get(in, "allow_from");
+
+    if (burst != NULL && (rate == NULL || sa_in_none(rate))) {
+        sa_die_kind(SA_ERR_INPUT, "field 'burst' needs a 'rate'");
+    }
+
+    if (rate != NULL && sa_in_none(rate)) {
+        p->rate = p->per = p->burst = 0;
+
+    } else if (rate != NULL) {
+        s = json_string_value(rate);
+        if (s == NULL || sa_rate_parse(s, json_string_length(rate), &p->rate,
+                                       &p->per) != 0)
+        {
+            sa_die_kind(SA_ERR_INPUT, "invalid rate '%s' (expected N/s, N/m "
+                        "or N/h, N from 1 to %d, or none)", s ? s : "?",
+                        SA_RATE_MAX);
+        }
+        p->burst = 0;
+    }
+
+    if (burst != NULL) {
+        if (!json_is_integer(burst) || json_integer_value(burst) < 0
+            || json_integer_value(burst) > SA_BURST_MAX)
+        {
+            sa_die_kind(SA_ERR_INPUT, "field 'burst' must be an integer from "
+                        "0 to %d", SA_BURST_MAX);
+        }
+        p->burst = (uint32_t) json_integer_value(burst);
+    }
+
+    if (quota != NULL && sa_in_none(quota)) {
+        p->quota = 0;
+        p->quota_period = 0;
+
+    } else if (quota != NULL) {
+        s = json_string_value(quota);
+        if (s == NULL || sa_quota_parse(s, json_string_length(quota),
+                                        &p->quota, &p->quota_period) != 0)
+        {
+            sa_die_kind(SA_ERR_INPUT, "invalid quota '%s' (expected N/day or "
+                        "N/month, or none)", s ? s : "?");
+        }
+    }
+
+    if (from != NULL && sa_in_none(from)) {
+        p->nnets = 0;
+
+    } else if (from != NULL) {
+        if (!json_is_array(from)) {
+            sa_die_kind(SA_ERR_INPUT, "field 'allow_from' must be an array "
+                        "of networks");
+        }
+        if (json_array_size(from) > SA_POLICY_MAX_NETS) {
+            sa_die_kind(SA_ERR_INPUT, "at most %d networks in 'allow_from'",
+                        SA_POLICY_MAX_NETS);
+        }
+
+        p->nnets = 0;
+        json_array_foreach(from, i, v) {
+            s = json_string_value(v);
+            rc = s == NULL ? -1 : sa_net_parse(s, json_string_length(v),
+                                               &net, &canon);
+            if (rc == -2) {
+                sa_net_format(&canon, buf);
+                sa_die_kind(SA_ERR_INPUT, "network '%s' has host bits set "
+                            "(the network is %s)", s, buf);
+            }
+            if (rc != 0) {
+                sa_die_kind(SA_ERR_INPUT, "invalid network '%s' (expected an "
+                            "IPv4 or IPv6 CIDR such as 10.0.0.0/8)",
+                            s ? s : "?");
+            }
+            p->nets[p->nnets++] = net;
+        }
+    }
+
+    return rate != NULL || burst != NULL || quota != NULL || from != NULL;
 }

@@ -101,6 +101,35 @@ const char *sa_in_app(json_t *in, int required);
 const char *sa_in_team(json_t *in, int required);
 
 /*
+ * sa_in_policy() (issue 25): the policy fields of in applied to p, those
+ * absent leaving p as it was: "rate" ("N/s", "N/m", "N/h" or "none"),
+ * "burst" (an integer, only with a rate), "quota" ("N/day", "N/month" or
+ * "none"), "allow_from" (an array of CIDRs or addresses; [] or "none":
+ * from anywhere).  Returns whether one was given.
+ */
+struct sa_policy_s;
+int sa_in_policy(json_t *in, struct sa_policy_s *p);
+#define SA_POLICY_FIELDS  "rate", "burst", "quota", "allow_from"
+
+/*
+ * The command line's policy flags, for a getopt table (cli/token.c), and
+ * their value into in: 1 when ch was one of them.
+ */
+#define SA_POLICY_OPTS                                                      \
+    { "rate", required_argument, NULL, 'R' },                               \
+    { "burst", required_argument, NULL, 'B' },                              \
+    { "quota", required_argument, NULL, 'Q' },                              \
+    SA_OPT_MANY("allow-from", 'F')
+#define SA_POLICY_HELP                                                      \
+    "  --rate R        N/s, N/m or N/h per token, or none (sa_rate_limit)\n"  \
+    "  --burst B       requests over the rate let through at once (with\n"   \
+    "                  --rate; default 0)\n"                                 \
+    "  --quota Q       N/day or N/month (UTC), or none\n"                     \
+    "  --allow-from C  a CIDR the token may be used from; repeatable; none:\n" \
+    "                  from anywhere\n"
+int sa_cli_policy_opt(sa_admin_t *sa, int ch, json_t *in);
+
+/*
  * arr (taken) as a new array sorted by cmp, a qsort() comparison of two
  * json_t *: sa_cmp_by_name ("name"), sa_cmp_by_created ("created_at",
  * then "id"; RFC 3339 strings sort as times)

@@ -75,14 +75,33 @@ sa_in_scopes(json_t *in, int required)
 typedef struct {
     json_t    *scopes;
     int64_t    expires;         /* seconds; 0 never */
+    json_t    *in;              /* its policy fields over the account's */
 } sa_token_opts_t;
+
+
+/*
+ * The policy of a new token: the account's (its defaults), then each field
+ * the token sets for itself (in; NULL: none)
+ */
+static void
+sa_token_policy(sa_account_t *a, json_t *in, sa_policy_t *p)
+{
+    if (!sa_policy_from_json(a->json, p)) {
+        /* the record was verified and checked: cannot happen */
+        sa_die_kind(SA_ERR_INTERNAL, "account %s: invalid policy", a->id);
+    }
+
+    if (in != NULL) {
+        sa_in_policy(in, p);
+    }
+}
 
 
 /* a new token for the account; the token text goes to out */
 static char *
 sa_token_new_record(sa_admin_t *sa, sa_account_t *a, json_t *scopes,
-    int64_t now, int64_t lifetime, char token[SA_TOKEN_LEN + 1],
-    sa_token_record_t *rec)
+    const sa_policy_t *policy, int64_t now, int64_t lifetime,
+    char token[SA_TOKEN_LEN + 1], sa_token_record_t *rec)
 {
     size_t  n;
 
@@ -101,6 +120,7 @@ sa_token_new_record(sa_admin_t *sa, sa_account_t *a, json_t *scopes,
     rec->napps = n;
     rec->created_at = now;
     rec->expires_at = lifetime ? now + lifetime : 0;
+    rec->policy = *policy;
 
     return sa_token_seal(sa, rec);
 }
@@ -180,13 +200,15 @@ sa_issue_batch_or_exit(sa_admin_t *sa, sa_account_t *a,
     redisReply         *r;
     sa_err_kind_t       kind = SA_ERR_INTERNAL;
     int64_t             now = sa_now();
+    sa_policy_t         policy;
 
     /* proven before the pipeline: no other command may come between */
     sa_permit_or_exit(sa, a->team, "service_accounts:tokens");
+    sa_token_policy(a, o->in, &policy);
 
     for (i = 0; i < n; i++) {
-        sealed = sa_token_new_record(sa, a, o->scopes, now, o->expires,
-                                     tokens[i], &recs[i]);
+        sealed = sa_token_new_record(sa, a, o->scopes, &policy, now,
+                                     o->expires, tokens[i], &recs[i]);
         ev = sa_event_seal_token(sa, "token.issued", &recs[i],
                  json_pack("{s:o}", "token", sa_event_token_json(&recs[i])));
         sa_issue_args(sa, &args, a, &recs[i], sealed, "token.issue", ev);
@@ -229,6 +251,8 @@ sa_issue_batch_or_exit(sa_admin_t *sa, sa_account_t *a,
  *   expires  string: a lifetime, "90d", "1h30m" (s, m, h, d, w); absent:
  *            never
  *   count    integer, 1 to 1000000: that many tokens, pipelined
+ *   rate, burst, quota, allow_from: its policy (sa_in_policy() in ops.h);
+ *            a field absent is the account's default, "none" clears it
  * Needs service_accounts:tokens.  Returns the token (with its secret,
  * "token", the only time it is shown), or with count > 1 an array of them.
  */
@@ -244,9 +268,15 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
     char              why[80];
     json_t           *warnings = NULL;
 
-    sa_in_only(in, "id", "scopes", "expires", "count", "strict", NULL);
+    sa_policy_t       check;
+
+    sa_in_only(in, "id", "scopes", "expires", "count", "strict",
+               SA_POLICY_FIELDS, NULL);
     ref = sa_in_str(in, "id", 1);
     strict = sa_in_bool(in, "strict", 0);
+    /* a bad policy said before anything is written */
+    memset(&check, 0, sizeof(check));
+    o.in = sa_in_policy(in, &check) ? in : NULL;
     o.expires = sa_in_duration(in, "expires", 0, 1, "90d, 12h, 1h30m");
     c = json_object_get(in, "count");
     if (c != NULL && (!json_is_integer(c) || json_integer_value(c) < 1
@@ -361,7 +391,8 @@ sa_token_changeable_or_exit(sa_admin_t *sa, const char *tid)
 
 typedef struct {
     const char  *tid;
-    json_t      *scopes;        /* NULL: revoke */
+    json_t      *scopes;        /* NULL: revoke, or only the policy */
+    json_t      *policy;        /* the policy fields to change, or NULL */
     const char  *action;
     json_t      *out;           /* the token after the change */
     int          strict;        /* a scope outside the catalogue: 400 */
@@ -387,8 +418,12 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     rec.version++;
     if (u->scopes != NULL) {
         rec.scopes = sa_strs_from_json(u->scopes, &rec.nscopes);
-    } else {
+    } else if (u->policy == NULL) {
         sa_token_revoke(&rec);
+    }
+
+    if (u->policy != NULL) {
+        sa_in_policy(u->policy, &rec.policy);
     }
 
     sealed = sa_token_seal(sa, &rec);
@@ -416,8 +451,9 @@ sa_token_update_once(sa_admin_t *sa, void *data)
         json_object_set_new(evdata, "previous_scopes",
                             sa_strs_json(old->scopes, old->nscopes));
     }
-    ev = sa_event_seal_token(sa, u->scopes ? "token.rescoped"
-                                           : "token.revoked", &rec, evdata);
+    ev = sa_event_seal_token(sa, u->scopes || u->policy ? "token.rescoped"
+                                                        : "token.revoked",
+                             &rec, evdata);
     sa_args_add(&args, old->account.data);
     sa_args_add(&args, ev);
     free(ev);
@@ -440,7 +476,8 @@ sa_token_update_once(sa_admin_t *sa, void *data)
 
 /* token scope and revoke: one record replaced; the token after */
 static json_t *
-sa_token_change(sa_admin_t *sa, const char *tid, json_t *scopes, int strict)
+sa_token_change(sa_admin_t *sa, const char *tid, json_t *scopes, int strict,
+    json_t *policy)
 {
     sa_token_update_t  u;
 
@@ -449,7 +486,9 @@ sa_token_change(sa_admin_t *sa, const char *tid, json_t *scopes, int strict)
 
     u.tid = tid;
     u.scopes = scopes;
-    u.action = scopes == NULL ? "token.revoke" : "token.scope";
+    u.policy = policy;
+    u.action = scopes == NULL && policy == NULL ? "token.revoke"
+                                                 : "token.scope";
     u.out = NULL;
     u.strict = strict;
     u.checked = 0;
@@ -465,19 +504,28 @@ sa_token_change(sa_admin_t *sa, const char *tid, json_t *scopes, int strict)
 /*
  * token.scope: PUT /v1/tokens/{id}/scopes
  *   id       string, required: the token id (never the token)
- *   scopes   array of strings, required: the new scopes ([]: none)
+ *   scopes   array of strings: the new scopes ([]: none); required
+ *            unless a policy field is given (then absent: unchanged)
+ *   rate, burst, quota, allow_from: the policy fields to change
+ *            (sa_in_policy() in ops.h), the others kept
  * Needs service_accounts:tokens.  Returns the token.
  */
 json_t *
 sa_op_token_scope(sa_admin_t *sa, json_t *in)
 {
-    const char  *tid;
+    const char   *tid;
+    sa_policy_t   check;
+    int           policy;
 
-    sa_in_only(in, "id", "scopes", "strict", NULL);
+    sa_in_only(in, "id", "scopes", "strict", SA_POLICY_FIELDS, NULL);
     tid = sa_in_token_id(in);
+    memset(&check, 0, sizeof(check));
+    policy = sa_in_policy(in, &check);
 
-    return sa_token_change(sa, tid, sa_in_scopes(in, 1),
-                           sa_in_bool(in, "strict", 0));
+    return sa_token_change(sa, tid,
+                           !policy || json_object_get(in, "scopes") != NULL
+                           ? sa_in_scopes(in, 1) : NULL,
+                           sa_in_bool(in, "strict", 0), policy ? in : NULL);
 }
 
 
@@ -491,7 +539,7 @@ sa_op_token_revoke(sa_admin_t *sa, json_t *in)
 {
     sa_in_only(in, "id", NULL);
 
-    return sa_token_change(sa, sa_in_token_id(in), NULL, 0);
+    return sa_token_change(sa, sa_in_token_id(in), NULL, 0, NULL);
 }
 
 
@@ -531,7 +579,9 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
 
     scopes = sa_strs_json(old->scopes, old->nscopes);
     lifetime = old->expires_at ? old->expires_at - old->created_at : 0;
-    sealed = sa_token_new_record(sa, &a, scopes, now, lifetime, token, &rec);
+    /* the new token keeps the old one's policy */
+    sealed = sa_token_new_record(sa, &a, scopes, &old->policy, now, lifetime,
+                                 token, &rec);
 
     shortened = *old;
     shortened.version++;
