@@ -365,6 +365,23 @@ sa_checkpoint_add(sa_chain_t *c, const char *v, size_t *cap)
 }
 
 
+/* up to SA_AUDIT_BATCH members of audit:sig from the start'th on */
+static redisReply *
+sa_checkpoints_batch_or_exit(sa_admin_t *sa, long long start)
+{
+    redisReply  *r;
+
+    r = sa_xredis_cmd(sa, "ZRANGE %s" SA_KEY_AUDIT SA_AUDIT_SIG " %lld %lld",
+                      sa->prefix, start, start + SA_AUDIT_BATCH - 1);
+    if (r->type != REDIS_REPLY_ARRAY) {
+        sa_die(SA_EXIT_UNAVAILABLE, "ZRANGE of the audit signatures: %s",
+               r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+
+    return r;
+}
+
+
 /* every member of audit:sig, parsed and sorted by number */
 static void
 sa_checkpoints_load(sa_chain_t *c)
@@ -375,13 +392,7 @@ sa_checkpoints_load(sa_chain_t *c)
     long long     start = 0;
 
     for ( ;; ) {
-        r = sa_xredis_cmd(sa, "ZRANGE %s" SA_KEY_AUDIT SA_AUDIT_SIG
-                          " %lld %lld", sa->prefix, start,
-                          start + SA_AUDIT_BATCH - 1);
-        if (r->type != REDIS_REPLY_ARRAY) {
-            sa_die(SA_EXIT_UNAVAILABLE, "ZRANGE of the audit signatures: %s",
-                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        }
+        r = sa_checkpoints_batch_or_exit(sa, start);
 
         for (i = 0; i < r->elements; i++) {
             sa_checkpoint_add(c, r->element[i]->str, &cap);
@@ -701,13 +712,7 @@ sa_audit_resign(sa_admin_t *sa, const uint8_t *sk,
     int               k, ok;
 
     for ( ;; ) {
-        r = sa_xredis_cmd(sa, "ZRANGE %s" SA_KEY_AUDIT SA_AUDIT_SIG
-                          " %lld %lld", sa->prefix, start,
-                          start + SA_AUDIT_BATCH - 1);
-        if (r->type != REDIS_REPLY_ARRAY) {
-            sa_die(SA_EXIT_UNAVAILABLE, "ZRANGE of the audit signatures: %s",
-                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        }
+        r = sa_checkpoints_batch_or_exit(sa, start);
 
         for (i = 0; i < r->elements; i++) {
             if (sa_checkpoint_parse(r->element[i]->str, &cp, link) != 0) {

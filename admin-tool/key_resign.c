@@ -37,6 +37,7 @@
 #include "key_resign.h"
 #include "records.h"
 #include "redis.h"
+#include "scan.h"
 #include "scripts.h"
 #include "util.h"
 #include "xalloc.h"
@@ -82,21 +83,8 @@ typedef struct {
     size_t          checkpoints;    /* audit checkpoints re-signed */
     size_t          checkpoints_refused;
 
-    struct timespec start;
-    double          shown;
+    sa_progress_t   progress;
 } sa_resign_t;
-
-
-static double
-sa_resign_elapsed(sa_resign_t *rs)
-{
-    struct timespec  now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-
-    return (double) (now.tv_sec - rs->start.tv_sec)
-           + (double) (now.tv_nsec - rs->start.tv_nsec) / 1e9;
-}
 
 
 static size_t
@@ -116,17 +104,14 @@ sa_resign_total(sa_resign_t *rs)
 static void
 sa_resign_progress(sa_resign_t *rs)
 {
-    double  t = sa_resign_elapsed(rs);
-
-    if (t - rs->shown < 1.0) {
+    if (!sa_progress_due(&rs->progress)) {
         return;
     }
 
-    rs->shown = t;
     fprintf(stderr, "sa-admin: key resign: %zu records read, %zu %s, "
             "%zu already current, %zu refused (%.0f s)\n", rs->read,
             sa_resign_total(rs), rs->dry_run ? "to re-sign" : "re-signed",
-            rs->current, rs->refused, t);
+            rs->current, rs->refused, sa_progress_elapsed(&rs->progress));
 }
 
 
@@ -619,38 +604,21 @@ sa_resign_batch(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind,
 static int
 sa_resign_scan(sa_admin_t *sa, sa_resign_t *rs, sa_kind_t kind)
 {
-    char         cursor[32], match[512], prefix[256];
+    char         pattern[64];
+    sa_scan_t    sc;
     redisReply  *r;
     int          rc = SA_EXIT_OK;
 
-    /* a prefix's own glob characters must not make the pattern miss keys */
-    sa_glob_escape(sa->prefix, prefix, sizeof(prefix));
-    snprintf(match, sizeof(match), "%s%s*%s", prefix,
-             sa_rs_kind_key[kind], kind == SA_KIND_MEMBER ? SA_KEY_MEMBERS
-                                                          : "");
-    strcpy(cursor, "0");
+    snprintf(pattern, sizeof(pattern), "%s*", sa_rs_kind_key[kind]);
+    sa_scan_start(&sc, sa, SA_RESIGN_SCAN, pattern,
+                  kind == SA_KIND_MEMBER ? SA_KEY_MEMBERS : NULL);
 
-    do {
-        r = sa_xredis_cmd(sa, "SCAN %s MATCH %s COUNT %d", cursor, match,
-                          SA_RESIGN_SCAN);
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
-            || r->element[0]->type != REDIS_REPLY_STRING
-            || r->element[1]->type != REDIS_REPLY_ARRAY)
-        {
-            rc = r->type == REDIS_REPLY_ERROR
-                 ? sa_fail(SA_EXIT_UNAVAILABLE, "SCAN refused: %s", r->str)
-                 : sa_fail(SA_EXIT_UNAVAILABLE, "SCAN: unexpected reply");
-            freeReplyObject(r);
-            return rc;
-        }
-
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+    while (rc == SA_EXIT_OK && (r = sa_scan_next(&sc, sa, &rc)) != NULL) {
         rc = sa_resign_batch(sa, rs, kind, r->element[1]);
         freeReplyObject(r);
 
         sa_resign_progress(rs);
-
-    } while (rc == SA_EXIT_OK && strcmp(cursor, "0") != 0);
+    }
 
     return rc;
 }
@@ -831,7 +799,7 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
                                  "\"team\":\"%s\"", rs.team);
     }
 
-    clock_gettime(CLOCK_MONOTONIC, &rs.start);
+    sa_progress_start(&rs.progress);
 
     rc = SA_EXIT_OK;
     for (i = 0; i < SA_RS_KINDS && rc == SA_EXIT_OK; i++) {
@@ -856,7 +824,7 @@ sa_key_resign_cmd(sa_admin_t *sa, int argc, char **argv)
         }
     }
 
-    secs = sa_resign_elapsed(&rs);
+    secs = sa_progress_elapsed(&rs.progress);
 
     if (rc != SA_EXIT_OK) {
         sa_die(rc, "key resign stopped after %zu records re-signed; run it "

@@ -9,6 +9,7 @@
 #include "xalloc.h"
 #include "change.h"
 #include "redis.h"
+#include "scan.h"
 #include "util.h"
 #include "ops/ops.h"
 
@@ -712,10 +713,12 @@ sa_token_scan_batch(sa_admin_t *sa, const char *aid, redisReply *keys,
 void
 sa_token_set_scan(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
 {
-    char         cursor[32], match[512], prefix[256], **sorted;
-    size_t       i, nsorted, from, read;
-    int64_t      start, shown;
-    redisReply  *r;
+    char         **sorted;
+    sa_scan_t      sc;
+    size_t         i, nsorted, from, read;
+    int            shown = 0;
+    sa_progress_t  progress;
+    redisReply    *r;
 
     nsorted = ts->n;
     sorted = sa_xmalloc((nsorted + 1) * sizeof(char *));
@@ -724,36 +727,27 @@ sa_token_set_scan(sa_admin_t *sa, const char *aid, sa_token_set_t *ts)
     }
     qsort(sorted, nsorted, sizeof(char *), sa_cmp_str);
 
-    /* a prefix's own glob characters must not make the pattern miss keys */
-    sa_glob_escape(sa->prefix, prefix, sizeof(prefix));
-    snprintf(match, sizeof(match), "%s" SA_KEY_TOKEN "*", prefix);
-    strcpy(cursor, "0");
+    sa_scan_start(&sc, sa, 1000, SA_KEY_TOKEN "*", NULL);
     from = ts->n;
     read = 0;
-    start = shown = sa_now();
+    sa_progress_start(&progress);
 
-    do {
-        r = sa_xredis_cmd(sa, "SCAN %s MATCH %s COUNT 1000", cursor, match);
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            freeReplyObject(r);
-            break;
-        }
-
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+    /* a scan cut short would miss a token: never the end of the tokens */
+    while ((r = sa_scan_next_or_exit(&sc, sa)) != NULL) {
         read += sa_token_scan_batch(sa, aid, r->element[1], sorted, nsorted,
                                     ts, from);
         freeReplyObject(r);
 
-        if (sa_now() - shown >= 1) {
-            shown = sa_now();
+        if (sa_progress_due(&progress)) {
+            shown = 1;
             fprintf(stderr, "sa-admin: looking for tokens of account %s: "
                     "%zu records read\n", aid, read);
         }
-    } while (strcmp(cursor, "0") != 0);
+    }
 
-    if (shown != start) {
-        fprintf(stderr, "sa-admin: %zu records read in %lld s\n", read,
-                (long long) (sa_now() - start));
+    if (shown) {
+        fprintf(stderr, "sa-admin: %zu records read in %.0f s\n", read,
+                sa_progress_elapsed(&progress));
     }
 
     free(sorted);

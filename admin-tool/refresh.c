@@ -14,6 +14,7 @@
 #include "fresh.h"
 #include "records.h"
 #include "redis.h"
+#include "scan.h"
 #include "refresh.h"
 #include "scripts.h"
 #include "util.h"
@@ -168,41 +169,21 @@ typedef struct {
     int64_t                    now, period, within;
     const sa_refresh_opts_t   *opts;
     sa_refresh_stats_t        *st;
-    struct timespec            start;
-    double                     shown;
+    sa_progress_t              progress;
 } sa_refresh_t;
-
-
-static double
-sa_refresh_elapsed(sa_refresh_t *rf)
-{
-    struct timespec  now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-
-    return (double) (now.tv_sec - rf->start.tv_sec)
-           + (double) (now.tv_nsec - rf->start.tv_nsec) / 1e9;
-}
 
 
 static void
 sa_refresh_progress(sa_refresh_t *rf)
 {
-    double  t;
-
-    if (!rf->opts->progress) {
+    if (!rf->opts->progress || !sa_progress_due(&rf->progress)) {
         return;
     }
 
-    t = sa_refresh_elapsed(rf);
-    if (t - rf->shown < 1.0) {
-        return;
-    }
-
-    rf->shown = t;
     fprintf(stderr, "sa-admin: key refresh: %zu token records read, %zu "
             "%s (%.0f s)\n", rf->st->read, rf->st->renewed,
-            rf->opts->dry_run ? "to renew" : "renewed", t);
+            rf->opts->dry_run ? "to renew" : "renewed",
+            sa_progress_elapsed(&rf->progress));
 }
 
 
@@ -467,7 +448,7 @@ int
 sa_refresh_run(sa_admin_t *sa, int64_t period, int64_t within,
     const sa_refresh_opts_t *opts, sa_refresh_stats_t *st)
 {
-    char                cursor[32], match[512], prefix[256];
+    sa_scan_t           sc;
     redisReply         *r;
     int                 rc = SA_EXIT_OK;
     sa_refresh_t        rf;
@@ -496,35 +477,18 @@ sa_refresh_run(sa_admin_t *sa, int64_t period, int64_t within,
     rf.within = within;
     rf.opts = opts;
     rf.st = st;
-    clock_gettime(CLOCK_MONOTONIC, &rf.start);
+    sa_progress_start(&rf.progress);
 
-    sa_glob_escape(sa->prefix, prefix, sizeof(prefix));
-    snprintf(match, sizeof(match), "%s" SA_KEY_TOKEN "*", prefix);
-    strcpy(cursor, "0");
+    sa_scan_start(&sc, sa, SA_REFRESH_SCAN, SA_KEY_TOKEN "*", NULL);
 
-    do {
-        r = sa_xredis_cmd(sa, "SCAN %s MATCH %s COUNT %d", cursor, match,
-                          SA_REFRESH_SCAN);
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
-            || r->element[0]->type != REDIS_REPLY_STRING
-            || r->element[1]->type != REDIS_REPLY_ARRAY)
-        {
-            rc = r->type == REDIS_REPLY_ERROR
-                 ? sa_fail(SA_EXIT_UNAVAILABLE, "SCAN refused: %s", r->str)
-                 : sa_fail(SA_EXIT_UNAVAILABLE, "SCAN: unexpected reply");
-            freeReplyObject(r);
-            break;
-        }
-
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+    while (rc == SA_EXIT_OK && (r = sa_scan_next(&sc, sa, &rc)) != NULL) {
         rc = sa_refresh_batch(&rf, r->element[1]);
         freeReplyObject(r);
 
         sa_refresh_progress(&rf);
+    }
 
-    } while (rc == SA_EXIT_OK && strcmp(cursor, "0") != 0);
-
-    st->seconds = sa_refresh_elapsed(&rf);
+    st->seconds = sa_progress_elapsed(&rf.progress);
 
     return rc;
 }

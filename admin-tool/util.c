@@ -197,3 +197,41 @@ sa_vis(const char *s)
 
     return out;
 }
+
+
+int64_t
+sa_mono_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+void
+sa_progress_start(sa_progress_t *p)
+{
+    p->start_ms = p->shown_ms = sa_mono_ms();
+}
+
+
+double
+sa_progress_elapsed(const sa_progress_t *p)
+{
+    return (double) (sa_mono_ms() - p->start_ms) / 1000.0;
+}
+
+
+int
+sa_progress_due(sa_progress_t *p)
+{
+    int64_t  now = sa_mono_ms();
+
+    if (now - p->shown_ms < 1000) {
+        return 0;
+    }
+
+    p->shown_ms = now;
+    return 1;
+}

@@ -25,6 +25,22 @@ int sa_time_format(int64_t t, char out[SA_TIME_LEN]);
 
 int64_t sa_now(void);
 
+/* CLOCK_MONOTONIC in milliseconds */
+int64_t sa_mono_ms(void);
+
+/*
+ * A long run's progress on stderr: sa_progress_due() is true once the run
+ * has taken a second, then once a second.
+ */
+typedef struct {
+    int64_t  start_ms;
+    int64_t  shown_ms;
+} sa_progress_t;
+
+void sa_progress_start(sa_progress_t *p);
+double sa_progress_elapsed(const sa_progress_t *p);    /* seconds */
+int sa_progress_due(sa_progress_t *p);
+
 /* team and account names: [a-z0-9][a-z0-9_.-]{0,62} */
 int sa_name_valid(const char *s);
 

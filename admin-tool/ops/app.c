@@ -13,6 +13,7 @@
 #include "change.h"
 #include "perm.h"
 #include "redis.h"
+#include "scan.h"
 #include "scripts.h"
 #include "util.h"
 #include "xalloc.h"
@@ -362,26 +363,17 @@ sa_op_app_show(sa_admin_t *sa, json_t *in)
 static json_t *
 sa_apps_in_use(sa_admin_t *sa)
 {
-    char          cursor[32], match[512], prefix[256];
+    sa_scan_t     sc;
     const char   *err, *id;
     size_t        i, j, plen;
     redisReply   *r, *v;
     sa_account_t  a;
     json_t       *out = json_object(), *app, *teams;
 
-    /* a prefix's own glob characters must not make the pattern miss keys */
-    sa_glob_escape(sa->prefix, prefix, sizeof(prefix));
-    snprintf(match, sizeof(match), "%s" SA_KEY_ACCOUNT "*", prefix);
+    sa_scan_start(&sc, sa, 1000, SA_KEY_ACCOUNT "*", NULL);
     plen = strlen(sa->prefix) + sizeof(SA_KEY_ACCOUNT) - 1;
-    strcpy(cursor, "0");
 
-    do {
-        r = sa_xredis_cmd(sa, "SCAN %s MATCH %s COUNT 1000", cursor, match);
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            freeReplyObject(r);
-            break;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+    while ((r = sa_scan_next_or_exit(&sc, sa)) != NULL) {
 
         for (i = 0; i < r->element[1]->elements; i++) {
             if (r->element[1]->element[i]->len != plen + SA_TOKEN_ID_LEN) {
@@ -410,7 +402,7 @@ sa_apps_in_use(sa_admin_t *sa)
             freeReplyObject(v);
         }
         freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
+    }
 
     return out;
 }

@@ -74,4 +74,16 @@ my $stats = $redis->cmd('INFO', 'commandstats');
 unlike($stats, qr/cmdstat_keys:/, 'account list does not use KEYS');
 like($stats, qr/cmdstat_smembers:/, 'it reads the index set');
 
+# a SCAN that fails is never the end of the keys: account delete, which
+# must find every token of the account, stops and changes nothing
+with_url("redis://127.0.0.1:$port/0", qw(account create acl bot));
+with_url("redis://127.0.0.1:$port/0", qw(token issue acl/bot));
+$redis->cmd('ACL', 'SETUSER', 'noscan', 'on', '>s3cret', '~*', '&*', '+@all', '-scan');
+$before = $redis->digest;
+$r = with_url("redis://noscan:s3cret\@127.0.0.1:$port/0", qw(account delete acl/bot));
+is($r->{code}, 3, 'SCAN refused: account delete exits 3') or diag $r->{err};
+like($r->{err}, qr/SCAN refused: NOPERM/, 'and says why');
+is($redis->digest, $before, 'nothing written');
+is(with_url("redis://127.0.0.1:$port/0", qw(account show acl/bot))->{code}, 0, 'the account is still there');
+
 done_testing;
