@@ -153,10 +153,15 @@ sa_scopes_hold(sa_admin_t *sa, const char *perm)
 }
 
 
-void
-sa_reader_or_exit(sa_admin_t *sa, const char *team)
+/*
+ * 1 when the caller may read team: not over the API, an operator, its
+ * owner or a member (verified records); 0 with the reason in why; -1
+ * with why when the team's record cannot be read
+ */
+static int
+sa_may_read(sa_admin_t *sa, const char *team, char *why, size_t size)
 {
-    char         why[512], id[256], *raw;
+    char         id[256], *raw;
     const char  *actor, *err;
     size_t       len = 0;
     int          wrongtype;
@@ -165,17 +170,23 @@ sa_reader_or_exit(sa_admin_t *sa, const char *team)
     if (sa->channel == NULL || strcmp(sa->channel, "api") != 0
         || sa_is_operator(sa))
     {
-        return;
+        return 1;
+    }
+
+    if (team == NULL) {
+        snprintf(why, size, "reading what names no team over the API is "
+                 "for operators");
+        return 0;
     }
 
     actor = sa_actor_or_exit(sa);
-    t = sa_team_read(sa, team, NULL, why, sizeof(why));
+    t = sa_team_read(sa, team, NULL, why, size);
     if (t == NULL) {
-        sa_die_kind(SA_ERR_NOT_FOUND, "%s", why);
+        return -1;
     }
     if (strcmp(actor, json_string_value(json_object_get(t, "owner"))) == 0) {
         json_decref(t);
-        return;
+        return 1;
     }
     json_decref(t);
 
@@ -185,10 +196,49 @@ sa_reader_or_exit(sa_admin_t *sa, const char *team)
             : NULL;
     free(raw);
     if (m == NULL) {
-        sa_die_kind(SA_ERR_FORBIDDEN, "reading team '%s' over the API needs "
-                    "membership of it ('%s' is no member)", team, actor);
+        snprintf(why, size, "reading team '%s' over the API needs "
+                 "membership of it ('%s' is no member)", team, actor);
+        return 0;
     }
     json_decref(m);
+
+    return 1;
+}
+
+
+void
+sa_reader_or_exit(sa_admin_t *sa, const char *team)
+{
+    char  why[512];
+    int   rc = sa_may_read(sa, team, why, sizeof(why));
+
+    if (rc == -1) {
+        sa_die_kind(SA_ERR_NOT_FOUND, "%s", why);
+    }
+    if (rc == 0) {
+        sa_die_kind(SA_ERR_FORBIDDEN, "%s", why);
+    }
+}
+
+
+int
+sa_reader(sa_admin_t *sa, const char *team)
+{
+    char  why[512];
+
+    return sa_may_read(sa, team, why, sizeof(why)) == 1;
+}
+
+
+void
+sa_all_reader_or_exit(sa_admin_t *sa, const char *what)
+{
+    if (sa->channel != NULL && strcmp(sa->channel, "api") == 0
+        && !sa_is_operator(sa))
+    {
+        sa_die_kind(SA_ERR_FORBIDDEN, "over the API, %s of every team is "
+                    "for operators: name a team", what);
+    }
 }
 
 

@@ -37,6 +37,13 @@ int sa_is_operator(sa_admin_t *sa);
  */
 void sa_reader_or_exit(sa_admin_t *sa, const char *team);
 
+/* the same as a test, for the rows of a listing (over the API, a row of
+ * no team, NULL: the operators') */
+int sa_reader(sa_admin_t *sa, const char *team);
+
+/* over the API, what reads every team ("the audit") is the operators' */
+void sa_all_reader_or_exit(sa_admin_t *sa, const char *what);
+
 /* exits 2 unless the operator acts; what: "creating an application" */
 void sa_operator_or_exit(sa_admin_t *sa, const char *what);
 

@@ -76,6 +76,8 @@ sa_op_audit_list(sa_admin_t *sa, json_t *in)
     team = sa_in_str(in, "team", 0);
     if (team != NULL) {
         sa_reader_or_exit(sa, team);
+    } else {
+        sa_all_reader_or_exit(sa, "the audit");
     }
     s = sa_in_str(in, "since", 0);
     if (s != NULL) {

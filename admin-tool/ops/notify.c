@@ -298,6 +298,11 @@ sa_op_notify_list(sa_admin_t *sa, json_t *in)
             json_decref(sub);
             continue;
         }
+        /* over the API, the subscriptions of the teams the caller reads */
+        if (!sa_reader(sa, json_string_value(json_object_get(sub, "team")))) {
+            json_decref(sub);
+            continue;
+        }
 
         row = json_pack("{s:s, s:{s:s, s:O*, s:O*}, s:O*, s:O*, s:O*, s:o, "
                         "s:O*}", "application", app,
@@ -576,6 +581,11 @@ sa_op_notify_failed(sa_admin_t *sa, json_t *in)
         if (app && strcmp(json_string_value(json_object_get(st, "app")) ?: "",
                           app) != 0)
         {
+            json_decref(st);
+            continue;
+        }
+        /* over the API, the deliveries of the teams the caller reads */
+        if (!sa_reader(sa, json_string_value(json_object_get(st, "team")))) {
             json_decref(st);
             continue;
         }
