@@ -349,13 +349,8 @@ sa_prove(sa_admin_t *sa, char *why, size_t size)
 }
 
 
-/*
- * A refused attempt leaves an audit entry (audit_denied.lua, at most one a
- * minute per actor, team and permission); the refusal stands whatever
- * Redis answers.
- */
-static void
-sa_audit_denied(sa_admin_t *sa)
+void
+sa_audit_denied(sa_admin_t *sa, const char *team, const char *what)
 {
     sa_args_t    args;
     redisReply  *r;
@@ -366,8 +361,8 @@ sa_audit_denied(sa_admin_t *sa)
     sa_args_addf(&args, "%lld", (long long) sa_now());
     sa_args_add(&args, "");                 /* no proof: nothing changes */
     sa_args_add(&args, "");
-    sa_args_add(&args, sa_proof.team);
-    sa_args_add(&args, sa_proof.perm ? sa_proof.perm : "owner");
+    sa_args_add(&args, team);
+    sa_args_add(&args, what);
     sa_xscript_append(sa, &sa_lua_audit_denied, 0, &args);
     r = sa_xredis_reply(sa);
     freeReplyObject(r);
@@ -383,7 +378,8 @@ sa_prove_or_exit(sa_admin_t *sa)
 
     rc = sa_prove(sa, why, sizeof(why));
     if (rc == SA_LACKS) {
-        sa_audit_denied(sa);
+        sa_audit_denied(sa, sa_proof.team,
+                        sa_proof.perm ? sa_proof.perm : "owner");
     }
     if (rc != 0) {
         sa_die_kind(rc == SA_LACKS ? SA_ERR_FORBIDDEN : SA_ERR_NOT_FOUND, "%s",
@@ -407,7 +403,8 @@ sa_permit_try(sa_admin_t *sa, const char *team, const char *perm, char *why,
 
     rc = sa_prove(sa, why, size);
     if (rc == SA_LACKS) {
-        sa_audit_denied(sa);
+        sa_audit_denied(sa, sa_proof.team,
+                        sa_proof.perm ? sa_proof.perm : "owner");
     }
     if (rc != 0) {
         free(sa_proof.team);

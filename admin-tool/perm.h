@@ -69,6 +69,13 @@ int sa_permit(sa_admin_t *sa, const char *team, const char *perm, char *why,
 const char *sa_app_permit_or_exit(sa_admin_t *sa, json_t *app,
     const char *perm);
 
+/*
+ * A refused attempt leaves an audit entry (audit_denied.lua, at most one a
+ * minute per actor, team and what: a permission, "owner", "user.token");
+ * the refusal stands whatever Redis answers.  team may be "".
+ */
+void sa_audit_denied(sa_admin_t *sa, const char *team, const char *what);
+
 /* the proof's two script arguments ('' '' when none was asked for) */
 void sa_proof_args(sa_admin_t *sa, sa_args_t *args);
 

@@ -24,18 +24,10 @@
 #include <openssl/x509v3.h>
 
 #include "rconn.h"
+#include "util.h"
 #include "sa_admin.h"
 #include "xalloc.h"
 
-
-static long long
-sa_rconn_now_ms(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 
 static void
@@ -68,7 +60,7 @@ sa_rconn_wait(sa_rconn_t *c, short events, long long deadline)
     int            n;
 
     for ( ;; ) {
-        left = deadline - sa_rconn_now_ms();
+        left = deadline - sa_mono_ms();
         if (left <= 0) {
             return 0;
         }
@@ -415,7 +407,7 @@ sa_rconn_connect(const char *host, int port, const char *unix_path,
         return c;
     }
 
-    deadline = sa_rconn_now_ms() + timeout_ms;
+    deadline = sa_mono_ms() + timeout_ms;
 
     if (unix_path != NULL) {
         memset(&sun, 0, sizeof(sun));
@@ -555,13 +547,13 @@ sa_rconn_get_reply(sa_rconn_t *c, void **reply)
         return REDIS_OK;
     }
 
-    deadline = sa_rconn_now_ms() + c->timeout_ms;
+    deadline = sa_mono_ms() + c->timeout_ms;
 
     if (c->olen && sa_rconn_flush(c, deadline) != REDIS_OK) {
         return REDIS_ERR;
     }
 
-    deadline = sa_rconn_now_ms() + c->timeout_ms;
+    deadline = sa_mono_ms() + c->timeout_ms;
 
     while (*reply == NULL) {
         n = sa_rconn_io(c, 0, buf, sizeof(buf), &events);
@@ -579,7 +571,7 @@ sa_rconn_get_reply(sa_rconn_t *c, void **reply)
         }
 
         /* progress: a long reply gets a deadline for each part */
-        deadline = sa_rconn_now_ms() + c->timeout_ms;
+        deadline = sa_mono_ms() + c->timeout_ms;
 
         if (redisReaderFeed(c->reader, buf, n) != REDIS_OK
             || redisReaderGetReply(c->reader, reply) != REDIS_OK)

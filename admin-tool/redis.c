@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "rconn.h"
 #include "redis.h"
+#include "util.h"
 #include "xalloc.h"
 
 #define SA_CONNECT_TIMEOUT_SEC  2
@@ -402,15 +403,6 @@ sa_redis_setup(sa_rconn_t *c, const sa_redis_url_t *u, const char *where)
 }
 
 
-static long long
-sa_now_ms(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 
 static void
 sa_sleep_ms(long long ms)
@@ -537,7 +529,7 @@ sa_sentinel_connect(sa_redis_url_t *u, const char *extra)
         secs = atoi(env);
     }
 
-    deadline = sa_now_ms() + secs * 1000LL;
+    deadline = sa_mono_ms() + secs * 1000LL;
 
     for ( ;; ) {
         for (i = 0; i < u->nsentinels; i++) {
@@ -547,7 +539,7 @@ sa_sentinel_connect(sa_redis_url_t *u, const char *extra)
             }
         }
 
-        left = deadline - sa_now_ms();
+        left = deadline - sa_mono_ms();
         if (left <= 0) {
             break;
         }

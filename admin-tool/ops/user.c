@@ -63,32 +63,6 @@ sa_user_is_account(const char *user)
 }
 
 
-/*
- * A refused attempt leaves a 'denied' entry, as perm.c's do (at most one a
- * minute per actor; no team: target "user.token"); the refusal stands
- * whatever Redis answers.
- */
-static void
-sa_user_denied(sa_admin_t *sa)
-{
-    sa_args_t    args;
-    redisReply  *r;
-
-    sa_args_init(&args);
-    sa_args_add(&args, sa->prefix);
-    sa_args_add(&args, sa_actor_arg(sa));
-    sa_args_addf(&args, "%lld", (long long) sa_now());
-    sa_args_add(&args, "");                 /* no proof: nothing changes */
-    sa_args_add(&args, "");
-    sa_args_add(&args, "");
-    sa_args_add(&args, "user.token");
-    sa_xscript_append(sa, &sa_lua_audit_denied, 0, &args);
-    r = sa_xredis_reply(sa);
-    freeReplyObject(r);
-    sa_args_free(&args);
-}
-
-
 /* the caller may manage user's personal tokens, or exits 2 (forbidden) */
 static void
 sa_user_permit_or_exit(sa_admin_t *sa, const char *user, const char *what)
@@ -99,7 +73,7 @@ sa_user_permit_or_exit(sa_admin_t *sa, const char *user, const char *what)
         return;
     }
 
-    sa_user_denied(sa);
+    sa_audit_denied(sa, "", "user.token");
 
     if (sa->scopes != NULL) {
         sa_die_kind(SA_ERR_FORBIDDEN, "%s: personal tokens are not for a "
