@@ -337,7 +337,7 @@ sa_dlv_start(sa_worker_t *w, sa_dlv_t *d)
     redisReply   *r = NULL;
     json_t       *sub = NULL, *priv = NULL, *e = NULL;
     const char   *subtext, *why = NULL, *secret, *url;
-    char         *plain = NULL, hdr[256], key[256], id[37];
+    char         *plain = NULL, hdr[256], key[256], id[37], field[32];
     int           dead = 0, retry = 0, defer = 0;
     int64_t       attempts;
 
@@ -408,8 +408,11 @@ sa_dlv_start(sa_worker_t *w, sa_dlv_t *d)
         goto done;
     }
 
+    snprintf(field, sizeof(field), "%s_events", d->dest);
     if (strcmp(d->type, "ping") != 0
-        && !sa_takes(json_object_get(priv, "events"), d->type))
+        && (!sa_takes(json_object_get(priv, "events"), d->type)
+            || (json_is_array(json_object_get(priv, field))
+                && !sa_takes(json_object_get(priv, field), d->type))))
     {
         why = "dropped: the subscription does not take this event";
         goto done;

@@ -46,9 +46,12 @@ sa_notify_set(sa_admin_t *sa, int argc, char **argv)
         { "slack", required_argument, NULL, 's' },
         { "webhook", required_argument, NULL, 'w' },
         SA_OPT_MANY("events", 'e'),
+        SA_OPT_MANY("slack-events", 'S'),
+        SA_OPT_MANY("webhook-events", 'W'),
         SA_OPTS_END
     };
     json_t       *in = json_object(), *events = json_array(), *out, *acct;
+    json_t       *list;
     char        **op, *copy, *e, *save;
     int           ch;
 
@@ -61,13 +64,23 @@ sa_notify_set(sa_admin_t *sa, int argc, char **argv)
             json_object_set_new(in, "webhook", json_string(optarg));
             break;
         case 'e':
-            /* --events a,b --events c */
+        case 'S':
+        case 'W':
+            /* --events a,b --events c; --slack-events, --webhook-events:
+             * what that destination takes of them */
+            list = ch == 'e' ? events : json_object_get(in, ch == 'S'
+                                            ? "slack_events" : "webhook_events");
+            if (list == NULL) {
+                list = json_array();
+                json_object_set_new(in, ch == 'S' ? "slack_events"
+                                              : "webhook_events", list);
+            }
             copy = sa_xstrdup(optarg);
             save = NULL;
             for (e = strtok_r(copy, ",", &save); e != NULL;
                  e = strtok_r(NULL, ",", &save))
             {
-                json_array_append_new(events, json_string(e));
+                json_array_append_new(list, json_string(e));
             }
             free(copy);
             break;
@@ -312,13 +325,16 @@ sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
 
 static const sa_command_t  commands[] = {
     { "set", sa_notify_set,
-      "notify set APP ACCOUNT [--slack URL] [--webhook URL] --events E,...",
+      "notify set APP ACCOUNT [--slack URL] [--webhook URL] --events E,... "
+      "[--slack-events E,...] [--webhook-events E,...]",
       "Sends ACCOUNT's events for application APP to a Slack incoming\n"
       "webhook and/or a webhook URL (http or https), replacing what was set\n"
       "(needs service_accounts:create; the account must hold a grant for\n"
       "APP).  Events: token.issued, token.rescoped, token.rotated,\n"
       "token.revoked, token.expiring, token.denied, account.granted,\n"
       "account.ungranted, account.deleted, ping, app.<word>, or '*'.\n"
+      "--slack-events and --webhook-events narrow what that destination\n"
+      "gets (each within --events; default all of them).\n"
       "With --webhook, prints the webhook signing secret: the only time it\n"
       "is shown.  URLs and secret are kept sealed with the notify key.\n"
       SA_NOTIFY_KEY_HELP },

@@ -446,7 +446,26 @@ function notifyForm(app, acct, sub) {
   const webhook = h('input', { type: 'url', autocomplete: 'off', placeholder: sub && sub.webhook ? `set (${sub.webhook})` : 'https://example.com/hook' });
   const slackOn = checkbox('Slack', { checked: !!(sub && sub.slack) });
   const hookOn = checkbox('Webhook', { checked: !!(sub && sub.webhook) });
-  const boxes = EVENTS.map((e) => ({ ev: e, ...checkbox(e, { checked: all || events.has(e) }) }));
+  // per event, a Slack toggle and a webhook toggle
+  const takes = (dest) => {
+    if (!sub || !sub[dest]) return new Set();
+    const only = sub[`${dest}_events`];
+    if (Array.isArray(only)) return new Set(only.includes('*') ? EVENTS : only);
+    return all ? new Set(EVENTS) : events;
+  };
+  const slackTakes = takes('slack');
+  const hookTakes = takes('webhook');
+  const rows = EVENTS.map((e) => ({
+    ev: e,
+    slack: h('input', { type: 'checkbox', checked: slackTakes.has(e), 'aria-label': `${e} by Slack` }),
+    webhook: h('input', { type: 'checkbox', checked: hookTakes.has(e), 'aria-label': `${e} by webhook` }),
+  }));
+  const eventTable = h('div', { class: 'scroll' }, h('table', { class: 'events' },
+    h('caption', null, 'Events: what each destination gets'),
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Event'), h('th', { scope: 'col' }, 'Slack'),
+      h('th', { scope: 'col' }, 'Webhook'))),
+    h('tbody', null, rows.map((r) => h('tr', null, h('th', { scope: 'row' }, r.ev),
+      h('td', null, r.slack), h('td', null, r.webhook))))));
   const err = errorSlot();
   const testErr = errorSlot();
   const testOk = h('p', { role: 'status', class: 'hint' });
@@ -454,14 +473,38 @@ function notifyForm(app, acct, sub) {
 
   const save = actionButton('Save', 'Saving…', async () => {
     showError(err, null);
-    const body = { events: boxes.filter((b) => b.box.checked).map((b) => b.ev) };
+    const body = {};
+    const picked = (dest) => rows.filter((r) => r[dest].checked).map((r) => r.ev);
+    if (!slackOn.box.checked && picked('slack').length) {
+      showError(err, new Error('Events are ticked for Slack: turn Slack on and give its URL, or untick them.'));
+      slackOn.box.focus();
+      return;
+    }
+    if (!hookOn.box.checked && picked('webhook').length) {
+      showError(err, new Error('Events are ticked for the webhook: turn the webhook on and give its URL, or untick them.'));
+      hookOn.box.focus();
+      return;
+    }
     if (slackOn.box.checked) {
       if (!slack.value) { showError(err, new Error('Give the Slack URL again to save (it is never shown back).')); slack.focus(); return; }
       body.slack = slack.value;
+      body.slack_events = picked('slack');
     }
     if (hookOn.box.checked) {
       if (!webhook.value) { showError(err, new Error('Give the webhook URL again to save (it is never shown back).')); webhook.focus(); return; }
       body.webhook = webhook.value;
+      body.webhook_events = picked('webhook');
+    }
+    body.events = [...new Set([...(body.slack_events || []), ...(body.webhook_events || [])])];
+    if (!body.events.length) {
+      showError(err, new Error('Tick at least one event for Slack or the webhook.'));
+      return;
+    }
+    for (const d of ['slack', 'webhook']) {
+      if (body[`${d}_events`] && !body[`${d}_events`].length) {
+        showError(err, new Error(`Tick an event for ${d === 'slack' ? 'Slack' : 'the webhook'}, or turn it off.`));
+        return;
+      }
     }
     let out;
     try {
@@ -500,7 +543,7 @@ function notifyForm(app, acct, sub) {
     h('fieldset', null, h('legend', null, 'Where'),
       h('div', { class: 'channel' }, slackOn.el, field('Slack URL', slack)),
       h('div', { class: 'channel' }, hookOn.el, field('Webhook URL', webhook))),
-    h('fieldset', { class: 'events' }, h('legend', null, 'Events'), boxes.map((b) => b.el)),
+    eventTable,
     err,
     h('div', { class: 'actions' }, remove, test, save), testErr, testOk);
 }

@@ -259,7 +259,11 @@ local function queue(app, aid, s, etype, extra, force, last)
     end
     local n = 0
     for _, dest in ipairs({ 'webhook', 'slack' }) do
-        if sub[dest] and sub[dest] ~= cjson.null then
+        -- <dest>_events: what this destination takes (the sealed copy
+        -- decides at delivery)
+        local only = sub[dest .. '_events']
+        if sub[dest] and sub[dest] ~= cjson.null
+           and (force or type(only) ~= 'table' or takes(only, etype)) then
             local f = { 'app', app, 'account', aid, 'dest', dest,
                         'type', etype }
             for _, v in ipairs(extra) do

@@ -85,11 +85,11 @@ sa_notify_url_or_exit(const char *what, const char *url, char *out,
 }
 
 
-/* in's "events": each a known event type, once */
+/* in's "events" (or field): each a known event type, once */
 static json_t *
-sa_in_events(json_t *in)
+sa_in_events_of(json_t *in, const char *field)
 {
-    json_t  *list = sa_in_strs(in, "events", 0), *out, *v;
+    json_t  *list = sa_in_strs(in, field, 0), *out, *v;
     size_t   i;
 
     json_array_foreach(list, i, v) {
@@ -108,6 +108,44 @@ sa_in_events(json_t *in)
 }
 
 
+static json_t *
+sa_in_events(json_t *in)
+{
+    return sa_in_events_of(in, "events");
+}
+
+
+/*
+ * in's "slack_events" or "webhook_events": what that destination takes,
+ * each within events (or events '*'); NULL when absent (all of events)
+ */
+static json_t *
+sa_in_dest_events(json_t *in, const char *field, const char *dest,
+    int have, json_t *events)
+{
+    json_t  *list, *v;
+    size_t   i;
+
+    if (json_object_get(in, field) == NULL) {
+        return NULL;
+    }
+    if (!have) {
+        sa_die_kind(SA_ERR_INPUT, "field '%s' needs '%s'", field, dest);
+    }
+    list = sa_in_events_of(in, field);
+    json_array_foreach(list, i, v) {
+        if (!sa_json_has(events, json_string_value(v))
+            && !sa_json_has(events, "*"))
+        {
+            sa_die_kind(SA_ERR_INPUT, "%s event '%s' is not in events", dest,
+                        json_string_value(v));
+        }
+    }
+
+    return list;
+}
+
+
 static int
 sa_account_granted(sa_account_t *a, const char *app)
 {
@@ -123,6 +161,8 @@ typedef struct {
     char           slack_shown[SA_NOTIFY_URL_MAX + 16];
     char           webhook_shown[SA_NOTIFY_URL_MAX + 16];
     json_t        *events;
+    json_t        *slack_events;     /* NULL: all of events */
+    json_t        *webhook_events;
     char           secret[6 + SA_WEBHOOK_SECRET_LEN + 1];
     sa_account_t   a;
 } sa_notify_set_t;
@@ -161,6 +201,12 @@ sa_notify_set_once(sa_admin_t *sa, void *data)
                      "app", c->app, "account", c->a.id, "events", c->events,
                      "webhook", c->webhook, "slack", c->slack,
                      "secret", c->webhook ? c->secret : NULL);
+    if (c->slack_events != NULL) {
+        json_object_set(priv, "slack_events", c->slack_events);
+    }
+    if (c->webhook_events != NULL) {
+        json_object_set(priv, "webhook_events", c->webhook_events);
+    }
     plain = sa_xjson_dumps(priv, JSON_COMPACT);
     sealed = sa_seal(sa_notify_key_or_exit(), plain, strlen(plain));
     sodium_memzero(plain, strlen(plain));
@@ -174,6 +220,12 @@ sa_notify_set_once(sa_admin_t *sa, void *data)
                     "slack", c->slack ? c->slack_shown : NULL,
                     "created_at", (json_int_t) sa_now(),
                     "created_by", sa->actor, "sealed", sealed);
+    if (c->slack_events != NULL) {
+        json_object_set(pub, "slack_events", c->slack_events);
+    }
+    if (c->webhook_events != NULL) {
+        json_object_set(pub, "webhook_events", c->webhook_events);
+    }
     sub = sa_xjson_dumps(pub, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(pub);
     free(sealed);
@@ -211,7 +263,8 @@ sa_op_notify_set(sa_admin_t *sa, json_t *in)
     sa_notify_set_t   c;
     json_t           *out;
 
-    sa_in_only(in, "app", "account", "slack", "webhook", "events", NULL);
+    sa_in_only(in, "app", "account", "slack", "webhook", "events",
+               "slack_events", "webhook_events", NULL);
     memset(&c, 0, sizeof(c));
 
     c.slack = sa_in_str(in, "slack", 0);
@@ -236,6 +289,10 @@ sa_op_notify_set(sa_admin_t *sa, json_t *in)
         json_decref(c.events);
         sa_die_kind(SA_ERR_INPUT, "--events E,... is required");
     }
+    c.slack_events = sa_in_dest_events(in, "slack_events", "slack",
+                                       c.slack != NULL, c.events);
+    c.webhook_events = sa_in_dest_events(in, "webhook_events", "webhook",
+                                         c.webhook != NULL, c.events);
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
@@ -254,6 +311,12 @@ sa_op_notify_set(sa_admin_t *sa, json_t *in)
                     "webhook", c.webhook ? c.webhook_shown : NULL,
                     "slack", c.slack ? c.slack_shown : NULL,
                     "secret", c.webhook ? c.secret : NULL);
+    if (c.slack_events != NULL) {
+        json_object_set_new(out, "slack_events", c.slack_events);
+    }
+    if (c.webhook_events != NULL) {
+        json_object_set_new(out, "webhook_events", c.webhook_events);
+    }
 
     sodium_memzero(c.secret, sizeof(c.secret));
     sa_account_free(&c.a);
@@ -315,6 +378,15 @@ sa_op_notify_list(sa_admin_t *sa, json_t *in)
                         "created_at", sa_time_json(json_integer_value(
                                           json_object_get(sub, "created_at"))),
                         "created_by", json_object_get(sub, "created_by"));
+
+        if (json_object_get(sub, "slack_events") != NULL) {
+            json_object_set(row, "slack_events",
+                            json_object_get(sub, "slack_events"));
+        }
+        if (json_object_get(sub, "webhook_events") != NULL) {
+            json_object_set(row, "webhook_events",
+                            json_object_get(sub, "webhook_events"));
+        }
 
         if (json_integer_value(json_object_get(sub, "disabled_at"))) {
             json_object_set_new(row, "state", json_string("disabled"));

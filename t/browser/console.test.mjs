@@ -239,8 +239,13 @@ test('notifications: Switch user, webhook per event, secret once, Send test reac
 
   await page.getByLabel('Webhook', { exact: true }).check();
   await page.getByLabel('Webhook URL').fill(RECEIVER_URL);
-  await page.getByLabel('token.issued', { exact: true }).check();
-  await page.getByLabel('token.revoked', { exact: true }).check();
+  await page.getByLabel('token.issued by webhook').check();
+  await page.getByLabel('token.revoked by webhook').check();
+  await page.getByLabel('token.revoked by Slack').check();
+  await page.getByRole('button', { name: 'Save' }).click();
+  const slackErr = page.locator('.card .error:not([hidden])');
+  await slackErr.getByText('Events are ticked for Slack: turn Slack on').waitFor();   // next to its cause
+  await page.getByLabel('token.revoked by Slack').uncheck();
   await page.getByRole('button', { name: 'Save' }).click();
   const dlg = page.getByRole('dialog', { name: 'Webhook signing secret' });
   await dlg.getByText('it will not be shown again').waitFor();
@@ -249,8 +254,11 @@ test('notifications: Switch user, webhook per event, secret once, Send test reac
   await dlg.waitFor({ state: 'detached' });
 
   await page.getByText(/^Subscribed since/).waitFor();
-  assert.ok(await page.getByLabel('token.issued', { exact: true }).isChecked(), 'the events saved');
-  assert.ok(!(await page.getByLabel('token.denied', { exact: true }).isChecked()), 'and only those');
+  assert.ok(await page.getByLabel('token.issued by webhook').isChecked(), 'the events saved');
+  assert.ok(!(await page.getByLabel('token.denied by webhook').isChecked()), 'and only those');
+  assert.ok(!(await page.getByLabel('token.issued by Slack').isChecked()), 'nothing by Slack');
+  const subs = await page.evaluate(async () => (await fetch('/v1/apps/stacks/notifications')).json());
+  assert.deepEqual(subs[0].webhook_events, ['token.issued', 'token.revoked'], 'the webhook takes its own events');
   await page.getByText('No failed deliveries.').waitFor();
   await page.getByRole('button', { name: 'Send test' }).click();
   await page.getByText('Test queued: a ping is on its way.').waitFor();
