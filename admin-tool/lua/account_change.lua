@@ -19,9 +19,7 @@ local ev = ARGV[12 + ntok * 4]
 local akey = P .. SA_KEY_ACCOUNT .. aid
 local tset = akey .. SA_KEY_TOKENS
 
-local denied = permitted(team, perm)
-    or unchanged(akey, aver, "account '" .. aid .. "'")
-    or names(akey, aid, team)
+local denied = account_permitted(team, perm, akey, aid, aver)
 if denied then
     return denied
 end

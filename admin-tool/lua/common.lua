@@ -190,6 +190,27 @@ local function permitted(team, perm)
     return nil
 end
 
+-- A change of account aid of team: the permission still proven, the
+-- account record (akey) still at version aver and still naming aid and
+-- team.  nil, or the error to return.
+local function account_permitted(team, perm, akey, aid, aver)
+    return permitted(team, perm)
+        or unchanged(akey, aver, "account '" .. aid .. "'")
+        or names(akey, aid, team)
+end
+
+-- Takes the stream entry off the notification group if it is still worker
+-- me's (not reclaimed by another since): true, or false when it is not.
+local function take_entry(stream, entry, me)
+    local p = redis.call('XPENDING', stream, SA_NOTIFY_GROUP, entry, entry, 1)
+    if #p == 0 or p[1][2] ~= me then
+        return false
+    end
+    redis.call('XACK', stream, SA_NOTIFY_GROUP, entry)
+    redis.call('XDEL', stream, entry)
+    return true
+end
+
 -- exat '0': the record stays for good
 local function put(key, value, exat)
     if exat == '0' then

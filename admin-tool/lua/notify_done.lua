@@ -13,12 +13,9 @@ local outcome, entry, dlv, me, state, due = ARGV[4], ARGV[5], ARGV[6],
 local stream = P .. SA_KEY_EVENTS
 
 if entry ~= '' then
-    local p = redis.call('XPENDING', stream, SA_NOTIFY_GROUP, entry, entry, 1)
-    if #p == 0 or p[1][2] ~= me then
+    if not take_entry(stream, entry, me) then
         return 0
     end
-    redis.call('XACK', stream, SA_NOTIFY_GROUP, entry)
-    redis.call('XDEL', stream, entry)
 else
     if redis.call('HGET', P .. SA_KEY_OWNER, dlv) ~= me then
         return 0

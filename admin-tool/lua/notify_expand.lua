@@ -7,12 +7,9 @@
 local entry, me, app, aid = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local stream = P .. SA_KEY_EVENTS
 
-local p = redis.call('XPENDING', stream, SA_NOTIFY_GROUP, entry, entry, 1)
-if #p == 0 or p[1][2] ~= me then
+if not take_entry(stream, entry, me) then
     return 0
 end
-redis.call('XACK', stream, SA_NOTIFY_GROUP, entry)
-redis.call('XDEL', stream, entry)
 
 if aid == '' then
     return 0

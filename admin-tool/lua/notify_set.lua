@@ -4,9 +4,7 @@
 local team, aid, aver, app, sub = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local akey = P .. SA_KEY_ACCOUNT .. aid
 
-local denied = permitted(team, 'service_accounts:create')
-    or unchanged(akey, aver, "account '" .. aid .. "'")
-    or names(akey, aid, team)
+local denied = account_permitted(team, 'service_accounts:create', akey, aid, aver)
 if denied then
     return denied
 end

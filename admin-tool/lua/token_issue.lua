@@ -11,9 +11,7 @@ local ev = ARGV[11]
 local old = ARGV[12]
 local akey = P .. SA_KEY_ACCOUNT .. aid
 
-local denied = permitted(team, 'service_accounts:tokens')
-    or unchanged(akey, aver, "account '" .. aid .. "'")
-    or names(akey, aid, team)
+local denied = account_permitted(team, 'service_accounts:tokens', akey, aid, aver)
 if denied then
     return denied
 end
