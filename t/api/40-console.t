@@ -133,6 +133,25 @@ is_deeply([ map { $_->{team} } @{ me('root')->{teams} } ], [qw(empty other platf
           'an operator: every team');
 ok($api->stop, 'serve stops');
 
+# the shipped console puts API values in the page as text only: no HTML
+# sinks, no inline script, style or handler (the CSP would refuse them)
+my $cdir = SaTest::root() . '/admin-tool/console';
+for my $js (glob "$cdir/*.js") {
+    my $src = SaTest::slurp($js);
+    my $name = $js =~ s{.*/}{}r;
+    unlike($src, qr/\b(?:innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval|Function)\s*[(=]|\.innerHTML\b/,
+           "$name: no HTML sink, no eval");
+    unlike($src, qr/setAttribute\(\s*['"](?:style|on\w+|href|src)['"]|\.style\./,
+           "$name: no style attribute, handler, href or src from a value");
+    unlike($src, qr/localStorage\.setItem|sessionStorage\.setItem|document\.cookie/,
+           "$name: nothing kept in the browser");
+}
+for my $html (glob "$cdir/*.html") {
+    my $src = SaTest::slurp($html);
+    unlike($src, qr/<script(?![^>]*\bsrc=)|\sstyle=|\son[a-z]+=|<style/i,
+           ($html =~ s{.*/}{}r) . ': no inline script, style or handler');
+}
+
 # a directory that is not there
 my $res = SaTest::operator($redis, 'serve', '--listen', '127.0.0.1:0', '--console', "$tmp/none");
 is($res->{code}, 1, '--console DIR missing: exit 1');
