@@ -54,7 +54,7 @@ ASAN_ADMIN := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/asan/admin/%.o) \
 ASAN_UNIT  := $(patsubst t/unit/%.c,$(BUILD)/asan/tests/%,$(wildcard t/unit/test_*.c))
 MODULE_SRC := config $(wildcard ngx_sa_module/*) $(CORE_SRCS) $(CORE_HDRS)
 
-.PHONY: all deps module admin unit asan test test-browser test-valgrind test-nginx-suite demo demo-stop bench clean
+.PHONY: all deps module admin unit asan test test-api test-browser test-valgrind test-nginx-suite demo demo-stop bench clean
 
 all: module admin unit asan
 
@@ -205,12 +205,25 @@ $(BUILD)/asan/tests/bearer-probe: t/lib/bearer-probe.c $(ASAN_UNIT_ADMIN) \
 # (t/README); TEST_JOBS=1 runs them one at a time
 TEST_JOBS ?= $(shell nproc)
 
+# the API pass (SA_TEST_API=1, t/lib/SaTest.pm): admin tests again, every
+# user's command through a running sa-admin serve (sa-admin --api) instead
+# of the signing key; make test runs API_SUBSET of it, make test-api (and
+# .ci/run) the whole of t/admin
+API_SUBSET := t/admin/10-teams.t t/admin/30-tokens.t t/admin/35-bearer.t \
+              t/admin/50-atomic.t \
+              t/admin/55-conflict.t t/admin/81-notify-worker.t
+TEST_ENV := SA_TEST_ADMIN=$(CURDIR)/$(BUILD)/asan/sa-admin \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
 test: deps
 	$(MAKE) all
-	SA_TEST_ADMIN=$(CURDIR)/$(BUILD)/asan/sa-admin \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	prove -r -j$(TEST_JOBS) t
+	$(TEST_ENV) prove -r -j$(TEST_JOBS) t
+	$(TEST_ENV) SA_TEST_API=1 prove -j$(TEST_JOBS) $(API_SUBSET)
+
+test-api: deps
+	$(MAKE) all
+	$(TEST_ENV) SA_TEST_API=1 prove -j$(TEST_JOBS) t/admin
 
 # the console in a real browser (issue 23; t/browser/run.pl): Debian's
 # chromium driven by playwright-core, pinned in t/browser/package-lock.json

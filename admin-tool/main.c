@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "fresh.h"
+#include "ops/ops.h"
 #include "notify.h"
 #include "redis.h"
 #include "sa_crypto.h"
@@ -24,6 +25,7 @@
 
 static const char  usage[] =
     "usage: sa-admin [--redis URL] [--signing-key FILE] [--as USER] [--json]\n"
+    "                [--api URL [--token-file FILE]]\n"
     "                GROUP COMMAND [ARGS]\n"
     "\n"
     "groups:\n"
@@ -54,6 +56,12 @@ static const char  usage[] =
     "  --signing-key FILE   Ed25519 signing key (SA_SIGNING_KEY)\n"
     "  --as USER            the acting user (SA_ACTOR); without one, the\n"
     "                       holder of the signing key acts as the operator\n"
+    "  --api URL            run the command at the admin API (SA_API):\n"
+    "                       http://host:port, https://... (the system's CAs)\n"
+    "                       or unix:/path; the token from SA_TOKEN or\n"
+    "                       --token-file FILE (only its owner may read it);\n"
+    "                       neither the signing key nor Redis is needed\n"
+    "  --token-file FILE    the bearer token for --api\n"
     "  --json               print one JSON document on stdout\n"
     "  --version            print the version and exit\n"
     "  SA_PREFIX            Redis key prefix (default sa:, as sa_redis_prefix)\n"
@@ -87,6 +95,8 @@ static const sa_group_t  groups[] = {
 
 
 static int  sa_show_version;     /* --version, anywhere on the line */
+static const char  *sa_api_url;         /* --api, SA_API */
+static const char  *sa_token_file;      /* --token-file */
 
 
 /* "sa-admin 0.3", or {"version":"0.3"} with --json */
@@ -125,7 +135,9 @@ sa_global_options(sa_admin_t *sa, int argc, char **argv)
         { "--signing-key", &sa->signing_key },
         { "--as", &sa->actor },
         { "--notify-key", &sa->notify_key },
-        { "--verify-key", &sa->verify_key }
+        { "--verify-key", &sa->verify_key },
+        { "--api", &sa_api_url },
+        { "--token-file", &sa_token_file }
     };
     int     i, j, out;
     size_t  k, n;
@@ -236,6 +248,9 @@ main(int argc, char **argv)
     if (sa.signing_key == NULL) {
         sa.signing_key = sa_env("SA_SIGNING_KEY", NULL);
     }
+    if (sa_api_url == NULL) {
+        sa_api_url = sa_env("SA_API", NULL);
+    }
     if (sa.actor == NULL) {
         sa.actor = sa_env("SA_ACTOR", NULL);
     }
@@ -271,6 +286,11 @@ main(int argc, char **argv)
 
     if (sa_crypto_init() != 0) {
         sa_die(SA_EXIT_UNAVAILABLE, "libsodium failed to start");
+    }
+
+    /* serve is the server, never a client of one */
+    if (strcmp(argv[1], "serve") != 0) {
+        sa_api_setup_or_exit(&sa, sa_api_url, sa_token_file);
     }
 
     for (g = groups; g->name != NULL; g++) {

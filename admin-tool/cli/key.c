@@ -14,6 +14,7 @@
 #include "key_resign.h"
 #include "refresh.h"
 #include "notify.h"
+#include "ops/ops.h"
 #include "records.h"
 #include "sa_admin.h"
 #include "sa_crypto.h"
@@ -38,6 +39,17 @@ static const sa_command_t  commands[] = {
 void
 sa_cmd_key(sa_admin_t *sa, int argc, char **argv)
 {
+    int  i, help = argc < 2;
+
+    /* every key command needs the keys themselves: never over --api */
+    for (i = 1; i < argc; i++) {
+        help |= strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+    }
+    if (sa_api_on() && !help) {
+        sa_die(SA_EXIT_USAGE, "key %s needs the keys themselves: it runs "
+               "only locally, without --api (SA_API)", argv[1]);
+    }
+
     sa_dispatch(sa, "key", commands, argc, argv);
 }
 

@@ -253,6 +253,7 @@ sa_notify_run_cmd(sa_admin_t *sa, int argc, char **argv)
     }
 
     sa_operands_or_exit(sa, argc, argv, 0);
+    sa_api_local_or_exit(sa);
 
     sa_notify_key_or_exit();
     sa_verify_key_or_exit(sa);

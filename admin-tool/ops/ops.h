@@ -147,6 +147,21 @@ json_t *sa_op_call(sa_admin_t *sa, const char *name, json_t *in);
 extern json_t *(*sa_op_via)(sa_admin_t *sa, const sa_op_t *op, json_t *in);
 
 /*
+ * cli/api.c, --api URL (SA_API): sa_api_setup_or_exit() (main) reads the
+ * token (SA_TOKEN or --token-file, a regular file only its owner reads)
+ * and sets sa_op_via to sa_api_call(), which sends the input to the op's
+ * route and returns the answer; a problem answer ends the process with
+ * its detail and "exit".  url NULL: local mode, nothing done.
+ * sa_api_local_or_exit(): the usage error of a command that needs the
+ * keys themselves (key, notify run, the adopts) under --api.
+ */
+void sa_api_setup_or_exit(sa_admin_t *sa, const char *url,
+    const char *token_file);
+json_t *sa_api_call(sa_admin_t *sa, const sa_op_t *op, json_t *in);
+int sa_api_on(void);
+void sa_api_local_or_exit(sa_admin_t *sa);
+
+/*
  * A command's operation (cli/run.c): sa_op_call() with in, which it
  * takes; with --json it prints the output and returns NULL (the command
  * is done), else it returns the output for the command's text.

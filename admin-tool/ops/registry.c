@@ -123,7 +123,11 @@ sa_op_call(sa_admin_t *sa, const char *name, json_t *in)
         sa_die_kind(SA_ERR_INTERNAL, "no operation '%s'", name);
     }
 
-    if (sa_op_via != NULL && !(op->flags & SA_OP_LOCAL)) {
+    if (sa_op_via != NULL && (op->flags & SA_OP_LOCAL)) {
+        sa_api_local_or_exit(sa);
+    }
+
+    if (sa_op_via != NULL) {
         return sa_op_via(sa, op, in);
     }
 

@@ -9,6 +9,7 @@ use Test::More;
 use JSON::PP ();
 use POSIX ();
 use SaTest;
+SaTest::api_local("key generate and the key files themselves");
 
 my $redis = SaTest::Redis->start;
 my $base = SaTest::new_dir('keys-test');

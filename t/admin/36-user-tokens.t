@@ -10,6 +10,7 @@ use Test::More;
 use JSON::PP ();
 use Time::HiRes qw(sleep);
 use SaTest;
+SaTest::api_local("it counts each user's personal tokens, and the API pass issues every user one");
 
 my $probe = SaTest::build_dir()
           . (($ENV{SA_TEST_ADMIN} // '') =~ m{/asan/} ? '/asan' : '')

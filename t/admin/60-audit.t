@@ -5,6 +5,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use SaTest;
+SaTest::api_local("it asserts the local proof and channel (local, cli) of the entries");
 
 my $redis = SaTest::Redis->start;
 sub as { my $u = shift; SaTest::admin($redis, { SA_ACTOR => $u }, @_) }

@@ -27,6 +27,7 @@ use Time::HiRes qw(sleep time);
 use SaTest;
 
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
+SaTest::api_local("key resign, which needs the keys");
 
 my $JSON = JSON::PP->new->canonical;
 my $old = SaTest::keys_dir();            # what every other test signs with

@@ -8,6 +8,7 @@ use Test::More;
 use SaTest;
 
 SaTest::require_build('sa-admin');
+SaTest::api_local("the command line's own Redis Sentinel connection");
 
 sub as_alice {
     my ($url, @args) = @_;

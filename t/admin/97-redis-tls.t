@@ -22,6 +22,7 @@ use Test::More;
 use SaTest;
 
 SaTest::require_build('sa-admin');
+SaTest::api_local("the command line's own TLS connection to Redis");
 
 my $T = SaTest::tls_files();
 # also on 127.0.0.2, an address the certificate does not name

@@ -28,6 +28,7 @@ use warnings;
 use Carp ();
 use Cwd ();
 use File::Basename ();
+use Fcntl ();
 use File::Temp ();
 use HTTP::Tiny;
 use IO::Select;
@@ -370,9 +371,142 @@ sub run_admin {
     }
     $env{SA_SIGNING_KEY} = keys_dir() . '/signing.key' unless exists $env{SA_SIGNING_KEY};
     my @args = @{ $opt{args} // [] };
-    my $r = run([$bin, @args], env => \%env, stdin => $opt{stdin},
-                timeout => $opt{timeout});
+    my $api = !$opt{bin} && _api_client(\%env, \@args);
+    my $r = $api ? _api_run($api, $bin, %opt)
+                 : run([$bin, @args], env => \%env, stdin => $opt{stdin},
+                       timeout => $opt{timeout});
     $r->{json} = eval { JSON::PP->new->decode($r->{out}) } if grep { $_ eq '--json' } @args;
+    return $r;
+}
+
+# ------------------------------------------------- the API pass (SA_TEST_API)
+
+# SA_TEST_API=1 (make test-api): every sa-admin command a test runs as a
+# user (--as USER, SA_ACTOR) goes to a real 'sa-admin serve' instead: one
+# per test file (per Redis, keys and SA_* environment), on a unix socket,
+# '--operator root'; the user holds a personal token issued locally by the
+# operator, and the command runs as 'sa-admin --token-file F' with SA_API
+# and without the signing key or Redis (SA_REDIS points nowhere).  The
+# operator's commands (no acting user: the holder of the key), the commands
+# that need the keys (key, notify run, the adopts, serve) and those that
+# set up the CLI's own Redis or keys with flags run locally, as before.
+# A file that tests only local things says so, and is skipped in this pass:
+#   SaTest::api_local('why');
+sub api_pass { $ENV{SA_TEST_API} ? 1 : 0 }
+
+sub api_local {
+    my ($why) = @_;
+    Test::More::plan(skip_all => "local only, not over the API: $why") if api_pass();
+}
+
+my %API_SERVES;    # key of the environment => {serve, sock, env, tokens}
+my $API_N = 0;
+my $API_PID = $$;    # the test file, not a helper it forked
+
+# the rewritten command (args, env, serve), or undef: it runs locally
+sub _api_client {
+    my ($env, $args) = @_;
+    return undef unless api_pass();
+    my (@rest, $actor, $n_as);
+    for (my $i = 0; $i < @$args; $i++) {
+        my $a = $args->[$i];
+        return undef if $a eq '--' || $a =~ /^-(?:h|-help)$/;
+        return undef if $a =~ /^--(?:redis|redis-ca|redis-cert|redis-key|redis-insecure|signing-key|notify-key|verify-key|api|token-file|version)(?:=|$)/;
+        if ($a eq '--as') {
+            return undef if $i + 1 >= @$args;
+            $actor = $args->[++$i];
+            $n_as++;
+            next;
+        }
+        if ($a =~ /^--as=(.*)$/s) { $actor = $1; $n_as++; next }
+        push @rest, $a;
+    }
+    return undef if ($n_as // 0) > 1;
+    $actor //= exists $env->{SA_ACTOR} ? $env->{SA_ACTOR} : $ENV{SA_ACTOR};
+    return undef unless defined $actor && length $actor;
+    my @words = grep { !/^-/ } @rest;
+    my ($g, $c) = @words;
+    return undef unless defined $g;
+    return undef if $g =~ /^(?:key|serve|help)$/;
+    return undef if defined $c && "$g $c" =~ /^(?:notify run|team adopt|app adopt)$/;
+    # over the API only operators create teams; locally a user may
+    return undef if defined $c && "$g $c" eq 'team create';
+    return undef unless defined $env->{SA_SIGNING_KEY} && -r $env->{SA_SIGNING_KEY};
+    my %senv = map { $_ => $env->{$_} }
+               grep { /^SA_/ && !/^SA_(?:ACTOR|API|TOKEN|TEST_.*)$/ } keys %$env;
+    return undef unless defined $senv{SA_REDIS};
+    # a helper this file forked uses the file's serve, never starts one
+    return undef if $$ != $API_PID && !_api_serve(\%senv, 1);
+    return { args => \@rest, actor => $actor, senv => \%senv, env => $env };
+}
+
+my %API_TOKENS;     # the data (Redis, prefix, key) => {user => token file}
+
+sub _api_serve {
+    my ($senv, $existing) = @_;
+    my $key = join "\0", map { "$_=" . ($senv->{$_} // '(unset)') } sort keys %$senv;
+    my $s = $API_SERVES{$key};
+    # a helper this file forked uses its parent's (not its child: no waitpid)
+    return $s if $s && ($s->{serve}{owner} == $$ ? $s->{serve}->running
+                                                 : kill(0, $s->{serve}->pid // 0));
+    return undef if $existing;
+    # the same data under other credentials: the same tokens
+    (my $data = $senv->{SA_REDIS}) =~ s{//[^@/]*\@}{//};
+    $data = join "\0", $data, $senv->{SA_PREFIX} // $ENV{SA_PREFIX} // 'sa:',
+                 $senv->{SA_SIGNING_KEY} // '';
+    my $sock = tmp_dir() . '/api-' . $$ . '-' . ++$API_N . '.sock';
+    my $serve = SaTest::Serve->start(env => { %$senv }, args => [
+        '--listen', "unix:$sock", '--operator', 'root', '--workers', 2 ]);
+    $s = $API_SERVES{$key} = { serve => $serve, sock => $sock, senv => $senv,
+                               tokens => ($API_TOKENS{$data} //= {}) };
+    # every user the test file names, at once: a token issued in the middle
+    # would show in a test's snapshot of the keys
+    _api_token($s, $_) for _api_users();
+    return $s;
+}
+
+my @API_USERS;
+sub _api_users {
+    return @API_USERS if @API_USERS;
+    my %u = (alice => 1);
+    my $src = slurp($0) // '';
+    $u{$1} = 1 while $src =~ /(?:--as['"]?\s*(?:,|=>|=)\s*|SA_ACTOR\s*=>\s*|\bas\(\s*)['"]([A-Za-z0-9][\w.+-]*)['"]/g;
+    return @API_USERS = sort keys %u;
+}
+
+# the user's personal token, in a file only we read, issued by the operator
+sub _api_token {
+    my ($s, $user, $fresh) = @_;
+    delete $s->{tokens}{$user} if $fresh;
+    return $s->{tokens}{$user} if $s->{tokens}{$user};
+    my $r = run([admin_path(), 'user', 'token', 'issue', $user],
+                env => { %{ $s->{senv} }, SA_ACTOR => undef });
+    return undef if $r->{code};
+    chomp(my $tok = $r->{out});
+    my $file = tmp_dir() . "/api-token-$$-" . ++$API_N;
+    sysopen(my $fh, $file, Fcntl::O_WRONLY() | Fcntl::O_CREAT() | Fcntl::O_EXCL(), 0600)
+        or die "$file: $!";
+    print {$fh} "$tok\n";
+    close $fh;
+    return $s->{tokens}{$user} = $file;
+}
+
+sub _api_run {
+    my ($api, $bin, %opt) = @_;
+    my $s = _api_serve($api->{senv});
+    my $r;
+    for my $try (0, 1) {
+        my $file = _api_token($s, $api->{actor}, $try)
+            // return run([$bin, @{ $opt{args} }], env => $api->{env},
+                          stdin => $opt{stdin}, timeout => $opt{timeout});
+        my %env = (%{ $api->{env} }, SA_ACTOR => undef, SA_SIGNING_KEY => undef,
+                   SA_REDIS => 'redis://127.0.0.1:1/0', SA_TOKEN => undef,
+                   SA_API => "unix:$s->{sock}");
+        $r = run([$bin, '--token-file', $file, @{ $api->{args} }], env => \%env,
+                 stdin => $opt{stdin}, timeout => $opt{timeout});
+        # the token went with the data (a test emptied Redis): a new one
+        last unless $r->{code} == 2 && $r->{err} =~ /a valid bearer token is needed/;
+    }
     return $r;
 }
 

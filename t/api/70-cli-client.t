@@ -1,0 +1,145 @@
+# sa-admin --api (issue 22, item 4): the command line as a client of
+# sa-admin serve, without the signing key or Redis.  A team owner with only
+# a personal token creates an account, issues a token (stdout alone, shown
+# once), grants and ungrants (several apps at once), revokes; --json is the
+# local --json; errors keep their exit codes (1 input with the usage line,
+# 2 not found / forbidden / bad token, 3 server unreachable or Redis down).
+# The token comes from SA_TOKEN or --token-file (a regular file only its
+# owner reads), never argv; --as and the commands that need the keys are
+# usage errors.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use SaTest;
+
+SaTest::require_build('sa-admin');
+
+my $redis = SaTest::Redis->start;
+my $f = SaTest::fixture($redis, apps => ['api', 'web']);
+my $m = SaTest::admin($redis, { SA_ACTOR => 'alice' }, qw(team member add platform tim));
+die "member add: $m->{err}" if $m->{code};
+my $dir = SaTest::tmp_dir();
+my $sock = "$dir/api.sock";
+my $api = SaTest::Serve->start(redis => $redis, args => [
+    '--listen', "unix:$sock", '--listen', '127.0.0.1:0', '--workers', 2 ]);
+
+sub ptoken {
+    my ($user) = @_;
+    my $r = SaTest::operator($redis, 'user', 'token', 'issue', $user);
+    die "user token issue $user: $r->{err}" if $r->{code};
+    chomp(my $t = $r->{out});
+    return $t;
+}
+my $alice = ptoken('alice');
+my $tim = ptoken('tim');
+
+# a client: no signing key, no Redis (SA_REDIS points nowhere)
+my %client = (SA_SIGNING_KEY => undef, SA_REDIS => 'redis://127.0.0.1:1/0',
+              SA_ACTOR => undef);
+sub cli {
+    my ($env, @args) = @_;
+    return SaTest::run_admin(env => { %client, SA_API => "unix:$sock", %$env },
+                             args => \@args);
+}
+sub as_alice { cli({ SA_TOKEN => $alice }, @_) }
+
+# the flow of a team owner
+my $r = as_alice(qw(account create platform deployer --app api --json));
+is($r->{code}, 0, 'account create over --api') or diag $r->{err};
+my $acct = $r->{json};
+is($acct->{created_by}, 'alice', 'by alice, as her token says');
+$r = as_alice('token', 'issue', $acct->{id}, '--scope', 'stacks:read');
+is($r->{code}, 0, 'token issue') or diag $r->{err};
+like($r->{out}, qr/^sat_\w{16}_\S+\n\z/, 'the token alone on stdout');
+like($r->{err}, qr/shown only this once/, 'the same words on stderr');
+my ($tid) = $r->{out} =~ /^sat_(\w{16})_/;
+like($redis->cmd('GET', "sa:tok:$tid") // '', qr/"scopes":\["stacks:read"\]/,
+     'the token exists in Redis');
+$r = as_alice('account', 'grant', $acct->{id}, '--app', 'web');
+is($r->{code}, 0, 'grant') or diag $r->{err};
+$r = as_alice('account', 'ungrant', $acct->{id}, '--app', 'api', '--app', 'web', '--json');
+is($r->{code}, 0, 'ungrant of two apps') or diag $r->{err};
+is_deeply($r->{json}{apps}, [], 'both gone');
+$r = as_alice('token', 'revoke', $tid);
+is($r->{code}, 0, 'revoke') or diag $r->{err};
+like($redis->cmd('GET', "sa:tok:$tid") // '', qr/"revoked":true/, 'revoked in Redis');
+
+# --json and the text are the local ones
+for my $cmd (['account', 'show', 'platform/deployer'], ['account', 'list', 'platform'],
+             ['team', 'member', 'list', 'platform'], ['token', 'list', 'platform/deployer']) {
+    my $local = SaTest::admin($redis, { SA_ACTOR => 'alice' }, @$cmd);
+    my $remote = as_alice(@$cmd);
+    is($remote->{out}, $local->{out}, "@$cmd: the local text") or diag $remote->{err};
+    $local = SaTest::admin($redis, { SA_ACTOR => 'alice' }, @$cmd, '--json');
+    $remote = as_alice(@$cmd, '--json');
+    is_deeply($remote->{json}, $local->{json}, "@$cmd --json: the local JSON");
+}
+
+# over TCP as well, and the token from a file
+my $tf = "$dir/alice.token";
+SaTest::write_file($tf, "$alice\n");
+chmod 0600, $tf;
+$r = cli({ SA_API => $api->url }, '--token-file', $tf, qw(account list platform));
+is($r->{code}, 0, 'http:// and --token-file') or diag $r->{err};
+like($r->{out}, qr/deployer/, 'the list');
+
+# exit codes and messages as locally
+$r = as_alice(qw(account show platform/nope));
+is($r->{code}, 2, 'not found: 2');
+is($r->{err}, "sa-admin: no account 'platform/nope'\n", 'the local message');
+$r = as_alice('account', 'create', 'platform', 'bad name');
+is($r->{code}, 1, 'bad input: 1');
+like($r->{err}, qr/^sa-admin: invalid account name 'bad name'\nusage: sa-admin account create /,
+     'the message and the usage line');
+$r = cli({ SA_TOKEN => $tim }, qw(token issue platform/deployer));
+is($r->{code}, 2, 'a member without service_accounts:tokens: 2');
+like($r->{err}, qr/tim/, 'the refusal names her');
+$r = cli({ SA_TOKEN => $tim }, qw(account list platform));
+is($r->{code}, 0, 'but she reads') or diag $r->{err};
+$r = cli({ SA_TOKEN => SaTest::with_check('sap_' . ('A' x 16) . '_' . ('b' x 43)) },
+         qw(account list platform));
+is($r->{code}, 2, 'an unknown token: 2');
+like($r->{err}, qr/bearer token/, 'the server says why');
+
+# the token never from argv, files only their owner reads
+$r = cli({}, qw(--token), $alice, qw(account list platform));
+is($r->{code}, 1, 'there is no --token flag');
+unlike($r->{err} . $r->{out}, qr/\Q$alice\E/, 'and the token is not echoed');
+$r = cli({}, qw(account list platform));
+is($r->{code}, 1, 'no token: usage error');
+like($r->{err}, qr/SA_TOKEN or --token-file/, 'saying where it comes from');
+chmod 0644, $tf;
+$r = cli({}, '--token-file', $tf, qw(account list platform));
+is($r->{code}, 1, 'a token file others read: refused');
+like($r->{err}, qr/accessible by others/, 'saying so');
+$r = cli({}, '--token-file', $dir, qw(account list platform));
+is($r->{code}, 1, 'a directory: refused');
+like($r->{err}, qr/not a regular file/, 'saying so');
+$r = as_alice(qw(--as alice account list platform));
+is($r->{code}, 1, '--as with --api: usage error');
+like($r->{err}, qr/the server decides who you are/, 'saying why');
+$r = as_alice(qw(account list platform), '--api', 'ftp://x');
+is($r->{code}, 1, 'not an http, https or unix URL: usage error');
+
+# the commands that need the keys stay local
+for my $cmd (['key', 'generate', '--out', "$dir/k"], ['notify', 'run', '--once'],
+             ['team', 'adopt', 'platform'], ['app', 'adopt']) {
+    $r = as_alice(@$cmd);
+    is($r->{code}, 1, "@$cmd over --api: usage error");
+    like($r->{err}, qr/only locally, without --api/, 'it runs only locally');
+}
+ok(!-e "$dir/k", 'no key written');
+
+# the server gone, Redis gone
+$r = cli({ SA_TOKEN => $alice, SA_API => "unix:$dir/none.sock" }, qw(account list platform));
+is($r->{code}, 3, 'no server: 3');
+like($r->{err}, qr/^sa-admin: cannot reach the admin API at unix:\S+none.sock: /, 'a clear message');
+my $port = SaTest::free_port();
+$r = cli({ SA_TOKEN => $alice, SA_API => "http://127.0.0.1:$port" }, qw(account list platform));
+is($r->{code}, 3, 'connection refused: 3');
+$redis->stop;
+$r = as_alice(qw(account list platform));
+is($r->{code}, 3, 'Redis down behind the server: 3') or diag $r->{err};
+
+done_testing;
