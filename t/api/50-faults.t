@@ -39,6 +39,16 @@ sub answer_of { my ($pid) = @_; waitpid $pid, 0; SaTest::slurp(SaTest::tmp_dir()
 # every token.issue entry names a record
 sub consistent {
     my ($what) = @_;
+    # scripts a killed worker had sent still run in Redis after it died,
+    # each whole: wait until they are done, then read (not atomically)
+    my $size = -1;
+    SaTest::wait_until(10, sub {
+        my $was = $size;
+        $size = $redis->cmd('DBSIZE');
+        return 1 if $size == $was;
+        sleep 0.2;
+        return 0;
+    });
     my %index = map { $_ => 1 } @{ $redis->cmd('SMEMBERS', "sa:acct:$aid:tokens") // [] };
     my @keys = grep { /^sa:tok:[^:]+$/ } @{ $redis->cmd('KEYS', 'sa:tok:*') };
     my %records = map { substr($_, 7) => 1 } @keys;
