@@ -83,7 +83,7 @@ sa_denied_status_valid(const char *s)
 {
     static const char  *statuses[] = {
         "expired", "revoked", "insufficient_scope", "forbidden_application",
-        NULL
+        "forbidden_source", NULL
     };
     const char        **p;
 
@@ -155,7 +155,8 @@ sa_event_from_token(const char *type, const sa_token_record_t *rec,
         status = json_string_value(json_object_get(fields, "status"));
         if (!sa_denied_status_valid(status)) {
             *why = "the entry's status is not one of expired, revoked, "
-                   "insufficient_scope, forbidden_application";
+                   "insufficient_scope, forbidden_application, "
+                   "forbidden_source";
             return NULL;
         }
         data = json_pack("{s:{s:s, s:o, s:o}, s:s}", "token", "id", rec->id,

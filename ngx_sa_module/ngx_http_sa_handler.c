@@ -707,7 +707,8 @@ ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     } else if (ctx->status == NGX_HTTP_SA_EXPIRED
                || ctx->status == NGX_HTTP_SA_REVOKED
                || ctx->status == NGX_HTTP_SA_INSUFFICIENT_SCOPE
-               || ctx->status == NGX_HTTP_SA_FORBIDDEN_APPLICATION)
+               || ctx->status == NGX_HTTP_SA_FORBIDDEN_APPLICATION
+               || ctx->status == NGX_HTTP_SA_FORBIDDEN_SOURCE)
     {
         ngx_http_sa_report_denied(r, ctx);
     }
@@ -752,6 +753,46 @@ ngx_http_sa_check_token(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 }
 
 
+/*
+ * The token's allow_from (issue 25): the client's address as
+ * $remote_addr has it, so after set_real_ip_from (the realip module runs
+ * in the post-read and preaccess phases, before this one).  A connection
+ * without an IP address (a unix socket) is from no network.
+ */
+static ngx_uint_t
+ngx_http_sa_source_allowed(ngx_http_request_t *r, sa_token_record_t *rec)
+{
+    struct sockaddr      *sa;
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    if (rec->policy.nnets == 0) {
+        return 1;
+    }
+
+    sa = r->connection->sockaddr;
+
+    switch (sa->sa_family) {
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) sa;
+        return sa_policy_allows(&rec->policy, 4,
+                                (const uint8_t *) &sin->sin_addr);
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) sa;
+        return sa_policy_allows(&rec->policy, 6,
+                                (const uint8_t *) &sin6->sin6_addr);
+#endif
+    }
+
+    return 0;
+}
+
+
 /* this location's application and scopes */
 static ngx_int_t
 ngx_http_sa_check_rules(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
@@ -769,6 +810,10 @@ ngx_http_sa_check_rules(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         && ngx_http_sa_check_fresh(r, ctx, rec, slcf) != NGX_OK)
     {
         return ngx_http_sa_statuses[NGX_HTTP_SA_LAPSED].rc;
+    }
+
+    if (!ngx_http_sa_source_allowed(r, rec)) {
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_FORBIDDEN_SOURCE);
     }
 
     if (slcf->application) {

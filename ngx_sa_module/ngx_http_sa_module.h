@@ -102,6 +102,8 @@ typedef struct {
       NGX_LOG_INFO)                                                           \
     X(FORBIDDEN_APPLICATION, "forbidden_application", NGX_HTTP_FORBIDDEN,     \
       NGX_LOG_INFO)                                                           \
+    /* the token's allow_from does not hold the client's address */         \
+    X(FORBIDDEN_SOURCE, "forbidden_source", NGX_HTTP_FORBIDDEN, NGX_LOG_INFO) \
     /* Redis' failures are logged where they happen, at error level */      \
     X(UNAVAILABLE, "unavailable", NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_INFO)
 

@@ -54,7 +54,8 @@ ngx_http_sa_challenge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     p = ngx_sprintf(p, "Bearer realm=\"%V\"", &slcf->realm);
 
     if (ctx->status == NGX_HTTP_SA_INSUFFICIENT_SCOPE
-        || ctx->status == NGX_HTTP_SA_FORBIDDEN_APPLICATION)
+        || ctx->status == NGX_HTTP_SA_FORBIDDEN_APPLICATION
+        || ctx->status == NGX_HTTP_SA_FORBIDDEN_SOURCE)
     {
         p = ngx_cpymem(p, ", error=\"insufficient_scope\"",
                        sizeof(", error=\"insufficient_scope\"") - 1);

@@ -126,7 +126,8 @@ test_checks(void)
     ok(sa_denied_status_valid("forbidden_application")
        && sa_denied_status_valid("expired") && !sa_denied_status_valid("ok")
        && !sa_denied_status_valid("revoked\r\nX: y")
-       && !sa_denied_status_valid(NULL), "token.denied: four statuses");
+       && sa_denied_status_valid("forbidden_source")
+       && !sa_denied_status_valid(NULL), "token.denied: five statuses");
     ok(sa_event_id_valid("evt_abcDEF0123456789abcd")
        && !sa_event_id_valid("evt_") && !sa_event_id_valid("evt_a\nb")
        && !sa_event_id_valid("dlv_abc") && !sa_event_id_valid(NULL),
