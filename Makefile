@@ -209,8 +209,8 @@ TEST_JOBS ?= $(shell nproc)
 # user's command through a running sa-admin serve (sa-admin --api) instead
 # of the signing key; make test runs API_SUBSET of it, make test-api (and
 # .ci/run) the whole of t/admin
-API_SUBSET := t/admin/10-teams.t t/admin/30-tokens.t t/admin/35-bearer.t \
-              t/admin/50-atomic.t \
+API_SUBSET := t/admin/10-teams.t t/admin/20-accounts.t t/admin/30-tokens.t \
+              t/admin/35-bearer.t t/admin/40-redis.t t/admin/50-atomic.t \
               t/admin/55-conflict.t t/admin/81-notify-worker.t
 TEST_ENV := SA_TEST_ADMIN=$(CURDIR)/$(BUILD)/asan/sa-admin \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \

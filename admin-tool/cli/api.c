@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +62,31 @@ sa_api_write(char *p, size_t size, size_t n, void *cls)
     b->len += len;
     b->data[b->len] = '\0';
     return len;
+}
+
+
+/* an Sa-Admin-Message header: what the operation said, as locally */
+static size_t
+sa_api_header(char *p, size_t size, size_t n, void *cls)
+{
+    size_t  len = size * n, k = sizeof("Sa-Admin-Message:") - 1;
+
+    (void) cls;
+
+    if (len > k && strncasecmp(p, "Sa-Admin-Message:", k) == 0) {
+        p += k;
+        len -= k;
+        while (len > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n')) {
+            len--;
+        }
+        fprintf(stderr, "sa-admin: %.*s\n", (int) len, p);
+    }
+
+    return size * n;
 }
 
 
@@ -463,6 +489,7 @@ sa_api_call_one(sa_admin_t *sa, const sa_op_t *op, json_t *in)
     curl_easy_setopt(sa_api.curl, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(sa_api.curl, CURLOPT_WRITEFUNCTION, sa_api_write);
     curl_easy_setopt(sa_api.curl, CURLOPT_WRITEDATA, &ans);
+    curl_easy_setopt(sa_api.curl, CURLOPT_HEADERFUNCTION, sa_api_header);
     curl_easy_setopt(sa_api.curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(sa_api.curl, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(sa_api.curl, CURLOPT_TIMEOUT, 300L);

@@ -442,6 +442,8 @@ sa_send(sa_req_t *r)
     struct MHD_Response  *resp;
     enum MHD_Result       rc;
     const char           *ctype;
+    json_t               *m;
+    size_t                i;
 
     resp = MHD_create_response_from_buffer(strlen(r->answer), r->answer,
                                            MHD_RESPMEM_MUST_COPY);
@@ -468,6 +470,10 @@ sa_send(sa_req_t *r)
     }
     if (r->status == 405 && r->allow != NULL) {
         MHD_add_response_header(resp, "Allow", r->allow);
+    }
+    json_array_foreach(r->messages, i, m) {
+        MHD_add_response_header(resp, "Sa-Admin-Message",
+                                json_string_value(m));
     }
 
     rc = MHD_queue_response(r->conn, (unsigned) r->status, resp);
@@ -883,6 +889,7 @@ sa_completed(void *cls, struct MHD_Connection *conn, void **ctx,
     sa_pool_forget(&sa_serve, r);
     sa_serve.inflight--;
     json_decref(r->in);
+    json_decref(r->messages);
     free(r->body);
     free(r->answer);
     free(r->auth);

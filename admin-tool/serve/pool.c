@@ -372,6 +372,8 @@ sa_worker_answer(sa_serve_t *s, sa_worker_t *w, json_t *doc)
     r->dispatched = 0;
 
     body = json_object_get(doc, "body");
+    json_decref(r->messages);
+    r->messages = json_incref(json_object_get(doc, "messages"));
     text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
     sa_http_answered(s, r, (int) json_integer_value(json_object_get(doc,
                                                                     "status")),

@@ -91,6 +91,8 @@ struct sa_req_s {
     char                   *answer;
     int                     problem;
     const char             *allow;    /* 405: the Allow header */
+    json_t                 *messages; /* the operation's stderr lines:
+                                         Sa-Admin-Message headers */
     int                     queued;   /* waiting for a worker */
     int                     dispatched;
     int                     suspended;

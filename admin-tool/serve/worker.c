@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "serve.h"
@@ -27,6 +28,104 @@
 static sa_admin_t    sa_worker_sa;
 static int           sa_worker_fd = -1;
 static sa_lograte_t  sa_refused_rate;      /* 401 and 503 lines */
+
+/*
+ * What an operation prints on stderr (the lines the command line shows
+ * its user: "sa-admin: token X: its record fails verification; replaced
+ * by a revocation") goes, while it runs, to a memory file; then to serve's
+ * log as before, and its "sa-admin: " lines to the answer ("messages":
+ * Sa-Admin-Message headers), which sa-admin --api prints.
+ */
+#define SA_WORKER_MESSAGES     32
+#define SA_WORKER_MESSAGE_MAX  1000
+
+static int         sa_worker_log = -1;     /* serve's stderr */
+static int         sa_worker_cap = -1;     /* the memory file */
+static int         sa_worker_capturing;
+
+
+static void
+sa_capture_begin(void)
+{
+    if (sa_worker_cap == -1) {
+        return;
+    }
+    fflush(stderr);
+    if (ftruncate(sa_worker_cap, 0) != 0
+        || lseek(sa_worker_cap, 0, SEEK_SET) != 0
+        || dup2(sa_worker_cap, 2) == -1)
+    {
+        return;
+    }
+    sa_worker_capturing = 1;
+}
+
+
+/* the messages (a new array), stderr back to serve's log */
+static json_t *
+sa_capture_end(void)
+{
+    json_t  *msgs = json_array();
+    char    *buf, *p, *e, *c;
+    off_t    n;
+
+    if (!sa_worker_capturing) {
+        return msgs;
+    }
+    sa_worker_capturing = 0;
+    fflush(stderr);
+    dup2(sa_worker_log, 2);
+
+    n = lseek(sa_worker_cap, 0, SEEK_CUR);
+    if (n <= 0 || n > 1024 * 1024) {
+        return msgs;
+    }
+    buf = malloc((size_t) n + 1);
+    if (buf == NULL || pread(sa_worker_cap, buf, (size_t) n, 0) != n) {
+        free(buf);
+        return msgs;
+    }
+    buf[n] = '\0';
+    if (write(2, buf, (size_t) n) < 0) {
+        /* the log is gone: the answer still carries them */
+    }
+
+    for (p = buf; *p != '\0'; p = *e ? e + 1 : e) {
+        e = strchr(p, '\n');
+        if (e == NULL) {
+            e = p + strlen(p);
+        }
+        if (strncmp(p, "sa-admin: ", 10) != 0 || e - p - 10 > SA_WORKER_MESSAGE_MAX
+            || json_array_size(msgs) >= SA_WORKER_MESSAGES)
+        {
+            continue;
+        }
+        for (c = p + 10; c < e; c++) {
+            if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f) {
+                *c = '?';     /* a header value: printable ASCII only */
+            }
+        }
+        json_array_append_new(msgs, json_stringn(p + 10, (size_t) (e - p - 10)));
+    }
+    free(buf);
+
+    return msgs;
+}
+
+
+/* answer with the operation's messages */
+static json_t *
+sa_with_messages(json_t *answer)
+{
+    json_t  *msgs = sa_capture_end();
+
+    if (json_array_size(msgs) > 0) {
+        json_object_set_new(answer, "messages", msgs);
+    } else {
+        json_decref(msgs);
+    }
+    return answer;
+}
 
 
 static json_t *
@@ -199,9 +298,11 @@ sa_worker_handle(sa_serve_t *s, sa_admin_t *sa, json_t *req)
         break;
     case SA_ROUTE_OP:
         /* an error ends here, through the sink: the worker's last answer */
+        sa_capture_begin();
         out = ((const sa_op_t *) route->op)->run(sa, json_object_get(req,
                                                                      "in"));
-        answer = sa_ok(route->status, out ? out : json_object());
+        answer = sa_with_messages(sa_ok(route->status,
+                                        out ? out : json_object()));
         break;
     default:
         answer = sa_problem(500, "internal", 3, "no such route");
@@ -228,8 +329,8 @@ sa_worker_sink(sa_err_kind_t kind, const char *message)
     json_t  *answer;
     int      status = sa_err_status(kind);
 
-    answer = sa_problem(status, sa_err_name(kind), sa_err_exit(kind),
-                        message);
+    answer = sa_with_messages(sa_problem(status, sa_err_name(kind),
+                                         sa_err_exit(kind), message));
     if (status >= 500) {
         sa_serve_log("%d: %s", status, message);
     }
@@ -264,6 +365,10 @@ sa_worker_main(sa_serve_t *s, int fd)
 
     sa_worker_fd = fd;
     *sa = s->tmpl;
+    sa_worker_log = dup(2);
+    if (sa_worker_log != -1) {
+        sa_worker_cap = memfd_create("sa-admin-op-stderr", MFD_CLOEXEC);
+    }
 
     /* the keys now: a missing or bad one ends serve before it listens */
     sa_signing_key_or_exit(sa);

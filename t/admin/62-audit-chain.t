@@ -10,6 +10,7 @@ use JSON::PP ();
 use POSIX ();
 use Digest::SHA ();
 use SaTest;
+SaTest::api_local("it counts the log's entries and checkpoints, and the API pass's personal tokens add theirs");
 
 my $redis = SaTest::Redis->start;
 sub as { my $who = shift; SaTest::admin($redis, { SA_ACTOR => $who }, @_) }

@@ -76,6 +76,17 @@ for my $cmd (['account', 'show', 'platform/deployer'], ['account', 'list', 'plat
     is_deeply($remote->{json}, $local->{json}, "@$cmd --json: the local JSON");
 }
 
+# what the operation says on stderr comes along (Sa-Admin-Message)
+my $victim = as_alice(qw(account create platform victim --json))->{json};
+my ($good) = as_alice('token', 'issue', $victim->{id})->{out} =~ /^sat_(\w{16})_/;
+my ($bad) = as_alice('token', 'issue', $victim->{id})->{out} =~ /^sat_(\w{16})_/;
+$redis->cmd('SET', "sa:tok:$bad", $redis->cmd('GET', "sa:tok:$good"));
+$r = as_alice('account', 'delete', $victim->{id});
+is($r->{code}, 0, 'an account with a tampered token deleted over --api') or diag $r->{err};
+like($r->{err}, qr/^sa-admin: token $bad: its record fails verification; replaced by a revocation$/m,
+     'the operation\'s message, as locally');
+like($api->err, qr/token $bad: its record fails verification/, "and in serve's log");
+
 # over TCP as well, and the token from a file
 my $tf = "$dir/alice.token";
 SaTest::write_file($tf, "$alice\n");
