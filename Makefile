@@ -40,7 +40,7 @@ ADMIN_SRCS := $(wildcard admin-tool/*.c admin-tool/ops/*.c admin-tool/cli/*.c \
                          admin-tool/serve/*.c)
 ADMIN_HDRS := $(wildcard admin-tool/*.h admin-tool/ops/*.h admin-tool/serve/*.h)
 ADMIN_OBJS := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/admin/%.o) \
-              $(BUILD)/admin/lua_scripts.o
+              $(BUILD)/admin/lua_scripts.o $(BUILD)/admin/openapi_json.o
 LUA        := $(wildcard admin-tool/lua/*.lua)
 UNIT_TESTS := $(patsubst t/unit/%.c,$(BUILD)/tests/%,$(wildcard t/unit/test_*.c))
 
@@ -50,7 +50,7 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
               -fno-sanitize-recover=all
 ASAN_CORE  := $(CORE_SRCS:core/%.c=$(BUILD)/asan/core/%.o)
 ASAN_ADMIN := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/asan/admin/%.o) \
-              $(BUILD)/asan/admin/lua_scripts.o
+              $(BUILD)/asan/admin/lua_scripts.o $(BUILD)/asan/admin/openapi_json.o
 ASAN_UNIT  := $(patsubst t/unit/%.c,$(BUILD)/asan/tests/%,$(wildcard t/unit/test_*.c))
 MODULE_SRC := config $(wildcard ngx_sa_module/*) $(CORE_SRCS) $(CORE_HDRS)
 
@@ -106,6 +106,15 @@ $(BUILD)/admin/lua_scripts.c: $(LUA) admin-tool/lua/embed.pl $(LUA_HEADERS)
 
 $(BUILD)/admin/lua_scripts.o: $(BUILD)/admin/lua_scripts.c admin-tool/redis.h
 	$(CC) $(CFLAGS) -Iadmin-tool -c $< -o $@
+
+# the admin API's OpenAPI document, served at GET /v1/openapi.json
+$(BUILD)/admin/openapi_json.c: schema/openapi.json admin-tool/serve/embed-openapi.pl
+	@mkdir -p $(@D)
+	perl admin-tool/serve/embed-openapi.pl schema/openapi.json > $@.tmp \
+	    && mv $@.tmp $@
+
+$(BUILD)/admin/openapi_json.o: $(BUILD)/admin/openapi_json.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/sa-admin: $(ADMIN_OBJS) $(CORE_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) $(ADMIN_LDLIBS) -o $@
@@ -167,6 +176,10 @@ $(BUILD)/asan/admin/%.o: admin-tool/%.c $(ADMIN_HDRS) $(CORE_HDRS)
 $(BUILD)/asan/admin/lua_scripts.o: $(BUILD)/admin/lua_scripts.c admin-tool/redis.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Iadmin-tool -c $< -o $@
+
+$(BUILD)/asan/admin/openapi_json.o: $(BUILD)/admin/openapi_json.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c $< -o $@
 
 $(BUILD)/asan/sa-admin: $(ASAN_ADMIN) $(ASAN_CORE)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) $^ $(LDLIBS) $(ADMIN_LDLIBS) -o $@
@@ -313,7 +326,7 @@ FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -Icore -Iadmin-tool
 # sa-admin's sources, all but main(): redis.c and util.c need the rest
 FUZZ_LIBSRCS := $(CORE_SRCS) $(filter-out admin-tool/main.c,$(ADMIN_SRCS)) \
-                $(BUILD)/admin/lua_scripts.c
+                $(BUILD)/admin/lua_scripts.c $(BUILD)/admin/openapi_json.c
 FUZZ_ALL     := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 

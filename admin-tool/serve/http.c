@@ -31,6 +31,8 @@ static const sa_route_t  sa_builtin_routes[] = {
     { "healthz", "GET", "/healthz", 200, 0, SA_ROUTE_HEALTHZ, 0, NULL },
     { "metrics", "GET", "/metrics", 200, 0, SA_ROUTE_METRICS, 0, NULL },
     { "me", "GET", "/v1/me", 200, 0, SA_ROUTE_ME, 1, NULL },
+    { "openapi", "GET", "/v1/openapi.json", 200, 0, SA_ROUTE_OPENAPI, 0,
+      NULL },
 };
 
 static sa_route_t  *sa_routes;
@@ -752,6 +754,12 @@ sa_req_ready(sa_serve_t *s, sa_req_t *r)
 
     if (r->route->kind == SA_ROUTE_METRICS) {
         r->answer = sa_metrics_text(s);
+        r->status = 200;
+        return;
+    }
+
+    if (r->route->kind == SA_ROUTE_OPENAPI) {
+        r->answer = sa_openapi_text();
         r->status = 200;
         return;
     }

@@ -42,7 +42,8 @@ typedef enum {
     SA_ROUTE_OP = 0,          /* an operation of sa_ops[] */
     SA_ROUTE_HEALTHZ,
     SA_ROUTE_METRICS,
-    SA_ROUTE_ME
+    SA_ROUTE_ME,
+    SA_ROUTE_OPENAPI          /* GET /v1/openapi.json (openapi.c) */
 } sa_route_kind_t;
 
 typedef struct {
@@ -155,6 +156,9 @@ void sa_console_set_or_exit(sa_serve_t *s, const char *dir, int given);
 int sa_console_wants(sa_serve_t *s, const char *url);
 int sa_console_send(sa_serve_t *s, struct MHD_Connection *conn,
     const char *url, const char *method, int *status);
+
+/* openapi.c: the document of GET /v1/openapi.json, a new string */
+char *sa_openapi_text(void);
 
 /* pool.c: the workers, parent side */
 void sa_pool_start_or_exit(sa_serve_t *s);
