@@ -62,6 +62,7 @@ static const char  usage[] =
     "                       --token-file FILE (only its owner may read it);\n"
     "                       neither the signing key nor Redis is needed\n"
     "  --token-file FILE    the bearer token for --api\n"
+    "  SA_API_TIMEOUT       seconds an --api request may take (default 300)\n"
     "  --json               print one JSON document on stdout\n"
     "  --version            print the version and exit\n"
     "  SA_PREFIX            Redis key prefix (default sa:, as sa_redis_prefix)\n"

@@ -34,6 +34,7 @@ typedef struct {
     char        *base;          /* http[s]://host[:port][/prefix] */
     const char  *unix_path;     /* unix:/path, or NULL */
     char         token[SA_API_TOKEN_MAX + 1];
+    long         timeout;       /* s: SA_API_TIMEOUT, default 300 */
     CURL        *curl;
 } sa_api_t;
 
@@ -188,6 +189,18 @@ sa_api_setup_or_exit(sa_admin_t *sa, const char *url, const char *token_file)
         if ((unsigned char) *c <= ' ' || *c == 0x7f) {
             sa_die(SA_EXIT_USAGE, "the token has a space or a control "
                    "character in it");
+        }
+    }
+
+    sa_api.timeout = 300;
+    env = getenv("SA_API_TIMEOUT");
+    if (env != NULL && *env != '\0') {
+        char  *end;
+
+        sa_api.timeout = strtol(env, &end, 10);
+        if (*end != '\0' || sa_api.timeout < 1 || sa_api.timeout > 86400) {
+            sa_die(SA_EXIT_USAGE, "invalid SA_API_TIMEOUT '%s' (seconds, 1 "
+                   "to 86400)", env);
         }
     }
 
@@ -492,7 +505,7 @@ sa_api_call_one(sa_admin_t *sa, const sa_op_t *op, json_t *in)
     curl_easy_setopt(sa_api.curl, CURLOPT_HEADERFUNCTION, sa_api_header);
     curl_easy_setopt(sa_api.curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(sa_api.curl, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(sa_api.curl, CURLOPT_TIMEOUT, 300L);
+    curl_easy_setopt(sa_api.curl, CURLOPT_TIMEOUT, sa_api.timeout);
     curl_easy_setopt(sa_api.curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(sa_api.curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(sa_api.curl, CURLOPT_NOPROXY,

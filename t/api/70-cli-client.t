@@ -149,6 +149,16 @@ like($r->{err}, qr/^sa-admin: cannot reach the admin API at unix:\S+none.sock: /
 my $port = SaTest::free_port();
 $r = cli({ SA_TOKEN => $alice, SA_API => "http://127.0.0.1:$port" }, qw(account list platform));
 is($r->{code}, 3, 'connection refused: 3');
+$api->pause;
+my $t0 = time;
+$r = cli({ SA_TOKEN => $alice, SA_API => "unix:$sock", SA_API_TIMEOUT => 1 },
+         qw(account list platform));
+$api->resume;
+is($r->{code}, 3, 'a server that does not answer: 3 after SA_API_TIMEOUT');
+like($r->{err}, qr/^sa-admin: cannot reach the admin API at unix:\S+: Timeout/, 'saying so');
+cmp_ok(time - $t0, '<', 10, 'in about a second');
+$r = cli({ SA_TOKEN => $alice, SA_API_TIMEOUT => 'x' }, qw(account list platform));
+is($r->{code}, 1, 'a bad SA_API_TIMEOUT: usage error');
 $redis->stop;
 $r = as_alice(qw(account list platform));
 is($r->{code}, 3, 'Redis down behind the server: 3') or diag $r->{err};
