@@ -83,6 +83,8 @@ for my $name (sort keys %route) {
     is($op->{operationId}, $name, "$name: its operationId");
     my $ok = $op->{responses}{ $rt->{status} };
     ok($ok && $ok->{content}, "$name: its success $rt->{status}, with its content");
+    is($ok->{headers}{'Sa-Admin-Message'}{'$ref'}, '#/components/headers/SaAdminMessage',
+       "$name: its Sa-Admin-Message header") unless $rt->{builtin};
     my @names = $rt->{path} =~ /\{(\w+)\}/g;
     my @pp = grep { $_->{in} eq 'path' } @{ $op->{parameters} // [] };
     is_deeply([ sort map { $_->{name} } @pp ], [ sort @names ], "$name: its path parameters");
