@@ -6,7 +6,7 @@
 # 2 not found / forbidden / bad token, 3 server unreachable or Redis down).
 # The token comes from SA_TOKEN or --token-file (a regular file only its
 # owner reads), never argv; --as and the commands that need the keys are
-# usage errors.
+# usage errors.  https is verified with the system's CAs (an unknown CA: exit 3).
 use strict;
 use warnings;
 use lib 't/lib';
@@ -159,6 +159,20 @@ like($r->{err}, qr/^sa-admin: cannot reach the admin API at unix:\S+: Timeout/, 
 cmp_ok(time - $t0, '<', 10, 'in about a second');
 $r = cli({ SA_TOKEN => $alice, SA_API_TIMEOUT => 'x' }, qw(account list platform));
 is($r->{code}, 1, 'a bad SA_API_TIMEOUT: usage error');
+# https is verified against the system's CAs: a server whose CA is not one
+# of them is refused, exit 3, with the reason
+my $tls = SaTest::tls_files();
+my $tport = SaTest::free_port();
+my $https = SaTest::Process::start('SaTest::Process', cmd => ['openssl', 's_server',
+    '-accept', "127.0.0.1:$tport", '-cert', $tls->{cert}, '-key', $tls->{key}, '-www', '-quiet']);
+SaTest::wait_until(10, sub { SaTest::port_open($tport) }) or BAIL_OUT('openssl s_server did not start');
+$r = cli({ SA_TOKEN => $alice, SA_API => "https://localhost:$tport" }, qw(account list platform));
+is($r->{code}, 3, 'https: a certificate of an unknown CA is refused: 3');
+like($r->{err}, qr/^sa-admin: cannot reach the admin API at https:\S+: .*certificate/i,
+     'saying why');
+unlike($r->{out}, qr/HTTP|s_server/, 'nothing of its answer printed');
+$https->stop;
+
 $redis->stop;
 $r = as_alice(qw(account list platform));
 is($r->{code}, 3, 'Redis down behind the server: 3') or diag $r->{err};
