@@ -208,6 +208,21 @@ sa_global_options(sa_admin_t *sa, int argc, char **argv)
 }
 
 
+static int
+sa_wants_help(int argc, char **argv)
+{
+    int  i;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static const char *
 sa_env(const char *name, const char *fallback)
 {
@@ -289,8 +304,8 @@ main(int argc, char **argv)
         sa_die(SA_EXIT_UNAVAILABLE, "libsodium failed to start");
     }
 
-    /* serve is the server, never a client of one */
-    if (strcmp(argv[1], "serve") != 0) {
+    /* serve is the server, never a client of one; --help needs no token */
+    if (strcmp(argv[1], "serve") != 0 && !sa_wants_help(argc, argv)) {
         sa_api_setup_or_exit(&sa, sa_api_url, sa_token_file);
     }
 
