@@ -5,8 +5,9 @@
 # the files, the nginx-abi dependency, the modules-enabled symlink that
 # enables the module, nginx -t with the system configuration and with one
 # that uses the module (and failing without the symlink), sa-admin
-# --version against the package version, the man page, the unit (shipped,
-# not enabled), and a clean purge.
+# --version against the package version, the man page, the units (shipped,
+# not enabled), sa-admin-serve's user and key directory, and a clean purge
+# (that keeps the keys).
 use strict;
 use warnings;
 use Test::More;
@@ -158,6 +159,41 @@ SKIP: {
     is($rc, 0, 'systemd-analyze verify accepts the unit') or diag $out;
 }
 
+# sa-admin-serve.service (issue 22): its user, its key directory, its
+# settings file; shipped, not enabled
+my $serve = '/lib/systemd/system/sa-admin-serve.service';
+$u = slurp($serve) // '';
+like($u, qr{^ExecStart=/usr/bin/sa-admin serve \$SA_SERVE_ARGS$}m,
+     "$serve runs sa-admin serve");
+like($u, qr{^User=sa-admin$}m, 'as the user sa-admin');
+@wants = glob('/etc/systemd/system/*.wants/sa-admin-serve.service');
+is(scalar @wants, 0, 'and is not enabled') or diag "@wants";
+my @pw = getpwnam('sa-admin');
+ok(@pw, 'postinst created the user sa-admin');
+ok(@pw && $pw[2] < 1000, 'a system user (uid ' . ($pw[2] // '?') . ')');
+is((getgrgid($pw[3] // 0))[0] // '', 'sa-admin', 'with its group sa-admin');
+is($pw[8] // '', '/usr/sbin/nologin', 'and no login shell');
+my @st = stat '/etc/sa-admin';
+is(sprintf('%04o %s', ($st[2] // 0) & 07777, (getpwuid($st[4] // 0))[0] // '?'),
+   '0700 sa-admin', '/etc/sa-admin: 0700, the user\'s alone');
+ok(-f '/etc/default/sa-admin-serve', '/etc/default/sa-admin-serve');
+($rc, $out) = sh(q{dpkg-query -W -f='${Conffiles}' sa-admin});
+like($out, qr{^ /etc/default/sa-admin-serve [0-9a-f]{32}$}m, 'a conffile');
+# the key generated as the user, readable by it alone, as the unit says
+($rc, $out) = sh('runuser -u sa-admin -- sa-admin key generate --out /etc/sa-admin');
+is($rc, 0, 'runuser -u sa-admin -- sa-admin key generate --out /etc/sa-admin')
+    or diag $out;
+@st = stat '/etc/sa-admin/signing.key';
+is(sprintf('%04o %s', ($st[2] // 0) & 07777, (getpwuid($st[4] // 0))[0] // '?'),
+   '0600 sa-admin', 'signing.key: 0600, the user\'s');
+($rc, $out) = sh('runuser -u nobody -- cat /etc/sa-admin/signing.key');
+isnt($rc, 0, 'another user cannot read it');
+SKIP: {
+    skip 'no systemd-analyze here', 1 unless -x '/usr/bin/systemd-analyze';
+    ($rc, $out) = sh("systemd-analyze verify $serve");
+    is("$rc $out", '0 ', 'systemd-analyze verify accepts it, without a warning');
+}
+
 # ------------------------------------------------------------ purge
 unlink $site;
 ($rc, $out) = sh('dpkg --purge libnginx-mod-http-sa');
@@ -170,6 +206,9 @@ is($rc, 0, 'nginx -t passes without it') or diag $out;
 
 ($rc, $out) = sh('dpkg --purge sa-admin');
 is($rc, 0, 'dpkg --purge sa-admin') or diag $out;
-ok(!-e '/usr/bin/sa-admin' && !-e $unit, 'sa-admin and its unit are gone');
+ok(!-e '/usr/bin/sa-admin' && !-e $unit && !-e $serve,
+   'sa-admin and its units are gone');
+ok(!-e '/etc/default/sa-admin-serve', 'its settings file too');
+ok(-f '/etc/sa-admin/signing.key', 'but not the keys in /etc/sa-admin');
 
 done_testing();
