@@ -12,6 +12,7 @@
 
 #define NGX_HTTP_SA_EVICT_BATCH  8        /* entries freed per failed alloc */
 #define NGX_HTTP_SA_STAMPS       1024     /* invalidation stamps, by id hash */
+#define NGX_HTTP_SA_HEARD        32       /* last invalidations, by epoch */
 
 /* one bucket per this many bytes of zone: about 8 entries a bucket, full */
 #define NGX_HTTP_SA_BUCKET_BYTES 2048
@@ -21,6 +22,23 @@
 
 
 typedef struct ngx_http_sa_cache_node_s  ngx_http_sa_cache_node_t;
+
+
+/*
+ * The last invalidations, each at the slot of its epoch: what they named.
+ * Every worker hears every message and applies it to the zone, each when
+ * its event loop reads it, so the same change comes once per worker, some
+ * of them late: after another worker heard it and sent a GET, whose reply,
+ * a record that already holds the change, is then no less good.  A reply
+ * is stored as valid when every invalidation of its token since its GET
+ * named a version it has (ngx_http_sa_cache_overtaken()).  Written with
+ * the epoch last: a slot whose epoch matches holds that invalidation.
+ */
+typedef struct {
+    ngx_atomic_t                 epoch;       /* 0: none */
+    uint64_t                     version;     /* 0: not named */
+    u_char                       id[SA_TOKEN_ID_LEN];
+} ngx_http_sa_heard_t;
 
 
 /*
@@ -94,6 +112,7 @@ typedef struct ngx_http_sa_cache_sh_s {
     ngx_atomic_t                 epoch;       /* invalidations processed */
     ngx_atomic_t                 all;         /* epoch of the last "all" */
     ngx_atomic_t                 stamps[NGX_HTTP_SA_STAMPS];
+    ngx_http_sa_heard_t          heard[NGX_HTTP_SA_HEARD];
 
     /* drawn once, like the zone: for buckets, and for proven tokens' MACs */
     u_char                       bucket_key[crypto_shorthash_KEYBYTES];
@@ -410,6 +429,51 @@ ngx_http_sa_cache_changed(ngx_http_sa_cache_t *cache, u_char *id,
 }
 
 
+/*
+ * Under the mutex: has a change of this token been heard since the GET
+ * (sent at epoch) that a record of this version answered, which the record
+ * may not hold?  Only an invalidation that named a version no higher than
+ * the record's is known to be held by it: one without a version, one of a
+ * higher version, or one no longer in the slots (or torn) counts as a
+ * change, as does any stamp when there is no record.
+ */
+static ngx_uint_t
+ngx_http_sa_cache_overtaken(ngx_http_sa_cache_t *cache, u_char *id,
+    ngx_atomic_uint_t epoch, sa_token_record_t *rec)
+{
+    ngx_atomic_uint_t     e, now;
+    ngx_http_sa_heard_t  *h;
+
+    if (!ngx_http_sa_cache_changed(cache, id, epoch)) {
+        return 0;
+    }
+
+    now = cache->sh->epoch;
+
+    if (rec == NULL || cache->sh->all > epoch
+        || now - epoch > NGX_HTTP_SA_HEARD)
+    {
+        return 1;
+    }
+
+    for (e = epoch + 1; e <= now; e++) {
+        h = &cache->sh->heard[e % NGX_HTTP_SA_HEARD];
+
+        if (h->epoch != e) {
+            return 1;
+        }
+
+        if (ngx_http_sa_id_equal(h->id, id)
+            && (h->version == 0 || h->version > rec->version))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* out of its chain and its queue, its memory still the caller's */
 static void
 ngx_http_sa_cache_unlink(ngx_http_sa_cache_t *cache,
@@ -705,7 +769,7 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     ngx_http_sa_cache_lock(cache);
 
     /* under the mutex: no invalidation can slip between check and store */
-    keep = !ngx_http_sa_cache_changed(cache, id, epoch);
+    keep = !ngx_http_sa_cache_overtaken(cache, id, epoch, rec);
 
     old = ngx_http_sa_cache_find(cache, id);
 
@@ -793,16 +857,32 @@ void
 ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id,
     uint64_t version)
 {
+    ngx_atomic_uint_t          epoch;
+    ngx_http_sa_heard_t       *h;
     ngx_http_sa_cache_node_t  *cn;
 
     ngx_http_sa_cache_lock(cache);
 
-    *ngx_http_sa_cache_stamp(cache, id) = ++cache->sh->epoch;
+    epoch = cache->sh->epoch + 1;
+
+    h = &cache->sh->heard[epoch % NGX_HTTP_SA_HEARD];
+    h->epoch = 0;
+    ngx_memory_barrier();
+    ngx_memcpy(h->id, id, SA_TOKEN_ID_LEN);
+    h->version = version;
+    ngx_memory_barrier();
+    h->epoch = epoch;
+
+    *ngx_http_sa_cache_stamp(cache, id) = epoch;
+    cache->sh->epoch = epoch;
 
     ngx_http_sa_cache_remember(cache, id, version, 0);
 
+    /* an entry of the version named, or newer, holds the change already */
     cn = ngx_http_sa_cache_find(cache, id);
-    if (cn != NULL) {
+    if (cn != NULL
+        && (version == 0 || cn->negative || cn->version < version))
+    {
         cn->valid = 0;
     }
 

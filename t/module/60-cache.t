@@ -114,13 +114,23 @@ $nginx->reload(http => $nginx->{http} =~ s/negative_ttl=5m/negative_ttl=5m stale
 as(qw(team create platform --owner alice));
 SaTest::apps($redis, 'platform', qw(api));
 as(qw(account create platform ci --app api));
-my ($t7) = issue(qw(--scope stacks:read));
+my ($t7, $id7) = issue(qw(--scope stacks:read));
+my ($t8, $id8) = issue(qw(--scope stacks:read));
 subscribed();
 is(status($t7), 200, 'cached with ttl=1s stale=2s');
+is(status($t8), 200, 'another, cached');
+like($redis->cmd('GET', "sa:tok:$id7"), qr/"version":1[,}]/, 'at version 1');
+# Each worker hears every change, some later than another worker that
+# cached the record holding it: heard again, it leaves that record good;
+# a message naming a newer version than the one cached drops it
+$redis->cmd('PUBLISH', 'sa:invalidate', "$id7:1");
+$redis->cmd('PUBLISH', 'sa:invalidate', "$id8:2");
+$redis->cmd('PING');    # both messages are on every subscriber's socket
 $redis->kill9;
 my $killed = time;
 is(status($t7), 200, 'Redis down: served stale');
-like($nginx->error_log, qr/serving the cached record of token/, 'and logged');
+like($nginx->error_log, qr/serving the cached record of token "$id7"/, 'and logged');
+is(status($t8), 503, 'an entry older than the version heard: not served');
 sleep 3.2 - (time - $killed);    # time passing: past ttl + stale
 is(status($t7), 503, 'beyond ttl + stale: 503');
 $redis->launch;
