@@ -24,6 +24,7 @@
 #include "ngx_http_sa_effects.h"
 #include "ngx_http_sa_verified.h"
 #include "ngx_http_sa_metrics.h"
+#include "ngx_http_sa_ratelimit.h"
 
 
 static void ngx_http_sa_start_main(ngx_http_request_t *r,
@@ -47,6 +48,8 @@ static ngx_int_t ngx_http_sa_judge(ngx_http_request_t *r,
 static ngx_int_t ngx_http_sa_unavailable(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
 static ngx_int_t ngx_http_sa_check_record(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
+static ngx_int_t ngx_http_sa_check_rate(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
 static ngx_int_t ngx_http_sa_check_token(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, sa_token_record_t *rec);
@@ -702,6 +705,10 @@ ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     rc = ngx_http_sa_check_token(r, ctx, rec);
 
     if (rc == NGX_OK) {
+        rc = ngx_http_sa_check_rate(r, ctx, rec);
+    }
+
+    if (rc == NGX_OK) {
         ngx_http_sa_record_use(r, ctx);
 
     } else if (ctx->status == NGX_HTTP_SA_EXPIRED
@@ -714,6 +721,85 @@ ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     }
 
     return rc;
+}
+
+
+/* "RateLimit-Policy" or "RateLimit" (draft-ietf-httpapi-ratelimit-headers) */
+static ngx_int_t
+ngx_http_sa_rate_header(ngx_http_request_t *r, const char *key, u_char *buf,
+    u_char *last)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.len = last - buf;
+    h->value.data = ngx_pnalloc(r->pool, h->value.len);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(h->value.data, buf, h->value.len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * sa_rate_limit: the token's signed rate, counted once per request (not
+ * again for its subrequests or after an internal redirect)
+ */
+static ngx_int_t
+ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
+    sa_token_record_t *rec)
+{
+    u_char                    buf[64];
+    ngx_http_sa_rl_result_t   res;
+    ngx_http_sa_loc_conf_t   *slcf;
+    ngx_http_sa_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
+
+    if (smcf->rate_limit == NULL || rec->policy.rate == 0 || r != r->main) {
+        return NGX_OK;
+    }
+
+    if (ctx->rated) {
+        return ctx->rl_retry
+               ? ngx_http_sa_statuses[NGX_HTTP_SA_RATE_LIMITED].rc : NGX_OK;
+    }
+
+    ctx->rated = 1;
+
+    if (ngx_http_sa_rate_limit_check(smcf->rate_limit, ctx->id, &rec->policy,
+                                     &res)
+        == NGX_BUSY)
+    {
+        ctx->rl_retry = res.retry_after;
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_RATE_LIMITED);
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
+
+    if (slcf->rate_limit_headers
+        && (ngx_http_sa_rate_header(r, "RateLimit-Policy", buf,
+                ngx_snprintf(buf, sizeof(buf), "\"sa\";q=%uD;w=%uD",
+                             rec->policy.rate, rec->policy.per))
+            != NGX_OK
+            || ngx_http_sa_rate_header(r, "RateLimit", buf,
+                ngx_snprintf(buf, sizeof(buf), "\"sa\";r=%ui;t=%T",
+                             res.remaining, res.reset))
+            != NGX_OK))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sa_module.h"
+#include "ngx_http_sa_ratelimit.h"
 #include "ngx_http_sa_verified.h"
 #include "ngx_http_sa_metrics.h"
 
@@ -38,6 +39,8 @@ static char *ngx_http_sa_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_sa_application(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sa_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_sa_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_sa_record_max_age(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sa_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -153,6 +156,20 @@ static ngx_command_t  ngx_http_sa_commands[] = {
       ngx_http_sa_cache,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("sa_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_sa_rate_limit,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sa_rate_limit_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sa_loc_conf_t, rate_limit_headers),
       NULL },
 
     { ngx_string("sa_auth"),
@@ -422,6 +439,7 @@ ngx_http_sa_create_loc_conf(ngx_conf_t *cf)
      */
 
     slcf->hide_credentials = NGX_CONF_UNSET;
+    slcf->rate_limit_headers = NGX_CONF_UNSET;
     slcf->record_max_age = NGX_CONF_UNSET;
 
     return slcf;
@@ -448,6 +466,8 @@ ngx_http_sa_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_value(conf->hide_credentials, prev->hide_credentials, 1);
+    ngx_conf_merge_value(conf->rate_limit_headers, prev->rate_limit_headers,
+                         1);
     ngx_conf_merge_sec_value(conf->record_max_age, prev->record_max_age, 0);
 
     return NGX_CONF_OK;
@@ -854,6 +874,16 @@ ngx_http_sa_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     return ngx_http_sa_cache_conf(cf, smcf->cache, &value[1],
                                   cf->args->nelts - 1, &ngx_http_sa_module);
+}
+
+
+static char *
+ngx_http_sa_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sa_main_conf_t *smcf = conf;
+
+    return ngx_http_sa_rate_limit_conf(cf, &smcf->rate_limit,
+                                       &ngx_http_sa_module);
 }
 
 

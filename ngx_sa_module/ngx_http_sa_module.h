@@ -68,6 +68,7 @@ typedef struct {
     ngx_flag_t                 used;          /* some sa_auth is not off */
     ngx_flag_t                 metrics;       /* some sa_metrics */
     ngx_http_sa_cache_t       *cache;
+    ngx_shm_zone_t            *rate_limit;    /* sa_rate_limit */
     ngx_int_t                  authorization_variable;   /* its index */
     ngx_http_sa_worker_t      *worker;        /* set in the worker */
 } ngx_http_sa_main_conf_t;
@@ -79,6 +80,7 @@ typedef struct {
     ngx_http_complex_value_t  *application;
     ngx_flag_t                 hide_credentials;
     time_t                     record_max_age; /* sa_record_max_age; 0: off */
+    ngx_flag_t                 rate_limit_headers;
 } ngx_http_sa_loc_conf_t;
 
 
@@ -104,6 +106,8 @@ typedef struct {
       NGX_LOG_INFO)                                                           \
     /* the token's allow_from does not hold the client's address */         \
     X(FORBIDDEN_SOURCE, "forbidden_source", NGX_HTTP_FORBIDDEN, NGX_LOG_INFO) \
+    /* the token's signed rate (sa_rate_limit) */                            \
+    X(RATE_LIMITED, "rate_limited", NGX_HTTP_TOO_MANY_REQUESTS, NGX_LOG_INFO) \
     /* Redis' failures are logged where they happen, at error level */      \
     X(UNAVAILABLE, "unavailable", NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_INFO)
 
@@ -163,6 +167,8 @@ typedef struct {
     unsigned                   retry_after:1; /* header added */
     unsigned                   main_waits:1;  /* in its access phase */
     unsigned                   parked:1;      /* a subrequest, waiting */
+    unsigned                   rated:1;       /* counted by sa_rate_limit */
+    time_t                     rl_retry;      /* rate_limited: Retry-After */
 } ngx_http_sa_ctx_t;
 
 

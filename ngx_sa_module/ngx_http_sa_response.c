@@ -84,6 +84,30 @@ ngx_http_sa_challenge(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 }
 
 
+/* Retry-After: N (a 429 of sa_rate_limit) */
+static ngx_int_t
+ngx_http_sa_retry_after_seconds(ngx_http_request_t *r, time_t n)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.len = ngx_sprintf(h->value.data, "%T", n) - h->value.data;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_sa_retry_after(ngx_http_request_t *r)
 {
@@ -308,6 +332,16 @@ ngx_http_sa_respond(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
             return NGX_ERROR;
         }
         return ctx->rc;
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        /* sa_rate_limit: once, even after an error_page redirect */
+        if (!ctx->retry_after) {
+            if (ngx_http_sa_retry_after_seconds(r, ctx->rl_retry) != NGX_OK) {
+                return NGX_ERROR;
+            }
+            ctx->retry_after = 1;
+        }
+        return NGX_HTTP_TOO_MANY_REQUESTS;
 
     case NGX_HTTP_SERVICE_UNAVAILABLE:
         clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);

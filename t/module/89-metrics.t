@@ -48,7 +48,7 @@ for my $name (qw(sa_requests_total sa_cache_hits_total sa_cache_misses_total sa_
     like($res->{content}, qr/^# TYPE \Q$name\E (counter|gauge|histogram)$/m, "$name is there");
 }
 for my $status (qw(ok missing malformed unknown expired revoked tampered lapsed insufficient_scope
-                   forbidden_application forbidden_source unavailable)) {
+                   forbidden_application forbidden_source rate_limited unavailable)) {
     ok(exists $m0->{qq{sa_requests_total{status="$status"}}}, "a sample for status $status");
 }
 for my $kind (qw(timeout refused protocol)) {

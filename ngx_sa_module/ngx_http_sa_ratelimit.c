@@ -1,0 +1,379 @@
+/*
+ * sa_rate_limit zone=NAME:SIZE [mode=local] [sync=TIME]
+ *               [on_unavailable=allow|deny];
+ *
+ * One node per token id in a shared zone, found through an rbtree keyed by
+ * the id's hash, the least recently used first to go (limit_req's layout).
+ * The bucket: "excess" in units of 1/3.6e12 request drains at rate/per; a
+ * request adds one request; it is refused when the excess would pass the
+ * burst.  So a token admits burst + 1 requests at once, then rate/per.
+ */
+
+#include "ngx_http_sa_ratelimit.h"
+
+/*
+ * one request: divisible by 1000 ms times every "per" (1, 60, 3600), so
+ * that the drain per ms is exact; (burst + 1) units still fit in int64
+ */
+#define NGX_HTTP_SA_RL_UNIT  3600000000000LL
+
+
+typedef struct {
+    u_char                 color;
+    u_char                 dummy;
+    u_char                 id[SA_TOKEN_ID_LEN];
+    ngx_queue_t            queue;
+    ngx_msec_t             last;
+    int64_t                excess;
+} ngx_http_sa_rl_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t           rbtree;
+    ngx_rbtree_node_t      sentinel;
+    ngx_queue_t            queue;
+} ngx_http_sa_rl_shctx_t;
+
+
+typedef struct {
+    ngx_http_sa_rl_shctx_t  *sh;
+    ngx_slab_pool_t         *shpool;
+} ngx_http_sa_rl_ctx_t;
+
+
+static void
+ngx_http_sa_rl_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t      **p;
+    ngx_http_sa_rl_node_t   *n, *t;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            n = (ngx_http_sa_rl_node_t *) &node->color;
+            t = (ngx_http_sa_rl_node_t *) &temp->color;
+
+            p = (ngx_memcmp(n->id, t->id, SA_TOKEN_ID_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_int_t
+ngx_http_sa_rl_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_sa_rl_ctx_t  *octx = data;
+    ngx_http_sa_rl_ctx_t  *ctx = shm_zone->data;
+
+    /* a reload keeps the buckets */
+    if (octx) {
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+        return NGX_OK;
+    }
+
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = ctx->shpool->data;
+        return NGX_OK;
+    }
+
+    ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_sa_rl_shctx_t));
+    if (ctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->shpool->data = ctx->sh;
+
+    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
+                    ngx_http_sa_rl_insert);
+    ngx_queue_init(&ctx->sh->queue);
+
+    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool,
+                                          sizeof(" in sa_rate_limit zone \"\"")
+                                          + shm_zone->shm.name.len);
+    if (ctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(ctx->shpool->log_ctx, " in sa_rate_limit zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    ctx->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_http_sa_rate_limit_conf(ngx_conf_t *cf, ngx_shm_zone_t **zone, void *tag)
+{
+    u_char                *p;
+    ssize_t                size;
+    ngx_str_t             *value, s, name;
+    ngx_uint_t             i;
+    ngx_http_sa_rl_ctx_t  *ctx;
+
+    if (*zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    size = 0;
+    name.len = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+            p = (u_char *) ngx_strchr(name.data, ':');
+            if (p == NULL) {
+                goto invalid;
+            }
+            name.len = p - name.data;
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+            size = ngx_parse_size(&s);
+            if (name.len == 0 || size == NGX_ERROR) {
+                goto invalid;
+            }
+            if (size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "mode=local") == 0) {
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "mode=cluster") == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "sa_rate_limit mode=cluster is not "
+                               "implemented yet (issue 25): use mode=local");
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_strncmp(value[i].data, "sync=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+            if (ngx_parse_time(&s, 0) == NGX_ERROR) {
+                goto invalid;
+            }
+            continue;                   /* cluster mode only */
+        }
+
+        if (ngx_strcmp(value[i].data, "on_unavailable=allow") == 0
+            || ngx_strcmp(value[i].data, "on_unavailable=deny") == 0)
+        {
+            continue;                   /* cluster mode only */
+        }
+
+        goto invalid;
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sa_rate_limit must have a \"zone\" "
+                           "parameter");
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_sa_rl_ctx_t));
+    if (ctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zone = ngx_shared_memory_add(cf, &name, size, tag);
+    if (*zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if ((*zone)->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    (*zone)->init = ngx_http_sa_rl_init_zone;
+    (*zone)->data = ctx;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* drops up to n nodes unused for a minute (n 0: the oldest, whatever) */
+static void
+ngx_http_sa_rl_expire(ngx_http_sa_rl_ctx_t *ctx, ngx_uint_t n,
+    ngx_msec_t now)
+{
+    ngx_queue_t            *q;
+    ngx_rbtree_node_t      *node;
+    ngx_http_sa_rl_node_t  *lr;
+    ngx_uint_t              i;
+
+    for (i = 0; i < (n ? n : 1); i++) {
+
+        if (ngx_queue_empty(&ctx->sh->queue)) {
+            return;
+        }
+
+        q = ngx_queue_last(&ctx->sh->queue);
+        lr = ngx_queue_data(q, ngx_http_sa_rl_node_t, queue);
+
+        if (n && (ngx_msec_int_t) (now - lr->last) < 60000) {
+            return;
+        }
+
+        ngx_queue_remove(q);
+
+        node = (ngx_rbtree_node_t *)
+                   ((u_char *) lr - offsetof(ngx_rbtree_node_t, color));
+
+        ngx_rbtree_delete(&ctx->sh->rbtree, node);
+        ngx_slab_free_locked(ctx->shpool, node);
+    }
+}
+
+
+ngx_int_t
+ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
+    const sa_policy_t *p, ngx_http_sa_rl_result_t *res)
+{
+    int64_t                 excess, limit, drain, need, ms;
+    uint32_t                hash;
+    ngx_msec_t              now;
+    ngx_rbtree_node_t      *node, *sentinel;
+    ngx_http_sa_rl_ctx_t   *ctx = zone->data;
+    ngx_http_sa_rl_node_t  *lr;
+    ngx_int_t               rc;
+    size_t                  size;
+
+    /* per ms, in units: exact (1/h is 1,000,000) */
+    drain = (int64_t) p->rate * (NGX_HTTP_SA_RL_UNIT / 1000 / p->per);
+    limit = (int64_t) p->burst * NGX_HTTP_SA_RL_UNIT;
+
+    hash = ngx_crc32_short((u_char *) id, SA_TOKEN_ID_LEN);
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    ngx_http_sa_rl_expire(ctx, 1, now);
+
+    node = ctx->sh->rbtree.root;
+    sentinel = ctx->sh->rbtree.sentinel;
+    lr = NULL;
+
+    while (node != sentinel) {
+        if (hash != node->key) {
+            node = hash < node->key ? node->left : node->right;
+            continue;
+        }
+
+        lr = (ngx_http_sa_rl_node_t *) &node->color;
+        rc = ngx_memcmp(id, lr->id, SA_TOKEN_ID_LEN);
+        if (rc == 0) {
+            break;
+        }
+        lr = NULL;
+        node = rc < 0 ? node->left : node->right;
+    }
+
+    if (lr == NULL) {
+        size = offsetof(ngx_rbtree_node_t, color)
+               + sizeof(ngx_http_sa_rl_node_t);
+
+        node = ngx_slab_alloc_locked(ctx->shpool, size);
+        if (node == NULL) {
+            ngx_http_sa_rl_expire(ctx, 0, now);
+            node = ngx_slab_alloc_locked(ctx->shpool, size);
+        }
+
+        if (node == NULL) {
+            /* a full zone refuses nothing: logged by the slab */
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            res->remaining = p->burst;
+            res->reset = 0;
+            return NGX_OK;
+        }
+
+        node->key = hash;
+        lr = (ngx_http_sa_rl_node_t *) &node->color;
+        ngx_memcpy(lr->id, id, SA_TOKEN_ID_LEN);
+        lr->excess = 0;
+        lr->last = now;
+        ngx_rbtree_insert(&ctx->sh->rbtree, node);
+        ngx_queue_insert_head(&ctx->sh->queue, &lr->queue);
+
+        excess = 0;
+        rc = NGX_OK;
+
+    } else {
+        ngx_queue_remove(&lr->queue);
+        ngx_queue_insert_head(&ctx->sh->queue, &lr->queue);
+
+        ms = (ngx_msec_int_t) (now - lr->last);
+        if (ms < 0) {
+            ms = 0;
+        }
+
+        /* drain * ms cannot overflow: only when it is below the excess */
+        excess = ms > lr->excess / drain ? 0 : lr->excess - drain * ms;
+
+        lr->last = now;
+        lr->excess = excess;
+
+        if (excess + NGX_HTTP_SA_RL_UNIT > limit) {
+            /* one more would pass the burst: refused, not counted */
+            need = excess + NGX_HTTP_SA_RL_UNIT - limit;
+            res->retry_after = (time_t) ((need / drain + 999) / 1000);
+            if (res->retry_after < 1) {
+                res->retry_after = 1;
+            }
+            res->remaining = 0;
+            res->reset = (time_t) ((excess / drain + 999) / 1000);
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return NGX_BUSY;
+        }
+
+        excess += NGX_HTTP_SA_RL_UNIT;
+        lr->excess = excess;
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    res->remaining = (ngx_uint_t) ((limit - excess) / NGX_HTTP_SA_RL_UNIT);
+    res->reset = (time_t) ((excess / drain + 999) / 1000);
+
+    return rc;
+}
