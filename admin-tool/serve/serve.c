@@ -40,7 +40,7 @@ sa_serve_t  sa_serve;
 static const char  serve_usage[] =
     "serve --listen ADDR... [--trusted-listen ADDR --user-header NAME] "
     "[--operator USER]... [--workers N] [--max-connections N] "
-    "[--timeout TIME] [--console DIR|off]";
+    "[--timeout TIME] [--console DIR|off] [--refresh-period D]";
 
 static const char  serve_help[] =
     "Runs the admin API (docs/admin-api.md): the one process that holds the\n"
@@ -68,7 +68,11 @@ static const char  serve_help[] =
     "                         idle connection is closed after it (default\n"
     "                         10s)\n"
     "  --console DIR|off      the web console's files, served at / (default\n"
-    "                         " SA_CONSOLE_DIR " when it exists)\n";
+    "                         " SA_CONSOLE_DIR " when it exists)\n"
+    "  --refresh-period D     every D, a child process renews the token\n"
+    "                         records' fresh_until as key refresh does\n"
+    "                         (period SA_FRESH_PERIOD, window a quarter of\n"
+    "                         it; D must be shorter than the window)\n";
 
 static const sa_command_t  serve_command = {
     "serve", NULL, serve_usage, serve_help
@@ -479,6 +483,7 @@ sa_serve_loop(sa_serve_t *s)
         MHD_stop_daemon(s->listeners[i].mhd);
     }
     sa_pool_stop(s);
+    sa_refresher_stop(s);
     sa_serve_log("stopped");
 }
 
@@ -492,6 +497,7 @@ static const struct option  serve_opts[] = {
     { "max-connections", required_argument, NULL, 'm' },
     { "timeout", required_argument, NULL, 't' },
     { "console", required_argument, NULL, 'c' },
+    { "refresh-period", required_argument, NULL, 'r' },
     SA_OPTS_END
 };
 
@@ -505,6 +511,7 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
     int64_t      t;
     sigset_t     set;
     const char  *console = NULL;
+    int64_t      refresh = 0;
 
     sa->command = &serve_command;
     optind = 0;
@@ -561,6 +568,12 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
         case 'c':
             console = optarg;
             break;
+        case 'r':
+            refresh = sa_duration_parse(optarg);
+            if (refresh <= 0) {
+                sa_die_usage(sa, "invalid --refresh-period '%s'", optarg);
+            }
+            break;
         }
     }
     sa_operands_or_exit(sa, argc, argv, 0);
@@ -573,6 +586,15 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
     }
     if (s->user_header == NULL) {
         s->user_header = "X-Forwarded-User";
+    }
+    if (refresh > 0 && sa->fresh_period <= 0) {
+        sa_die_usage(sa, "--refresh-period needs SA_FRESH_PERIOD");
+    }
+    if (refresh > 0 && refresh >= (sa->fresh_period / 4 > 0
+                                   ? sa->fresh_period / 4 : 1))
+    {
+        sa_die_usage(sa, "--refresh-period must be shorter than a quarter "
+                     "of SA_FRESH_PERIOD (the window): records would lapse");
     }
     if (sa->actor != NULL) {
         sa_die_usage(sa, "serve takes its callers from the requests, not "
@@ -605,6 +627,9 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
 
     /* the workers first: they load the keys, and fail here when they can't */
     sa_pool_start_or_exit(s);
+    if (refresh > 0) {
+        sa_refresher_start(s, refresh);
+    }
 
     for (i = 0; i < nlisten; i++) {
         sa_listener_add_or_exit(s, listen[i], 0);

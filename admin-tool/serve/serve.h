@@ -126,6 +126,7 @@ typedef struct {
     unsigned          max_conns;
     unsigned          timeout;      /* seconds: a whole request, idle */
     int               nworkers;
+    pid_t             refresher;      /* --refresh-period's child, 0 none */
     sa_worker_t      *workers;
     int               epfd;
     int               sigfd;
@@ -168,6 +169,10 @@ void sa_pool_tick(sa_serve_t *s, double now);
 void sa_pool_reload(sa_serve_t *s);
 void sa_pool_stop(sa_serve_t *s);
 void sa_pool_forget(sa_serve_t *s, sa_req_t *r);
+
+/* refresher.c: --refresh-period, sa_refresh_run() in a child every D s */
+void sa_refresher_start(sa_serve_t *s, int64_t every);
+void sa_refresher_stop(sa_serve_t *s);
 
 /* worker.c: a worker's life (never returns) */
 SA_NORETURN void sa_worker_main(sa_serve_t *s, int fd);
