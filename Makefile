@@ -54,7 +54,7 @@ ASAN_ADMIN := $(ADMIN_SRCS:admin-tool/%.c=$(BUILD)/asan/admin/%.o) \
 ASAN_UNIT  := $(patsubst t/unit/%.c,$(BUILD)/asan/tests/%,$(wildcard t/unit/test_*.c))
 MODULE_SRC := config $(wildcard ngx_sa_module/*) $(CORE_SRCS) $(CORE_HDRS)
 
-.PHONY: all deps module admin unit asan test test-api test-browser test-valgrind test-nginx-suite demo demo-stop bench clean
+.PHONY: all deps module admin unit asan test test-api test-slow test-browser test-valgrind test-nginx-suite demo demo-stop bench clean
 
 all: module admin unit asan
 
@@ -237,6 +237,13 @@ test: deps
 test-api: deps
 	$(MAKE) all
 	$(TEST_ENV) SA_TEST_API=1 prove -j$(TEST_JOBS) t/admin
+
+# the slow suites make test leaves out (SA_TEST_SLOW=1): the Redis stream
+# attack review, and seven admin files again with sa-admin over TLS
+SLOW_TESTS := t/module/94-redis-stream.t t/admin/97-redis-tls.t
+test-slow: deps
+	$(MAKE) all
+	$(TEST_ENV) SA_TEST_SLOW=1 prove -j$(TEST_JOBS) $(SLOW_TESTS)
 
 # the console in a real browser (issue 23; t/browser/run.pl): Debian's
 # chromium driven by playwright-core, pinned in t/browser/package-lock.json

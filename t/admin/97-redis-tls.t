@@ -129,7 +129,8 @@ is($r->{code}, 0, 'A: plain redis:// is unchanged (SA_REDIS_CA unused)');
 }
 
 # ---------------------------------------------------------------- C
-{
+# (seven files again, about 30 s: make test-slow, SA_TEST_SLOW=1)
+if ($ENV{SA_TEST_SLOW}) {
     my @files = ((map { "t/admin/$_" } qw(10-teams.t 20-accounts.t 30-tokens.t 50-atomic.t 60-audit.t
                                           81-notify-worker.t)),
                  't/api/10-serve.t');

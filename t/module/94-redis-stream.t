@@ -57,6 +57,9 @@ use IO::Select;
 use Time::HiRes qw(time sleep);
 use SaTest;
 
+# about 45 s: make test-slow (SA_TEST_SLOW=1), which .ci/run runs
+plan skip_all => 'a slow suite: make test-slow' unless $ENV{SA_TEST_SLOW} || $ENV{ONLY};
+
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
 
 my $KEY = SaTest::keys_dir() . '/verify.key';
