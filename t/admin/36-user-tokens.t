@@ -12,10 +12,7 @@ use Time::HiRes qw(sleep);
 use SaTest;
 SaTest::api_local("it counts each user's personal tokens, and the API pass issues every user one");
 
-my $probe = SaTest::build_dir()
-          . (($ENV{SA_TEST_ADMIN} // '') =~ m{/asan/} ? '/asan' : '')
-          . '/tests/bearer-probe';
--x $probe or BAIL_OUT("$probe is not built: run 'make' first");
+my $probe = SaTest::probe('bearer-probe');
 
 my $redis = SaTest::Redis->start;
 $redis->cmd('CONFIG', 'SET', 'slowlog-log-slower-than', 0);

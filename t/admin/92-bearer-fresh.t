@@ -11,10 +11,7 @@ use JSON::PP ();
 use Time::HiRes qw(sleep time);
 use SaTest;
 
-my $probe = SaTest::build_dir()
-          . (($ENV{SA_TEST_ADMIN} // '') =~ m{/asan/} ? '/asan' : '')
-          . '/tests/bearer-probe';
--x $probe or BAIL_OUT("$probe is not built: run 'make' first");
+my $probe = SaTest::probe('bearer-probe');
 
 my $redis = SaTest::Redis->start;
 my $f = SaTest::fixture($redis, apps => ['api']);

@@ -573,6 +573,16 @@ sub fixture {
     return $f;
 }
 
+# probe($name) -> the path of a test program of build/tests (the ASan
+# build's when sa-admin under test is), or the file bails out
+sub probe {
+    my ($name) = @_;
+    my $path = build_dir() . (($ENV{SA_TEST_ADMIN} // '') =~ m{/asan/} ? '/asan' : '')
+             . "/tests/$name";
+    -x $path or Test::More::BAIL_OUT("$path is not built: run 'make' first");
+    return $path;
+}
+
 # A token's id: the 16 characters after "sat_".
 sub tid { substr($_[0], 4, 16) }
 
