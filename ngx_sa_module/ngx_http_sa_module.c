@@ -882,6 +882,23 @@ ngx_http_sa_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_sa_main_conf_t *smcf = conf;
 
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    /* "off": rates are not enforced on purpose (no warning) */
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        if (smcf->rate_limit || smcf->rate_limit_off) {
+            return "is duplicate";
+        }
+        smcf->rate_limit_off = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (smcf->rate_limit_off) {
+        return "is duplicate";
+    }
+
     return ngx_http_sa_rate_limit_conf(cf, &smcf->rate_limit,
                                        &ngx_http_sa_module);
 }
@@ -1081,6 +1098,19 @@ ngx_http_sa_init(ngx_conf_t *cf)
                       "\"sa_redis_sentinel\") and "
                       "\"sa_verify_key\" in the http block");
         return NGX_ERROR;
+    }
+
+    /*
+     * What a record holds is known only at run time: the one thing to say
+     * here is that no record's rate will be enforced.  Once per reading of
+     * the configuration (nginx -t, start, reload), at warn, the lowest level
+     * nginx -t shows; "sa_rate_limit off;" says it is meant.
+     */
+    if (smcf->rate_limit == NULL && !smcf->rate_limit_off) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "\"sa_auth\" without \"sa_rate_limit\": the rate "
+                      "and burst of token records are not enforced "
+                      "(\"sa_rate_limit off;\" to mean it)");
     }
 
     /* its cached value is dropped when the header is hidden */

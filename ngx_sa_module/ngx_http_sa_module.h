@@ -69,6 +69,7 @@ typedef struct {
     ngx_flag_t                 metrics;       /* some sa_metrics */
     ngx_http_sa_cache_t       *cache;
     ngx_shm_zone_t            *rate_limit;    /* sa_rate_limit */
+    ngx_flag_t                 rate_limit_off; /* sa_rate_limit off */
     ngx_int_t                  authorization_variable;   /* its index */
     ngx_http_sa_worker_t      *worker;        /* set in the worker */
 } ngx_http_sa_main_conf_t;

@@ -1236,7 +1236,10 @@ sub test_config {
 
 sub port       { $_[0]{port} }
 sub url        { "http://127.0.0.1:$_[0]{port}" . ($_[1] // '/') }
-sub error_log  { SaTest::slurp("$_[0]{dir}/error.log") . SaTest::slurp("$_[0]{dir}/stdout.log") }
+# stdout.log (nginx's stderr: the start's warnings, a crash's last words)
+# first: it stays put while error.log grows, so a length taken before a
+# request marks where that request's lines begin
+sub error_log  { SaTest::slurp("$_[0]{dir}/stdout.log") . SaTest::slurp("$_[0]{dir}/error.log") }
 sub access_log { SaTest::slurp("$_[0]{dir}/access.log") }
 sub conf       { SaTest::slurp("$_[0]{dir}/nginx.conf") }
 

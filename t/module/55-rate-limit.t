@@ -101,8 +101,34 @@ my $m = $nginx->get('/metrics')->{content};
 my ($n) = $m =~ /^sa_requests_total\{status="rate_limited"\} (\d+)$/m;
 ok(($n // 0) >= 37, "sa_requests_total{status=\"rate_limited\"} counts the refusals ($n)");
 
-# without sa_rate_limit the rate is not enforced, and nginx -t says so
-my ($ok, $out) = SaTest::Nginx->test_config(http => "sa_redis 127.0.0.1:6379; sa_verify_key " . SaTest::keys_dir() . "/verify.key;\n"
+# without sa_rate_limit the rate is not enforced, and nginx -t says so once
+# (two sa_auth locations, one warning); not with sa_rate_limit, nor with
+# "sa_rate_limit off", nor without sa_auth
+my $head = "sa_redis 127.0.0.1:6379; sa_verify_key " . SaTest::keys_dir() . "/verify.key;\n";
+my $two = "server { listen 127.0.0.1:%%PORT%%; root %%DIR%%/html; location / { sa_auth api; } location /b/ { sa_auth b; } }";
+my $msg = qr/"sa_auth" without "sa_rate_limit": the rate and burst of token records are not enforced \("sa_rate_limit off;" to mean it\)/;
+my $warned = qr/\[warn\] $msg/;
+my ($ok, $out) = SaTest::Nginx->test_config(http => $head . $two);
+ok($ok, 'no sa_rate_limit: nginx -t passes');
+my @w = $out =~ /$warned/g;
+is(scalar @w, 1, 'and warns once that rates are not enforced') or diag $out;
+for my $case (['sa_rate_limit zone=w:1m;', 'with sa_rate_limit'], ['sa_rate_limit off;', 'with sa_rate_limit off']) {
+    ($ok, $out) = SaTest::Nginx->test_config(http => $head . "$case->[0]\n" . $two);
+    ok($ok && $out !~ /sa_rate_limit/, "$case->[1]: no warning") or diag $out;
+}
+($ok, $out) = SaTest::Nginx->test_config(http => $head . "server { listen 127.0.0.1:%%PORT%%; }");
+ok($ok && $out !~ /sa_rate_limit/, 'without sa_auth: no warning') or diag $out;
+($ok, $out) = SaTest::Nginx->test_config(http => $head . "sa_rate_limit off; sa_rate_limit zone=w:1m;\n" . $two);
+like($out, qr/"sa_rate_limit" directive is duplicate/, 'off and a zone: duplicate');
+my $plain = SaTest::Nginx->start(redis => $redis, http => $two);
+my $master = $plain->pid;
+@w = SaTest::slurp($plain->dir . '/error.log') =~ /\[warn\] $master#\d+: $msg/g;
+is(scalar @w, 1, "a start without sa_rate_limit says so once in the error log") or diag "master $master:\n" . SaTest::slurp($plain->dir . "/error.log");
+is($plain->get('/index.html', Authorization => "Bearer $tb")->{status}, 200,
+   'and does not enforce the rate of a token over it');
+$plain->stop;
+
+($ok, $out) = SaTest::Nginx->test_config(http => "sa_redis 127.0.0.1:6379; sa_verify_key " . SaTest::keys_dir() . "/verify.key;\n"
     . "sa_rate_limit zone=x:1m mode=cluster;\nserver { listen 127.0.0.1:%%PORT%%; location / { sa_auth api; } }");
 ok(!$ok, 'mode=cluster is refused for now');
 like($out, qr/mode=cluster is not implemented yet/, 'and says why');
