@@ -12,10 +12,13 @@
 #include "records.h"
 #include "ops/ops.h"
 
-/* "[--app APP]..." into in's "apps", and want operands */
+/*
+ * "[--app APP]..." into in's "apps" (and with policy the POLICY flags into
+ * its policy fields), and want operands
+ */
 static char **
 sa_app_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want,
-    json_t *in)
+    int policy, json_t *in)
 {
     static const struct option  opts[] = {
         SA_OPT_MANY("app", 'a'),
@@ -30,7 +33,7 @@ sa_app_args_or_exit(sa_admin_t *sa, int argc, char **argv, int want,
     int      ch;
 
     while ((ch = sa_getopt_or_exit(sa, argc, argv,
-                                   want == 2 ? create_opts : opts)) != -1)
+                                   policy ? create_opts : opts)) != -1)
     {
         if (!sa_cli_policy_opt(sa, ch, in)) {
             json_array_append_new(apps, json_string(optarg));  /* --app */
@@ -85,7 +88,7 @@ sa_account_create(sa_admin_t *sa, int argc, char **argv)
     json_t   *in = json_object();
     char    **op;
 
-    op = sa_app_args_or_exit(sa, argc, argv, 2, in);
+    op = sa_app_args_or_exit(sa, argc, argv, 2, 1, in);
     json_object_set_new(in, "team", json_string(op[0]));
     json_object_set_new(in, "name", json_string(op[1]));
 
@@ -148,9 +151,16 @@ sa_account_apps(sa_admin_t *sa, int argc, char **argv)
     char    **op;
     int       grant = strcmp(sa->command->name, "grant") == 0;
 
-    op = sa_app_args_or_exit(sa, argc, argv, 1, in);
+    op = sa_app_args_or_exit(sa, argc, argv, 1, grant, in);
     if (json_array_size(json_object_get(in, "apps")) == 0) {
-        sa_die_usage(sa, "at least one --app APP is required");
+        if (!grant) {
+            sa_die_usage(sa, "at least one --app APP is required");
+        }
+        if (json_object_size(in) == 1) {
+            sa_die_usage(sa, "at least one --app APP or POLICY flag is "
+                         "required");
+        }
+        json_object_del(in, "apps");        /* only the policy changes */
     }
     json_object_set_new(in, "id", json_string(op[0]));
 
@@ -193,10 +203,15 @@ static const sa_command_t  commands[] = {
       "Lists the accounts of TEAM.\n" },
     { "show", sa_account_show, "account show ACCOUNT",
       "Shows one account.  " SA_ACCOUNT_REF },
-    { "grant", sa_account_apps, "account grant ACCOUNT --app APP...",
+    { "grant", sa_account_apps,
+      "account grant ACCOUNT [--app APP]... [POLICY]",
       "Adds application grants (needs service_accounts:create).  Every\n"
       "token of the account sees them on its next request.  "
-      SA_ACCOUNT_REF },
+      SA_ACCOUNT_REF
+      "POLICY changes the defaults its tokens get when issued from now on\n"
+      "(the given fields; the tokens already issued keep theirs: token\n"
+      "scope changes those).  At least one --app or POLICY flag:\n"
+      SA_POLICY_HELP },
     { "ungrant", sa_account_apps, "account ungrant ACCOUNT --app APP...",
       "Removes application grants (needs service_accounts:create), at once\n"
       "for every token of the account.  " SA_ACCOUNT_REF },

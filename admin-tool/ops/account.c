@@ -318,9 +318,33 @@ sa_token_change_args(sa_admin_t *sa, sa_args_t *args, sa_account_t *a,
  * them, and for ungrant and delete, which must not miss one, every token
  * record is looked at too.
  */
+/*
+ * The policy fields of in (sa_in_policy()) over the account's defaults in
+ * payload, in place; tokens already issued keep theirs
+ */
+static void
+sa_account_policy_apply(json_t *payload, json_t *in)
+{
+    sa_policy_t  p;
+
+    if (!sa_policy_from_json(payload, &p)) {
+        sa_die_kind(SA_ERR_INTERNAL, "account %s: invalid policy",
+                    json_string_value(json_object_get(payload, "id")));
+    }
+
+    sa_in_policy(in, &p);
+
+    json_object_del(payload, "rate");
+    json_object_del(payload, "burst");
+    json_object_del(payload, "quota");
+    json_object_del(payload, "allow_from");
+    sa_policy_to_json(&p, payload);
+}
+
+
 static int
 sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
-    const char *action, const char *perm, int narrowing)
+    json_t *policy, const char *action, const char *perm, int narrowing)
 {
     sa_token_set_t   ts;
     sa_args_t        args;
@@ -352,6 +376,9 @@ sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
         payload = json_deep_copy(a->json);
         json_object_set(payload, "apps", new_apps);
         json_object_set_new(payload, "version", json_integer(a->version + 1));
+        if (policy != NULL) {
+            sa_account_policy_apply(payload, policy);
+        }
         sealed = sa_account_seal(sa, payload);
         sa_args_add(&args, sealed);
         free(sealed);
@@ -416,6 +443,7 @@ sa_apps_changed(json_t *have, json_t *change, int grant)
 typedef struct {
     const char    *ref;         /* ACCOUNT as given */
     json_t        *change;      /* --app values; NULL: delete */
+    json_t        *policy;      /* grant: its policy fields, or NULL */
     int            grant;
     json_t        *apps;        /* the account's apps after the change */
     sa_account_t   a;           /* as read by the attempt that succeeded */
@@ -431,23 +459,28 @@ sa_account_change_attempt(sa_admin_t *sa, void *data)
     sa_account_load_or_exit(sa, c->ref, &c->a);
 
     if (c->change == NULL) {
-        return sa_account_change_once(sa, &c->a, NULL, "account.delete",
+        return sa_account_change_once(sa, &c->a, NULL, NULL,
+                                      "account.delete",
                                       "service_accounts:delete", 1);
     }
 
     json_decref(c->apps);
     c->apps = sa_apps_changed(c->a.apps, c->change, c->grant);
 
-    return sa_account_change_once(sa, &c->a, c->apps,
+    return sa_account_change_once(sa, &c->a, c->apps, c->policy,
                                   c->grant ? "account.grant"
                                            : "account.ungrant",
                                   "service_accounts:create", !c->grant);
 }
 
 
-/* grant (apps: the applications to add) or ungrant; the account after */
+/*
+ * grant (apps: the applications to add, policy: the defaults' fields to
+ * change or NULL) or ungrant; the account after
+ */
 static json_t *
-sa_account_apps(sa_admin_t *sa, const char *ref, json_t *apps, int grant)
+sa_account_apps(sa_admin_t *sa, const char *ref, json_t *apps,
+    json_t *policy, int grant)
 {
     sa_account_change_t   c;
     json_t               *out;
@@ -455,9 +488,10 @@ sa_account_apps(sa_admin_t *sa, const char *ref, json_t *apps, int grant)
     memset(&c, 0, sizeof(c));
     c.grant = grant;
     c.change = apps;
+    c.policy = policy;
     c.ref = ref;
 
-    if (json_array_size(apps) == 0) {
+    if (json_array_size(apps) == 0 && policy == NULL) {
         json_decref(apps);
         sa_die_kind(SA_ERR_INPUT, "at least one application is required");
     }
@@ -468,6 +502,9 @@ sa_account_apps(sa_admin_t *sa, const char *ref, json_t *apps, int grant)
 
     json_object_set(c.a.json, "apps", c.apps);
     json_object_set_new(c.a.json, "version", json_integer(c.a.version + 1));
+    if (policy != NULL) {
+        sa_account_policy_apply(c.a.json, policy);
+    }
     out = sa_account_public_json(c.a.json);
 
     sa_account_free(&c.a);
@@ -480,20 +517,32 @@ sa_account_apps(sa_admin_t *sa, const char *ref, json_t *apps, int grant)
 /*
  * account.grant: POST /v1/accounts/{id}/apps
  *   id     string, required: an account id or TEAM/NAME
- *   apps   array of strings, required, not empty: applications to add
- * Needs service_accounts:create.  Returns the account.
+ *   apps   array of strings: applications to add
+ *   rate, burst, quota, allow_from: the defaults its tokens get to change
+ *          (sa_in_policy() in ops.h; "none" clears), the others kept; the
+ *          tokens already issued keep their own
+ * At least one application or policy field.  Needs
+ * service_accounts:create.  Returns the account.
  */
 json_t *
 sa_op_account_grant(sa_admin_t *sa, json_t *in)
 {
-    const char  *ref;
-    json_t      *apps;
+    const char   *ref;
+    json_t       *apps;
+    sa_policy_t   check;
+    int           policy;
 
-    sa_in_only(in, "id", "apps", NULL);
-    apps = sa_in_apps(in, "apps", 1);
+    sa_in_only(in, "id", "apps", SA_POLICY_FIELDS, NULL);
+
+    /* a bad policy said before anything is read or written */
+    memset(&check, 0, sizeof(check));
+    policy = sa_in_policy(in, &check);
+
+    apps = json_object_get(in, "apps") != NULL || !policy
+           ? sa_in_apps(in, "apps", 1) : json_array();
     ref = sa_in_str(in, "id", 1);
 
-    return sa_account_apps(sa, ref, apps, 1);
+    return sa_account_apps(sa, ref, apps, policy ? in : NULL, 1);
 }
 
 
@@ -520,7 +569,7 @@ sa_op_account_ungrant(sa_admin_t *sa, json_t *in)
     apps = sa_in_apps(in, one != NULL ? "app" : "apps", 1);
     ref = sa_in_str(in, "id", 1);
 
-    return sa_account_apps(sa, ref, apps, 0);
+    return sa_account_apps(sa, ref, apps, NULL, 0);
 }
 
 

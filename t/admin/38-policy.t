@@ -106,6 +106,32 @@ is($r->{code}, 0, 'rotate') or diag $r->{err};
 is($r->{json}{rate}, '100/m', 'the new token keeps the rate');
 is_deeply($r->{json}{allow_from}, ['192.0.2.7/32'], 'and the networks');
 
+# account grant POLICY: the defaults change for tokens issued from now on,
+# the given fields only; the tokens already issued keep theirs
+$r = as(qw(account grant platform/ci --rate 3/m --burst 1 --json));
+is($r->{code}, 0, 'account grant --rate alone') or diag $r->{err};
+is($r->{json}{rate}, '3/m', 'the new default rate');
+is($r->{json}{burst}, 1, 'its burst');
+is($r->{json}{quota}, '1000/day', 'the quota kept');
+is_deeply($r->{json}{apps}, ['api'], 'the applications kept');
+like($redis->cmd('GET', "sa:acct:$acct->{id}"), qr/"rate":"3\/m"/, 'signed in the account record');
+like(as(qw(account show platform/ci))->{out}, qr{token defaults: rate 3/m burst 1 quota 1000/day},
+     'account show says so');
+is(token_json($own->{id})->{rate}, '100/m', 'a token issued before keeps its own rate');
+is(as('token', 'issue', 'platform/ci', '--json')->{json}{rate}, '3/m', 'a token issued after gets the new one');
+$r = as(qw(account grant platform/ci --rate none --quota none --allow-from none --json));
+is($r->{code}, 0, 'account grant --rate none --quota none --allow-from none') or diag $r->{err};
+ok(!exists $r->{json}{$_}, "the account has no $_ left") for qw(rate burst quota allow_from);
+unlike($redis->cmd('GET', "sa:acct:$acct->{id}"), qr/"rate"|"burst"|"quota"|"allow_from"/, 'nor its record');
+$r = as(qw(token issue platform/ci --json));
+is($r->{json}{rate}, undef, 'a token issued now: no rate');
+$r = as(qw(account grant platform/ci --app api --quota 7/month --json));
+is($r->{json}{quota}, '7/month', 'an --app and a policy flag together');
+$r = as(qw(account grant platform/ci));
+is($r->{code}, 1, 'account grant without --app or POLICY: usage error');
+like($r->{err}, qr/at least one --app APP or POLICY flag/, 'and says what it needs');
+is(as(qw(account ungrant platform/ci --app api --rate 1/s))->{code}, 1, 'account ungrant takes no POLICY');
+
 # bad values: a clear answer, nothing written
 my $before = $redis->digest_but_audit;
 for my $bad ([qw(--rate 10/d)], [qw(--rate 0/s)], [qw(--rate 1000001/s)],
@@ -116,7 +142,7 @@ for my $bad ([qw(--rate 10/d)], [qw(--rate 0/s)], [qw(--rate 1000001/s)],
              [qw(--allow-from 10.0.0.0/33)],
              [map { ('--allow-from', "10.$_.0.0/16") } 1 .. 17]) {
     for my $cmd ([qw(token issue platform/ci)], ['token', 'scope', $inh->{id}],
-                 [qw(account create platform other)]) {
+                 [qw(account create platform other)], [qw(account grant platform/ci)]) {
         $r = as(@$cmd, @$bad);
         is($r->{code}, 1, "refused: @$cmd[0,1] @$bad[0,1]");
     }

@@ -44,12 +44,30 @@ is_deeply($r->{json}{scopes}, ['a:b'], 'the scopes kept');
 $r = as(GET => "/v1/accounts/$metered/tokens");
 is($r->{json}[0]{rate}, '5/s', 'the list shows it');
 
+# the account's defaults change through POST /v1/accounts/{id}/apps, with
+# or without applications to add
+$r = as(POST => "/v1/accounts/$metered/apps", json => { rate => '7/s', burst => 3 });
+is($r->{status}, 200, 'account.grant with a policy and no apps: 200') or diag $r->{raw};
+is($r->{json}{rate}, '7/s', 'the new default rate');
+is($r->{json}{burst}, 3, 'its burst');
+is($r->{json}{quota}, '100/day', 'the quota kept');
+is_deeply($r->{json}{apps}, ['api'], 'the applications kept');
+$r = as(POST => "/v1/accounts/$metered/tokens", json => { scopes => ['a:b'] });
+is($r->{json}{rate}, '7/s', 'a token issued after gets it');
+$r = as(POST => "/v1/accounts/$metered/apps", json => { rate => 'none', quota => 'none' });
+is($r->{status}, 200, 'none clears: 200') or diag $r->{raw};
+ok(!exists $r->{json}{rate} && !exists $r->{json}{quota}, 'no rate, no quota left');
+$r = as(POST => "/v1/accounts/$metered/apps", json => {});
+is($r->{status}, 400, 'neither apps nor a policy: 400') or diag $r->{raw};
+
 my $before = $redis->digest_but_audit;
 for my $bad ({ rate => '5/d' }, { burst => 1 }, { quota => 'lots' },
              { allow_from => '10.0.0.0/8' }, { allow_from => ['10.0.0.1/8'] },
              { rate => 5 }) {
-    $r = as(POST => "/v1/accounts/$metered/tokens", json => $bad);
-    is($r->{status}, 400, 'bad policy: 400 (' . join(',', %$bad) . ')') or diag $r->{raw};
+    for my $path ("/v1/accounts/$metered/tokens", "/v1/accounts/$metered/apps") {
+        $r = as(POST => $path, json => $bad);
+        is($r->{status}, 400, "bad policy at $path: 400 (" . join(',', %$bad) . ')') or diag $r->{raw};
+    }
 }
 is($redis->digest_but_audit, $before, 'nothing written');
 
