@@ -60,7 +60,8 @@ all: module admin unit asan
 
 module: $(BUILD)/ngx_http_sa_module.so
 admin: $(BUILD)/sa-admin
-unit: $(UNIT_TESTS) $(BUILD)/tests/bearer-probe $(BUILD)/tests/refresh-probe
+unit: $(UNIT_TESTS) $(BUILD)/tests/bearer-probe $(BUILD)/tests/refresh-probe \
+      $(BUILD)/tests/timewarp.so
 asan: $(BUILD)/asan/sa-admin $(ASAN_UNIT) $(BUILD)/asan/tests/bearer-probe
 
 deps:
@@ -158,6 +159,11 @@ $(BUILD)/tests/refresh-probe: t/lib/refresh-probe.c $(UNIT_ADMIN) $(CORE_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iadmin-tool $< $(UNIT_ADMIN) $(CORE_OBJS) \
 	    $(LDLIBS) $(ADMIN_LDLIBS) -o $@
+
+# clocks shifted under nginx by LD_PRELOAD (t/module/56-rate-attack.t)
+$(BUILD)/tests/timewarp.so: t/lib/timewarp.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -fPIC $< -ldl -o $@
 
 # the admin API's bearer check alone (t/admin/35-bearer.t)
 $(BUILD)/tests/bearer-probe: t/lib/bearer-probe.c $(UNIT_ADMIN) $(CORE_OBJS)

@@ -4,9 +4,12 @@
  *
  * One node per token id in a shared zone, found through an rbtree keyed by
  * the id's hash, the least recently used first to go (limit_req's layout).
- * The bucket: "excess" in units of 1/3.6e12 request drains at rate/per; a
- * request adds one request; it is refused when the excess would pass the
- * burst.  So a token admits burst + 1 requests at once, then rate/per.
+ * The bucket: "excess" in units of 1/3.6e12 request drains at rate/per; an
+ * admitted request adds one request; one is refused when it would not fit
+ * in burst + 1.  So a token admits burst + 1 requests at once, then
+ * rate/per, whether its node is new or drained (burst 0: one at a time).
+ * A node is dropped when it has drained (it holds nothing a new one would
+ * not), or, when the zone is full, the least recently used one.
  */
 
 #include "ngx_http_sa_ratelimit.h"
@@ -25,6 +28,7 @@ typedef struct {
     ngx_queue_t            queue;
     ngx_msec_t             last;
     int64_t                excess;
+    int64_t                drain;        /* per ms, as last counted */
 } ngx_http_sa_rl_node_t;
 
 
@@ -231,17 +235,21 @@ invalid:
 }
 
 
-/* drops up to n nodes unused for a minute (n 0: the oldest, whatever) */
+/*
+ * n 1: drops up to two nodes of the least recently used end that have
+ * drained; n 0: the least recently used one, drained or not (a full zone)
+ */
 static void
 ngx_http_sa_rl_expire(ngx_http_sa_rl_ctx_t *ctx, ngx_uint_t n,
     ngx_msec_t now)
 {
+    int64_t                 ms;
     ngx_queue_t            *q;
     ngx_rbtree_node_t      *node;
     ngx_http_sa_rl_node_t  *lr;
     ngx_uint_t              i;
 
-    for (i = 0; i < (n ? n : 1); i++) {
+    for (i = 0; i < (n ? 2 : 1); i++) {
 
         if (ngx_queue_empty(&ctx->sh->queue)) {
             return;
@@ -250,8 +258,13 @@ ngx_http_sa_rl_expire(ngx_http_sa_rl_ctx_t *ctx, ngx_uint_t n,
         q = ngx_queue_last(&ctx->sh->queue);
         lr = ngx_queue_data(q, ngx_http_sa_rl_node_t, queue);
 
-        if (n && (ngx_msec_int_t) (now - lr->last) < 60000) {
-            return;
+        if (n) {
+            ms = (ngx_msec_int_t) (now - lr->last);
+
+            /* not yet empty: a new node would forget what it holds */
+            if (ms < 0 || ms < (lr->excess + lr->drain - 1) / lr->drain) {
+                return;
+            }
         }
 
         ngx_queue_remove(q);
@@ -280,7 +293,7 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
 
     /* per ms, in units: exact (1/h is 1,000,000) */
     drain = (int64_t) p->rate * (NGX_HTTP_SA_RL_UNIT / 1000 / p->per);
-    limit = (int64_t) p->burst * NGX_HTTP_SA_RL_UNIT;
+    limit = ((int64_t) p->burst + 1) * NGX_HTTP_SA_RL_UNIT;
 
     hash = ngx_crc32_short((u_char *) id, SA_TOKEN_ID_LEN);
     now = ngx_current_msec;
@@ -319,7 +332,7 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
         }
 
         if (node == NULL) {
-            /* a full zone refuses nothing: logged by the slab */
+            /* a full zone that cannot drop a node refuses nothing */
             ngx_shmtx_unlock(&ctx->shpool->mutex);
             res->remaining = p->burst;
             res->reset = 0;
@@ -334,46 +347,51 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
         ngx_rbtree_insert(&ctx->sh->rbtree, node);
         ngx_queue_insert_head(&ctx->sh->queue, &lr->queue);
 
-        excess = 0;
-        rc = NGX_OK;
-
     } else {
         ngx_queue_remove(&lr->queue);
         ngx_queue_insert_head(&ctx->sh->queue, &lr->queue);
+    }
 
-        ms = (ngx_msec_int_t) (now - lr->last);
-        if (ms < 0) {
-            ms = 0;
-        }
+    /*
+     * Another worker's clock may be a little ahead of this one's (each
+     * caches its own ngx_current_msec): then nothing drains, and "last"
+     * never goes back, which would drain the same time twice.
+     */
+    ms = (ngx_msec_int_t) (now - lr->last);
 
+    if (ms > 0) {
         /* drain * ms cannot overflow: only when it is below the excess */
         excess = ms > lr->excess / drain ? 0 : lr->excess - drain * ms;
-
         lr->last = now;
-        lr->excess = excess;
 
-        if (excess + NGX_HTTP_SA_RL_UNIT > limit) {
-            /* one more would pass the burst: refused, not counted */
-            need = excess + NGX_HTTP_SA_RL_UNIT - limit;
-            res->retry_after = (time_t) ((need / drain + 999) / 1000);
-            if (res->retry_after < 1) {
-                res->retry_after = 1;
-            }
-            res->remaining = 0;
-            res->reset = (time_t) ((excess / drain + 999) / 1000);
-            ngx_shmtx_unlock(&ctx->shpool->mutex);
-            return NGX_BUSY;
-        }
-
-        excess += NGX_HTTP_SA_RL_UNIT;
-        lr->excess = excess;
-        rc = NGX_OK;
+    } else {
+        excess = lr->excess;
     }
+
+    lr->excess = excess;
+    lr->drain = drain;
+
+    if (excess + NGX_HTTP_SA_RL_UNIT > limit) {
+        /* refused, not counted: until one request fits, rounded up */
+        need = excess + NGX_HTTP_SA_RL_UNIT - limit;
+        ms = (need + drain - 1) / drain;
+        res->retry_after = (time_t) ((ms + 999) / 1000);
+        if (res->retry_after < 1) {
+            res->retry_after = 1;
+        }
+        res->remaining = 0;
+        res->reset = (time_t) (((excess + drain - 1) / drain + 999) / 1000);
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    excess += NGX_HTTP_SA_RL_UNIT;
+    lr->excess = excess;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     res->remaining = (ngx_uint_t) ((limit - excess) / NGX_HTTP_SA_RL_UNIT);
-    res->reset = (time_t) ((excess / drain + 999) / 1000);
+    res->reset = (time_t) (((excess + drain - 1) / drain + 999) / 1000);
 
-    return rc;
+    return NGX_OK;
 }

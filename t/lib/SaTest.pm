@@ -1194,7 +1194,8 @@ sub _quote { '"' . ($_[0] =~ s/(["\\])/\\$1/gr) . '"' }
 # ======================================================================
 # SaTest::Nginx: Debian's nginx as a child (daemon off), own dir and conf.
 #   start(http => "...", main => "...", module => 1, workers => 1,
-#         redis => $redis, port => N)
+#         redis => $redis, port => N, env => {changes})
+# env: changes to nginx's environment (not `nginx -t`'s), e.g. LD_PRELOAD.
 # Placeholders in http/main: %%PORT%% (our listen port), %%DIR%% (our dir).
 # redis => $redis adds sa_redis and sa_verify_key (keys_dir) to http { }.
 # ======================================================================
@@ -1344,7 +1345,8 @@ sub _config_test {
 # before it forks them; connections queue until a worker accepts).
 sub _boot {
     my ($self) = @_;
-    $self->_spawn({}, $self->_argv);
+    $self->_spawn($self->{env} ? { env => SaTest::env_with($self->{env}) } : {},
+                  $self->_argv);
     # under a wrapper (valgrind) /proc shows no "worker process" titles
     my $wrapped = $ENV{SA_TEST_NGINX_WRAPPER};
     return $self->_wait_ready($wrapped ? 60 : 10, sub {

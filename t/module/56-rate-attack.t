@@ -1,0 +1,176 @@
+# sa_rate_limit under attack (issue 25, the attack review): the bucket's
+# arithmetic at its edges, time that jumps, and the ways around a limit.
+#
+# nginx runs under t/lib/timewarp.c (LD_PRELOAD), which shifts its
+# monotonic clock (ngx_current_msec, the bucket's and the timers' time) and
+# its wall clock (ngx_time(), what "date -s" steps) by offsets this test
+# writes while it runs: an hour passes in a write, not in an hour.
+#
+# 1. burst 0 (what --rate without --burst gives) admits one request per
+#    1/rate, over and over; it once admitted the first only, and then
+#    nothing while the node lived.
+# 2. A drained bucket admits burst + 1 at once, as a new one does (it once
+#    admitted burst).
+# 3. A bucket is dropped only once it has drained: 1/h stays 1/h after a
+#    minute of silence (the node was once dropped after a minute unused,
+#    and the next request found a new, empty bucket).
+# 4. The wall clock stepped back or forward by hours changes nothing; the
+#    monotonic clock alone drains.  Retry-After is whole seconds, never 0.
+# 5. HTTP/2 streams and pipelined requests on one connection each count.
+# 6. A reload keeps the buckets; one that changes the zone's size starts
+#    them afresh (as limit_req's zones do).
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep);
+use SaTest;
+
+SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
+my $warp_so = SaTest::build_dir() . '/tests/timewarp.so';
+plan skip_all => "$warp_so is not built: run 'make'" unless -e $warp_so;
+
+my $redis = SaTest::Redis->start;
+my $f = SaTest::fixture($redis, apps => ['api']);
+my ($t0) = $f->issue(qw(--scope a:b --rate 10/s));
+my ($td) = $f->issue(qw(--scope a:b --rate 1/s --burst 2));
+my ($th) = $f->issue(qw(--scope a:b --rate 1/h));
+my ($tw) = $f->issue(qw(--scope a:b --rate 1/m --burst 1));
+my ($ta) = $f->issue(qw(--scope a:b --rate 1/h));
+my ($te) = $f->issue(qw(--scope a:b --rate 1/h));
+my ($t2) = $f->issue(qw(--scope a:b --rate 1/h --burst 4));
+my ($tz) = $f->issue(qw(--scope a:b --rate 1/h));
+
+my $warp = SaTest::new_dir('warp') . '/offsets';
+my ($mono, $wall) = (0, 0);
+sub warp {
+    ($mono, $wall) = @_;
+    open my $fh, '+<:raw', $warp or die "$warp: $!";
+    sysseek $fh, 0, 0;
+    syswrite($fh, pack('q<q<', $mono * 1000, $wall * 1000)) == 16 or die "$warp: $!";
+    close $fh;
+}
+SaTest::write_file($warp, pack('q<q<', 0, 0));
+
+my $h2port = SaTest::free_port();
+my $tls = SaTest::tls_files();
+my $http = <<"CONF";
+    sa_cache zone=sa:1m ttl=5m negative_ttl=5m;
+    sa_rate_limit zone=rl:1m;
+    log_format sa '\$arg_case \$status \$sa_status';
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        listen 127.0.0.1:$h2port ssl http2;
+        ssl_certificate $tls->{cert};
+        ssl_certificate_key $tls->{key};
+        access_log %%DIR%%/sa.log sa;
+        root %%DIR%%/html;
+        location /ar/ {
+            auth_request /_sa_check;
+            alias %%DIR%%/html/;
+        }
+        location = /_sa_check {
+            internal;
+            sa_auth api;
+            return 204;
+        }
+        location /ep/ {
+            sa_auth api;
+            error_page 429 = /other/index.html;
+            alias %%DIR%%/html/;
+        }
+        location /other/ { sa_auth api; alias %%DIR%%/html/; }
+        location / { sa_auth api; }
+    }
+CONF
+my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => $http,
+                                 env => { LD_PRELOAD => $warp_so, SA_TIMEWARP => $warp });
+
+sub get {
+    my ($tok, $path, $case) = @_;
+    return $nginx->get(($path // '/index.html') . '?case=' . ($case // 'x'), Authorization => "Bearer $tok");
+}
+sub codes { join ' ', map { get($_[0], $_[1])->{status} } 1 .. $_[2] }
+sub logged {
+    my ($case) = @_;
+    return SaTest::wait_until(2, sub {
+        SaTest::slurp($nginx->dir . '/sa.log') =~ /^\Q$case\E (\d+ \S+)$/m ? $1 : 0;
+    }) || '(not logged)';
+}
+
+# 1. burst 0: one at a time, every 1/rate
+my @c;
+for my $i (1 .. 4) {
+    push @c, get($t0)->{status};
+    warp($mono + 0.2, $wall);       # two intervals of 10/s pass
+}
+is("@c", '200 200 200 200', '10/s burst 0: a request every 0.2 s is admitted, each time');
+is(codes($t0, undef, 2), '200 429', 'and two at once: one');
+
+# 2. a drained bucket: burst + 1 at once, as a new one
+is(codes($td, undef, 4), '200 200 200 429', '1/s burst 2, new: 3 at once');
+warp($mono + 10, $wall);
+is(codes($td, undef, 4), '200 200 200 429', 'drained (10 s later): 3 at once again');
+
+# 3. a minute of silence does not empty a bucket of 1/h
+is(codes($th, undef, 2), '200 429', '1/h: one');
+warp($mono + 61, $wall);
+get($t0);                            # the zone is used: nodes may expire
+my $r = get($th, undef, 'minute');
+is($r->{status}, 429, '1/h, 61 s later: still refused');
+ok(($r->{headers}{'retry-after'} // 0) >= 3530 && $r->{headers}{'retry-after'} <= 3540,
+   "Retry-After the rest of the hour ($r->{headers}{'retry-after'} s)");
+is(logged('minute'), '429 rate_limited', '$sa_status rate_limited');
+warp($mono + 3600 - 61, $wall);
+is(get($th)->{status}, 200, 'an hour after the first: admitted');
+
+# 4. the wall clock stepped back and forward: the monotonic clock alone counts
+is(codes($tw, undef, 3), '200 200 429', '1/m burst 1: two');
+warp($mono, $wall - 7200);
+$r = get($tw);
+is($r->{status}, 429, 'date set 2 h back: still refused');
+ok(($r->{headers}{'retry-after'} // 0) >= 1 && $r->{headers}{'retry-after'} <= 60,
+   "Retry-After in the minute ($r->{headers}{'retry-after'} s)");
+warp($mono, $wall + 7200 * 2);
+is(get($tw)->{status}, 429, 'date set 2 h forward: still refused');
+warp($mono + 59, 0);
+is(get($tw)->{status}, 429, '59 s of monotonic time later: not yet');
+warp($mono + 1, $wall);
+$r = get($tw);
+is($r->{status}, 200, 'a minute later: one fits');
+like($r->{headers}{'ratelimit'} // '', qr/^"sa";r=0;t=120$/, "RateLimit: none left, the bucket empty in two minutes ($r->{headers}{'ratelimit'})");
+warp($mono + 59.5, $wall);
+$r = get($tw);
+is($r->{status}, 429, '59.5 s later: not yet');
+is($r->{headers}{'retry-after'}, 1, 'Retry-After 1 for the last half second, not 0');
+
+# 5. HTTP/2, pipelining
+SKIP: {
+    my $curl = SaTest::run([qw(curl --version)]);
+    skip 'no curl with HTTP/2', 2 unless $curl->{code} == 0 && $curl->{out} =~ /HTTP2/;
+    my $url = "https://127.0.0.1:$h2port/index.html";
+    my $out = SaTest::run(['curl', '-sk', '--http2', '-H', "Authorization: Bearer $t2",
+                           map { ('-o', '/dev/null', '-w', '%{http_version} %{http_code} %{num_connects}\n', $url) } 1 .. 8]);
+    is(join(' ', $out->{out} =~ /^2 (\d+) /mg), join(' ', (200) x 5, (429) x 3),
+       '8 requests on one HTTP/2 connection, 1/h burst 4: 5 admitted');
+    my $n = 0;
+    $n += $_ for $out->{out} =~ / (\d+)$/mg;
+    is($n, 1, '(one connection)');
+}
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $nginx->port) or die;
+print $s join '', map { "GET /index.html HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $tz\r\n"
+                        . ($_ == 4 ? "Connection: close\r\n" : '') . "\r\n" } 1 .. 4;
+my $all = do { local $/; <$s> } // '';
+close $s;
+is(join(' ', $all =~ /^HTTP\/1\.1 (\d+)/mg), '200 429 429 429', '4 pipelined requests of 1/h: one');
+
+# 6. reloads
+is(get($tz)->{status}, 429, 'refused before a reload');
+ok($nginx->reload, 'reload, the same zone');
+is(get($tz)->{status}, 429, 'the bucket is kept');
+(my $bigger = $http) =~ s/zone=rl:1m/zone=rl:2m/ or die;
+ok($nginx->reload(http => $bigger), 'reload with rl:2m');
+is(get($tz)->{status}, 200, 'a zone of a new size starts afresh');
+
+done_testing;
