@@ -7,7 +7,8 @@
  * Only regular files inside DIR, of a known type, are served: a path is
  * %-decoded once, refused when a segment is empty, `.`, `..` or hidden
  * (a leading dot), or holds a backslash or a NUL; the file's real path
- * (symlinks resolved) must still lie inside DIR's real path.  Every answer
+ * (symlinks resolved) must still lie inside DIR's real path, and be a
+ * regular file (opened without blocking: a FIFO is a 404).  Every answer
  * carries the console's Content-Security-Policy, nosniff and no-referrer.
  */
 
@@ -249,7 +250,8 @@ sa_console_send(sa_serve_t *s, struct MHD_Connection *conn, const char *url,
         return sa_console_error(conn, 404, "no such page");
     }
 
-    fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO put there must not stop serve in open() */
+    fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     free(real);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0) {

@@ -437,6 +437,44 @@ sa_conn_header(struct MHD_Connection *conn, const char *name)
 }
 
 
+typedef struct {
+    const char  *name;
+    int          n;
+} sa_hcount_t;
+
+
+static enum MHD_Result
+sa_hcount_one(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+    sa_hcount_t  *hc = cls;
+
+    (void) kind;
+    (void) value;
+
+    if (strcasecmp(key, hc->name) == 0) {
+        hc->n++;
+    }
+    return MHD_YES;
+}
+
+
+/*
+ * How often the request names a header.  libmicrohttpd's lookup gives the
+ * first of several: a header that decides who calls or where a write
+ * comes from must be there once, or a client's own copy put before a
+ * proxy's (a proxy that adds instead of replacing) would be the one read.
+ */
+static int
+sa_conn_header_count(struct MHD_Connection *conn, const char *name)
+{
+    sa_hcount_t  hc = { name, 0 };
+
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, sa_hcount_one, &hc);
+    return hc.n;
+}
+
+
 /* queues r's answer with the headers every answer carries */
 static enum MHD_Result
 sa_send(sa_req_t *r)
@@ -578,6 +616,13 @@ sa_cross_site(struct MHD_Connection *conn)
 {
     const char  *site, *origin, *host, *o;
 
+    if (sa_conn_header_count(conn, "Sec-Fetch-Site") > 1
+        || sa_conn_header_count(conn, "Origin") > 1
+        || sa_conn_header_count(conn, "Host") > 1)
+    {
+        return "Origin, Host or Sec-Fetch-Site given more than once";
+    }
+
     site = sa_conn_header(conn, "Sec-Fetch-Site");
     if (site != NULL && strcasecmp(site, "same-origin") != 0
         && strcasecmp(site, "none") != 0)
@@ -711,7 +756,9 @@ sa_req_begin(sa_listener_t *l, struct MHD_Connection *conn, const char *url,
     }
 
     if (sa_is_write(method)) {
-        if (!sa_is_json(sa_conn_header(conn, "Content-Type"))) {
+        if (!sa_is_json(sa_conn_header(conn, "Content-Type"))
+            || sa_conn_header_count(conn, "Content-Type") > 1)
+        {
             sa_answer_problem(r, 415, "unsupported-media-type", 1,
                               "a %s needs Content-Type: application/json",
                               method);
@@ -729,6 +776,16 @@ sa_req_begin(sa_listener_t *l, struct MHD_Connection *conn, const char *url,
         v = sa_conn_header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
         r->auth = v ? sa_xstrdup(v) : NULL;
         v = sa_conn_header(conn, sa_serve.user_header);
+        if (v != NULL && l->trusted
+            && sa_conn_header_count(conn, sa_serve.user_header) > 1)
+        {
+            sa_metrics_auth_failure();
+            sa_serve_log_rated(&ignored_rate, "401 from %s: %s given more "
+                               "than once", r->peer, sa_serve.user_header);
+            sa_answer_problem(r, 401, "unauthenticated", 2, "the user "
+                              "header is given more than once");
+            return r;
+        }
         if (v != NULL && l->trusted) {
             r->user = sa_xstrdup(v);
         } else if (v != NULL) {
