@@ -136,9 +136,13 @@ ngx_http_sa_handler(ngx_http_request_t *r)
                        "sa: verified before an internal redirect: %V",
                        &ngx_http_sa_statuses[ctx->status].name);
 
-        /* the same record, this location's rules */
+        /* the same record, this location's rules; a refused rate stays */
         if (ctx->record) {
             ctx->rc = ngx_http_sa_check_rules(r, ctx, ctx->record);
+
+            if (ctx->rc == NGX_OK) {
+                ctx->rc = ngx_http_sa_check_rate(r, ctx, ctx->record);
+            }
         }
 
         ctx->judged = slcf;
@@ -323,7 +327,22 @@ ngx_http_sa_judge_subrequest(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     if (mctx->record) {
         rc = ngx_http_sa_check_rules(r, ctx, mctx->record);
 
-        if (rc != NGX_OK && rc != NGX_ERROR
+        if (rc == NGX_OK) {
+            /*
+             * The rate is the main request's, counted once (here, if its
+             * own location did not): refused there, refused here too.
+             */
+            rc = ngx_http_sa_check_rate(r->main, mctx, mctx->record);
+
+            if (rc != NGX_OK && rc != NGX_ERROR) {
+                ctx->status = mctx->status;
+                ctx->rl_retry = mctx->rl_retry;
+            }
+
+            return rc;
+        }
+
+        if (rc != NGX_ERROR
             && ctx->status != NGX_HTTP_SA_LAPSED)
         {
             ngx_http_sa_report_denied(r, ctx);
@@ -751,8 +770,9 @@ ngx_http_sa_rate_header(ngx_http_request_t *r, const char *key, u_char *buf,
 
 
 /*
- * sa_rate_limit: the token's signed rate, counted once per request (not
- * again for its subrequests or after an internal redirect)
+ * sa_rate_limit: the token's signed rate, counted once per main request
+ * (r, ctx: the main request's), not again for its subrequests or after an
+ * internal redirect, which it refuses as well once it is refused
  */
 static ngx_int_t
 ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
@@ -770,8 +790,13 @@ ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     }
 
     if (ctx->rated) {
-        return ctx->rl_retry
-               ? ngx_http_sa_statuses[NGX_HTTP_SA_RATE_LIMITED].rc : NGX_OK;
+        if (ctx->rl_retry == 0) {
+            return NGX_OK;
+        }
+
+        /* refused once: in every location it reaches after that */
+        ctx->status = NGX_HTTP_SA_RATE_LIMITED;
+        return ngx_http_sa_statuses[NGX_HTTP_SA_RATE_LIMITED].rc;
     }
 
     ctx->rated = 1;

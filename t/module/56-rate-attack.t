@@ -16,7 +16,10 @@
 #    and the next request found a new, empty bucket).
 # 4. The wall clock stepped back or forward by hours changes nothing; the
 #    monotonic clock alone drains.  Retry-After is whole seconds, never 0.
-# 5. HTTP/2 streams and pipelined requests on one connection each count.
+# 5. Ways around: an auth_request check (the documented pattern) and an
+#    error_page into another protected location are refused as the
+#    request itself is (both were admitted); HTTP/2 streams and pipelined
+#    requests on one connection each count.
 # 6. A reload keeps the buckets; one that changes the zone's size starts
 #    them afresh (as limit_req's zones do).
 use strict;
@@ -39,6 +42,8 @@ my ($th) = $f->issue(qw(--scope a:b --rate 1/h));
 my ($tw) = $f->issue(qw(--scope a:b --rate 1/m --burst 1));
 my ($ta) = $f->issue(qw(--scope a:b --rate 1/h));
 my ($te) = $f->issue(qw(--scope a:b --rate 1/h));
+my ($ta2) = $f->issue(qw(--scope a:b --rate 1/h));
+my ($ta3) = $f->issue(qw(--scope a:b --rate 1/h));
 my ($t2) = $f->issue(qw(--scope a:b --rate 1/h --burst 4));
 my ($tz) = $f->issue(qw(--scope a:b --rate 1/h));
 
@@ -59,6 +64,7 @@ my $http = <<"CONF";
     sa_cache zone=sa:1m ttl=5m negative_ttl=5m;
     sa_rate_limit zone=rl:1m;
     log_format sa '\$arg_case \$status \$sa_status';
+    log_format other '\$request_uri \$status \$sa_status';
     server {
         listen 127.0.0.1:%%PORT%%;
         listen 127.0.0.1:$h2port ssl http2;
@@ -70,6 +76,22 @@ my $http = <<"CONF";
             auth_request /_sa_check;
             alias %%DIR%%/html/;
         }
+        location /ar2/ {
+            # rules the main request's token fails: its own check is not
+            # the one that counts
+            sa_application elsewhere;
+            auth_request /_sa_check;
+            alias %%DIR%%/html/;
+        }
+        location /ar3/ {
+            auth_request /_sa_check;
+            error_page 500 = \@limited;
+            alias %%DIR%%/html/;
+        }
+        location \@limited {
+            if (\$sa_status = rate_limited) { return 429; }
+            return 500;
+        }
         location = /_sa_check {
             internal;
             sa_auth api;
@@ -80,7 +102,11 @@ my $http = <<"CONF";
             error_page 429 = /other/index.html;
             alias %%DIR%%/html/;
         }
-        location /other/ { sa_auth api; alias %%DIR%%/html/; }
+        location /other/ {
+            sa_auth api;
+            access_log %%DIR%%/other.log other;
+            alias %%DIR%%/html/;
+        }
         location / { sa_auth api; }
     }
 CONF
@@ -145,7 +171,18 @@ $r = get($tw);
 is($r->{status}, 429, '59.5 s later: not yet');
 is($r->{headers}{'retry-after'}, 1, 'Retry-After 1 for the last half second, not 0');
 
-# 5. HTTP/2, pipelining
+# 5. ways around: auth_request, error_page, HTTP/2, pipelining
+is(codes($ta, '/ar/index.html', 3), '200 500 500',
+   'auth_request to sa_auth, 1/h: one, then refused (auth_request turns 429 into 500)');
+is(codes($ta2, '/ar2/index.html', 3), '200 500 500',
+   'the same where the main request\'s location has rules the token fails');
+is(codes($ta3, '/ar3/index.html', 2), '200 429',
+   'the main request\'s $sa_status is rate_limited: error_page 500 can answer 429');
+is(codes($te, '/ep/index.html', 2), '200 429', 'error_page 429 into another protected location: still 429');
+get($te, '/ep/index.html', 'ep');
+is(SaTest::wait_until(2, sub { SaTest::slurp($nginx->dir . '/other.log') =~ m{^/ep/index\.html\?case=ep (\d+ \S+)$}m ? $1 : 0 }),
+   '429 rate_limited', '$sa_status rate_limited there');
+
 SKIP: {
     my $curl = SaTest::run([qw(curl --version)]);
     skip 'no curl with HTTP/2', 2 unless $curl->{code} == 0 && $curl->{out} =~ /HTTP2/;
