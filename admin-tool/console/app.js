@@ -270,7 +270,8 @@ async function accountPage(id) {
 
   page(`Service account ${acct.name}`,
     h('p', null, 'Team ', link(`#/teams/${seg(acct.team)}`, acct.team), ' · id ', h('code', null, acct.id),
-      ' · applications: ', (acct.apps || []).join(', ') || 'none'),
+      ' · applications: ', (acct.apps || []).join(', ') || 'none',
+      ' · ', link(`#/teams/${seg(acct.team)}/audit${query({ account: acct.id })}`, 'Audit log')),
     h('h2', null, 'Access tokens'),
     canTokens ? h('button', { type: 'button', class: 'primary', onclick: () => newToken(acct, catalogue) }, 'New token') : null,
     table('Access tokens', ['Id', 'Status', 'Scopes', 'Created', 'Expires', 'Last used', ''], rows,
@@ -571,42 +572,78 @@ function failedTable(failed) {
 
 // ------------------------------------------------------------------ audit
 
+// newest first, 25 a page; the API filters (account, actor) and pages:
+// an entry's id is the cursor, so entries added meanwhile shift no page
 const PAGE = 25;
 
 async function auditPage(team, params) {
   loading(`the audit log of ${team}`);
-  const entries = (await api('GET', `/v1/audit${query({ team })}`)).slice().reverse();
-  main.removeAttribute('aria-busy');
-  const account = h('input', { type: 'search', value: params.get('account') || '', autocomplete: 'off' });
-  const actor = h('input', { type: 'search', value: params.get('actor') || '', autocomplete: 'off' });
-  const list = h('div');
-  let at = Number(params.get('page') || 0);
-
-  const draw = () => {
-    const a = account.value.trim();
-    const b = actor.value.trim();
-    const shown = entries.filter((e) => (!a || String(e.target || '').includes(a))
-      && (!b || String(e.actor || '').includes(b)));
-    const pages = Math.max(1, Math.ceil(shown.length / PAGE));
-    if (at >= pages) at = pages - 1;
-    const rows = shown.slice(at * PAGE, at * PAGE + PAGE).map((e) => h('tr', null,
-      h('td', null, when(e.time)), h('td', null, e.actor), h('td', null, e.action), h('td', null, e.target || '—')));
-    const prev = h('button', { type: 'button', disabled: at === 0, onclick: () => { at -= 1; draw(); } }, 'Newer');
-    const next = h('button', { type: 'button', disabled: at >= pages - 1, onclick: () => { at += 1; draw(); } }, 'Older');
-    clear(list);
-    append(list, [
-      table('Audit entries, newest first', ['Time', 'Actor', 'Action', 'Target'], rows,
-        entries.length ? 'No entry matches.' : 'No audit entries yet.'),
-      h('nav', { class: 'pager', 'aria-label': 'Pages' }, prev, h('span', null, `Page ${at + 1} of ${pages}`), next),
-    ]);
+  const want = {
+    account: params.get('account') || '', actor: params.get('actor') || '',
+    before: params.get('before') || '', after: params.get('after') || '',
   };
-  account.addEventListener('input', () => { at = 0; draw(); });
-  actor.addEventListener('input', () => { at = 0; draw(); });
+  const q = { team, account: want.account, actor: want.actor, limit: PAGE + 1 };
+  if (want.after) Object.assign(q, { order: 'oldest', after: want.after });
+  else Object.assign(q, { order: 'newest', before: want.before });
+  const [accounts, members, got] = await Promise.all([
+    api('GET', `/v1/teams/${seg(team)}/accounts`).catch(() => []),
+    api('GET', `/v1/teams/${seg(team)}/members`).catch(() => []),
+    api('GET', `/v1/audit${query(q)}`).catch((e) => e),
+  ]);
+  main.removeAttribute('aria-busy');
+  const names = new Map(accounts.map((a) => [a.id, a.name]));
+
+  const account = h('select', null, h('option', { value: '' }, 'All accounts'),
+    accounts.map((a) => h('option', { value: a.id, selected: a.id === want.account }, a.name)),
+    want.account && !names.has(want.account)
+      ? h('option', { value: want.account, selected: true }, want.account) : null);
+  const people = h('datalist', { id: 'audit-actors' },
+    members.map((m) => h('option', { value: m.user })));
+  const actor = h('input', { type: 'search', value: want.actor, autocomplete: 'off', list: 'audit-actors' });
+  const filterErr = errorSlot();
+  const go = (extra) => {
+    const hash = `#/teams/${seg(team)}/audit${query({ account: account.value, actor: actor.value.trim(), ...extra })}`;
+    if (location.hash === hash) route();
+    else location.hash = hash;
+  };
+  const filter = h('form', { class: 'filters', 'aria-label': 'Filter the audit log' },
+    field('Account', account), field('Actor', actor, 'exactly, as it is shown'), people,
+    h('div', { class: 'field submit' }, h('button', { type: 'submit' }, 'Filter')));
+  filter.addEventListener('submit', (e) => { e.preventDefault(); go({}); });
+
+  let list;
+  if (got instanceof Error) {
+    showError(filterErr, got);
+    list = null;
+  } else {
+    let entries; let older; let newer;
+    if (want.after) {
+      newer = got.length > PAGE;
+      entries = got.slice(0, PAGE).reverse();
+      older = true;
+    } else {
+      older = got.length > PAGE;
+      entries = got.slice(0, PAGE);
+      newer = !!want.before;
+    }
+    const target = (t) => (names.has(t) ? `${names.get(t)} (${t})` : (t || '—'));
+    const rows = entries.map((e) => h('tr', null,
+      h('td', null, when(e.time)), h('td', null, e.actor), h('td', null, e.action), h('td', null, target(e.target))));
+    const filtered = want.account || want.actor;
+    const older_ = h('button', { type: 'button', disabled: !older || !entries.length,
+      onclick: () => go({ before: entries[entries.length - 1].id }) }, 'Older');
+    const newer_ = h('button', { type: 'button', disabled: !newer || !entries.length,
+      onclick: () => go({ after: entries[0].id }) }, 'Newer');
+    list = [
+      table('Audit entries, newest first', ['Time', 'Actor', 'Action', 'Target'], rows,
+        filtered ? 'No entry matches.' : 'No audit entries yet.'),
+      h('nav', { class: 'pager', 'aria-label': 'Pages' }, newer_,
+        h('span', null, entries.length ? `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}` : ''), older_),
+    ];
+  }
   page(`Audit log of ${team}`,
     h('p', null, link(`#/teams/${seg(team)}`, `Back to team ${team}`)),
-    h('div', { class: 'filters' }, field('Account (id or name)', account), field('Actor', actor)),
-    list);
-  draw();
+    filter, filterErr, list);
 }
 
 // ------------------------------------------------------------------ routing

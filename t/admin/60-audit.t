@@ -44,7 +44,8 @@ is_deeply(\@got, [
     "alice account.delete $a->{id}",
 ], 'every change, in order, and only this team');
 like($r->{json}[0]{time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'RFC 3339 time');
-is_deeply([sort keys %{ $r->{json}[0] }], [qw(action actor channel proof target team time)], 'fields');
+is_deeply([sort keys %{ $r->{json}[0] }], [qw(action actor channel id proof target team time)], 'fields');
+like($r->{json}[0]{id}, qr/^\d+-\d+\z/, 'id: the stream entry id');
 is($r->{json}[0]{proof}, 'local', 'proof: local (the signing key, on the command line)');
 is($r->{json}[0]{channel}, 'cli', 'channel: cli');
 
@@ -58,7 +59,7 @@ is(scalar @{ $r->{json} }, 0, '--since the future: none');
 $r = SaTest::admin($redis, qw(audit --since 2020-01-01 --json));
 is(scalar @{ $r->{json} }, 15, '--since a date');
 $r = SaTest::admin($redis, qw(audit --since 2020-01-01T00:00:00Z));
-like($r->{out}, qr/^TIME\s+TEAM\s+ACTOR\s+ACTION\s+TARGET\n/, 'human output');
+like($r->{out}, qr/^ID\s+TIME\s+TEAM\s+ACTOR\s+ACTION\s+TARGET\n/, 'human output');
 $r = SaTest::admin($redis, qw(audit --since yesterday));
 is($r->{code}, 1, 'a bad time is a usage error');
 like($r->{err}, qr/invalid time 'yesterday'/, 'saying so');

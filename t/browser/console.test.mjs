@@ -310,23 +310,112 @@ test('failed deliveries: a test that kept failing is listed, Retry delivers it',
   });
 });
 
-test('audit: newest first, filtered by actor and account, paged', async () => {
-  await page.goto(`${CONSOLE}/#/teams/platform/audit`);
+// the audit page (issue 23, item 5): the API filters and pages; what the
+// page shows is checked against the API's own answer
+async function auditRows(page) {
   await page.getByRole('heading', { name: 'Audit log of platform' }).waitFor();
-  const times = await page.locator('tbody tr td:first-child').allTextContents();
-  assert.ok(times.length >= 5, 'entries');
+  return page.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+}
+async function auditApi(page, q) {
+  return page.evaluate(async (qs) => (await fetch(`/v1/audit?${qs}`)).json(), q);
+}
+
+test('audit: newest first, filtered by account and actor on the server, paged with Older and Newer', async () => {
+  // 30 more entries about deployer: more than a page of 25
+  const issued = await page.evaluate(async (id) => (await fetch(`/v1/accounts/${id}/tokens`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ count: 30 }),
+  })).status, account);
+  assert.equal(issued, 201, '30 tokens issued');
+  const full = await auditApi(page, `team=platform&account=${account}`);     // oldest first
+  assert.ok(full.length > 25 && full.length <= 50, `${full.length} entries about deployer`);
+  const [acct, toks] = await page.evaluate(async (id) => Promise.all([
+    (await fetch(`/v1/accounts/${id}`)).json(), (await fetch(`/v1/accounts/${id}/tokens`)).json()]), account);
+  const ids = new Set([account, acct.email, ...toks.map((t) => t.id)]);
+  assert.deepEqual(full.filter((e) => !ids.has(e.target)), [], "the API's: deployer's, its tokens' and its membership's only");
+
+  // a slow answer: progress shown until it comes
+  await page.route('**/v1/audit?*', async (r) => { await new Promise((ok) => setTimeout(ok, 600)); await r.continue(); });
+  await page.goto(`${CONSOLE}/#/teams/platform/audit`);
+  await page.getByRole('status').getByText('Loading the audit log of platform…').waitFor();
+  assert.equal(await page.locator('main').getAttribute('aria-busy'), 'true', 'the page says it is busy');
+  let rows = await auditRows(page);
+  await page.unroute('**/v1/audit?*');
+  assert.equal(rows.length, 25, 'a page of 25');
+  const times = rows.map((r) => r[0]);
   assert.deepEqual(times, [...times].sort().reverse(), 'newest first');
-  await page.getByText(/^Page 1 of \d+$/).waitFor();
-  await page.getByLabel('Actor').fill('alice');
-  const actors = await page.locator('tbody tr td:nth-child(2)').allTextContents();
-  assert.ok(actors.length > 0 && actors.every((a) => a.includes('alice')), 'only alice');
-  await page.getByLabel('Account (id or name)').fill(account);
-  const targets = await page.locator('tbody tr td:nth-child(4)').allTextContents();
-  assert.ok(targets.length > 0 && targets.every((t) => t.includes(account)), 'only that account');
-  await page.getByLabel('Account (id or name)').fill('no-such-account');
-  await page.getByText('No entry matches.').waitFor();
-  await page.getByLabel('Account (id or name)').fill('');
+  assert.ok(await page.getByRole('button', { name: 'Newer' }).isDisabled(), 'nothing newer than the first page');
+
+  // filter by account (a select of the team's accounts): the API's entries, newest first
+  await page.getByLabel('Account').selectOption({ label: 'deployer' });
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL(/account=/);
+  rows = await auditRows(page);
+  const newest = full.slice().reverse();
+  assert.equal(rows.length, 25, 'filtered: a page of 25');
+  assert.deepEqual(rows.map((r) => r[2]), newest.slice(0, 25).map((e) => e.action), "the API's 25 newest about deployer");
   await shot(page, 'audit');
+
+  // Older: the rest; meanwhile 3 more entries; Newer: page 1 as it was, then the 3 new ones
+  await page.getByRole('button', { name: 'Older' }).click();
+  await page.waitForURL(/before=/);
+  rows = await auditRows(page);
+  assert.deepEqual(rows.map((r) => r[2]), newest.slice(25).map((e) => e.action), 'Older: the rest, in order');
+  assert.equal(rows.length, full.length - 25, 'no entry twice, none missed');
+  assert.ok(rows.some((r) => r[2] === 'account.create' && r[3] === `deployer (${account})`),
+    'an account shown by its name and id');
+  assert.ok(await page.getByRole('button', { name: 'Older' }).isDisabled(), 'nothing older');
+  await page.evaluate(async (id) => fetch(`/v1/accounts/${id}/tokens`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ count: 3 }),
+  }), account);
+  await page.getByRole('button', { name: 'Newer' }).click();
+  await page.waitForURL(/after=/);
+  rows = await auditRows(page);
+  assert.deepEqual(rows.map((r) => r[2]), newest.slice(0, 25).map((e) => e.action),
+    'Newer: the first page as it was, though 3 entries came meanwhile');
+  const top = await auditApi(page, `team=platform&account=${account}&order=newest&limit=3`);
+  await page.getByRole('button', { name: 'Newer' }).click();
+  await page.getByText('3 entries').waitFor();
+  rows = await auditRows(page);
+  assert.deepEqual(rows.map((r) => r[0]), top.map((e) => e.time.replace('T', ' ').replace('Z', ' UTC')), 'then the 3 new ones');
+  assert.ok(await page.getByRole('button', { name: 'Newer' }).isDisabled(), 'the newest now');
+
+  // by actor, both filters, none matching, a refused value next to the filter
+  await page.getByLabel('Actor').fill('alice');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL(/actor=alice/);
+  rows = await auditRows(page);
+  assert.ok(rows.length > 0 && rows.every((r) => r[1] === 'alice'), 'only alice, about deployer');
+  await page.getByLabel('Account').selectOption({ label: 'All accounts' });
+  await page.getByLabel('Actor').fill('nobody');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.getByText('No entry matches.').waitFor();
+  await page.goto(`${CONSOLE}/#/teams/platform/audit?account=platform%2Fnosuch`);
+  const err = page.locator('main .error:not([hidden])');
+  await err.waitFor();
+  assert.match(await err.textContent(), /no account 'platform\/nosuch'/, "the API's refusal, next to the filter");
+});
+
+test('audit with the keyboard alone: pick the account, Filter, Older', async () => {
+  await page.goto(`${CONSOLE}/#/teams/platform/audit`);
+  await auditRows(page);
+  await page.getByLabel('Account').focus();
+  await page.keyboard.press('ArrowDown');               // "deployer", the first account
+  assert.equal(await page.getByLabel('Account').inputValue(), account, 'chosen with the arrow key');
+  await page.keyboard.press('Tab');                     // Actor
+  await page.keyboard.press('Tab');                     // Filter
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Filter', 'Tab reaches Filter');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/account=/);
+  await auditRows(page);
+  let found = false;
+  for (let i = 0; i < 40 && !found; i += 1) {
+    await page.keyboard.press('Tab');
+    found = await page.evaluate(() => document.activeElement?.textContent === 'Older');
+  }
+  assert.ok(found, 'Older reached with Tab');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/before=/);
+  assert.ok((await auditRows(page)).length > 0, 'the older page');
 });
 
 test('readable at 375 px and at 1920 px', async () => {
