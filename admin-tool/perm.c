@@ -540,6 +540,51 @@ sa_apps_grantable_or_exit(sa_admin_t *sa, const char *team, json_t *apps,
 }
 
 
+void
+sa_scopes_grantable_or_exit(sa_admin_t *sa, const char *team, json_t *scopes,
+    json_t *had)
+{
+    char         why[512];
+    const char  *scope;
+    size_t       i;
+    json_t      *v;
+    int          rc = 0;
+    char        *st = sa_proof.team, *sp = sa_proof.perm;
+    char        *str = sa_proof.team_rec, *smr = sa_proof.member_rec;
+    int          sstale = sa_proof.stale;
+
+    /* the proof of the change, kept aside */
+    memset(&sa_proof, 0, sizeof(sa_proof));
+
+    json_array_foreach(scopes, i, v) {
+        scope = json_string_value(v);
+        if (!sa_perm_valid(scope) || (had != NULL && sa_json_has(had, scope))) {
+            continue;
+        }
+        rc = sa_permit(sa, team, scope, why, sizeof(why));
+        if (rc != 0) {
+            break;
+        }
+    }
+
+    free(sa_proof.team);
+    free(sa_proof.perm);
+    free(sa_proof.team_rec);
+    free(sa_proof.member_rec);
+    sa_proof.team = st;
+    sa_proof.perm = sp;
+    sa_proof.team_rec = str;
+    sa_proof.member_rec = smr;
+    sa_proof.stale = sstale;
+
+    if (rc != 0) {
+        sa_die_kind(SA_ERR_FORBIDDEN, "a token may be given the scope %s only "
+                    "by one who may use that permission in team '%s': %s",
+                    scope, team, why);
+    }
+}
+
+
 const char *
 sa_app_permit_or_exit(sa_admin_t *sa, json_t *app, const char *perm)
 {

@@ -99,4 +99,20 @@ int sa_app_serves(json_t *app, const char *team);
 void sa_apps_grantable_or_exit(sa_admin_t *sa, const char *team,
     json_t *apps, json_t *had);
 
+/*
+ * Every permission scope of scopes not in had (NULL: none), the scopes
+ * the admin API reads as team permissions (service_accounts:create,
+ * :delete, :tokens), is one the caller may use herself in team, as
+ * sa_permit() proves it: the owner (not bounded by scopes) and operators
+ * every one, a member those she holds, a service account's token those
+ * its account holds and it holds as scopes.  403 (and a denied audit
+ * entry) otherwise.  A token given such a scope by someone who lacks it
+ * would act beyond her (a token bounded to service_accounts:tokens
+ * minting itself service_accounts:create; issue 22, attack review).  The
+ * permission proven for the change (sa_permit_or_exit()) stays the one
+ * proven before.
+ */
+void sa_scopes_grantable_or_exit(sa_admin_t *sa, const char *team,
+    json_t *scopes, json_t *had);
+
 #endif /* SA_ADMIN_PERM_H */

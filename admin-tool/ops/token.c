@@ -299,6 +299,9 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
         }
         sa_account_load_or_exit(sa, ref, &a);
         if (!checked) {
+            /* no token holds a permission its issuer lacks (perm.h) */
+            sa_permit_or_exit(sa, a.team, "service_accounts:tokens");
+            sa_scopes_grantable_or_exit(sa, a.team, o.scopes, NULL);
             /* the catalogue of the account's applications (scope.c) */
             sa_scopes_catalogued_or_exit(sa, a.apps, o.scopes, strict,
                                          &warnings);
@@ -430,6 +433,13 @@ sa_token_update_once(sa_admin_t *sa, void *data)
     sa_token_exat(&rec, exat);
 
     sa_permit_or_exit(sa, rec.team.data, "service_accounts:tokens");
+    if (u->scopes != NULL) {
+        /* no permission the caller lacks added (perm.h) */
+        json_t  *had = sa_strs_json(old->scopes, old->nscopes);
+
+        sa_scopes_grantable_or_exit(sa, rec.team.data, u->scopes, had);
+        json_decref(had);
+    }
     if (u->scopes != NULL && !u->checked) {
         /* the catalogue of the token's applications (scope.c) */
         json_t  *apps = sa_strs_json(old->apps, old->napps);
@@ -578,6 +588,8 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
     sa_permit_or_exit(sa, a.team, "service_accounts:tokens");
 
     scopes = sa_strs_json(old->scopes, old->nscopes);
+    /* the new secret holds them all: each one the caller's (perm.h) */
+    sa_scopes_grantable_or_exit(sa, a.team, scopes, NULL);
     lifetime = old->expires_at ? old->expires_at - old->created_at : 0;
     /* the new token keeps the old one's policy */
     sealed = sa_token_new_record(sa, &a, scopes, &old->policy, now, lifetime,

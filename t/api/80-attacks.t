@@ -1,0 +1,78 @@
+# The attack review of the admin API (issue 22): what a caller holding
+# little or nothing, or a Redis writer without the signing key, tries
+# against sa-admin serve, each as it was found (docs/admin-api.md,
+# "Attack review").
+#
+# - a token's permission scopes (service_accounts:create, :delete,
+#   :tokens) are given only by one who may use that permission herself:
+#   a token bounded to service_accounts:tokens cannot issue, rescope or
+#   rotate its way to service_accounts:create, nor can a member holding
+#   only service_accounts:tokens mint a token of an account that holds
+#   more.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use SaTest;
+use Time::HiRes qw(sleep time);
+
+SaTest::require_build('sa-admin');
+
+my $redis = SaTest::Redis->start;
+my $f = SaTest::fixture($redis, apps => ['api']);
+my $aid = $f->account->{id};
+my $email = "$aid\@platform.sa.invalid";
+sub op { my $r = SaTest::operator($redis, @_); die "@_: $r->{err}" if $r->{code}; $r }
+sub ptoken { chomp(my $t = op('user', 'token', 'issue', @_)->{out}); $t }
+
+# the account may create and issue; its token is bounded to issuing
+op('team', 'member', 'add', 'platform', $email, '--perm', 'service_accounts:tokens',
+   '--perm', 'service_accounts:create');
+op(qw(team member add platform bob --perm service_accounts:tokens));
+my ($sat, $sid) = $f->issue('--scope', 'service_accounts:tokens');
+my ($big, $bigid) = $f->issue('--scope', 'service_accounts:create');
+my %tok = (sat => $sat, alice => ptoken('alice'), bob => ptoken('bob'));
+
+my $api = SaTest::Serve->start(redis => $redis, args => ['--workers', 2]);
+
+sub as {
+    my ($who, $method, $path, %opt) = @_;
+    my %h = (Authorization => 'Bearer ' . ($tok{$who} // $who), %{ delete $opt{headers} // {} });
+    $h{'Content-Type'} //= 'application/json' if $method eq 'DELETE';
+    return $api->req($method, $path, headers => \%h, %opt);
+}
+
+# ---------------------------------------------------------------- scopes
+{
+    my $before = $redis->digest_but_audit;
+    my $r = as(sat => POST => "/v1/accounts/$aid/tokens",
+               json => { scopes => ['service_accounts:create', 'service_accounts:tokens'] });
+    is($r->{status}, 403, 'a token bounded to service_accounts:tokens cannot issue one holding service_accounts:create')
+        or diag $r->{raw};
+    like($r->{json}{detail}, qr/scope service_accounts:create only by one who may use/, 'and says why');
+    $r = as(sat => PUT => "/v1/tokens/$sid/scopes",
+            json => { scopes => ['service_accounts:create', 'service_accounts:tokens'] });
+    is($r->{status}, 403, 'nor widen itself to it');
+    $r = as(bob => POST => "/v1/accounts/$aid/tokens", json => { scopes => ['service_accounts:create'] });
+    is($r->{status}, 403, 'a member holding only service_accounts:tokens cannot mint the account a service_accounts:create token');
+    $r = as(bob => POST => "/v1/tokens/$bigid/rotate", json => {});
+    is($r->{status}, 403, 'nor rotate one that holds it (the new secret would be hers)');
+    is($redis->digest_but_audit, $before, 'nothing written');
+    my %denied = map { ($_->{actor} => $_->{target}) } grep { $_->{action} eq 'denied' }
+                 @{ op(qw(audit --json))->{json} };
+    is_deeply(\%denied, { $email => 'service_accounts:create', bob => 'service_accounts:create' },
+              'the refusals audited as denied, naming the permission lacked (one entry a caller a while)');
+
+    $r = as(sat => POST => "/v1/accounts/$aid/tokens", json => { scopes => ['service_accounts:tokens', 'api:read'] });
+    is($r->{status}, 201, 'the token issues what it holds, and application scopes') or diag $r->{raw};
+    $r = as(bob => PUT => "/v1/tokens/$bigid/scopes", json => { scopes => ['service_accounts:create', 'api:read'] });
+    is($r->{status}, 200, 'bob rescopes a token keeping a permission scope it had') or diag $r->{raw};
+    $r = as(bob => POST => "/v1/accounts/$aid/tokens", json => { scopes => ['service_accounts:tokens'] });
+    is($r->{status}, 201, 'and issues the permission he holds');
+    $r = as(alice => POST => "/v1/accounts/$aid/tokens", json => { scopes => ['service_accounts:create'] });
+    is($r->{status}, 201, 'the owner gives any of them') or diag $r->{raw};
+    $r = as(alice => POST => "/v1/tokens/$bigid/rotate", json => {});
+    is($r->{status}, 201, 'and rotates any token');
+}
+
+done_testing;
