@@ -20,6 +20,7 @@
 
 #include "sa_admin.h"
 #include "ops/ops.h"
+#include "util.h"
 
 
 static void
@@ -107,6 +108,15 @@ sa_getopt_or_exit(sa_admin_t *sa, int argc, char **argv,
         return longopts[i].val;
     }
 
+    /* JSON holds UTF-8 only: other bytes would be dropped, not refused */
+    if (ch != -1 && optarg != NULL && sa_utf8_fault(optarg) != NULL) {
+        if (i >= 0) {
+            sa_die_usage(sa, "the value of '--%s' is not UTF-8",
+                         longopts[i].name);
+        }
+        sa_die_usage(sa, "the value of '-%c' is not UTF-8", ch);
+    }
+
     /* a value given twice would be taken silently, the last one winning */
     if (ch != -1 && i >= 0 && i < 64 && longopts[i].has_arg != no_argument) {
         if (seen & ((uint64_t) 1 << i)) {
@@ -123,7 +133,7 @@ sa_getopt_or_exit(sa_admin_t *sa, int argc, char **argv,
 char **
 sa_operands_or_exit(sa_admin_t *sa, int argc, char **argv, int want)
 {
-    int  have = argc - optind;
+    int  have = argc - optind, i;
 
     if (have < want) {
         sa_die_usage(sa, "missing operand");
@@ -131,6 +141,12 @@ sa_operands_or_exit(sa_admin_t *sa, int argc, char **argv, int want)
 
     if (have > want) {
         sa_die_usage(sa, "unexpected argument '%s'", argv[optind + want]);
+    }
+
+    for (i = 0; i < want; i++) {
+        if (sa_utf8_fault(argv[optind + i]) != NULL) {
+            sa_die_usage(sa, "operand %d is not UTF-8", i + 1);
+        }
     }
 
     return argv + optind;

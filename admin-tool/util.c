@@ -159,6 +159,79 @@ sa_user_valid(const char *s)
 }
 
 
+/* the next code point of s at *i, -1 for a malformed sequence */
+static long
+sa_utf8_next(const unsigned char *s, size_t *i)
+{
+    unsigned char  c = s[*i];
+    long           cp, min;
+    int            n, k;
+
+    if (c < 0x80) {
+        (*i)++;
+        return c;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 1; cp = c & 0x1f; min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 2; cp = c & 0x0f; min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3; cp = c & 0x07; min = 0x10000;
+    } else {
+        return -1;
+    }
+    for (k = 1; k <= n; k++) {
+        if ((s[*i + k] & 0xc0) != 0x80) {
+            return -1;
+        }
+        cp = (cp << 6) | (s[*i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return -1;
+    }
+    *i += n + 1;
+    return cp;
+}
+
+
+const char *
+sa_utf8_fault(const char *s)
+{
+    size_t  i = 0;
+
+    while (s[i]) {
+        if (sa_utf8_next((const unsigned char *) s, &i) < 0) {
+            return "bytes that are not UTF-8";
+        }
+    }
+    return NULL;
+}
+
+
+const char *
+sa_text_fault(const char *s)
+{
+    size_t  i = 0;
+    long    cp;
+
+    while (s[i]) {
+        cp = sa_utf8_next((const unsigned char *) s, &i);
+        if (cp < 0) {
+            return "bytes that are not UTF-8";
+        }
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028
+            || cp == 0x2029)
+        {
+            return "a control character";
+        }
+        if ((cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) {
+            return "a direction control (U+202A-202E, U+2066-2069)";
+        }
+    }
+    return NULL;
+}
+
+
 int
 sa_perm_valid(const char *s)
 {

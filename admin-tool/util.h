@@ -52,6 +52,12 @@ int sa_name_valid(const char *s);
 #define SA_USER_MAX  100
 
 int sa_user_valid(const char *s);
+/* free text shown to people (a scope's description): NULL when s is
+   well-formed UTF-8 without control characters (C0, DEL, C1, U+2028/9)
+   or direction controls (U+202A-202E, U+2066-2069), else what it holds */
+const char *sa_text_fault(const char *s);
+/* NULL when s is well-formed UTF-8 (no overlong form, no surrogate) */
+const char *sa_utf8_fault(const char *s);
 
 /* the three team permissions of the contract */
 int sa_perm_valid(const char *s);

@@ -52,12 +52,15 @@ sa_in_scope(json_t *in)
 }
 
 
-/* printable text of at most SA_SCOPE_DESC_MAX bytes, no control bytes */
+/*
+ * Printable text of at most SA_SCOPE_DESC_MAX bytes: UTF-8, no control
+ * character (C0, DEL, C1, line separators) and no direction control, which
+ * would turn the console's text around it (what a box says it opens)
+ */
 static const char *
 sa_in_description(json_t *in)
 {
-    const char           *d = sa_in_str(in, "description", 0);
-    const unsigned char  *p;
+    const char  *d = sa_in_str(in, "description", 0), *why;
 
     if (d == NULL) {
         return "";
@@ -66,11 +69,9 @@ sa_in_description(json_t *in)
         sa_die_kind(SA_ERR_INPUT, "the description is longer than %d bytes",
                     SA_SCOPE_DESC_MAX);
     }
-    for (p = (const unsigned char *) d; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            sa_die_kind(SA_ERR_INPUT, "the description holds a control "
-                        "character");
-        }
+    why = sa_text_fault(d);
+    if (why != NULL) {
+        sa_die_kind(SA_ERR_INPUT, "the description holds %s", why);
     }
 
     return d;

@@ -56,7 +56,18 @@ for my $bad ([[qw(stacks Stacks:Read)], qr/invalid scope 'Stacks:Read'/],
              [['stacks', '"><script>x</script>'], qr/invalid scope/],
              [['<img src=x onerror=alert(1)>', 'a:b'], qr/invalid application/],
              [[qw(stacks a:b --description), "two\nlines"], qr/control character/],
-             [[qw(stacks a:b --description), 'x' x 201], qr/longer than 200 bytes/]) {
+             [[qw(stacks a:b --description), 'x' x 201], qr/longer than 200 bytes/],
+             # the console's attack review (issue 23): bytes JSON cannot
+             # hold were dropped (exit 0, no description); C1 controls and
+             # direction controls (which turn the text around them) passed
+             [[qw(stacks a:b --description), "\xff\xfe"], qr/'--description' is not UTF-8/],
+             [[qw(stacks a:b --description), "over\xc0\xaflong"], qr/'--description' is not UTF-8/],
+             [[qw(stacks a:b --description), "surrogate \xed\xa0\x80"], qr/'--description' is not UTF-8/],
+             [['stacks', "a:b\xff"], qr/operand 2 is not UTF-8/],
+             [[qw(stacks a:b --description), "next\xc2\x85line"], qr/description holds a control character/],
+             [[qw(stacks a:b --description), "line\xe2\x80\xa8sep"], qr/description holds a control character/],
+             [[qw(stacks a:b --description), "Read only \xe2\x80\xae etirw"], qr/description holds a direction control/],
+             [[qw(stacks a:b --description), "iso \xe2\x81\xa6late"], qr/description holds a direction control/]) {
     $r = as('alice', 'scope', 'define', @{ $bad->[0] });
     is($r->{code}, 1, "scope define @{ $bad->[0] }: exit 1");
     like($r->{err}, $bad->[1], "scope define: $bad->[1]");

@@ -211,5 +211,26 @@ for my $p ('/index.html/', '/index.html/.', '/index.html%2f', '/%5c..%5cindex.ht
     is($r->{headers}{'content-security-policy'}, $console_csp, "GET $what: the console's CSP");
 }
 
+# ---------------------------------------------------------------- free text
+# a scope's description is the one free text the console shows next to a
+# check box: any script, but no control or direction control
+SaTest::apps($redis, 'platform', 'stacks');
+my $put = sub {
+    my ($scope, $d) = @_;
+    return raw($trusted, PUT => "/v1/apps/stacks/scopes/$scope", [as_alice(@$write)],
+               JSON::PP->new->ascii->encode({ description => $d }));
+};
+$r = $put->('stacks:read', "Lire les piles \x{2014} \x{65e5}\x{672c} \x{5d0}\x{5d1} <b>x</b>");
+is($r->{status}, 200, 'a description in any script: 200') or diag $r->{raw};
+for my $bad (["\x{202e}", 'direction control'], ["\x{2067}", 'direction control'],
+             ["\x{85}", 'control character'], ["\x{2029}", 'control character'],
+             ["\x{1b}[31m", 'control character'], ["\x{7f}", 'control character']) {
+    $r = $put->('stacks:write', "Read only $bad->[0] etirw");
+    is($r->{status}, 400, sprintf('a description with U+%04X: 400', ord $bad->[0]));
+    like($r->{json}{detail} // '', qr/description holds a \Q$bad->[1]\E/, "as a $bad->[1]");
+}
+$r = raw($trusted, GET => '/v1/scopes?app=stacks', [as_alice()]);
+is(scalar @{ $r->{json} }, 1, 'none of them stored');
+
 ok($api->stop, 'serve stops');
 done_testing;
