@@ -16,6 +16,7 @@
 
 static uint8_t  sa_signing_key_bytes[SA_SECRETKEY_LEN];
 static int      sa_signing_key_loaded;
+static int      sa_signing_key_wiped;   /* atexit() done */
 
 
 /* the key leaves memory with the process, whichever way it exits */
@@ -47,9 +48,20 @@ sa_signing_key_or_exit(sa_admin_t *sa)
         sa_die(SA_EXIT_USAGE, "signing key %s", err);
     }
 
+    if (!sa_signing_key_wiped) {
+        sa_signing_key_wiped = 1;
+        atexit(sa_signing_key_wipe);
+    }
     sa_signing_key_loaded = 1;
-    atexit(sa_signing_key_wipe);
     return key;
+}
+
+
+void
+sa_signing_key_forget(void)
+{
+    sa_signing_key_wipe();
+    sa_signing_key_loaded = 0;
 }
 
 

@@ -31,6 +31,10 @@ const uint8_t *sa_signing_key_or_exit(sa_admin_t *sa);
 /* the signing key if sa_signing_key_or_exit() loaded it, else NULL */
 const uint8_t *sa_signing_key_if_loaded(void);
 
+/* the key wiped from memory: the next sa_signing_key_or_exit() reads the
+ * file again (serve's refresher, on SIGHUP) */
+void sa_signing_key_forget(void);
+
 /*
  * The signed record of a kind and id, as its payload's JSON object
  * (json_decref() it): its signature verified with pk, of that kind and

@@ -612,6 +612,51 @@ sa_xredis(sa_admin_t *sa)
 }
 
 
+sa_rconn_t *
+sa_redis_connect_more(sa_admin_t *sa)
+{
+    sa_redis_url_t   u;
+    sa_rconn_t      *c;
+    sa_tls_conf_t    tls;
+    char             err[256], where[600];
+    struct timeval   tv = { SA_CONNECT_TIMEOUT_SEC, 0 };
+    struct timeval   rtv = { SA_REPLY_TIMEOUT_SEC, 0 };
+
+    if (sa_redis_url_parse(sa->redis_url, &u, err, sizeof(err)) != 0) {
+        sa_die(SA_EXIT_USAGE, "invalid Redis URL: %s", err);
+    }
+
+    if (u.tls && sa_conn.tls == NULL) {
+        tls.ca = sa->redis_ca;
+        tls.cert = sa->redis_cert;
+        tls.key = sa->redis_key;
+        tls.insecure = sa->redis_insecure;
+        sa_conn.tls = sa_tls_ctx_or_exit(&tls);
+    }
+
+    if (u.nsentinels) {
+        return sa_sentinel_connect(&u, NULL);
+    }
+
+    sa_url_display(&u, where, sizeof(where));
+
+    c = u.unix_path[0] ? sa_rconn_connect(NULL, 0, u.unix_path, NULL, ms(tv))
+                       : sa_rconn_connect(u.host, u.port, NULL, sa_conn.tls,
+                                          ms(tv));
+
+    if (c == NULL || c->err) {
+        snprintf(err, sizeof(err), "%s", c ? c->errstr : "out of memory");
+        sa_rconn_free(c);
+        sa_redis_die(where, err);
+    }
+
+    sa_rconn_set_timeout(c, ms(rtv));
+    sa_redis_setup(c, &u, where);
+
+    return c;
+}
+
+
 static void
 sa_sent_drop(sa_sent_t *e)
 {

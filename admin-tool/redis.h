@@ -71,6 +71,14 @@ sa_rconn_t *sa_xredis(sa_admin_t *sa);
 
 void sa_redis_close(sa_admin_t *sa);
 
+/*
+ * Another connection to the same Redis (the master of a sentinel URL),
+ * AUTH and SELECT done, apart from sa->redis and its commands in flight:
+ * for a subscriber (serve's refresher).  A failure ends the program as
+ * sa_xredis() does (through sa_die(): a sink may catch it).
+ */
+sa_rconn_t *sa_redis_connect_more(sa_admin_t *sa);
+
 /* one command; printf-like, as redisCommand() */
 redisReply *sa_xredis_cmd(sa_admin_t *sa, const char *fmt, ...);
 

@@ -385,6 +385,10 @@ sa_refresh_batch(sa_refresh_t *rf, redisReply *keys)
         vals[i] = sa_xredis_reply(sa);
     }
 
+    if (rf->opts->sync != NULL && n > 0) {
+        rf->opts->sync(rf->opts->sync_data);
+    }
+
     queued = 0;
     scripts = 0;
     sa_args_init(&args);

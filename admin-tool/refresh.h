@@ -63,6 +63,12 @@ typedef struct {
     int             dry_run;        /* count, write nothing */
     int             progress;       /* a line on stderr every second */
     sa_versions_t  *versions;       /* NULL: no memory across runs */
+    /* called after each batch of records is read, before it is judged:
+     * serve's refresher notes into versions every invalidation published
+     * until then (a change made, then its older record put back, while
+     * the run goes on); NULL: none */
+    void          (*sync)(void *data);
+    void           *sync_data;
 } sa_refresh_opts_t;
 
 typedef struct {

@@ -425,6 +425,49 @@ sa_metrics_text(sa_serve_t *s)
             (unsigned long long) sa_metrics.refused_header, s->nconns,
             s->nworkers, busy);
 
+    if (s->refresh_stats != NULL) {
+        sa_refresh_shm_t  *rs = s->refresh_stats;
+
+#define SA_RS(field)  ((unsigned long long) __atomic_load_n(&rs->field,     \
+                                                            __ATOMIC_RELAXED))
+        fprintf(f, "# HELP sa_admin_refresh_runs_total Runs of the record "
+                "refresher, and those that failed.\n"
+                "# TYPE sa_admin_refresh_runs_total counter\n"
+                "sa_admin_refresh_runs_total %llu\n"
+                "# TYPE sa_admin_refresh_runs_failed_total counter\n"
+                "sa_admin_refresh_runs_failed_total %llu\n"
+                "# HELP sa_admin_refresh_renewed_total Token records whose "
+                "fresh_until the refresher renewed.\n"
+                "# TYPE sa_admin_refresh_renewed_total counter\n"
+                "sa_admin_refresh_renewed_total %llu\n"
+                "# HELP sa_admin_refresh_refused_total Token records not "
+                "renewed: older than a version known (put back by a Redis "
+                "writer), or not verified.\n"
+                "# TYPE sa_admin_refresh_refused_total counter\n"
+                "sa_admin_refresh_refused_total{reason=\"older\"} %llu\n"
+                "sa_admin_refresh_refused_total{reason=\"invalid\"} %llu\n"
+                "# HELP sa_admin_refresh_versions_heard_total Token versions "
+                "heard on the invalidation channel.\n"
+                "# TYPE sa_admin_refresh_versions_heard_total counter\n"
+                "sa_admin_refresh_versions_heard_total %llu\n"
+                "# HELP sa_admin_refresh_versions Token ids in the "
+                "refresher's version memory.\n"
+                "# TYPE sa_admin_refresh_versions gauge\n"
+                "sa_admin_refresh_versions %llu\n"
+                "# HELP sa_admin_refresh_subscribed 1 while the refresher "
+                "hears the invalidation channel.\n"
+                "# TYPE sa_admin_refresh_subscribed gauge\n"
+                "sa_admin_refresh_subscribed %llu\n"
+                "# HELP sa_admin_refresh_restarts_total Refreshers started "
+                "again after one ended (its memory lost).\n"
+                "# TYPE sa_admin_refresh_restarts_total counter\n"
+                "sa_admin_refresh_restarts_total %llu\n",
+                SA_RS(runs), SA_RS(failed), SA_RS(renewed), SA_RS(older),
+                SA_RS(refused), SA_RS(heard), SA_RS(versions),
+                SA_RS(subscribed), SA_RS(restarts));
+#undef SA_RS
+    }
+
     fclose(f);
     return buf;
 }

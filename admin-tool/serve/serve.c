@@ -391,6 +391,7 @@ sa_signal_event(sa_serve_t *s)
             sa_serve_log("SIGHUP: replacing the workers (the keys are read "
                          "again)");
             sa_pool_reload(s);
+            sa_refresher_reload(s);
             break;
         }
     }
@@ -463,6 +464,7 @@ sa_serve_loop(sa_serve_t *s)
         now = sa_mono();
         sa_deadlines(s, now);
         sa_pool_tick(s, now);
+        sa_refresher_tick(s);
 
         if (s->stopping) {
             if (stop_at == 0) {

@@ -118,6 +118,19 @@ typedef struct {
     uint64_t   served;
 } sa_worker_t;
 
+/* the refresher's counts, in memory it shares with serve (/metrics) */
+typedef struct {
+    uint64_t          runs;         /* runs done */
+    uint64_t          failed;       /* of which failed (Redis) */
+    uint64_t          renewed;      /* records renewed */
+    uint64_t          refused;      /* records not verified or invalid */
+    uint64_t          older;        /* records older than a version known */
+    uint64_t          heard;        /* versions heard on the channel */
+    uint64_t          versions;     /* token ids in the version memory */
+    uint64_t          subscribed;   /* 1: the channel is heard */
+    uint64_t          restarts;     /* refreshers started again */
+} sa_refresh_shm_t;
+
 typedef struct {
     sa_admin_t        tmpl;         /* the worker's sa, reset per request */
     sa_listener_t    *listeners;
@@ -127,6 +140,7 @@ typedef struct {
     unsigned          timeout;      /* seconds: a whole request, idle */
     int               nworkers;
     pid_t             refresher;      /* --refresh-period's child, 0 none */
+    sa_refresh_shm_t *refresh_stats;  /* its counts, NULL: none */
     sa_worker_t      *workers;
     int               epfd;
     int               sigfd;
@@ -170,8 +184,12 @@ void sa_pool_reload(sa_serve_t *s);
 void sa_pool_stop(sa_serve_t *s);
 void sa_pool_forget(sa_serve_t *s, sa_req_t *r);
 
-/* refresher.c: --refresh-period, sa_refresh_run() in a child every D s */
+/* refresher.c: --refresh-period, sa_refresh_run() every D s in one
+ * long-lived child with a version memory; _reload passes SIGHUP on, _tick
+ * starts another if it ended */
 void sa_refresher_start(sa_serve_t *s, int64_t every);
+void sa_refresher_reload(sa_serve_t *s);
+void sa_refresher_tick(sa_serve_t *s);
 void sa_refresher_stop(sa_serve_t *s);
 
 /* worker.c: a worker's life (never returns) */

@@ -76,6 +76,79 @@ my ($tok) = $f->token('api:read');
 is($api->req(GET => '/v1/me', headers => { Authorization => "Bearer $tok" })->{status},
    200, 'a token answers as usual meanwhile');
 
+# the version memory: one refresher process for serve's life, subscribed
+# to the invalidation channel
+sub metric {
+    my ($name) = @_;
+    my $m = $api->req(GET => '/metrics')->{content} // '';
+    return $m =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
+}
+ok(SaTest::wait_until(5, sub { (metric('sa_admin_refresh_subscribed') // 0) == 1 }),
+   'the refresher hears the invalidation channel (/metrics)');
+my @kids = split ' ', SaTest::slurp("/proc/$pid/task/$pid/children") // '';
+is(scalar @kids, 0, 'runs in the refresher itself, no process per run');
+
+# a token of two scopes whose record is due in 1 s, saved, then narrowed
+# by a change: its older record put back is refused, never renewed
+my $wide = SaTest::admin($redis, { SA_ACTOR => 'alice', SA_FRESH_PERIOD => '3s' },
+                         qw(token issue platform/ci --scope api:read --scope api:write --json));
+my $rid = $wide->{json}{id};
+ok($rid, 'a token of api:read and api:write') or diag $wide->{err};
+my $saved = $redis->cmd('GET', "sa:tok:$rid");
+my $narrow = SaTest::admin($redis, { SA_ACTOR => 'alice', SA_FRESH_PERIOD => '8s' },
+                           'token', 'scope', $rid, '--scope', 'api:read');
+is($narrow->{code}, 0, 'token scope: narrowed to api:read') or diag $narrow->{err};
+is($redis->cmd('SET', "sa:tok:$rid", $saved, 'KEEPTTL'), 'OK',
+   'a Redis writer puts the wider, older record back');
+my $older0 = metric('sa_admin_refresh_refused_total{reason="older"}') // 0;
+ok(SaTest::wait_until(10, sub {
+    (metric('sa_admin_refresh_refused_total{reason="older"}') // 0) > $older0 }),
+   'the refresher refuses it as older than a version it knows (/metrics)');
+like($api->err, qr/token \Q$rid\E is refused: version 1 is older than version 2/,
+     'and logs it');
+sleep 2;
+is($redis->cmd('GET', "sa:tok:$rid"), $saved,
+   'never renewed: the put-back record is as it was, lapsing at its own fresh_until');
+cmp_ok(fresh_until($rid), '<=', time + 1, 'which is about now');
+
+# a version only heard on the channel (never read): the genuine record of
+# a token older than it is refused too (messages are not authenticated: a
+# publisher can at worst make records lapse, as at a gateway)
+my $heard = issue('3s');
+$older0 = metric('sa_admin_refresh_refused_total{reason="older"}') // 0;
+$redis->cmd('PUBLISH', 'sa:invalidate', "$heard:7");
+ok(SaTest::wait_until(10, sub {
+    (metric('sa_admin_refresh_refused_total{reason="older"}') // 0) > $older0 }),
+   'a version heard on the channel is remembered');
+like($api->err, qr/token \Q$heard\E is refused: version 1 is older than version 7/,
+     'the record older than it: refused');
+cmp_ok(metric('sa_admin_refresh_versions') // 0, '>=', 3, 'the memory holds the ids seen');
+
+# Redis gone for a run: the run fails, the refresher and its memory stay
+my $rpid = $pid;
+$redis->cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+ok(SaTest::wait_until(10, sub { (metric('sa_admin_refresh_subscribed') // 0) == 1
+                                && $api->err =~ /invalidation channel is lost/ }),
+   'a lost subscription is made again') or diag $api->err;
+ok(kill(0, $rpid), 'by the same refresher process');
+my $known = metric('sa_admin_refresh_versions');
+$redis->cmd('CLIENT', 'KILL', 'TYPE', 'normal');
+ok(SaTest::wait_until(10, sub { (metric('sa_admin_refresh_runs_failed_total') // 0) >= 1 }),
+   'the run whose Redis connection broke: failed (/metrics)') or diag $api->err;
+like($api->err, qr/refresh: Redis unavailable at .*\n.*refresh: the run failed; the next in 1s/,
+     'logged');
+my $runs0 = metric('sa_admin_refresh_runs_total');
+ok(SaTest::wait_until(10, sub { metric('sa_admin_refresh_runs_total') > $runs0 + 1 }),
+   'the next runs go on');
+ok(kill(0, $rpid), 'in the same refresher');
+cmp_ok(metric('sa_admin_refresh_versions'), '>=', $known, 'its memory kept');
+is(metric('sa_admin_refresh_restarts_total'), 0, 'never started again');
+
+# SIGHUP: the refresher reads the signing key again before its next run
+kill 'HUP', $api->pid;
+ok(SaTest::wait_until(10, sub { $api->err =~ /refresh: SIGHUP: the signing key is read again/ }),
+   'SIGHUP reaches the refresher');
+
 # SIGTERM: serve stops, the refresher with it
 ok($api->stop, 'SIGTERM: serve stops');
 is($api->exit_code, 0, 'exit 0');
