@@ -34,6 +34,8 @@ static void ngx_http_sa_judge_main(ngx_http_request_t *r,
 static ngx_int_t ngx_http_sa_judge_subrequest(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx, ngx_http_sa_ctx_t *mctx);
 static ngx_http_sa_ctx_t *ngx_http_sa_create_ctx(ngx_http_request_t *r);
+static void ngx_http_sa_count_usage(ngx_http_request_t *r,
+    ngx_http_sa_ctx_t *ctx);
 static void ngx_http_sa_cleanup(void *data);
 static ngx_int_t ngx_http_sa_start(ngx_http_request_t *r,
     ngx_http_sa_ctx_t *ctx);
@@ -197,6 +199,7 @@ ngx_http_sa_start_main(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
 
     if (ctx->rc != NGX_AGAIN) {
         ngx_http_sa_metrics_request(ctx->status);
+        ngx_http_sa_count_usage(r, ctx);
     }
 }
 
@@ -218,6 +221,43 @@ ngx_http_sa_judge_main(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
     ctx->rc = ngx_http_sa_judge(r, ctx);
     ctx->judged = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
     ngx_http_sa_metrics_request(ctx->status);
+    ngx_http_sa_count_usage(r, ctx);
+}
+
+
+/*
+ * The token's use today, by verdict, for "sa-admin token usage" (with
+ * sa_rate_limit): only a genuine token's (its hash matched), so that random
+ * tokens cost Redis nothing.
+ */
+static void
+ngx_http_sa_count_usage(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx)
+{
+    ngx_http_sa_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
+
+    if (smcf->worker == NULL || smcf->worker->sync == NULL || !ctx->genuine) {
+        return;
+    }
+
+    switch (ctx->status) {
+
+    case NGX_HTTP_SA_OK:
+    case NGX_HTTP_SA_EXPIRED:
+    case NGX_HTTP_SA_REVOKED:
+    case NGX_HTTP_SA_LAPSED:
+    case NGX_HTTP_SA_INSUFFICIENT_SCOPE:
+    case NGX_HTTP_SA_FORBIDDEN_APPLICATION:
+    case NGX_HTTP_SA_FORBIDDEN_SOURCE:
+    case NGX_HTTP_SA_RATE_LIMITED:
+    case NGX_HTTP_SA_QUOTA_EXCEEDED:
+        ngx_http_sa_sync_usage(smcf->worker->sync, ctx->id, ctx->status);
+        return;
+
+    default:
+        return;
+    }
 }
 
 
@@ -770,48 +810,89 @@ ngx_http_sa_rate_header(ngx_http_request_t *r, const char *key, u_char *buf,
 
 
 /*
- * sa_rate_limit: the token's signed rate, counted once per main request
- * (r, ctx: the main request's), not again for its subrequests or after an
- * internal redirect, which it refuses as well once it is refused
+ * sa_rate_limit: the token's signed rate and quota, counted once per main
+ * request (r, ctx: the main request's), not again for its subrequests or
+ * after an internal redirect, which it refuses as well once it is refused
  */
 static ngx_int_t
 ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     sa_token_record_t *rec)
 {
     u_char                    buf[64];
+    ngx_int_t                 rc;
+    ngx_str_t                 app, *appp;
     ngx_http_sa_rl_result_t   res;
     ngx_http_sa_loc_conf_t   *slcf;
     ngx_http_sa_main_conf_t  *smcf;
+    ngx_http_sa_sync_t       *sync;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
-    if (smcf->rate_limit == NULL || rec->policy.rate == 0 || r != r->main) {
+    if (smcf->rl.zone == NULL
+        || (rec->policy.rate == 0 && rec->policy.quota_period == 0)
+        || r != r->main)
+    {
         return NGX_OK;
     }
 
     if (ctx->rated) {
-        if (ctx->rl_retry == 0) {
+        if (ctx->rl_status == NGX_HTTP_SA_OK) {
             return NGX_OK;
         }
 
         /* refused once: in every location it reaches after that */
-        ctx->status = NGX_HTTP_SA_RATE_LIMITED;
-        return ngx_http_sa_statuses[NGX_HTTP_SA_RATE_LIMITED].rc;
+        ctx->status = ctx->rl_status;
+        return ngx_http_sa_statuses[ctx->rl_status].rc;
     }
 
     ctx->rated = 1;
+    sync = smcf->worker->sync;
 
-    if (ngx_http_sa_rate_limit_check(smcf->rate_limit, ctx->id, &rec->policy,
-                                     &res)
-        == NGX_BUSY)
-    {
+    rc = ngx_http_sa_rate_limit_check(smcf->rl.zone, ctx->id, &rec->policy,
+                                      ngx_http_sa_sync_up(sync),
+                                      smcf->rl.allow, &res);
+
+    switch (rc) {
+
+    case NGX_BUSY:
         ctx->rl_retry = res.retry_after;
+        ctx->rl_status = NGX_HTTP_SA_RATE_LIMITED;
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_RATE_LIMITED);
+
+    case NGX_DECLINED:
+        ctx->rl_retry = res.retry_after;
+        ctx->rl_status = NGX_HTTP_SA_QUOTA_EXCEEDED;
+        return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_QUOTA_EXCEEDED);
+
+    case NGX_AGAIN:
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "sa: token \"%*s\": its quota's total is unknown and "
+                      "Redis unavailable (on_unavailable=deny)",
+                      (size_t) SA_TOKEN_ID_LEN, ctx->id);
+        ctx->rl_status = NGX_HTTP_SA_UNAVAILABLE;
+        ctx->status = NGX_HTTP_SA_UNAVAILABLE;
+        return ngx_http_sa_statuses[NGX_HTTP_SA_UNAVAILABLE].rc;
     }
 
+    ctx->rl_status = NGX_HTTP_SA_OK;
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sa_module);
 
-    if (slcf->rate_limit_headers
+    if (rec->policy.quota_period) {
+        /* the application, for the quota's notifications */
+        appp = NULL;
+        if (slcf->application
+            && ngx_http_complex_value(r, slcf->application, &app) == NGX_OK)
+        {
+            appp = &app;
+        }
+
+        (void) ngx_http_sa_sync_add(sync, ctx->id, NGX_HTTP_SA_SYNC_QUOTA,
+                                    &res.period, res.period_left + 86400, 1,
+                                    rec->policy.quota, appp);
+    }
+
+    if (rec->policy.rate
+        && slcf->rate_limit_headers
         && (ngx_http_sa_rate_header(r, "RateLimit-Policy", buf,
                 ngx_snprintf(buf, sizeof(buf), "\"sa\";q=%uD;w=%uD",
                              rec->policy.rate, rec->policy.per))
@@ -848,6 +929,8 @@ ngx_http_sa_check_token(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
             return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_UNKNOWN);
         }
     }
+
+    ctx->genuine = 1;               /* its use is counted (usage) */
 
     if (rec->revoked) {
         return ngx_http_sa_fail(r, ctx, NGX_HTTP_SA_REVOKED);

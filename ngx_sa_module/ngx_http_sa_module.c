@@ -23,6 +23,8 @@
 
 static ngx_int_t ngx_http_sa_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_sa_init_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_sa_sync_start(ngx_cycle_t *cycle,
+    ngx_http_sa_main_conf_t *smcf);
 static void ngx_http_sa_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_sa_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_sa_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -888,7 +890,7 @@ ngx_http_sa_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* "off": rates are not enforced on purpose (no warning) */
     if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
-        if (smcf->rate_limit || smcf->rate_limit_off) {
+        if (smcf->rl.zone || smcf->rate_limit_off) {
             return "is duplicate";
         }
         smcf->rate_limit_off = 1;
@@ -899,8 +901,7 @@ ngx_http_sa_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate";
     }
 
-    return ngx_http_sa_rate_limit_conf(cf, &smcf->rate_limit,
-                                       &ngx_http_sa_module);
+    return ngx_http_sa_rate_limit_conf(cf, &smcf->rl, &ngx_http_sa_module);
 }
 
 
@@ -1106,7 +1107,7 @@ ngx_http_sa_init(ngx_conf_t *cf)
      * the configuration (nginx -t, start, reload), at warn, the lowest level
      * nginx -t shows; "sa_rate_limit off;" says it is meant.
      */
-    if (smcf->rate_limit == NULL && !smcf->rate_limit_off) {
+    if (smcf->rl.zone == NULL && !smcf->rate_limit_off) {
         ngx_log_error(NGX_LOG_WARN, cf->log, 0,
                       "\"sa_auth\" without \"sa_rate_limit\": the rate "
                       "and burst of token records are not enforced "
@@ -1199,7 +1200,8 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
         smcf->worker->redis = ngx_http_sa_redis_init_process(cycle,
                                                              smcf->redis,
                                                              NULL);
-        return smcf->worker->redis ? NGX_OK : NGX_ERROR;
+        return smcf->worker->redis ? ngx_http_sa_sync_start(cycle, smcf)
+                                   : NGX_ERROR;
     }
 
     sub.channel.data = ngx_pnalloc(cycle->pool, NGX_HTTP_SA_KEY_MAX);
@@ -1218,7 +1220,33 @@ ngx_http_sa_init_process(ngx_cycle_t *cycle)
 
     smcf->worker->redis = ngx_http_sa_redis_init_process(cycle, smcf->redis,
                                                          &sub);
-    return smcf->worker->redis ? NGX_OK : NGX_ERROR;
+    return smcf->worker->redis ? ngx_http_sa_sync_start(cycle, smcf)
+                               : NGX_ERROR;
+}
+
+
+/* with sa_rate_limit: usage and quotas go to Redis in batches */
+static ngx_int_t
+ngx_http_sa_sync_start(ngx_cycle_t *cycle, ngx_http_sa_main_conf_t *smcf)
+{
+    if (smcf->rl.zone == NULL) {
+        return NGX_OK;
+    }
+
+    smcf->sync.interval = smcf->rl.sync;
+    smcf->sync.prefix = smcf->prefix;
+    ngx_http_sa_rate_limit_gateway(smcf->rl.zone, smcf->sync.gateway);
+
+    smcf->worker->sync = ngx_http_sa_sync_init_process(cycle, &smcf->sync,
+                                                       smcf->worker->redis);
+    if (smcf->worker->sync == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_sa_sync_handler(smcf->worker->sync, NGX_HTTP_SA_SYNC_QUOTA,
+                             ngx_http_sa_quota_total, smcf->rl.zone);
+
+    return NGX_OK;
 }
 
 

@@ -13,6 +13,8 @@
  *   ngx_http_sa_cache.c     the shared-memory cache, ids' hash and trees
  *   ngx_http_sa_verified.c  what this worker verified (records, versions)
  *   ngx_http_sa_metrics.c   sa_metrics: counters in a zone of their own
+ *   ngx_http_sa_ratelimit.c sa_rate_limit: rates and quotas in a zone
+ *   ngx_http_sa_sync.c      usage and shared counters, batched to Redis
  */
 
 #ifndef NGX_HTTP_SA_MODULE_H
@@ -27,6 +29,8 @@
 #include "ngx_http_sa_cache.h"
 #include "ngx_http_sa_redis.h"
 #include "ngx_http_sa_metrics.h"
+#include "ngx_http_sa_ratelimit.h"
+#include "ngx_http_sa_sync.h"
 
 
 #define NGX_HTTP_SA_VERIFY_KEYS  4
@@ -53,6 +57,8 @@ typedef struct {
     ngx_http_sa_lookup_t      *lookup;        /* ngx_http_sa_lookup.c */
     ngx_http_sa_effects_t     *effects;       /* ngx_http_sa_effects.c */
     ngx_http_sa_redis_worker_t  *redis;       /* ngx_http_sa_redis.c */
+    ngx_http_sa_sync_t        *sync;          /* ngx_http_sa_sync.c, with
+                                                 sa_rate_limit */
 } ngx_http_sa_worker_t;
 
 
@@ -68,7 +74,9 @@ typedef struct {
     ngx_flag_t                 used;          /* some sa_auth is not off */
     ngx_flag_t                 metrics;       /* some sa_metrics */
     ngx_http_sa_cache_t       *cache;
-    ngx_shm_zone_t            *rate_limit;    /* sa_rate_limit */
+    ngx_http_sa_rl_conf_t      rl;            /* sa_rate_limit (zone NULL:
+                                                 none) */
+    ngx_http_sa_sync_conf_t    sync;          /* its sync, in the worker */
     ngx_flag_t                 rate_limit_off; /* sa_rate_limit off */
     ngx_int_t                  authorization_variable;   /* its index */
     ngx_http_sa_worker_t      *worker;        /* set in the worker */
@@ -109,6 +117,9 @@ typedef struct {
     X(FORBIDDEN_SOURCE, "forbidden_source", NGX_HTTP_FORBIDDEN, NGX_LOG_INFO) \
     /* the token's signed rate (sa_rate_limit) */                            \
     X(RATE_LIMITED, "rate_limited", NGX_HTTP_TOO_MANY_REQUESTS, NGX_LOG_INFO) \
+    /* the token's signed quota for the day or month (sa_rate_limit) */     \
+    X(QUOTA_EXCEEDED, "quota_exceeded", NGX_HTTP_TOO_MANY_REQUESTS,           \
+      NGX_LOG_INFO)                                                           \
     /* Redis' failures are logged where they happen, at error level */      \
     X(UNAVAILABLE, "unavailable", NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_INFO)
 
@@ -169,7 +180,10 @@ typedef struct {
     unsigned                   main_waits:1;  /* in its access phase */
     unsigned                   parked:1;      /* a subrequest, waiting */
     unsigned                   rated:1;       /* counted by sa_rate_limit */
-    time_t                     rl_retry;      /* rate_limited: Retry-After */
+    unsigned                   genuine:1;     /* the token's hash matched */
+    time_t                     rl_retry;      /* rate_limited,
+                                                 quota_exceeded: Retry-After */
+    ngx_http_sa_status_e       rl_status;     /* what sa_rate_limit said */
 } ngx_http_sa_ctx_t;
 
 

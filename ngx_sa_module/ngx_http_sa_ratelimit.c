@@ -10,7 +10,19 @@
  * rate/per, whether its node is new or drained (burst 0: one at a time).
  * A node is dropped when it has drained (it holds nothing a new one would
  * not), or, when the zone is full, the least recently used one.
+ *
+ * The same node holds the token's quota for its current period (a UTC day
+ * or calendar month): "qtotal" and "qapplied", the largest total of all
+ * gateways and this gateway's part that a sync reply brought back
+ * (ngx_http_sa_quota_total()), and "qmine", what this gateway admitted in
+ * the period.  The count is (qtotal - qapplied) + qmine: the other
+ * gateways' as last heard plus this one's exactly, so with one gateway a
+ * quota is exact whatever the number of workers.  Until the first reply
+ * of the period (after a start, or for a node made again) the others
+ * count 0.  A node with a quota is dropped only from a full zone.
  */
+
+#include <sodium.h>
 
 #include "ngx_http_sa_ratelimit.h"
 
@@ -29,6 +41,11 @@ typedef struct {
     ngx_msec_t             last;
     int64_t                excess;
     int64_t                drain;        /* per ms, as last counted */
+    u_char                 qperiod[NGX_HTTP_SA_SYNC_PERIOD_LEN];
+    int64_t                qtotal;       /* all gateways, last heard */
+    int64_t                qapplied;     /* this one's part of it */
+    int64_t                qmine;        /* admitted here this period */
+    unsigned               qknown:1;     /* a reply of this period came */
 } ngx_http_sa_rl_node_t;
 
 
@@ -36,6 +53,7 @@ typedef struct {
     ngx_rbtree_t           rbtree;
     ngx_rbtree_node_t      sentinel;
     ngx_queue_t            queue;
+    u_char                 gateway[NGX_HTTP_SA_SYNC_GW_LEN];
 } ngx_http_sa_rl_shctx_t;
 
 
@@ -110,6 +128,14 @@ ngx_http_sa_rl_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx->shpool->data = ctx->sh;
 
+    /* names this gateway in shared counters, until it is restarted */
+    {
+        u_char  gw[NGX_HTTP_SA_SYNC_GW_LEN / 2];
+
+        randombytes_buf(gw, sizeof(gw));
+        ngx_hex_dump(ctx->sh->gateway, gw, sizeof(gw));
+    }
+
     ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
                     ngx_http_sa_rl_insert);
     ngx_queue_init(&ctx->sh->queue);
@@ -130,18 +156,33 @@ ngx_http_sa_rl_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+void
+ngx_http_sa_rate_limit_gateway(ngx_shm_zone_t *zone, u_char *gw)
+{
+    ngx_http_sa_rl_ctx_t  *ctx = zone->data;
+
+    ngx_memcpy(gw, ctx->sh->gateway, NGX_HTTP_SA_SYNC_GW_LEN);
+}
+
+
 char *
-ngx_http_sa_rate_limit_conf(ngx_conf_t *cf, ngx_shm_zone_t **zone, void *tag)
+ngx_http_sa_rate_limit_conf(ngx_conf_t *cf, ngx_http_sa_rl_conf_t *rl,
+    void *tag)
 {
     u_char                *p;
     ssize_t                size;
     ngx_str_t             *value, s, name;
+    ngx_int_t              ms;
     ngx_uint_t             i;
+    ngx_shm_zone_t       **zone = &rl->zone;
     ngx_http_sa_rl_ctx_t  *ctx;
 
     if (*zone) {
         return "is duplicate";
     }
+
+    rl->sync = 100;
+    rl->allow = 1;
 
     value = cf->args->elts;
     size = 0;
@@ -184,16 +225,25 @@ ngx_http_sa_rate_limit_conf(ngx_conf_t *cf, ngx_shm_zone_t **zone, void *tag)
         if (ngx_strncmp(value[i].data, "sync=", 5) == 0) {
             s.data = value[i].data + 5;
             s.len = value[i].len - 5;
-            if (ngx_parse_time(&s, 0) == NGX_ERROR) {
-                goto invalid;
+            ms = ngx_parse_time(&s, 0);
+            if (ms == NGX_ERROR || ms < 10 || ms > 60000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\": from 10ms to "
+                                   "60s", &value[i]);
+                return NGX_CONF_ERROR;
             }
-            continue;                   /* cluster mode only */
+            rl->sync = (ngx_msec_t) ms;
+            continue;
         }
 
-        if (ngx_strcmp(value[i].data, "on_unavailable=allow") == 0
-            || ngx_strcmp(value[i].data, "on_unavailable=deny") == 0)
-        {
-            continue;                   /* cluster mode only */
+        if (ngx_strcmp(value[i].data, "on_unavailable=allow") == 0) {
+            rl->allow = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "on_unavailable=deny") == 0) {
+            rl->allow = 0;
+            continue;
         }
 
         goto invalid;
@@ -261,8 +311,14 @@ ngx_http_sa_rl_expire(ngx_http_sa_rl_ctx_t *ctx, ngx_uint_t n,
         if (n) {
             ms = (ngx_msec_int_t) (now - lr->last);
 
-            /* not yet empty: a new node would forget what it holds */
-            if (ms < 0 || ms < (lr->excess + lr->drain - 1) / lr->drain) {
+            /*
+             * not yet empty: a new node would forget what it holds; nor a
+             * quota's count (a new node would not know the total)
+             */
+            if (ms < 0 || lr->qperiod[0] != '\0'
+                || (lr->drain
+                    && ms < (lr->excess + lr->drain - 1) / lr->drain))
+            {
                 return;
             }
         }
@@ -278,33 +334,64 @@ ngx_http_sa_rl_expire(ngx_http_sa_rl_ctx_t *ctx, ngx_uint_t n,
 }
 
 
-ngx_int_t
-ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
-    const sa_policy_t *p, ngx_http_sa_rl_result_t *res)
+/* days since 1970-01-01 of a civil date (H. Hinnant's algorithm) */
+static int64_t
+ngx_http_sa_days_from_civil(int64_t y, int64_t m, int64_t d)
 {
-    int64_t                 excess, limit, drain, need, ms;
-    uint32_t                hash;
-    ngx_msec_t              now;
-    ngx_rbtree_node_t      *node, *sentinel;
-    ngx_http_sa_rl_ctx_t   *ctx = zone->data;
-    ngx_http_sa_rl_node_t  *lr;
+    int64_t  era, yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+    return era * 146097 + doe - 719468;
+}
+
+
+/* the quota's period now: its text and the seconds to its end */
+static void
+ngx_http_sa_quota_period(const sa_policy_t *p, time_t now,
+    ngx_http_sa_rl_result_t *res)
+{
+    u_char    *e;
+    int64_t    next;
+    ngx_tm_t   tm;
+
+    ngx_gmtime(now, &tm);
+
+    if (p->quota_period == SA_QUOTA_DAY) {
+        e = ngx_sprintf(res->period_text, "d%04d%02d%02d", tm.ngx_tm_year,
+                        tm.ngx_tm_mon, tm.ngx_tm_mday);
+        next = ((int64_t) now / 86400 + 1) * 86400;
+
+    } else {
+        e = ngx_sprintf(res->period_text, "m%04d%02d", tm.ngx_tm_year,
+                        tm.ngx_tm_mon);
+        next = ngx_http_sa_days_from_civil(
+                   tm.ngx_tm_year + (tm.ngx_tm_mon == 12),
+                   tm.ngx_tm_mon == 12 ? 1 : tm.ngx_tm_mon + 1, 1) * 86400;
+    }
+
+    ngx_memzero(e, res->period_text + NGX_HTTP_SA_SYNC_PERIOD_LEN - e);
+    res->period.data = res->period_text;
+    res->period.len = e - res->period_text;
+    res->period_left = (time_t) (next - now);
+}
+
+
+/* a token's node; NULL: none */
+static ngx_http_sa_rl_node_t *
+ngx_http_sa_rl_find(ngx_http_sa_rl_ctx_t *ctx, const u_char *id,
+    uint32_t hash)
+{
     ngx_int_t               rc;
-    size_t                  size;
-
-    /* per ms, in units: exact (1/h is 1,000,000) */
-    drain = (int64_t) p->rate * (NGX_HTTP_SA_RL_UNIT / 1000 / p->per);
-    limit = ((int64_t) p->burst + 1) * NGX_HTTP_SA_RL_UNIT;
-
-    hash = ngx_crc32_short((u_char *) id, SA_TOKEN_ID_LEN);
-    now = ngx_current_msec;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    ngx_http_sa_rl_expire(ctx, 1, now);
+    ngx_rbtree_node_t      *node, *sentinel;
+    ngx_http_sa_rl_node_t  *lr;
 
     node = ctx->sh->rbtree.root;
     sentinel = ctx->sh->rbtree.sentinel;
-    lr = NULL;
 
     while (node != sentinel) {
         if (hash != node->key) {
@@ -315,11 +402,49 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
         lr = (ngx_http_sa_rl_node_t *) &node->color;
         rc = ngx_memcmp(id, lr->id, SA_TOKEN_ID_LEN);
         if (rc == 0) {
-            break;
+            return lr;
         }
-        lr = NULL;
         node = rc < 0 ? node->left : node->right;
     }
+
+    return NULL;
+}
+
+
+/*
+ * The rate (when the token has one), then the quota (when it has one),
+ * under one lock: a request refused by either counts for neither.
+ */
+ngx_int_t
+ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
+    const sa_policy_t *p, ngx_uint_t sync_up, ngx_flag_t allow,
+    ngx_http_sa_rl_result_t *res)
+{
+    int64_t                 excess, limit, drain, need, ms, used;
+    uint32_t                hash;
+    ngx_msec_t              now;
+    ngx_rbtree_node_t      *node;
+    ngx_http_sa_rl_ctx_t   *ctx = zone->data;
+    ngx_http_sa_rl_node_t  *lr;
+    size_t                  size;
+
+    /* per ms, in units: exact (1/h is 1,000,000); 0 without a rate */
+    drain = p->rate ? (int64_t) p->rate * (NGX_HTTP_SA_RL_UNIT / 1000 / p->per)
+                    : 0;
+    limit = ((int64_t) p->burst + 1) * NGX_HTTP_SA_RL_UNIT;
+
+    if (p->quota_period) {
+        ngx_http_sa_quota_period(p, ngx_time(), res);
+    }
+
+    hash = ngx_crc32_short((u_char *) id, SA_TOKEN_ID_LEN);
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    ngx_http_sa_rl_expire(ctx, 1, now);
+
+    lr = ngx_http_sa_rl_find(ctx, id, hash);
 
     if (lr == NULL) {
         size = offsetof(ngx_rbtree_node_t, color)
@@ -339,10 +464,10 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
             return NGX_OK;
         }
 
+        ngx_memzero(node, size);
         node->key = hash;
         lr = (ngx_http_sa_rl_node_t *) &node->color;
         ngx_memcpy(lr->id, id, SA_TOKEN_ID_LEN);
-        lr->excess = 0;
         lr->last = now;
         ngx_rbtree_insert(&ctx->sh->rbtree, node);
         ngx_queue_insert_head(&ctx->sh->queue, &lr->queue);
@@ -352,46 +477,141 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
         ngx_queue_insert_head(&ctx->sh->queue, &lr->queue);
     }
 
-    /*
-     * Another worker's clock may be a little ahead of this one's (each
-     * caches its own ngx_current_msec): then nothing drains, and "last"
-     * never goes back, which would drain the same time twice.
-     */
-    ms = (ngx_msec_int_t) (now - lr->last);
+    excess = 0;
 
-    if (ms > 0) {
-        /* drain * ms cannot overflow: only when it is below the excess */
-        excess = ms > lr->excess / drain ? 0 : lr->excess - drain * ms;
-        lr->last = now;
+    if (drain) {
+        /*
+         * Another worker's clock may be a little ahead of this one's (each
+         * caches its own ngx_current_msec): then nothing drains, and "last"
+         * never goes back, which would drain the same time twice.
+         */
+        ms = (ngx_msec_int_t) (now - lr->last);
+
+        if (ms > 0 && lr->drain) {
+            /* drain * ms cannot overflow: only when it is below the excess */
+            excess = ms > lr->excess / drain ? 0 : lr->excess - drain * ms;
+            lr->last = now;
+
+        } else {
+            excess = lr->drain ? lr->excess : 0;
+            if (ms > 0) {
+                lr->last = now;
+            }
+        }
+
+        lr->excess = excess;
+        lr->drain = drain;
+
+        if (excess + NGX_HTTP_SA_RL_UNIT > limit) {
+            /* refused, not counted: until one request fits, rounded up */
+            need = excess + NGX_HTTP_SA_RL_UNIT - limit;
+            ms = (need + drain - 1) / drain;
+            res->retry_after = (time_t) ((ms + 999) / 1000);
+            if (res->retry_after < 1) {
+                res->retry_after = 1;
+            }
+            res->remaining = 0;
+            res->reset = (time_t) (((excess + drain - 1) / drain + 999)
+                                   / 1000);
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return NGX_BUSY;
+        }
 
     } else {
-        excess = lr->excess;
+        lr->last = now;
+        lr->excess = 0;
+        lr->drain = 0;
     }
 
-    lr->excess = excess;
-    lr->drain = drain;
+    if (p->quota_period) {
 
-    if (excess + NGX_HTTP_SA_RL_UNIT > limit) {
-        /* refused, not counted: until one request fits, rounded up */
-        need = excess + NGX_HTTP_SA_RL_UNIT - limit;
-        ms = (need + drain - 1) / drain;
-        res->retry_after = (time_t) ((ms + 999) / 1000);
-        if (res->retry_after < 1) {
-            res->retry_after = 1;
+        if (ngx_memcmp(lr->qperiod, res->period_text,
+                       NGX_HTTP_SA_SYNC_PERIOD_LEN)
+            != 0)
+        {
+            /* a new period (or a new node): counted from nothing */
+            ngx_memcpy(lr->qperiod, res->period_text,
+                       NGX_HTTP_SA_SYNC_PERIOD_LEN);
+            lr->qtotal = 0;
+            lr->qapplied = 0;
+            lr->qmine = 0;
+            lr->qknown = 0;
         }
-        res->remaining = 0;
-        res->reset = (time_t) (((excess + drain - 1) / drain + 999) / 1000);
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_BUSY;
+
+        if (!lr->qknown && !sync_up && !allow) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return NGX_AGAIN;
+        }
+
+        used = (lr->qtotal > lr->qapplied ? lr->qtotal - lr->qapplied : 0)
+               + lr->qmine;
+
+        if (used >= (int64_t) p->quota) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            res->retry_after = res->period_left;
+            return NGX_DECLINED;
+        }
+
+        lr->qmine++;
+
+    } else if (lr->qperiod[0] != '\0') {
+        /* the quota was cleared */
+        lr->qperiod[0] = '\0';
     }
 
-    excess += NGX_HTTP_SA_RL_UNIT;
-    lr->excess = excess;
+    if (drain) {
+        excess += NGX_HTTP_SA_RL_UNIT;
+        lr->excess = excess;
+    }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    res->remaining = (ngx_uint_t) ((limit - excess) / NGX_HTTP_SA_RL_UNIT);
-    res->reset = (time_t) (((excess + drain - 1) / drain + 999) / 1000);
+    if (drain) {
+        res->remaining = (ngx_uint_t) ((limit - excess) / NGX_HTTP_SA_RL_UNIT);
+        res->reset = (time_t) (((excess + drain - 1) / drain + 999) / 1000);
+    }
 
     return NGX_OK;
+}
+
+
+void
+ngx_http_sa_quota_total(void *data, const u_char *id, ngx_str_t *period,
+    int64_t total, int64_t mine)
+{
+    ngx_shm_zone_t         *zone = data;
+    ngx_http_sa_rl_ctx_t   *ctx = zone->data;
+    ngx_http_sa_rl_node_t  *lr;
+
+    if (period->len >= NGX_HTTP_SA_SYNC_PERIOD_LEN) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    lr = ngx_http_sa_rl_find(ctx, id,
+                             ngx_crc32_short((u_char *) id, SA_TOKEN_ID_LEN));
+
+    /* a reply of another period (a batch of yesterday's) is no news */
+    if (lr != NULL && ngx_memcmp(lr->qperiod, period->data, period->len) == 0
+        && lr->qperiod[period->len] == '\0')
+    {
+        lr->qknown = 1;
+
+        /* both only grow: a late reply of an earlier batch changes nothing */
+        if (total > lr->qtotal) {
+            lr->qtotal = total;
+        }
+
+        if (mine > lr->qapplied) {
+            lr->qapplied = mine;
+        }
+
+        /* a node made again: what this gateway sent is its own */
+        if (lr->qmine < lr->qapplied) {
+            lr->qmine = lr->qapplied;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
 }

@@ -1,0 +1,617 @@
+/*
+ * The batching sync (ngx_http_sa_sync.h): a per-worker table of items
+ * (usage per token and day, shared counters), moved whole into a batch
+ * every interval and sent as one EVAL of the script below.  One batch at a
+ * time: until it is answered new counts wait in the table.  A batch whose
+ * reply was lost (NGX_ERROR: the connection ended, or an error reply) is
+ * sent again, with the same sequence number, which the script applies
+ * once; a reply that is not what the script returns ends the batch (it was
+ * applied, or it never will be: resending it would not help) with an
+ * error line.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <sodium.h>
+
+#include "ngx_http_sa_module.h"
+#include "ngx_http_sa_sync.h"
+
+
+typedef enum {
+    NGX_HTTP_SA_ITEM_USAGE = 1,
+    NGX_HTTP_SA_ITEM_COUNTER
+} ngx_http_sa_item_type_e;
+
+#define NGX_HTTP_SA_SYNC_APP_LEN  64       /* an application's name */
+#define NGX_HTTP_SA_SYNC_SLOTS    (2 * NGX_HTTP_SA_SYNC_MAX)   /* power of 2 */
+
+/* a count is kept below this (Lua's numbers are doubles: exact below 2^53) */
+#define NGX_HTTP_SA_SYNC_COUNT_MAX  ((int64_t) 1 << 52)
+
+
+typedef struct {
+    u_char                     id[SA_TOKEN_ID_LEN];
+    u_char                     type;
+    u_char                     kind;
+    u_char                     period_len;
+    u_char                     app_len;
+    u_char                     period[NGX_HTTP_SA_SYNC_PERIOD_LEN];
+    u_char                     app[NGX_HTTP_SA_SYNC_APP_LEN];
+    time_t                     expire;
+    uint64_t                   limit;
+    int64_t                    counts[NGX_HTTP_SA_SYNC_FIELDS]; /* [0]: a
+                                                                   counter's
+                                                                   delta */
+} ngx_http_sa_item_t;
+
+
+struct ngx_http_sa_sync_s {
+    ngx_http_sa_sync_conf_t   *conf;
+    ngx_http_sa_redis_worker_t  *redis;
+    ngx_log_t                 *log;
+    ngx_event_t                timer;
+    ngx_http_sa_item_t        *items;         /* the table */
+    ngx_uint_t                 nitems;
+    uint16_t                  *slots;         /* index + 1, 0: empty */
+    ngx_http_sa_item_t        *batch;         /* sent, or to send again */
+    ngx_uint_t                 nbatch;
+    uint64_t                   seq;           /* the batch's */
+    ngx_msec_t                 sent_at;
+    ngx_http_sa_sync_total_pt  handlers[NGX_HTTP_SA_SYNC_KINDS];
+    void                      *handler_data[NGX_HTTP_SA_SYNC_KINDS];
+    u_char                     nonce[32];     /* this worker, in hex */
+    u_char                     day[8];        /* YYYYMMDD of today */
+    time_t                     day_of;        /* its day number */
+    ngx_uint_t                 dropped;       /* table full: not counted */
+    time_t                     dropped_logged;
+    time_t                     bad_logged;
+    unsigned                   inflight:1;
+    unsigned                   failed:1;      /* the last batch's reply lost */
+};
+
+
+static const char  *ngx_http_sa_sync_kinds[NGX_HTTP_SA_SYNC_KINDS] = {
+    "q", "r"
+};
+
+
+/*
+ * ARGV: prefix, gateway, worker, seq, now, the events stream, then items:
+ *   u ID DAY N (FIELD COUNT)*N
+ *   c ID KIND PERIOD EXPIRE DELTA LIMIT APP
+ * Returns "BAD (TOTAL MINE)*" for the counters, in order: BAD the number
+ * of values found unusable (not integers: written by someone else), a
+ * TOTAL or MINE -1 when unreadable.  Every write is redis.pcall'ed: a
+ * hostile value costs its own count, never half a batch.
+ */
+static const char  ngx_http_sa_sync_script[] =
+"local P, gw, seq, now, ev = ARGV[1], ARGV[2], tonumber(ARGV[4]), ARGV[5],"
+" ARGV[6]\n"
+"local sk = P .. 'sync:' .. ARGV[3]\n"
+"local v = redis.pcall('GET', sk)\n"
+"local last = (type(v) == 'string' and tonumber(v)) or 0\n"
+"local apply = seq > last\n"
+"if apply then redis.pcall('SET', sk, ARGV[4], 'EX', 3600) end\n"
+"local function num(v)\n"
+"  if type(v) == 'number' then return v end\n"
+"  if v == false then return 0 end\n"
+"  if type(v) == 'string' and string.match(v, '^%d+$') then\n"
+"    return tonumber(v) end\n"
+"  return -1\n"
+"end\n"
+"local bad, out, i = 0, {}, 7\n"
+"while i <= #ARGV do\n"
+"  if ARGV[i] == 'u' then\n"
+"    local key = P .. 'usage:' .. ARGV[i + 1] .. ':' .. ARGV[i + 2]\n"
+"    local n = tonumber(ARGV[i + 3])\n"
+"    i = i + 4\n"
+"    for j = 1, n do\n"
+"      if apply and type(redis.pcall('HINCRBY', key, ARGV[i], ARGV[i + 1]))"
+" ~= 'number' then bad = bad + 1 end\n"
+"      i = i + 2\n"
+"    end\n"
+"    if apply then redis.pcall('EXPIRE', key, 7776000) end\n"
+"  else\n"
+"    local id, period, app = ARGV[i + 1], ARGV[i + 3], ARGV[i + 7]\n"
+"    local key = P .. 'ctr:' .. id .. ':' .. ARGV[i + 2] .. ':' .. period\n"
+"    local limit = tonumber(ARGV[i + 6])\n"
+"    local tot, mine\n"
+"    if apply and ARGV[i + 5] ~= '0' then\n"
+"      tot = num(redis.pcall('HINCRBY', key, 't', ARGV[i + 5]))\n"
+"      mine = num(redis.pcall('HINCRBY', key, gw, ARGV[i + 5]))\n"
+"      redis.pcall('EXPIRE', key, ARGV[i + 4])\n"
+"    else\n"
+"      tot = num(redis.pcall('HGET', key, 't'))\n"
+"      mine = num(redis.pcall('HGET', key, gw))\n"
+"    end\n"
+"    if tot < 0 or mine < 0 then bad = bad + 1 end\n"
+"    if limit > 0 and tot >= 0 and app ~= '' then\n"
+"      local function tell(flag, what)\n"
+"        if redis.pcall('HSETNX', key, flag, now) == 1 then\n"
+"          redis.pcall('XADD', ev, '*', 'type', what, 'token', id, 'app',"
+" app, 'used', string.format('%d', tot), 'quota', ARGV[i + 6], 'period',"
+" period, 'time', now)\n"
+"        end\n"
+"      end\n"
+"      if tot * 5 >= limit * 4 then tell('w', 'token.quota_warning') end\n"
+"      if tot >= limit then tell('x', 'token.quota_exhausted') end\n"
+"    end\n"
+"    out[#out + 1] = string.format('%d %d', tot, mine)\n"
+"    i = i + 8\n"
+"  end\n"
+"end\n"
+"return string.format('%d', bad) .. (#out > 0 and ' ' or '') .."
+" table.concat(out, ' ')\n";
+
+
+static void ngx_http_sa_sync_tick(ngx_event_t *ev);
+static void ngx_http_sa_sync_send(ngx_http_sa_sync_t *s);
+static void ngx_http_sa_sync_reply(void *data, ngx_int_t rc,
+    ngx_str_t *value);
+
+
+ngx_http_sa_sync_t *
+ngx_http_sa_sync_init_process(ngx_cycle_t *cycle,
+    ngx_http_sa_sync_conf_t *conf, ngx_http_sa_redis_worker_t *redis)
+{
+    u_char               nonce[16];
+    ngx_http_sa_sync_t  *s;
+
+    s = ngx_pcalloc(cycle->pool, sizeof(ngx_http_sa_sync_t));
+    if (s == NULL) {
+        return NULL;
+    }
+
+    s->items = ngx_pcalloc(cycle->pool,
+                           NGX_HTTP_SA_SYNC_MAX * sizeof(ngx_http_sa_item_t));
+    s->batch = ngx_pcalloc(cycle->pool,
+                           NGX_HTTP_SA_SYNC_MAX * sizeof(ngx_http_sa_item_t));
+    s->slots = ngx_pcalloc(cycle->pool,
+                           NGX_HTTP_SA_SYNC_SLOTS * sizeof(uint16_t));
+    if (s->items == NULL || s->batch == NULL || s->slots == NULL) {
+        return NULL;
+    }
+
+    s->conf = conf;
+    s->redis = redis;
+    s->log = cycle->log;
+
+    /* names this worker's batches: unique across restarts and gateways */
+    randombytes_buf(nonce, sizeof(nonce));
+    ngx_hex_dump(s->nonce, nonce, sizeof(nonce));
+
+    s->timer.handler = ngx_http_sa_sync_tick;
+    s->timer.data = s;
+    s->timer.log = cycle->log;
+    s->timer.cancelable = 1;
+
+    ngx_add_timer(&s->timer, conf->interval);
+
+    return s;
+}
+
+
+void
+ngx_http_sa_sync_handler(ngx_http_sa_sync_t *s, ngx_http_sa_sync_kind_e kind,
+    ngx_http_sa_sync_total_pt handler, void *data)
+{
+    s->handlers[kind] = handler;
+    s->handler_data[kind] = data;
+}
+
+
+ngx_uint_t
+ngx_http_sa_sync_up(ngx_http_sa_sync_t *s)
+{
+    ngx_msec_t  stall;
+
+    if (s->failed) {
+        return 0;
+    }
+
+    stall = ngx_max(1000, 4 * s->conf->interval);
+
+    return !s->inflight
+           || (ngx_msec_int_t) (ngx_current_msec - s->sent_at)
+              < (ngx_msec_int_t) stall;
+}
+
+
+/* the item of this key, made if new; NULL: the table is full */
+static ngx_http_sa_item_t *
+ngx_http_sa_sync_item(ngx_http_sa_sync_t *s, ngx_uint_t type,
+    const u_char *id, ngx_uint_t kind, u_char *period, size_t period_len)
+{
+    uint32_t             h;
+    ngx_uint_t           i, n;
+    ngx_http_sa_item_t  *it;
+
+    h = ngx_crc32_short((u_char *) id, SA_TOKEN_ID_LEN);
+    h = h * 31 + (uint32_t) (type * 8 + kind);
+    h ^= ngx_crc32_short(period, period_len);
+
+    for (n = 0; n < NGX_HTTP_SA_SYNC_SLOTS; n++) {
+        i = (h + n) & (NGX_HTTP_SA_SYNC_SLOTS - 1);
+
+        if (s->slots[i] == 0) {
+            break;
+        }
+
+        it = &s->items[s->slots[i] - 1];
+
+        if (it->type == type && it->kind == kind
+            && it->period_len == period_len
+            && ngx_memcmp(it->id, id, SA_TOKEN_ID_LEN) == 0
+            && ngx_memcmp(it->period, period, period_len) == 0)
+        {
+            return it;
+        }
+    }
+
+    if (s->nitems == NGX_HTTP_SA_SYNC_MAX || n == NGX_HTTP_SA_SYNC_SLOTS) {
+        s->dropped++;
+
+        if (s->dropped_logged != ngx_time()) {
+            s->dropped_logged = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                          "sa: sync: %ui tokens' counts wait for Redis, "
+                          "%ui counts not kept", s->nitems, s->dropped);
+        }
+
+        return NULL;
+    }
+
+    it = &s->items[s->nitems];
+    ngx_memzero(it, sizeof(ngx_http_sa_item_t));
+    ngx_memcpy(it->id, id, SA_TOKEN_ID_LEN);
+    it->type = (u_char) type;
+    it->kind = (u_char) kind;
+    it->period_len = (u_char) period_len;
+    ngx_memcpy(it->period, period, period_len);
+
+    s->slots[(h + n) & (NGX_HTTP_SA_SYNC_SLOTS - 1)] = (uint16_t)
+                                                       ++s->nitems;
+    return it;
+}
+
+
+static ngx_inline void
+ngx_http_sa_sync_inc(int64_t *v, int64_t delta)
+{
+    /* saturating: a count never overflows, nor goes negative */
+    if (delta > NGX_HTTP_SA_SYNC_COUNT_MAX - *v) {
+        *v = NGX_HTTP_SA_SYNC_COUNT_MAX;
+
+    } else if (*v + delta < 0) {
+        *v = 0;
+
+    } else {
+        *v += delta;
+    }
+}
+
+
+void
+ngx_http_sa_sync_usage(ngx_http_sa_sync_t *s, const u_char *id,
+    ngx_uint_t field)
+{
+    time_t               now;
+    ngx_tm_t             tm;
+    ngx_http_sa_item_t  *it;
+
+    if (s == NULL || field >= NGX_HTTP_SA_SYNC_FIELDS) {
+        return;
+    }
+
+    now = ngx_time();
+
+    if (now / 86400 != s->day_of || s->day[0] == '\0') {
+        s->day_of = now / 86400;
+        ngx_gmtime(now, &tm);
+        ngx_sprintf(s->day, "%04d%02d%02d", tm.ngx_tm_year, tm.ngx_tm_mon,
+                    tm.ngx_tm_mday);
+    }
+
+    it = ngx_http_sa_sync_item(s, NGX_HTTP_SA_ITEM_USAGE, id, 0, s->day, 8);
+    if (it != NULL) {
+        ngx_http_sa_sync_inc(&it->counts[field], 1);
+    }
+}
+
+
+ngx_int_t
+ngx_http_sa_sync_add(ngx_http_sa_sync_t *s, const u_char *id,
+    ngx_http_sa_sync_kind_e kind, ngx_str_t *period, time_t expire,
+    int64_t delta, uint64_t limit, ngx_str_t *app)
+{
+    ngx_http_sa_item_t  *it;
+
+    if (s == NULL || period->len > NGX_HTTP_SA_SYNC_PERIOD_LEN) {
+        return NGX_DECLINED;
+    }
+
+    it = ngx_http_sa_sync_item(s, NGX_HTTP_SA_ITEM_COUNTER, id, kind,
+                               period->data, period->len);
+    if (it == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_sa_sync_inc(&it->counts[0], delta);
+    it->expire = expire;
+    it->limit = limit;
+
+    if (app && app->len && app->len <= NGX_HTTP_SA_SYNC_APP_LEN) {
+        ngx_memcpy(it->app, app->data, app->len);
+        it->app_len = (u_char) app->len;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sa_sync_tick(ngx_event_t *ev)
+{
+    ngx_http_sa_item_t  *t;
+    ngx_http_sa_sync_t  *s = ev->data;
+
+    if (!s->inflight) {
+
+        if (s->nbatch == 0 && s->nitems) {
+            /* the table becomes the batch; a fresh table takes new counts */
+            t = s->batch;
+            s->batch = s->items;
+            s->nbatch = s->nitems;
+            s->items = t;
+            s->nitems = 0;
+            ngx_memzero(s->slots, NGX_HTTP_SA_SYNC_SLOTS * sizeof(uint16_t));
+            s->seq++;
+        }
+
+        if (s->nbatch) {
+            ngx_http_sa_sync_send(s);
+        }
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(&s->timer, s->conf->interval);
+    }
+}
+
+
+static void
+ngx_http_sa_sync_send(ngx_http_sa_sync_t *s)
+{
+    u_char                    *buf, *p, key[NGX_HTTP_SA_KEY_MAX];
+    size_t                    *argvlen, n;
+    ngx_uint_t                 i, f, argc, nf;
+    const char               **argv;
+    ngx_http_sa_item_t        *it;
+
+#define NGX_HTTP_SA_SYNC_ARG(s, len)                                          \
+    argv[argc] = (const char *) (s); argvlen[argc++] = (len)
+
+    /* EVAL script 0 + 6, and per item at most 4 + 2 x fields or 9 */
+    n = 9 + s->nbatch * (4 + 2 * NGX_HTTP_SA_SYNC_FIELDS);
+
+    argv = ngx_alloc(n * (sizeof(char *) + sizeof(size_t)), s->log);
+    buf = ngx_alloc(64 + s->nbatch * (NGX_HTTP_SA_SYNC_FIELDS + 3)
+                         * (NGX_INT64_LEN + 1), s->log);
+    if (argv == NULL || buf == NULL) {
+        ngx_free(argv);
+        ngx_free(buf);
+        return;                         /* the next tick tries again */
+    }
+
+    argvlen = (size_t *) (argv + n);
+    argc = 0;
+    p = buf;
+
+    NGX_HTTP_SA_SYNC_ARG("EVAL", 4);
+    NGX_HTTP_SA_SYNC_ARG(ngx_http_sa_sync_script,
+                         sizeof(ngx_http_sa_sync_script) - 1);
+    NGX_HTTP_SA_SYNC_ARG("0", 1);
+    NGX_HTTP_SA_SYNC_ARG(s->conf->prefix.data, s->conf->prefix.len);
+    NGX_HTTP_SA_SYNC_ARG(s->conf->gateway, NGX_HTTP_SA_SYNC_GW_LEN);
+    NGX_HTTP_SA_SYNC_ARG(s->nonce, sizeof(s->nonce));
+    NGX_HTTP_SA_SYNC_ARG(p, ngx_sprintf(p, "%uL", s->seq) - p);
+    p += argvlen[argc - 1];
+    NGX_HTTP_SA_SYNC_ARG(p, ngx_sprintf(p, "%T", ngx_time()) - p);
+    p += argvlen[argc - 1];
+    NGX_HTTP_SA_SYNC_ARG(key, ngx_http_sa_key(key, &s->conf->prefix,
+                                              SA_KEY_EVENTS, NULL, 0) - key);
+
+    for (i = 0; i < s->nbatch; i++) {
+        it = &s->batch[i];
+
+        if (it->type == NGX_HTTP_SA_ITEM_USAGE) {
+            nf = 0;
+            for (f = 0; f < NGX_HTTP_SA_SYNC_FIELDS; f++) {
+                nf += it->counts[f] != 0;
+            }
+
+            NGX_HTTP_SA_SYNC_ARG("u", 1);
+            NGX_HTTP_SA_SYNC_ARG(it->id, SA_TOKEN_ID_LEN);
+            NGX_HTTP_SA_SYNC_ARG(it->period, it->period_len);
+            NGX_HTTP_SA_SYNC_ARG(p, ngx_sprintf(p, "%ui", nf) - p);
+            p += argvlen[argc - 1];
+
+            for (f = 0; f < NGX_HTTP_SA_SYNC_FIELDS; f++) {
+                if (it->counts[f] == 0) {
+                    continue;
+                }
+
+                if (f == NGX_HTTP_SA_OK) {
+                    NGX_HTTP_SA_SYNC_ARG("admitted", 8);
+
+                } else {
+                    NGX_HTTP_SA_SYNC_ARG(ngx_http_sa_statuses[f].name.data,
+                                         ngx_http_sa_statuses[f].name.len);
+                }
+
+                NGX_HTTP_SA_SYNC_ARG(p, ngx_sprintf(p, "%L", it->counts[f])
+                                        - p);
+                p += argvlen[argc - 1];
+            }
+
+            continue;
+        }
+
+        NGX_HTTP_SA_SYNC_ARG("c", 1);
+        NGX_HTTP_SA_SYNC_ARG(it->id, SA_TOKEN_ID_LEN);
+        NGX_HTTP_SA_SYNC_ARG(ngx_http_sa_sync_kinds[it->kind], 1);
+        NGX_HTTP_SA_SYNC_ARG(it->period, it->period_len);
+        NGX_HTTP_SA_SYNC_ARG(p, ngx_sprintf(p, "%T", it->expire) - p);
+        p += argvlen[argc - 1];
+        NGX_HTTP_SA_SYNC_ARG(p, ngx_sprintf(p, "%L", it->counts[0]) - p);
+        p += argvlen[argc - 1];
+        NGX_HTTP_SA_SYNC_ARG(p, ngx_sprintf(p, "%uL", it->limit) - p);
+        p += argvlen[argc - 1];
+        NGX_HTTP_SA_SYNC_ARG(it->app, it->app_len);
+    }
+
+#undef NGX_HTTP_SA_SYNC_ARG
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "sa: sync: batch %uL, %ui items, %ui arguments", s->seq,
+                   s->nbatch, argc);
+
+    if (ngx_http_sa_redis_command(s->redis, (int) argc, argv, argvlen,
+                                  ngx_http_sa_sync_reply, s)
+        == NGX_OK)
+    {
+        s->inflight = 1;
+        s->sent_at = ngx_current_msec;
+
+    } else {
+        s->failed = 1;                  /* Redis unavailable: kept */
+    }
+
+    ngx_free(argv);
+    ngx_free(buf);
+}
+
+
+/* "BAD (TOTAL MINE)*": the next integer, >= -1; NGX_ERROR if none */
+static ngx_int_t
+ngx_http_sa_sync_int(u_char **pos, u_char *last, int64_t *v)
+{
+    u_char      *p = *pos, *start;
+    ngx_uint_t   neg = 0;
+
+    if (p < last && *p == ' ') {
+        p++;
+    }
+
+    if (p < last && *p == '-') {
+        neg = 1;
+        p++;
+    }
+
+    start = p;
+    while (p < last && *p >= '0' && *p <= '9') {
+        p++;
+    }
+
+    if (p == start || p - start > 18 || (p < last && *p != ' ')) {
+        return NGX_ERROR;
+    }
+
+    *v = ngx_atoof(start, p - start);
+    if (*v == NGX_ERROR || (neg && *v != 1)) {
+        return NGX_ERROR;
+    }
+
+    if (neg) {
+        *v = -1;
+    }
+
+    *pos = p;
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sa_sync_reply(void *data, ngx_int_t rc, ngx_str_t *value)
+{
+    u_char              *p, *last = NULL;
+    int64_t              bad, total, mine;
+    ngx_str_t            period;
+    ngx_uint_t           i, ok;
+    ngx_http_sa_item_t  *it;
+    ngx_http_sa_sync_t  *s = data;
+
+    s->inflight = 0;
+
+    if (rc == NGX_ERROR) {
+        /* no answer (or an error reply, logged): sent again, applied once */
+        s->failed = 1;
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                       "sa: sync: batch %uL to be sent again", s->seq);
+        return;
+    }
+
+    s->failed = 0;
+
+    ok = 0;
+
+    if (rc == NGX_OK) {
+        p = value->data;
+        last = p + value->len;
+        ok = ngx_http_sa_sync_int(&p, last, &bad) == NGX_OK && bad >= 0;
+
+        /* first check it all: a reply that is not the script's is ignored */
+        for (i = 0; ok && i < s->nbatch; i++) {
+            if (s->batch[i].type == NGX_HTTP_SA_ITEM_COUNTER) {
+                ok = ngx_http_sa_sync_int(&p, last, &total) == NGX_OK
+                     && ngx_http_sa_sync_int(&p, last, &mine) == NGX_OK;
+            }
+        }
+
+        ok = ok && p == last;
+    }
+
+    if (!ok) {
+        ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                      "sa: sync: Redis answered batch %uL with something "
+                      "the script does not return: totals not read", s->seq);
+        s->nbatch = 0;
+        return;
+    }
+
+    if (bad && s->bad_logged != ngx_time()) {
+        s->bad_logged = ngx_time();
+        ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                      "sa: sync: %L usage or counter values in Redis are "
+                      "not integers (written by someone else?): not counted",
+                      bad);
+    }
+
+    p = value->data;
+    (void) ngx_http_sa_sync_int(&p, last, &bad);
+
+    for (i = 0; i < s->nbatch; i++) {
+        it = &s->batch[i];
+
+        if (it->type != NGX_HTTP_SA_ITEM_COUNTER) {
+            continue;
+        }
+
+        (void) ngx_http_sa_sync_int(&p, last, &total);
+        (void) ngx_http_sa_sync_int(&p, last, &mine);
+
+        if (total < 0 || mine < 0 || s->handlers[it->kind] == NULL) {
+            continue;
+        }
+
+        period.data = it->period;
+        period.len = it->period_len;
+
+        s->handlers[it->kind](s->handler_data[it->kind], it->id, &period,
+                              total, mine);
+    }
+
+    s->nbatch = 0;
+}
