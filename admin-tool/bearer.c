@@ -6,8 +6,11 @@
  * sa_token_hash() and sa_hash_equal().
  */
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sodium.h>
 
 #include "bearer.h"
@@ -35,12 +38,77 @@ typedef struct {
     uint64_t  version;
 } sa_seen_t;
 
-static sa_seen_t  sa_seen[SA_SEEN_SLOTS];
+static sa_seen_t  sa_seen_own[SA_SEEN_SLOTS];
+static sa_seen_t *sa_seen = sa_seen_own;
+
+/*
+ * Under serve, one table for every worker (sa_bearer_share()), in memory
+ * shared with the parent: a worker started after a SIGHUP, a recycling or
+ * a crash, or another worker, knows what any of them verified or wrote.
+ * A robust lock: a worker killed while holding it does not stop the others.
+ */
+typedef struct {
+    pthread_mutex_t  lock;
+    sa_seen_t        slots[SA_SEEN_SLOTS];
+} sa_seen_shared_t;
+
+static sa_seen_shared_t  *sa_seen_shm;
+
+
+int
+sa_bearer_share(void)
+{
+    pthread_mutexattr_t  a;
+    void                *p;
+
+    if (sa_seen_shm != NULL) {
+        return 0;
+    }
+
+    p = mmap(NULL, sizeof(sa_seen_shared_t), PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return -1;
+    }
+
+    sa_seen_shm = p;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&sa_seen_shm->lock, &a);
+    pthread_mutexattr_destroy(&a);
+    memcpy(sa_seen_shm->slots, sa_seen_own, sizeof(sa_seen_own));
+    sa_seen = sa_seen_shm->slots;
+
+    return 0;
+}
+
+
+static void
+sa_seen_lock(void)
+{
+    if (sa_seen_shm != NULL
+        && pthread_mutex_lock(&sa_seen_shm->lock) == EOWNERDEAD)
+    {
+        /* its holder died between two stores: a slot at worst half
+         * written, which refuses or forgets one token's versions */
+        pthread_mutex_consistent(&sa_seen_shm->lock);
+    }
+}
+
+
+static void
+sa_seen_unlock(void)
+{
+    if (sa_seen_shm != NULL) {
+        pthread_mutex_unlock(&sa_seen_shm->lock);
+    }
+}
 
 
 /* remembers (kind, id) at version; -1 when an older version than one seen */
 static int
-sa_bearer_seen(char kind, const char *id, uint64_t version)
+sa_bearer_seen_locked(char kind, const char *id, uint64_t version)
 {
     uint32_t    h;
     unsigned    i;
@@ -70,6 +138,28 @@ sa_bearer_seen(char kind, const char *id, uint64_t version)
     s->version = version;
 
     return 0;
+}
+
+
+static int
+sa_bearer_seen(char kind, const char *id, uint64_t version)
+{
+    int  rc;
+
+    sa_seen_lock();
+    rc = sa_bearer_seen_locked(kind, id, version);
+    sa_seen_unlock();
+
+    return rc;
+}
+
+
+void
+sa_bearer_wrote(int person, const char *id, uint64_t version)
+{
+    if (sa_token_id_valid(id, strlen(id))) {
+        (void) sa_bearer_seen(person ? 'p' : 't', id, version);
+    }
 }
 
 
@@ -161,7 +251,9 @@ sa_bearer_open(char k, sa_kind_t kind, const char *id, const char *value,
 void
 sa_bearer_forget(void)
 {
-    memset(sa_seen, 0, sizeof(sa_seen));
+    sa_seen_lock();
+    memset(sa_seen, 0, sizeof(sa_seen_own));
+    sa_seen_unlock();
     memset(sa_proven, 0, sizeof(sa_proven));
 }
 

@@ -20,9 +20,10 @@
  *            record's key and kind differ from a service account's.
  *
  * Like a gateway's worker, the process remembers the version of every
- * record it verified (a few thousand ids): an older record of the same
- * token is then a replay (its record from before a revocation, put back by
- * a Redis writer) and refused.
+ * record it verified or wrote (a few thousand ids): an older record of the
+ * same token is then a replay (its record from before a revocation, put
+ * back by a Redis writer) and refused.  Under serve the memory is shared
+ * by every worker and outlives each (sa_bearer_share()).
  *
  * Nothing here prints, logs or keeps the token's secret; the reasons say
  * what failed without it.  A Redis that cannot be reached ends the request
@@ -86,7 +87,22 @@ void sa_caller_apply(sa_admin_t *sa, const sa_caller_t *c);
 
 void sa_caller_free(sa_caller_t *c);
 
-/* forgets the versions seen (a test's fresh start; a new worker has none) */
+/* forgets the versions seen (a test's fresh start) */
 void sa_bearer_forget(void);
+
+/*
+ * The version memory in memory shared with the processes forked after
+ * (serve, before its workers): what one worker verified or wrote, every
+ * worker knows, the ones started later too (SIGHUP, recycling, a crash).
+ * -1 when the memory cannot be mapped.
+ */
+int sa_bearer_share(void);
+
+/*
+ * A change of a token's record, written by this process (revoke, rescope,
+ * rotate: the version it signed): an older record of it put back is a
+ * replay from now on, even before anyone presents the token.
+ */
+void sa_bearer_wrote(int person, const char *id, uint64_t version);
 
 #endif /* SA_ADMIN_BEARER_H */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "bearer.h"
 #include "fresh.h"
 #include "records.h"
 #include "perm.h"
@@ -471,6 +472,7 @@ sa_token_update_once(sa_admin_t *sa, void *data)
 
     if (rc == SA_EXIT_OK) {
         u->out = sa_token_json(&rec, NULL, sa_now());
+        sa_bearer_wrote(0, u->tid, rec.version);    /* replays refused */
     }
 
     sa_args_free(&args);
@@ -622,6 +624,7 @@ sa_token_rotate_once(sa_admin_t *sa, void *data)
         json_object_set_new(t, "old_expires_at",
                             sa_time_json(shortened.expires_at));
         json_array_append_new(out, t);
+        sa_bearer_wrote(0, tid, shortened.version);
     }
 
     sodium_memzero(token, sizeof(token));

@@ -21,6 +21,7 @@
 #include <sodium.h>
 
 #include "ops.h"
+#include "bearer.h"
 #include "change.h"
 #include "perm.h"
 #include "records.h"
@@ -387,6 +388,7 @@ sa_ptoken_revoke_once(sa_admin_t *sa, void *data)
 
     if (rc == SA_EXIT_OK) {
         rv->out = sa_ptoken_json(rec, sa_now());
+        sa_bearer_wrote(1, rv->id, (uint64_t) ver + 1);   /* replays refused */
     }
 
     json_decref(rec);

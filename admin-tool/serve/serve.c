@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 
 #include "serve.h"
+#include "bearer.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -626,6 +627,11 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
         sa_die(SA_EXIT_UNAVAILABLE, "epoll, signalfd: %s", strerror(errno));
     }
     sa_epoll_add_or_exit(s->epfd, s->sigfd, &sa_ev_signal);
+
+    /* one version memory for every worker, past SIGHUP and recycling */
+    if (sa_bearer_share() != 0) {
+        sa_die(SA_EXIT_UNAVAILABLE, "mmap: %s", strerror(errno));
+    }
 
     /* the workers first: they load the keys, and fail here when they can't */
     sa_pool_start_or_exit(s);

@@ -9,6 +9,11 @@
 #   rotate its way to service_accounts:create, nor can a member holding
 #   only service_accounts:tokens mint a token of an account that holds
 #   more.
+# - a Redis writer who puts back a token's record from before its
+#   revocation (or rotation) is refused by every worker of serve: the
+#   version memory is shared by the workers and outlives each (SIGHUP,
+#   SIGKILL, recycling), and the worker that revoked remembers the version
+#   it wrote, so the put-back works even before anyone presents the token.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -73,6 +78,48 @@ sub as {
     is($r->{status}, 201, 'the owner gives any of them') or diag $r->{raw};
     $r = as(alice => POST => "/v1/tokens/$bigid/rotate", json => {});
     is($r->{status}, 201, 'and rotates any token');
+}
+
+# ---------------------------------------------------------------- replays
+{
+    my $one = SaTest::Serve->start(redis => $redis, args => ['--workers', 1]);
+    my $with = sub {
+        my ($token, $method, $path, %o) = @_;
+        my %h = (Authorization => "Bearer $token", 'Content-Type' => 'application/json');
+        return $one->req($method, $path, headers => \%h, %o)->{status};
+    };
+    my $new_worker = sub {
+        my ($how) = @_;
+        my ($w) = $one->workers;
+        kill $how, $how eq 'HUP' ? $one->pid : $w;
+        SaTest::wait_until(10, sub { my @n = $one->workers; @n == 1 && $n[0] != $w });
+    };
+    chomp(my $carl = op(qw(user token issue carl))->{out});
+    my $cid = substr($carl, 4, 16);
+    my ($t, $tid) = $f->issue('--scope', 'api:read');
+    my ($r, $rid) = $f->issue('--scope', 'api:read');
+    is($with->($carl, GET => '/v1/me'), 200, 'a personal token works');
+    is($with->($t, GET => '/v1/me'), 200, "and a service account's");
+    my %old = (ptok => $redis->cmd('GET', "sa:ptok:$cid"), tok => $redis->cmd('GET', "sa:tok:$tid"),
+               rot => $redis->cmd('GET', "sa:tok:$rid"));
+    is($with->($carl, DELETE => "/v1/user-tokens/$cid"), 200, 'carl revokes his personal token');
+    is($with->($tok{alice}, DELETE => "/v1/tokens/$tid"), 200, "alice revokes the account's token");
+    is($with->($tok{alice}, POST => "/v1/tokens/$rid/rotate", json => {}), 201, 'and rotates another');
+    $redis->cmd('SET', "sa:ptok:$cid", $old{ptok});
+    $redis->cmd('SET', "sa:tok:$tid", $old{tok});
+    $redis->cmd('SET', "sa:tok:$rid", $old{rot});
+    is($with->($carl, GET => '/v1/me'), 401, 'the personal token record from before its revocation, put back at once: refused');
+    is($with->($t, GET => '/v1/me'), 401, "the account's token's: refused");
+    is($with->($r, GET => '/v1/me'), 401, "the rotated token's from before the rotation: refused");
+    for my $how ('HUP', 'KILL') {
+        $new_worker->($how);
+        is($with->($carl, GET => '/v1/me'), 401, "after a new worker ($how): the personal token still refused");
+        is($with->($t, GET => '/v1/me'), 401, "after a new worker ($how): the account's token too");
+        is($with->($r, GET => '/v1/me'), 401, "after a new worker ($how): the rotated one too");
+    }
+    like($one->err, qr/older than one already seen/, 'logged as a replay');
+    unlike($one->err, qr/\Q@{[ substr($carl, 21) ]}\E|\Q@{[ substr($t, 21) ]}\E/, 'no secret in the log');
+    $one->stop;
 }
 
 done_testing;
