@@ -218,11 +218,14 @@ sa_route_match(const char *method, const char *path, json_t *in,
                     continue;
                 }
                 tsegs[j][strlen(tsegs[j]) - 1] = '\0';
-                if (sa_pct_decode(segs[j], 0) != 0) {
+                /* a bad escape, a NUL, or no UTF-8 (json_string() NULL) */
+                if (sa_pct_decode(segs[j], 0) != 0
+                    || json_object_set_new(vals, tsegs[j] + 1,
+                                           json_string(segs[j])) != 0)
+                {
                     ok = 0;
                     break;
                 }
-                json_object_set_new(vals, tsegs[j] + 1, json_string(segs[j]));
             }
             if (!ok || json_object_update(in, vals) != 0) {
                 json_decref(vals);
@@ -621,8 +624,8 @@ sa_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
         q->bad = 2;
         snprintf(q->field, sizeof(q->field), "%s", k);
 
-    } else {
-        json_object_set_new(q->r->in, k, json_string(v));
+    } else if (json_object_set_new(q->r->in, k, json_string(v)) != 0) {
+        q->bad = 1;             /* no UTF-8: the field would be dropped */
     }
 
     free(k);
@@ -817,6 +820,17 @@ sa_req_begin(sa_listener_t *l, struct MHD_Connection *conn, const char *url,
 
     if (r->route->authn) {
         v = sa_conn_header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (v != NULL
+            && sa_conn_header_count(conn, MHD_HTTP_HEADER_AUTHORIZATION) > 1)
+        {
+            /* which one a proxy in front judged is anyone's guess */
+            sa_metrics_auth_failure();
+            sa_serve_log_rated(&ignored_rate, "401 from %s: Authorization "
+                               "given more than once", r->peer);
+            sa_answer_problem(r, 401, "unauthenticated", 2, "the "
+                              "Authorization header is given more than once");
+            return r;
+        }
         r->auth = v ? sa_xstrdup(v) : NULL;
         v = sa_conn_header(conn, sa_serve.user_header);
         if (v != NULL && l->trusted

@@ -326,14 +326,21 @@ sa_worker_handle(sa_serve_t *s, sa_admin_t *sa, json_t *req)
 static SA_NORETURN void
 sa_worker_sink(sa_err_kind_t kind, const char *message)
 {
-    json_t  *answer;
-    int      status = sa_err_status(kind);
+    json_t      *answer;
+    int          status = sa_err_status(kind);
+    const char  *detail = message;
 
-    answer = sa_with_messages(sa_problem(status, sa_err_name(kind),
-                                         sa_err_exit(kind), message));
+    /*
+     * What broke inside (Redis's address, its error, a script's line) is
+     * the log's, not the client's, who may have shown no credential yet
+     */
     if (status >= 500) {
         sa_serve_log("%d: %s", status, message);
+        detail = status == 503 ? "Redis is unavailable; try again"
+                 : "internal error (serve's log says more)";
     }
+    answer = sa_with_messages(sa_problem(status, sa_err_name(kind),
+                                         sa_err_exit(kind), detail));
     /* the parent must not hand this worker another request */
     json_object_set_new(answer, "bye", json_true());
     sa_frame_write(sa_worker_fd, answer);

@@ -20,6 +20,7 @@ use lib 't/lib';
 use Test::More;
 use SaTest;
 use Time::HiRes qw(sleep time);
+use IO::Select;
 
 SaTest::require_build('sa-admin');
 
@@ -80,6 +81,68 @@ sub as {
     is($r->{status}, 201, 'and rotates any token');
 }
 
+# ---------------------------------------------------------------- HTTP
+{
+    my $me = sub { as(alice => GET => $_[0], %{ $_[1] // {} }) };
+    my $r = $me->('/v1/accounts/%ff%fe');
+    is($r->{status}, 400, 'a path segment of no UTF-8: 400') or diag $r->{raw};
+    like($r->{json}{detail}, qr/malformed path/, 'a malformed path, not a missing field');
+    $r = $me->('/v1/audit?team=%ff');
+    is($r->{status}, 400, 'a query value of no UTF-8: 400 (not dropped)') or diag $r->{raw};
+    $r = $me->('/v1/audit?%c3=platform');
+    is($r->{status}, 400, 'a query name of no UTF-8: 400');
+    is($me->("/v1/accounts/Ã©")->{status}, 404, 'UTF-8 in a segment: an ordinary name (no such account)');
+    is($me->('/v1/accounts/a%00b')->{status}, 400, 'a NUL in a segment: 400');
+    for my $p ('/v1/accounts/%2e%2e', '/v1/accounts/..%2f..%2fteams', '/v1/accounts/%01%1b[31m',
+               '/v1/teams/' . ('a' x 10000) . '/accounts', '/v1/accounts/' . ('%41' x 3000)) {
+        my $st = $me->($p)->{status};
+        ok($st == 404 || $st == 400, 'a traversal, control bytes or a 10 kB name: ' . $st . ' ('
+           . substr($p, 0, 30) . ')');
+    }
+    is($me->('//v1/me')->{status}, 404, 'a double slash: another path, 404');
+    is($me->('http://sa-admin.test/v1/me')->{status}, 404, 'an absolute-form target: no route');
+
+    $r = $api->req(GET => '/v1/me', headers => { Authorization => "Bearer $tok{alice}",
+                                                 authorization => 'Bearer ' . SaTest::forged_token() });
+    is($r->{status}, 401, 'Authorization given twice: 401, whichever copy is good') or diag $r->{raw};
+    is($r->{headers}{'www-authenticate'}, 'Bearer', 'with WWW-Authenticate');
+    $r = $api->req(GET => '/v1/me', headers => { authorization => "Bearer $tok{alice}",
+                                                 Authorization => "Bearer $tok{alice}" });
+    is($r->{status}, 401, 'even twice the same');
+
+    my $post = sub { as(alice => POST => '/v1/teams/platform/accounts', content => $_[0],
+                        headers => { 'Content-Type' => 'application/json' }) };
+    for my $b ('{"name":"a","name":"b"}', '{"name":' . ('[' x 5000) . (']' x 5000) . '}',
+               '{"name":"x","count":1e400}', '{"name":12345678901234567890123}', '{"name":"x\u0000y"}',
+               "{\"name\":\"\xff\"}", '[]', '{"name":"ok"} trailing', '{"name":["x"]}',
+               '{"name":"' . ('a' x 10000) . '"}') {
+        is($post->($b)->{status}, 400, 'a bad body: 400 (' . substr($b, 0, 24) . ')');
+    }
+    is($redis->cmd('SCARD', 'sa:team:platform:accounts'), 1, 'and no account made by any of them');
+
+    # pipelining: each answered, in order
+    my $s = $api->connect_to;
+    SaTest::_write_all($s, join '', map { "GET /v1/$_ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $tok{alice}\r\n\r\n" }
+                                   qw(me me nothing));
+    my $got = '';
+    my $deadline = time + 10;
+    while (time < $deadline && (() = $got =~ m{HTTP/1\.1 \d+ }g) < 3) {
+        last unless IO::Select->new($s)->can_read(1);
+        last unless sysread($s, $got, 65536, length $got);
+    }
+    is(join(' ', $got =~ m{HTTP/1\.1 (\d+) }g), '200 200 404', 'three pipelined requests: answered in order');
+    $r = $api->req(GET => '/v1/me', headers => { Authorization => "Bearer $tok{alice}", 'X-Big' => 'a' x 100000 });
+    is($r->{status}, 431, 'headers over the memory limit: 431, serve goes on');
+    is($api->req(GET => '/healthz')->{status}, 200, 'serve answers');
+
+    # no secret where it does not belong
+    my $metrics = $api->req(GET => '/metrics')->{content};
+    my $everything = $metrics . $api->err . join("\n", map { ref $_ ? "@$_" : $_ } map { ref $_ ? @$_ : $_ }
+                                                 @{ $redis->cmd('XRANGE', 'sa:audit', '-', '+') // [] });
+    my @leaked = grep { index($everything, substr($_, 21)) >= 0 } values %tok;
+    ok(!@leaked, 'no secret in /metrics, the log or the audit stream');
+}
+
 # ---------------------------------------------------------------- replays
 {
     my $one = SaTest::Serve->start(redis => $redis, args => ['--workers', 1]);
@@ -120,6 +183,25 @@ sub as {
     like($one->err, qr/older than one already seen/, 'logged as a replay');
     unlike($one->err, qr/\Q@{[ substr($carl, 21) ]}\E|\Q@{[ substr($t, 21) ]}\E/, 'no secret in the log');
     $one->stop;
+}
+
+# ---------------------------------------------------------------- faults
+{
+    my $s = SaTest::Serve->start(redis => $redis, args => ['--workers', 1]);
+    $redis->stop;
+    for my $how (['no credential', GET => '/healthz', {}],
+                 ['a forged token', GET => '/v1/me', { Authorization => 'Bearer ' . SaTest::forged_token() }],
+                 ['a write', POST => '/v1/teams/platform/accounts', { Authorization => "Bearer $tok{alice}" }]) {
+        my ($what, $m, $p, $h) = @$how;
+        my $r = $s->req($m, $p, headers => $h, $m eq 'POST' ? (json => { name => 'q' }) : ());
+        is($r->{status}, 503, "Redis down, $what: 503");
+        is($r->{headers}{'retry-after'}, 1, "$what: Retry-After");
+        unlike($r->{content}, qr/127\.0\.0\.1|redis:|refused/i, "$what: the answer names no Redis address or error")
+            or diag $r->{content};
+    }
+    like($s->err, qr/503: Redis unavailable at redis:/, "the log says where Redis was");
+    $redis->launch;
+    $s->stop;
 }
 
 done_testing;
