@@ -48,11 +48,13 @@ sa_notify_set(sa_admin_t *sa, int argc, char **argv)
         SA_OPT_MANY("events", 'e'),
         SA_OPT_MANY("slack-events", 'S'),
         SA_OPT_MANY("webhook-events", 'W'),
+        SA_OPT_MANY("keep", 'k'),
         SA_OPTS_END
     };
     json_t       *in = json_object(), *events = json_array(), *out, *acct;
     json_t       *list;
     char        **op, *copy, *e, *save;
+    const char   *field;
     int           ch;
 
     while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
@@ -66,14 +68,15 @@ sa_notify_set(sa_admin_t *sa, int argc, char **argv)
         case 'e':
         case 'S':
         case 'W':
+        case 'k':
             /* --events a,b --events c; --slack-events, --webhook-events:
-             * what that destination takes of them */
-            list = ch == 'e' ? events : json_object_get(in, ch == 'S'
-                                            ? "slack_events" : "webhook_events");
+             * what that destination takes of them; --keep slack,webhook */
+            field = ch == 'S' ? "slack_events" : ch == 'W' ? "webhook_events"
+                    : "keep";
+            list = ch == 'e' ? events : json_object_get(in, field);
             if (list == NULL) {
                 list = json_array();
-                json_object_set_new(in, ch == 'S' ? "slack_events"
-                                              : "webhook_events", list);
+                json_object_set_new(in, field, list);
             }
             copy = sa_xstrdup(optarg);
             save = NULL;
@@ -107,8 +110,11 @@ sa_notify_set(sa_admin_t *sa, int argc, char **argv)
                 S(acct, "team"), S(acct, "name"), S(out, "application"));
 
     } else {
-        printf("notifications of %s/%s for %s go to %s\n", S(acct, "team"),
-               S(acct, "name"), S(out, "application"), S(out, "slack"));
+        printf("notifications of %s/%s for %s go to %s%s%s\n",
+               S(acct, "team"), S(acct, "name"), S(out, "application"),
+               S(out, "slack") ? S(out, "slack") : "",
+               S(out, "slack") && S(out, "webhook") ? " and " : "",
+               S(out, "webhook") ? S(out, "webhook") : "");
     }
 #undef S
 
@@ -327,7 +333,7 @@ sa_notify_retry(sa_admin_t *sa, int argc, char **argv)
 static const sa_command_t  commands[] = {
     { "set", sa_notify_set,
       "notify set APP ACCOUNT [--slack URL] [--webhook URL] --events E,... "
-      "[--slack-events E,...] [--webhook-events E,...]",
+      "[--slack-events E,...] [--webhook-events E,...] [--keep DEST,...]",
       "Sends ACCOUNT's events for application APP to a Slack incoming\n"
       "webhook and/or a webhook URL (http or https), replacing what was set\n"
       "(needs service_accounts:create; the account must hold a grant for\n"
@@ -338,6 +344,9 @@ static const sa_command_t  commands[] = {
       "gets (each within --events; default all of them).\n"
       "With --webhook, prints the webhook signing secret: the only time it\n"
       "is shown.  URLs and secret are kept sealed with the notify key.\n"
+      "--keep slack, --keep webhook (or slack,webhook): that destination's\n"
+      "stored URL stays, instead of --slack or --webhook given again (the\n"
+      "webhook keeps its secret: nothing printed); the events change.\n"
       SA_NOTIFY_KEY_HELP },
     { "list", sa_notify_list, "notify list APP",
       "Lists the subscriptions of APP: account, events, destinations (host\n"

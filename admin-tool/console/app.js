@@ -443,8 +443,11 @@ async function appPage(app, accountId) {
 function notifyForm(app, acct, sub) {
   const events = new Set(sub ? sub.events : []);
   const all = events.has('*');
-  const slack = h('input', { type: 'url', autocomplete: 'off', placeholder: sub && sub.slack ? `set (${sub.slack})` : 'https://hooks.slack.com/services/…' });
-  const webhook = h('input', { type: 'url', autocomplete: 'off', placeholder: sub && sub.webhook ? `set (${sub.webhook})` : 'https://example.com/hook' });
+  // a stored URL is never shown back whole (a Slack URL is a secret): its
+  // host only, and Save keeps it unless a new one is typed
+  const slack = h('input', { type: 'url', autocomplete: 'off', placeholder: sub && sub.slack ? 'kept unless you type a new one' : 'https://hooks.slack.com/services/…' });
+  const webhook = h('input', { type: 'url', autocomplete: 'off', placeholder: sub && sub.webhook ? 'kept unless you type a new one' : 'https://example.com/hook' });
+  const stored = (dest) => (sub && sub[dest] ? `stored: ${sub[dest]} (kept when left empty)` : null);
   const slackOn = checkbox('Slack', { checked: !!(sub && sub.slack) });
   const hookOn = checkbox('Webhook', { checked: !!(sub && sub.webhook) });
   // per event, a Slack toggle and a webhook toggle
@@ -486,16 +489,20 @@ function notifyForm(app, acct, sub) {
       hookOn.box.focus();
       return;
     }
+    const keep = [];
     if (slackOn.box.checked) {
-      if (!slack.value) { showError(err, new Error('Give the Slack URL again to save (it is never shown back).')); slack.focus(); return; }
-      body.slack = slack.value;
+      if (slack.value) body.slack = slack.value;
+      else if (sub && sub.slack) keep.push('slack');
+      else { showError(err, new Error('Give the Slack URL.')); slack.focus(); return; }
       body.slack_events = picked('slack');
     }
     if (hookOn.box.checked) {
-      if (!webhook.value) { showError(err, new Error('Give the webhook URL again to save (it is never shown back).')); webhook.focus(); return; }
-      body.webhook = webhook.value;
+      if (webhook.value) body.webhook = webhook.value;
+      else if (sub && sub.webhook) keep.push('webhook');
+      else { showError(err, new Error('Give the webhook URL.')); webhook.focus(); return; }
       body.webhook_events = picked('webhook');
     }
+    if (keep.length) body.keep = keep;
     body.events = [...new Set([...(body.slack_events || []), ...(body.webhook_events || [])])];
     if (!body.events.length) {
       showError(err, new Error('Tick at least one event for Slack or the webhook.'));
@@ -542,8 +549,8 @@ function notifyForm(app, acct, sub) {
   return h('section', { class: 'card', 'aria-label': `Notifications of ${acct.name}` },
     h('p', null, sub ? `Subscribed since ${when(sub.created_at)}.` : 'No notifications yet.'),
     h('fieldset', null, h('legend', null, 'Where'),
-      h('div', { class: 'channel' }, slackOn.el, field('Slack URL', slack)),
-      h('div', { class: 'channel' }, hookOn.el, field('Webhook URL', webhook))),
+      h('div', { class: 'channel' }, slackOn.el, field('Slack URL', slack, stored('slack'))),
+      h('div', { class: 'channel' }, hookOn.el, field('Webhook URL', webhook, stored('webhook')))),
     eventTable,
     err,
     h('div', { class: 'actions' }, remove, test, save), testErr, testOk);
@@ -649,6 +656,8 @@ async function auditPage(team, params) {
 // ------------------------------------------------------------------ routing
 
 async function route() {
+  const shown = location.hash;
+  delete main.dataset.shown;
   const [path, qs] = (location.hash.replace(/^#/, '') || '/').split('?');
   const params = new URLSearchParams(qs || '');
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
@@ -666,6 +675,8 @@ async function route() {
   } catch (e) {
     failed(e);
   }
+  // the view of that address is complete (what tests wait for)
+  if (location.hash === shown) main.dataset.shown = shown;
 }
 
 window.addEventListener('hashchange', route);

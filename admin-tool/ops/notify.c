@@ -165,7 +165,119 @@ typedef struct {
     json_t        *webhook_events;
     char           secret[6 + SA_WEBHOOK_SECRET_LEN + 1];
     sa_account_t   a;
+    int            keep_slack;       /* the stored URL stays (keep) */
+    int            keep_webhook;     /* the stored URL and secret stay */
+    char          *kept_slack;       /* the stored ones, read and unsealed */
+    char          *kept_webhook;
+    char          *old;              /* the subscription they came from */
 } sa_notify_set_t;
+
+
+static void
+sa_notify_kept_free(sa_notify_set_t *c)
+{
+    if (c->kept_slack != NULL) {
+        sodium_memzero(c->kept_slack, strlen(c->kept_slack));
+        free(c->kept_slack);
+    }
+    if (c->kept_webhook != NULL) {
+        sodium_memzero(c->kept_webhook, strlen(c->kept_webhook));
+        free(c->kept_webhook);
+    }
+    free(c->old);
+    c->kept_slack = c->kept_webhook = c->old = NULL;
+}
+
+
+/*
+ * keep: the URLs (and the webhook's secret) of the account's subscription
+ * to app as stored, unsealed with the notify key; the subscription's
+ * value goes to c->old, which the script checks is still there
+ */
+static void
+sa_notify_keep_or_exit(sa_admin_t *sa, sa_notify_set_t *c)
+{
+    redisReply   *r;
+    json_t       *sub, *priv = NULL;
+    const char   *v;
+    char         *plain = NULL;
+
+    sa_notify_kept_free(c);
+
+    r = sa_xredis_cmd(sa, "HGET %s %s", sa_key(sa, SA_KEY_NOTIFY, c->app),
+                      c->a.id);
+    if (r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        sa_die_kind(SA_ERR_INPUT, "%s/%s has no notifications for '%s' "
+                    "whose URL could be kept", c->a.team, c->a.name, c->app);
+    }
+    c->old = sa_xstrdup(r->str);
+    freeReplyObject(r);
+
+    sub = json_loads(c->old, 0, NULL);
+    v = json_string_value(json_object_get(sub, "sealed"));
+    if (v != NULL) {
+        plain = sa_unseal(sa_notify_key_or_exit(), v);
+    }
+    json_decref(sub);
+    if (plain != NULL) {
+        priv = json_loads(plain, 0, NULL);
+        sodium_memzero(plain, strlen(plain));
+        free(plain);
+    }
+    if (!json_is_object(priv)) {
+        json_decref(priv);
+        sa_die_kind(SA_ERR_INPUT, "the notifications of %s/%s for '%s' "
+                    "cannot be unsealed (tampered?): give the URLs again",
+                    c->a.team, c->a.name, c->app);
+    }
+
+    if (c->keep_slack) {
+        v = json_string_value(json_object_get(priv, "slack"));
+        if (v == NULL) {
+            json_decref(priv);
+            sa_die_kind(SA_ERR_INPUT, "%s/%s has no Slack URL for '%s' to "
+                        "keep", c->a.team, c->a.name, c->app);
+        }
+        c->kept_slack = sa_xstrdup(v);
+    }
+
+    if (c->keep_webhook) {
+        v = json_string_value(json_object_get(priv, "webhook"));
+        if (v == NULL) {
+            json_decref(priv);
+            sa_die_kind(SA_ERR_INPUT, "%s/%s has no webhook URL for '%s' to "
+                        "keep", c->a.team, c->a.name, c->app);
+        }
+        c->kept_webhook = sa_xstrdup(v);
+        v = json_string_value(json_object_get(priv, "secret"));
+        if (v == NULL || strlen(v) != sizeof(c->secret) - 1) {
+            json_decref(priv);
+            sa_die_kind(SA_ERR_INPUT, "the webhook secret of %s/%s for '%s' "
+                        "is unreadable: give the webhook URL again",
+                        c->a.team, c->a.name, c->app);
+        }
+        memcpy(c->secret, v, sizeof(c->secret));
+    }
+
+    /* plain strings of priv may hold secrets: wiped with it */
+    v = json_string_value(json_object_get(priv, "secret"));
+    if (v != NULL) {
+        sodium_memzero((char *) v, strlen(v));
+    }
+    json_decref(priv);
+
+    if (c->kept_slack != NULL) {
+        c->slack = c->kept_slack;
+        sa_notify_url_or_exit("Slack", c->slack, c->slack_shown,
+                              sizeof(c->slack_shown));
+    }
+    if (c->kept_webhook != NULL) {
+        c->webhook = c->kept_webhook;
+        sa_notify_url_or_exit("webhook", c->webhook, c->webhook_shown,
+                              sizeof(c->webhook_shown));
+    }
+}
 
 
 static int
@@ -196,6 +308,10 @@ sa_notify_set_once(sa_admin_t *sa, void *data)
     }
     json_decref(app);
     sa_permit_or_exit(sa, c->a.team, "service_accounts:create");
+
+    if (c->keep_slack || c->keep_webhook) {
+        sa_notify_keep_or_exit(sa, c);
+    }
 
     priv = json_pack("{s:i, s:s, s:s, s:O, s:s*, s:s*, s:s*}", "v", 1,
                      "app", c->app, "account", c->a.id, "events", c->events,
@@ -236,6 +352,9 @@ sa_notify_set_once(sa_admin_t *sa, void *data)
     sa_args_addf(&args, "%lld", (long long) c->a.version);
     sa_args_add(&args, c->app);
     sa_args_add(&args, sub);
+    if (c->old != NULL) {
+        sa_args_add(&args, c->old);     /* kept from it: still there */
+    }
     rc = sa_change_or_exit(sa, &sa_lua_notify_set, &args);
 
     sa_args_free(&args);
@@ -252,10 +371,14 @@ sa_notify_set_once(sa_admin_t *sa, void *data)
  *   slack    string: a Slack incoming-webhook URL (http or https)
  *   webhook  string: a webhook URL; one of slack and webhook at least
  *   events   array of strings, required: event types, or "*"
+ *   slack_events, webhook_events   arrays: what that destination takes
+ *   keep     array of "slack", "webhook": that destination's stored URL
+ *            (and the webhook's signing secret) stay, instead of a URL
+ *            given again (a toggle saved without retyping a secret URL)
  * Replaces the account's subscription (needs service_accounts:create).
  * Returns {"application", "account": {"id", "team", "name"}, "events",
  * "webhook", "slack" (host only), "secret"} (the webhook signing secret,
- * shown this once, with webhook; else null).
+ * shown this once, with a new webhook URL; else null).
  */
 json_t *
 sa_op_notify_set(sa_admin_t *sa, json_t *in)
@@ -263,9 +386,32 @@ sa_op_notify_set(sa_admin_t *sa, json_t *in)
     sa_notify_set_t   c;
     json_t           *out;
 
+    json_t           *keep, *k;
+    size_t            i;
+
     sa_in_only(in, "app", "account", "slack", "webhook", "events",
-               "slack_events", "webhook_events", NULL);
+               "slack_events", "webhook_events", "keep", NULL);
     memset(&c, 0, sizeof(c));
+
+    keep = sa_in_strs(in, "keep", 0);
+    json_array_foreach(keep, i, k) {
+        if (strcmp(json_string_value(k), "slack") == 0) {
+            c.keep_slack = 1;
+        } else if (strcmp(json_string_value(k), "webhook") == 0) {
+            c.keep_webhook = 1;
+        } else {
+            sa_die_kind(SA_ERR_INPUT, "invalid keep '%s' (expected slack or "
+                        "webhook)", json_string_value(k));
+        }
+    }
+    if (c.keep_slack && json_object_get(in, "slack") != NULL) {
+        sa_die_kind(SA_ERR_INPUT, "the Slack URL given and kept: one of "
+                    "them");
+    }
+    if (c.keep_webhook && json_object_get(in, "webhook") != NULL) {
+        sa_die_kind(SA_ERR_INPUT, "the webhook URL given and kept: one of "
+                    "them");
+    }
 
     c.slack = sa_in_str(in, "slack", 0);
     if (c.slack != NULL) {
@@ -281,7 +427,9 @@ sa_op_notify_set(sa_admin_t *sa, json_t *in)
     c.ref = sa_in_str(in, "account", 1);
     c.app = sa_in_app(in, 1);
 
-    if (c.slack == NULL && c.webhook == NULL) {
+    if (c.slack == NULL && c.webhook == NULL && !c.keep_slack
+        && !c.keep_webhook)
+    {
         json_decref(c.events);
         sa_die_kind(SA_ERR_INPUT, "--slack URL or --webhook URL is required");
     }
@@ -290,9 +438,11 @@ sa_op_notify_set(sa_admin_t *sa, json_t *in)
         sa_die_kind(SA_ERR_INPUT, "--events E,... is required");
     }
     c.slack_events = sa_in_dest_events(in, "slack_events", "slack",
-                                       c.slack != NULL, c.events);
+                                       c.slack != NULL || c.keep_slack,
+                                       c.events);
     c.webhook_events = sa_in_dest_events(in, "webhook_events", "webhook",
-                                         c.webhook != NULL, c.events);
+                                         c.webhook != NULL || c.keep_webhook,
+                                         c.events);
 
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
@@ -310,7 +460,7 @@ sa_op_notify_set(sa_admin_t *sa, json_t *in)
                     "name", c.a.name, "events", c.events,
                     "webhook", c.webhook ? c.webhook_shown : NULL,
                     "slack", c.slack ? c.slack_shown : NULL,
-                    "secret", c.webhook ? c.secret : NULL);
+                    "secret", c.webhook && !c.keep_webhook ? c.secret : NULL);
     if (c.slack_events != NULL) {
         json_object_set_new(out, "slack_events", c.slack_events);
     }
@@ -319,6 +469,7 @@ sa_op_notify_set(sa_admin_t *sa, json_t *in)
     }
 
     sodium_memzero(c.secret, sizeof(c.secret));
+    sa_notify_kept_free(&c);
     sa_account_free(&c.a);
     json_decref(c.events);
     return out;

@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync, writeFileSync, rmSync } from 'node:fs';
 import { chromium } from 'playwright-core';
+import { createHmac } from 'node:crypto';
 
 const CONSOLE = process.env.CONSOLE_URL;
 const GATEWAY = process.env.GATEWAY_URL;
@@ -97,6 +98,7 @@ after(async () => {
 let page;
 let account;          // the service account's id
 let token;
+let webhookSecret;    // shown once by the notifications test
 
 test('every page of the console carries the strict CSP, nosniff, no-referrer', async () => {
   for (const p of ['/', '/app.js', '/api.js', '/dom.js', '/style.css']) {
@@ -254,7 +256,8 @@ test('notifications: Switch user, webhook per event, secret once, Send test reac
   await page.getByRole('button', { name: 'Save' }).click();
   const dlg = page.getByRole('dialog', { name: 'Webhook signing secret' });
   await dlg.getByText('it will not be shown again').waitFor();
-  assert.ok((await dlg.getByLabel('The token').inputValue()).length >= 16, 'the webhook secret, once');
+  webhookSecret = await dlg.getByLabel('The token').inputValue();
+  assert.ok(webhookSecret.length >= 16, 'the webhook secret, once');
   await dlg.getByRole('button', { name: 'Done' }).click();
   await dlg.waitFor({ state: 'detached' });
 
@@ -310,9 +313,53 @@ test('failed deliveries: a test that kept failing is listed, Retry delivers it',
   });
 });
 
+// a saved subscription's toggles change without its URLs typed again
+// (issue 23, item 4): the URL shown masked, kept, the webhook secret too
+test('notifications: toggles saved without typing the URL again; URL masked, secret kept', async () => {
+  await page.goto(`${CONSOLE}/#/apps/stacks/${account}`);
+  await page.getByText(/^Subscribed since/).waitFor();
+  const url = page.getByLabel('Webhook URL');
+  assert.equal(await url.inputValue(), '', 'the URL field is empty');
+  const port = new URL(RECEIVER_URL).port;
+  await page.getByText(`stored: http://127.0.0.1:${port}/... (kept when left empty)`).waitFor();
+  assert.equal(await page.evaluate((u) => document.documentElement.outerHTML.includes(u), RECEIVER_URL), false,
+    'the whole URL is nowhere in the page');
+
+  await page.getByLabel('token.denied by webhook').check();
+  await page.getByLabel('token.issued by webhook').uncheck();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.waitForLoadState('networkidle');
+  await page.getByText(/^Subscribed since/).waitFor();
+  assert.equal(await page.getByRole('dialog').count(), 0, 'no new secret shown: the old one stays');
+  assert.equal(await page.locator('.card .error:not([hidden])').count(), 0, 'no error');
+  assert.ok(await page.getByLabel('token.denied by webhook').isChecked(), 'token.denied saved');
+  assert.ok(!(await page.getByLabel('token.issued by webhook').isChecked()), 'token.issued off');
+  const subs = await page.evaluate(async () => (await fetch('/v1/apps/stacks/notifications')).json());
+  assert.deepEqual(subs[0].webhook_events, ['token.revoked', 'token.denied'], 'the API has the new events');
+
+  // the kept URL and secret: a test reaches the receiver, signed with the first secret
+  const before = Number(readFileSync(`${RECEIVER_DIR}/count`, 'utf8'));
+  await page.getByRole('button', { name: 'Send test' }).click();
+  await page.getByText('Test queued: a ping is on its way.').waitFor();
+  const raw = await until('the test at the kept URL', () => {
+    const n = Number(readFileSync(`${RECEIVER_DIR}/count`, 'utf8'));
+    for (let i = n; i > before; i -= 1) {
+      const r = readFileSync(`${RECEIVER_DIR}/${i}.http`, 'utf8');
+      if (r.includes('"ping"')) return r;
+    }
+    return null;
+  });
+  const [head, body] = raw.split('\r\n\r\n');
+  assert.match(head, /^POST \/hook HTTP\/1\.1/, 'at the kept URL, path included');
+  const [, t, v1] = head.match(/^x-sa-signature:\s*t=(\d+),v1=([0-9a-f]{64})\r?$/im) || [];
+  assert.equal(v1, createHmac('sha256', webhookSecret).update(`${t}.${body}`).digest('hex'),
+    'signed with the secret shown the first time: kept');
+});
+
 // the audit page (issue 23, item 5): the API filters and pages; what the
 // page shows is checked against the API's own answer
 async function auditRows(page) {
+  await page.waitForFunction(() => document.getElementById('main').dataset.shown === location.hash);
   await page.getByRole('heading', { name: 'Audit log of platform' }).waitFor();
   return page.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
 }
