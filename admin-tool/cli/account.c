@@ -191,6 +191,13 @@ sa_account_delete(sa_admin_t *sa, int argc, char **argv)
 #define SA_ACCOUNT_REF                                                       \
     "ACCOUNT is an account id or TEAM/NAME.\n"
 
+static void
+sa_account_usage(sa_admin_t *sa, int argc, char **argv)
+{
+    sa_cli_usage(sa, argc, argv, "account.usage");
+}
+
+
 static const sa_command_t  commands[] = {
     { "create", sa_account_create,
       "account create TEAM NAME [--app APP]... [POLICY]",
@@ -203,6 +210,12 @@ static const sa_command_t  commands[] = {
       "Lists the accounts of TEAM.\n" },
     { "show", sa_account_show, "account show ACCOUNT",
       "Shows one account.  " SA_ACCOUNT_REF },
+    { "usage", sa_account_usage, "account usage ACCOUNT [--days N]",
+      "Prints what the gateways counted for the account's tokens, per UTC\n"
+      "day (all its tokens together, newest first), then per token its\n"
+      "total and last day with requests (see token usage).  "
+      SA_ACCOUNT_REF
+      "  --days N      the last N days, 1 to 90 (default 30)\n" },
     { "grant", sa_account_apps,
       "account grant ACCOUNT [--app APP]... [POLICY]",
       "Adds application grants (needs service_accounts:create).  Every\n"

@@ -294,6 +294,120 @@ sa_token_rotate_cmd(sa_admin_t *sa, int argc, char **argv)
 }
 
 
+/* the counts of a usage row: admitted, refused, the refusals given */
+static void
+sa_usage_print_row(const char *label, json_t *row, json_t *total)
+{
+    const char  *k;
+    json_t      *v;
+
+    printf("%-10s  %9lld  %9lld", label,
+           (long long) json_integer_value(json_object_get(row, "admitted")),
+           (long long) json_integer_value(json_object_get(row, "refused")));
+    json_object_foreach(total, k, v) {
+        if (strcmp(k, "admitted") && strcmp(k, "refused")
+            && json_integer_value(v) > 0)
+        {
+            printf("  %*lld", (int) strlen(k),
+                   (long long) json_integer_value(json_object_get(row, k)));
+        }
+    }
+    printf("\n");
+}
+
+
+/*
+ * token usage and account usage (ops/usage.c): OPERAND [--days N], a
+ * table of the days with requests, newest first, then the total; the
+ * refusal columns are those with any count
+ */
+void
+sa_cli_usage(sa_admin_t *sa, int argc, char **argv, const char *op)
+{
+    static const struct option  opts[] = {
+        { "days", required_argument, NULL, 'd' },
+        SA_OPTS_END
+    };
+    json_t      *in = json_object(), *out, *total, *row, *v;
+    const char  *k;
+    char        *end, up[32], *u;
+    long         n;
+    size_t       i;
+    int          ch;
+
+    while ((ch = sa_getopt_or_exit(sa, argc, argv, opts)) != -1) {
+        if (ch == 'd') {
+            n = strtol(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end != '\0' || n < 1
+                || n > 90)
+            {
+                json_decref(in);
+                sa_die_usage(sa, "invalid days '%s' (1 to 90)", optarg);
+            }
+            json_object_set_new(in, "days", json_string(optarg));
+        }
+    }
+    json_object_set_new(in, "id",
+                        json_string(sa_operands_or_exit(sa, argc, argv, 1)[0]));
+
+    out = sa_cli_run(sa, op, in);
+    if (out == NULL) {
+        return;
+    }
+
+    total = json_object_get(out, "total");
+    printf("%-10s  %9s  %9s", "DATE", "ADMITTED", "REFUSED");
+    json_object_foreach(total, k, v) {
+        if (strcmp(k, "admitted") && strcmp(k, "refused")
+            && json_integer_value(v) > 0)
+        {
+            snprintf(up, sizeof(up), "%s", k);
+            for (u = up; *u; u++) {
+                *u = (char) (*u >= 'a' && *u <= 'z' ? *u - 32 : *u);
+            }
+            printf("  %s", up);
+        }
+    }
+    printf("\n");
+
+    json_array_foreach(json_object_get(out, "usage"), i, row) {
+        sa_usage_print_row(json_string_value(json_object_get(row, "date")),
+                           row, total);
+    }
+    sa_usage_print_row("total", total, total);
+
+    if (json_array_size(json_object_get(out, "usage")) == 0) {
+        printf("no request counted in the last %lld days\n",
+               (long long) json_integer_value(json_object_get(out, "days")));
+    }
+
+    if (json_object_get(out, "tokens") != NULL) {
+        printf("\n%-16s  %9s  %9s  %s\n", "TOKEN", "ADMITTED", "REFUSED",
+               "LAST DAY");
+        json_array_foreach(json_object_get(out, "tokens"), i, row) {
+            v = json_object_get(row, "total");
+            printf("%-16s  %9lld  %9lld  %s\n",
+                   json_string_value(json_object_get(row, "id")),
+                   (long long) json_integer_value(json_object_get(v,
+                                                              "admitted")),
+                   (long long) json_integer_value(json_object_get(v,
+                                                              "refused")),
+                   json_string_value(json_object_get(row, "last_day"))
+                   ?: "-");
+        }
+    }
+
+    json_decref(out);
+}
+
+
+static void
+sa_token_usage_cmd(sa_admin_t *sa, int argc, char **argv)
+{
+    sa_cli_usage(sa, argc, argv, "token.usage");
+}
+
+
 static const sa_command_t  commands[] = {
     { "issue", sa_token_issue_cmd,
       "token issue ACCOUNT [--scope S]... [--expires 90d] [--count N] "
@@ -326,6 +440,13 @@ static const sa_command_t  commands[] = {
       "at once).  Needs service_accounts:tokens.\n" },
     { "revoke", sa_token_change_cmd, "token revoke TOKEN_ID",
       "Revokes a token at once (needs service_accounts:tokens).\n" },
+    { "usage", sa_token_usage_cmd, "token usage TOKEN_ID [--days N]",
+      "Prints what the gateways counted for a token, per UTC day (newest\n"
+      "first, the days with requests): admitted, refused, and the refusals\n"
+      "by reason (rate_limited, quota_exceeded, forbidden_source, ...).\n"
+      "Counted by gateways with sa_rate_limit, kept 90 days: is anything\n"
+      "still using the token?\n"
+      "  --days N      the last N days, 1 to 90 (default 30)\n" },
     { NULL, NULL, NULL, NULL }
 };
 

@@ -168,6 +168,9 @@ void sa_api_local_or_exit(sa_admin_t *sa);
  */
 json_t *sa_cli_run(sa_admin_t *sa, const char *op, json_t *in);
 
+/* token usage, account usage (cli/token.c): OPERAND [--days N], a table */
+void sa_cli_usage(sa_admin_t *sa, int argc, char **argv, const char *op);
+
 /*
  * sa_die()'s, sa_die_usage()'s and sa_die_kind()'s common end: the sink,
  * or the line on stderr, then "usage: sa-admin <usage>" unless usage is
@@ -198,6 +201,8 @@ json_t *sa_op_account_ungrant(sa_admin_t *sa, json_t *in);
 json_t *sa_op_account_delete(sa_admin_t *sa, json_t *in);
 json_t *sa_op_token_issue(sa_admin_t *sa, json_t *in);
 json_t *sa_op_token_list(sa_admin_t *sa, json_t *in);
+json_t *sa_op_token_usage(sa_admin_t *sa, json_t *in);      /* usage.c */
+json_t *sa_op_account_usage(sa_admin_t *sa, json_t *in);    /* usage.c */
 json_t *sa_op_token_scope(sa_admin_t *sa, json_t *in);
 json_t *sa_op_token_rotate(sa_admin_t *sa, json_t *in);
 json_t *sa_op_token_revoke(sa_admin_t *sa, json_t *in);

@@ -95,11 +95,14 @@ sub quota_total {
 is(burst($tu, 12), '200=5 429=7', 'rate 1/h burst 4: 5 of 12 admitted');
 is($nginx->get('/scoped/index.html', Authorization => "Bearer $tu")->{status}, 403, 'a scope refused');
 is($nginx->get('/index.html', Authorization => 'Bearer ' . SaTest::forged_token())->{status}, 401, 'a forged token');
-my $u = SaTest::wait_until(3, sub { my $x = usage($idu); $x =~ /insufficient_scope/ ? $x : 0 });
+my $u = SaTest::wait_until(3, sub { my $x = usage($idu); $x eq 'admitted=5 insufficient_scope=1 rate_limited=7' ? $x : 0 }) || usage($idu);
 is($u, 'admitted=5 insufficient_scope=1 rate_limited=7', 'usage: the day\'s counts by reason, exactly');
 my $ttl = $redis->cmd('TTL', "sa:usage:$idu:" . day());
 ok($ttl > 89 * 86400 && $ttl <= 90 * 86400, "kept 90 days (TTL $ttl s)");
 is(scalar @{ $redis->cmd('KEYS', 'sa:usage:*') }, 1, 'a forged token leaves nothing in Redis');
+my $cli = $f->as('token', 'usage', $idu, '--json')->{json};
+is(join(' ', map { "$_=$cli->{total}{$_}" } qw(admitted refused rate_limited insufficient_scope)),
+   'admitted=5 refused=8 rate_limited=7 insufficient_scope=1', 'sa-admin token usage: the requests made');
 
 # a daily quota, exactly, with 2 workers
 is(burst($tq, 40), '200=25 429=15', 'quota 25/day: 40 at once over 20 connections, 2 workers: exactly 25 admitted');
@@ -156,6 +159,8 @@ is($u2, 'admitted=6 quota_exceeded=13', 'Redis back: the counts arrived');
 sleep 0.5;
 is(usage($idm), 'admitted=6 quota_exceeded=13', 'each once');
 is(usage($idu), 'admitted=7 insufficient_scope=1 rate_limited=7', 'and the other token\'s');
+$cli = $f->as('account', 'usage', 'platform/ci', '--json')->{json};
+is("$cli->{total}{admitted} $cli->{total}{refused}", '38 37', 'sa-admin account usage: all its tokens\' requests');
 
 SaTest::expect_log(qr/Redis .*(timed out|did not answer|owes|unavailable|stall)/i, qr/sa: Redis/);
 done_testing;
