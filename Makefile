@@ -61,7 +61,7 @@ all: module admin unit asan
 module: $(BUILD)/ngx_http_sa_module.so
 admin: $(BUILD)/sa-admin
 unit: $(UNIT_TESTS) $(BUILD)/tests/bearer-probe $(BUILD)/tests/refresh-probe \
-      $(BUILD)/tests/timewarp.so
+       $(BUILD)/tests/timewarp.so $(BUILD)/tests/tls-proxy
 asan: $(BUILD)/asan/sa-admin $(ASAN_UNIT) $(BUILD)/asan/tests/bearer-probe
 
 deps:
@@ -164,6 +164,12 @@ $(BUILD)/tests/refresh-probe: t/lib/refresh-probe.c $(UNIT_ADMIN) $(CORE_OBJS)
 $(BUILD)/tests/timewarp.so: t/lib/timewarp.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -shared -fPIC $< -ldl -o $@
+
+# a TLS server in front of a plain one, misbehaving at the TLS layer on
+# command (t/module/98-redis-tls-attacks.t, t/admin/98-redis-tls-attacks.t)
+$(BUILD)/tests/tls-proxy: t/lib/tls-proxy.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@
 
 # the admin API's bearer check alone (t/admin/35-bearer.t)
 $(BUILD)/tests/bearer-probe: t/lib/bearer-probe.c $(UNIT_ADMIN) $(CORE_OBJS)

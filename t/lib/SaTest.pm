@@ -195,6 +195,54 @@ sub tls_files {
     return $TLS;
 }
 
+# tls_cert($name, san => 'DNS:redis.test,IP:127.0.0.2', ca => 'ca' |
+# 'other_ca' | 'self', days => N, not_before => 'YYYYMMDDHHMMSSZ') -> [cert,
+# key]: one more server certificate (a new P-256 key) for the attack reviews
+# of TLS: signed by tls_files()' CA (default), by the other CA, or by its own
+# key (self); valid N days (default 2) from now, or from not_before (a date
+# to come: not yet valid), made with 'openssl ca'.
+sub tls_cert {
+    my ($name, %o) = @_;
+    my $t = tls_files();
+    my $d = $t->{dir};
+    my $san = $o{san} // 'DNS:localhost,IP:127.0.0.1';
+    my $ca = $o{ca} // 'ca';
+    my $days = $o{days} // 2;
+    my $ssl = sub {
+        my $r = run(['openssl', @_]);
+        die "openssl @_: $r->{err}" if $r->{code};
+    };
+    my @ec = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes');
+    write_file("$d/$name.ext", "subjectAltName=$san\n");
+    if ($ca eq 'self') {
+        $ssl->('req', '-x509', @ec, '-keyout', "$d/$name.key", '-out', "$d/$name.crt",
+               '-days', $days, '-subj', '/CN=localhost', '-addext', "subjectAltName=$san");
+    } elsif ($o{not_before}) {
+        # openssl x509 cannot date a certificate ahead; openssl ca can
+        my $cd = "$d/ca-$name";
+        mkdir $cd;
+        write_file("$cd/index.txt", '');
+        write_file("$cd/serial", sprintf("%08X\n", int rand 1e9));
+        write_file("$cd/ca.cnf", join "\n", '[ca]', 'default_ca = sa', '[sa]',
+            "dir = $cd", "database = $cd/index.txt", "serial = $cd/serial",
+            "new_certs_dir = $cd", 'default_md = sha256', 'policy = any',
+            'copy_extensions = none', 'x509_extensions = ext', '[any]',
+            'commonName = supplied', '[ext]', "subjectAltName = $san", '');
+        $ssl->('req', @ec, '-keyout', "$d/$name.key", '-out', "$d/$name.csr", '-subj', '/CN=localhost');
+        my $end = $o{not_before} =~ s/^(\d{4})/$1 + 1/er;
+        $ssl->('ca', '-batch', '-config', "$cd/ca.cnf", '-cert', "$d/$ca.crt", '-keyfile', "$d/$ca.key",
+               '-startdate', $o{not_before}, '-enddate', $end, '-in', "$d/$name.csr",
+               '-out', "$d/$name.crt", '-notext');
+    } else {
+        $ssl->('req', @ec, '-keyout', "$d/$name.key", '-out', "$d/$name.csr", '-subj', '/CN=localhost');
+        $ssl->('x509', '-req', '-in', "$d/$name.csr", '-CA', "$d/$ca.crt", '-CAkey', "$d/$ca.key",
+               '-set_serial', int(rand(1e9)), '-days', $days, '-extfile', "$d/$name.ext",
+               '-out', "$d/$name.crt");
+    }
+    chmod 0644, "$d/$name.crt", "$d/$name.key";
+    return ["$d/$name.crt", "$d/$name.key"];
+}
+
 # ---------------------------------------------------------------- processes
 
 my $SYS_prctl = eval { package main; require 'syscall.ph'; main::SYS_prctl() };
@@ -1455,6 +1503,74 @@ sub conns {
         push @c, { id => $id, kind => $kind, port => $port, up => $up, down => $down };
     }
     return @c;
+}
+
+# ======================================================================
+# SaTest::TlsProxy: build/tests/tls-proxy (t/lib/tls-proxy.c), a TLS server
+# in front of a plain one that misbehaves at the TLS layer on command.
+#   my $p = SaTest::TlsProxy->start(target => PORT, ip => '127.0.0.1',
+#               cert => [crt, key] (default tls_files()' server), mode => M,
+#               tls12 => 1);
+#   $p->mode('stall');        # for the connections to come (see tls-proxy.c)
+#   $p->cert([crt, key]);     # likewise, a server of its own (its own
+#                             # session tickets); undef: back to the default
+#   $p->cert([crt, key], shared => 1);  # in the proxy's context: sessions
+#                             # of the other connections are resumed
+#   $p->cut;                  # ends every connection it serves (no
+#                             # close_notify: the TCP connection closes)
+#   $p->accepted; $p->log;    # connections so far; its event lines
+# ======================================================================
+package SaTest::TlsProxy;
+use strict;
+use warnings;
+our @ISA = ('SaTest::Process');
+
+sub start {
+    my ($class, %opt) = @_;
+    my $t = SaTest::tls_files();
+    my $self = bless { dir => SaTest::new_dir('tls-proxy'), port => $opt{port} || SaTest::free_port(),
+                       ip => $opt{ip} // '127.0.0.1' }, $class;
+    my ($crt, $key) = @{ $opt{cert} // [$t->{cert}, $t->{key}] };
+    $self->mode($opt{mode}) if $opt{mode};
+    SaTest::write_file("$self->{dir}/tls12", '') if $opt{tls12};
+    my $bin = SaTest::build_dir() . '/tests/tls-proxy';
+    -x $bin or Test::More::BAIL_OUT("$bin is not built: run 'make' first");
+    $self->_spawn({}, $bin, $self->{ip}, $self->{port}, $opt{target}, $crt, $key, $self->{dir});
+    my $probe_ip = $self->{ip} eq '0.0.0.0' ? '127.0.0.1' : $self->{ip};
+    $self->_wait_ready(5, sub {
+        IO::Socket::INET->new(PeerAddr => $probe_ip, PeerPort => $self->{port}, Proto => 'tcp', Timeout => 1) })
+        or die "tls-proxy did not start:\n" . SaTest::tail(SaTest::slurp("$self->{dir}/stdout.log"));
+    # the probe was a connection too: counted from here
+    SaTest::wait_until(2, sub { ($self->accepted // 0) >= 1 });
+    $self->{base} = $self->accepted;
+    return $self;
+}
+
+sub port { $_[0]{port} }
+sub log  { SaTest::slurp("$_[0]{dir}/log") }
+sub accepted { my $n = SaTest::slurp("$_[0]{dir}/accepted"); ($n =~ /(\d+)/ ? $1 : 0) - ($_[0]{base} // 0) }
+
+sub mode {
+    my ($self, $mode) = @_;
+    SaTest::write_file("$self->{dir}/mode.tmp", $mode);
+    rename "$self->{dir}/mode.tmp", "$self->{dir}/mode" or die "rename: $!";
+}
+
+sub cert {
+    my ($self, $pair, %o) = @_;
+    unlink "$self->{dir}/cert", "$self->{dir}/key", "$self->{dir}/shared";
+    return unless $pair;
+    SaTest::write_file("$self->{dir}/shared", '') if $o{shared};
+    SaTest::write_file("$self->{dir}/key.tmp", SaTest::slurp($pair->[1]));
+    SaTest::write_file("$self->{dir}/cert.tmp", SaTest::slurp($pair->[0]));
+    rename "$self->{dir}/key.tmp", "$self->{dir}/key";
+    rename "$self->{dir}/cert.tmp", "$self->{dir}/cert";
+}
+
+sub cut {
+    my ($self) = @_;
+    my %pids = map { $_ => 1 } $self->log =~ /^(\d+) accepted/mg;
+    kill 'KILL', keys %pids;
 }
 
 # ======================================================================
