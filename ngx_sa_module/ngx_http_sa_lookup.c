@@ -26,6 +26,10 @@ struct ngx_http_sa_lookup_s {
     ngx_http_sa_verified_t    *verified;      /* what this worker verified */
     ngx_http_sa_main_conf_t   *smcf;
     ngx_uint_t                 exiting;
+    time_t                     refused_logged; /* "is unavailable" */
+    ngx_uint_t                 refused;        /* left out since */
+    time_t                     late_logged;    /* "no reply within" */
+    ngx_uint_t                 late;
 };
 
 
@@ -45,6 +49,29 @@ static void ngx_http_sa_lock_reply(void *data, ngx_int_t rc,
     ngx_str_t *value);
 static void ngx_http_sa_lock_timeout(ngx_event_t *ev);
 static void ngx_http_sa_lock_free(ngx_http_sa_lock_t *lock);
+
+
+/*
+ * The connection logs why Redis is unavailable, once per attempt; what
+ * each request met is logged at most once a second in a worker, the line
+ * saying how many requests it stands for (a flood of requests against a
+ * dead Redis must not be a flood of error lines).  NGX_OK: log now, *n
+ * left out before it; NGX_DECLINED: counted.
+ */
+static ngx_int_t
+ngx_http_sa_lookup_say(time_t *logged, ngx_uint_t *left_out, ngx_uint_t *n)
+{
+    if (*logged == ngx_time()) {
+        (*left_out)++;
+        return NGX_DECLINED;
+    }
+
+    *logged = ngx_time();
+    *n = *left_out;
+    *left_out = 0;
+
+    return NGX_OK;
+}
 
 
 ngx_http_sa_lookup_t *
@@ -176,7 +203,9 @@ ngx_int_t
 ngx_http_sa_lookup(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ngx_http_sa_main_conf_t *smcf)
 {
-    ngx_http_sa_lock_t  *lock;
+    ngx_uint_t             n;
+    ngx_http_sa_lock_t    *lock;
+    ngx_http_sa_lookup_t  *lu;
 
     lock = ngx_http_sa_lock_find(smcf->worker->lookup, ctx->id);
 
@@ -198,8 +227,24 @@ ngx_http_sa_lookup(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     }
 
     if (lock == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sa: Redis %V is unavailable", &smcf->redis->name);
+        lu = smcf->worker->lookup;
+
+        if (ngx_http_sa_lookup_say(&lu->refused_logged, &lu->refused, &n)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (n) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "sa: Redis %V is unavailable (and was for %ui "
+                          "requests before it, not logged)",
+                          &smcf->redis->name, n);
+        } else {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "sa: Redis %V is unavailable", &smcf->redis->name);
+        }
+
         return NGX_ERROR;
     }
 
@@ -261,12 +306,25 @@ ngx_http_sa_lock_wake(ngx_http_sa_lock_t *lock, ngx_http_sa_answer_t *a)
 static void
 ngx_http_sa_lock_timeout(ngx_event_t *ev)
 {
+    ngx_uint_t             n;
     ngx_http_sa_lock_t    *lock = ev->data;
+    ngx_http_sa_lookup_t  *lu = lock->lookup;
     ngx_http_sa_answer_t   a;
 
-    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                  "sa: no reply from Redis within %M ms for token \"%*s\"",
-                  lock->lookup->smcf->timeout, (size_t) SA_TOKEN_ID_LEN, lock->node.id);
+    if (ngx_http_sa_lookup_say(&lu->late_logged, &lu->late, &n) == NGX_OK) {
+        if (n) {
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "sa: no reply from Redis within %M ms for token "
+                          "\"%*s\" (nor for %ui tokens before it, not "
+                          "logged)", lu->smcf->timeout,
+                          (size_t) SA_TOKEN_ID_LEN, lock->node.id, n);
+        } else {
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "sa: no reply from Redis within %M ms for token "
+                          "\"%*s\"", lu->smcf->timeout,
+                          (size_t) SA_TOKEN_ID_LEN, lock->node.id);
+        }
+    }
 
     ngx_memzero(&a, sizeof(ngx_http_sa_answer_t));
     a.status = NGX_HTTP_SA_UNAVAILABLE;

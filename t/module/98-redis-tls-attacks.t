@@ -3,8 +3,8 @@
 # put t/lib/tls-proxy (a TLS server in front of a plain Redis, per
 # connection: its certificate, its mode) between the gateway and Redis.
 # Each failure must give: 503 to clients (never 200, never a hang), one
-# error-level line naming the cause per connection attempt (not one per
-# request), no blocked worker (a location without sa_auth is answered at
+# error-level line naming the cause per connection attempt (what each
+# request met at most once a second), no blocked worker (a location without sa_auth is answered at
 # once), and recovery without reload once the server is fixed.
 #
 #   A. Certificates: self-signed; not yet valid; for another name; from the
@@ -98,10 +98,13 @@ my $pp = $proxy->port;
            "A: $what: 503, and a connection attempt failed") or diag SaTest::tail($n->error_log);
         # 40 requests over 2 s while it keeps failing: lines follow
         # attempts, not requests
+        my $refused = () = $n->error_log =~ /is unavailable/g;
         my $t0 = time;
         my @st = map { sleep 0.05; status($n, $token) } 1 .. 40;
         my $secs = time - $t0;
         is(scalar(grep { $_ != 503 } @st), 0, "A: $what: 40 requests, each 503");
+        my $said = (() = $n->error_log =~ /is unavailable/g) - $refused;
+        ok($said <= $secs + 2, sprintf("A: $what: %d per-request lines in %.1f s (at most one a second)", $said, $secs));
         not_blocked($n, "A: $what");
         my $attempts = $proxy->accepted - $before;
         my $got = lines($n, qr/Redis command connection to localhost:$pp failed: $log/);
