@@ -875,12 +875,27 @@ ngx_http_sa_redis_watchdog_handler(ngx_event_t *ev)
 
     rd->timed_out = 1;
 
-    if (rd->tcp && !rd->connected) {
-        /* a plain port waits for a line that TLS never sends */
-        ngx_http_sa_redis_close(rd, "TLS handshake not done within %M ms "
-                                "(a plain port?)", rd->stall);
+#if (NGX_SSL)
+    if (rd->tcp && !rd->connected && rd->conn->ssl) {
+        /*
+         * A stopped or blackholed server, and a plain port (which waits for
+         * a line that TLS never sends), leave the ClientHello unanswered.
+         */
+        if (SSL_get_state(rd->conn->ssl->connection) == TLS_ST_CW_CLNT_HELLO)
+        {
+            ngx_http_sa_redis_close(rd, "TLS handshake not done within %M "
+                                    "ms: no answer to the ClientHello (a "
+                                    "stopped server, or a plain port?)",
+                                    rd->stall);
+            return;
+        }
+
+        ngx_http_sa_redis_close(rd, "TLS handshake not done within %M ms: "
+                                "the server stopped in the middle of it",
+                                rd->stall);
         return;
     }
+#endif
 
     if (rd->state == NGX_HTTP_SA_REDIS_CONNECTING) {
         ngx_http_sa_redis_close(rd, "not set up within %M ms", rd->stall);

@@ -13,6 +13,8 @@
  *   stall       accept, read nothing, answer nothing (a handshake that
  *               never ends)
  *   stall-hello read the ClientHello, answer nothing
+ *   stall-finished  (with DIR/tls12) the handshake up to the client's
+ *               Finished, then nothing: a handshake stopped in its middle
  *   split       every byte from the server goes in its own TLS record
  *   keyupdate   before each chunk from the server, a TLS 1.3 KeyUpdate
  *               that asks the client for one of its own
@@ -53,6 +55,10 @@
 
 static const char  *dir;
 static int          handshakes;
+static int          stall_finished;
+
+static void say(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 
 static void
@@ -63,6 +69,16 @@ info(const SSL *ssl, int where, int ret)
 
     if (where & SSL_CB_HANDSHAKE_DONE) {
         handshakes++;
+    }
+
+    /* TLS 1.2: the client's Finished read, the server's never comes */
+    if (stall_finished && (where & SSL_CB_LOOP)
+        && SSL_get_state(ssl) == TLS_ST_SW_CHANGE)
+    {
+        say("the client's Finished read, answering nothing");
+        for ( ;; ) {
+            pause();
+        }
     }
 }
 
@@ -219,6 +235,8 @@ serve(int cfd, SSL_CTX *ctx, int target)
     }
 
     say("accepted, mode %s", mode);
+
+    stall_finished = (strcmp(mode, "stall-finished") == 0);
 
     if (strcmp(mode, "stall") == 0) {
         for ( ;; ) {

@@ -191,7 +191,7 @@ fails_then_recovers(
 fails_then_recovers(
     what => 'TLS to a plain port',
     conf => "sa_redis localhost:${\ $redis->port } ssl;\n    $CA",
-    log  => qr/connection to localhost:${\ $redis->port } failed: TLS handshake not done within 1200 ms \(a plain port\?\)/);
+    log  => qr/connection to localhost:${\ $redis->port } failed: TLS handshake not done within 1200 ms: no answer to the ClientHello \(a stopped server, or a plain port\?\)/);
 
 fails_then_recovers(
     what => 'plain TCP to a TLS port',

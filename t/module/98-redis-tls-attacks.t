@@ -10,8 +10,9 @@
 #   A. Certificates: self-signed; not yet valid; for another name; from the
 #      other CA.  The lines are counted against the connections the server
 #      saw, with 40 requests waiting meanwhile.
-#   B. Handshakes that never end: a server that accepts and never answers,
-#      one that reads the ClientHello and says nothing, a stopped Redis
+#   B. Handshakes that never end, each named: a server that accepts and
+#      never answers, one that reads the ClientHello and says nothing, a
+#      TLS 1.2 server that stops before its Finished, a stopped Redis
 #      (SIGSTOP) on its TLS port.
 #   C. After the handshake: a TLS 1.3 KeyUpdate before every reply (the
 #      client must answer with one of its own, a write in the middle of a
@@ -119,10 +120,14 @@ my $pp = $proxy->port;
 }
 
 # ---------------------------------------------------------------- B. stalls
+my $p12 = SaTest::TlsProxy->start(target => $redis->port, tls12 => 1);
 for my $c (['stall', 'a server that accepts and never answers', qr/no answer to the ClientHello/],
-           ['stall-hello', 'a server that reads the ClientHello and says nothing', qr/no answer to the ClientHello/]) {
-    my ($mode, $what, $log) = @$c;
-    $proxy->mode($mode);
+           ['stall-hello', 'a server that reads the ClientHello and says nothing', qr/no answer to the ClientHello/],
+           ['stall-finished', 'a TLS 1.2 server that stops before its Finished', qr/the server stopped in the middle of it/, $p12]) {
+    my ($mode, $what, $log, $px) = @$c;
+    $px //= $proxy;
+    my $pp = $px->port;
+    $px->mode($mode);
     my $n = gateway("sa_redis localhost:$pp ssl;\n    $CA");
     my $t0 = time;
     my $st = status($n, $token);
@@ -131,7 +136,7 @@ for my $c (['stall', 'a server that accepts and never answers', qr/no answer to 
     not_blocked($n, "B: $what");
     ok(SaTest::wait_until(4, sub { $n->error_log =~ /\[error\].*connection to localhost:$pp failed: TLS handshake not done within 1200 ms/ }),
        "B: $what: the error line names it") or diag SaTest::tail($n->error_log);
-    $proxy->mode('pass');
+    $px->mode('pass');
     ok(settles($n, $token, 200, 8), "B: $what: 200 once it answers, without a reload");
     no_alert($n, "B: $what");
     $n->stop;
