@@ -96,6 +96,8 @@ struct ngx_http_sa_redis_s {
     size_t                         out_size;
 #if (NGX_SSL)
     ngx_ssl_session_t             *ssl_session; /* for the next handshake */
+    ngx_sockaddr_t                 ssl_peer;    /* to whom: offered only */
+    socklen_t                      ssl_peer_len; /* there again */
 #endif
     ngx_http_sa_redis_state_e      state;
     ngx_event_t                    reconnect;
@@ -122,6 +124,9 @@ struct ngx_http_sa_redis_s {
     unsigned                       subscribed_up:1;
     unsigned                       exiting:1;
     unsigned                       protocol:1;  /* ended on a bad reply */
+    unsigned                       read_wants_write:1; /* TLS: a read
+                                                   goes on when writable */
+    unsigned                       renegotiation:1; /* asked, refused */
 };
 
 
@@ -160,6 +165,7 @@ static void ngx_http_sa_redis_end(ngx_http_sa_redis_t *rd);
 #if (NGX_SSL)
 static void ngx_http_sa_redis_ssl_failed(ngx_http_sa_redis_t *rd,
     const char *what, int sslerr, ngx_err_t err);
+static void ngx_http_sa_redis_ssl_forget(ngx_http_sa_redis_t *rd);
 #define ngx_http_sa_redis_clear_ssl_errors()  ERR_clear_error()
 #endif
 static ngx_uint_t ngx_http_sa_sentinel_is_ip(u_char *host, size_t len);
@@ -293,8 +299,15 @@ ngx_http_sa_redis_write_handler(ngx_event_t *wev)
         return;
     }
 
-    if (rd->connected) {
-        ngx_http_sa_redis_flush(rd);
+    if (!rd->connected) {
+        return;
+    }
+
+    ngx_http_sa_redis_flush(rd);
+
+    /* a TLS read that had to write first (a KeyUpdate's answer) goes on */
+    if (rd->conn == c && rd->read_wants_write) {
+        ngx_http_sa_redis_read(rd);
     }
 }
 
@@ -531,11 +544,19 @@ ngx_http_sa_redis_recv(ngx_http_sa_redis_t *rd, u_char *buf, size_t size)
         n = SSL_read(c->ssl->connection, buf, size);
 
         if (n > 0) {
+            rd->read_wants_write = 0;
             return n;
         }
 
         sslerr = SSL_get_error(c->ssl->connection, n);
         err = (sslerr == SSL_ERROR_SYSCALL) ? ngx_socket_errno : 0;
+
+        /*
+         * A read may have to write first (the answer to a KeyUpdate, with
+         * the socket full): the write event reads again, as ngx_ssl_recv()
+         * has its write handler do.
+         */
+        rd->read_wants_write = (sslerr == SSL_ERROR_WANT_WRITE);
 
         if (sslerr == SSL_ERROR_WANT_READ || sslerr == SSL_ERROR_WANT_WRITE) {
             return NGX_AGAIN;
@@ -825,6 +846,8 @@ ngx_http_sa_redis_end(ngx_http_sa_redis_t *rd)
     rd->connected = 0;
     rd->timed_out = 0;
     rd->protocol = 0;
+    rd->read_wants_write = 0;
+    rd->renegotiation = 0;
     rd->push = NULL;
     rd->reason[0] = '\0';
 
@@ -943,7 +966,13 @@ ngx_http_sa_redis_ssl_failed(ngx_http_sa_redis_t *rd, const char *what,
     e = ERR_peek_last_error();
     reason = e ? ERR_reason_error_string(e) : NULL;
 
-    if (reason) {
+    if (rd->renegotiation) {
+        /* the server gave up when its HelloRequest was refused */
+        ngx_http_sa_redis_close(rd, "the server asked for a TLS "
+                                "renegotiation, refused (%s: %s)", what,
+                                reason ? reason : "closed");
+
+    } else if (reason) {
         ngx_http_sa_redis_close(rd, "%s failed: %s", what, reason);
 
     } else if (err) {
@@ -1002,6 +1031,7 @@ ngx_http_sa_redis_ssl_handshaked(ngx_connection_t *c)
 
     if (!c->ssl->handshaked) {
         /* ngx_ssl_handshake() logged OpenSSL's reason just before */
+        ngx_http_sa_redis_ssl_forget(rd);
         ngx_http_sa_redis_close(rd, "TLS handshake failed");
         return;
     }
@@ -1010,17 +1040,25 @@ ngx_http_sa_redis_ssl_handshaked(ngx_connection_t *c)
         rc = SSL_get_verify_result(c->ssl->connection);
 
         if (rc != X509_V_OK) {
+            ngx_http_sa_redis_ssl_forget(rd);
             ngx_http_sa_redis_close(rd, "TLS certificate verify error: "
-                                    "(%l:%s)", rc,
-                                    X509_verify_cert_error_string(rc));
+                                    "(%l:%s)%s", rc,
+                                    X509_verify_cert_error_string(rc),
+                                    SSL_session_reused(c->ssl->connection)
+                                    ? " (a resumed session)" : "");
             return;
         }
 
         name = ngx_http_sa_redis_ssl_name(rd);
 
         if (ngx_http_sa_redis_ssl_check_name(c, name) != NGX_OK) {
+            /* a resumed session's certificate too: the next is a full
+             * handshake, with the certificate the server has now */
+            ngx_http_sa_redis_ssl_forget(rd);
             ngx_http_sa_redis_close(rd, "TLS certificate does not match "
-                                    "\"%V\"", name);
+                                    "\"%V\"%s", name,
+                                    SSL_session_reused(c->ssl->connection)
+                                    ? " (a resumed session)" : "");
             return;
         }
     }
@@ -1050,6 +1088,44 @@ ngx_http_sa_redis_ssl_save_session(ngx_connection_t *c)
     }
 
     rd->ssl_session = session;
+
+    ngx_memcpy(&rd->ssl_peer, rd->pc.sockaddr, rd->pc.socklen);
+    rd->ssl_peer_len = rd->pc.socklen;
+}
+
+
+/* a session is never offered again after a handshake it failed */
+static void
+ngx_http_sa_redis_ssl_forget(ngx_http_sa_redis_t *rd)
+{
+    if (rd->ssl_session) {
+        ngx_ssl_free_session(rd->ssl_session);
+        rd->ssl_session = NULL;
+    }
+}
+
+
+/*
+ * A renegotiation is refused (SSL_OP_NO_RENEGOTIATION): what the server
+ * then presents would never be verified.  A server that gives up on it
+ * ends the connection, and the line says why.
+ */
+static void
+ngx_http_sa_redis_ssl_msg(int write_p, int version, int content_type,
+    const void *buf, size_t len, ngx_ssl_conn_t *ssl_conn, void *arg)
+{
+    ngx_connection_t     *c;
+    ngx_http_sa_redis_t  *rd;
+
+    if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 1
+        || ((const u_char *) buf)[0] != SSL3_MT_HELLO_REQUEST)
+    {
+        return;
+    }
+
+    c = ngx_ssl_get_connection(ssl_conn);
+    rd = c->data;
+    rd->renegotiation = 1;
 }
 
 
@@ -1082,6 +1158,24 @@ ngx_http_sa_redis_ssl_start(ngx_http_sa_redis_t *rd)
                                      |SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
     c->ssl->save_session = ngx_http_sa_redis_ssl_save_session;
+
+#ifdef SSL_OP_NO_RENEGOTIATION
+    SSL_set_options(c->ssl->connection, SSL_OP_NO_RENEGOTIATION);
+#endif
+    SSL_set_msg_callback(c->ssl->connection, ngx_http_sa_redis_ssl_msg);
+
+    /*
+     * A session is offered only to the address it came from: a name that
+     * moved, or a master the sentinels moved, gets a full handshake.
+     */
+    if (rd->ssl_session
+        && ngx_cmp_sockaddr(rd->pc.sockaddr, rd->pc.socklen,
+                            (struct sockaddr *) &rd->ssl_peer,
+                            rd->ssl_peer_len, 1)
+           != NGX_OK)
+    {
+        ngx_http_sa_redis_ssl_forget(rd);
+    }
 
     if (rd->ssl_session
         && ngx_ssl_set_session(c, rd->ssl_session) != NGX_OK)

@@ -4,8 +4,9 @@
 # connection: its certificate, its mode) between the gateway and Redis.
 # Each failure must give: 503 to clients (never 200, never a hang), one
 # error-level line naming the cause per connection attempt (what each
-# request met at most once a second), no blocked worker (a location without sa_auth is answered at
-# once), and recovery without reload once the server is fixed.
+# request met at most once a second), no blocked worker (a location
+# without sa_auth is answered at once), and recovery without reload once
+# the server is fixed.
 #
 #   A. Certificates: self-signed; not yet valid; for another name; from the
 #      other CA.  The lines are counted against the connections the server
@@ -16,12 +17,16 @@
 #      (SIGSTOP) on its TLS port.
 #   C. After the handshake: a TLS 1.3 KeyUpdate before every reply (the
 #      client must answer with one of its own, a write in the middle of a
-#      read); every reply byte in its own TLS record.
+#      read); every reply byte in its own TLS record; a TLS 1.2 server that
+#      renegotiates before every reply (refused: what it would present
+#      then is never verified).
 #   D. close_notify in the middle of a reply; a 100 MB reply over TLS
 #      (hostile-redis behind the proxy).
 #   E. Reload and kill -9 of a worker while its handshake hangs.
 #   F. Sessions: a certificate changed (expired) between two connections is
-#      seen (the old session is not resumed into it).
+#      seen (the old session is not resumed into it); a master the
+#      sentinels move to another address, behind servers that share their
+#      session tickets' keys, is not offered the old address's session.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -192,6 +197,23 @@ sub many_ok {
     $n->stop;
 }
 
+{
+    my $p12 = SaTest::TlsProxy->start(target => $redis->port, tls12 => 1, mode => 'reneg');
+    my $port = $p12->port;
+    my $n = gateway("sa_redis localhost:$port ssl;\n    $CA");
+    my @st = map { status($n, $token) } 1 .. 5;
+    is(scalar(grep { $_ != 200 && $_ != 503 } @st), 0, 'C: a TLS 1.2 server that renegotiates: 200 or 503, never a hang');
+    ok(SaTest::wait_until(4, sub { status($n, $token); $n->error_log =~ /\[error\].*connection to localhost:$port (lost|failed): the server asked for a TLS renegotiation, refused \(SSL_read\(\): sslv3 alert handshake failure\)/ }),
+       'C: renegotiation: refused (what it would present is never verified), and the line says so') or diag SaTest::tail($n->error_log);
+    like($p12->log, qr/no renegotiation/, 'C: the server heard the refusal');
+    not_blocked($n, 'C: renegotiation');
+    $p12->mode('pass');
+    ok(settles($n, $token, 200), 'C: the same TLS 1.2 server without renegotiation: 200');
+    no_alert($n, 'C: renegotiation');
+    $n->stop;
+    $p12->stop;
+}
+
 # ---------------------------------------------------------------- D. cut and huge replies
 {
     $proxy->mode('close-mid');
@@ -266,6 +288,37 @@ sub many_ok {
     $redis->cmd('CONFIG', 'SET', 'tls-cert-file', $T->{cert});
     ok(settles($n, $token, 200), 'F: 200 once it is fixed');
     no_alert($n, 'F: a certificate changed');
+    $n->stop;
+}
+
+{
+    # a master found through a TLS sentinel at 127.0.0.2, then at 127.0.0.3,
+    # each its own certificate, behind one proxy that resumes any session
+    my $sdir = SaTest::new_dir('sentinel');
+    my $sport = SaTest::free_port();
+    my $sentinel = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/fake-sentinel', $sport, $sdir]);
+    SaTest::wait_for('fake-sentinel', sub { SaTest::port_open($sport) }, 5);
+    my $stls = SaTest::TlsProxy->start(target => $sport);
+    my $mp = SaTest::TlsProxy->start(target => $redis->port, ip => '0.0.0.0',
+                                     cert => SaTest::tls_cert('ip2', san => 'IP:127.0.0.2'));
+    my $ip3 = SaTest::tls_cert('ip3', san => 'IP:127.0.0.3');
+    my $m = $mp->port;
+    SaTest::write_file("$sdir/master", "127.0.0.2 $m");
+    my $n = gateway("sa_redis_sentinel sa localhost:${\ $stls->port } ssl;\n    $CA");
+    ok(settles($n, $token, 200), 'F: the master at 127.0.0.2, over TLS: 200');
+    like($mp->log, qr/handshake done/, 'F: a full handshake with 127.0.0.2');
+    $mp->cert($ip3, shared => 1);
+    SaTest::write_file("$sdir/master", "127.0.0.3 $m");
+    SaTest::write_file("$sdir/switch", "sa 127.0.0.2 $m 127.0.0.3 $m");
+    ok(SaTest::wait_until(5, sub { $n->error_log =~ /master "sa" is at 127\.0\.0\.3:$m/ }), 'F: the gateway follows the switch')
+        or diag SaTest::tail($n->error_log);
+    ok(SaTest::wait_until(5, sub { status($n, $token) == 200 && (() = $mp->log =~ /handshake done/g) >= 2 }),
+       'F: moved to 127.0.0.3, whose certificate names it: 200')
+        or diag SaTest::tail($n->error_log) . "\n" . SaTest::tail($mp->log);
+    is(lines($n, qr/connection to 127\.0\.0\.3:$m failed: TLS certificate does not match/), 0,
+       'F: the session of 127.0.0.2 was not offered to 127.0.0.3 (no resumed session with the old certificate)');
+    unlike($mp->log, qr/resumed/, 'F: no session resumed across the move');
+    no_alert($n, 'F: sessions across a move');
     $n->stop;
 }
 
