@@ -251,8 +251,9 @@ test-api: deps
 	$(TEST_ENV) SA_TEST_API=1 prove -j$(TEST_JOBS) t/admin
 
 # the slow suites make test leaves out (SA_TEST_SLOW=1): the Redis stream
-# attack review, and seven admin files again with sa-admin over TLS
-SLOW_TESTS := t/module/94-redis-stream.t t/admin/97-redis-tls.t
+# and TLS attack reviews, and seven admin files again with sa-admin over TLS
+SLOW_TESTS := t/module/94-redis-stream.t t/module/98-redis-tls-attacks.t \
+              t/admin/97-redis-tls.t
 test-slow: deps
 	$(MAKE) all
 	$(TEST_ENV) SA_TEST_SLOW=1 prove -j$(TEST_JOBS) $(SLOW_TESTS)

@@ -35,6 +35,8 @@ use Time::HiRes qw(time sleep);
 use SaTest;
 
 SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
+# about 30 s: make test-slow (SA_TEST_SLOW=1), which .ci/run runs
+plan skip_all => 'a slow suite: make test-slow' unless $ENV{SA_TEST_SLOW} || $ENV{ONLY};
 
 my $T   = SaTest::tls_files();
 my $KEY = SaTest::keys_dir() . '/verify.key';
