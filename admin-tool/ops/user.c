@@ -34,23 +34,12 @@
 #define SA_SA_EMAIL_DOMAIN      ".sa.invalid"
 
 
-/* an operator: the local key holder, or a serve --operator */
+/* an operator: the local key holder, or a serve --operator (a person:
+ * never a caller bounded by a service account token's scopes) */
 static int
 sa_user_operator(sa_admin_t *sa)
 {
-    const char  **op;
-
-    if (sa_is_operator(sa)) {
-        return 1;
-    }
-
-    for (op = sa->operators; op != NULL && *op != NULL; op++) {
-        if (strcmp(*op, sa->actor) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return sa_is_operator(sa);
 }
 
 

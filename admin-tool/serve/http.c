@@ -756,6 +756,23 @@ sa_req_begin(sa_listener_t *l, struct MHD_Connection *conn, const char *url,
         c->busy = 0;        /* the body may still trickle: the deadline runs */
     }
 
+    /*
+     * Where the body ends must be beyond doubt: a front proxy that reads
+     * it otherwise than libmicrohttpd (which takes Transfer-Encoding over
+     * Content-Length, and the first of two Content-Lengths) would hand
+     * serve a request of its own making inside another's body (request
+     * smuggling).  Refused, and the connection closed with the answer.
+     */
+    if (sa_conn_header_count(conn, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1
+        || (sa_conn_header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL
+            && sa_conn_header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING)
+               != NULL))
+    {
+        sa_answer_problem(r, 400, "input", 1, "Content-Length given twice, "
+                          "or with Transfer-Encoding");
+        return r;
+    }
+
     v = sa_conn_header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (v != NULL && strtoull(v, NULL, 10) > SA_SERVE_BODY_MAX) {
         sa_answer_problem(r, 413, "too-large", 1, "the body is larger than "

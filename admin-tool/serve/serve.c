@@ -548,6 +548,13 @@ sa_cmd_serve(sa_admin_t *sa, int argc, char **argv)
             if (!sa_user_valid(optarg)) {
                 sa_die_usage(sa, "invalid user name '%s'", optarg);
             }
+            if (strlen(optarg) > 11
+                && strcmp(optarg + strlen(optarg) - 11, ".sa.invalid") == 0)
+            {
+                /* operators are people: never a token bounded by scopes */
+                sa_die_usage(sa, "--operator '%s' names a service account",
+                             optarg);
+            }
             if (nops >= 64) {
                 sa_die_usage(sa, "at most 64 operators");
             }

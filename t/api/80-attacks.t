@@ -21,6 +21,7 @@ use Test::More;
 use SaTest;
 use Time::HiRes qw(sleep time);
 use IO::Select;
+use POSIX ();
 
 SaTest::require_build('sa-admin');
 
@@ -135,6 +136,41 @@ sub as {
     is($r->{status}, 431, 'headers over the memory limit: 431, serve goes on');
     is($api->req(GET => '/healthz')->{status}, 200, 'serve answers');
 
+    # request smuggling
+    my $raw = sub {
+        my $c = $api->connect_to;
+        SaTest::_write_all($c, $_[0]);
+        my $got = '';
+        my $deadline = time + 5;
+        while (time < $deadline) {
+            last unless IO::Select->new($c)->can_read(1);
+            last unless sysread($c, $got, 65536, length $got);
+        }
+        return join ' ', $got =~ m{HTTP/1\.1 (\d+) }g;
+    };
+    my $head = "POST /v1/teams/platform/accounts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $tok{alice}\r\n"
+             . "Content-Type: application/json\r\n";
+    is($raw->($head . "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+              . "GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n"), '400',
+       'Content-Length with Transfer-Encoding: 400, and what follows is not read as a request');
+    is($raw->($head . "Content-Length: 13\r\nContent-Length: 0\r\n\r\n{\"name\":\"s\"}\n"), '400',
+       'Content-Length twice: 400');
+    is($redis->cmd('SCARD', 'sa:team:platform:accounts'), 1, 'no account made');
+
+    # SIGHUP with a request in flight: answered by the worker that holds it
+    $redis->pause;
+    my $pid = fork // die;
+    if (!$pid) {
+        my $res = as(alice => GET => '/v1/me', timeout => 20);
+        POSIX::_exit($res->{status} == 200 ? 0 : 1);
+    }
+    sleep 0.5;
+    kill 'HUP', $api->pid;
+    sleep 0.5;
+    $redis->resume;
+    waitpid $pid, 0;
+    is($? >> 8, 0, 'SIGHUP with a request in flight: it gets its 200');
+
     # no secret where it does not belong
     my $metrics = $api->req(GET => '/metrics')->{content};
     my $everything = $metrics . $api->err . join("\n", map { ref $_ ? "@$_" : $_ } map { ref $_ ? @$_ : $_ }
@@ -202,6 +238,44 @@ sub as {
     like($s->err, qr/503: Redis unavailable at redis:/, "the log says where Redis was");
     $redis->launch;
     $s->stop;
+}
+
+# Redis's connections killed in the middle of a write (a fresh Redis)
+{
+    my $g = SaTest::fixture($redis, apps => ['api']);
+    my $gid = $g->account->{id};
+    chomp(my $owner = op(qw(user token issue alice))->{out});
+    my $s = SaTest::Serve->start(redis => $redis, args => ['--workers', 1]);
+    my $answer = SaTest::tmp_dir() . '/kill-answer';
+    my $pid = fork // die;
+    if (!$pid) {
+        my $r = $s->req(POST => "/v1/accounts/$gid/tokens", timeout => 60,
+                        headers => { Authorization => "Bearer $owner" },
+                        json => { scopes => ['api:read'], count => 5000 });
+        SaTest::write_file($answer, "$r->{status} " . ($r->{json}{detail} // ''));
+        POSIX::_exit(0);
+    }
+    SaTest::wait_until(20, sub { scalar(@{ $redis->cmd('KEYS', 'sa:tok:*') }) > 200 });
+    for (1 .. 5) { $redis->cmd('CLIENT', 'KILL', 'TYPE', 'normal'); sleep 0.05 }
+    waitpid $pid, 0;
+    like(SaTest::slurp($answer), qr/^503 Redis is unavailable/, 'connections killed mid-issue: 503')
+        or diag SaTest::slurp($answer);
+    my $size = -1;
+    SaTest::wait_until(10, sub { my $was = $size; $size = $redis->cmd('DBSIZE'); sleep 0.2; $size == $was });
+    my @records = map { substr($_, 7) } grep { /^sa:tok:[^:]+$/ } @{ $redis->cmd('KEYS', 'sa:tok:*') };
+    my %index = map { $_ => 1 } @{ $redis->cmd('SMEMBERS', "sa:acct:$gid:tokens") };
+    my %audited = map { $_->{target} => 1 } grep { $_->{action} eq 'token.issue' }
+                  @{ op(qw(audit --json))->{json} };
+    ok(@records > 0 && @records < 5000, 'the issue was cut part-way (' . scalar(@records) . ' of 5000)');
+    is_deeply([ grep { !$index{$_} || !$audited{$_} } @records ], [], 'every token made is indexed and audited');
+    is(scalar(keys %audited), scalar(@records), 'and every audited one exists');
+    $s->stop;
+}
+
+{
+    my $r = SaTest::operator($redis, qw(serve --listen 127.0.0.1:0 --operator), "$aid\@platform.sa.invalid");
+    is($r->{code}, 1, '--operator naming a service account: a usage error');
+    like($r->{err}, qr/names a service account/, 'saying so');
 }
 
 done_testing;
