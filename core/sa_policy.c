@@ -6,6 +6,10 @@
 #include "sa_policy.h"
 
 
+static const uint8_t  sa_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                         0xff, 0xff };
+
+
 /* decimal digits only, no sign, no leading zero, at most max */
 static int
 sa_decimal(const char *s, size_t len, uint64_t max, uint64_t *out)
@@ -155,6 +159,19 @@ sa_net_parse(const char *s, size_t len, sa_net_t *net, sa_net_t *canonical)
         return -1;
     }
 
+    /*
+     * An IPv4-mapped network (::ffff:10.0.0.0/104) is the IPv4 network: a
+     * mapped client address counts as IPv4 (sa_policy_allows()), so as
+     * IPv6 it would match no one.
+     */
+    if (n.family == 6 && bits >= 96 && memcmp(n.addr, sa_mapped, 12) == 0) {
+        memmove(n.addr, n.addr + 12, 4);
+        memset(n.addr + 4, 0, 12);
+        n.family = 4;
+        max = 32;
+        bits -= 96;
+    }
+
     n.bits = (uint8_t) bits;
 
     /* host bits: cleared in what is given back, but said */
@@ -238,15 +255,13 @@ sa_net_match(const sa_net_t *net, const uint8_t *addr)
 int
 sa_policy_allows(const sa_policy_t *p, int family, const uint8_t *addr)
 {
-    static const uint8_t  mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                         0xff, 0xff };
-    size_t                i;
+    size_t  i;
 
     if (p->nnets == 0) {
         return 1;
     }
 
-    if (family == 6 && memcmp(addr, mapped, sizeof(mapped)) == 0) {
+    if (family == 6 && memcmp(addr, sa_mapped, sizeof(sa_mapped)) == 0) {
         family = 4;
         addr += 12;
     }

@@ -52,6 +52,8 @@ int sa_quota_parse(const char *s, size_t len, uint64_t *n, uint8_t *period);
 /*
  * "ADDR/BITS" or a bare address (all bits): 0; -1 not a network; -2 a
  * network with host bits set (canonical, when given, gets what was meant).
+ * Strict: no leading zero, space, zone id (fe80::1%eth0) or short form; an
+ * IPv4-mapped network (::ffff:10.0.0.0/104) is its IPv4 one (10.0.0.0/8).
  */
 int sa_net_parse(const char *s, size_t len, sa_net_t *net,
     sa_net_t *canonical);

@@ -98,6 +98,65 @@ test_networks(void)
     is_long(sa_net_parse(L("example.com"), &net, NULL), -1, "no names");
     is_long(sa_net_parse("10.0.0.0\0/8", 11, &net, NULL), -1, "no NUL");
 
+    /* the attack review's inputs (issue 25) */
+    is_long(sa_net_parse(L("010.0.0.1"), &net, NULL), -1,
+            "no leading zero (octal to inet_aton, decimal to others)");
+    is_long(sa_net_parse(L("10.0.0.0/08"), &net, NULL), -1,
+            "nor in the prefix length");
+    is_long(sa_net_parse(L("10.0.0.0/+8"), &net, NULL), -1, "no sign");
+    is_long(sa_net_parse(L("10.0.0.0/-1"), &net, NULL), -1, "no negative");
+    is_long(sa_net_parse(L("10.0.0.1/33"), &net, NULL), -1, "no /33");
+    is_long(sa_net_parse(L(" 10.0.0.0/8"), &net, NULL), -1, "no space before");
+    is_long(sa_net_parse(L("10.0.0.0/8 "), &net, NULL), -1, "nor after");
+    is_long(sa_net_parse(L("10.0.0.0 /8"), &net, NULL), -1, "nor inside");
+    is_long(sa_net_parse(L("10.0.0.0/8/8"), &net, NULL), -1, "one slash");
+    is_long(sa_net_parse(L("10.1"), &net, NULL), -1, "no short forms");
+    is_long(sa_net_parse(L("0x0a.0.0.0/8"), &net, NULL), -1, "no hex");
+    is_long(sa_net_parse(L("fe80::1%eth0"), &net, NULL), -1, "no zone id");
+    is_long(sa_net_parse(L("fe80::%eth0/64"), &net, NULL), -1,
+            "nor in a network");
+    is_long(sa_net_parse(L("[2001:db8::]/32"), &net, NULL), -1,
+            "no brackets");
+    {
+        char  big[10240];
+
+        memset(big, '1', sizeof(big));
+        is_long(sa_net_parse(big, sizeof(big), &net, NULL), -1, "10 kB");
+    }
+    is_long(sa_net_parse(L("0.0.0.0/0"), &net, NULL), 0,
+            "0.0.0.0/0 is every IPv4 address");
+    is_long(sa_net_parse(L("::/0"), &net, NULL), 0, "::/0 every IPv6 one");
+    memset(&p, 0, sizeof(p));
+    p.nets[0] = net;
+    p.nnets = 1;
+    ok(!sa_policy_allows(&p, 4, b4), "::/0 holds no IPv4 address");
+    ok(!sa_policy_allows(&p, 6, m6),
+       "nor an IPv4-mapped one (it counts as IPv4)");
+
+    /* an IPv4-mapped network is the IPv4 network (else it matched nothing) */
+    is_long(sa_net_parse(L("::ffff:10.0.0.0/104"), &net, NULL), 0,
+            "::ffff:10.0.0.0/104");
+    sa_net_format(&net, buf);
+    is_str(buf, "10.0.0.0/8", "is 10.0.0.0/8");
+    p.nets[0] = net;
+    ok(sa_policy_allows(&p, 4, a4) && sa_policy_allows(&p, 6, m6),
+       "and holds 10.1.2.3 and ::ffff:10.9.9.9");
+    is_long(sa_net_parse(L("::ffff:10.0.0.1"), &net, NULL), 0,
+            "a mapped address");
+    sa_net_format(&net, buf);
+    is_str(buf, "10.0.0.1/32", "is the IPv4 host");
+    is_long(sa_net_parse(L("::ffff:0:0/96"), &net, NULL), 0, "::ffff:0:0/96");
+    sa_net_format(&net, buf);
+    is_str(buf, "0.0.0.0/0", "is every IPv4 address");
+    is_long(sa_net_parse(L("::ffff:10.0.0.1/104"), &net, &canon), -2,
+            "host bits in a mapped network");
+    sa_net_format(&canon, buf);
+    is_str(buf, "10.0.0.0/8", "named as the IPv4 network meant");
+    is_long(sa_net_parse(L("::fffe:0:0/95"), &net, NULL), 0,
+            "a network wider than the mapped range stays IPv6");
+    sa_net_format(&net, buf);
+    is_str(buf, "::fffe:0:0/95", "(as nginx would print it)");
+
     memset(&p, 0, sizeof(p));
     ok(sa_policy_allows(&p, 4, b4), "no networks: from anywhere");
     sa_net_parse(L("10.0.0.0/8"), &p.nets[0], NULL);
@@ -253,6 +312,29 @@ test_record(void)
             SA_REC_INVALID, "an address that is not one is invalid");
     is_long(resealed(payload, "\"burst\":20", "\"burst\":0"), SA_REC_OK,
             "burst 0 is valid");
+    is_long(resealed(payload, "\"burst\":20",
+                     "\"burst\":20,\"rate\":\"999999/s\""),
+            SA_REC_INVALID, "a second rate key is refused, not the last one taken");
+    is_long(resealed(payload, "\"burst\":20", "\"burst\":20,\"burst\":0"),
+            SA_REC_INVALID, "so is a second burst");
+    is_long(resealed(payload, "\"burst\":20", "\"burst\":20.0"),
+            SA_REC_INVALID, "a burst must be an integer");
+    is_long(resealed(payload, "\"burst\":20", "\"burst\":1000001"),
+            SA_REC_INVALID, "at most 1,000,000");
+    is_long(resealed(payload, "\"burst\":20",
+                     "\"burst\":18446744073709551617"),
+            SA_REC_INVALID, "no overflow");
+    is_long(resealed(payload, "\"100/m\"", "\"4294967297/s\""),
+            SA_REC_INVALID, "a rate past 32 bits is refused, not wrapped");
+    is_long(resealed(payload, "\"100/m\"", "null"), SA_REC_INVALID,
+            "a null rate is invalid, not none");
+    is_long(resealed(payload, "[\"10.0.0.0/8\",\"2001:db8::/32\"]", "null"),
+            SA_REC_INVALID, "so is a null allow_from");
+    is_long(resealed(payload, "[\"10.0.0.0/8\",\"2001:db8::/32\"]",
+                     "\"10.0.0.0/8\""),
+            SA_REC_INVALID, "an allow_from that is not an array");
+    is_long(resealed(payload, "\"burst\":20", "\"burst\":20,\"rate_v2\":1"),
+            SA_REC_OK, "a field of its own is ignored (the signer wrote it)");
 
     j = json_loads(payload, 0, NULL);
     is_long(sa_record_check(j, SA_KIND_TOKEN, "AbCdEfGh01234567"), SA_REC_OK,
