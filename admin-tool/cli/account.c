@@ -164,8 +164,12 @@ sa_account_apps(sa_admin_t *sa, int argc, char **argv)
     }
     json_object_set_new(in, "id", json_string(op[0]));
 
+    /* several applications: the route that takes the list (over --api,
+     * one request: all or none) */
     sa_account_print(sa_cli_run(sa, grant ? "account.grant"
-                                          : "account.ungrant", in),
+                                : json_array_size(json_object_get(in, "apps"))
+                                  > 1 ? "account.ungrant.apps"
+                                : "account.ungrant", in),
                      grant ? "granted: " : "ungranted: ");
 }
 

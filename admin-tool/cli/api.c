@@ -231,8 +231,8 @@ sa_api_local_or_exit(sa_admin_t *sa)
 
 /*
  * A path's {app} given as the list "apps" of one (account ungrant --app
- * X): moved to "app"; a list of more is sent one request each
- * (sa_api_call)
+ * X): moved to "app"; a list of more is a route of its own
+ * (account.ungrant.apps)
  */
 static json_t *
 sa_api_plural(json_t *in, const char *name)
@@ -396,47 +396,13 @@ static json_t *sa_api_call_one(sa_admin_t *sa, const sa_op_t *op,
 
 
 /*
- * An operation whose route names one of a list the CLI gives several of
- * (account ungrant --app A --app B: DELETE .../apps/{app}): one request
- * each, in order, the last answer returned.  Unlike the local operation,
- * not all at once: a failure leaves the earlier ones done.
+ * An operation sent to its route: one request.  (A list the CLI gives
+ * several of goes to a route that takes the list, account.ungrant.apps;
+ * a route naming one {app} takes a list of one.)
  */
 json_t *
 sa_api_call(sa_admin_t *sa, const sa_op_t *op, json_t *in)
 {
-    const char  *p, *e;
-    json_t      *list, *one, *out = NULL, *v;
-    char         name[64], plural[80];
-    size_t       i, n;
-
-    for (p = op->path; p != NULL && (p = strchr(p, '{')) != NULL; p = e) {
-        if ((e = strchr(p, '}')) == NULL) {
-            break;
-        }
-        n = (size_t) (e - p - 1);
-        if (n >= sizeof(name)) {
-            break;
-        }
-        memcpy(name, p + 1, n);
-        name[n] = '\0';
-        snprintf(plural, sizeof(plural), "%ss", name);
-        list = json_object_get(in, plural);
-        if (json_object_get(in, name) != NULL || !json_is_array(list)
-            || json_array_size(list) < 2)
-        {
-            continue;
-        }
-        json_array_foreach(list, i, v) {
-            one = json_deep_copy(in);
-            json_object_del(one, plural);
-            json_object_set(one, name, v);
-            json_decref(out);
-            out = sa_api_call_one(sa, op, one);
-            json_decref(one);
-        }
-        return out;
-    }
-
     return sa_api_call_one(sa, op, in);
 }
 

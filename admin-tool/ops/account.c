@@ -548,9 +548,11 @@ sa_op_account_grant(sa_admin_t *sa, json_t *in)
 
 /*
  * account.ungrant: DELETE /v1/accounts/{id}/apps/{app}
+ * account.ungrant.apps: DELETE /v1/accounts/{id}/apps, body {"apps": [...]}
  *   id     string, required: an account id or TEAM/NAME
  *   app    string: the application to remove
- *   apps   array of strings: several at once (the CLI's --app...)
+ *   apps   array of strings: several at once (the CLI's --app...), all
+ *          removed by one change or none (a refusal of any changes nothing)
  * One of app and apps.  Needs service_accounts:create.  Returns the
  * account.
  */

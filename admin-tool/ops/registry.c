@@ -56,6 +56,9 @@ const sa_op_t  sa_ops[] = {
       "POST", "/v1/accounts/{id}/apps", 200, W },
     { "account.ungrant", sa_op_account_ungrant,
       "DELETE", "/v1/accounts/{id}/apps/{app}", 200, W },
+    /* the same operation, several applications at once (all or none) */
+    { "account.ungrant.apps", sa_op_account_ungrant,
+      "DELETE", "/v1/accounts/{id}/apps", 200, W },
 
     { "user.token.issue", sa_op_user_token_issue,
       "POST", "/v1/users/{user}/tokens", 201, W },

@@ -151,6 +151,9 @@ my %exempt = (
     # the command line's --app...: over the API the path's {app}, which
     # excludes it
     'account.ungrant' => { apps => 1 },
+    # the same operation with the list in the body; a single 'app' is the
+    # other route's
+    'account.ungrant.apps' => { app => 1 },
     # its helper, shared with scope.define, takes it for define only
     'scope.remove' => { description => 1 },
 );

@@ -61,6 +61,20 @@ is($r->{code}, 0, 'grant') or diag $r->{err};
 $r = as_alice('account', 'ungrant', $acct->{id}, '--app', 'api', '--app', 'web', '--json');
 is($r->{code}, 0, 'ungrant of two apps') or diag $r->{err};
 is_deeply($r->{json}{apps}, [], 'both gone');
+# several applications are one request, all or none: a refusal on the
+# second changes nothing (it used to leave the first ungranted)
+$r = as_alice('account', 'grant', $acct->{id}, '--app', 'api', '--app', 'web');
+is($r->{code}, 0, 'granted both again') or diag $r->{err};
+my $before = $redis->cmd('GET', "sa:acct:$acct->{id}");
+$r = as_alice('account', 'ungrant', $acct->{id}, '--app', 'api', '--app', 'no such/app');
+is($r->{code}, 1, 'ungrant of a valid then an invalid application: exit 1') or diag $r->{err};
+like($r->{err}, qr/invalid application 'no such\/app'/, 'naming the second');
+is($redis->cmd('GET', "sa:acct:$acct->{id}"), $before, 'the account record is unchanged');
+is_deeply(as_alice('account', 'show', $acct->{id}, '--json')->{json}{apps}, [qw(api web)],
+          'both still granted');
+$r = cli({ SA_TOKEN => $alice }, 'account', 'ungrant', $acct->{id},
+         '--app', 'api', '--app', 'web', '--json');
+is_deeply($r->{json}{apps}, [], 'a valid list: both gone at once');
 $r = as_alice('token', 'revoke', $tid);
 is($r->{code}, 0, 'revoke') or diag $r->{err};
 like($redis->cmd('GET', "sa:tok:$tid") // '', qr/"revoked":true/, 'revoked in Redis');
