@@ -156,7 +156,7 @@ sa_in_only(json_t *in, ...)
         va_end(ap);
 
         if (!known) {
-            sa_die_kind(SA_ERR_INPUT, "unknown field '%s'", key);
+            sa_die_kind(SA_ERR_INPUT, "unknown field '%s'", sa_vis(key));
         }
     }
 }

@@ -29,13 +29,14 @@ sa_in_token_id(json_t *in)
 {
     const char  *id = sa_in_str(in, "id", 1);
 
-    if (strncmp(id, "sat_", 4) == 0) {
+    /* a token (sat_, or a personal sap_) is never echoed: its secret */
+    if (strncmp(id, "sat_", 4) == 0 || strncmp(id, "sap_", 4) == 0) {
         sa_die_kind(SA_ERR_INPUT, "give the token id (16 characters after "
                     "'sat_'), never the token itself");
     }
 
     if (!sa_token_id_valid(id, strlen(id))) {
-        sa_die_kind(SA_ERR_INPUT, "invalid token id '%s'", id);
+        sa_die_kind(SA_ERR_INPUT, "invalid token id '%s'", sa_vis(id));
     }
 
     return id;

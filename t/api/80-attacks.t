@@ -136,6 +136,17 @@ sub as {
     is($r->{status}, 431, 'headers over the memory limit: 431, serve goes on');
     is($api->req(GET => '/healthz')->{status}, 200, 'serve answers');
 
+    # a token where an id belongs is never echoed; names are escaped
+    for my $which (qw(alice sat)) {
+        my $r = as(alice => DELETE => "/v1/tokens/$tok{$which}");
+        is($r->{status}, 400, "a token ($which) given for a token id: 400");
+        unlike($r->{content}, qr/\Q@{[ substr($tok{$which}, 21) ]}\E/, 'its secret not echoed');
+    }
+    $r = as(alice => POST => '/v1/teams/platform/accounts', content => '{"name":"n","\u001b[2Jx":1}',
+            headers => { 'Content-Type' => 'application/json' });
+    is($r->{status}, 400, 'an unknown field with control bytes: 400');
+    unlike($r->{json}{detail}, qr/\x1b/, 'its name escaped in the detail (no terminal control sequence)');
+
     # request smuggling
     my $raw = sub {
         my $c = $api->connect_to;
