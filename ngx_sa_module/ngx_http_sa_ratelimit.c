@@ -568,7 +568,16 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
 
     if (drain) {
         res->remaining = (ngx_uint_t) ((limit - excess) / NGX_HTTP_SA_RL_UNIT);
-        res->reset = (time_t) (((excess + drain - 1) / drain + 999) / 1000);
+
+        /*
+         * the draft's reset: until more is made available (one more
+         * request fits), not until the bucket is empty
+         */
+        need = excess - (limit - ((int64_t) res->remaining + 1)
+                                  * NGX_HTTP_SA_RL_UNIT);
+        res->reset = need > 0
+                     ? (time_t) (((need + drain - 1) / drain + 999) / 1000)
+                     : 0;
     }
 
     return NGX_OK;

@@ -17,7 +17,7 @@
 
 typedef struct {
     ngx_uint_t   remaining;          /* requests let through at once now */
-    time_t       reset;              /* s until the bucket is empty */
+    time_t       reset;              /* s until one more fits */
     time_t       retry_after;        /* refused: s until one fits */
     ngx_str_t    period;             /* a quota's: "d20261203", "m202612" */
     time_t       period_left;        /* s until the quota's period ends */

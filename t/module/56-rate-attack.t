@@ -126,7 +126,7 @@ sub logged {
 }
 
 # 1. burst 0: one at a time, every 1/rate
-my @c;
+my (@c, $r);
 for my $i (1 .. 4) {
     push @c, get($t0)->{status};
     warp($mono + 0.2, $wall);       # two intervals of 10/s pass
@@ -138,12 +138,16 @@ is(codes($t0, undef, 2), '200 429', 'and two at once: one');
 is(codes($td, undef, 4), '200 200 200 429', '1/s burst 2, new: 3 at once');
 warp($mono + 10, $wall);
 is(codes($td, undef, 4), '200 200 200 429', 'drained (10 s later): 3 at once again');
+warp($mono + 10, $wall);
+get($td);
+$r = get($td);
+is($r->{headers}{'ratelimit'}, '"sa";r=1;t=1', 'RateLimit after 2 of 3: one left, one more back in 1 s (not 2, the bucket empty)');
 
 # 3. a minute of silence does not empty a bucket of 1/h
 is(codes($th, undef, 2), '200 429', '1/h: one');
 warp($mono + 61, $wall);
 get($t0);                            # the zone is used: nodes may expire
-my $r = get($th, undef, 'minute');
+$r = get($th, undef, 'minute');
 is($r->{status}, 429, '1/h, 61 s later: still refused');
 ok(($r->{headers}{'retry-after'} // 0) >= 3530 && $r->{headers}{'retry-after'} <= 3540,
    "Retry-After the rest of the hour ($r->{headers}{'retry-after'} s)");
@@ -165,7 +169,9 @@ is(get($tw)->{status}, 429, '59 s of monotonic time later: not yet');
 warp($mono + 1, $wall);
 $r = get($tw);
 is($r->{status}, 200, 'a minute later: one fits');
-like($r->{headers}{'ratelimit'} // '', qr/^"sa";r=0;t=120$/, "RateLimit: none left, the bucket empty in two minutes ($r->{headers}{'ratelimit'})");
+is($r->{headers}{'ratelimit'}, '"sa";r=0;t=60',
+   'RateLimit: none left, one more in 60 s (the draft\'s t: until more quota is made available, not until the bucket is empty, 120 s)');
+is($r->{headers}{'ratelimit-policy'}, '"sa";q=1;w=60', 'RateLimit-Policy: the signed 1/m');
 warp($mono + 59.5, $wall);
 $r = get($tw);
 is($r->{status}, 429, '59.5 s later: not yet');
