@@ -55,7 +55,11 @@ function link(href, text) {
 
 function table(caption, heads, rows, empty) {
   if (!rows.length) return h('p', { class: 'empty' }, empty);
-  return h('div', { class: 'scroll' }, h('table', null,
+  // each cell names its column: a narrow screen shows a row as a card
+  for (const tr of rows) {
+    [...tr.cells].forEach((td, i) => { if (heads[i]) td.dataset.label = heads[i]; });
+  }
+  return h('div', { class: 'scroll' }, h('table', { class: 'cards' },
     h('caption', null, caption),
     h('thead', null, h('tr', null, heads.map((x) => h('th', { scope: 'col' }, x)))),
     h('tbody', null, rows)));

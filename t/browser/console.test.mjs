@@ -99,6 +99,8 @@ let page;
 let account;          // the service account's id
 let token;
 let webhookSecret;    // shown once by the notifications test
+let kbToken;          // issued with the keyboard alone
+const SaTid = (t) => t.slice(4, 20);
 
 test('every page of the console carries the strict CSP, nosniff, no-referrer', async () => {
   for (const p of ['/', '/app.js', '/api.js', '/dom.js', '/style.css']) {
@@ -229,6 +231,81 @@ test('revoke, with a confirmation: 401 at the gateway', async () => {
   await dlg.waitFor({ state: 'detached' });
   await page.locator('tr', { hasText: token.slice(4, 20) }).getByText('revoked').waitFor();
   assert.equal(await gateway(token), 401, 'revoked: 401');
+});
+
+// issue 23, items 2 and 8: the token flow with the keyboard alone, and
+// what the tokens table and a slow call show
+async function tabTo(page, test, back = false, max = 40) {
+  for (let i = 0; i < max; i += 1) {
+    if (await page.evaluate(test)) return true;
+    await page.keyboard.press(back ? 'Shift+Tab' : 'Tab');
+  }
+  return page.evaluate(test);
+}
+
+test('access tokens with the keyboard alone: New token, a scope box, Create token, Copy, Done', async () => {
+  await page.goto(`${CONSOLE}/#/accounts/${account}`);
+  await page.getByRole('heading', { name: 'Service account deployer' }).waitFor();
+  await page.locator('body').click({ position: { x: 1, y: 1 } });
+  assert.ok(await tabTo(page, () => document.activeElement?.textContent === 'New token'), 'Tab reaches New token');
+  await page.keyboard.press('Enter');
+  const dlg = page.getByRole('dialog');
+  await dlg.waitFor();
+  assert.ok(await tabTo(page, () => document.activeElement?.dataset?.scope === 'stacks:read', true),
+    'Shift+Tab reaches the stacks:read box');
+  await page.keyboard.press('Space');
+  assert.ok(await dlg.getByLabel('stacks:read', { exact: true }).isChecked(), 'Space ticks it');
+  assert.ok(await tabTo(page, () => document.activeElement?.textContent === 'Create token'), 'Tab reaches Create token');
+  await page.keyboard.press('Enter');
+  await dlg.getByText('Copy the token now: it will not be shown again.').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Copy', 'Copy has the focus');
+  const t = await dlg.getByLabel('The token').inputValue();
+  await page.keyboard.press('Enter');
+  await dlg.getByText('Copied.').waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), t, 'copied with Enter');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Done', 'then Done');
+  await page.keyboard.press('Enter');
+  await dlg.waitFor({ state: 'detached' });
+  assert.equal(await gateway(t), 200, 'the token issued with the keyboard: 200 at the gateway');
+  kbToken = t;
+});
+
+test('access tokens: expiring soon highlighted, last use shown, progress while a slow call runs', async () => {
+  const soon = await page.evaluate(async (id) => (await fetch(`/v1/accounts/${id}/tokens`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ scopes: ['stacks:read'], expires: '7d' }),
+  })).json(), account);
+  assert.equal(await gateway(soon.token), 200, 'a token of 7 days: 200');
+  await until('its last use in the table', async () => {
+    await page.goto('about:blank');
+    await page.goto(`${CONSOLE}/#/accounts/${account}`);
+    const row = page.locator('tr', { hasText: soon.id });
+    await row.waitFor();
+    return (await row.locator('td').nth(5).textContent()) !== '—';
+  });
+  const row = page.locator('tr', { hasText: soon.id });
+  assert.match(await row.getAttribute('class'), /\bsoon\b/, 'expiring within 14 days: the row highlighted');
+  await row.getByText('expiring soon').waitFor();
+  assert.match(await row.locator('td').nth(5).textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/, 'last used: a time');
+  const other = page.locator('tr', { hasText: SaTid(kbToken) });
+  assert.doesNotMatch((await other.getAttribute('class')) || '', /\bsoon\b/, 'a token of 90 days: not highlighted');
+  assert.equal(await other.getByText('expiring soon').count(), 0, 'nor marked');
+  await shot(page, 'tokens-soon');
+
+  // a slow write: the button says what it does and is busy until the answer
+  await page.route('**/v1/tokens/*/rotate', async (r) => { await new Promise((ok) => setTimeout(ok, 800)); await r.continue(); });
+  await row.getByRole('button', { name: /^Rotate/ }).click();
+  const dlg = page.getByRole('dialog');
+  await dlg.getByRole('button', { name: 'Rotate' }).click();
+  const busy = dlg.getByRole('button', { name: 'Rotating…' });
+  await busy.waitFor();
+  assert.equal(await busy.getAttribute('aria-busy'), 'true', 'aria-busy while it runs');
+  assert.ok(await busy.isDisabled(), 'and not pressed twice');
+  const got = await takeToken(page);
+  await page.unroute('**/v1/tokens/*/rotate');
+  await closeToken(page, got.dlg, got.token);
+  assert.equal(await gateway(got.token), 200, 'the rotated token: 200');
 });
 
 test('notifications: Switch user, webhook per event, secret once, Send test reaches the receiver', async () => {
@@ -477,6 +554,51 @@ test('readable at 375 px and at 1920 px', async () => {
     assert.ok(width <= w, `no sideways scrolling at ${w} px (${width}; ${wide.join(' ')})`);
     await shot(page, `team-${w}`);
   }
+});
+
+// issue 23, item 8: every page at 375 px and at 1920 px, and a label on
+// every control of every page and dialog
+async function unlabelled(page) {
+  return page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+      && !e.getAttribute('aria-labelledby') && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+    .map((e) => `${e.tagName}#${e.id}`));
+}
+
+test('every page readable at 375 px and 1920 px, every control labelled', async () => {
+  const pages = [
+    ['teams', '/#/', 'Teams'],
+    ['account', `/#/accounts/${account}`, 'Service account deployer'],
+    ['apps', '/#/apps', 'Applications'],
+    ['app', `/#/apps/stacks/${account}`, 'Application stacks'],
+    ['audit', '/#/teams/platform/audit', 'Audit log of platform'],
+  ];
+  for (const [w, hgt] of [[375, 800], [1920, 1080]]) {
+    await page.setViewportSize({ width: w, height: hgt });
+    for (const [name, path, heading] of pages) {
+      await page.goto(`${CONSOLE}${path}`);
+      await page.getByRole('heading', { name: heading, exact: true }).waitFor();
+      await page.waitForFunction(() => document.getElementById('main').dataset.shown === location.hash);
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= w, `${name}: no sideways scrolling at ${w} px (${width})`);
+      const cut = await page.evaluate(() => [...document.querySelectorAll('.scroll')]
+        .filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => `${e.scrollWidth}>${e.clientWidth}`));
+      assert.deepEqual(cut, [], `${name}: no table wider than the screen at ${w} px`);
+      assert.deepEqual(await unlabelled(page), [], `${name}: every control has a label`);
+      await shot(page, `${name}-${w}`);
+    }
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto(`${CONSOLE}/#/accounts/${account}`);
+  await page.getByRole('button', { name: 'New token' }).click();
+  await page.getByRole('dialog').waitFor();
+  assert.deepEqual(await unlabelled(page), [], 'New token: every control has a label');
+  await page.keyboard.press('Escape');
+  await page.goto(`${CONSOLE}/#/teams/platform`);
+  await page.getByRole('button', { name: '+ Service account' }).click();
+  await page.getByRole('dialog').waitFor();
+  assert.deepEqual(await unlabelled(page), [], '+ Service account: every control has a label');
+  await page.keyboard.press('Escape');
 });
 
 test('a member without permissions: nothing offered, and the API refuses anyway', async () => {
