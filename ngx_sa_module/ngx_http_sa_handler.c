@@ -809,6 +809,23 @@ ngx_http_sa_rate_header(ngx_http_request_t *r, const char *key, u_char *buf,
 }
 
 
+/* mode=cluster: the request in the token's counter of minute win */
+static void
+ngx_http_sa_rate_count(ngx_http_sa_sync_t *sync, const u_char *id,
+    time_t win, ngx_uint_t admitted)
+{
+    u_char     buf[NGX_HTTP_SA_SYNC_PERIOD_LEN];
+    ngx_str_t  period;
+
+    period.data = buf;
+    period.len = ngx_sprintf(buf, "w%T", win) - buf;
+
+    /* kept two minutes: the minute, and the next one reads its end */
+    (void) ngx_http_sa_sync_add(sync, id, NGX_HTTP_SA_SYNC_RATE, &period, 120,
+                                admitted ? 1 : 0, 0, NULL);
+}
+
+
 /*
  * sa_rate_limit: the token's signed rate and quota, counted once per main
  * request (r, ctx: the main request's), not again for its subrequests or
@@ -852,6 +869,14 @@ ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
                                       ngx_http_sa_sync_up(sync),
                                       smcf->rl.allow, &res);
 
+    if (res.rwin && (rc == NGX_OK || rc == NGX_BUSY)) {
+        /* mode=cluster: admitted counts, refused only reads the others' */
+        ngx_http_sa_rate_count(sync, ctx->id, res.rwin, rc == NGX_OK);
+        if (res.rprev) {
+            ngx_http_sa_rate_count(sync, ctx->id, res.rwin - 1, 0);
+        }
+    }
+
     switch (rc) {
 
     case NGX_BUSY:
@@ -866,9 +891,11 @@ ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
     case NGX_AGAIN:
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "sa: token \"%*s\": its quota's total is unknown and "
-                      "Redis unavailable (on_unavailable=deny)",
-                      (size_t) SA_TOKEN_ID_LEN, ctx->id);
+                      "sa: token \"%*s\": the other gateways' count of its "
+                      "%s is unknown and Redis unavailable "
+                      "(on_unavailable=deny)",
+                      (size_t) SA_TOKEN_ID_LEN, ctx->id,
+                      res.rwin ? "rate" : "quota");
         ctx->rl_status = NGX_HTTP_SA_UNAVAILABLE;
         ctx->status = NGX_HTTP_SA_UNAVAILABLE;
         return ngx_http_sa_statuses[NGX_HTTP_SA_UNAVAILABLE].rc;

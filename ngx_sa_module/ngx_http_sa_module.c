@@ -1245,6 +1245,8 @@ ngx_http_sa_sync_start(ngx_cycle_t *cycle, ngx_http_sa_main_conf_t *smcf)
 
     ngx_http_sa_sync_handler(smcf->worker->sync, NGX_HTTP_SA_SYNC_QUOTA,
                              ngx_http_sa_quota_total, smcf->rl.zone);
+    ngx_http_sa_sync_handler(smcf->worker->sync, NGX_HTTP_SA_SYNC_RATE,
+                             ngx_http_sa_rate_total, smcf->rl.zone);
 
     return NGX_OK;
 }

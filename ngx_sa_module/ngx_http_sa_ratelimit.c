@@ -20,6 +20,19 @@
  * quota is exact whatever the number of workers.  Until the first reply
  * of the period (after a start, or for a node made again) the others
  * count 0.  A node with a quota is dropped only from a full zone.
+ *
+ * mode=cluster (issue 25, item 4): the bucket also holds what the other
+ * gateways admitted.  Each admitted request adds 1 to the token's counter
+ * of the current minute ("w<minute>", kind NGX_HTTP_SA_SYNC_RATE of the
+ * batching sync), a refused one reads it (delta 0); each reply gives the
+ * other gateways' part of it (total - mine), of which what is new since
+ * the last reply ("rothers") is added to the bucket.  So a gateway hears
+ * of another's admissions within 2 x sync.  A node that has not heard
+ * (new, or not read for longer than 4 x sync) takes the news as at most a
+ * full bucket: the count of a minute includes what has drained since; one
+ * that keeps hearing takes up to two (over-admissions are paid back).  In
+ * the first seconds of a minute the last one is read too, so that what
+ * came in its last ticks is not lost.
  */
 
 #include <sodium.h>
@@ -46,6 +59,14 @@ typedef struct {
     int64_t                qapplied;     /* this one's part of it */
     int64_t                qmine;        /* admitted here this period */
     unsigned               qknown:1;     /* a reply of this period came */
+    unsigned               cluster:1;    /* mode=cluster counted it */
+    unsigned               rknown:1;     /* heard of the others */
+    unsigned               rprev:1;      /* rprev_others is of rwin - 1 */
+    ngx_msec_t             rheard;       /* when, last */
+    time_t                 rwin;         /* the minute of rothers */
+    int64_t                rothers;      /* the others' count applied */
+    int64_t                rprev_others; /* the same, of the minute before */
+    int64_t                limit;        /* (burst + 1) units, last counted */
 } ngx_http_sa_rl_node_t;
 
 
@@ -60,6 +81,7 @@ typedef struct {
 typedef struct {
     ngx_http_sa_rl_shctx_t  *sh;
     ngx_slab_pool_t         *shpool;
+    ngx_msec_t               sync;       /* mode=cluster's sync=; 0: local */
 } ngx_http_sa_rl_ctx_t;
 
 
@@ -183,6 +205,7 @@ ngx_http_sa_rate_limit_conf(ngx_conf_t *cf, ngx_http_sa_rl_conf_t *rl,
 
     rl->sync = 100;
     rl->allow = 1;
+    rl->cluster = 0;
 
     value = cf->args->elts;
     size = 0;
@@ -212,14 +235,13 @@ ngx_http_sa_rate_limit_conf(ngx_conf_t *cf, ngx_http_sa_rl_conf_t *rl,
         }
 
         if (ngx_strcmp(value[i].data, "mode=local") == 0) {
+            rl->cluster = 0;
             continue;
         }
 
         if (ngx_strcmp(value[i].data, "mode=cluster") == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "sa_rate_limit mode=cluster is not "
-                               "implemented yet (issue 25): use mode=local");
-            return NGX_CONF_ERROR;
+            rl->cluster = 1;
+            continue;
         }
 
         if (ngx_strncmp(value[i].data, "sync=", 5) == 0) {
@@ -272,6 +294,8 @@ ngx_http_sa_rate_limit_conf(ngx_conf_t *cf, ngx_http_sa_rl_conf_t *rl,
         return NGX_CONF_ERROR;
     }
 
+    ctx->sync = rl->cluster ? rl->sync : 0;
+
     (*zone)->init = ngx_http_sa_rl_init_zone;
     (*zone)->data = ctx;
 
@@ -313,11 +337,14 @@ ngx_http_sa_rl_expire(ngx_http_sa_rl_ctx_t *ctx, ngx_uint_t n,
 
             /*
              * not yet empty: a new node would forget what it holds; nor a
-             * quota's count (a new node would not know the total)
+             * quota's count (a new node would not know the total); nor, for
+             * a minute, a cluster count (a new node would take the others'
+             * count of the minute as a full bucket)
              */
             if (ms < 0 || lr->qperiod[0] != '\0'
                 || (lr->drain
-                    && ms < (lr->excess + lr->drain - 1) / lr->drain))
+                    && ms < (lr->excess + lr->drain - 1) / lr->drain)
+                || (lr->cluster && ms < 60000))
             {
                 return;
             }
@@ -411,6 +438,28 @@ ngx_http_sa_rl_find(ngx_http_sa_rl_ctx_t *ctx, const u_char *id,
 }
 
 
+/* mode=cluster: the node's minute is res->rwin; the last one read too? */
+static void
+ngx_http_sa_rl_window(ngx_http_sa_rl_node_t *lr, ngx_http_sa_rl_result_t *res)
+{
+    if (!lr->cluster) {
+        lr->cluster = 1;
+        lr->rwin = res->rwin;
+    }
+
+    if (lr->rwin != res->rwin) {
+        /* a new minute: its counter starts from nothing */
+        lr->rprev = lr->rwin == res->rwin - 1;
+        lr->rprev_others = lr->rothers;
+        lr->rothers = 0;
+        lr->rwin = res->rwin;
+    }
+
+    /* the last ticks of the minute before, heard in the first seconds */
+    res->rprev = lr->rprev && ngx_time() - res->rwin * 60 < 2;
+}
+
+
 /*
  * The rate (when the token has one), then the quota (when it has one),
  * under one lock: a request refused by either counts for neither.
@@ -435,6 +484,17 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
 
     if (p->quota_period) {
         ngx_http_sa_quota_period(p, ngx_time(), res);
+    }
+
+    res->rwin = 0;
+    res->rprev = 0;
+
+    if (ctx->sync && drain) {
+        res->rwin = ngx_time() / 60;
+        if (!sync_up && !allow) {
+            /* on_unavailable=deny: the others' count is not coming */
+            return NGX_AGAIN;
+        }
     }
 
     hash = ngx_crc32_short((u_char *) id, SA_TOKEN_ID_LEN);
@@ -501,6 +561,11 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
 
         lr->excess = excess;
         lr->drain = drain;
+        lr->limit = limit;
+
+        if (res->rwin) {
+            ngx_http_sa_rl_window(lr, res);
+        }
 
         if (excess + NGX_HTTP_SA_RL_UNIT > limit) {
             /* refused, not counted: until one request fits, rounded up */
@@ -620,6 +685,90 @@ ngx_http_sa_quota_total(void *data, const u_char *id, ngx_str_t *period,
         if (lr->qmine < lr->qapplied) {
             lr->qmine = lr->qapplied;
         }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/*
+ * A cluster rate counter's reply (mode=cluster): what the other gateways
+ * admitted in the minute that this node has not counted yet goes into its
+ * bucket, drained to now first.
+ */
+void
+ngx_http_sa_rate_total(void *data, const u_char *id, ngx_str_t *period,
+    int64_t total, int64_t mine)
+{
+    ngx_shm_zone_t         *zone = data;
+    ngx_http_sa_rl_ctx_t   *ctx = zone->data;
+    int64_t                 others, d, cap, ms, excess, *applied;
+    time_t                  win;
+    ngx_msec_t              now;
+    ngx_http_sa_rl_node_t  *lr;
+
+    if (period->len < 2 || period->data[0] != 'w') {
+        return;
+    }
+
+    win = ngx_atotm(period->data + 1, period->len - 1);
+    if (win == NGX_ERROR) {
+        return;
+    }
+
+    others = total > mine ? total - mine : 0;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    lr = ngx_http_sa_rl_find(ctx, id,
+                             ngx_crc32_short((u_char *) id, SA_TOKEN_ID_LEN));
+
+    if (lr == NULL || !lr->cluster || lr->drain == 0) {
+        goto done;
+    }
+
+    if (win == lr->rwin) {
+        applied = &lr->rothers;
+
+    } else if (win == lr->rwin - 1 && lr->rprev) {
+        applied = &lr->rprev_others;
+
+    } else {
+        goto done;                      /* a minute gone: no news */
+    }
+
+    /* only grows: a late reply of an earlier batch changes nothing */
+    d = others - *applied;
+    if (d <= 0) {
+        goto done;
+    }
+
+    *applied = others;
+
+    ms = (ngx_msec_int_t) (now - lr->last);
+    excess = lr->excess;
+
+    if (ms > 0) {
+        excess = ms > excess / lr->drain ? 0 : excess - lr->drain * ms;
+        lr->last = now;
+    }
+
+    /* a node that has not been hearing: at most a full bucket */
+    cap = lr->rknown
+          && (ngx_msec_int_t) (now - lr->rheard)
+             <= (ngx_msec_int_t) (4 * ctx->sync)
+          ? 2 * lr->limit : lr->limit;
+
+    lr->excess = (d > (cap - excess) / NGX_HTTP_SA_RL_UNIT)
+                 ? ngx_max(excess, cap)
+                 : excess + d * NGX_HTTP_SA_RL_UNIT;
+
+done:
+
+    if (lr != NULL && lr->cluster) {
+        lr->rknown = 1;
+        lr->rheard = now;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

@@ -129,9 +129,11 @@ is($plain->get('/index.html', Authorization => "Bearer $tb")->{status}, 200,
 $plain->stop;
 
 ($ok, $out) = SaTest::Nginx->test_config(http => "sa_redis 127.0.0.1:6379; sa_verify_key " . SaTest::keys_dir() . "/verify.key;\n"
-    . "sa_rate_limit zone=x:1m mode=cluster;\nserver { listen 127.0.0.1:%%PORT%%; location / { sa_auth api; } }");
-ok(!$ok, 'mode=cluster is refused for now');
-like($out, qr/mode=cluster is not implemented yet/, 'and says why');
+    . "sa_rate_limit zone=x:1m mode=cluster sync=250ms on_unavailable=deny;\nserver { listen 127.0.0.1:%%PORT%%; location / { sa_auth api; } }");
+ok($ok, 'mode=cluster with sync and on_unavailable passes (t/module/58-rate-cluster.t)') or diag $out;
+($ok, $out) = SaTest::Nginx->test_config(http => "sa_redis 127.0.0.1:6379; sa_verify_key " . SaTest::keys_dir() . "/verify.key;\n"
+    . "sa_rate_limit zone=x:1m mode=cluster sync=5ms;\nserver { listen 127.0.0.1:%%PORT%%; location / { sa_auth api; } }");
+like($out, qr/invalid parameter "sync=5ms": from 10ms to 60s/, 'a sync below 10ms is refused');
 ($ok, $out) = SaTest::Nginx->test_config(http => "sa_redis 127.0.0.1:6379; sa_verify_key " . SaTest::keys_dir() . "/verify.key;\n"
     . "sa_rate_limit zone=x:1m bogus=1;\nserver { listen 127.0.0.1:%%PORT%%; location / { sa_auth api; } }");
 like($out, qr/invalid parameter "bogus=1"/, 'an unknown parameter is refused');

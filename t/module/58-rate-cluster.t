@@ -1,0 +1,164 @@
+# sa_rate_limit mode=cluster (issue 25, item 4): one token's rate across two
+# gateways (two nginx, 2 workers each) sharing one Redis, through the
+# batching sync (ngx_http_sa_sync.c): each gateway learns what the other
+# admitted within 2 x sync, so both together admit no more than one bucket
+# plus the stated bound (docs/policies.md):
+#     (burst + 1) + rate x T + (G - 1) x (burst + 1 + rate x 2 x sync)
+# (local mode would admit G buckets' worth).  Redis frozen: the last known
+# totals and local counts go on deciding (on_unavailable=allow), or a
+# token with a rate is 503 unavailable (on_unavailable=deny); no worker
+# blocks; the count goes on once Redis is back.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(time sleep);
+use SaTest;
+
+SaTest::require_build('ngx_http_sa_module.so', 'sa-admin');
+
+my $SYNC = 0.1;
+my $redis = SaTest::Redis->start;
+my $f = SaTest::fixture($redis, apps => ['api']);
+my ($tr) = $f->issue(qw(--scope a:b --rate 20/s --burst 2));
+my ($tb) = $f->issue(qw(--scope a:b --rate 1/h --burst 4));
+my ($td) = $f->issue(qw(--scope a:b --rate 10/s --burst 1));
+
+sub http {
+    my ($mode) = @_;
+    return <<"CONF";
+    sa_cache zone=sa:1m ttl=5m negative_ttl=5m stale=1h;
+    sa_rate_limit zone=rl:1m mode=cluster sync=100ms $mode;
+    log_format sa '\$status \$sa_status';
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        access_log %%DIR%%/sa.log sa;
+        root %%DIR%%/html;
+        location / { sa_auth api; }
+    }
+CONF
+}
+my @gw = map { SaTest::Nginx->start(redis => $redis, workers => 2, http => http('')) } 1 .. 2;
+
+# requests of one token for $secs over $conns keep-alive connections to
+# each of @ports, all at once: { status => count }, and the time from the
+# first request sent to the last answer read
+sub flood {
+    my ($tok, $secs, $conns, @ports) = @_;
+    my @kids;
+    my $t0 = time;
+    for my $port (@ports) {
+        for my $c (1 .. $conns) {
+            pipe(my $r, my $w) or die;
+            my $pid = fork // die;
+            if (!$pid) {
+                close $r;
+                my %n;
+                my $s;
+                my $end = $t0 + $secs;
+                while (time < $end) {
+                    # keepalive_requests ends a connection now and then
+                    $s //= IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or die;
+                    print $s "GET /index.html HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $tok\r\n\r\n";
+                    my $head = '';
+                    while ($head !~ /\r\n\r\n/) {
+                        my $got = sysread($s, $head, 4096, length $head) or last;
+                    }
+                    my ($st) = $head =~ /^HTTP\/1\.1 (\d+)/;
+                    if (!$st) { undef $s; next }
+                    my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+                    my $body = length($head) - index($head, "\r\n\r\n") - 4;
+                    while (defined $len && $body < $len) {
+                        my $got = sysread($s, my $buf, $len - $body) or last;
+                        $body += $got;
+                    }
+                    $n{$st}++;
+                    undef $s if $head =~ /^Connection: close/mi;
+                }
+                print $w join(' ', %n), "\n";
+                exit 0;
+            }
+            close $w;
+            push @kids, [$pid, $r];
+        }
+    }
+    my %c;
+    for my $kid (@kids) {
+        my $fh = $kid->[1];
+        my %n = split ' ', (<$fh> // '');
+        $c{$_} += $n{$_} for keys %n;
+        waitpid $kid->[0], 0;
+    }
+    return (\%c, time - $t0);
+}
+
+sub counts { my ($c) = @_; join ' ', map { "$_=$c->{$_}" } sort keys %$c }
+
+# the bound, for a rate of $rate/s and $burst over $t s with 2 gateways
+sub bound {
+    my ($rate, $burst, $t) = @_;
+    return ($burst + 1) + $rate * $t + 1 * ($burst + 1 + $rate * 2 * $SYNC);
+}
+
+sub cmdstats {
+    return { map { /^cmdstat_(\w+):calls=(\d+)/ ? ($1 => $2) : () }
+             split /\r?\n/, $redis->cmd('INFO', 'commandstats') };
+}
+
+# ---- a sustained flood at both gateways: one bucket, not two
+my $cs0 = cmdstats();
+my ($c, $t) = flood($tr, 3, 4, map { $_->port } @gw);
+my $cs1 = cmdstats();
+my $ok = $c->{200} // 0;
+my $max = bound(20, 2, $t);
+cmp_ok($ok, '<=', int($max) + 2,
+       sprintf('20/s burst 2 for %.2f s at 2 gateways: %d admitted, at most one bucket + the bound (%.0f; 2 local buckets: %.0f)',
+               $t, $ok, $max, 2 * (3 + 20 * $t)));
+cmp_ok($ok, '>=', 20 * ($t - 1), 'and not far below one bucket (the rate is admitted)');
+cmp_ok($c->{429} // 0, '>', 0, 'the rest refused: 429 (' . counts($c) . ')');
+is(join(' ', sort grep { $_ != 200 && $_ != 429 } keys %$c), '', 'nothing but 200 and 429');
+my $evals = ($cs1->{eval} // 0) - ($cs0->{eval} // 0);
+my $n = ($c->{200} // 0) + ($c->{429} // 0);
+cmp_ok($evals, '<=', 4 * ($t / $SYNC + 3), "Redis: $evals EVALs for $n requests, at most one per sync per worker (4 workers)");
+my $gets = ($cs1->{get} // 0) - ($cs0->{get} // 0);
+cmp_ok($gets, '<=', $evals + 4, "and $gets GETs: the sync script's own, and a first lookup per gateway; nothing per request");
+
+# ---- a burst at one gateway, then at the other once it has heard of it
+($c) = flood($tb, 0.5, 2, $gw[0]->port);
+is($c->{200} // 0, 5, '1/h burst 4 at gateway A: 5 admitted');
+sleep 4 * $SYNC;
+my $b1 = $gw[1]->get('/index.html', Authorization => "Bearer $tb")->{status};
+sleep 4 * $SYNC;                      # B has a node: it reads A's count
+($c) = flood($tb, 0.5, 2, $gw[1]->port);
+my $b = ($c->{200} // 0) + ($b1 == 200);
+cmp_ok($b, '<=', 1 + 1, "then gateway B, which had heard of A's 5: $b admitted (local mode: 5)");
+
+# ---- Redis frozen: on_unavailable=allow goes on with the local count
+$redis->pause;
+my $t0 = time;
+($c, $t) = flood($tr, 1.5, 2, $gw[0]->port);
+$redis->resume;
+$ok = $c->{200} // 0;
+ok($ok > 0 && $ok <= 3 + 20 * $t + 1, sprintf('Redis frozen, allow: the local count decides (%d admitted in %.2f s)', $ok, $t));
+is(join(' ', sort grep { $_ != 200 && $_ != 429 } keys %$c), '', 'nothing but 200 and 429 (' . counts($c) . ')');
+cmp_ok(($c->{200} // 0) + ($c->{429} // 0), '>', 20, 'and no worker blocked: answers kept coming');
+
+# ---- on_unavailable=deny: 503 unavailable while the sync is down
+my $deny = SaTest::Nginx->start(redis => $redis, workers => 1, http => http('on_unavailable=deny'));
+is($deny->get('/index.html', Authorization => "Bearer $td")->{status}, 200, 'deny: with Redis up, admitted');
+is($deny->get('/index.html', Authorization => "Bearer $tb")->{status}, 200, 'a third gateway, new to the 1/h token: its first request is admitted (the bound\'s burst term)');
+sleep 4 * $SYNC;
+is($deny->get('/index.html', Authorization => "Bearer $tb")->{status}, 429, 'then it has heard of the others\' count: 429');
+$redis->pause;
+sleep 1.5;                          # the sync's reply deadline passes
+my @st = map { $deny->get('/index.html', Authorization => "Bearer $td")->{status} } 1 .. 3;
+$redis->resume;
+is("@st", '503 503 503', 'deny: Redis frozen, a token with a rate is 503');
+my $line = SaTest::wait_until(2, sub { SaTest::slurp($deny->dir . '/sa.log') =~ /^503 (\S+)$/m ? $1 : 0 });
+is($line, 'unavailable', '$sa_status unavailable');
+my $back = SaTest::wait_until(5, sub { $deny->get('/index.html', Authorization => "Bearer $td")->{status} == 200 });
+ok($back, 'Redis back: admitted again');
+
+SaTest::expect_log(qr/Redis .*(timed out|did not answer|owes|unavailable|stall)/i, qr/sa: Redis/);
+done_testing;
