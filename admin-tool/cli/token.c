@@ -39,7 +39,14 @@ sa_cli_policy_opt(sa_admin_t *sa, int ch, json_t *in)
         return 1;
     case 'F':
         from = json_object_get(in, "allow_from");
-        if (strcmp(optarg, "none") == 0 || json_is_string(from)) {
+        if ((strcmp(optarg, "none") == 0 && json_is_array(from))
+            || (strcmp(optarg, "none") != 0 && json_is_string(from)))
+        {
+            /* "none" among networks would have widened them to anywhere */
+            sa_die_usage(sa, "--allow-from none cannot be combined with "
+                         "networks");
+        }
+        if (strcmp(optarg, "none") == 0) {
             json_object_set_new(in, "allow_from", json_string("none"));
         } else {
             if (from == NULL) {

@@ -147,6 +147,11 @@ for my $bad ([qw(--rate 10/d)], [qw(--rate 0/s)], [qw(--rate 1000001/s)],
         is($r->{code}, 1, "refused: @$cmd[0,1] @$bad[0,1]");
     }
 }
+for my $mix ([qw(--allow-from none --allow-from 10.0.0.0/8)], [qw(--allow-from 10.0.0.0/8 --allow-from none)]) {
+    $r = as(qw(token issue platform/ci), @$mix);
+    is($r->{code}, 1, "@$mix: a usage error, not from anywhere");
+    like($r->{err}, qr/--allow-from none cannot be combined with networks/, 'and says why');
+}
 like(as(qw(token issue platform/ci --allow-from 10.0.0.1/8))->{err},
      qr{network '10\.0\.0\.1/8' has host bits set \(the network is 10\.0\.0\.0/8\)},
      'host bits: the network meant is named');

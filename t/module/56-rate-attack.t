@@ -20,6 +20,8 @@
 #    error_page into another protected location are refused as the
 #    request itself is (both were admitted); HTTP/2 streams and pipelined
 #    requests on one connection each count.
+# 7. A Redis writer putting back the token's older genuine record, signed
+#    before its rate was set, is refused by the version memory (sa_cache).
 # 6. A reload keeps the buckets; one that changes the zone's size starts
 #    them afresh (as limit_req's zones do).
 use strict;
@@ -46,6 +48,7 @@ my ($ta2) = $f->issue(qw(--scope a:b --rate 1/h));
 my ($ta3) = $f->issue(qw(--scope a:b --rate 1/h));
 my ($t2) = $f->issue(qw(--scope a:b --rate 1/h --burst 4));
 my ($tz) = $f->issue(qw(--scope a:b --rate 1/h));
+my ($tr, $idr) = $f->issue(qw(--scope a:b));
 
 my $warp = SaTest::new_dir('warp') . '/offsets';
 my ($mono, $wall) = (0, 0);
@@ -207,6 +210,17 @@ print $s join '', map { "GET /index.html HTTP/1.1\r\nHost: x\r\nAuthorization: B
 my $all = do { local $/; <$s> } // '';
 close $s;
 is(join(' ', $all =~ /^HTTP\/1\.1 (\d+)/mg), '200 429 429 429', '4 pipelined requests of 1/h: one');
+
+# 7. replay of a looser, older record
+my $old = $redis->cmd('GET', "sa:tok:$idr");
+is(get($tr)->{status}, 200, 'a token without a rate: verified');
+is($f->as('token', 'scope', $idr, qw(--rate 1/h))->{code}, 0, 'token scope --rate 1/h');
+is(SaTest::wait_until(2, sub { my $s = get($tr)->{status}; $s == 429 ? $s : 0 }), 429, 'then limited: one, 429');
+$redis->cmd('SET', "sa:tok:$idr", $old);
+$redis->cmd('PUBLISH', 'sa:invalidate', $idr);
+is(SaTest::wait_until(2, sub { my $s = get($tr, undef, 'replay')->{status}; $s == 401 ? $s : 0 }), 401,
+   'the record from before the rate put back (and the cache entry dropped): 401, not 200');
+like($nginx->error_log, qr/version 1 is older than one already seen/, 'refused as a replay');
 
 # 6. reloads
 is(get($tz)->{status}, 429, 'refused before a reload');
