@@ -227,11 +227,11 @@ sa_event_of(sa_worker_t *w, sa_dlv_t *d, const char **why, int *dead)
         return e;
     }
 
-    /* token.expiring (from the expiry index), token.denied (gateway) */
-    if (strcmp(d->type, "token.expiring") != 0
-        && strcmp(d->type, "token.denied") != 0)
+    /* token.expiring (from the expiry index), a gateway's events */
+    if (strcmp(d->type, "token.expiring") != 0 && !sa_gateway_type(d->type))
     {
-        *why = "an unsigned entry may only ask for token.denied or "
+        *why = "an unsigned entry may only ask for token.denied, "
+               "token.quota_warning, token.quota_exhausted or "
                "token.expiring (not written by sa-admin or a gateway?)";
         return NULL;
     }

@@ -80,7 +80,8 @@ sa_event_type_valid(const char *s, int star)
 {
     static const char  *types[] = {
         "token.issued", "token.rescoped", "token.rotated", "token.revoked",
-        "token.expiring", "token.denied", "account.granted",
+        "token.expiring", "token.denied", "token.quota_warning",
+        "token.quota_exhausted", "account.granted",
         "account.ungranted", "account.deleted", "ping", NULL
     };
     const char  **t;

@@ -105,14 +105,81 @@ sa_delivery_id(char out[37], const char *event, const char *app,
 }
 
 
-/* token.expiring (from the expiry index), token.denied (gateway) */
+int
+sa_gateway_type(const char *type)
+{
+    return type != NULL
+           && (strcmp(type, "token.denied") == 0
+               || strcmp(type, "token.quota_warning") == 0
+               || strcmp(type, "token.quota_exhausted") == 0);
+}
+
+
+/* s: digits only, 1 to 20 of them */
+static int
+sa_digits(const char *s, size_t max)
+{
+    size_t  n = s ? strspn(s, "0123456789") : 0;
+
+    return s != NULL && n > 0 && n <= max && s[n] == '\0';
+}
+
+
+/*
+ * A gateway's quota entry (ngx_http_sa_sync.c): its quota must be the
+ * token's signed one and its period of the signed kind ("d" YYYYMMDD or
+ * "m" YYYYMM), shown as "2026-12-03" or "2026-12" in out (11 bytes);
+ * "used" is a count.  Its numbers are unsigned hints, as a denied status.
+ */
+static const char *
+sa_quota_entry_refused(const sa_token_record_t *rec, json_t *fields,
+    char *out)
+{
+    const char  *used = json_string_value(json_object_get(fields, "used"));
+    const char  *quota = json_string_value(json_object_get(fields, "quota"));
+    const char  *period = json_string_value(json_object_get(fields,
+                                                            "period"));
+    char         q[32];
+
+    if (rec->policy.quota_period == 0) {
+        return "dropped: the token has no quota (any more)";
+    }
+
+    snprintf(q, sizeof(q), "%llu", (unsigned long long) rec->policy.quota);
+    if (!sa_digits(used, 15) || quota == NULL || strcmp(quota, q) != 0) {
+        return "dropped: the entry's quota is not the token's signed one";
+    }
+
+    if (period == NULL
+        || (rec->policy.quota_period == SA_QUOTA_DAY
+            && !(period[0] == 'd' && sa_digits(period + 1, 8)
+                 && strlen(period) == 9))
+        || (rec->policy.quota_period == SA_QUOTA_MONTH
+            && !(period[0] == 'm' && sa_digits(period + 1, 6)
+                 && strlen(period) == 7)))
+    {
+        return "dropped: the entry's period is not of the token's quota";
+    }
+
+    if (period[0] == 'd') {
+        snprintf(out, 11, "%.4s-%.2s-%.2s", period + 1, period + 5,
+                 period + 7);
+    } else {
+        snprintf(out, 11, "%.4s-%.2s", period + 1, period + 5);
+    }
+
+    return NULL;
+}
+
+
+/* token.expiring (from the expiry index), a gateway's (sa_gateway_type) */
 json_t *
 sa_event_from_token(const char *type, const sa_token_record_t *rec,
     json_t *fields, int64_t now, const char **why, int *dead)
 {
     const char  *status, *exp_s, *time_s;
     json_t      *data;
-    char         eid[37], part[48], *end;
+    char         eid[37], part[48], *end, pshown[11], qtext[32];
     int64_t      exp = rec->expires_at, t;
 
     /* the time of the stream entry (the worker's, never the entry's own) */
@@ -166,8 +233,26 @@ sa_event_from_token(const char *type, const sa_token_record_t *rec,
         snprintf(part, sizeof(part), "%lld", (long long) (t / 60));
         sa_derived_id(eid, "token.denied", rec->id, part);
 
+    } else if (sa_gateway_type(type)) {
+        *why = sa_quota_entry_refused(rec, fields, pshown);
+        if (*why != NULL) {
+            *dead = 0;
+            return NULL;
+        }
+        sa_quota_format(rec->policy.quota, rec->policy.quota_period, qtext);
+        data = json_pack("{s:{s:s, s:o, s:o}, s:I, s:s, s:s}", "token",
+                         "id", rec->id,
+                         "scopes", sa_strs_json(rec->scopes, rec->nscopes),
+                         "expires_at", sa_time_json(exp),
+                         "used", (json_int_t) strtoll(json_string_value(
+                             json_object_get(fields, "used")), NULL, 10),
+                         "quota", qtext, "period", pshown);
+        /* one event per token and period, however many entries ask */
+        sa_derived_id(eid, type, rec->id, pshown);
+
     } else {
-        *why = "an unsigned entry may only ask for token.denied or "
+        *why = "an unsigned entry may only ask for token.denied, "
+               "token.quota_warning, token.quota_exhausted or "
                "token.expiring";
         return NULL;
     }
@@ -322,6 +407,16 @@ sa_slack_body(json_t *e, const char *app)
         snprintf(what, sizeof(what), "The gateway refused token `%s` of %s: "
                  "%s", tid, who, json_string_value(json_object_get(data,
                  "status")) ?: "?");
+    } else if (strcmp(type, "token.quota_warning") == 0
+               || strcmp(type, "token.quota_exhausted") == 0)
+    {
+        snprintf(what, sizeof(what), "Token `%s` of %s %s its quota of %s "
+                 "for %s (%lld used)", tid, who,
+                 type[12] == 'w' ? "has used 80 % of" : "has used up",
+                 json_string_value(json_object_get(data, "quota")) ?: "?",
+                 json_string_value(json_object_get(data, "period")) ?: "?",
+                 (long long) json_integer_value(json_object_get(data,
+                                                                "used")));
     } else if (strcmp(type, "account.granted") == 0
                || strcmp(type, "account.ungranted") == 0)
     {

@@ -177,7 +177,7 @@ sa_dlv_may_go(sa_worker_t *w, sa_dlv_t *d, const char *tid)
 }
 
 
-/* expands a gateway's token.denied entry into deliveries */
+/* expands a gateway's entry (sa_gateway_type()) into deliveries */
 void
 sa_expand(sa_worker_t *w, const char *entry, json_t *fields)
 {
@@ -200,6 +200,10 @@ sa_expand(sa_worker_t *w, const char *entry, json_t *fields)
     sa_args_add(&args, tid ?: "");
     sa_args_add(&args, sa_field(fields, "status") ?: "");
     sa_args_add(&args, sa_field(fields, "time") ?: "");
+    sa_args_add(&args, sa_field(fields, "type"));
+    sa_args_add(&args, sa_field(fields, "used") ?: "");
+    sa_args_add(&args, sa_field(fields, "quota") ?: "");
+    sa_args_add(&args, sa_field(fields, "period") ?: "");
     freeReplyObject(sa_worker_script(w, &sa_lua_notify_expand, &args));
 
     free(rec);

@@ -94,9 +94,9 @@ sa_take_entry(sa_worker_t *w, redisReply *entry)
             strtoll(entry->element[0]->str, NULL, 10) / 1000));
     }
 
-    /* the gateway's token.denied: no destination yet */
+    /* the gateway's token.denied, token.quota_*: no destination yet */
     if (sa_field(fields, "dest") == NULL
-        && strcmp(sa_field(fields, "type") ?: "", "token.denied") == 0)
+        && sa_gateway_type(sa_field(fields, "type") ?: ""))
     {
         sa_expand(w, entry->element[0]->str, fields);
         json_decref(fields);

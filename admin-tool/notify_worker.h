@@ -157,6 +157,12 @@ int sa_event_id_valid(const char *id);
 /* NULL when an event of time t may be delivered at now, else why not */
 const char *sa_event_time_refused(int64_t t, int64_t now);
 
+/*
+ * The events a gateway writes, unsigned, with no destination: token.denied,
+ * token.quota_warning, token.quota_exhausted (notify_render.c)
+ */
+int sa_gateway_type(const char *type);
+
 /* the four statuses of a gateway's token.denied */
 int sa_denied_status_valid(const char *s);
 

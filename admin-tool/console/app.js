@@ -11,7 +11,8 @@ const main = document.getElementById('main');
 const meEl = document.getElementById('me');
 const PERMS = ['service_accounts:create', 'service_accounts:delete', 'service_accounts:tokens'];
 const EVENTS = ['token.issued', 'token.rescoped', 'token.rotated', 'token.revoked',
-  'token.expiring', 'token.denied', 'account.granted', 'account.ungranted', 'account.deleted'];
+  'token.expiring', 'token.denied', 'token.quota_warning', 'token.quota_exhausted',
+  'account.granted', 'account.ungranted', 'account.deleted'];
 
 let me = null;
 

@@ -49,7 +49,7 @@ xadd(app => 'billing', account => $ci->{id}, dest => 'webhook', type => 'account
      token => $tid, status => 'deleted by the security team', time => 1);
 my $r = drain();
 is(scalar(received()), 0, 'an unsigned account.deleted is not sent');
-like($r->{err}, qr/unsigned entry may only ask for token\.denied or token\.expiring/,
+like($r->{err}, qr/unsigned entry may only ask for token\.denied, token\.quota_warning, token\.quota_exhausted or token\.expiring/,
      'the worker says why');
 my @f = failed();
 is(scalar(@f), 1, 'it is kept as a dead letter');
