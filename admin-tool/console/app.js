@@ -665,12 +665,21 @@ async function route() {
   delete main.dataset.shown;
   const [path, qs] = (location.hash.replace(/^#/, '') || '/').split('?');
   const params = new URLSearchParams(qs || '');
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  // a malformed %-escape in the hash is a page that does not exist (the
+  // URIError left the page loading, unhandled)
+  const parts = path.split('/').filter(Boolean).map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch (e) {
+      return null;
+    }
+  });
   try {
     me = await api('GET', '/v1/me');
     clear(meEl);
     append(meEl, ['Signed in as ', h('strong', null, me.actor), me.operator ? ' (operator)' : '']);
-    if (parts.length === 0) await teamsPage();
+    if (parts.includes(null)) page('Not found', h('p', null, 'No such page. ', link('#/', 'Teams')));
+    else if (parts.length === 0) await teamsPage();
     else if (parts[0] === 'teams' && parts.length === 2) await teamPage(parts[1]);
     else if (parts[0] === 'teams' && parts[2] === 'audit') await auditPage(parts[1], params);
     else if (parts[0] === 'accounts' && parts.length === 2) await accountPage(parts[1]);

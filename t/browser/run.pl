@@ -5,7 +5,8 @@
 # header, as oauth2-proxy would), the notification worker, a receiver for
 # webhooks (t/lib/receiver) and a real nginx with our module as the
 # gateway; then it runs the Node tests (console.test.mjs: playwright-core
-# driving Debian's /usr/bin/chromium) against them, and exits with their
+# driving Debian's /usr/bin/chromium; then attacks.test.mjs, the attack
+# review, which plants data in Redis) against them, and exits with their
 # status.
 use strict;
 use warnings;
@@ -70,8 +71,12 @@ local $ENV{GATEWAY_URL} = $nginx->url('/api/index.html');
 local $ENV{RECEIVER_DIR} = $receiver->dir;
 local $ENV{RECEIVER_URL} = 'http://127.0.0.1:' . $receiver->port . '/hook';
 local $ENV{SCREENSHOTS} = $shots;
+local $ENV{REDIS_URL} = $redis->url;
 my $rc = system($node, '--test', '--test-concurrency=1',
                 SaTest::root() . '/t/browser/console.test.mjs');
+# the attack review (attacks.test.mjs) after the flows: it plants data
+$rc ||= system($node, '--test', '--test-concurrency=1',
+               SaTest::root() . '/t/browser/attacks.test.mjs');
 
 # what the servers said, for a failure's diagnosis
 if ($rc != 0) {
