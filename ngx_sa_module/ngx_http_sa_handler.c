@@ -783,11 +783,32 @@ ngx_http_sa_check_record(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 }
 
 
-/* "RateLimit-Policy" or "RateLimit" (draft-ietf-httpapi-ratelimit-headers) */
-static ngx_int_t
-ngx_http_sa_rate_header(ngx_http_request_t *r, const char *key, u_char *buf,
-    u_char *last)
+/* n in decimal at p: the end (ngx_sprintf's parsing costs more, per request) */
+static u_char *
+ngx_http_sa_rate_uint(u_char *p, uint64_t n)
 {
+    u_char   tmp[NGX_INT64_LEN], *t;
+
+    t = tmp + sizeof(tmp);
+
+    do {
+        *--t = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, t, tmp + sizeof(tmp) - t);
+}
+
+
+/*
+ * "RateLimit-Policy: "sa";q=A;w=B" or "RateLimit: "sa";r=A;t=B"
+ * (draft-ietf-httpapi-ratelimit-headers), written in the request's pool
+ */
+static ngx_int_t
+ngx_http_sa_rate_header(ngx_http_request_t *r, ngx_str_t *key,
+    const char *q, uint64_t a, const char *w, uint64_t b)
+{
+    u_char           *p;
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
@@ -795,15 +816,21 @@ ngx_http_sa_rate_header(ngx_http_request_t *r, const char *key, u_char *buf,
         return NGX_ERROR;
     }
 
-    h->hash = 1;
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value.len = last - buf;
-    h->value.data = ngx_pnalloc(r->pool, h->value.len);
-    if (h->value.data == NULL) {
+    p = ngx_pnalloc(r->pool, sizeof("\"sa\";q=;w=") - 1
+                             + 2 * (NGX_INT64_LEN - 1));
+    if (p == NULL) {
         return NGX_ERROR;
     }
-    ngx_memcpy(h->value.data, buf, h->value.len);
+
+    h->hash = 1;
+    h->key = *key;
+    h->value.data = p;
+    p = ngx_cpymem(p, "\"sa\";", 5);
+    p = ngx_cpymem(p, q, 2);
+    p = ngx_http_sa_rate_uint(p, a);
+    p = ngx_cpymem(p, w, 3);
+    p = ngx_http_sa_rate_uint(p, b);
+    h->value.len = p - h->value.data;
 
     return NGX_OK;
 }
@@ -835,13 +862,15 @@ static ngx_int_t
 ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     sa_token_record_t *rec)
 {
-    u_char                    buf[64];
     ngx_int_t                 rc;
     ngx_str_t                 app, *appp;
     ngx_http_sa_rl_result_t   res;
     ngx_http_sa_loc_conf_t   *slcf;
     ngx_http_sa_main_conf_t  *smcf;
     ngx_http_sa_sync_t       *sync;
+
+    static ngx_str_t  policy_key = ngx_string("RateLimit-Policy");
+    static ngx_str_t  limit_key = ngx_string("RateLimit");
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sa_module);
 
@@ -920,13 +949,11 @@ ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
 
     if (rec->policy.rate
         && slcf->rate_limit_headers
-        && (ngx_http_sa_rate_header(r, "RateLimit-Policy", buf,
-                ngx_snprintf(buf, sizeof(buf), "\"sa\";q=%uD;w=%uD",
-                             rec->policy.rate, rec->policy.per))
+        && (ngx_http_sa_rate_header(r, &policy_key, "q=", rec->policy.rate,
+                                    ";w=", rec->policy.per)
             != NGX_OK
-            || ngx_http_sa_rate_header(r, "RateLimit", buf,
-                ngx_snprintf(buf, sizeof(buf), "\"sa\";r=%ui;t=%T",
-                             res.remaining, res.reset))
+            || ngx_http_sa_rate_header(r, &limit_key, "r=", res.remaining,
+                                       ";t=", (uint64_t) res.reset)
             != NGX_OK))
     {
         return NGX_ERROR;
