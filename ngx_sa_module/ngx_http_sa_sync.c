@@ -59,6 +59,7 @@ struct ngx_http_sa_sync_s {
     ngx_uint_t                 nbatch;
     uint64_t                   seq;           /* the batch's */
     ngx_msec_t                 sent_at;
+    ngx_msec_t                 backoff;       /* after a failed batch */
     ngx_http_sa_sync_total_pt  handlers[NGX_HTTP_SA_SYNC_KINDS];
     void                      *handler_data[NGX_HTTP_SA_SYNC_KINDS];
     u_char                     nonce[32];     /* this worker, in hex */
@@ -147,6 +148,7 @@ static const char  ngx_http_sa_sync_script[] =
 
 
 static void ngx_http_sa_sync_tick(ngx_event_t *ev);
+static void ngx_http_sa_sync_failed(ngx_http_sa_sync_t *s);
 static void ngx_http_sa_sync_send(ngx_http_sa_sync_t *s);
 static void ngx_http_sa_sync_reply(void *data, ngx_int_t rc,
     ngx_str_t *value);
@@ -357,6 +359,14 @@ ngx_http_sa_sync_tick(ngx_event_t *ev)
     ngx_http_sa_item_t  *t;
     ngx_http_sa_sync_t  *s = ev->data;
 
+    /* a failed batch waits longer each time: no error line a tick */
+    if (!s->inflight && s->failed && s->nbatch
+        && (ngx_msec_int_t) (ngx_current_msec - s->sent_at)
+           < (ngx_msec_int_t) s->backoff)
+    {
+        goto next;
+    }
+
     if (!s->inflight) {
 
         if (s->nbatch == 0 && s->nitems) {
@@ -374,6 +384,8 @@ ngx_http_sa_sync_tick(ngx_event_t *ev)
             ngx_http_sa_sync_send(s);
         }
     }
+
+next:
 
     if (!ngx_exiting) {
         ngx_add_timer(&s->timer, s->conf->interval);
@@ -486,11 +498,22 @@ ngx_http_sa_sync_send(ngx_http_sa_sync_t *s)
         s->sent_at = ngx_current_msec;
 
     } else {
-        s->failed = 1;                  /* Redis unavailable: kept */
+        ngx_http_sa_sync_failed(s);     /* Redis unavailable: kept */
     }
 
     ngx_free(argv);
     ngx_free(buf);
+}
+
+
+/* the batch is kept, sent again after 1, 2, 4 ... intervals, 5 s at most */
+static void
+ngx_http_sa_sync_failed(ngx_http_sa_sync_t *s)
+{
+    s->failed = 1;
+    s->sent_at = ngx_current_msec;
+    s->backoff = s->backoff ? ngx_min(2 * s->backoff, 5000)
+                            : s->conf->interval;
 }
 
 
@@ -547,13 +570,14 @@ ngx_http_sa_sync_reply(void *data, ngx_int_t rc, ngx_str_t *value)
 
     if (rc == NGX_ERROR) {
         /* no answer (or an error reply, logged): sent again, applied once */
-        s->failed = 1;
+        ngx_http_sa_sync_failed(s);
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                        "sa: sync: batch %uL to be sent again", s->seq);
         return;
     }
 
     s->failed = 0;
+    s->backoff = 0;
 
     ok = 0;
 
