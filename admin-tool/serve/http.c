@@ -547,6 +547,8 @@ sa_send(sa_req_t *r)
                             "default-src 'none'; frame-ancestors 'none'");
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Cross-Origin-Resource-Policy",
+                            "same-origin");
 
     if (r->status == 401) {
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");

@@ -166,6 +166,9 @@ for my $a (@answers) {
     is($res->{headers}{'x-frame-options'}, 'DENY', "$what: X-Frame-Options DENY");
     is($res->{headers}{'referrer-policy'}, 'no-referrer', "$what: no-referrer");
     like($res->{headers}{'cache-control'} // '', qr/^no-(?:store|cache)$/, "$what: Cache-Control");
+    # another site's <script src>, <img src>, no-cors fetch get nothing:
+    # not even an opaque answer to measure (issue 23 attack review)
+    is($res->{headers}{'cross-origin-resource-policy'}, 'same-origin', "$what: CORP same-origin");
     ok(!exists $res->{headers}{location}, "$what: no redirect");
     ok(!grep({ /^access-control-/ } keys %{ $res->{headers} }), "$what: no CORS header");
     like($res->{headers}{'content-type'} // '', qr/^(?:text\/html|text\/javascript|text\/plain|application\/(?:problem\+)?json)/,
