@@ -253,7 +253,7 @@ test-api: deps
 # the slow suites make test leaves out (SA_TEST_SLOW=1): the Redis stream
 # and TLS attack reviews, and seven admin files again with sa-admin over TLS
 SLOW_TESTS := t/module/94-redis-stream.t t/module/98-redis-tls-attacks.t \
-              t/admin/97-redis-tls.t
+              t/admin/97-redis-tls.t t/admin/98-redis-tls-attacks.t
 test-slow: deps
 	$(MAKE) all
 	$(TEST_ENV) SA_TEST_SLOW=1 prove -j$(TEST_JOBS) $(SLOW_TESTS)

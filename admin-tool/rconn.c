@@ -93,7 +93,12 @@ sa_rconn_tls_fail(sa_rconn_t *c, const char *what, int sslerr)
     unsigned long  e = ERR_peek_last_error();
     const char    *reason = e ? ERR_reason_error_string(e) : NULL;
 
-    if (reason) {
+    if (c->renegotiation) {
+        /* the server gave up when its HelloRequest was refused */
+        sa_rconn_fail(c, "the server asked for a TLS renegotiation, refused "
+                      "(TLS %s failed: %s)", what, reason ? reason : "closed");
+
+    } else if (reason) {
         sa_rconn_fail(c, "TLS %s failed: %s", what, reason);
 
     } else if (sslerr == SSL_ERROR_SYSCALL && errno) {
@@ -214,6 +219,28 @@ sa_rconn_io(sa_rconn_t *c, int writing, void *buf, size_t len,
 }
 
 
+/*
+ * A renegotiation is refused (SSL_OP_NO_RENEGOTIATION): what the server
+ * would present in it would never be verified.  Its HelloRequest is noted,
+ * so that a server that then gives up is said to have asked for one.
+ */
+static void
+sa_rconn_tls_msg(int write_p, int version, int content_type, const void *buf,
+    size_t len, SSL *ssl, void *arg)
+{
+    sa_rconn_t  *c = arg;
+
+    (void) version;
+    (void) ssl;
+
+    if (!write_p && content_type == SSL3_RT_HANDSHAKE && len >= 1
+        && ((const unsigned char *) buf)[0] == SSL3_MT_HELLO_REQUEST)
+    {
+        c->renegotiation = 1;
+    }
+}
+
+
 SSL_CTX *
 sa_tls_ctx_or_exit(const sa_tls_conf_t *tls)
 {
@@ -231,6 +258,7 @@ sa_tls_ctx_or_exit(const sa_tls_conf_t *tls)
 
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 
     if (tls->insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
@@ -295,6 +323,9 @@ sa_rconn_tls(sa_rconn_t *c, const char *host, SSL_CTX *ctx,
         return;
     }
 
+    SSL_set_msg_callback(c->ssl, sa_rconn_tls_msg);
+    SSL_set_msg_callback_arg(c->ssl, c);
+
     if (SSL_CTX_get_verify_mode(ctx) != SSL_VERIFY_NONE) {
         if (sa_rconn_is_ip(host)
             ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host) != 1
@@ -324,7 +355,13 @@ sa_rconn_tls(sa_rconn_t *c, const char *host, SSL_CTX *ctx,
             events = sslerr == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
 
             if (!sa_rconn_wait(c, events, deadline)) {
-                sa_rconn_fail(c, "TLS handshake timed out (a plain port?)");
+                /* a stopped or blackholed server, and a plain port (which
+                 * waits for a line TLS never sends), leave it unanswered */
+                sa_rconn_fail(c, "TLS handshake timed out: %s",
+                              SSL_get_state(c->ssl) == TLS_ST_CW_CLNT_HELLO
+                              ? "no answer to the ClientHello (a stopped "
+                                "server, or a plain port?)"
+                              : "the server stopped in the middle of it");
                 return;
             }
 

@@ -34,6 +34,7 @@ struct sa_rconn_s {
     size_t         ocap;
     int            timeout_ms;   /* each write and read */
     int            err;          /* 0, or the connection failed */
+    int            renegotiation; /* the server asked for one: refused */
     char           errstr[256];
 };
 

@@ -54,7 +54,7 @@ my @refused = (
     ['a name the certificate lacks', { SA_REDIS => "rediss://127.0.0.2:$tp/0" },
      qr/\Asa-admin: Redis unavailable at rediss:\/\/127\.0\.0\.2:$tp\/0: TLS certificate verify failed: IP address mismatch \(127\.0\.0\.2\)\n\z/],
     ['TLS to a plain port', { SA_REDIS => 'rediss://localhost:' . $redis->port . '/0' },
-     qr/TLS (handshake timed out \(a plain port\?\)|handshake failed: (wrong version number|packet length too long|record layer failure))/],
+     qr/TLS (handshake timed out: no answer to the ClientHello \(a stopped server, or a plain port\?\)|handshake failed: (wrong version number|packet length too long|record layer failure))/],
     ['plain TCP to a TLS port', { SA_REDIS => "redis://127.0.0.1:$tp/0" },
      qr/Redis unavailable at redis:\/\/127\.0\.0\.1:$tp\/0: (Connection reset by peer|Server closed the connection|Resource temporarily unavailable)/],
 );
