@@ -445,6 +445,12 @@ async function appPage(app, accountId) {
     failedTable(failedAll));
 }
 
+// an event's name may break after its dots and underscores at 375 px
+// (token.quota_exhausted), never inside a word
+function breakable(name) {
+  return name.split(/(?<=[._])/).flatMap((part, i) => (i ? [h('wbr'), part] : [part]));
+}
+
 function notifyForm(app, acct, sub) {
   const events = new Set(sub ? sub.events : []);
   const all = events.has('*');
@@ -473,7 +479,7 @@ function notifyForm(app, acct, sub) {
     h('caption', null, 'Events: what each destination gets'),
     h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Event'), h('th', { scope: 'col' }, 'Slack'),
       h('th', { scope: 'col' }, 'Webhook'))),
-    h('tbody', null, rows.map((r) => h('tr', null, h('th', { scope: 'row' }, r.ev),
+    h('tbody', null, rows.map((r) => h('tr', null, h('th', { scope: 'row' }, breakable(r.ev)),
       h('td', null, r.slack), h('td', null, r.webhook))))));
   const err = errorSlot();
   const testErr = errorSlot();
