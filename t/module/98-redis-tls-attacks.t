@@ -27,6 +27,10 @@
 #      seen (the old session is not resumed into it); a master the
 #      sentinels move to another address, behind servers that share their
 #      session tickets' keys, is not offered the old address's session.
+#   G. A TLS sentinel names a hostile master: a plain Redis, then a TLS
+#      server whose certificate names another host; then the real one.
+#   H. redis.test moves (resolver, t/lib/fake-dns) to an address whose
+#      certificate is for another name; then that certificate is fixed.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -321,6 +325,76 @@ sub many_ok {
        'F: the session of 127.0.0.2 was not offered to 127.0.0.3 (no resumed session with the old certificate)');
     unlike($mp->log, qr/resumed/, 'F: no session resumed across the move');
     no_alert($n, 'F: sessions across a move');
+    $n->stop;
+}
+
+# ---------------------------------------------------------------- G. a hostile master
+{
+    # a TLS sentinel names a master at an address of the attacker's: a plain
+    # Redis there, then a TLS server whose certificate (of the right CA)
+    # names another host; then the real master again
+    my $sdir = SaTest::new_dir('sentinel');
+    my $sport = SaTest::free_port();
+    my $sentinel = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/fake-sentinel', $sport, $sdir]);
+    SaTest::wait_for('fake-sentinel', sub { SaTest::port_open($sport) }, 5);
+    my $stls = SaTest::TlsProxy->start(target => $sport);
+    my $evil = SaTest::Redis->start;
+    my $evil_tls = SaTest::TlsProxy->start(target => $evil->port,
+                                           cert => SaTest::tls_cert('evil', san => 'DNS:redis.example.com'));
+    my $good = $proxy->port;
+    $proxy->mode('pass');
+    SaTest::write_file("$sdir/master", "127.0.0.1 $good");
+    my $n = gateway("sa_redis_sentinel sa localhost:${\ $stls->port } ssl;\n    $CA");
+    ok(settles($n, $token, 200), 'G: the master the TLS sentinel names: 200');
+    my $switch = sub {
+        my ($from, $to) = @_;
+        SaTest::write_file("$sdir/master", "127.0.0.1 $to");
+        SaTest::write_file("$sdir/switch", "sa 127.0.0.1 $from 127.0.0.1 $to");
+    };
+    my $ep = $evil->port;
+    $switch->($good, $ep);
+    ok(SaTest::wait_until(6, sub { status($n, $token) == 503
+                                   && $n->error_log =~ /\[error\].*command connection to 127\.0\.0\.1:$ep failed: TLS handshake not done within 1200 ms: no answer to the ClientHello/ }),
+       'G: a master at a plain Redis: 503, the handshake named') or diag SaTest::tail($n->error_log);
+    not_blocked($n, 'G: a plain master');
+    my $et = $evil_tls->port;
+    $switch->($ep, $et);
+    ok(SaTest::wait_until(6, sub { status($n, $token) == 503
+                                   && $n->error_log =~ /\[error\].*command connection to 127\.0\.0\.1:$et failed: TLS certificate does not match "127\.0\.0\.1"/ }),
+       'G: a master whose certificate names another host: 503, refused by name') or diag SaTest::tail($n->error_log);
+    is($evil->cmd('INFO', 'commandstats') =~ /cmdstat_get:/ ? 1 : 0, 0, 'G: no GET reached the hostile masters');
+    $switch->($et, $good);
+    ok(settles($n, $token, 200, 8), 'G: the real master again: 200, without a reload');
+    no_alert($n, 'G');
+    $n->stop;
+}
+
+# ---------------------------------------------------------------- H. a name that moves
+{
+    # redis.test moves from 127.0.0.2 to 127.0.0.3, whose certificate (of
+    # the right CA) is for another name; then that certificate is fixed
+    my $dns_dir = SaTest::new_dir('dns');
+    my $dns_port = SaTest::free_port();
+    SaTest::write_file("$dns_dir/answer", "127.0.0.2\n");
+    my $dns = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/fake-dns', $dns_port, $dns_dir]);
+    my $named = SaTest::tls_cert('redis-test', san => 'DNS:redis.test');
+    my $p2 = SaTest::TlsProxy->start(target => $redis->port, ip => '127.0.0.2', cert => $named);
+    my $port = $p2->port;
+    my $p3 = SaTest::TlsProxy->start(target => $redis->port, ip => '127.0.0.3', port => $port,
+                                     cert => SaTest::tls_cert('other-test', san => 'DNS:other.test'));
+    my $n = gateway("resolver 127.0.0.1:$dns_port valid=1s ipv6=off;\n    sa_redis redis.test:$port ssl;\n    $CA");
+    ok(settles($n, $token, 200), 'H: redis.test (127.0.0.2) over TLS: 200');
+    SaTest::write_file("$dns_dir/answer", "127.0.0.3\n");
+    sleep 2.5;     # past valid=1s (whole seconds)
+    $p2->cut;
+    $p2->mode('stall');
+    ok(SaTest::wait_until(6, sub { status($n, $token) == 503
+                                   && $n->error_log =~ /\[error\].*command connection to redis\.test:$port failed: TLS certificate does not match "redis\.test"/ }),
+       'H: moved to an address whose certificate is for another name: 503, refused by name') or diag SaTest::tail($n->error_log);
+    not_blocked($n, 'H: a moved name');
+    $p3->cert($named);
+    ok(settles($n, $token, 200, 8), 'H: the new address shows a certificate for redis.test: 200, without a reload');
+    no_alert($n, 'H');
     $n->stop;
 }
 
