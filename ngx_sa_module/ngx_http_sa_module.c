@@ -1299,6 +1299,7 @@ ngx_http_sa_exit_process(ngx_cycle_t *cycle)
     /* only a worker has its part (ngx_http_sa_init_process) */
     if (smcf != NULL && smcf->worker != NULL) {
         ngx_http_sa_handler_exit_process(smcf);
+        ngx_http_sa_sync_exit_process(smcf->worker->sync);
         ngx_http_sa_redis_exit_process(smcf->worker->redis);
     }
 }

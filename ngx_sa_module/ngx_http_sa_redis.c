@@ -2656,6 +2656,11 @@ ngx_http_sa_redis_stop(ngx_http_sa_redis_t *rd)
         rd->resolving = NULL;
     }
 
+    /* what is queued goes if the socket takes it now (the sync's last) */
+    if (rd->conn && rd->connected && rd->state == NGX_HTTP_SA_REDIS_READY) {
+        ngx_http_sa_redis_flush(rd);
+    }
+
     ngx_http_sa_redis_close(rd, "worker exiting");
 
     if (rd->out) {

@@ -30,6 +30,9 @@ typedef enum {
 /* a count is kept below this (Lua's numbers are doubles: exact below 2^53) */
 #define NGX_HTTP_SA_SYNC_COUNT_MAX  ((int64_t) 1 << 52)
 
+/* usage is sent at most this often (ms; counters every interval) */
+#define NGX_HTTP_SA_USAGE_EVERY     1000
+
 
 typedef struct {
     u_char                     id[SA_TOKEN_ID_LEN];
@@ -60,6 +63,7 @@ struct ngx_http_sa_sync_s {
     uint64_t                   seq;           /* the batch's */
     ngx_msec_t                 sent_at;
     ngx_msec_t                 backoff;       /* after a failed batch */
+    ngx_msec_t                 usage_at;      /* usage last sent */
     ngx_http_sa_sync_total_pt  handlers[NGX_HTTP_SA_SYNC_KINDS];
     void                      *handler_data[NGX_HTTP_SA_SYNC_KINDS];
     u_char                     nonce[32];     /* this worker, in hex */
@@ -108,12 +112,16 @@ static const char  ngx_http_sa_sync_script[] =
 "    local key = P .. 'usage:' .. ARGV[i + 1] .. ':' .. ARGV[i + 2]\n"
 "    local n = tonumber(ARGV[i + 3])\n"
 "    i = i + 4\n"
+"    local new = false\n"
 "    for j = 1, n do\n"
-"      if apply and type(redis.pcall('HINCRBY', key, ARGV[i], ARGV[i + 1]))"
-" ~= 'number' then bad = bad + 1 end\n"
+"      if apply then\n"
+"        local v = redis.pcall('HINCRBY', key, ARGV[i], ARGV[i + 1])\n"
+"        if type(v) ~= 'number' then bad = bad + 1\n"
+"        elseif v == tonumber(ARGV[i + 1]) then new = true end\n"
+"      end\n"
 "      i = i + 2\n"
 "    end\n"
-"    if apply then redis.pcall('EXPIRE', key, 7776000) end\n"
+"    if new then redis.pcall('EXPIRE', key, 7776000) end\n"
 "  else\n"
 "    local id, period, app = ARGV[i + 1], ARGV[i + 3], ARGV[i + 7]\n"
 "    local key = P .. 'ctr:' .. id .. ':' .. ARGV[i + 2] .. ':' .. period\n"
@@ -122,7 +130,8 @@ static const char  ngx_http_sa_sync_script[] =
 "    if apply and ARGV[i + 5] ~= '0' then\n"
 "      tot = num(redis.pcall('HINCRBY', key, 't', ARGV[i + 5]))\n"
 "      mine = num(redis.pcall('HINCRBY', key, gw, ARGV[i + 5]))\n"
-"      redis.pcall('EXPIRE', key, ARGV[i + 4])\n"
+"      if tot == tonumber(ARGV[i + 5]) then\n"
+"        redis.pcall('EXPIRE', key, ARGV[i + 4]) end\n"
 "    else\n"
 "      tot = num(redis.pcall('HGET', key, 't'))\n"
 "      mine = num(redis.pcall('HGET', key, gw))\n"
@@ -149,6 +158,7 @@ static const char  ngx_http_sa_sync_script[] =
 
 static void ngx_http_sa_sync_tick(ngx_event_t *ev);
 static void ngx_http_sa_sync_failed(ngx_http_sa_sync_t *s);
+static void ngx_http_sa_sync_keep_usage(ngx_http_sa_sync_t *s);
 static void ngx_http_sa_sync_send(ngx_http_sa_sync_t *s);
 static void ngx_http_sa_sync_reply(void *data, ngx_int_t rc,
     ngx_str_t *value);
@@ -192,6 +202,42 @@ ngx_http_sa_sync_init_process(ngx_cycle_t *cycle,
     ngx_add_timer(&s->timer, conf->interval);
 
     return s;
+}
+
+
+/*
+ * The worker exits (stop, quit, reload): what it holds is sent at once,
+ * not awaited (ngx_http_sa_redis_exit_process() writes what the socket
+ * takes before it closes): a batch kept after a failure, then the table.
+ */
+void
+ngx_http_sa_sync_exit_process(ngx_http_sa_sync_t *s)
+{
+    ngx_http_sa_item_t  *t;
+
+    if (s == NULL) {
+        return;
+    }
+
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    if (!s->inflight && s->nbatch) {
+        ngx_http_sa_sync_send(s);
+    }
+
+    if (s->nitems) {
+        t = s->batch;
+        s->batch = s->items;
+        s->nbatch = s->nitems;
+        s->items = t;
+        s->nitems = 0;
+        s->seq++;
+        ngx_http_sa_sync_send(s);
+    }
+
+    s->nbatch = 0;
 }
 
 
@@ -377,7 +423,24 @@ ngx_http_sa_sync_tick(ngx_event_t *ev)
             s->items = t;
             s->nitems = 0;
             ngx_memzero(s->slots, NGX_HTTP_SA_SYNC_SLOTS * sizeof(uint16_t));
-            s->seq++;
+
+            /*
+             * Usage goes at most once a second (or every interval, when
+             * longer): counters every interval.  The usage not due goes
+             * back to the table.
+             */
+            if ((ngx_msec_int_t) (ngx_current_msec - s->usage_at)
+                < (ngx_msec_int_t) NGX_HTTP_SA_USAGE_EVERY)
+            {
+                ngx_http_sa_sync_keep_usage(s);
+
+            } else {
+                s->usage_at = ngx_current_msec;
+            }
+
+            if (s->nbatch) {
+                s->seq++;
+            }
         }
 
         if (s->nbatch) {
@@ -506,6 +569,37 @@ ngx_http_sa_sync_send(ngx_http_sa_sync_t *s)
 }
 
 
+/* the usage items of a new batch go back to the table, counts and all */
+static void
+ngx_http_sa_sync_keep_usage(ngx_http_sa_sync_t *s)
+{
+    ngx_uint_t           i, n;
+    ngx_http_sa_item_t  *it, *to;
+
+    n = 0;
+
+    for (i = 0; i < s->nbatch; i++) {
+        it = &s->batch[i];
+
+        if (it->type == NGX_HTTP_SA_ITEM_USAGE) {
+            to = ngx_http_sa_sync_item(s, NGX_HTTP_SA_ITEM_USAGE, it->id, 0,
+                                       it->period, it->period_len);
+            if (to != NULL) {
+                ngx_memcpy(to->counts, it->counts, sizeof(it->counts));
+            }
+            continue;
+        }
+
+        if (n != i) {
+            s->batch[n] = *it;
+        }
+        n++;
+    }
+
+    s->nbatch = n;
+}
+
+
 /* the batch is kept, sent again after 1, 2, 4 ... intervals, 5 s at most */
 static void
 ngx_http_sa_sync_failed(ngx_http_sa_sync_t *s)
@@ -567,6 +661,10 @@ ngx_http_sa_sync_reply(void *data, ngx_int_t rc, ngx_str_t *value)
     ngx_http_sa_sync_t  *s = data;
 
     s->inflight = 0;
+
+    if (s->nbatch == 0) {
+        return;                         /* the worker's exit sent it */
+    }
 
     if (rc == NGX_ERROR) {
         /* no answer (or an error reply, logged): sent again, applied once */

@@ -79,6 +79,9 @@ typedef struct {
 ngx_http_sa_sync_t *ngx_http_sa_sync_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_sync_conf_t *conf, ngx_http_sa_redis_worker_t *redis);
 
+/* the worker exits: what it holds is sent, not awaited */
+void ngx_http_sa_sync_exit_process(ngx_http_sa_sync_t *s);
+
 /* the handler of a kind's replies (init_process) */
 void ngx_http_sa_sync_handler(ngx_http_sa_sync_t *s,
     ngx_http_sa_sync_kind_e kind, ngx_http_sa_sync_total_pt handler,
