@@ -154,6 +154,8 @@ test('planted in Redis without the key: shown as text, or not at all', async () 
   await page.goto(`${CONSOLE}/#/accounts/${account}`);
   await page.getByRole('heading', { name: 'Service account target' }).waitFor();
   await page.locator('tr', { hasText: tid }).waitFor();
+  assert.equal(await page.locator('tr', { hasText: tid }).locator('td').nth(5).textContent(), '—',
+    'a last use that is no time: none shown');
   await noXss(page, 'a planted last use');
 
   await page.goto(`${CONSOLE}/#/teams/platform`);
