@@ -106,6 +106,28 @@ ok(($redis->cmd('HGET', "sa:usage:$id:" . substr($day, 1), 'quota_exceeded') // 
    'a real Redis again: the counts kept through the errors arrive');
 is(get(), 429, 'and the gateway still answers');
 
-SaTest::expect_log(qr/sa: sync: /, qr/sa: Redis error: ERR hostile/, qr/Redis .*(protocol|lost|unavailable|no reply|closed)/i,
+# on_unavailable=deny: a token whose total was never read while the sync
+# fails is 503; allow (above) counted it from 0
+my ($tok2, $id2) = $f->issue(qw(--scope a:b --quota 1000/day));
+$rec = $redis->cmd('GET', "sa:tok:$id2");
+SaTest::write_file("$hdir/raw-get", '$' . length($rec) . "\r\n$rec\r\n");
+eval_reply("-ERR hostile\r\n");
+mode('raw');
+my $deny = SaTest::Nginx->start(http => "    sa_redis 127.0.0.1:$hport;\n    sa_verify_key $KEY;\n"
+    . "    sa_redis_timeout 300ms;\n" . <<'CONF');
+    sa_rate_limit zone=rl:1m sync=20ms on_unavailable=deny;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location / { sa_auth api; root %%DIR%%/html; }
+    }
+CONF
+sub get2 { $deny->get('/index.html', Authorization => "Bearer $tok2")->{status} }
+is(get2(), 200, 'deny: the first request, the sync not yet failed, is admitted');
+ok(SaTest::wait_until(3, sub { get2() == 503 }), 'deny: once the sync fails, a total never read is 503');
+like($deny->error_log, qr/quota(?:'s total)? is unknown and Redis unavailable \(on_unavailable=deny\)/, 'and says why');
+mode('pass');
+ok(SaTest::wait_until(8, sub { get2() == 200 }), 'deny: with a Redis that answers, 200 again');
+
+SaTest::expect_log(qr/is unknown and Redis unavailable/, qr/sa: sync: /, qr/sa: Redis error: ERR hostile/, qr/Redis .*(protocol|lost|unavailable|no reply|closed)/i,
                    qr/sa: no reply from Redis/);
 done_testing;
