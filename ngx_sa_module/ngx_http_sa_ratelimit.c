@@ -82,6 +82,7 @@ typedef struct {
     ngx_http_sa_rl_shctx_t  *sh;
     ngx_slab_pool_t         *shpool;
     ngx_msec_t               sync;       /* mode=cluster's sync=; 0: local */
+    time_t                   full_said;  /* this worker's last "is full" */
 } ngx_http_sa_rl_ctx_t;
 
 
@@ -309,45 +310,54 @@ invalid:
 }
 
 
+/* whether a node still holds what a new one would not know */
+static ngx_uint_t
+ngx_http_sa_rl_holds(ngx_http_sa_rl_node_t *lr, ngx_msec_t now)
+{
+    int64_t  ms = (ngx_msec_int_t) (now - lr->last);
+
+    /*
+     * not yet empty: a new node would forget what it holds; nor a quota's
+     * count (a new node would not know the total); nor, for a minute, a
+     * cluster count (a new node would take the others' count of the minute
+     * as a full bucket)
+     */
+    return ms < 0 || lr->qperiod[0] != '\0'
+           || (lr->drain && ms < (lr->excess + lr->drain - 1) / lr->drain)
+           || (lr->cluster && ms < 60000);
+}
+
+
 /*
  * n 1: drops up to two nodes of the least recently used end that have
- * drained; n 0: the least recently used one, drained or not (a full zone)
+ * drained; n 0: the least recently used one, drained or not (a full zone).
+ * Returns whether it dropped one that still held something.
  */
-static void
+static ngx_uint_t
 ngx_http_sa_rl_expire(ngx_http_sa_rl_ctx_t *ctx, ngx_uint_t n,
     ngx_msec_t now)
 {
-    int64_t                 ms;
     ngx_queue_t            *q;
     ngx_rbtree_node_t      *node;
     ngx_http_sa_rl_node_t  *lr;
-    ngx_uint_t              i;
+    ngx_uint_t              i, held;
+
+    held = 0;
 
     for (i = 0; i < (n ? 2 : 1); i++) {
 
         if (ngx_queue_empty(&ctx->sh->queue)) {
-            return;
+            return held;
         }
 
         q = ngx_queue_last(&ctx->sh->queue);
         lr = ngx_queue_data(q, ngx_http_sa_rl_node_t, queue);
 
-        if (n) {
-            ms = (ngx_msec_int_t) (now - lr->last);
-
-            /*
-             * not yet empty: a new node would forget what it holds; nor a
-             * quota's count (a new node would not know the total); nor, for
-             * a minute, a cluster count (a new node would take the others'
-             * count of the minute as a full bucket)
-             */
-            if (ms < 0 || lr->qperiod[0] != '\0'
-                || (lr->drain
-                    && ms < (lr->excess + lr->drain - 1) / lr->drain)
-                || (lr->cluster && ms < 60000))
-            {
-                return;
+        if (ngx_http_sa_rl_holds(lr, now)) {
+            if (n) {
+                return held;
             }
+            held = 1;
         }
 
         ngx_queue_remove(q);
@@ -358,6 +368,32 @@ ngx_http_sa_rl_expire(ngx_http_sa_rl_ctx_t *ctx, ngx_uint_t n,
         ngx_rbtree_delete(&ctx->sh->rbtree, node);
         ngx_slab_free_locked(ctx->shpool, node);
     }
+
+    return held;
+}
+
+
+/*
+ * A full zone dropped a bucket that still held something: that token's
+ * limit starts afresh.  Said at most once a second per worker (under the
+ * zone's lock: a log line, no more).
+ */
+static void
+ngx_http_sa_rl_full(ngx_shm_zone_t *zone)
+{
+    ngx_http_sa_rl_ctx_t  *ctx = zone->data;
+
+    if (ctx->full_said == ngx_time()) {
+        return;
+    }
+
+    ctx->full_said = ngx_time();
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "sa_rate_limit zone \"%V\" is full: dropped the bucket of a "
+                  "token that had not drained (its limit starts afresh); "
+                  "make the zone larger than the tokens in use at once",
+                  &zone->shm.name);
 }
 
 
@@ -512,7 +548,9 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
 
         node = ngx_slab_alloc_locked(ctx->shpool, size);
         if (node == NULL) {
-            ngx_http_sa_rl_expire(ctx, 0, now);
+            if (ngx_http_sa_rl_expire(ctx, 0, now)) {
+                ngx_http_sa_rl_full(zone);
+            }
             node = ngx_slab_alloc_locked(ctx->shpool, size);
         }
 

@@ -22,6 +22,10 @@
 #    requests on one connection each count.
 # 7. A Redis writer putting back the token's older genuine record, signed
 #    before its rate was set, is refused by the version memory (sa_cache).
+# 8. A full zone drops its least recently used bucket, drained or not, as
+#    limit_req does: 600 other tokens used once each while a 1/h token is
+#    idle reset its bucket in a 32k zone.  That is said at warn level (at
+#    most once a second), so that the zone can be made larger.
 # 6. A reload keeps the buckets; one that changes the zone's size starts
 #    them afresh (as limit_req's zones do).
 use strict;
@@ -229,5 +233,24 @@ is(get($tz)->{status}, 429, 'the bucket is kept');
 (my $bigger = $http) =~ s/zone=rl:1m/zone=rl:2m/ or die;
 ok($nginx->reload(http => $bigger), 'reload with rl:2m');
 is(get($tz)->{status}, 200, 'a zone of a new size starts afresh');
+
+# 8. a full zone
+my ($tv) = $f->issue(qw(--scope a:b --rate 1/h));
+my @many = split /\n/, $f->as(qw(token issue platform/ci --scope a:b --rate 1/h --count 600))->{out};
+is(scalar @many, 600, '600 tokens of 1/h');
+my $small = SaTest::Nginx->start(redis => $redis, http => <<'CONF');
+    sa_rate_limit zone=small:32k;
+    server { listen 127.0.0.1:%%PORT%%; root %%DIR%%/html; location / { sa_auth api; } }
+CONF
+is(join(' ', map { $small->get('/index.html', Authorization => "Bearer $tv")->{status} } 1 .. 2), '200 429',
+   'a 32k zone: 1/h, one');
+my %c;
+$c{ $small->get('/index.html', Authorization => "Bearer $_")->{status} }++ for @many;
+is(join(' ', map { "$_=$c{$_}" } sort keys %c), '200=600', '600 other tokens, once each: all admitted (a full zone refuses no one)');
+is($small->get('/index.html', Authorization => "Bearer $tv")->{status}, 200,
+   'the idle 1/h token\'s bucket was dropped: admitted again (limit_req\'s zones do the same)');
+my @warn = $small->error_log =~ /\[warn\].*(sa_rate_limit zone "small" is full: .*)/g;
+ok(@warn >= 1 && @warn <= 3, scalar(@warn) . ' warning(s), at most one a second') or diag $small->error_log;
+like($warn[0] // '', qr/dropped the bucket of a token that had not drained/, 'saying what it cost');
 
 done_testing;
