@@ -176,4 +176,22 @@ $r = as('token', 'scope', $own->{id}, qw(--rate 1/s));
 is($r->{code}, 2, 'a tampered record is not re-signed');
 is(record($own->{id}), $forged, 'and left alone');
 
+# the account's defaults, edited or swapped by a Redis writer
+as(qw(account grant platform/ci --rate 2/s));
+my $akey = "sa:acct:$acct->{id}";
+my $arec = $redis->cmd('GET', $akey);
+(my $aforged = $arec) =~ s{"rate":"2/s",?}{} or die "no rate in $arec";
+$redis->cmd('SET', $akey, $aforged);
+sub tokens { scalar @{ $redis->cmd('KEYS', 'sa:tok:*') } }
+my $ntok = tokens();
+$r = as(qw(token issue platform/ci --json));
+is($r->{code}, 2, 'the account\'s rate removed in Redis: issue refused (exit 2)');
+my $plain_id = as(qw(account show platform/plain --json))->{json}{id};
+$redis->cmd('SET', $akey, $redis->cmd('GET', "sa:acct:$plain_id"));
+$r = as(qw(token issue platform/ci --json));
+is($r->{code}, 2, 'another account\'s genuine record (no policy) under its key: refused');
+is(tokens(), $ntok, 'and nothing issued');
+$redis->cmd('SET', $akey, $arec);
+is(as(qw(token issue platform/ci --json))->{json}{rate}, '2/s', 'the genuine record back: its rate is inherited');
+
 done_testing;
