@@ -28,8 +28,11 @@ sa_cli_policy_opt(sa_admin_t *sa, int ch, json_t *in)
         json_object_set_new(in, "rate", json_string(optarg));
         return 1;
     case 'B':
+        /* digits only, as the record's parser: no sign, space, leading 0 */
         n = strtol(optarg, &end, 10);
-        if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000000) {
+        if (*optarg < '0' || *optarg > '9' || *end != '\0' || n < 0
+            || n > 1000000 || (optarg[0] == '0' && optarg[1] != '\0'))
+        {
             sa_die_usage(sa, "invalid burst '%s' (0 to 1000000)", optarg);
         }
         json_object_set_new(in, "burst", json_integer(n));

@@ -137,6 +137,8 @@ my $before = $redis->digest_but_audit;
 for my $bad ([qw(--rate 10/d)], [qw(--rate 0/s)], [qw(--rate 1000001/s)],
              [qw(--rate ten/s)], [qw(--burst 3)], [qw(--rate none --burst 3)],
              [qw(--rate 1/s --burst x)], [qw(--rate 1/s --burst -1)],
+             [qw(--rate 1/s --burst +5)], ['--rate', '1/s', '--burst', ' 5'],
+             [qw(--rate 1/s --burst 05)],
              [qw(--quota 5/week)], [qw(--quota 0/day)],
              [qw(--allow-from 10.0.0.1/8)], [qw(--allow-from nowhere)],
              [qw(--allow-from 10.0.0.0/33)],
