@@ -297,6 +297,7 @@ test('access tokens: expiring soon highlighted, last use shown, progress while a
   await page.route('**/v1/tokens/*/rotate', async (r) => { await new Promise((ok) => setTimeout(ok, 800)); await r.continue(); });
   await row.getByRole('button', { name: /^Rotate/ }).click();
   const dlg = page.getByRole('dialog');
+  await dlg.getByLabel('Overlap').selectOption('1h');
   await dlg.getByRole('button', { name: 'Rotate' }).click();
   const busy = dlg.getByRole('button', { name: 'Rotating…' });
   await busy.waitFor();
@@ -306,6 +307,7 @@ test('access tokens: expiring soon highlighted, last use shown, progress while a
   await page.unroute('**/v1/tokens/*/rotate');
   await closeToken(page, got.dlg, got.token);
   assert.equal(await gateway(got.token), 200, 'the rotated token: 200');
+  assert.equal(await gateway(soon.token), 200, 'and the old one for the hour of overlap');
 });
 
 test('notifications: Switch user, webhook per event, secret once, Send test reaches the receiver', async () => {
