@@ -152,7 +152,19 @@ for my $case (
     is($r->{headers}{'content-type'}, 'application/problem+json', "$case->[0]: problem+json");
     like($r->{json}{detail} // '', $case->[1], "$case->[0]: says why");
 }
-my $r = get(alice => 'team=platform&account=platform/nosuch');
+# long and odd values: refused or matching nothing, never a crash
+my $r = get(alice => 'team=platform&account=' . ('a' x 10000));
+is($r->{status}, 404, 'account= of 10 kB: 404') or diag substr($r->{raw}, 0, 300);
+$r = get(alice => 'team=platform&account=platform/' . ('a' x 10000));
+ok($r->{status} == 400 || $r->{status} == 404, "account=platform/<10 kB>: $r->{status}");
+is_deeply(ok_get(alice => 'team=platform&actor=' . ('x' x 10000)), [], 'actor= of 10 kB: []');
+is_deeply(ok_get(alice => 'team=platform&actor=%E2%80%AEalice%0A'), [], 'actor= with controls: []');
+$r = get(alice => 'team=platform&before=' . ('1' x 10000) . '-0');
+is($r->{status}, 400, 'before= of 10 kB digits: 400');
+$r = get(alice => 'team=platform&after=1-%00');
+is($r->{status}, 400, 'after= with a NUL: 400');
+
+$r = get(alice => 'team=platform&account=platform/nosuch');
 is($r->{status}, 404, 'account= of no account: 404');
 like($r->{json}{detail} // '', qr/no account 'platform\/nosuch'/, 'saying so');
 $r = get(alice => 'team=platform&account=other/bot');
