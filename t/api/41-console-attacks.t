@@ -78,6 +78,14 @@ is($redis->cmd('EXISTS', 'sa:team:stolen'), 0, 'and no team was created');
 like($api->err, qr/401 from unix: X-Forwarded-User given more than once/, 'serve logs it');
 $r = raw($trusted, GET => '/v1/me', ['x-forwarded-user' => 'bob']);
 is($r->{json}{actor}, 'bob', 'the user header once, in any case: that user');
+for my $h (['X-Forwarded-User' => 'alice, root'], ['X-Forwarded-User' => 'alice,root'],
+           ['X-Forwarded-User' => 'root alice'], ['X-Forwarded-User' => 'root;alice']) {
+    $r = raw($trusted, GET => '/v1/me', $h);
+    is($r->{status}, 401, "the user header '$h->[1]': 401");
+}
+# a spelling a proxy does not replace (underscores) is another header
+$r = raw($trusted, GET => '/v1/me', ['X_Forwarded_User' => 'root']);
+is($r->{status}, 401, 'X_Forwarded_User is not the user header: 401');
 
 # the user header on a listener not trusted: ignored, logged
 $r = raw($plain, GET => '/v1/me', ['X-Forwarded-User' => 'root']);
