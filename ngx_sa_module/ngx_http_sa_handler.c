@@ -894,6 +894,8 @@ ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
     ctx->rated = 1;
     sync = smcf->worker->sync;
 
+    res.quota_unknown = 0;
+
     rc = ngx_http_sa_rate_limit_check(smcf->rl.zone, ctx->id, &rec->policy,
                                       ngx_http_sa_sync_up(sync),
                                       smcf->rl.allow, &res);
@@ -945,6 +947,11 @@ ngx_http_sa_check_rate(ngx_http_request_t *r, ngx_http_sa_ctx_t *ctx,
         (void) ngx_http_sa_sync_add(sync, ctx->id, NGX_HTTP_SA_SYNC_QUOTA,
                                     &res.period, res.period_left + 86400, 1,
                                     rec->policy.quota, appp);
+
+        /* the others' count unknown (a start, a new node): read it now */
+        if (res.quota_unknown) {
+            ngx_http_sa_sync_soon(sync);
+        }
     }
 
     if (rec->policy.rate

@@ -655,6 +655,7 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
             return NGX_DECLINED;
         }
 
+        res->quota_unknown = !lr->qknown;
         lr->qmine++;
 
     } else if (lr->qperiod[0] != '\0') {

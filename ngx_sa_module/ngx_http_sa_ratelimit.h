@@ -21,6 +21,7 @@ typedef struct {
     time_t       retry_after;        /* refused: s until one fits */
     ngx_str_t    period;             /* a quota's: "d20261203", "m202612" */
     time_t       period_left;        /* s until the quota's period ends */
+    ngx_uint_t   quota_unknown;      /* admitted before any total was read */
     u_char       period_text[NGX_HTTP_SA_SYNC_PERIOD_LEN];
     time_t       rwin;               /* mode=cluster: the minute; 0: local */
     ngx_uint_t   rprev;              /* the minute before is read too */

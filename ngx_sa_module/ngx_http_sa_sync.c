@@ -242,6 +242,25 @@ ngx_http_sa_sync_exit_process(ngx_http_sa_sync_t *s)
 
 
 void
+ngx_http_sa_sync_soon(ngx_http_sa_sync_t *s)
+{
+    if (s == NULL || s->inflight || s->failed || ngx_exiting) {
+        return;
+    }
+
+    /*
+     * at the end of this round of events: requests at hand go together
+     * (deleted first: ngx_add_timer() keeps a timer less than 300 ms off)
+     */
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    ngx_add_timer(&s->timer, 1);
+}
+
+
+void
 ngx_http_sa_sync_handler(ngx_http_sa_sync_t *s, ngx_http_sa_sync_kind_e kind,
     ngx_http_sa_sync_total_pt handler, void *data)
 {

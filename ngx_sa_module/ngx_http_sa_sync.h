@@ -79,6 +79,9 @@ typedef struct {
 ngx_http_sa_sync_t *ngx_http_sa_sync_init_process(ngx_cycle_t *cycle,
     ngx_http_sa_sync_conf_t *conf, ngx_http_sa_redis_worker_t *redis);
 
+/* the next batch goes now, not at the end of the interval */
+void ngx_http_sa_sync_soon(ngx_http_sa_sync_t *s);
+
 /* the worker exits: what it holds is sent, not awaited */
 void ngx_http_sa_sync_exit_process(ngx_http_sa_sync_t *s);
 
