@@ -59,6 +59,7 @@ typedef struct {
     int64_t                qapplied;     /* this one's part of it */
     int64_t                qmine;        /* admitted here this period */
     unsigned               qknown:1;     /* a reply of this period came */
+    ngx_msec_t             qread;        /* when a reply came, last */
     unsigned               cluster:1;    /* mode=cluster counted it */
     unsigned               rknown:1;     /* heard of the others */
     unsigned               rprev:1;      /* rprev_others is of rwin - 1 */
@@ -82,6 +83,8 @@ typedef struct {
     ngx_http_sa_rl_shctx_t  *sh;
     ngx_slab_pool_t         *shpool;
     ngx_msec_t               sync;       /* mode=cluster's sync=; 0: local */
+    ngx_msec_t               qstale;     /* a quota total older is read
+                                            again (2 x sync=) */
     time_t                   full_said;  /* this worker's last "is full" */
 } ngx_http_sa_rl_ctx_t;
 
@@ -296,6 +299,7 @@ ngx_http_sa_rate_limit_conf(ngx_conf_t *cf, ngx_http_sa_rl_conf_t *rl,
     }
 
     ctx->sync = rl->cluster ? rl->sync : 0;
+    ctx->qstale = 2 * rl->sync;
 
     (*zone)->init = ngx_http_sa_rl_init_zone;
     (*zone)->data = ctx;
@@ -655,7 +659,14 @@ ngx_http_sa_rate_limit_check(ngx_shm_zone_t *zone, const u_char *id,
             return NGX_DECLINED;
         }
 
-        res->quota_unknown = !lr->qknown;
+        /*
+         * Never read, or not since 2 intervals (this gateway sent nothing
+         * meanwhile, so it did not hear of the others' admissions): read
+         * at once (ngx_http_sa_sync_soon()).
+         */
+        res->quota_unknown = !lr->qknown
+                             || (ngx_msec_int_t) (now - lr->qread)
+                                > (ngx_msec_int_t) ctx->qstale;
         lr->qmine++;
 
     } else if (lr->qperiod[0] != '\0') {
@@ -710,6 +721,7 @@ ngx_http_sa_quota_total(void *data, const u_char *id, ngx_str_t *period,
         && lr->qperiod[period->len] == '\0')
     {
         lr->qknown = 1;
+        lr->qread = ngx_current_msec;
 
         /* both only grow: a late reply of an earlier batch changes nothing */
         if (total > lr->qtotal) {

@@ -170,5 +170,32 @@ is(usage($idu), 'admitted=7 insufficient_scope=1 rate_limited=7', 'and the other
 $cli = $f->as('account', 'usage', 'platform/ci', '--json')->{json};
 is("$cli->{total}{admitted} $cli->{total}{refused}", '39 38', 'sa-admin account usage: all its tokens\' requests');
 
+# two gateways share a quota through Redis.  A gateway hears the others'
+# count in the reply to its own batches, and reads it again at once when
+# what it heard is older than 2 intervals: one that was idle while the
+# other used the quota up lets through at most the request that asked.
+my ($ts, $ids) = $f->issue(qw(--scope a:b --quota 20/day));
+my $other = SaTest::Nginx->start(redis => $redis, workers => 2, http => $HTTP =~ s/zone=rl:1m/zone=rl2:1m/r);
+sub seq {
+    my ($gw, $n) = @_;
+    my %c;
+    for (1 .. $n) {
+        $c{ $gw->get('/index.html', Authorization => "Bearer $ts")->{status} }++;
+        select(undef, undef, undef, 0.02);
+    }
+    return join ' ', map { "$_=$c{$_}" } sort keys %c;
+}
+is(seq($nginx, 5), '200=5', 'gateway A: 5 of the 20');
+sleep 0.3;
+is(seq($other, 20), '200=15 429=5', 'gateway B: the 15 left, having read A\'s 5');
+sleep 0.3;
+my $late = seq($nginx, 10);
+like($late, qr/^(200=1 )?429=(9|10)$/, "gateway A, idle meanwhile: at most the first of 10 ($late)");
+my ($extra) = $late =~ /^200=(\d+)/;
+my $want = 20 + ($extra // 0);
+is(SaTest::wait_until(3, sub { quota_total($ids, 'd' . day()) == $want ? $want : 0 }), $want, "the shared total: $want");
+is(scalar(grep { !/^t$|^[wx]$/ } @{ $redis->cmd('HKEYS', "sa:ctr:$ids:q:d" . day()) }), 2,
+   'one part per gateway');
+
 SaTest::expect_log(qr/Redis .*(timed out|did not answer|owes|unavailable|stall)/i, qr/sa: Redis/);
 done_testing;
