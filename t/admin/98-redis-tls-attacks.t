@@ -14,9 +14,11 @@
 #      per reply byte work (a team, an account, a token issued and listed);
 #      a renegotiation is refused; close_notify in the middle of a reply is
 #      exit 3 and the change it carried is whole or absent.
-#   D. The notification worker (notify run): its Redis goes silent (the
-#      proxy stops answering after the handshake): it exits 3 with the
-#      reason within the reply deadline, it does not hang.
+#   D. The notification worker (notify run) over TLS: its Redis goes silent
+#      (SIGSTOP, behind the proxy): it exits 3 with the reason within the
+#      reply deadline, it does not hang.
+#   E. redis-sentinel+tls:// naming a hostile master: a TLS server whose
+#      certificate names another host, a plain Redis: exit 3, nothing sent.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -142,6 +144,35 @@ $proxy->mode('pass');
     $redis->resume;
     is($w->exit_code, 3, 'D: exit 3');
     like($w->err, qr/Redis/, 'D: says Redis') or diag $w->err;
+}
+
+# ---------------------------------------------------------------- E
+{
+    # a TLS sentinel names a master at a hostile address: a TLS server
+    # whose certificate (of the right CA) names another host, then a plain
+    # Redis; nothing reaches either
+    my $sdir = SaTest::new_dir('sentinel');
+    my $sport = SaTest::free_port();
+    my $sentinel = SaTest::Process->start(cmd => [$^X, SaTest::root() . '/t/lib/fake-sentinel', $sport, $sdir]);
+    SaTest::wait_for('fake-sentinel', sub { SaTest::port_open($sport) }, 5);
+    my $stls = SaTest::TlsProxy->start(target => $sport);
+    my $evil = SaTest::Redis->start;
+    my $evil_tls = SaTest::TlsProxy->start(target => $evil->port,
+                                           cert => SaTest::tls_cert('evil', san => 'DNS:redis.example.com'));
+    my $surl = 'redis-sentinel+tls://localhost:' . $stls->port . '/0#sa';
+    SaTest::write_file("$sdir/master", '127.0.0.1 ' . $proxy->port);
+    $r = adm({ SA_REDIS => $surl }, 'team', 'member', 'list', 'platform');
+    is($r->{code}, 0, 'E: through a TLS sentinel, the master it names') or diag $r->{err};
+    SaTest::write_file("$sdir/master", '127.0.0.1 ' . $evil_tls->port);
+    $r = adm({ SA_REDIS => $surl }, 'team', 'create', 'evil', '--owner', 'alice');
+    is($r->{code}, 3, 'E: a master whose certificate names another host: exit 3');
+    like($r->{err}, qr/TLS certificate verify failed: IP address mismatch \(127\.0\.0\.1\)/, 'E: refused by its address') or diag $r->{err};
+    SaTest::write_file("$sdir/master", '127.0.0.1 ' . $evil->port);
+    $r = adm({ SA_REDIS => $surl }, 'team', 'create', 'evil', '--owner', 'alice');
+    is($r->{code}, 3, 'E: a master at a plain Redis: exit 3');
+    ok($r->{secs} < 12, sprintf('E: a plain master: no hang (%.1f s)', $r->{secs}));
+    like($r->{err}, qr/TLS handshake (timed out|failed)/, 'E: a plain master: the handshake named') or diag $r->{err};
+    is($evil->cmd('DBSIZE'), 0, 'E: nothing reached the hostile masters');
 }
 
 done_testing;
