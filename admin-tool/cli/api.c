@@ -385,6 +385,13 @@ sa_api_problem(long status, const char *ctype, sa_buf_t *b)
 
     kind = sa_api_kind(type, code);
     snprintf(msg, sizeof(msg), "%s", detail);
+    /* tokens issued before the error (token issue --count): shown */
+    w = json_object_get(p, "issued");
+    if (json_is_array(w) && json_array_size(w) > 0) {
+        sa_die_partial = json_incref(w);
+        sa_die_partial_whole = json_is_true(json_object_get(p,
+                                                            "issued_whole"));
+    }
     json_decref(p);
     sa_die_message(kind, code, msg,
                    kind == SA_ERR_INPUT ? sa_die_usage_line : NULL);

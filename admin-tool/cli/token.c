@@ -147,6 +147,35 @@ sa_token_warnings(json_t *out)
 }
 
 
+static int  sa_token_issue_json;
+
+
+/* the tokens issued before an error ended the command (ops.h) */
+static void
+sa_token_issue_partial(json_t *partial, int whole)
+{
+    json_t  *t;
+    size_t   i, n = json_array_size(partial);
+
+    if (sa_token_issue_json) {
+        sa_print_json(json_incref(partial));
+    } else {
+        json_array_foreach(partial, i, t) {
+            printf("%s\n", json_string_value(json_object_get(t, "token")));
+        }
+    }
+    fflush(stdout);
+
+    fprintf(stderr, "sa-admin: %zu token%s had been issued when the error "
+            "below stopped the command: %s valid, shown only this once: "
+            "store %s now, or revoke %s%s\n", n, n == 1 ? "" : "s",
+            n == 1 ? "it is" : "they are", n == 1 ? "it" : "them",
+            n == 1 ? "it" : "them",
+            whole ? "" : "; Redis failed with more under way, which may "
+            "exist unseen: 'sa-admin token list ACCOUNT' shows every token");
+}
+
+
 static void
 sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
 {
@@ -162,6 +191,8 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
     size_t   i, n;
 
     in = sa_token_args_or_exit(sa, argc, argv, opts);
+    sa_token_issue_json = sa->json;
+    sa_die_partial_show = sa_token_issue_partial;
     out = sa_cli_run(sa, "token.issue", in);
     if (out == NULL) {
         return;

@@ -17,6 +17,9 @@
 #include "util.h"
 
 sa_die_sink_pt  sa_die_sink;
+json_t         *sa_die_partial;
+int             sa_die_partial_whole;
+void          (*sa_die_partial_show)(json_t *partial, int whole);
 const char     *sa_die_usage_line;
 
 static const struct {
@@ -90,6 +93,10 @@ sa_die_message(sa_err_kind_t kind, int code, const char *message,
 {
     if (sa_die_sink != NULL) {
         sa_die_sink(kind, message);
+    }
+
+    if (json_array_size(sa_die_partial) > 0 && sa_die_partial_show != NULL) {
+        sa_die_partial_show(sa_die_partial, sa_die_partial_whole);
     }
 
     fprintf(stderr, "sa-admin: %s\n", message);

@@ -182,6 +182,21 @@ SA_NORETURN void sa_die_message(sa_err_kind_t kind, int code,
     const char *message, const char *usage);
 extern const char  *sa_die_usage_line;
 
+/*
+ * What an operation made before an error ended it and its caller must
+ * still see: token.issue with a count sets it to the array of the tokens
+ * issued so far (secrets and all) while it runs.  When an error ends the
+ * operation with some in it, sa_die_message() first hands them to
+ * sa_die_partial_show (the CLI prints them as the command's output, set
+ * by cli/token.c), or serve's sink puts them in the problem's "issued"
+ * (which sa-admin --api shows the same way).  sa_die_partial_whole: every
+ * change sent was answered (a refusal), so no other was made; 0 when
+ * Redis failed with a batch in flight, which may have made more, unseen.
+ */
+extern json_t  *sa_die_partial;
+extern int      sa_die_partial_whole;
+extern void   (*sa_die_partial_show)(json_t *partial, int whole);
+
 /* sa_die_message() of the formatted message */
 SA_NORETURN void sa_vdie(sa_err_kind_t kind, int code, const char *usage,
     const char *fmt, va_list ap);

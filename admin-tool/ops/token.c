@@ -160,27 +160,20 @@ sa_token_issued(json_t *out, const sa_token_record_t *rec, const char *token)
 
 
 /*
- * A refusal after some tokens were issued: they exist, unseen; their ids
- * are said so that they can be revoked.
+ * A refusal after some tokens were issued: they exist, and are shown with
+ * the error (sa_die_partial, ops.h); every change sent was answered, so
+ * no other was made.
  */
 static SA_NORETURN void
 sa_issue_refused(sa_err_kind_t kind, const char *why, json_t *out)
 {
-    json_t  *t, *arr;
-    size_t   i;
-    char    *ids;
-
     if (json_array_size(out) == 0) {
         sa_die_message(kind, sa_err_exit(kind), why, NULL);
     }
 
-    arr = json_array();
-    json_array_foreach(out, i, t) {
-        json_array_append(arr, json_object_get(t, "id"));
-    }
-    ids = sa_join(arr, " ");
-    sa_die_kind(kind, "%s (%zu token(s) issued before it, not shown: %s)",
-                why, json_array_size(out), ids);
+    sa_die_partial_whole = 1;
+    sa_die_kind(kind, "%s; %zu token(s) had been issued before it (shown)",
+                why, json_array_size(out));
 }
 
 
@@ -293,6 +286,9 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
     sa_actor_or_exit(sa);
     sa_signing_key_or_exit(sa);
     out = json_array();
+    /* an error from now on shows the tokens issued before it */
+    sa_die_partial = out;
+    sa_die_partial_whole = 0;
 
     /* a batch can lose tokens to a concurrent change of the account */
     for (left = count; left > 0 && stalls < SA_RETRIES; ) {
@@ -326,6 +322,7 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
         sa_issue_refused(SA_ERR_CONFLICT, why, out);
     }
 
+    sa_die_partial = NULL;
     doc = count == 1 ? json_incref(json_array_get(out, 0)) : json_incref(out);
     json_decref(out);
     sa_warnings_out(sa, doc, warnings);

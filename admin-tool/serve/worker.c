@@ -341,6 +341,13 @@ sa_worker_sink(sa_err_kind_t kind, const char *message)
     }
     answer = sa_with_messages(sa_problem(status, sa_err_name(kind),
                                          sa_err_exit(kind), detail));
+    /* tokens issued before the error: the caller's, shown this once */
+    if (json_array_size(sa_die_partial) > 0) {
+        json_object_set(json_object_get(answer, "body"), "issued",
+                        sa_die_partial);
+        json_object_set_new(json_object_get(answer, "body"), "issued_whole",
+                            json_boolean(sa_die_partial_whole));
+    }
     /* the parent must not hand this worker another request */
     json_object_set_new(answer, "bye", json_true());
     sa_frame_write(sa_worker_fd, answer);
