@@ -61,6 +61,7 @@ static struct {
     sa_histo_t    *h;           /* per route, and one for no route */
     uint64_t       auth_failures;
     uint64_t       refused_header;
+    uint64_t       refused_conns;     /* over --max-connections */
 } sa_metrics;
 
 
@@ -416,6 +417,10 @@ sa_metrics_text(sa_serve_t *s)
             "user header to a listener not trusted.\n"
             "# TYPE sa_admin_user_header_ignored_total counter\n"
             "sa_admin_user_header_ignored_total %llu\n"
+            "# HELP sa_admin_connections_refused_total Connections closed "
+            "at once: --max-connections were open (all listeners).\n"
+            "# TYPE sa_admin_connections_refused_total counter\n"
+            "sa_admin_connections_refused_total %llu\n"
             "# HELP sa_admin_connections Open connections.\n"
             "# TYPE sa_admin_connections gauge\n"
             "sa_admin_connections %u\n"
@@ -425,7 +430,8 @@ sa_metrics_text(sa_serve_t *s)
             "# TYPE sa_admin_workers_busy gauge\n"
             "sa_admin_workers_busy %d\n",
             (unsigned long long) sa_metrics.auth_failures,
-            (unsigned long long) sa_metrics.refused_header, s->nconns,
+            (unsigned long long) sa_metrics.refused_header,
+            (unsigned long long) sa_metrics.refused_conns, s->nconns,
             s->nworkers, busy);
 
     if (s->refresh_stats != NULL) {
@@ -1125,6 +1131,29 @@ sa_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 
+/*
+ * --max-connections bounds the open connections of all listeners together
+ * (they are all in this process; the workers hold none): one more is
+ * closed at once, counted
+ */
+static enum MHD_Result
+sa_accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    sa_serve_t  *s = &sa_serve;
+
+    (void) cls;
+    (void) addr;
+    (void) len;
+
+    if (s->nconns >= s->max_conns) {
+        sa_metrics.refused_conns++;
+        return MHD_NO;
+    }
+
+    return MHD_YES;
+}
+
+
 int
 sa_http_start(sa_serve_t *s, sa_listener_t *l)
 {
@@ -1132,7 +1161,7 @@ sa_http_start(sa_serve_t *s, sa_listener_t *l)
 
     l->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-        0, NULL, NULL, sa_access, l,
+        0, sa_accept_policy, NULL, sa_access, l,
         MHD_OPTION_EXTERNAL_LOGGER, sa_mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket) l->fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int) s->max_conns,

@@ -63,8 +63,8 @@ static const char  serve_help[] =
     "                         does, such as creating teams (repeatable)\n"
     "  --workers N            worker processes, one request at a time each\n"
     "                         (default 4)\n"
-    "  --max-connections N    open connections per listener (default 1024);\n"
-    "                         more are closed at once\n"
+    "  --max-connections N    open connections of all listeners together\n"
+    "                         (default 1024); more are closed at once\n"
     "  --timeout TIME         a request must arrive whole within it, and an\n"
     "                         idle connection is closed after it (default\n"
     "                         10s)\n"
@@ -302,7 +302,7 @@ sa_files_limit(sa_serve_t *s)
     struct rlimit  rl;
     rlim_t         want;
 
-    want = (rlim_t) s->max_conns * s->nlisteners + 64 + 4 * s->nworkers;
+    want = (rlim_t) s->max_conns + s->nlisteners + 64 + 4 * s->nworkers;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
         return;
     }
