@@ -7,7 +7,8 @@
 # (local mode would admit G buckets' worth).  Redis frozen: the last known
 # totals and local counts go on deciding (on_unavailable=allow), or a
 # token with a rate is 503 unavailable (on_unavailable=deny); no worker
-# blocks; the count goes on once Redis is back.
+# blocks; the count goes on once Redis is back.  Counts a Redis writer
+# puts in the counter (10^15, non-numbers) cost at most a full bucket.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -159,6 +160,29 @@ my $line = SaTest::wait_until(2, sub { SaTest::slurp($deny->dir . '/sa.log') =~ 
 is($line, 'unavailable', '$sa_status unavailable');
 my $back = SaTest::wait_until(5, sub { $deny->get('/index.html', Authorization => "Bearer $td")->{status} == 200 });
 ok($back, 'Redis back: admitted again');
+
+# ---- a Redis writer's counts (not signed): at most a full bucket for a
+# while (a node takes a count it had not been hearing as at most one), or
+# local mode; never a crash, a blocked worker or more than a bucket
+my ($th, $idh) = $f->issue(qw(--scope a:b --rate 10/s --burst 9));
+my $g = $gw[0];
+is($g->get('/index.html', Authorization => "Bearer $th")->{status}, 200, 'a fresh token at gateway A');
+my $key = "sa:ctr:$idh:r:w" . int(time / 60);
+SaTest::wait_until(2, sub { $redis->cmd('EXISTS', $key) });
+$redis->cmd('HSET', $key, 't', '999999999999999');
+sleep 4 * $SYNC;
+($c) = flood($th, 0.3, 2, $g->port);
+cmp_ok($c->{200} // 0, '<=', 10 + 10 * 2 * $SYNC + 1,
+       'a total of 10^15 written in Redis: at most the bucket A had left until it reads it (' . counts($c) . ')');
+($c) = flood($th, 0.3, 2, $g->port);
+cmp_ok($c->{200} // 0, '<=', 10 * 0.3 + 2, 'then its bucket is full: only the rate (' . counts($c) . ')');
+sleep 2.2;                            # two full buckets drain at 10/s
+($c) = flood($th, 0.2, 2, $g->port);
+cmp_ok($c->{200} // 0, '>=', 5, 'and a burst again once it drained: the lie costs a bucket, not the token (' . counts($c) . ')');
+$redis->cmd('HSET', $key, 't', 'lots', 'x' x 20, -5);
+($c) = flood($th, 0.5, 2, $g->port);
+cmp_ok($c->{200} // 0, '<=', 10 + 5 + 2, 'non-numbers in the counter: ignored, the local bucket decides (' . counts($c) . ')');
+is(join(' ', sort grep { $_ != 200 && $_ != 429 } keys %$c), '', 'nothing but 200 and 429');
 
 SaTest::expect_log(qr/Redis .*(timed out|did not answer|owes|unavailable|stall)/i, qr/sa: Redis/);
 done_testing;
