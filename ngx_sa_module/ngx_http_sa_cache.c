@@ -135,6 +135,7 @@ struct ngx_http_sa_cache_node_s {
     u_char                       mac[16];     /* of the token that matched */
     unsigned                     proven:1;    /* mac is set */
     unsigned                     valid:1;     /* may be served */
+    unsigned                     doubt:1;     /* only stale: messages lost */
     unsigned                     negative:1;  /* no record: "no such token" */
     u_char                       packed[];
 };
@@ -659,7 +660,13 @@ ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
 
     cn = ngx_http_sa_cache_find(cache, id);
 
-    if (cn == NULL || !cn->valid) {
+    /*
+     * An entry dropped because messages may have been lost (a
+     * resubscription) is asked again, but while Redis cannot answer it is
+     * no worse than it was during the outage: stale= may still serve it.
+     * One that an invalidation named is never served.
+     */
+    if (cn == NULL || !(cn->valid || (stale && cn->doubt))) {
         goto done;
     }
 
@@ -672,7 +679,7 @@ ngx_http_sa_cache_lookup(ngx_http_sa_cache_t *cache, u_char *id,
         goto done;
     }
 
-    if (age < (ngx_msec_int_t) cache->ttl) {
+    if (cn->valid && age < (ngx_msec_int_t) cache->ttl) {
         rc = NGX_HTTP_SA_CACHE_HIT;
 
     } else if (stale && age < (ngx_msec_int_t) (cache->ttl + cache->stale)) {
@@ -825,6 +832,9 @@ ngx_http_sa_cache_store(ngx_http_sa_cache_t *cache, u_char *id,
     cn->used = used;
     cn->proven = 0;
     cn->valid = keep && (rec == NULL || packed > 0);
+    /* overtaken by a resubscription alone, not by a change of this token */
+    cn->doubt = !keep && rec != NULL && packed > 0
+                && *ngx_http_sa_cache_stamp(cache, id) <= epoch;
     cn->negative = (rec == NULL);
     cn->version = rec ? rec->version : 0;
 
@@ -884,6 +894,7 @@ ngx_http_sa_cache_invalidate(ngx_http_sa_cache_t *cache, u_char *id,
         && (version == 0 || cn->negative || cn->version < version))
     {
         cn->valid = 0;
+        cn->doubt = 0;
     }
 
     ngx_http_sa_cache_unlock(cache);
@@ -905,6 +916,7 @@ ngx_http_sa_cache_invalidate_all(ngx_http_sa_cache_t *cache)
          q = ngx_queue_next(q))
     {
         cn = ngx_queue_data(q, ngx_http_sa_cache_node_t, queue);
+        cn->doubt |= cn->valid;
         cn->valid = 0;
     }
 

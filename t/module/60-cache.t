@@ -135,5 +135,28 @@ sleep 3.2 - (time - $killed);    # time passing: past ttl + stale
 is(status($t7), 503, 'beyond ttl + stale: 503');
 $redis->launch;
 
+# A resubscription (messages may have been lost) drops every entry, and
+# the next request asks Redis; if Redis then cannot answer, stale= may
+# still serve it, as it did during the outage. One an invalidation named
+# never is. The gateway's GET is refused (an ACL) while SUBSCRIBE works.
+as(qw(team create platform --owner alice));
+SaTest::apps($redis, 'platform', qw(api));
+as(qw(account create platform ci --app api));
+my ($t9)  = issue(qw(--scope stacks:read));
+my ($t10, $id10) = issue(qw(--scope stacks:read));
+subscribed();
+ok(SaTest::wait_until(5, sub { status($t9) == 200 }), 'resubscription: a token cached (Redis back)');
+ok(SaTest::wait_until(3, sub { status($t10) == 200 }), 'resubscription: another, cached');
+$redis->cmd('PUBLISH', 'sa:invalidate', $id10);
+$redis->cmd('ACL', 'SETUSER', 'default', '-get');
+$redis->cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+subscribed();
+is(status($t9), 200, 'resubscribed, GET refused: the dropped entry is served stale');
+is(status($t10), 503, 'the entry an invalidation named is not');
+like($nginx->error_log, qr/Redis answered GET|NOPERM|unavailable/, 'the refused GET is logged');
+$redis->cmd('ACL', 'SETUSER', 'default', '+get');
+ok(SaTest::wait_until(3, sub { status($t9) == 200 }), 'GET allowed again: 200 from Redis');
+ok(SaTest::wait_until(3, sub { status($t10) == 200 }), 'and the other one');
+
 unlike($nginx->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert');
 done_testing;
