@@ -581,6 +581,7 @@ sa_rconn_get_reply(sa_rconn_t *c, void **reply)
     }
 
     if (*reply != NULL) {
+        c->fed = 0;
         return REDIS_OK;
     }
 
@@ -610,6 +611,13 @@ sa_rconn_get_reply(sa_rconn_t *c, void **reply)
         /* progress: a long reply gets a deadline for each part */
         deadline = sa_mono_ms() + c->timeout_ms;
 
+        c->fed += n;
+        if (c->fed > SA_RCONN_REPLY_MAX) {
+            sa_rconn_fail(c, "Protocol error: a reply of over %zu MiB, "
+                          "refused", SA_RCONN_REPLY_MAX >> 20);
+            return REDIS_ERR;
+        }
+
         if (redisReaderFeed(c->reader, buf, n) != REDIS_OK
             || redisReaderGetReply(c->reader, reply) != REDIS_OK)
         {
@@ -617,6 +625,8 @@ sa_rconn_get_reply(sa_rconn_t *c, void **reply)
             return REDIS_ERR;
         }
     }
+
+    c->fed = 0;
 
     return REDIS_OK;
 }

@@ -25,6 +25,13 @@ typedef struct {
 
 typedef struct sa_rconn_s  sa_rconn_t;
 
+/*
+ * No reply sa-admin asks for comes near this (an account's million token
+ * ids are about 25 MB): more is a broken or hostile server, refused
+ * before it takes the memory.
+ */
+#define SA_RCONN_REPLY_MAX  ((size_t) 64 << 20)
+
 struct sa_rconn_s {
     int            fd;
     SSL           *ssl;          /* NULL: plain */
@@ -35,6 +42,7 @@ struct sa_rconn_s {
     int            timeout_ms;   /* each write and read */
     int            err;          /* 0, or the connection failed */
     int            renegotiation; /* the server asked for one: refused */
+    size_t         fed;          /* bytes read since the last reply */
     char           errstr[256];
 };
 

@@ -86,4 +86,17 @@ like($r->{err}, qr/SCAN refused: NOPERM/, 'and says why');
 is($redis->digest, $before, 'nothing written');
 is(with_url("redis://127.0.0.1:$port/0", qw(account show acl/bot))->{code}, 0, 'the account is still there');
 
+# a reply larger than any sa-admin asks for (a Redis writer's 70 MB token
+# record) is refused before it takes the memory, with a clear error
+{
+    my $big = with_url("redis://127.0.0.1:$port/0", qw(token issue acl/bot --json));
+    my $tid = $big->{json}{id};
+    $redis->cmd('SET', "sa:tok:$tid", 'x' x (70 << 20));
+    $r = with_url("redis://127.0.0.1:$port/0", 'token', 'revoke', $tid);
+    is($r->{code}, 3, 'a 70 MB reply: exit 3') or diag $r->{err};
+    like($r->{err}, qr/a reply of over 64 MiB, refused/, 'and says why');
+    unlike($r->{err}, qr/x{100}/, 'none of it printed');
+    $redis->cmd('DEL', "sa:tok:$tid");
+}
+
 done_testing;
