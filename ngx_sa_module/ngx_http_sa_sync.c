@@ -88,8 +88,11 @@ static const char  *ngx_http_sa_sync_kinds[NGX_HTTP_SA_SYNC_KINDS] = {
  *   c ID KIND PERIOD EXPIRE DELTA LIMIT APP
  * Returns "BAD (TOTAL MINE)*" for the counters, in order: BAD the number
  * of values found unusable (not integers: written by someone else), a
- * TOTAL or MINE -1 when unreadable.  Every write is redis.pcall'ed: a
- * hostile value costs its own count, never half a batch.
+ * TOTAL or MINE -1 when unreadable (negative too), one over 2^52 as 2^52
+ * (a lie that large only makes the token look busier): one counter's
+ * hostile value never makes the others' numbers unreadable.  Every write
+ * is redis.pcall'ed: a hostile value costs its own count, never half a
+ * batch.
  */
 static const char  ngx_http_sa_sync_script[] =
 "local P, gw, seq, now, ev = ARGV[1], ARGV[2], tonumber(ARGV[4]), ARGV[5],"
@@ -100,11 +103,12 @@ static const char  ngx_http_sa_sync_script[] =
 "local apply = seq > last\n"
 "if apply then redis.pcall('SET', sk, ARGV[4], 'EX', 3600) end\n"
 "local function num(v)\n"
-"  if type(v) == 'number' then return v end\n"
 "  if v == false then return 0 end\n"
 "  if type(v) == 'string' and string.match(v, '^%d+$') then\n"
-"    return tonumber(v) end\n"
-"  return -1\n"
+"    v = tonumber(v) end\n"
+"  if type(v) ~= 'number' or v < 0 then return -1 end\n"
+"  if v > 4503599627370496 then return 4503599627370496 end\n"
+"  return v\n"
 "end\n"
 "local bad, out, i = 0, {}, 7\n"
 "while i <= #ARGV do\n"
@@ -743,8 +747,17 @@ ngx_http_sa_sync_reply(void *data, ngx_int_t rc, ngx_str_t *value)
         (void) ngx_http_sa_sync_int(&p, last, &total);
         (void) ngx_http_sa_sync_int(&p, last, &mine);
 
-        if (total < 0 || mine < 0 || s->handlers[it->kind] == NULL) {
+        if (s->handlers[it->kind] == NULL) {
             continue;
+        }
+
+        if (total < 0 || mine < 0) {
+            /*
+             * unreadable (a Redis writer's): no news, as a count of 0
+             * (totals only grow), but heard: not read again at once
+             */
+            total = 0;
+            mine = 0;
         }
 
         period.data = it->period;
