@@ -236,7 +236,8 @@ TEST_JOBS ?= $(shell nproc)
 # .ci/run) the whole of t/admin
 API_SUBSET := t/admin/10-teams.t t/admin/20-accounts.t t/admin/30-tokens.t \
               t/admin/35-bearer.t t/admin/40-redis.t t/admin/50-atomic.t \
-              t/admin/55-conflict.t t/admin/81-notify-worker.t
+              t/admin/55-conflict.t t/admin/81-notify-worker.t \
+              t/admin/39-usage-attacks.t
 TEST_ENV := SA_TEST_ADMIN=$(CURDIR)/$(BUILD)/asan/sa-admin \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1

@@ -1703,6 +1703,13 @@ ngx_http_sa_redis_reply(ngx_http_sa_redis_t *owner, void *reply,
 }
 
 
+ngx_uint_t
+ngx_http_sa_redis_command_up(ngx_http_sa_redis_worker_t *rw)
+{
+    return rw->cmd.state == NGX_HTTP_SA_REDIS_READY;
+}
+
+
 ngx_int_t
 ngx_http_sa_redis_command(ngx_http_sa_redis_worker_t *rw, int argc,
     const char **argv, const size_t *argvlen,

@@ -130,6 +130,12 @@ ngx_int_t ngx_http_sa_redis_command(ngx_http_sa_redis_worker_t *rw, int argc,
     ngx_http_sa_redis_handler_pt handler, void *data);
 
 /*
+ * 1 while the command connection is set up and not known lost (0: down,
+ * waiting to reconnect, or connecting)
+ */
+ngx_uint_t ngx_http_sa_redis_command_up(ngx_http_sa_redis_worker_t *rw);
+
+/*
  * 1 while the subscriber has proven, within heartbeat + sa_redis_timeout,
  * that it receives everything published: only then may a cached record be
  * served.  Reads whatever the channel already holds first, so that a change

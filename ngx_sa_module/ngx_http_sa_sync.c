@@ -278,7 +278,11 @@ ngx_http_sa_sync_up(ngx_http_sa_sync_t *s)
 {
     ngx_msec_t  stall;
 
-    if (s->failed) {
+    /*
+     * a worker that has nothing in flight still knows a connection lost
+     * (a Redis killed, refusing): down, not "up until a batch is late"
+     */
+    if (s->failed || !ngx_http_sa_redis_command_up(s->redis)) {
         return 0;
     }
 

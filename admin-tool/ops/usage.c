@@ -7,6 +7,7 @@
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,6 +21,9 @@
 
 #define SA_USAGE_DAYS_MAX  90
 #define SA_USAGE_DAYS      30
+
+/* a sum of counts stops here (json_int_t is long long) */
+#define SA_USAGE_COUNT_MAX  ((json_int_t) LLONG_MAX)
 
 /* the verdicts counted, as the gateway names them ("admitted": ok) */
 static const char  *sa_usage_fields[] = {
@@ -86,18 +90,24 @@ sa_usage_row(void)
 }
 
 
-/* adds the counts of from into to (both rows) */
+/*
+ * adds the counts of from into to (both rows, counts >= 0), saturating: a
+ * Redis writer's 2^52 in every field of many days and tokens stops at
+ * SA_USAGE_COUNT_MAX instead of wrapping negative
+ */
 static void
 sa_usage_add(json_t *to, json_t *from)
 {
     const char  *k;
     json_t      *v;
+    json_int_t   a, b;
 
     json_object_foreach(from, k, v) {
         if (json_is_integer(v) && json_object_get(to, k) != NULL) {
+            a = json_integer_value(json_object_get(to, k));
+            b = json_integer_value(v);
             json_object_set_new(to, k, json_integer(
-                json_integer_value(json_object_get(to, k))
-                + json_integer_value(v)));
+                b > SA_USAGE_COUNT_MAX - a ? SA_USAGE_COUNT_MAX : a + b));
         }
     }
 }
