@@ -74,6 +74,7 @@ struct ngx_http_sa_sync_s {
     time_t                     bad_logged;
     unsigned                   inflight:1;
     unsigned                   failed:1;      /* the last batch's reply lost */
+    unsigned                   soon:1;        /* asked while in flight */
 };
 
 
@@ -248,9 +249,17 @@ ngx_http_sa_sync_exit_process(ngx_http_sa_sync_t *s)
 void
 ngx_http_sa_sync_soon(ngx_http_sa_sync_t *s)
 {
-    if (s == NULL || s->inflight || s->failed || ngx_exiting) {
+    if (s == NULL || s->failed || ngx_exiting) {
         return;
     }
+
+    if (s->inflight) {
+        /* at its reply, not an interval later */
+        s->soon = 1;
+        return;
+    }
+
+    s->soon = 0;
 
     /*
      * at the end of this round of events: requests at hand go together
@@ -772,4 +781,9 @@ ngx_http_sa_sync_reply(void *data, ngx_int_t rc, ngx_str_t *value)
     }
 
     s->nbatch = 0;
+
+    if (s->soon) {
+        /* a total unknown was asked for meanwhile: read it now */
+        ngx_http_sa_sync_soon(s);
+    }
 }
