@@ -416,6 +416,12 @@ sa_bearer_account(sa_admin_t *sa, const char *token, const uint8_t *pk,
         return SA_AUTH_UNAUTHENTICATED;
     }
 
+    if ((*why = sa_record_fresh_refusal(sa, acct)) != NULL) {
+        json_decref(acct);
+        free(rec);
+        return SA_AUTH_UNAUTHENTICATED;
+    }
+
     if (!sa_user_valid(email)) {
         /* a team name longer than a user name allows (DESIGN.md) */
         json_decref(acct);
@@ -482,6 +488,13 @@ sa_bearer_person(sa_admin_t *sa, const char *token, const uint8_t *pk,
 
     rc = sa_bearer_judge(token, hash, json_is_true(json_object_get(rec,
                          "revoked")), expires_at, why);
+
+    /* the bounded replay window of the records permission checks read */
+    if (rc == SA_AUTH_OK
+        && (*why = sa_record_fresh_refusal(sa, rec)) != NULL)
+    {
+        rc = SA_AUTH_UNAUTHENTICATED;
+    }
 
     if (rc == SA_AUTH_OK && !sa_user_valid(user)) {
         *why = "record refused: not a user name";

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "fresh.h"
 #include "records.h"
@@ -93,4 +94,51 @@ sa_token_seal(sa_admin_t *sa, sa_token_record_t *rec)
     }
 
     return sa_token_record_encode(rec, sa_signing_key_or_exit(sa));
+}
+
+
+static const char  sa_fresh_none[] = "it has no fresh_until (SA_RECORD_MAX_AGE "
+    "is set: 'sa-admin key refresh' stamps one)";
+static const char  sa_fresh_past[] = "its fresh_until has passed (not renewed "
+    "by 'sa-admin key refresh' or serve's refresher, or an older record put "
+    "back by a Redis writer)";
+static const char  sa_fresh_ahead[] = "its fresh_until lies more than "
+    "SA_RECORD_MAX_AGE ahead (signed with a longer SA_FRESH_PERIOD: 'sa-admin "
+    "key refresh' brings it back)";
+
+
+const char *
+sa_record_fresh_refusal(const sa_admin_t *sa, json_t *payload)
+{
+    int64_t  now, fresh_until;
+
+    if (sa->record_max_age <= 0 && sa->fresh_period <= 0) {
+        return NULL;
+    }
+
+    /* sa_record_check() vouched for it: absent, or an integer > 0 */
+    fresh_until = json_integer_value(json_object_get(payload, "fresh_until"));
+    now = sa_now();
+
+    if (fresh_until == 0) {
+        return sa->record_max_age > 0 ? sa_fresh_none : NULL;
+    }
+
+    if (fresh_until <= now) {
+        return sa_fresh_past;
+    }
+
+    if (sa->record_max_age > 0 && fresh_until - now > sa->record_max_age) {
+        return sa_fresh_ahead;
+    }
+
+    return NULL;
+}
+
+
+int
+sa_fresh_reason(const char *err)
+{
+    return err == sa_fresh_none || err == sa_fresh_past
+           || err == sa_fresh_ahead;
 }

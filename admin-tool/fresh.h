@@ -42,4 +42,23 @@ const char *sa_fresh_refusal(const sa_admin_t *sa, int64_t fresh_until);
  */
 char *sa_token_seal(sa_admin_t *sa, sa_token_record_t *rec);
 
+/*
+ * The records a permission check reads (account, team, member,
+ * application, personal token) carry a signed fresh_until too when
+ * SA_FRESH_PERIOD is set (sa_record_seal() in records.c stamps it; key
+ * refresh renews it).  Why such a record is not current, or NULL when it
+ * is: with sa->record_max_age (SA_RECORD_MAX_AGE) as a gateway judges a
+ * token record (no fresh_until, past it, more than the max age ahead);
+ * else with sa->fresh_period (SA_FRESH_PERIOD) only a fresh_until that has
+ * passed (a record without one, signed before the period was set, is
+ * taken); with neither, the check is off.  The reasons are phrased to
+ * follow "... is refused: " (docs/admin-api.md, "The record refresher").
+ */
+struct json_t;
+const char *sa_record_fresh_refusal(const sa_admin_t *sa,
+    struct json_t *payload);
+
+/* is err one of sa_record_fresh_refusal()'s reasons */
+int sa_fresh_reason(const char *err);
+
 #endif /* SA_FRESH_H */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "perm.h"
+#include "fresh.h"
 #include "records.h"
 #include "scripts.h"
 #include "util.h"
@@ -84,6 +85,10 @@ sa_raw(sa_admin_t *sa, const char *team, const char *user, size_t *len,
 }
 
 
+/* the last sa_team_read() refused the record for its fresh_until */
+static int  sa_team_stale;
+
+
 /*
  * The team record's bytes and payload, verified; NULL with the reason in
  * why otherwise.
@@ -99,6 +104,7 @@ sa_team_read(sa_admin_t *sa, const char *team, char **bytes, char *why,
     json_t      *j;
 
     raw = sa_raw(sa, team, NULL, &len, &wrongtype);
+    sa_team_stale = 0;
 
     if (wrongtype) {
         snprintf(why, size, "team '%s' is unsigned (from before team records "
@@ -114,8 +120,9 @@ sa_team_read(sa_admin_t *sa, const char *team, char **bytes, char *why,
 
     j = sa_record_open(sa, NULL, SA_KIND_TEAM, team, raw, len, &err);
     if (j == NULL) {
-        snprintf(why, size, "the record of team '%s' is refused: %s "
-                 "(written by something other than sa-admin?)", team, err);
+        snprintf(why, size, "the record of team '%s' is refused: %s%s",
+                 team, err, sa_refused_hint(err));
+        sa_team_stale = sa_fresh_reason(err);
         free(raw);
         return NULL;
     }
@@ -138,7 +145,8 @@ sa_team_load_or_exit(sa_admin_t *sa, const char *team)
 
     j = sa_team_read(sa, team, NULL, why, sizeof(why));
     if (j == NULL) {
-        sa_die_kind(SA_ERR_NOT_FOUND, "%s", why);
+        sa_die_kind(sa_team_stale ? SA_ERR_UNAVAILABLE : SA_ERR_NOT_FOUND,
+                    "%s", why);
     }
 
     return j;
@@ -213,7 +221,8 @@ sa_reader_or_exit(sa_admin_t *sa, const char *team)
     int   rc = sa_may_read(sa, team, why, sizeof(why));
 
     if (rc == -1) {
-        sa_die_kind(SA_ERR_NOT_FOUND, "%s", why);
+        sa_die_kind(sa_team_stale ? SA_ERR_UNAVAILABLE : SA_ERR_NOT_FOUND,
+                    "%s", why);
     }
     if (rc == 0) {
         sa_die_kind(SA_ERR_FORBIDDEN, "%s", why);
@@ -260,6 +269,16 @@ sa_member_holds(json_t *m, const char *perm)
 
 
 #define SA_LACKS  (-2)          /* sa_prove(): the records verify; no right */
+#define SA_STALE  (-3)          /* sa_prove(): a record past its fresh_until */
+
+
+/* how a refusal of sa_prove() ends the command */
+static sa_err_kind_t
+sa_prove_kind(int rc)
+{
+    return rc == SA_LACKS ? SA_ERR_FORBIDDEN
+           : rc == SA_STALE ? SA_ERR_UNAVAILABLE : SA_ERR_NOT_FOUND;
+}
 
 
 /* proves sa_proof's permission afresh; -1 with the reason in why, SA_LACKS
@@ -283,7 +302,7 @@ sa_prove(sa_admin_t *sa, char *why, size_t size)
 
     t = sa_team_read(sa, sa_proof.team, &sa_proof.team_rec, why, size);
     if (t == NULL) {
-        return -1;
+        return sa_team_stale ? SA_STALE : -1;
     }
     owner = json_string_value(json_object_get(t, "owner"));
 
@@ -329,10 +348,10 @@ sa_prove(sa_admin_t *sa, char *why, size_t size)
 
     if (m == NULL && (err != NULL || wrongtype)) {
         snprintf(why, size, "the member record of '%s' in team '%s' is "
-                 "refused: %s (written by something other than sa-admin?)",
-                 actor, sa_proof.team, err ? err : "not a signed record");
+                 "refused: %s%s", actor, sa_proof.team,
+                 err ? err : "not a signed record", sa_refused_hint(err));
         free(mraw);
-        return -1;
+        return sa_fresh_reason(err) ? SA_STALE : -1;
     }
 
     if (m == NULL || !sa_member_holds(m, sa_proof.perm)) {
@@ -382,8 +401,7 @@ sa_prove_or_exit(sa_admin_t *sa)
                         sa_proof.perm ? sa_proof.perm : "owner");
     }
     if (rc != 0) {
-        sa_die_kind(rc == SA_LACKS ? SA_ERR_FORBIDDEN : SA_ERR_NOT_FOUND, "%s",
-                    why);
+        sa_die_kind(sa_prove_kind(rc), "%s", why);
     }
 }
 
@@ -431,8 +449,7 @@ sa_permit_or_exit(sa_admin_t *sa, const char *team, const char *perm)
 
     rc = sa_permit_try(sa, team, perm, why, sizeof(why));
     if (rc != 0) {
-        sa_die_kind(rc == SA_LACKS ? SA_ERR_FORBIDDEN : SA_ERR_NOT_FOUND, "%s",
-                    why);
+        sa_die_kind(sa_prove_kind(rc), "%s", why);
     }
 }
 
@@ -479,9 +496,8 @@ sa_app_load_or_exit(sa_admin_t *sa, const char *app)
     }
 
     if (j == NULL) {
-        sa_die_kind(SA_ERR_NOT_FOUND, "the record of application '%s' is "
-                     "refused: %s (written by something other than "
-                     "sa-admin?)", app, err);
+        sa_die_kind(sa_refused_kind(err), "the record of application '%s' "
+                     "is refused: %s%s", app, err, sa_refused_hint(err));
     }
 
     return j;

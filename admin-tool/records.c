@@ -5,7 +5,9 @@
 #include <sodium.h>
 
 #include "records.h"
+#include "fresh.h"
 #include "perm.h"
+#include "refresh.h"
 #include "xalloc.h"
 #include "change.h"
 #include "redis.h"
@@ -186,6 +188,44 @@ sa_record_open(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
         return NULL;
     }
 
+    /* the bounded replay window (fresh.h) */
+    if (kind != SA_KIND_TOKEN && !sa->fresh_lax
+        && (*err = sa_record_fresh_refusal(sa, j)) != NULL)
+    {
+        json_decref(j);
+        return NULL;
+    }
+
+    return j;
+}
+
+
+sa_err_kind_t
+sa_refused_kind(const char *err)
+{
+    return sa_fresh_reason(err) ? SA_ERR_UNAVAILABLE : SA_ERR_NOT_FOUND;
+}
+
+
+const char *
+sa_refused_hint(const char *err)
+{
+    return sa_fresh_reason(err) ? ""
+           : " (written by something other than sa-admin?)";
+}
+
+
+json_t *
+sa_record_open_lax(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
+    const char *id, const char *value, size_t len, const char **err)
+{
+    int      lax = sa->fresh_lax;
+    json_t  *j;
+
+    sa->fresh_lax = 1;
+    j = sa_record_open(sa, pk, kind, id, value, len, err);
+    sa->fresh_lax = lax;
+
     return j;
 }
 
@@ -247,9 +287,9 @@ sa_record_get_or_exit(sa_admin_t *sa, sa_kind_t kind, const char *id)
     }
 
     if (j == NULL) {
-        sa_die_kind(SA_ERR_NOT_FOUND, "the record of %s '%s' is refused: "
-                     "%s (written by something other than sa-admin?)",
-                     what[kind], id, err);
+        sa_die_kind(sa_refused_kind(err), "the record of %s '%s' is "
+                     "refused: %s%s", what[kind], id, err,
+                     sa_refused_hint(err));
     }
 
     return j;
@@ -259,7 +299,30 @@ sa_record_get_or_exit(sa_admin_t *sa, sa_kind_t kind, const char *id)
 char *
 sa_record_seal(sa_admin_t *sa, json_t *payload)
 {
-    char  *sealed;
+    char        *sealed, key[512];
+    const char  *kind, *id;
+
+    kind = json_string_value(json_object_get(payload, "kind"));
+    id = json_string_value(json_object_get(payload, "id"));
+
+    /* the bounded replay window (fresh.h): every kind but tokens' */
+    if (kind != NULL && strcmp(kind, "token") != 0) {
+        if (sa->fresh_period > 0) {
+            json_object_set_new(payload, "fresh_until",
+                                json_integer(sa_now() + sa->fresh_period));
+        } else {
+            /* a signer without the period vouches for no time: the one
+             * of the record it changes would lapse, never renewed */
+            json_object_del(payload, "fresh_until");
+        }
+    }
+
+    /* a long-running signer remembers it (refresh.h) */
+    if (sa->versions != NULL && kind != NULL && id != NULL) {
+        snprintf(key, sizeof(key), "%s:%s", kind, id);
+        sa_versions_note_rec(sa->versions, key, (uint64_t) json_integer_value(
+                                 json_object_get(payload, "version")));
+    }
 
     sealed = sa_record_encode(payload, sa_signing_key_or_exit(sa));
     if (sealed == NULL) {
@@ -366,8 +429,8 @@ sa_account_load_or_exit(sa_admin_t *sa, const char *ref, sa_account_t *a)
     free(id);
 
     if (rc != 0) {
-        sa_die_kind(SA_ERR_NOT_FOUND, "account '%s' is refused: %s (written "
-                    "by something other than sa-admin?)", ref, err);
+        sa_die_kind(sa_refused_kind(err), "account '%s' is refused: %s%s",
+                    ref, err, sa_refused_hint(err));
     }
 
     /* TEAM/NAME found through the unsigned name index: it must agree */

@@ -12,6 +12,7 @@
 #include "sa_admin.h"
 #include "sa_keys.h"
 #include "sa_record.h"
+#include "ops/ops.h"
 
 #define SA_EXPIRED_KEEP  (7 * 86400)   /* an expired record answers "expired" */
 
@@ -54,7 +55,26 @@ json_t *sa_record_get(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
 json_t *sa_record_open(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
     const char *id, const char *value, size_t len, const char **err);
 
-/* sa_record_get(), exiting 2 when there is none or it is refused */
+/*
+ * sa_record_open() refuses a record past its fresh_until (fresh.h,
+ * sa_record_fresh_refusal()); _lax() does not, for a record read only for
+ * the version a change builds on (a change to a lapsed record keeps its
+ * version growing, as the refresher's version memory expects).
+ */
+json_t *sa_record_open_lax(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
+    const char *id, const char *value, size_t len, const char **err);
+
+/*
+ * How a refused record ends a permission check: SA_ERR_UNAVAILABLE (503,
+ * exit 3) when err is a fresh_until reason (the refresher is down, or an
+ * older record was put back), else SA_ERR_NOT_FOUND (404, exit 2); and
+ * the hint that follows err in the message.
+ */
+sa_err_kind_t sa_refused_kind(const char *err);
+const char *sa_refused_hint(const char *err);
+
+/* sa_record_get(), exiting 2 when there is none or it is refused (3 when
+ * it is past its fresh_until) */
 json_t *sa_record_get_or_exit(sa_admin_t *sa, sa_kind_t kind,
     const char *id);
 

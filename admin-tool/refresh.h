@@ -44,6 +44,15 @@ uint64_t sa_versions_known(const sa_versions_t *v, const char *id);
 /* raises id's version to version (never lowers it) */
 void sa_versions_note(sa_versions_t *v, const char *id, uint64_t version);
 
+/*
+ * The same for the records of the other kinds (account, team, member,
+ * application, personal token), by "<kind>:<id>" ("member:plat/bob").
+ */
+uint64_t sa_versions_known_rec(const sa_versions_t *v, const char *key);
+void sa_versions_note_rec(sa_versions_t *v, const char *key,
+    uint64_t version);
+
+/* token ids and records known */
 size_t sa_versions_count(const sa_versions_t *v);
 
 /*
@@ -62,6 +71,10 @@ size_t sa_versions_note_message(sa_versions_t *v, const char *msg,
 typedef struct {
     int             dry_run;        /* count, write nothing */
     int             progress;       /* a line on stderr every second */
+    int             lapsed;         /* renew the records of the other kinds
+                                       (account, team, member, application,
+                                       personal token) whose fresh_until
+                                       has passed: else left (refused) */
     sa_versions_t  *versions;       /* NULL: no memory across runs */
     /* called after each batch of records is read, before it is judged:
      * serve's refresher notes into versions every invalidation published
@@ -70,6 +83,21 @@ typedef struct {
     void          (*sync)(void *data);
     void           *sync_data;
 } sa_refresh_opts_t;
+
+/* the records permission checks read (account, team, member,
+ * application, personal token): counted apart, as the token records */
+typedef struct {
+    size_t          read;
+    size_t          renewed;
+    size_t          stamped;
+    size_t          lapsed;
+    size_t          ahead;
+    size_t          fresh;
+    size_t          refused;
+    size_t          older;
+    size_t          changed;
+    size_t          gone;
+} sa_refresh_recs_t;
 
 typedef struct {
     size_t          read;           /* token records read */
@@ -84,6 +112,7 @@ typedef struct {
     size_t          older;          /* older than a version known */
     size_t          changed;        /* changed between read and write */
     size_t          gone;           /* deleted or expired meanwhile */
+    sa_refresh_recs_t  records;     /* the other kinds (above) */
     int64_t         next_due;       /* earliest fresh_until left, 0 none */
     double          seconds;
 } sa_refresh_stats_t;
@@ -104,7 +133,7 @@ int sa_refresh_run(sa_admin_t *sa, int64_t period, int64_t within,
 struct json_t *sa_refresh_json(const sa_refresh_stats_t *st, int dry_run);
 
 #define SA_REFRESH_USAGE                                                    \
-    "key refresh [--period D] [--within D] [--dry-run]"
+    "key refresh [--period D] [--within D] [--lapsed] [--dry-run]"
 
 #define SA_REFRESH_HELP                                                     \
     "Renews the fresh_until of every token record that has none, or\n"     \
@@ -116,12 +145,18 @@ struct json_t *sa_refresh_json(const sa_refresh_stats_t *st, int dry_run);
     "left as they are.  Only records that verify with the current signing\n" \
     "key are renewed; any other is reported on stderr and left, and the\n"  \
     "command exits 2.  A record changed between its read and its write is\n" \
-    "left (the change wins).  For gateways with sa_record_max_age: run it\n" \
+    "left (the change wins).  The team, member, application, account and\n" \
+    "personal token records are renewed the same way, but one whose\n"     \
+    "fresh_until has passed is left unless --lapsed.\n"                  \
+    "For gateways with sa_record_max_age: run it\n" \
     "more often than --within (e.g. hourly with --period 24h --within\n"    \
     "6h), or let the admin API server run it.\n"                           \
     "  --period D   fresh_until = now + D (default SA_FRESH_PERIOD)\n"      \
     "  --within D   renew what lapses within D (default a quarter of the\n" \
     "               period; less than it)\n"                               \
+    "  --lapsed     renew lapsed team, member, application, account and\n" \
+    "               personal token records too (left otherwise: one could\n" \
+    "               be an older record put back)\n"                          \
     "  --dry-run    count what would be renewed; write nothing\n"
 
 void sa_key_refresh_cmd(sa_admin_t *sa, int argc, char **argv);

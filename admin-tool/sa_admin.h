@@ -59,6 +59,9 @@ struct sa_admin_s {
                                             the admin API refuses a token
                                             record that is not fresh, as
                                             sa_record_max_age; 0: off */
+    int                  fresh_lax;      /* sa_record_open() takes a
+                                            record past its fresh_until
+                                            (records.h, _lax()) */
     struct sa_versions_s *versions;      /* refresh.h: every token record
                                             version signed is noted; NULL:
                                             none kept (the CLI) */

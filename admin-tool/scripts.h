@@ -25,6 +25,7 @@ extern sa_script_t  sa_lua_notify_seen;
 extern sa_script_t  sa_lua_key_resign;
 extern sa_script_t  sa_lua_key_resign_done;
 extern sa_script_t  sa_lua_key_refresh;
+extern sa_script_t  sa_lua_record_refresh;
 extern sa_script_t  sa_lua_audit_denied;
 extern sa_script_t  sa_lua_audit_resign;
 extern sa_script_t  sa_lua_ptoken_issue;

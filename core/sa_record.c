@@ -507,8 +507,10 @@ sa_record_check(json_t *payload, sa_kind_t kind, const char *id)
                     "version", &version) != 0
         || strcmp(k, sa_kind_name(kind)) != 0
         || strcmp(rid, id) != 0
-        || version < 1)
+        || version < 1
+        || !sa_fresh_until_get(payload, &fresh))
     {
+        /* fresh_until, of every kind: absent, or an integer > 0 */
         return SA_REC_INVALID;
     }
 

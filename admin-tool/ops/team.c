@@ -135,8 +135,9 @@ sa_member_once(sa_admin_t *sa, void *data)
                       sa->prefix, m->team, m->user);
     if (r->type == REDIS_REPLY_STRING) {
         old = strdup(r->str);
-        cur = sa_record_open(sa, NULL, SA_KIND_MEMBER, id, r->str, r->len,
-                             &err);
+        /* lax: a lapsed record's version is built on (records.h) */
+        cur = sa_record_open_lax(sa, NULL, SA_KIND_MEMBER, id, r->str,
+                                 r->len, &err);
         /* a field that does not verify is replaced, version 1 again */
         version = cur ? json_integer_value(json_object_get(cur, "version"))
                       : 0;

@@ -336,8 +336,11 @@ sa_ptoken_revoke_once(sa_admin_t *sa, void *data)
     char                *sealed, exat[24];
     int                  rc;
 
+    /* a lapsed one is revoked too: its version keeps growing */
+    sa->fresh_lax = 1;
     rec = sa_record_get(sa, sa_signing_key_or_exit(sa) + 32, SA_KIND_PTOKEN,
                         rv->id, &err);
+    sa->fresh_lax = 0;
 
     if (rec == NULL && err == NULL) {
         sa_die_kind(SA_ERR_NOT_FOUND, "no personal token '%s'", rv->id);

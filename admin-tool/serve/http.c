@@ -470,10 +470,23 @@ sa_metrics_text(sa_serve_t *s)
                 "# HELP sa_admin_refresh_restarts_total Refreshers started "
                 "again after one ended (its memory lost).\n"
                 "# TYPE sa_admin_refresh_restarts_total counter\n"
-                "sa_admin_refresh_restarts_total %llu\n",
+                "sa_admin_refresh_restarts_total %llu\n"
+                "# HELP sa_admin_refresh_records_renewed_total Team, member, "
+                "application, account and personal token records whose "
+                "fresh_until the refresher renewed.\n"
+                "# TYPE sa_admin_refresh_records_renewed_total counter\n"
+                "sa_admin_refresh_records_renewed_total %llu\n"
+                "# HELP sa_admin_refresh_records_refused_total Those not "
+                "renewed: older than a version known, or not verified.\n"
+                "# TYPE sa_admin_refresh_records_refused_total counter\n"
+                "sa_admin_refresh_records_refused_total{reason=\"older\"} "
+                "%llu\n"
+                "sa_admin_refresh_records_refused_total{reason=\"invalid\"} "
+                "%llu\n",
                 SA_RS(runs), SA_RS(failed), SA_RS(renewed), SA_RS(older),
                 SA_RS(refused), SA_RS(heard), SA_RS(versions),
-                SA_RS(subscribed), SA_RS(restarts));
+                SA_RS(subscribed), SA_RS(restarts), SA_RS(rec_renewed),
+                SA_RS(rec_older), SA_RS(rec_refused));
 #undef SA_RS
     }
 

@@ -303,6 +303,12 @@ sa_refresher_run_once(sa_admin_t *sa, int64_t period)
     __atomic_add_fetch(&sa_rstats->renewed, st.renewed, __ATOMIC_RELAXED);
     __atomic_add_fetch(&sa_rstats->refused, st.refused, __ATOMIC_RELAXED);
     __atomic_add_fetch(&sa_rstats->older, st.older, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&sa_rstats->rec_renewed, st.records.renewed,
+                       __ATOMIC_RELAXED);
+    __atomic_add_fetch(&sa_rstats->rec_refused, st.records.refused,
+                       __ATOMIC_RELAXED);
+    __atomic_add_fetch(&sa_rstats->rec_older, st.records.older,
+                       __ATOMIC_RELAXED);
     __atomic_store_n(&sa_rstats->versions, sa_versions_count(sa_rversions),
                      __ATOMIC_RELAXED);
 
@@ -312,7 +318,8 @@ sa_refresher_run_once(sa_admin_t *sa, int64_t period)
                                      sa_versions_count(sa_rversions)));
     text = json_dumps(j, JSON_COMPACT);
     sa_serve_log("refresh: %s%s", text ? text : "?",
-                 st.lapsed ? " (records had lapsed)" : "");
+                 st.lapsed || st.records.lapsed ? " (records had lapsed)"
+                                                : "");
     free(text);
     json_decref(j);
 

@@ -129,6 +129,9 @@ typedef struct {
     uint64_t          versions;     /* token ids in the version memory */
     uint64_t          subscribed;   /* 1: the channel is heard */
     uint64_t          restarts;     /* refreshers started again */
+    uint64_t          rec_renewed;  /* the same for the records permission */
+    uint64_t          rec_refused;  /* checks read (account, team, member, */
+    uint64_t          rec_older;    /* application, personal token) */
 } sa_refresh_shm_t;
 
 typedef struct {

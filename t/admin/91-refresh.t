@@ -48,7 +48,7 @@ sub without_fresh { my %p = %{ payload($_[0]) }; delete $p{fresh_until}; $JSON->
 # 1. usage
 my $r = refresh('--help');
 is($r->{code}, 0, '--help: exit 0');
-like($r->{out}, qr/^usage: sa-admin key refresh \[--period D\] \[--within D\] \[--dry-run\]/, '--help: usage');
+like($r->{out}, qr/^usage: sa-admin key refresh \[--period D\] \[--within D\] \[--lapsed\] \[--dry-run\]/, '--help: usage');
 $r = refresh();
 is($r->{code}, 1, 'no period, no SA_FRESH_PERIOD: exit 1');
 like($r->{err}, qr/--period D is required \(or SA_FRESH_PERIOD\)/, 'and says so');

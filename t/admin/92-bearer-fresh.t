@@ -15,6 +15,10 @@ my $probe = SaTest::probe('bearer-probe');
 
 my $redis = SaTest::Redis->start;
 my $f = SaTest::fixture($redis, apps => ['api']);
+# the account record a token's check reads carries a fresh_until too
+# (t/admin/27-records-fresh.t): stamped, as SA_RECORD_MAX_AGE expects
+my $st = SaTest::admin($redis, 'key', 'refresh', '--period', '1h');
+die "key refresh: $st->{err}" if $st->{code};
 
 sub issue {
     my ($period) = @_;
