@@ -145,7 +145,7 @@ sa_team_load_or_exit(sa_admin_t *sa, const char *team)
 
     j = sa_team_read(sa, team, NULL, why, sizeof(why));
     if (j == NULL) {
-        sa_die_kind(sa_team_stale ? SA_ERR_UNAVAILABLE : SA_ERR_NOT_FOUND,
+        sa_die_kind(sa_team_stale ? SA_ERR_STALE : SA_ERR_NOT_FOUND,
                     "%s", why);
     }
 
@@ -203,6 +203,10 @@ sa_may_read(sa_admin_t *sa, const char *team, char *why, size_t size)
     m = raw ? sa_record_open(sa, NULL, SA_KIND_MEMBER, id, raw, len, &err)
             : NULL;
     free(raw);
+    if (m != NULL && sa_member_removed(m)) {
+        json_decref(m);
+        m = NULL;
+    }
     if (m == NULL) {
         snprintf(why, size, "reading team '%s' over the API needs "
                  "membership of it ('%s' is no member)", team, actor);
@@ -221,7 +225,7 @@ sa_reader_or_exit(sa_admin_t *sa, const char *team)
     int   rc = sa_may_read(sa, team, why, sizeof(why));
 
     if (rc == -1) {
-        sa_die_kind(sa_team_stale ? SA_ERR_UNAVAILABLE : SA_ERR_NOT_FOUND,
+        sa_die_kind(sa_team_stale ? SA_ERR_STALE : SA_ERR_NOT_FOUND,
                     "%s", why);
     }
     if (rc == 0) {
@@ -251,6 +255,13 @@ sa_all_reader_or_exit(sa_admin_t *sa, const char *what)
 }
 
 
+int
+sa_member_removed(json_t *m)
+{
+    return json_is_true(json_object_get(m, "removed"));
+}
+
+
 /* does the verified member record hold perm */
 static int
 sa_member_holds(json_t *m, const char *perm)
@@ -277,7 +288,7 @@ static sa_err_kind_t
 sa_prove_kind(int rc)
 {
     return rc == SA_LACKS ? SA_ERR_FORBIDDEN
-           : rc == SA_STALE ? SA_ERR_UNAVAILABLE : SA_ERR_NOT_FOUND;
+           : rc == SA_STALE ? SA_ERR_STALE : SA_ERR_NOT_FOUND;
 }
 
 
@@ -354,7 +365,9 @@ sa_prove(sa_admin_t *sa, char *why, size_t size)
         return sa_fresh_reason(err) ? SA_STALE : -1;
     }
 
-    if (m == NULL || !sa_member_holds(m, sa_proof.perm)) {
+    if (m == NULL || sa_member_removed(m)
+        || !sa_member_holds(m, sa_proof.perm))
+    {
         snprintf(why, size, "'%s' lacks %s in team '%s'", actor,
                  sa_proof.perm, sa_proof.team);
         json_decref(m);

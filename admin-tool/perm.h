@@ -82,6 +82,13 @@ void sa_proof_args(sa_admin_t *sa, sa_args_t *args);
 /* the next sa_proof_args() reads the records again (after a conflict) */
 void sa_proof_stale(sa_admin_t *sa);
 
+/*
+ * Is the verified member record a removal's tombstone (with
+ * SA_FRESH_PERIOD, team member remove leaves one: "removed": true, no
+ * permissions, a higher version): no member, for every check.
+ */
+int sa_member_removed(json_t *m);
+
 /* the verified team record, or exits 2 (no team, refused) */
 json_t *sa_team_load_or_exit(sa_admin_t *sa, const char *team);
 

@@ -203,7 +203,7 @@ sa_record_open(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
 sa_err_kind_t
 sa_refused_kind(const char *err)
 {
-    return sa_fresh_reason(err) ? SA_ERR_UNAVAILABLE : SA_ERR_NOT_FOUND;
+    return sa_fresh_reason(err) ? SA_ERR_STALE : SA_ERR_NOT_FOUND;
 }
 
 

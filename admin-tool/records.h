@@ -65,8 +65,8 @@ json_t *sa_record_open_lax(sa_admin_t *sa, const uint8_t *pk, sa_kind_t kind,
     const char *id, const char *value, size_t len, const char **err);
 
 /*
- * How a refused record ends a permission check: SA_ERR_UNAVAILABLE (503,
- * exit 3) when err is a fresh_until reason (the refresher is down, or an
+ * How a refused record ends a permission check: SA_ERR_STALE (503,
+ * exit 3, the message shown by serve too) when err is a fresh_until reason (the refresher is down, or an
  * older record was put back), else SA_ERR_NOT_FOUND (404, exit 2); and
  * the hint that follows err in the message.
  */

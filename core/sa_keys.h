@@ -26,6 +26,10 @@
 #define SA_KEY_APP          "app:"          /* app:<app>, a signed record */
 #define SA_KEY_AUDIT        "audit"         /* a stream */
 #define SA_KEY_INVALIDATE   "invalidate"    /* a pub/sub channel */
+#define SA_KEY_RECORDS      "records"       /* a pub/sub channel: sa-admin's
+                                               records of the other kinds
+                                               written, for serve's
+                                               refresher (no gateway) */
 
 /* notifications (sa-admin notify; schema/README.md, "Notifications") */
 #define SA_KEY_EVENTS       "events"        /* stream: one entry per delivery */

@@ -336,7 +336,7 @@ sa_api_kind(const char *type, int code)
     int  k;
 
     if (type != NULL && strncmp(type, "urn:sa-admin:", 13) == 0) {
-        for (k = SA_ERR_INPUT; k <= SA_ERR_INTERNAL; k++) {
+        for (k = SA_ERR_INPUT; k <= SA_ERR_STALE; k++) {
             if (strcmp(type + 13, sa_err_name(k)) == 0) {
                 return k;
             }

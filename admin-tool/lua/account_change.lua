@@ -89,6 +89,7 @@ if arec == '' then
     for i = 0, ntok - 1 do
         redis.call('ZREM', P .. SA_KEY_EXPIRING, ARGV[12 + i * 4])
     end
+    record_written(redis.call('GET', akey), true)
     redis.call('DEL', akey, tset)
     redis.call('SREM', P .. SA_KEY_TEAM .. team .. SA_KEY_ACCOUNTS, aid)
     if redis.call('HGET', P .. SA_KEY_TEAM .. team .. SA_KEY_NAMES, aname) == aid then
@@ -96,6 +97,7 @@ if arec == '' then
     end
 else
     redis.call('SET', akey, arec)
+    record_written(arec)
 end
 
 audit(action, aid, team)

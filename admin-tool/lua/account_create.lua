@@ -17,6 +17,7 @@ end
 
 redis.call('HSET', names, name, id)
 redis.call('SET', P .. SA_KEY_ACCOUNT .. id, record)
+record_written(record)
 redis.call('SADD', P .. SA_KEY_TEAM .. team .. SA_KEY_ACCOUNTS, id)
 audit('account.create', id, team)
 return 1

@@ -19,5 +19,6 @@ if cur ~= old then
 end
 
 redis.call('SET', key, rec)
+record_written(rec)
 audit(action, app .. ' ' .. other, team)
 return 1

@@ -13,6 +13,7 @@ if redis.call('EXISTS', P .. SA_KEY_APP .. app) == 1 then
 end
 
 redis.call('SET', P .. SA_KEY_APP .. app, rec)
+record_written(rec)
 redis.call('SADD', P .. SA_KEY_APPS, app)
 audit(action, app, team)
 return 1

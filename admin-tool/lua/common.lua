@@ -221,6 +221,23 @@ local function put(key, value, exat)
 end
 
 
+-- A record permission checks read (account, team, member, application,
+-- personal token) written: "<kind>:<id> <version>" published on
+-- <prefix>records, where serve's refresher hears it (refresh.h), so that
+-- a change made and its older record put back before the refresher's next
+-- run is told from the current one.  bump: the version is one more than
+-- the record's (a deletion: nothing of that version or below is current).
+local function record_written(rec, bump)
+    local ok, r = pcall(cjson.decode, string.sub(rec or '', SA_ENVELOPE_HEAD_LEN + 1))
+    if ok and type(r) == 'table' and type(r.kind) == 'string'
+        and type(r.id) == 'string' and type(r.version) == 'number'
+    then
+        redis.call('PUBLISH', P .. SA_KEY_RECORDS, r.kind .. ':' .. r.id .. ' '
+                   .. string.format('%d', r.version + (bump and 1 or 0)))
+    end
+end
+
+
 -- Publishes the changed token ids, each as <id>:<version> with the version
 -- its record has now (schema/README.md): gateways then refuse any older
 -- record of it, even one they never read.  An id whose record is gone or

@@ -19,5 +19,6 @@ if not ok or type(cur) ~= 'table' or cur.id ~= tid or cur.user ~= user then
 end
 
 put(key, rec, exat)
+record_written(rec)
 audit('user.token.revoke', user .. '/' .. tid, '')
 return 1

@@ -19,5 +19,6 @@ end
 
 redis.call('SADD', P .. SA_KEY_TEAMS, team)
 redis.call('SET', P .. SA_KEY_TEAM .. team, rec)
+record_written(rec)
 audit('team.create', team, team)
 return 1

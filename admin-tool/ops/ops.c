@@ -36,6 +36,7 @@ static const struct {
     { 4, 409, "conflict" },
     { 3, 503, "unavailable" },
     { 3, 500, "internal" },
+    { 3, 503, "stale-record" },
 };
 
 #define SA_KINDS  (sizeof(sa_kinds) / sizeof(sa_kinds[0]))

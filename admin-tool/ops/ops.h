@@ -28,7 +28,10 @@ typedef enum {
     SA_ERR_EXISTS,           /* 409, exit 2: the name is taken */
     SA_ERR_CONFLICT,         /* 409, exit 4: concurrent changes kept winning */
     SA_ERR_UNAVAILABLE,      /* 503, exit 3: Redis down or refusing */
-    SA_ERR_INTERNAL          /* 500, exit 3 */
+    SA_ERR_INTERNAL,         /* 500, exit 3 */
+    SA_ERR_STALE             /* 503, exit 3: a record a permission check
+                                reads is past its fresh_until (fresh.h);
+                                serve shows the message, naming it */
 } sa_err_kind_t;
 
 /* one line "sa-admin: <message>" on stderr and exit(sa_err_exit(kind)),

@@ -118,7 +118,7 @@ sa_member_once(sa_admin_t *sa, void *data)
     json_int_t    version = 0;
     redisReply   *r;
     sa_args_t     args;
-    int           rc;
+    int           rc, removed = 0, tomb = 0;
 
     sa_permit_or_exit(sa, m->team, NULL);
 
@@ -141,12 +141,38 @@ sa_member_once(sa_admin_t *sa, void *data)
         /* a field that does not verify is replaced, version 1 again */
         version = cur ? json_integer_value(json_object_get(cur, "version"))
                       : 0;
+        removed = cur != NULL && sa_member_removed(cur);
         json_decref(cur);
     }
     freeReplyObject(r);
 
+    if (m->perms == NULL && removed) {
+        free(old);
+        sa_die_kind(SA_ERR_NOT_FOUND, "'%s' is not a member of team '%s'",
+                    m->user, m->team);
+    }
+
+    /*
+     * With SA_FRESH_PERIOD a removal leaves a tombstone (removed, no
+     * permissions, a higher version) instead of deleting: the refresher
+     * that reads it never renews the older record a Redis writer puts
+     * back (docs/admin-api.md, "The record refresher").
+     */
+    if (m->perms == NULL && version > 0 && sa->fresh_period > 0) {
+        tomb = 1;
+    }
+
     sealed = NULL;
-    if (m->perms != NULL) {
+    if (tomb) {
+        rec = json_pack("{s:s, s:s, s:s, s:s, s:[], s:b, s:I, s:s, s:I}",
+                        "kind", "member", "id", id, "team", m->team,
+                        "user", m->user, "perms", "removed", 1,
+                        "created_at", (json_int_t) sa_now(),
+                        "created_by", sa->actor, "version", version + 1);
+        sealed = sa_record_seal(sa, rec);
+        json_decref(rec);
+
+    } else if (m->perms != NULL) {
         rec = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I, s:s, s:I}",
                         "kind", "member", "id", id, "team", m->team,
                         "user", m->user, "perms", m->perms,
@@ -161,6 +187,7 @@ sa_member_once(sa_admin_t *sa, void *data)
     sa_args_add(&args, m->user);
     sa_args_add(&args, sealed ? sealed : "");
     sa_args_add(&args, old ? old : "");
+    sa_args_add(&args, tomb ? "1" : "");
     rc = sa_change_or_exit(sa, &sa_lua_member_add, &args);
     sa_args_free(&args);
     free(sealed);
@@ -283,6 +310,10 @@ sa_op_team_member_list(sa_admin_t *sa, json_t *in)
                     "refused: %s (written by something other than "
                     "sa-admin?); not listed\n",
                     sa_vis(members->element[i]->str), err);
+            continue;
+        }
+        if (sa_member_removed(m)) {
+            json_decref(m);             /* a removal's tombstone */
             continue;
         }
         json_array_append_new(arr, json_pack("{s:s, s:O, s:b}",
@@ -484,6 +515,10 @@ sa_teams_of(sa_admin_t *sa, const char *user, int all)
                              &err)
             : NULL;
         freeReplyObject(r);
+        if (m != NULL && sa_member_removed(m)) {
+            json_decref(m);             /* a removal's tombstone */
+            m = NULL;
+        }
         if (m == NULL && !all) {
             continue;
         }

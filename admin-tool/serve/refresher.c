@@ -62,6 +62,7 @@ static sa_refresh_shm_t       *sa_rstats;
 static sa_versions_t          *sa_rversions;
 static sa_rconn_t             *sa_rsub;          /* the subscription */
 static char                    sa_rchannel[300];
+static char                    sa_rrecords[300];  /* SA_KEY_RECORDS */
 static sigjmp_buf              sa_rback;
 static volatile sig_atomic_t   sa_rhup;
 static int64_t                 sa_revery;
@@ -121,6 +122,41 @@ sa_sub_close(const char *why)
 }
 
 
+/*
+ * A message of <prefix>records (common.lua, record_written()): "<kind>:<id>
+ * <version>", a record of the other kinds written (refresh.h).  Not
+ * authenticated, as the invalidation channel: a publisher can at worst
+ * make genuine records refused by the refresher (they lapse).
+ */
+static void
+sa_sub_record(const char *msg, size_t len)
+{
+    char                key[600], *end;
+    const char         *sp;
+    unsigned long long  version;
+
+    sp = memchr(msg, ' ', len);
+    if (sp == NULL || (size_t) (sp - msg) >= sizeof(key) || sp == msg
+        || memchr(msg, '\0', len) != NULL)
+    {
+        return;
+    }
+
+    memcpy(key, msg, sp - msg);
+    key[sp - msg] = '\0';
+    errno = 0;
+    version = strtoull(sp + 1, &end, 10);
+    if (errno != 0 || end != msg + len || version == 0 || sp[1] == '-') {
+        return;
+    }
+
+    sa_versions_note_rec(sa_rversions, key, version);
+    __atomic_add_fetch(&sa_rstats->heard, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&sa_rstats->versions, sa_versions_count(sa_rversions),
+                     __ATOMIC_RELAXED);
+}
+
+
 /* one reply on the subscription (taken); 1: the pong of a PING */
 static int
 sa_sub_reply(redisReply *r)
@@ -135,6 +171,13 @@ sa_sub_reply(redisReply *r)
         k = r->element[0];
 
         if (r->elements == 3 && strcmp(k->str, "message") == 0
+            && r->element[1]->type == REDIS_REPLY_STRING
+            && strcmp(r->element[1]->str, sa_rrecords) == 0
+            && r->element[2]->type == REDIS_REPLY_STRING)
+        {
+            sa_sub_record(r->element[2]->str, r->element[2]->len);
+
+        } else if (r->elements == 3 && strcmp(k->str, "message") == 0
             && r->element[2]->type == REDIS_REPLY_STRING)
         {
             noted = sa_versions_note_message(sa_rversions, r->element[2]->str,
@@ -162,10 +205,23 @@ sa_sub_open(sa_admin_t *sa)
     int          ok;
 
     sa_rsub = sa_redis_connect_more(sa);
-    r = sa_rconn_command(sa_rsub, "SUBSCRIBE %s", sa_rchannel);
+    r = sa_rconn_command(sa_rsub, "SUBSCRIBE %s %s", sa_rchannel,
+                         sa_rrecords);
     ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3
          && r->element[0]->type == REDIS_REPLY_STRING
          && strcmp(r->element[0]->str, "subscribe") == 0;
+
+    /* the second channel's confirmation */
+    if (ok) {
+        freeReplyObject(r);
+        r = NULL;
+        if (sa_rconn_get_reply(sa_rsub, (void **) &r) != REDIS_OK) {
+            r = NULL;
+        }
+        ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3
+             && r->element[0]->type == REDIS_REPLY_STRING
+             && strcmp(r->element[0]->str, "subscribe") == 0;
+    }
 
     if (!ok) {
         sa_serve_log("refresh: SUBSCRIBE %s: %s", sa_rchannel,
@@ -344,6 +400,8 @@ sa_refresher_main(sa_serve_t *s)
     sa_rversions = sa_versions_new();
     sa.versions = sa_rversions;
     snprintf(sa_rchannel, sizeof(sa_rchannel), "%s" SA_KEY_INVALIDATE,
+             sa.prefix);
+    snprintf(sa_rrecords, sizeof(sa_rrecords), "%s" SA_KEY_RECORDS,
              sa.prefix);
     sa_die_sink = sa_refresher_sink;
 

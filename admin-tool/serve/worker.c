@@ -334,7 +334,11 @@ sa_worker_sink(sa_err_kind_t kind, const char *message)
      * What broke inside (Redis's address, its error, a script's line) is
      * the log's, not the client's, who may have shown no credential yet
      */
-    if (status >= 500) {
+    /* a record past its fresh_until: the caller's to know, named */
+    if (kind == SA_ERR_STALE) {
+        sa_serve_log("%d: %s", status, message);
+
+    } else if (status >= 500) {
         sa_serve_log("%d: %s", status, message);
         detail = status == 503 ? "Redis is unavailable; try again"
                  : "internal error (serve's log says more)";
