@@ -24,7 +24,6 @@ if rec == '' then
         return fail('NOTFOUND', "'" .. user .. "' is not a member of team '"
                     .. team .. "'")
     end
-    record_written(cur, true)
     redis.call('HDEL', members, user)
     audit('team.member_remove', user, team)
     return 1

@@ -5,8 +5,11 @@
 #   2. genuine records copied in: another team's team or member record,
 #      records of another kind (account, application, team) under a
 #      team, member or application key
-#   3. replays of older genuine records (SECURITY.md: they work; the
-#      defence is a key rotation): a member record from before `team
+#   3. replays of older genuine records (SECURITY.md: they work, here
+#      without SA_FRESH_PERIOD; with it they are bounded by their
+#      fresh_until, t/admin/27-records-fresh.t and
+#      t/api/77-records-refresh.t; else the defence is a key rotation):
+#      a member record from before `team
 #      member remove` or a narrower --perm, an application record from
 #      before `app unshare`, an account record from before `account
 #      ungrant` (the next change signs its grants anew)
