@@ -295,18 +295,21 @@ sa_op_app_unshare(sa_admin_t *sa, json_t *in)
 /*
  * app.list: GET /v1/apps
  *   team   string: only those owned by or shared with this team
- * Returns the applications, an array sorted by name.
+ * Returns the applications, an array sorted by name; over the API, those
+ * the caller reads (sa_app_sight()).
  */
 json_t *
 sa_op_app_list(sa_admin_t *sa, json_t *in)
 {
-    const char   *team, *err;
-    redisReply   *names, *r;
-    json_t       *rec, *arr;
-    size_t        i, n;
+    const char      *team, *err;
+    redisReply      *names, *r;
+    json_t          *rec, *arr;
+    size_t           i, n;
+    sa_app_sight_t  *sight;
 
     sa_in_only(in, "team", NULL);
     team = sa_in_team(in, 0);
+    sight = sa_app_sight(sa);
 
     names = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_APPS, sa->prefix);
     n = names->type == REDIS_REPLY_ARRAY ? names->elements : 0;
@@ -324,13 +327,16 @@ sa_op_app_list(sa_admin_t *sa, json_t *in)
                     "sa-admin?); not listed\n", sa_vis(names->element[i]->str),
                     err);
         }
-        if (rec != NULL && (team == NULL || sa_app_serves(rec, team))) {
+        if (rec != NULL && (team == NULL || sa_app_serves(rec, team))
+            && sa_app_seen(sa, sight, rec))
+        {
             json_array_append_new(arr, sa_app_public(rec));
         }
         json_decref(rec);
         freeReplyObject(r);
     }
     freeReplyObject(names);
+    sa_app_sight_free(sight);
 
     return sa_json_sorted(arr, sa_cmp_by_name);
 }
@@ -339,7 +345,8 @@ sa_op_app_list(sa_admin_t *sa, json_t *in)
 /*
  * app.show: GET /v1/apps/{app}
  *   app    string, required
- * Returns the application.
+ * Returns the application.  Over the API, one the caller reads
+ * (sa_app_read_or_exit()).
  */
 json_t *
 sa_op_app_show(sa_admin_t *sa, json_t *in)
@@ -347,7 +354,7 @@ sa_op_app_show(sa_admin_t *sa, json_t *in)
     json_t  *rec, *out;
 
     sa_in_only(in, "app", NULL);
-    rec = sa_record_get_or_exit(sa, SA_KIND_APP, sa_in_app(in, 1));
+    rec = sa_app_read_or_exit(sa, sa_in_app(in, 1));
 
     out = sa_app_public(rec);
     json_decref(rec);
@@ -465,4 +472,146 @@ sa_op_app_adopt(sa_admin_t *sa, json_t *in)
     json_decref(c.rec);
     json_decref(c.shared);
     return out;
+}
+
+
+sa_app_sight_t *
+sa_app_sight(sa_admin_t *sa)
+{
+    sa_app_sight_t  *s = sa_xcalloc(1, sizeof(*s));
+    json_t          *teams, *t;
+    size_t           i;
+
+    s->all = sa->channel == NULL || strcmp(sa->channel, "api") != 0
+             || sa_is_operator(sa);
+    s->teams = json_array();
+    if (s->all) {
+        return s;
+    }
+
+    teams = sa_teams_of(sa, sa_actor_or_exit(sa), 0);
+    json_array_foreach(teams, i, t) {
+        json_array_append(s->teams, json_object_get(t, "team"));
+    }
+    json_decref(teams);
+
+    return s;
+}
+
+
+/* the applications the accounts of s's teams hold (never '*': a grant of
+ * every application shows none of them) */
+static void
+sa_app_sight_grants(sa_admin_t *sa, sa_app_sight_t *s)
+{
+    redisReply    *ids, *r;
+    sa_args_t      args;
+    sa_account_t   a;
+    const char    *team, *err;
+    size_t         i, j, k;
+    json_t        *t, *app;
+
+    s->granted = json_array();
+
+    json_array_foreach(s->teams, i, t) {
+        team = json_string_value(t);
+        ids = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_TEAM "%s"
+                            SA_KEY_ACCOUNTS, sa->prefix, team);
+        if (ids->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(ids);
+            continue;
+        }
+
+        for (j = 0; j < ids->elements; j++) {
+            sa_args_init(&args);
+            sa_args_add(&args, "GET");
+            sa_args_addf(&args, "%s" SA_KEY_ACCOUNT "%s", sa->prefix,
+                         ids->element[j]->str);
+            sa_xredis_append(sa, &args);
+            sa_args_free(&args);
+        }
+
+        for (j = 0; j < ids->elements; j++) {
+            r = sa_xredis_reply(sa);
+            /* a genuine account record of this very team only */
+            if (r->type == REDIS_REPLY_STRING
+                && sa_account_from_value(sa, ids->element[j]->str, r->str,
+                                         r->len, &a, &err) == 0)
+            {
+                if (strcmp(a.team, team) == 0) {
+                    json_array_foreach(a.apps, k, app) {
+                        if (strcmp(json_string_value(app), "*") != 0) {
+                            sa_json_add_unique(s->granted,
+                                               json_string_value(app));
+                        }
+                    }
+                }
+                sa_account_free(&a);
+            }
+            freeReplyObject(r);
+        }
+        freeReplyObject(ids);
+    }
+}
+
+
+int
+sa_app_seen(sa_admin_t *sa, sa_app_sight_t *s, json_t *rec)
+{
+    size_t   i;
+    json_t  *t;
+
+    if (s->all) {
+        return 1;
+    }
+
+    json_array_foreach(s->teams, i, t) {
+        if (sa_app_serves(rec, json_string_value(t))) {
+            return 1;
+        }
+    }
+
+    if (s->granted == NULL) {
+        sa_app_sight_grants(sa, s);
+    }
+
+    return sa_json_has(s->granted,
+                       json_string_value(json_object_get(rec, "id")));
+}
+
+
+void
+sa_app_sight_free(sa_app_sight_t *s)
+{
+    if (s != NULL) {
+        json_decref(s->teams);
+        json_decref(s->granted);
+        free(s);
+    }
+}
+
+
+json_t *
+sa_app_read_or_exit(sa_admin_t *sa, const char *app)
+{
+    sa_app_sight_t  *s = sa_app_sight(sa);
+    const char      *err;
+    json_t          *rec;
+
+    if (s->all) {
+        sa_app_sight_free(s);
+        return sa_record_get_or_exit(sa, SA_KIND_APP, app);
+    }
+
+    /* one answer for hidden, absent and refused: no name can be probed */
+    rec = sa_record_get(sa, NULL, SA_KIND_APP, app, &err);
+    if (rec == NULL || !sa_app_seen(sa, s, rec)) {
+        sa_die_kind(SA_ERR_FORBIDDEN, "'%s' reads no application '%s' (over "
+                    "the API, an application is read by the teams that own "
+                    "it, that it is shared with or whose accounts hold a "
+                    "grant of it)", sa->actor, app);
+    }
+
+    sa_app_sight_free(s);
+    return rec;
 }

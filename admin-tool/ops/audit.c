@@ -312,12 +312,20 @@ sa_op_audit_list(sa_admin_t *sa, json_t *in)
  *   (no field)
  * Checks the whole log: its chain and its signatures (the verify key).
  * Returns {"entries", "unchained", "last", "signed", "unsigned",
- * "problems", "intact"}; the CLI exits 2 unless intact.
+ * "problems", "intact"}; the CLI exits 2 unless intact.  Over the API,
+ * for operators: the counts are of every team's entries, and the chain
+ * is one for all (a team's part cannot be verified alone).
  */
 json_t *
 sa_op_audit_verify(sa_admin_t *sa, json_t *in)
 {
     sa_in_only(in, NULL);
+    if (sa->channel != NULL && strcmp(sa->channel, "api") == 0
+        && !sa_is_operator(sa))
+    {
+        sa_die_kind(SA_ERR_FORBIDDEN, "over the API, verifying the audit "
+                    "chain is for operators (it spans every team)");
+    }
 
     return sa_audit_verify(sa);
 }

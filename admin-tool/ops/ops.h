@@ -287,6 +287,30 @@ void sa_scopes_catalogued_or_exit(sa_admin_t *sa, json_t *apps,
  * (channel api) out's "warnings"; takes the reference */
 void sa_warnings_out(sa_admin_t *sa, json_t *out, json_t *warnings);
 
+/*
+ * ops/app.c: who reads an application (app show, app list, scope list).
+ * Over the API: an operator, or a reader of a team (its owner, or a
+ * member whose record verifies, as for the team reads) that owns it, that
+ * it is shared with, or one of whose accounts holds a grant of it (a
+ * grant kept after an unshare; never '*').  A token's scopes do not bound
+ * it, as they bound no read.  Not over the API: everyone.
+ * sa_app_sight(): the caller's, for sa_app_seen(sa, s, rec) on verified
+ * records.  sa_app_read_or_exit(): the verified record of app, or exits:
+ * 404 as before for those who read every application; for the others one
+ * 403, the same for an application hidden, absent or refused, so that no
+ * name can be probed.
+ */
+typedef struct {
+    int      all;           /* not over the API, or an operator */
+    json_t  *teams;         /* the teams the caller reads, [names] */
+    json_t  *granted;       /* what their accounts hold; NULL until needed */
+} sa_app_sight_t;
+
+sa_app_sight_t *sa_app_sight(sa_admin_t *sa);
+int sa_app_seen(sa_admin_t *sa, sa_app_sight_t *s, json_t *rec);
+void sa_app_sight_free(sa_app_sight_t *s);
+json_t *sa_app_read_or_exit(sa_admin_t *sa, const char *app);
+
 /* ops/team.c: the teams user owns or is a member of (all: every team, for
  * an operator), verified, by name: [{team, owner, perms}] (/v1/me) */
 json_t *sa_teams_of(sa_admin_t *sa, const char *user, int all);

@@ -249,20 +249,18 @@ sa_scope_rows(json_t *rec, json_t *out)
 }
 
 
-/* every application's verified record, by name; refused ones said */
+/*
+ * every application's verified record, by name, refused ones said; with
+ * sight, only those the caller reads (sa_app_sight()); without, all (the
+ * catalogue checks of token issue and token scope)
+ */
 static json_t *
-sa_scope_apps(sa_admin_t *sa, const char *only)
+sa_scope_apps(sa_admin_t *sa, sa_app_sight_t *sight)
 {
-    redisReply   *names, *r;
-    json_t       *out = json_array(), *rec;
-    const char   *err, **v;
-    size_t        i, n;
-
-    if (only != NULL) {
-        json_array_append_new(out, sa_record_get_or_exit(sa, SA_KIND_APP,
-                                                         only));
-        return out;
-    }
+    redisReply      *names, *r;
+    json_t          *out = json_array(), *rec;
+    const char      *err, **v;
+    size_t           i, n;
 
     names = sa_xredis_cmd(sa, "SMEMBERS %s" SA_KEY_APPS, sa->prefix);
     n = names->type == REDIS_REPLY_ARRAY ? names->elements : 0;
@@ -282,8 +280,10 @@ sa_scope_apps(sa_admin_t *sa, const char *only)
                     "refused: %s (written by something other than "
                     "sa-admin?); not listed\n", sa_vis(v[i]), err);
         }
-        if (rec != NULL) {
+        if (rec != NULL && (sight == NULL || sa_app_seen(sa, sight, rec))) {
             json_array_append_new(out, rec);
+        } else {
+            json_decref(rec);
         }
         freeReplyObject(r);
     }
@@ -298,16 +298,26 @@ sa_scope_apps(sa_admin_t *sa, const char *only)
  * scope.list: GET /v1/scopes
  *   app    string: only this application's
  * Returns the catalogue, by application and scope: an array of
- * {"application", "scope", "description"}.
+ * {"application", "scope", "description"}; over the API, of the
+ * applications the caller reads (sa_app_sight()).
  */
 json_t *
 sa_op_scope_list(sa_admin_t *sa, json_t *in)
 {
-    json_t  *apps, *out, *rec;
-    size_t   i;
+    json_t          *apps, *out, *rec;
+    const char      *app;
+    size_t           i;
+    sa_app_sight_t  *sight;
 
     sa_in_only(in, "app", NULL);
-    apps = sa_scope_apps(sa, sa_in_app(in, 0));
+    app = sa_in_app(in, 0);
+    if (app != NULL) {
+        apps = json_pack("[o]", sa_app_read_or_exit(sa, app));
+    } else {
+        sight = sa_app_sight(sa);
+        apps = sa_scope_apps(sa, sight);
+        sa_app_sight_free(sight);
+    }
 
     out = json_array();
     json_array_foreach(apps, i, rec) {
