@@ -388,9 +388,19 @@ sa_api_problem(long status, const char *ctype, sa_buf_t *b)
     /* tokens issued before the error (token issue --count): shown */
     w = json_object_get(p, "issued");
     if (json_is_array(w) && json_array_size(w) > 0) {
-        sa_die_partial = json_incref(w);
+        /* after those of the requests before (cli/token.c, a count over
+         * what one request may ask) */
+        if (json_is_array(sa_die_partial)) {
+            json_array_extend(sa_die_partial, w);
+        } else {
+            sa_die_partial = json_incref(w);
+        }
         sa_die_partial_whole = json_is_true(json_object_get(p,
                                                             "issued_whole"));
+    } else {
+        /* none: a refusal made none; a failure may have made some */
+        sa_die_partial_whole = kind != SA_ERR_UNAVAILABLE
+                               && kind != SA_ERR_INTERNAL;
     }
     json_decref(p);
     sa_die_message(kind, code, msg,

@@ -14,6 +14,7 @@
 #include "ops/ops.h"
 
 #define SA_ISSUE_MAX    1000000
+#define SA_API_ISSUE_MAX  1000          /* a request to serve (ops/token.c) */
 
 
 int
@@ -176,6 +177,41 @@ sa_token_issue_partial(json_t *partial, int whole)
 }
 
 
+/*
+ * Over --api, a count above what one request may ask (serve answers 400
+ * past SA_API_ISSUE_MAX, ops/token.c) goes as several requests, one after
+ * the other; an error shows the tokens of every request before it and
+ * those its answer names (cli/api.c appends them), as the local command
+ * does.  Takes in; returns the array of every token.
+ */
+static json_t *
+sa_token_issue_requests(sa_admin_t *sa, json_t *in)
+{
+    json_int_t   left = json_integer_value(json_object_get(in, "count"));
+    json_int_t   n;
+    json_t      *all = json_array(), *out;
+
+    while (left > 0) {
+        n = left < SA_API_ISSUE_MAX ? left : SA_API_ISSUE_MAX;
+        json_object_set_new(in, "count", json_integer(n));
+        sa_die_partial = all;           /* shown if this request fails */
+        sa_die_partial_whole = 0;       /* unless its answer says more */
+        out = sa_op_call(sa, "token.issue", in);
+        sa_die_partial = NULL;
+        if (json_is_array(out)) {
+            json_array_extend(all, out);
+        } else {
+            json_array_append(all, out);
+        }
+        json_decref(out);
+        left -= n;
+    }
+
+    json_decref(in);
+    return all;
+}
+
+
 static void
 sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
 {
@@ -193,9 +229,19 @@ sa_token_issue_cmd(sa_admin_t *sa, int argc, char **argv)
     in = sa_token_args_or_exit(sa, argc, argv, opts);
     sa_token_issue_json = sa->json;
     sa_die_partial_show = sa_token_issue_partial;
-    out = sa_cli_run(sa, "token.issue", in);
-    if (out == NULL) {
-        return;
+    if (sa_api_on()
+        && json_integer_value(json_object_get(in, "count")) > SA_API_ISSUE_MAX)
+    {
+        out = sa_token_issue_requests(sa, in);
+        if (sa->json) {
+            sa_print_json(out);
+            return;
+        }
+    } else {
+        out = sa_cli_run(sa, "token.issue", in);
+        if (out == NULL) {
+            return;
+        }
     }
 
     sa_token_warnings(out);
@@ -460,7 +506,8 @@ static const sa_command_t  commands[] = {
       "scope list) is warned about.\n"
       "  --scope S     resource:action, resource:* or *; repeatable\n"
       "  --expires D   lifetime (s, m, h, d, w; e.g. 90d, 1h30m); default never\n"
-      "  --count N     issue N tokens at once, pipelined (one per line)\n"
+      "  --count N     issue N tokens at once, pipelined (one per line; over\n"
+      "                --api, in requests of at most 1000)\n"
       "  --strict      refuse a scope outside the catalogue (exit 1)\n"
       "POLICY, signed in the token; a flag not given is the account's:\n"
       SA_POLICY_HELP },

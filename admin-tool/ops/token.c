@@ -22,6 +22,8 @@
 
 #define SA_ISSUE_BATCH  1000
 #define SA_ISSUE_MAX    1000000
+/* over the API: one batch, so that a request holds a worker briefly */
+#define SA_ISSUE_API_MAX  SA_ISSUE_BATCH
 
 /* the token id of in's "id": a usage error for the token itself */
 static const char *
@@ -245,7 +247,8 @@ sa_issue_batch_or_exit(sa_admin_t *sa, sa_account_t *a,
  *            token exists but grants no API access
  *   expires  string: a lifetime, "90d", "1h30m" (s, m, h, d, w); absent:
  *            never
- *   count    integer, 1 to 1000000: that many tokens, pipelined
+ *   count    integer, 1 to 1000000 (over the API 1 to 1000): that many
+ *            tokens, pipelined
  *   rate, burst, quota, allow_from: its policy (sa_in_policy() in ops.h);
  *            a field absent is the account's default, "none" clears it
  * Needs service_accounts:tokens.  Returns the token (with its secret,
@@ -259,7 +262,7 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
     const char       *ref;
     json_t           *out, *c, *doc;
     long              count, left, done;
-    int               stalls = 0, strict, checked = 0;
+    int               stalls = 0, strict, checked = 0, api;
     char              why[80];
     json_t           *warnings = NULL;
 
@@ -274,9 +277,17 @@ sa_op_token_issue(sa_admin_t *sa, json_t *in)
     o.in = sa_in_policy(in, &check) ? in : NULL;
     o.expires = sa_in_duration(in, "expires", 0, 1, "90d, 12h, 1h30m");
     c = json_object_get(in, "count");
+    api = sa->channel != NULL && strcmp(sa->channel, "api") == 0;
     if (c != NULL && (!json_is_integer(c) || json_integer_value(c) < 1
-                      || json_integer_value(c) > SA_ISSUE_MAX))
+                      || json_integer_value(c)
+                         > (api ? SA_ISSUE_API_MAX : SA_ISSUE_MAX)))
     {
+        if (api) {
+            sa_die_kind(SA_ERR_INPUT, "field 'count' must be an integer from "
+                        "1 to %d over the API (more: several requests, or "
+                        "the command line with the signing key, up to %d)",
+                        SA_ISSUE_API_MAX, SA_ISSUE_MAX);
+        }
         sa_die_kind(SA_ERR_INPUT, "field 'count' must be an integer from 1 "
                     "to %d", SA_ISSUE_MAX);
     }
