@@ -32,10 +32,15 @@
 #define SA_SEEN_SLOTS   4096            /* a power of two */
 #define SA_SEEN_PROBES  8
 
+/* a token's last use is written at most this often, as a gateway does
+ * (ngx_http_sa_effects.c, NGX_HTTP_SA_USED_EVERY) */
+#define SA_USED_EVERY   60
+
 typedef struct {
     char      id[SA_TOKEN_ID_LEN];
     char      kind;                     /* 't' sat_, 'p' sap_; 0 free */
     uint64_t  version;
+    int64_t   used;                     /* its last use written, unix s */
 } sa_seen_t;
 
 static sa_seen_t  sa_seen_own[SA_SEEN_SLOTS];
@@ -136,8 +141,42 @@ sa_bearer_seen_locked(char kind, const char *id, uint64_t version)
     memcpy(s->id, id, SA_TOKEN_ID_LEN);
     s->kind = kind;
     s->version = version;
+    s->used = 0;
 
     return 0;
+}
+
+
+/*
+ * Is (kind, id)'s last use due to be written at now: not written in the
+ * last SA_USED_EVERY seconds by any worker (an id no longer in the table:
+ * due); if so, remembered as written now.
+ */
+static int
+sa_bearer_use_due(char kind, const char *id, int64_t now)
+{
+    uint32_t    h;
+    unsigned    i;
+    sa_seen_t  *s;
+    int         due = 1;
+
+    h = sa_crc32((const unsigned char *) id, SA_TOKEN_ID_LEN) ^ (uint32_t) kind;
+
+    sa_seen_lock();
+    for (i = 0; i < SA_SEEN_PROBES; i++) {
+        s = &sa_seen[(h + i) & (SA_SEEN_SLOTS - 1)];
+        if (s->kind == kind && memcmp(s->id, id, SA_TOKEN_ID_LEN) == 0) {
+            due = s->used == 0 || now - s->used >= SA_USED_EVERY
+                  || now < s->used;
+            if (due) {
+                s->used = now;
+            }
+            break;
+        }
+    }
+    sa_seen_unlock();
+
+    return due;
 }
 
 
@@ -585,6 +624,46 @@ sa_bearer_check(sa_admin_t *sa, const char *header, sa_caller_t *c,
         *why = "malformed token";
         return SA_AUTH_UNAUTHENTICATED;
     }
+}
+
+
+void
+sa_bearer_used(sa_admin_t *sa, const sa_caller_t *c)
+{
+    int64_t      now = sa_now();
+    redisReply  *r;
+
+    if (c->kind == SA_CALLER_ACCOUNT) {
+        if (!sa_bearer_use_due('t', c->token_id, now)) {
+            return;
+        }
+        /* what a gateway writes: the time alone, never the secret */
+        r = sa_xredis_cmd(sa, "SET %s" SA_KEY_TOKEN "%s" SA_KEY_USED " %lld",
+                          sa->prefix, c->token_id, (long long) now);
+
+    } else if (c->kind == SA_CALLER_PERSON) {
+        if (!sa_bearer_use_due('p', c->token_id, now)) {
+            return;
+        }
+        /* gone with the record, a week after the expiry (ptoken_issue.lua) */
+        if (c->expires_at > 0) {
+            r = sa_xredis_cmd(sa, "SET %s" SA_KEY_PTOKEN "%s" SA_KEY_USED
+                              " %lld EXAT %lld", sa->prefix, c->token_id,
+                              (long long) now,
+                              (long long) c->expires_at + SA_EXPIRED_KEEP);
+        } else {
+            r = sa_xredis_cmd(sa, "SET %s" SA_KEY_PTOKEN "%s" SA_KEY_USED
+                              " %lld", sa->prefix, c->token_id,
+                              (long long) now);
+        }
+
+    } else {
+        return;
+    }
+
+    /* an error reply (a replica, out of memory): not recorded, the
+     * request goes on */
+    freeReplyObject(r);
 }
 
 

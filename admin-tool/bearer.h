@@ -82,6 +82,15 @@ sa_auth_t sa_bearer_verify(sa_admin_t *sa, const char *token, size_t len,
 sa_auth_t sa_bearer_check(sa_admin_t *sa, const char *header,
     sa_caller_t *c, const char **why);
 
+/*
+ * The token's last use, after it authenticated a request: "SET
+ * <prefix>tok:<id>:used <now>" (sat_, as a gateway writes it, shown by
+ * token list), "SET <prefix>ptok:<id>:used <now>" (sap_, expiring with
+ * the record; user token list), at most once a minute per token for all
+ * workers (the version memory's table).  An error reply is not an error.
+ */
+void sa_bearer_used(sa_admin_t *sa, const sa_caller_t *c);
+
 /* the caller becomes sa's: actor, proof and scopes point into c */
 void sa_caller_apply(sa_admin_t *sa, const sa_caller_t *c);
 

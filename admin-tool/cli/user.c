@@ -32,7 +32,8 @@ static const sa_command_t  token_commands[] = {
       "API, for herself.\n"
       "  --expires D   lifetime (s, m, h, d, w; e.g. 90d, 1h30m); default 90d\n" },
     { "list", sa_user_token_list_cmd, "user token list USER",
-      "Lists the personal tokens of USER: ids, times, status.  Never a\n"
+      "Lists the personal tokens of USER: ids, times (the last use at the\n"
+      "admin API too), status.  Never a\n"
       "secret.  Operators, or USER herself.\n" },
     { "revoke", sa_user_token_revoke_cmd, "user token revoke TOKEN_ID",
       "Revokes a personal token at once.  Operators, or its user herself.\n" },
@@ -112,13 +113,14 @@ sa_user_token_list_cmd(sa_admin_t *sa, int argc, char **argv)
         return;
     }
 
-    printf("%-16s  %-8s  %-20s  %-20s  %s\n", "ID", "STATUS", "CREATED",
-           "EXPIRES", "CREATED BY");
+    printf("%-16s  %-8s  %-20s  %-20s  %-20s  %s\n", "ID", "STATUS",
+           "CREATED", "EXPIRES", "LAST USED", "CREATED BY");
 
     json_array_foreach(out, i, t) {
 #define S(f) (json_string_value(json_object_get(t, f)) ?: "-")
-        printf("%-16s  %-8s  %-20s  %-20s  %s\n", S("id"), S("status"),
-               S("created_at"), S("expires_at"), S("created_by"));
+        printf("%-16s  %-8s  %-20s  %-20s  %-20s  %s\n", S("id"), S("status"),
+               S("created_at"), S("expires_at"), S("last_used_at"),
+               S("created_by"));
 #undef S
     }
 

@@ -250,7 +250,8 @@ json_t *sa_op_audit_verify(sa_admin_t *sa, json_t *in);
  *   user.token.issue   {user, expires?: "90d"} -> {id, user, created_at,
  *                      created_by, expires_at, status, token} (token once)
  *   user.token.list    {user} -> [{id, user, created_at, created_by,
- *                      expires_at, status}]
+ *                      expires_at, status, last_used_at}] (its last use
+ *                      at the API, at most a minute old; null: never)
  *   user.token.revoke  {id}   -> {id, ..., status: "revoked"}
  * An operator, or the user herself; never a caller bounded by a service
  * account token's scopes.  One issued with a personal token (sa->proof)

@@ -255,9 +255,9 @@ json_t *
 sa_op_user_token_list(sa_admin_t *sa, json_t *in)
 {
     const char  *user, *err;
-    redisReply  *ids, *r;
+    redisReply  *ids, *r, *used;
     sa_args_t    args;
-    json_t      *rec, *out;
+    json_t      *rec, *out, *row;
     size_t       i;
     int64_t      now = sa_now();
 
@@ -280,12 +280,20 @@ sa_op_user_token_list(sa_admin_t *sa, json_t *in)
                      ids->element[i]->str);
         sa_xredis_append(sa, &args);
         sa_args_free(&args);
+        /* its last use at the admin API (bearer.c, sa_bearer_used()) */
+        sa_args_init(&args);
+        sa_args_add(&args, "GET");
+        sa_args_addf(&args, "%s" SA_KEY_PTOKEN "%s" SA_KEY_USED, sa->prefix,
+                     ids->element[i]->str);
+        sa_xredis_append(sa, &args);
+        sa_args_free(&args);
     }
 
     out = json_array();
 
     for (i = 0; i < ids->elements; i++) {
         r = sa_xredis_reply(sa);
+        used = sa_xredis_reply(sa);
 
         if (r->type == REDIS_REPLY_STRING
             || r->type == REDIS_REPLY_ERROR)
@@ -298,7 +306,11 @@ sa_op_user_token_list(sa_admin_t *sa, json_t *in)
             if (rec != NULL && strcmp(json_string_value(
                                    json_object_get(rec, "user")), user) == 0)
             {
-                json_array_append_new(out, sa_ptoken_json(rec, now));
+                row = sa_ptoken_json(rec, now);
+                json_object_set_new(row, "last_used_at", sa_time_json(
+                    used->type == REDIS_REPLY_STRING
+                    ? strtoll(used->str, NULL, 10) : 0));
+                json_array_append_new(out, row);
             } else {
                 /* say so, and show nothing it claims */
                 json_array_append_new(out, json_pack("{s:s, s:s, s:n, s:n, "
@@ -312,6 +324,7 @@ sa_op_user_token_list(sa_admin_t *sa, json_t *in)
         /* gone (a week after its expiry): not listed */
 
         freeReplyObject(r);
+        freeReplyObject(used);
     }
 
     freeReplyObject(ids);

@@ -180,6 +180,7 @@ sa_worker_caller(sa_admin_t *sa, json_t *req, sa_caller_t *c, int *have,
         if (rc == SA_AUTH_OK) {
             *have = 1;
             sa_caller_apply(sa, c);
+            sa_bearer_used(sa, c);
             return 0;
         }
         if (rc == SA_AUTH_UNAVAILABLE) {

@@ -128,7 +128,7 @@ ok(exists $t->{$_}, "field $_") for qw(id user created_at created_by expires_at 
 unlike($r->{out}, qr/sap_|\Q$secret\E|\Q$p->{hash}\E/, 'no token text, no hash in the listing');
 $r = as('alice', qw(user token list alice));
 is($r->{code}, 0, 'alice lists her own');
-like($r->{out}, qr/^ID\s+STATUS\s+CREATED\s+EXPIRES\s+CREATED BY\n/, 'a table');
+like($r->{out}, qr/^ID\s+STATUS\s+CREATED\s+EXPIRES\s+LAST USED\s+CREATED BY\n/, 'a table (its last use at the API too)');
 like($r->{out}, qr/^\Q$id\E\s+active\s/m, 'with her token');
 is(as('bob', qw(user token list alice))->{code}, 2, 'bob cannot list alice\'s tokens');
 $r = op(qw(user token list carol --json));

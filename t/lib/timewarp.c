@@ -74,7 +74,13 @@ timewarp_shift(struct timespec *ts, int64_t ms)
 int
 clock_gettime(clockid_t id, struct timespec *ts)
 {
-    int  rc = real_clock_gettime(id, ts);
+    int  rc;
+
+    /* a library's constructor may ask before ours ran (libmicrohttpd) */
+    if (real_clock_gettime == NULL) {
+        timewarp_init();
+    }
+    rc = real_clock_gettime(id, ts);
 
     if (rc != 0 || warp == NULL) {
         return rc;
@@ -103,7 +109,12 @@ int
 gettimeofday(struct timeval *tv, void *tz)
 {
     struct timespec  ts;
-    int              rc = real_gettimeofday(tv, tz);
+    int              rc;
+
+    if (real_gettimeofday == NULL) {
+        timewarp_init();
+    }
+    rc = real_gettimeofday(tv, tz);
 
     if (rc == 0 && warp != NULL) {
         ts.tv_sec = tv->tv_sec;
