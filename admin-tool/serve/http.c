@@ -791,6 +791,7 @@ sa_req_begin(sa_listener_t *l, struct MHD_Connection *conn, const char *url,
     {
         sa_answer_problem(r, 400, "input", 1, "Content-Length given twice, "
                           "or with Transfer-Encoding");
+        r->close_now = 1;
         return r;
     }
 
@@ -798,6 +799,7 @@ sa_req_begin(sa_listener_t *l, struct MHD_Connection *conn, const char *url,
     if (v != NULL && strtoull(v, NULL, 10) > SA_SERVE_BODY_MAX) {
         sa_answer_problem(r, 413, "too-large", 1, "the body is larger than "
                           "%d bytes", SA_SERVE_BODY_MAX);
+        r->close_now = 1;
         return r;
     }
 
@@ -968,8 +970,21 @@ sa_access(void *cls, struct MHD_Connection *conn, const char *url,
             sa_metrics_count(r);
             return rc == MHD_YES ? MHD_YES : MHD_NO;
         }
+        /*
+         * An answer the headers decided (404, 405, 415, the browser
+         * checks) waits for a body of a Content-Length (at most the
+         * limit: else 413 above), read and dropped: queued before it,
+         * libmicrohttpd closes the connection, and pipelined requests
+         * after this one would go unanswered.  What must close (413, an
+         * ambiguous length) goes at once, and so does the answer to a
+         * chunked body, whose size is unknown (libmicrohttpd 0.9.75
+         * cannot answer in the middle of a body).
+         */
         if (r->status) {
-            return sa_send(r);
+            return r->close_now
+                   || sa_conn_header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING)
+                      != NULL
+                   ? sa_send(r) : MHD_YES;
         }
         return MHD_YES;
     }

@@ -88,6 +88,9 @@ struct sa_req_s {
     char                   *body;
     size_t                  len, cap;
     int                     too_large;
+    int                     close_now;    /* answered from the headers and
+                                             the body never read: 413, an
+                                             ambiguous length */
     int                     status;   /* the answer, once known */
     char                   *answer;
     int                     problem;

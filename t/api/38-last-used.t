@@ -26,7 +26,10 @@ my $pid = SaTest::tid($sap);
 my $warp = SaTest::new_dir('warp') . '/offsets';
 SaTest::write_file($warp, pack('q<q<', 0, 0));
 sub warp { my ($wall) = @_; open my $fh, '+<:raw', $warp or die; syswrite($fh, pack('q<q<', 0, $wall * 1000)) == 16 or die; close $fh }
-my $api = SaTest::Serve->start(redis => $redis, env => { LD_PRELOAD => $warp_so, SA_TIMEWARP => $warp },
+# (the ASan build of make test: its runtime need not come first)
+my $asan = join ':', grep { length } $ENV{ASAN_OPTIONS} // '', 'verify_asan_link_order=0';
+my $api = SaTest::Serve->start(redis => $redis, env => { LD_PRELOAD => $warp_so, SA_TIMEWARP => $warp,
+                                                         ASAN_OPTIONS => $asan },
                                args => [ '--listen', '127.0.0.1:0', '--workers', 2 ]);
 sub me { $api->req(GET => '/v1/me', headers => { Authorization => "Bearer $_[0]" }) }
 sub used { $redis->cmd('GET', $_[0]) }

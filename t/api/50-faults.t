@@ -66,9 +66,11 @@ sub consistent {
 is(consistent('at the start'), 0, 'no token yet');
 
 # Redis frozen while the worker is issuing: 503 after the reply deadline
+my $hog = $redis->hog(2);      # Redis kept busy: the batch is spread out
 my $pid = issue_in_background(1000);
 SaTest::wait_until(10, sub { scalar(@{ $redis->cmd('KEYS', 'sa:tok:*') }) > 0 });
 $redis->pause;
+$hog->stop;
 my $t0 = time;
 my $answer = answer_of($pid);
 like($answer, qr/^503 1$/, 'Redis frozen mid-issue: 503 with Retry-After: 1') or diag $answer;
@@ -80,11 +82,13 @@ is($api->req(GET => '/healthz')->{status}, 200, 'serve answers once Redis is bac
 
 # a worker SIGKILLed in the middle of an issue
 my @before = $api->workers;
+$hog = $redis->hog(2);
 $pid = issue_in_background(1000);
 my $start = $n1;
 SaTest::wait_until(10, sub { scalar(grep { /^sa:tok:[^:]+$/ } @{ $redis->cmd('KEYS', 'sa:tok:*') }) > $start + 5 });
 # one of the two holds the request; both go
 kill 'KILL', $_ for @before;
+$hog->stop;
 $answer = answer_of($pid);
 like($answer, qr/^(500|503) /, "the worker killed mid-issue: the request answered ($answer), not hung");
 my $n2 = consistent('after SIGKILL');

@@ -1156,11 +1156,13 @@ sub digest {
     return $d;
 }
 
-# The same without the audit log and its keys (<prefix>audit*): a refused
-# change writes nothing but its 'denied' audit entry.
+# The same without the audit log and its keys (<prefix>audit*) and the
+# tokens' last uses (<prefix>tok:<id>:used, ptok:<id>:used): a refused
+# change writes nothing but its 'denied' audit entry, and the last use of
+# the token that authenticated it (sa-admin serve).
 sub digest_but_audit {
     my ($self) = @_;
-    my @keys = sort grep { !/^[^:]*:audit/ && !/ptok:[^:]+:used$/ } @{ $self->cmd('KEYS', '*') };
+    my @keys = sort grep { !/^[^:]*:audit/ && !/tok:[^:]+:used$/ } @{ $self->cmd('KEYS', '*') };
     return '' unless @keys;
     return join ',', @{ $self->cmd('DEBUG', 'DIGEST-VALUE', @keys) }, @keys;
 }
@@ -1205,6 +1207,23 @@ sub cmd_err {
     };
     delete $self->{conn};    # a half-read reply would desync the next command
     Carp::croak("redis 127.0.0.1:$self->{port} $args[0]: $@");
+}
+
+# hog($ms) -> a child that keeps this Redis busy with Lua loops of $ms
+# milliseconds, one after the other, until ->stop: a long pipeline of
+# another client is then spread over many of them, for the tests that cut
+# a change in the middle (a batch of 1000 tokens takes Redis ~50 ms alone)
+sub hog {
+    my ($self, $ms) = @_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        delete $self->{conn};
+        my $lua = 'local t0 = redis.call("TIME") repeat local t = redis.call("TIME") '
+                . 'until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > tonumber(ARGV[1]) return 1';
+        eval { $self->cmd('EVAL', $lua, 0, $ms * 1000) while 1 };
+        POSIX::_exit(0);
+    }
+    return bless { pid => $pid }, 'SaTest::Hog';
 }
 
 sub _connect {
@@ -1948,6 +1967,10 @@ sub _fill {
 }
 
 sub close { close $_[0]{sock} }
+
+package SaTest::Hog;
+sub stop { my ($self) = @_; kill 'KILL', $self->{pid} if $self->{pid}; waitpid $self->{pid}, 0 if $self->{pid}; $self->{pid} = 0 }
+sub DESTROY { $_[0]->stop }
 
 # ======================================================================
 # SaTest::Serve: a real `sa-admin serve` (the admin API).
