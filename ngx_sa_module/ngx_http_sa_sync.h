@@ -8,16 +8,20 @@
  * Two kinds of item:
  *
  *   usage    per token and UTC day, requests by $sa_status ("admitted" for
- *            ok): HINCRBY <prefix>usage:<id>:<YYYYMMDD> <field> n, kept
- *            90 days (EXPIRE on every write).
+ *            ok): fields <id>:<status> of the day's hash
+ *            <prefix>usage:<YYYYMMDD>, kept 90 days.
  *   counter  a counter shared by all gateways, named by a kind and a
- *            period text: <prefix>ctr:<id>:<kind>:<period>, a hash with
- *            "t" (the total) and one field per gateway (its part); kept
- *            "expire" seconds after its last write.  The reply gives back,
- *            for each counter of the batch, the total and this gateway's
- *            part, to the kind's handler (after the batch is applied; a
- *            delta of 0 only reads).  Quotas are kind "q"; cluster rate
- *            limits (rl-cluster) take NGX_HTTP_SA_SYNC_RATE.
+ *            period text: fields of <prefix>ctr:<kind>:<period>, one hash
+ *            for all tokens, <id> (the total) and <id>:<gateway> (its
+ *            part); kept "expire" seconds after the hash's first write.
+ *            The reply gives back, for each counter of the batch, the
+ *            total and this gateway's part, to the kind's handler (after
+ *            the batch is applied; a delta of 0 only reads).  Quotas are
+ *            kind "q"; cluster rate limits (rl-cluster) take
+ *            NGX_HTTP_SA_SYNC_RATE.
+ *
+ * A batch costs Redis a few commands whatever its number of tokens (one
+ * HMGET and one HSET per hash, ngx_http_sa_sync.c), never one per token.
  *
  * A batch carries a sequence number per worker (a random nonce names the
  * worker): a batch resent after a lost reply (Redis frozen, connection

@@ -1,9 +1,11 @@
 /*
  * sa-admin token usage, account usage (issue 25, item 5): what the gateways
- * counted per token and UTC day, read from <prefix>usage:<id>:<YYYYMMDD>
- * (written by the module's sync, ngx_sa_module/ngx_http_sa_sync.c, kept 90
- * days).  The hashes are unsigned counts: a value that is not a count is
- * read as 0 and said on stderr, a field that is not a verdict ignored.
+ * counted per token and UTC day, read from the day's hash
+ * <prefix>usage:<YYYYMMDD>, fields <id>:<verdict> (written by the module's
+ * sync, ngx_sa_module/ngx_http_sa_sync.c, kept 90 days): one HMGET per day
+ * and SA_USAGE_SLICE tokens, in one pipeline.  The counts are not signed:
+ * a value that is not a count is read as 0 and said on stderr, a key of
+ * another type is a day without counts.
  */
 
 #include <errno.h>
@@ -25,12 +27,17 @@
 /* a sum of counts stops here (json_int_t is long long) */
 #define SA_USAGE_COUNT_MAX  ((json_int_t) LLONG_MAX)
 
+/* tokens per HMGET (each asks for all the verdicts) */
+#define SA_USAGE_SLICE     500
+
 /* the verdicts counted, as the gateway names them ("admitted": ok) */
 static const char  *sa_usage_fields[] = {
     "admitted", "rate_limited", "quota_exceeded", "forbidden_source",
     "insufficient_scope", "forbidden_application", "expired", "revoked",
     "lapsed", NULL
 };
+
+#define SA_USAGE_NFIELDS  (sizeof(sa_usage_fields) / sizeof(char *) - 1)
 
 
 /* in's "days": 1 to 90, SA_USAGE_DAYS when absent (an integer or digits) */
@@ -126,39 +133,37 @@ sa_usage_day(int64_t now, int i, char key[9], char date[11])
 }
 
 
-/* one HGETALL reply as a row; 1 when it counted anything */
+/*
+ * A token's slice of a day's HMGET reply (SA_USAGE_NFIELDS values, in the
+ * order of sa_usage_fields) as a row; 1 when it counted anything.
+ */
 static int
-sa_usage_parse(redisReply *r, const char *tid, const char *date, json_t *row)
+sa_usage_parse(redisReply **el, const char *tid, const char *date,
+    json_t *row)
 {
     size_t       i;
     long long    n;
     char        *end;
-    int          any = 0, known;
-    const char **f;
+    int          any = 0;
     json_int_t   refused = 0;
 
-    for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-        known = 0;
-        for (f = sa_usage_fields; *f != NULL; f++) {
-            if (strcmp(r->element[i]->str, *f) == 0) {
-                known = 1;
-                break;
-            }
-        }
-        if (!known) {
-            continue;
+    for (i = 0; i < SA_USAGE_NFIELDS; i++) {
+        if (el[i]->type != REDIS_REPLY_STRING) {
+            continue;                   /* nil: none of this verdict */
         }
 
         errno = 0;
-        n = strtoll(r->element[i + 1]->str, &end, 10);
-        if (errno != 0 || *end != '\0' || n < 0 || n > (1LL << 52)) {
+        n = strtoll(el[i]->str, &end, 10);
+        if (errno != 0 || *end != '\0' || el[i]->str[0] < '0'
+            || el[i]->str[0] > '9' || n > (1LL << 52))
+        {
             fprintf(stderr, "sa-admin: usage of token %s on %s: '%s' is not "
-                    "a count: read as 0\n", tid, date, *f);
+                    "a count: read as 0\n", tid, date, sa_usage_fields[i]);
             continue;
         }
 
-        json_object_set_new(row, *f, json_integer(n));
-        if (f != sa_usage_fields) {
+        json_object_set_new(row, sa_usage_fields[i], json_integer(n));
+        if (i != 0) {
             refused += n;
         }
         any |= n > 0;
@@ -170,7 +175,8 @@ sa_usage_parse(redisReply *r, const char *tid, const char *date, json_t *row)
 
 
 /*
- * The usage of the n tokens ids over the last days, read in one pipeline:
+ * The usage of the n tokens ids over the last days, read in one pipeline
+ * (per day, an HMGET of SA_USAGE_SLICE tokens' verdicts at a time):
  * out["usage"] (the days with any count, newest first, each {date, counts}
  * of all tokens together), out["total"]; per token, when tokens is not
  * NULL, {id, total, last_day} appended to it.
@@ -179,66 +185,98 @@ static void
 sa_usage_read(sa_admin_t *sa, char **ids, size_t n, int days, json_t *out,
     json_t *tokens)
 {
-    sa_args_t    args;
-    redisReply  *r;
-    size_t       t;
-    int          d;
-    int64_t      now = sa_now();
-    char         key[9], date[11], *last;
-    json_t     **byday, *total, *row, *ttotal, *day;
+    sa_args_t     args;
+    redisReply   *r;
+    size_t        t, s, e;
+    int           d;
+    int64_t       now = sa_now();
+    char          key[9], date[11], **last;
+    const char  **f;
+    json_t      **byday, **ttotal, *total, *row, *day;
 
-    for (t = 0; t < n; t++) {
-        for (d = 0; d < days; d++) {
-            sa_usage_day(now, d, key, date);
+    for (d = 0; d < days; d++) {
+        sa_usage_day(now, d, key, date);
+
+        for (s = 0; s < n; s += SA_USAGE_SLICE) {
+            e = s + SA_USAGE_SLICE < n ? s + SA_USAGE_SLICE : n;
             sa_args_init(&args);
-            sa_args_add(&args, "HGETALL");
-            sa_args_addf(&args, "%s" "usage:%s:%s", sa->prefix, ids[t], key);
+            sa_args_add(&args, "HMGET");
+            sa_args_addf(&args, "%s" "usage:%s", sa->prefix, key);
+            for (t = s; t < e; t++) {
+                for (f = sa_usage_fields; *f != NULL; f++) {
+                    sa_args_addf(&args, "%s:%s", ids[t], *f);
+                }
+            }
             sa_xredis_append(sa, &args);
             sa_args_free(&args);
         }
     }
 
     byday = sa_xcalloc(days, sizeof(json_t *));
+    ttotal = sa_xcalloc(n + 1, sizeof(json_t *));
+    last = sa_xcalloc(n + 1, sizeof(char *));
     total = sa_usage_row();
 
     for (t = 0; t < n; t++) {
-        ttotal = sa_usage_row();
-        last = NULL;
+        ttotal[t] = sa_usage_row();
+    }
 
-        for (d = 0; d < days; d++) {
-            sa_usage_day(now, d, key, date);
+    for (d = 0; d < days; d++) {
+        sa_usage_day(now, d, key, date);
+
+        for (s = 0; s < n; s += SA_USAGE_SLICE) {
+            e = s + SA_USAGE_SLICE < n ? s + SA_USAGE_SLICE : n;
             r = sa_xredis_reply(sa);
-            row = sa_usage_row();
 
-            if (sa_usage_parse(r, ids[t], date, row)) {
-                if (last == NULL) {
-                    last = sa_xstrdup(date);
-                }
-                day = byday[d];
-                if (day == NULL) {
-                    day = sa_usage_row();
-                    json_object_set_new(day, "date", json_string(date));
-                    byday[d] = day;
-                }
-                sa_usage_add(day, row);
-                sa_usage_add(ttotal, row);
+            /* a key of another type (an error) or a short reply: no day */
+            if (r->type != REDIS_REPLY_ARRAY
+                || r->elements != (e - s) * SA_USAGE_NFIELDS)
+            {
+                freeReplyObject(r);
+                continue;
             }
 
-            json_decref(row);
+            for (t = s; t < e; t++) {
+                row = sa_usage_row();
+
+                if (sa_usage_parse(r->element + (t - s) * SA_USAGE_NFIELDS,
+                                   ids[t], date, row))
+                {
+                    /* the days go newest first: the first is the last */
+                    if (last[t] == NULL) {
+                        last[t] = sa_xstrdup(date);
+                    }
+                    day = byday[d];
+                    if (day == NULL) {
+                        day = sa_usage_row();
+                        json_object_set_new(day, "date", json_string(date));
+                        byday[d] = day;
+                    }
+                    sa_usage_add(day, row);
+                    sa_usage_add(ttotal[t], row);
+                }
+
+                json_decref(row);
+            }
+
             freeReplyObject(r);
         }
+    }
 
-        sa_usage_add(total, ttotal);
+    for (t = 0; t < n; t++) {
+        sa_usage_add(total, ttotal[t]);
 
         if (tokens != NULL) {
             json_array_append_new(tokens, json_pack("{s:s, s:o, s:o}",
-                "id", ids[t], "total", ttotal,
-                "last_day", last ? json_string(last) : json_null()));
+                "id", ids[t], "total", ttotal[t],
+                "last_day", last[t] ? json_string(last[t]) : json_null()));
         } else {
-            json_decref(ttotal);
+            json_decref(ttotal[t]);
         }
-        free(last);
+        free(last[t]);
     }
+    free(ttotal);
+    free(last);
 
     row = json_array();
     for (d = 0; d < days; d++) {

@@ -29,9 +29,11 @@ my $bobr = as_bob(qw(token issue other/svc --scope a:b));
 chomp(my $bobt = $bobr->{out});
 my $bobs = SaTest::tid($bobt);
 
-# the layout of a day's usage, in one place
+# the layout of a day's usage, in one place: one hash a day for all
+# tokens, fields <id>:<verdict>
 sub day { strftime('%Y%m%d', gmtime(time - $_[0] * 86400)) }
-sub usage_key { my ($id, $ago) = @_; "sa:usage:$id:" . day($ago) }
+sub usage_key { my ($ago) = @_; 'sa:usage:' . day($ago) }
+sub put_usage { my ($id, $ago, @c) = @_; my %c = @c; $redis->cmd('HSET', usage_key($ago), map { ("$id:$_" => $c{$_}) } sort keys %c) }
 
 # --days of every wrong shape: a usage error, exit 1
 for my $bad ('0', '-1', '91', '+5', ' 5', '5 ', '1e1', '0x10', '', 'ten',
@@ -53,11 +55,12 @@ ok($r->{code} == 1 || $r->{code} == 2, "account usage of a 10 kB name: refused (
 like($r->{err}, qr/^sa-admin: /, 'said');
 
 # malformed usage in Redis: read as 0 and said, never a crash
-$redis->cmd('HSET', usage_key($ids[0], 0), 'admitted', 'x' x 10240, 'revoked', -3,
-            'expired', '4503599627370497', 'lapsed', '9' x 30, 'rate_limited', 4);
-$redis->cmd('RPUSH', usage_key($ids[0], 1), 'a', 'b');
-$redis->cmd('SET', usage_key($ids[0], 2), 'x' x 10240);
-$redis->cmd('HSET', usage_key($ids[0], 3), 'admitted', 5, ('f' x 10240), 7);
+put_usage($ids[0], 0, 'admitted', 'x' x 10240, 'revoked', -3,
+          'expired', '4503599627370497', 'lapsed', '9' x 30, 'rate_limited', 4);
+$redis->cmd('RPUSH', usage_key(1), 'a', 'b');
+$redis->cmd('SET', usage_key(2), 'x' x 10240);
+put_usage($ids[0], 3, 'admitted', 5);
+$redis->cmd('HSET', usage_key(3), 'f' x 10240, 7, "$ids[0]:" . ('f' x 10240), 7);
 $r = as(qw(token usage), $ids[0], '--json');
 is($r->{code}, 0, 'malformed usage: answered') or diag $r->{err};
 is(join(' ', map { $r->{json}{total}{$_} } qw(admitted rate_limited revoked expired lapsed)), '5 4 0 0 0',
@@ -67,11 +70,9 @@ is(join(' ', map { $r->{json}{total}{$_} } qw(admitted rate_limited revoked expi
 my @fields = qw(admitted rate_limited quota_exceeded forbidden_source insufficient_scope
                 forbidden_application expired revoked lapsed);
 my $big = '4503599627370496';     # 2^52, the most a gateway writes
+$redis->cmd('DEL', usage_key($_)) for 0 .. 89;
 for my $id (@ids) {
-    for my $ago (0 .. 89) {
-        $redis->cmd('DEL', usage_key($id, $ago));
-        $redis->cmd('HSET', usage_key($id, $ago), map { ($_ => $big) } @fields);
-    }
+    put_usage($id, $_, map { ($_ => $big) } @fields) for 0 .. 89;
 }
 $r = as(qw(account usage platform/ci --days 90 --json));
 is($r->{code}, 0, 'account usage of 3 tokens x 90 days x 2^52 everywhere: answered') or diag $r->{err};

@@ -1,5 +1,6 @@
 # sa-admin token usage / account usage (issue 25, item 5): the per-day
-# hashes the gateways' sync writes (<prefix>usage:<id>:<YYYYMMDD>), read
+# hashes the gateways' sync writes (<prefix>usage:<YYYYMMDD>, fields
+# <id>:<verdict>), read
 # back as a table and --json, over --days N (1 to 90, default 30): days
 # newest first, only those with requests, totals; account usage sums its
 # tokens and gives each one's total and last day.  Written here directly,
@@ -25,11 +26,16 @@ my $t2 = SaTest::tid(SaTest::issue_token($redis, 'platform/ci', 'a:b'));
 my $t3 = SaTest::tid(SaTest::issue_token($redis, 'platform/ci', 'a:b'));
 
 sub day { my ($ago, $fmt) = @_; strftime($fmt // '%Y%m%d', gmtime(time - $ago * 86400)) }
+# a token's counts of a day, as the gateways write them
+sub put {
+    my ($id, $ago, %c) = @_;
+    $redis->cmd('HSET', 'sa:usage:' . day($ago), map { ("$id:$_" => $c{$_}) } sort keys %c);
+}
 
-$redis->cmd('HSET', "sa:usage:$t1:" . day(0), 'admitted', 120, 'rate_limited', 7, 'quota_exceeded', 3);
-$redis->cmd('HSET', "sa:usage:$t1:" . day(2), 'admitted', 5, 'insufficient_scope', 1);
-$redis->cmd('HSET', "sa:usage:$t1:" . day(40), 'admitted', 1000);
-$redis->cmd('HSET', "sa:usage:$t2:" . day(2), 'admitted', 2, 'forbidden_source', 4, 'bogus', 99);
+put($t1, 0, admitted => 120, rate_limited => 7, quota_exceeded => 3);
+put($t1, 2, admitted => 5, insufficient_scope => 1);
+put($t1, 40, admitted => 1000);
+put($t2, 2, admitted => 2, forbidden_source => 4, bogus => 99);
 
 my $r = as(qw(token usage), $t1, '--json');
 is($r->{code}, 0, 'token usage --json') or diag $r->{err};
@@ -72,13 +78,36 @@ like($r->{out}, qr/^TOKEN\s+ADMITTED\s+REFUSED\s+LAST DAY$/m, 'the table has the
 like($r->{out}, qr/^$t3\s+0\s+0\s+-$/m, 'an unused token: -');
 
 # hostile values: read as 0, said
-$redis->cmd('HSET', "sa:usage:$t3:" . day(0), 'admitted', 'lots', 'revoked', '-5', 'expired', '1e99', 'lapsed', 2);
+put($t3, 0, admitted => 'lots', revoked => '-5', expired => '1e99', lapsed => 2, rate_limited => ' 7');
 $r = as(qw(token usage), $t3, '--json');
 is($r->{code}, 0, 'values that are not counts do not stop it');
-is("$r->{json}{total}{admitted} $r->{json}{total}{revoked} $r->{json}{total}{lapsed}", '0 0 2', 'they are read as 0');
+is("$r->{json}{total}{admitted} $r->{json}{total}{revoked} $r->{json}{total}{rate_limited} $r->{json}{total}{lapsed}", '0 0 0 2', 'they are read as 0');
 like($r->{err}, qr/'admitted' is not a count/, 'and said on stderr') unless SaTest::api_pass();
-$redis->cmd('SET', "sa:usage:$t3:" . day(1), 'a string');
-is(as(qw(token usage), $t3, '--json')->{code}, 0, 'a key of another type is no day');
+$redis->cmd('SET', 'sa:usage:' . day(1), 'a string');
+$r = as(qw(token usage), $t3, '--json');
+is($r->{code}, 0, 'a key of another type is no day');
+is($r->{json}{total}{lapsed}, 2, 'and the other days are read');
+
+# the day's counts of many tokens: one HMGET per day and 500 tokens, in one
+# pipeline; each token's own counts, none lost between slices
+my @many = map { sprintf 'M%015d', $_ } 1 .. 1200;
+$redis->cmd('HSET', 'sa:usage:' . day(3), map { ("$many[$_]:admitted" => $_ + 1) } 0 .. $#many);
+put($t2, 3, rate_limited => 5);
+my $hm0 = $redis->calls('hmget');
+$r = as(qw(token usage), $t2, qw(--days 5 --json));
+is($redis->calls('hmget') - $hm0, 5, 'token usage --days 5: 5 HMGETs, one per day');
+is($r->{json}{total}{rate_limited}, 5, 'the token\'s count, not another\'s in the same hash');
+as(qw(account create platform big --app api));
+my $out = as(qw(token issue platform/big --scope a:b --count 1001))->{out};
+my @big = map { SaTest::tid($_) } grep { /^sat_/ } split /\n/, $out;
+is(scalar @big, 1001, 'an account of 1001 tokens');
+$redis->cmd('HSET', 'sa:usage:' . day(4), map { ("$big[$_]:admitted" => 1, "$big[$_]:revoked" => $_ % 2) } 0 .. $#big);
+$hm0 = $redis->calls('hmget');
+$r = as(qw(account usage platform/big --days 5 --json));
+is($redis->calls('hmget') - $hm0, 15, 'account usage of 1001 tokens over 5 days: 15 HMGETs (3 slices of at most 500 a day)');
+is("$r->{json}{total}{admitted} $r->{json}{total}{revoked}", '1001 500', 'every token counted once');
+is(scalar(grep { $_->{total}{admitted} == 1 && $_->{last_day} eq day(4, '%Y-%m-%d') } @{ $r->{json}{tokens} }), 1001,
+   'each with its own count and day');
 
 # refusals
 $r = SaTest::admin($redis, { SA_ACTOR => 'bob' }, qw(token usage), $t1);

@@ -49,7 +49,7 @@ for (1 .. 7) {
     push @st, $nginx->get('/index.html', Authorization => "Bearer $tok")->{status};
     select(undef, undef, undef, 0.05);      # batches of one or two
 }
-SaTest::wait_until(3, sub { $redis->cmd('HGET', "sa:ctr:$id:q:d" . strftime('%Y%m%d', gmtime), 't') == 7 });
+SaTest::wait_until(3, sub { ($redis->cmd('HGET', 'sa:ctr:q:d' . strftime('%Y%m%d', gmtime), $id) // 0) == 7 });
 is(scalar(entries()), 0, '7 of 10: no entry yet');
 for (1 .. 6) {
     push @st, $nginx->get('/index.html', Authorization => "Bearer $tok")->{status};

@@ -2,11 +2,13 @@
 # and 6; docs/policies.md, "What was tested"), with real nginx (2 workers)
 # and a real Redis:
 #   W  a Redis writer edits the unsigned counters (ctr:, usage:): negative,
-#      huge (10^18, 10 kB of digits), non-numbers, a string or a list where
-#      a hash is: the token looks busier or its count is ignored, never more
-#      is granted, and never to another token (fixed: one such counter made
-#      the sync's whole reply unreadable, every token of the batch counted
-#      from 0 then); no worker dies, nothing but 200 and 429.
+#      huge (10^18, 10 kB of digits), non-numbers in one token's fields: the
+#      token looks busier or its count is ignored, never more is granted,
+#      and never to another token (fixed: one such counter made the sync's
+#      whole reply unreadable, every token of the batch counted from 0
+#      then); a string or a list where the period's hash (all tokens') is:
+#      deleted and counted afresh, a token whose total a gateway had heard
+#      still refused there; no worker dies, nothing but 200 and 429.
 #   B  the boundary with 2 gateways of 2 workers: at most the quota plus
 #      what the other admits before it hears (docs/policies.md), and the
 #      total in Redis is exactly the 200s; notifications once, not per
@@ -24,7 +26,8 @@
 #   N  --allow-from behind set_real_ip_from: IPv4-mapped addresses, ::/0
 #      and 0.0.0.0/0 (each its own family), forbidden_source counted in
 #      usage, not in the quota.
-# The counters' Redis layout is known only to ctr_key() and usage_key().
+# The counters' Redis layout is known only to ctr_key(), usage_key() and the
+# helpers under them.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -41,11 +44,26 @@ plan skip_all => "$warp_so is not built: run 'make'" unless -e $warp_so;
 my $redis = SaTest::Redis->start(conf => ['appendonly yes', 'appendfsync always']);
 my $f = SaTest::fixture($redis, apps => ['api']);
 
-# ---- the Redis layout of the counters, in one place
+# ---- the Redis layout of the counters, in one place: one hash per period
+# for all tokens, fields <id> (the total) and <id>:<gateway> (a gateway's
+# part); one per day for the usage, fields <id>:<verdict>
 sub day_of   { strftime('%Y%m%d', gmtime($_[0] // time)) }
-sub ctr_key  { my ($id, $period) = @_; "sa:ctr:$id:q:$period" }      # d<YYYYMMDD>, m<YYYYMM>
-sub usage_key { my ($id, $day) = @_; "sa:usage:$id:" . ($day // day_of()) }
-sub total    { my ($id, $period) = @_; $redis->cmd('HGET', ctr_key($id, $period), 't') // 0 }
+sub ctr_key  { my ($period) = @_; "sa:ctr:q:$period" }      # d<YYYYMMDD>, m<YYYYMM>
+sub usage_key { my ($day) = @_; 'sa:usage:' . ($day // day_of()) }
+sub total    { my ($id, $period) = @_; my $r = $redis->cmd_err('HGET', ctr_key($period), $id); ref $r ? 0 : $r // 0 }
+# a token's total and, by gateway, its parts, as a writer sets them
+sub set_ctr  {
+    my ($id, $period, $total, %part) = @_;
+    $redis->cmd('HSET', ctr_key($period), $id, $total, map { ("$id:$_" => $part{$_}) } sort keys %part);
+}
+# the gateways that have a part of the token's count
+sub parts    { my ($id, $period) = @_; map { /^\Q$id\E:([0-9a-f]{16})$/ ? $1 : () } @{ $redis->cmd('HKEYS', ctr_key($period)) } }
+# a token's counter gone, as a writer deletes it
+sub del_ctr  { my ($id, $period) = @_; $redis->cmd('HDEL', ctr_key($period), $id, "$id:w", "$id:x", map { "$id:$_" } parts($id, $period)) }
+sub set_usage { my ($id, %c) = @_; $redis->cmd('HSET', usage_key(), map { ("$id:$_" => $c{$_}) } sort keys %c) }
+# a token's count of a verdict on a day (today): 'error' when the day's
+# key is no hash
+sub used     { my ($id, $v, $day) = @_; my $r = $redis->cmd_err('HGET', usage_key($day), "$id:$v"); ref $r ? 'error' : $r // 0 }
 
 my $warp = SaTest::new_dir('warp') . '/offsets';
 SaTest::write_file($warp, pack('q<q<', 0, 0));
@@ -112,36 +130,48 @@ my ($apid) = $A->worker_pids;
 my ($tv, $idv) = $f->issue(qw(--scope a:b --quota 10/day));
 my $today = 'd' . day_of();
 # the other gateways used the victim's quota up (a part of another gateway)
-$redis->cmd('HSET', ctr_key($idv, $today), 't', 10, 'f' x 32, 10);
+set_ctr($idv, $today, 10, 'f' x 16 => 10);
 
+# each writes into one token's fields; the last two replace the period's
+# hash (every token's), after the gateway heard the victim's total
 my @hostile = (
-    ['a negative total',           sub { $redis->cmd('HSET', $_[0], 't', -1000) }],
-    ['a total of 10^18',           sub { $redis->cmd('HSET', $_[0], 't', '1000000000000000000') }],
-    ['the largest integer',        sub { $redis->cmd('HSET', $_[0], 't', '9223372036854775807') }],
-    ['a word',                     sub { $redis->cmd('HSET', $_[0], 't', 'lots') }],
-    ['10 kB of digits',            sub { $redis->cmd('HSET', $_[0], 't', '9' x 10240) }],
-    ['a negative part',            sub { $redis->cmd('HSET', $_[0], 't', 5, ('e' x 32), -7) }],
-    ['a string, not a hash',       sub { $redis->cmd('DEL', $_[0]); $redis->cmd('SET', $_[0], 'x' x 10240) }],
-    ['a list, not a hash',         sub { $redis->cmd('DEL', $_[0]); $redis->cmd('RPUSH', $_[0], 1, 2) }],
+    ['a negative total',           sub { set_ctr($_[0], $today, -1000) }],
+    ['a total of 10^18',           sub { set_ctr($_[0], $today, '1000000000000000000') }],
+    ['the largest integer',        sub { set_ctr($_[0], $today, '9223372036854775807') }],
+    ['a word',                     sub { set_ctr($_[0], $today, 'lots') }],
+    ['10 kB of digits',            sub { set_ctr($_[0], $today, '9' x 10240) }],
+    ['a negative part',            sub { my ($id, $tok) = @_; st($A, $tok);
+                                         SaTest::wait_until(2, sub { parts($id, $today) });
+                                         set_ctr($id, $today, 5, map { ($_ => -7) } parts($id, $today)) }],
+    ['a string, not a hash',       sub { $redis->cmd('DEL', ctr_key($today)); $redis->cmd('SET', ctr_key($today), 'x' x 10240) }],
+    ['a list, not a hash',         sub { $redis->cmd('DEL', ctr_key($today)); $redis->cmd('RPUSH', ctr_key($today), 1, 2) }],
 );
 for my $h (@hostile) {
     my ($what, $write) = @$h;
     my ($tp, $idp) = $f->issue(qw(--scope a:b --quota 1000/day));
     my ($tv2, $idv2) = $f->issue(qw(--scope a:b --quota 10/day));
-    $write->(ctr_key($idp, $today));
-    $redis->cmd('HSET', ctr_key($idv2, $today), 't', 10, 'f' x 32, 10);
+    set_ctr($idv2, $today, 10, 'f' x 16 => 10);
+    if ($what =~ /not a hash/) {
+        # the gateway hears the victim's total (its first request passes:
+        # the stated bound), then the period's hash is replaced
+        st($A, $tv2);
+        SaTest::wait_until(2, sub { st($A, $tv2) == 429 });
+    }
+    $write->($idp, $tp);
     my %by;
     for (1 .. 10) {
         my $r = pipelined($A, 1, $tp, $tv2);
         push @{ $by{$_} }, @{ $r->{$_} } for keys %$r;
         # the batch applied in Redis (its reply on its way): the next round
-        my $want = 10 + grep { $_ == 200 } @{ $by{$tv2} };
+        # (a period's hash replaced is deleted, counted afresh without the 10)
+        my $want = ($what =~ /not a hash/ ? 0 : 10) + grep { $_ == 200 } @{ $by{$tv2} };
         SaTest::wait_until(2, sub { total($idv2, $today) == $want });
         sleep 0.03;
     }
     my $v = hist(@{ $by{$tv2} });
     like($v, qr/^(200=[12] )?429=(8|9|10)$/,
-         "W $what in one token's counter: another token of the same batches, exhausted elsewhere, is still refused ($v)");
+         "W $what in " . ($what =~ /not a hash/ ? "the period's hash" : "one token's counter")
+         . ": another token of the same batches, exhausted elsewhere, is still refused ($v)");
     my $p = hist(@{ $by{$tp} });
     like($p, qr/^(200=\d+ ?)?(429=\d+)?$/, "W $what: the token itself gets 200 or 429 ($p)");
     is(($A->worker_pids)[0], $apid, "W $what: the worker lives");
@@ -152,7 +182,7 @@ like($A->error_log, qr/values in Redis are not integers/, 'W said at error level
 # the writer cannot turn the batches into one EVAL a request
 sub evals { ($redis->cmd('INFO', 'commandstats') =~ /^cmdstat_eval:calls=(\d+)/m)[0] // 0 }
 my ($tn, $idn) = $f->issue(qw(--scope a:b --quota 1000/day));
-$redis->cmd('HSET', ctr_key($idn, $today), 't', 'lots');
+set_ctr($idn, $today, 'lots');
 st($A, $tn);
 sleep 0.2;
 my $e0 = evals();
@@ -166,7 +196,7 @@ cmp_ok($e, '<=', $secs / 0.05 + 3, sprintf('W and the worker sends a batch an in
 # a huge total makes the token look busier: refused, never more
 my ($tb, $idb) = $f->issue(qw(--scope a:b --quota 1000/day));
 is(st($A, $tb), 200, 'W a token with a quota of 1000');
-$redis->cmd('HSET', ctr_key($idb, $today), 't', '99999999999999999');
+set_ctr($idb, $today, '99999999999999999');
 sleep 0.2;
 my @s = map { sleep 0.06; st($A, $tb) } 1 .. 5;
 
@@ -174,13 +204,22 @@ like("@s", qr/^(200 )?429 429 429 429/, "W a total of 10^17 written: refused (@s
 
 # usage hashes: a value that is not a count costs its own field, no more
 my ($tu, $idu) = $f->issue(qw(--scope a:b --quota 1000/day));
-$redis->cmd('HSET', usage_key($idu), 'admitted', 'lots', 'quota_exceeded', '9223372036854775807');
+set_usage($idu, admitted => 'lots', quota_exceeded => '9223372036854775807');
 my ($tu2, $idu2) = $f->issue(qw(--scope a:b --quota 1000/day));
-$redis->cmd('SET', usage_key($idu2), 'a string');
 my $by = pipelined($A, 5, $tu, $tu2, $tv);
 is(hist(@{ $by->{$tu} }, @{ $by->{$tu2} }), '200=10', 'W usage that cannot count: the requests are answered');
 ok(SaTest::wait_until(3, sub { total($idu, $today) == 5 && total($idu2, $today) == 5 }),
    'W and their quota counts still arrive');
+ok(SaTest::wait_until(3, sub { used($idu2, 'admitted') == 5 }), 'W the other token\'s usage is counted');
+is(used($idu, 'admitted') . ' ' . used($idu, 'quota_exceeded'), 'lots 9223372036854775807',
+   'W the values that are no counts are left as they are');
+# the day's usage hash (every token's) replaced by a string: deleted as its
+# writer could have, and counted afresh
+$redis->cmd('DEL', usage_key());
+$redis->cmd('SET', usage_key(), 'a string');
+$by = pipelined($A, 2, $tu2);
+is(hist(@{ $by->{$tu2} }), '200=2', 'W the day\'s usage a string: the requests are answered');
+ok(SaTest::wait_until(3, sub { used($idu2, 'admitted') eq '2' }), 'W and counted afresh in a new hash');
 is(($A->worker_pids)[0], $apid, 'W the worker lives');
 $A->stop;
 
@@ -235,8 +274,8 @@ cmp_ok($ok, '<=', int($bound) + 1,
 cmp_ok($ok, '>=', $Q, 'B and at least the quota');
 is(join(' ', sort grep { $_ != 200 && $_ != 429 } keys %$c), '', 'B nothing but 200 and 429 (' . hist(map { ($_) x $c->{$_} } keys %$c) . ')');
 is(SaTest::wait_until(3, sub { total($idq, $today) == $ok ? $ok : 0 }), $ok, "B the total in Redis: exactly the $ok admitted");
-my %parts = @{ $redis->cmd('HGETALL', ctr_key($idq, $today)) };
-my @gwparts = grep { !/^[twx]$/ } keys %parts;
+my %parts = map { ($_ => $redis->cmd('HGET', ctr_key($today), "$idq:$_")) } parts($idq, $today);
+my @gwparts = keys %parts;
 is(scalar @gwparts, 2, 'B one part per gateway');
 my $sum = 0; $sum += $parts{$_} for @gwparts;
 is($sum, $ok, 'B the parts add up to the total');
@@ -248,7 +287,7 @@ is($line, 'quota_exceeded', 'B $sa_status quota_exceeded');
 
 # the boundary again, the quota one short at both gateways
 my ($t1, $id1) = $f->issue('--scope', 'a:b', '--quota', '20/day');
-$redis->cmd('HSET', ctr_key($id1, $today), 't', 19, 'f' x 32, 19);
+set_ctr($id1, $today, 19, 'f' x 16 => 19);
 my @mark = map { length $_->error_log } @G;
 ($c, $dur) = paced($t1, 0.5, 2, 0.005, @G);
 $rate = (($c->{200} // 0) + ($c->{429} // 0)) / $dur;
@@ -286,7 +325,7 @@ is("@d", '200 200 200 429', 'T the next UTC day: 3 again');
 my $tomorrow = 'd' . day_of($midnight + 1);
 is(SaTest::wait_until(3, sub { total($iddq, $tomorrow) == 3 ? 3 : 0 }), 3, "T counted in the new day's key ($tomorrow)");
 is(total($iddq, 'd' . day_of($midnight - 3)), 3, 'T the old day keeps its 3');
-ok(SaTest::wait_until(3, sub { ($redis->cmd('HGET', usage_key($iddq, day_of($midnight + 1)), 'admitted') // 0) == 3 }),
+ok(SaTest::wait_until(3, sub { used($iddq, 'admitted', day_of($midnight + 1)) eq '3' }),
    'T usage: the new day has its own hash');
 # the clock stepped back across midnight: yesterday's total is read again
 warp_to($midnight - 2);
@@ -335,7 +374,7 @@ like("@r", qr/^(200 ){0,2}429 429 429( 429)?$/, "R nginx restarted too: at most 
 my ($tl, $idl) = $f->issue(qw(--scope a:b --quota 5/day));
 is(hist(map { sleep 0.02; st($R, $tl) } 1 .. 7), '200=5 429=2', 'R 5 of 5');
 SaTest::wait_until(3, sub { total($idl, $today) == 5 });
-$redis->cmd('DEL', ctr_key($idl, $today));
+del_ctr($idl, $today);
 is(hist(map { sleep 0.02; st($R, $tl) } 1 .. 10), '429=10', 'R the counter deleted in Redis: the running gateway still refuses');
 
 # kill -9 of a worker while requests are counted and sent: the zone keeps
@@ -470,7 +509,7 @@ is(from($tv6, 'garbage', 'n10'), 403, 'N a header that is no address: the balanc
 my $nlog = SaTest::wait_until(2, sub { my $l = SaTest::slurp($N->dir . '/sa.log'); $l =~ /^n10 /m ? $l : 0 });
 like($nlog, qr/^n2 403 forbidden_source ::ffff:11\.1\.2\.3$/m, 'N $sa_status forbidden_source, $remote_addr from the header');
 like($nlog, qr/^n10 403 forbidden_source 127\.0\.0\.1$/m, 'N the header ignored when it is no address');
-ok(SaTest::wait_until(3, sub { ($redis->cmd('HGET', usage_key($id10), 'forbidden_source') // 0) == 2 }),
+ok(SaTest::wait_until(3, sub { used($id10, 'forbidden_source') eq '2' }),
    'N usage counts the 2 refusals by source');
 is(total($id10, $today), 1, 'N and the quota only the admitted one');
 $N->stop;

@@ -98,11 +98,11 @@ my $m1 = () = $nginx->error_log =~ /Redis error: ERR hostile/g;
 ok($m1 - $m0 < 12, 'an error reply is tried again less and less often (' . ($m1 - $m0) . ' in 2 s at sync=20ms)');
 
 # a real Redis: the kept counts arrive (the requests made while it erred)
-$redis->cmd('DEL', "sa:usage:$id:" . substr($day, 1), "sa:ctr:$id:q:$day");
+$redis->cmd('DEL', 'sa:usage:' . substr($day, 1), "sa:ctr:q:$day");
 my $u0 = 0;
 mode('pass');
-SaTest::wait_until(8, sub { ($redis->cmd('HGET', "sa:usage:$id:" . substr($day, 1), 'quota_exceeded') // 0) > 0 });
-ok(($redis->cmd('HGET', "sa:usage:$id:" . substr($day, 1), 'quota_exceeded') // 0) >= 1,
+SaTest::wait_until(8, sub { ($redis->cmd('HGET', 'sa:usage:' . substr($day, 1), "$id:quota_exceeded") // 0) > 0 });
+ok(($redis->cmd('HGET', 'sa:usage:' . substr($day, 1), "$id:quota_exceeded") // 0) >= 1,
    'a real Redis again: the counts kept through the errors arrive');
 is(get(), 429, 'and the gateway still answers');
 
