@@ -226,9 +226,20 @@ $(BUILD)/asan/tests/bearer-probe: t/lib/bearer-probe.c $(ASAN_UNIT_ADMIN) \
 
 # sa-admin exits from deep inside on errors, leaving memory for the kernel:
 # leak reports would be noise there; memory errors and UB still fail tests
-# test files run in parallel: each has its own temp dir and free ports
-# (t/README); TEST_JOBS=1 runs them one at a time
-TEST_JOBS ?= $(shell nproc)
+# test files run in parallel: each has its own temp dir and ports no other
+# file gets (t/README); TEST_JOBS=1 runs them one at a time.  Twice the
+# cores: most files mostly wait (for servers, timeouts, time passing), so
+# at -j$(nproc) the cores idle about a third of the time
+TEST_JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
+# the longest files first, so that none starts near the end and runs on
+# alone (prove runs its arguments in order, each file once); the rest of
+# t/ follows in its usual order
+TEST_FIRST := t/admin/90-resign.t t/module/85-network.t \
+              t/module/93-hostile-redis.t t/module/58-rate-cluster.t \
+              t/admin/97-redis-tls.t t/module/69-fresh-until.t \
+              t/api/76-refresh.t t/module/92-sentinel.t t/module/30-faults.t \
+              t/api/50-faults.t t/api/20-limits.t t/module/96-redis-dns.t \
+              t/admin/95-sentinel.t t/module/95-redis-tls.t
 
 # the API pass (SA_TEST_API=1, t/lib/SaTest.pm): admin tests again, every
 # user's command through a running sa-admin serve (sa-admin --api) instead
@@ -244,7 +255,7 @@ TEST_ENV := SA_TEST_ADMIN=$(CURDIR)/$(BUILD)/asan/sa-admin \
 
 test: deps
 	$(MAKE) all
-	$(TEST_ENV) prove -r -j$(TEST_JOBS) t
+	$(TEST_ENV) prove -r -j$(TEST_JOBS) $(wildcard $(TEST_FIRST)) t
 	$(TEST_ENV) SA_TEST_API=1 prove -j$(TEST_JOBS) $(API_SUBSET)
 
 test-api: deps
@@ -255,9 +266,11 @@ test-api: deps
 # and TLS attack reviews, and seven admin files again with sa-admin over TLS
 SLOW_TESTS := t/module/94-redis-stream.t t/module/98-redis-tls-attacks.t \
               t/admin/97-redis-tls.t t/admin/98-redis-tls-attacks.t
+# one per core: the TLS suites compute more than they wait
+SLOW_JOBS ?= $(shell nproc)
 test-slow: deps
 	$(MAKE) all
-	$(TEST_ENV) SA_TEST_SLOW=1 prove -j$(TEST_JOBS) $(SLOW_TESTS)
+	$(TEST_ENV) SA_TEST_SLOW=1 prove -j$(SLOW_JOBS) $(SLOW_TESTS)
 
 # the console in a real browser (issue 23; t/browser/run.pl): Debian's
 # chromium driven by playwright-core, pinned in t/browser/package-lock.json

@@ -30,6 +30,15 @@ ok(-f SaTest::root() . '/t/lib/SaTest.pm', 'root() is the repo root');
 is(SaTest::build_dir(), SaTest::root() . '/build', 'build_dir()');
 my $port = SaTest::free_port();
 ok($port > 0 && !SaTest::port_open($port), 'free_port() gives a closed port');
+my @ports = ($port, map { SaTest::free_port() } 1 .. 99);
+is(scalar(keys %{{ map { $_ => 1 } @ports }}), 100, 'free_port(): never the same port twice');
+my ($elo, $ehi) = split ' ', SaTest::slurp('/proc/sys/net/ipv4/ip_local_port_range');
+is(scalar(grep { $_ < 20000 || $_ > 32767 || ($_ >= $elo && $_ <= $ehi) } @ports), 0,
+   'free_port(): in 20000-32767, outside the ephemeral range (outgoing connections\' ports)');
+my $taken = system($^X, '-MFcntl=:flock', '-e',
+                   'open my $f, "<", $ARGV[0] or exit 2; exit(flock($f, LOCK_EX | LOCK_NB) ? 0 : 1)',
+                   SaTest::port_dir() . "/$ports[-1]") >> 8;
+is($taken, 1, 'free_port(): another process cannot take a port this one holds');
 is((stat SaTest::tmp_dir())[2] & 07777, 0755, 'the temp dir is world-readable');
 
 # ---------------------------------------------------------------- Redis

@@ -102,6 +102,30 @@ sub bound {
     return ($burst + 1) + $rate * $t + 1 * ($burst + 1 + $rate * 2 * $SYNC);
 }
 
+# What Redis holds of token $tok's cluster rate count, over its minutes:
+# (the requests admitted, the gateways that admitted them), each gateway's
+# part under its 16-hex-digit name ('t' is the total, 'w'/'x' flags)
+sub counted {
+    my ($tok) = @_;
+    my ($n, %gw) = (0);
+    for my $k (@{ $redis->cmd('KEYS', 'sa:ctr:' . SaTest::tid($tok) . ':r:*') }) {
+        my %h = @{ $redis->cmd('HGETALL', $k) };
+        for (grep { /^[0-9a-f]{16}$/ } keys %h) { $n += $h{$_}; $gw{$_} = 1 }
+    }
+    return ($n, scalar keys %gw);
+}
+
+# Waits until Redis holds $n admitted requests of $tok from $gateways
+# gateways (a sync's EVAL counts a request and answers the total), then
+# until every reply Redis sent is read: a gateway that has heard the others'
+# count acts on it from its next request on.
+sub heard {
+    my ($what, $tok, $n, $gateways) = @_;
+    SaTest::wait_for($what, sub { my ($got, $gw) = counted($tok); $got == $n && $gw == $gateways });
+    $redis->barrier;
+    SaTest::wait_for("$what: the replies read", sub { SaTest::replies_read($redis->port) });
+}
+
 sub cmdstats {
     return { map { /^cmdstat_(\w+):calls=(\d+)/ ? ($1 => $2) : () }
              split /\r?\n/, $redis->cmd('INFO', 'commandstats') };
@@ -128,11 +152,14 @@ cmp_ok($gets, '<=', $evals + 4, "and $gets GETs: the sync script's own, and a fi
 # ---- a burst at one gateway, then at the other once it has heard of it
 ($c) = flood($tb, 0.5, 2, $gw[0]->port);
 is($c->{200} // 0, 5, '1/h burst 4 at gateway A: 5 admitted');
-sleep 4 * $SYNC;
+my $tb_n = $c->{200} // 0;
+heard("A's count in Redis", $tb, $tb_n, 1);
 my $b1 = $gw[1]->get('/index.html', Authorization => "Bearer $tb")->{status};
-sleep 4 * $SYNC;                      # B has a node: it reads A's count
+$tb_n++ if $b1 == 200;
+heard('B has a node: it read A\'s count', $tb, $tb_n, 1 + ($b1 == 200));
 ($c) = flood($tb, 0.5, 2, $gw[1]->port);
 my $b = ($c->{200} // 0) + ($b1 == 200);
+$tb_n += $c->{200} // 0;
 cmp_ok($b, '<=', 1 + 1, "then gateway B, which had heard of A's 5: $b admitted (local mode: 5)");
 
 # ---- Redis frozen: on_unavailable=allow goes on with the local count
@@ -149,7 +176,8 @@ cmp_ok(($c->{200} // 0) + ($c->{429} // 0), '>', 20, 'and no worker blocked: ans
 my $deny = SaTest::Nginx->start(redis => $redis, workers => 1, http => http('on_unavailable=deny'));
 is($deny->get('/index.html', Authorization => "Bearer $td")->{status}, 200, 'deny: with Redis up, admitted');
 is($deny->get('/index.html', Authorization => "Bearer $tb")->{status}, 200, 'a third gateway, new to the 1/h token: its first request is admitted (the bound\'s burst term)');
-sleep 4 * $SYNC;
+my (undef, $tb_gw) = counted($tb);
+heard('the third gateway read the count', $tb, $tb_n + 1, $tb_gw + 1);
 is($deny->get('/index.html', Authorization => "Bearer $tb")->{status}, 429, 'then it has heard of the others\' count: 429');
 $redis->pause;
 sleep 1.5;                          # the sync's reply deadline passes

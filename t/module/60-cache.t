@@ -75,6 +75,7 @@ as('token', 'scope', $id4, '--scope', 'stacks:read', '--scope', 'x:y');
 is(status($t4), 200, 'version 2 seen');
 $redis->cmd('SET', "sa:tok:$id4", $v1);
 $redis->cmd('PUBLISH', 'sa:invalidate', $id4);
+$redis->barrier;    # the message is on every subscriber's socket
 is(status($t4), 401, 'version 1 replayed: refused');
 like($nginx->access_log . $nginx->error_log, qr/version 1 is older than one already seen/,
      'logged as a replay');
@@ -125,7 +126,7 @@ like($redis->cmd('GET', "sa:tok:$id7"), qr/"version":1[,}]/, 'at version 1');
 # a message naming a newer version than the one cached drops it
 $redis->cmd('PUBLISH', 'sa:invalidate', "$id7:1");
 $redis->cmd('PUBLISH', 'sa:invalidate', "$id8:2");
-$redis->cmd('PING');    # both messages are on every subscriber's socket
+$redis->barrier;    # both messages are on every subscriber's socket
 $redis->kill9;
 my $killed = time;
 is(status($t7), 200, 'Redis down: served stale');

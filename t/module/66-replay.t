@@ -60,6 +60,7 @@ like($nginx->error_log, qr/version 1 is older than one already seen/, 'logged as
 
 # a message naming a lower version lowers nothing
 $redis->cmd('PUBLISH', 'sa:invalidate', "$ida:1");
+$redis->barrier;    # the message is on every subscriber's socket
 is(statuses(10, $ta), '401x10', 'an invalidation naming version 1 does not undo it');
 
 # 2. put back as soon as the invalidation is heard

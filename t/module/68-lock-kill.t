@@ -86,6 +86,7 @@ for my $what (sort keys %step) {
     my $t = $tokens[0];
     status($t);
     $redis->cmd('PUBLISH', 'sa:invalidate', substr($t, 4, 16));
+    $redis->barrier;    # the message is on the worker's socket
     status($t) for 1 .. 2;
     status($_) for @tokens[1 .. 3];
     SaTest::wait_until(10, sub { waitpid($pid, POSIX::WNOHANG()) == $pid });
