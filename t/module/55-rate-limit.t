@@ -78,14 +78,26 @@ ok(!exists $res->{headers}{'www-authenticate'}, 'no challenge: the token is fine
 my $line = SaTest::wait_until(2, sub { SaTest::slurp($nginx->dir . '/sa.log') =~ /^refused (\d+ \S+)$/m ? $1 : 0 });
 is($line, '429 rate_limited', '$sa_status rate_limited');
 
-# the rate: 60/m burst 1 admits 2 at once, then one a second
-is(flood($tr, 8), '200=2 429=6', '60/m burst 1: 2 of 8 at once');
-select(undef, undef, undef, 1.1);      # time is the test: the bucket drains
-$res = $nginx->get('/index.html', Authorization => "Bearer $tr");
+# the rate: 60/m burst 1 admits 2 at once, then one a second.  "Only one"
+# holds while nginx sees the two requests after the pause within 2 s of the
+# flood (then the bucket has not refilled two); a machine too loaded for
+# that voids the round, which is made again once the bucket is full (2 s)
+my ($fl, $next, $t0);
+for my $try (1 .. 5) {
+    select(undef, undef, undef, 2.1) if $try > 1;    # time: the bucket refills
+    $t0 = time;
+    $fl = flood($tr, 8);
+    select(undef, undef, undef, 1.1);      # time is the test: the bucket drains
+    $res = $nginx->get('/index.html', Authorization => "Bearer $tr");
+    $next = $nginx->get('/index.html', Authorization => "Bearer $tr")->{status};
+    last if time - $t0 < 2;
+    note sprintf 'round %d took %.2f s, not within 2 s: again', $try, time - $t0;
+}
+is($fl, '200=2 429=6', '60/m burst 1: 2 of 8 at once');
 is($res->{status}, 200, 'a second later one more is admitted');
 is($res->{headers}{'ratelimit-policy'}, '"sa";q=60;w=60', 'RateLimit-Policy: the signed rate');
 like($res->{headers}{'ratelimit'}, qr/^"sa";r=0;t=[12]$/, "RateLimit: none left, reset soon ($res->{headers}{'ratelimit'})");
-is($nginx->get('/index.html', Authorization => "Bearer $tr")->{status}, 429, 'and the next is refused');
+is($next, 429, 'and the next is refused');
 
 # headers off; a policy change reaches the cached token at once
 is($f->as('token', 'scope', $idr, qw(--rate 1000/s --burst 100))->{code}, 0, 'token scope --rate 1000/s');

@@ -188,9 +188,14 @@ sub seq {
     return join ' ', map { "$_=$c{$_}" } sort keys %c;
 }
 is(seq($nginx, 5), '200=5', 'gateway A: 5 of the 20');
-sleep 0.3;
+# A's count in Redis (each of its workers sends its own batch)
+SaTest::wait_until(3, sub { quota_total($ids, 'd' . day()) == 5 });
 is(seq($other, 20), '200=15 429=5', 'gateway B: the 15 left, having read A\'s 5');
-sleep 0.3;
+# B's count in Redis, and nothing left to be read: A is the one behind
+SaTest::wait_until(3, sub { quota_total($ids, 'd' . day()) == 20 });
+$redis->barrier;
+SaTest::wait_until(3, sub { SaTest::replies_read($redis->port) });
+sleep 0.1;    # time passing: what A heard is now older than 2 intervals
 my $late = seq($nginx, 10);
 like($late, qr/^(200=1 )?429=(9|10)$/, "gateway A, idle meanwhile: at most the first of 10 ($late)");
 my ($extra) = $late =~ /^200=(\d+)/;
