@@ -265,7 +265,7 @@ $(BUILD)/api-pass/%.t: t/admin/%.t
 
 test: deps
 	$(MAKE) all $(API_PASS)
-	$(TEST_ENV) prove -r -j$(TEST_JOBS) $(wildcard $(TEST_FIRST)) t $(API_PASS)
+	$(TEST_ENV) prove -r --timer -j$(TEST_JOBS) $(wildcard $(TEST_FIRST)) t $(API_PASS)
 
 test-api: deps
 	$(MAKE) all

@@ -218,6 +218,16 @@ sub fake_sentinel {
             ok(SaTest::wait_until(4, sub { $nginx->error_log =~ /sentinel connection to 127\.0\.0\.1:$port (lost|failed): not set up within/ }),
                "D $state: a sentinel that never answers is given up after the set-up deadline");
         }
+        if ($state eq 'subscribed') {
+            # the new workers asked the sentinel, found the master and
+            # subscribed (sa_redis_timeout 300ms: not a deadline to meet
+            # on a loaded machine)
+            my @new = $nginx->worker_pids;
+            SaTest::wait_until(5, sub {
+                my $log = $nginx->error_log;
+                !grep { $log !~ /\] $_#\d+: sa: subscribed to/ } @new;
+            });
+        }
         my $st = status($nginx, $token);
         ok($state eq 'subscribed' ? $st == 200 : ($st == 503 || $st == 200),
            "D $state: after the reload: $st");
