@@ -234,11 +234,12 @@ TEST_JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
 # the longest files first, so that none starts near the end and runs on
 # alone (prove runs its arguments in order, each file once); the rest of
 # t/ follows in its usual order
-TEST_FIRST := t/admin/90-resign.t t/module/85-network.t \
+TEST_FIRST := t/admin/90-resign.t t/module/59-quota-attacks.t \
+              t/module/85-network.t t/api/77-records-refresh.t \
               t/module/93-hostile-redis.t t/module/58-rate-cluster.t \
-              t/admin/97-redis-tls.t t/module/69-fresh-until.t \
-              t/api/76-refresh.t t/module/92-sentinel.t t/module/30-faults.t \
-              t/api/50-faults.t t/api/20-limits.t t/module/96-redis-dns.t \
+              t/api/20-limits.t t/api/76-refresh.t t/module/69-fresh-until.t \
+              t/admin/97-redis-tls.t t/module/30-faults.t t/api/50-faults.t \
+              t/module/96-redis-dns.t t/module/92-sentinel.t \
               t/admin/95-sentinel.t t/module/95-redis-tls.t
 
 # the API pass (SA_TEST_API=1, t/lib/SaTest.pm): admin tests again, every

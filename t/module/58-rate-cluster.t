@@ -121,9 +121,11 @@ sub counted {
 # count acts on it from its next request on.
 sub heard {
     my ($what, $tok, $n, $gateways) = @_;
-    SaTest::wait_for($what, sub { my ($got, $gw) = counted($tok); $got == $n && $gw == $gateways });
+    # (20 s: a batch whose reply a loaded machine delayed past
+    # sa_redis_timeout is sent again after a backoff)
+    SaTest::wait_for($what, sub { my ($got, $gw) = counted($tok); $got == $n && $gw == $gateways }, 20);
     $redis->barrier;
-    SaTest::wait_for("$what: the replies read", sub { SaTest::replies_read($redis->port) });
+    SaTest::wait_for("$what: the replies read", sub { SaTest::replies_read($redis->port) }, 20);
 }
 
 sub cmdstats {

@@ -19,8 +19,11 @@ sub gets {
 
 my ($token, $id) = issue(qw(--scope stacks:read));
 
+# sa_redis_timeout 1s: nothing here is about a slow Redis, and a GET past
+# the default 200 ms on a loaded machine would be a 503
 my $nginx = SaTest::Nginx->start(redis => $redis, workers => 2, http => <<'CONF');
     sa_cache zone=sa:1m ttl=5m negative_ttl=5m;
+    sa_redis_timeout 1s;
     server {
         listen 127.0.0.1:%%PORT%%;
         location / {
