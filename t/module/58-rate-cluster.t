@@ -102,15 +102,16 @@ sub bound {
     return ($burst + 1) + $rate * $t + 1 * ($burst + 1 + $rate * 2 * $SYNC);
 }
 
-# What Redis holds of token $tok's cluster rate count, over its minutes:
-# (the requests admitted, the gateways that admitted them), each gateway's
-# part under its 16-hex-digit name ('t' is the total, 'w'/'x' flags)
+# What Redis holds of token $tok's cluster rate count, over its minutes
+# (sa:ctr:r:w<minute>): (the requests admitted, the gateways that admitted
+# them), each gateway's part in the field <id>:<its 16 hex digits>
 sub counted {
     my ($tok) = @_;
+    my $id = SaTest::tid($tok);
     my ($n, %gw) = (0);
-    for my $k (@{ $redis->cmd('KEYS', 'sa:ctr:' . SaTest::tid($tok) . ':r:*') }) {
+    for my $k (@{ $redis->cmd('KEYS', 'sa:ctr:r:*') }) {
         my %h = @{ $redis->cmd('HGETALL', $k) };
-        for (grep { /^[0-9a-f]{16}$/ } keys %h) { $n += $h{$_}; $gw{$_} = 1 }
+        for (grep { /^\Q$id\E:[0-9a-f]{16}$/ } keys %h) { $n += $h{$_}; $gw{$_} = 1 }
     }
     return ($n, scalar keys %gw);
 }
