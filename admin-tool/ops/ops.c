@@ -41,6 +41,9 @@ static const struct {
 
 #define SA_KINDS  (sizeof(sa_kinds) / sizeof(sa_kinds[0]))
 
+/* an error message is cut at about this many bytes */
+#define SA_DIE_LINE_MAX  1024
+
 
 static size_t
 sa_kind_index(sa_err_kind_t kind)
@@ -88,10 +91,47 @@ sa_err_kind_of_exit(int code)
 }
 
 
+/*
+ * The message as one line for a terminal, a log or a problem's detail:
+ * control bytes (C0, DEL) as \xNN, cut at about 1 kB ("...").  What the
+ * caller typed (a 10 kB name, an escape sequence, a newline) is echoed by
+ * many messages; this is the one place that bounds them all.
+ */
+static const char *
+sa_die_line(const char *message)
+{
+    static char            line[SA_DIE_LINE_MAX + 8];
+    static const char      hex[] = "0123456789abcdef";
+    const unsigned char   *p = (const unsigned char *) message;
+    size_t                 n = 0;
+
+    for ( /* void */ ; *p && n < SA_DIE_LINE_MAX; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            line[n++] = (char) *p;
+        } else {
+            line[n++] = '\\';
+            line[n++] = 'x';
+            line[n++] = hex[*p >> 4];
+            line[n++] = hex[*p & 15];
+        }
+    }
+
+    if (*p) {
+        memcpy(line + n, "...", 3);
+        n += 3;
+    }
+    line[n] = '\0';
+
+    return line;
+}
+
+
 void
 sa_die_message(sa_err_kind_t kind, int code, const char *message,
     const char *usage)
 {
+    message = sa_die_line(message);
+
     if (sa_die_sink != NULL) {
         sa_die_sink(kind, message);
     }

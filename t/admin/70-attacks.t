@@ -399,4 +399,26 @@ sub gw {
     is($redis->digest, $before, 'case 7: listing wrote nothing');
 }
 
+# what the caller typed comes back in the error as one bounded line: a
+# control sequence or a newline in a name is \xNN, a 10 kB name is cut
+{
+    my $before = $redis->digest;
+
+    for my $ref ("x\e[31mX\nsa-admin: forged line", 'ghost/' . ('a' x 10000),
+                 'a' x 10000, "platform/\r\e]0;title\a") {
+        my $r = SaTest::admin($redis, 'account', 'show', $ref);
+        my $what = length($ref) > 40 ? length($ref) . ' bytes' : 'controls';
+        isnt($r->{code}, 0, "error echo ($what): refused");
+        unlike($r->{err}, qr/[\x00-\x09\x0b-\x1f\x7f]/,
+               "error echo ($what): no control byte reaches stderr");
+        is(scalar(() = $r->{err} =~ /\n/g), 1,
+           "error echo ($what): one line") or diag $r->{err};
+        cmp_ok(length($r->{err}), '<', 1100,
+               "error echo ($what): at most about 1 kB");
+        like($r->{err}, qr/\\x1b/, "error echo ($what): ESC shown as \\x1b")
+            if $ref =~ /\e/;
+    }
+    is($redis->digest, $before, 'error echo: nothing written');
+}
+
 done_testing;
