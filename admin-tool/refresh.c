@@ -29,6 +29,7 @@
 
 typedef struct {
     char      id[SA_TOKEN_ID_LEN];
+    uint8_t   heard;                    /* only heard, not read since */
     uint64_t  version;                  /* 0: a free slot */
 } sa_version_slot_t;
 
@@ -42,6 +43,7 @@ struct sa_versions_s {
     sa_version_slot_t   *slots;
     size_t               cap;           /* a power of 2 */
     size_t               n;
+    size_t               unread;        /* slots .heard (the bound's) */
     sa_rversion_slot_t  *rslots;
     size_t               rcap;          /* a power of 2 */
     size_t               rn;
@@ -168,18 +170,33 @@ sa_versions_known(const sa_versions_t *v, const char *id)
 }
 
 
-void
-sa_versions_note(sa_versions_t *v, const char *id, uint64_t version)
+/*
+ * heard: the version comes from the unauthenticated invalidation channel,
+ * not from a record read.  Anyone who can publish there can name made-up
+ * ids without end: a new id heard is kept only while fewer than
+ * SA_VERSIONS_UNREAD_MAX ids are heard and not read since (a record read
+ * clears the mark), so that a flood cannot grow the memory until the
+ * refresher dies (and is started again with it empty).  0: not kept.
+ */
+static int
+sa_versions_note_as(sa_versions_t *v, const char *id, uint64_t version,
+    int heard)
 {
     size_t              i, old_cap;
     sa_version_slot_t  *old, *s;
 
     if (version == 0) {
-        return;
+        return 1;
+    }
+
+    s = &v->slots[sa_versions_slot(v, id)];
+
+    if (s->version == 0 && heard && v->unread >= SA_VERSIONS_UNREAD_MAX) {
+        return 0;
     }
 
     /* at most half full: probes stay short */
-    if (2 * (v->n + 1) > v->cap) {
+    if (s->version == 0 && 2 * (v->n + 1) > v->cap) {
         old = v->slots;
         old_cap = v->cap;
         v->cap *= 2;
@@ -191,18 +208,33 @@ sa_versions_note(sa_versions_t *v, const char *id, uint64_t version)
             }
         }
         free(old);
-    }
 
-    s = &v->slots[sa_versions_slot(v, id)];
+        s = &v->slots[sa_versions_slot(v, id)];
+    }
 
     if (s->version == 0) {
         memcpy(s->id, id, SA_TOKEN_ID_LEN);
         v->n++;
+        s->heard = (uint8_t) heard;
+        v->unread += heard;
+
+    } else if (s->heard && !heard) {
+        s->heard = 0;
+        v->unread--;
     }
 
     if (version > s->version) {
         s->version = version;
     }
+
+    return 1;
+}
+
+
+void
+sa_versions_note(sa_versions_t *v, const char *id, uint64_t version)
+{
+    (void) sa_versions_note_as(v, id, version, 0);
 }
 
 
@@ -214,7 +246,8 @@ sa_versions_count(const sa_versions_t *v)
 
 
 size_t
-sa_versions_note_message(sa_versions_t *v, const char *msg, size_t len)
+sa_versions_note_message(sa_versions_t *v, const char *msg, size_t len,
+    size_t *bounded)
 {
     size_t                noted;
     uint64_t              version;
@@ -230,8 +263,11 @@ sa_versions_note_message(sa_versions_t *v, const char *msg, size_t len)
         if (version > 0 && sa_token_id_valid((const char *) id,
                                              SA_TOKEN_ID_LEN))
         {
-            sa_versions_note(v, (const char *) id, version);
-            noted++;
+            if (sa_versions_note_as(v, (const char *) id, version, 1)) {
+                noted++;
+            } else if (bounded != NULL) {
+                (*bounded)++;
+            }
         }
     }
 

@@ -66,7 +66,14 @@ size_t sa_versions_count(const sa_versions_t *v);
  * many versions were noted; malformed items are skipped.
  */
 size_t sa_versions_note_message(sa_versions_t *v, const char *msg,
-    size_t len);
+    size_t len, size_t *bounded);
+
+/*
+ * At most this many token ids heard on the invalidation channel and not
+ * read by a run since are kept (a flood of made-up ids; *bounded counts
+ * those not kept).
+ */
+#define SA_VERSIONS_UNREAD_MAX  (1 << 18)
 
 typedef struct {
     int             dry_run;        /* count, write nothing */

@@ -7,7 +7,8 @@
 --   '0': the record had expired out of Redis; '*': it failed verification
 --   and is overwritten whatever it holds; '-': it names another account,
 --   only its entry in this account's index goes.  After the tokens:
---   the event (a signed envelope, '' for none).
+--   the event (a signed envelope, '' for none), then for a deletion the
+--   signed marker published on <prefix>records (record_written()).
 -- The tokens are those whose signed records name the account, found by
 -- sa-admin, which may include some the index misses (they are put back);
 -- the index only tells whether one was issued meanwhile.
@@ -89,7 +90,7 @@ if arec == '' then
     for i = 0, ntok - 1 do
         redis.call('ZREM', P .. SA_KEY_EXPIRING, ARGV[12 + i * 4])
     end
-    record_written(redis.call('GET', akey), true)
+    record_written(ARGV[13 + ntok * 4])
     redis.call('DEL', akey, tset)
     redis.call('SREM', P .. SA_KEY_TEAM .. team .. SA_KEY_ACCOUNTS, aid)
     if redis.call('HGET', P .. SA_KEY_TEAM .. team .. SA_KEY_NAMES, aname) == aid then

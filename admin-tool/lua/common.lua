@@ -222,18 +222,17 @@ end
 
 
 -- A record permission checks read (account, team, member, application,
--- personal token) written: "<kind>:<id> <version>" published on
--- <prefix>records, where serve's refresher hears it (refresh.h), so that
--- a change made and its older record put back before the refresher's next
--- run is told from the current one.  bump: the version is one more than
--- the record's (a deletion: nothing of that version or below is current).
-local function record_written(rec, bump)
-    local ok, r = pcall(cjson.decode, string.sub(rec or '', SA_ENVELOPE_HEAD_LEN + 1))
-    if ok and type(r) == 'table' and type(r.kind) == 'string'
-        and type(r.id) == 'string' and type(r.version) == 'number'
-    then
-        redis.call('PUBLISH', P .. SA_KEY_RECORDS, r.kind .. ':' .. r.id .. ' '
-                   .. string.format('%d', r.version + (bump and 1 or 0)))
+-- personal token) written: the record itself, as stored (signed by
+-- sa-admin), published on <prefix>records, where serve's refresher hears
+-- it (refresh.h), so that a change made and its older record put back
+-- before the refresher's next run is told from the current one.  A
+-- deletion publishes the signed marker sa-admin made for it (a higher
+-- version, no usable record).  Signed, so that whoever else can publish
+-- there (any Redis writer) can make the refresher remember no version
+-- sa-admin did not sign (docs/admin-api.md, "Reviewed").
+local function record_written(rec)
+    if rec and rec ~= '' then
+        redis.call('PUBLISH', P .. SA_KEY_RECORDS, rec)
     end
 end
 

@@ -144,8 +144,8 @@ sa_account_batch(sa_admin_t *sa, const char *team, redisReply *ids,
         }
 
         if (sa_account_from_value(sa, id, r->str, r->len, &a, &err) != 0) {
-            fprintf(stderr, "sa-admin: account %s: record refused: %s "
-                    "(written by something other than sa-admin?)\n", id, err);
+            fprintf(stderr, "sa-admin: account %s: record refused: %s%s\n",
+                    id, err, sa_refused_hint(err));
 
         } else if (strcmp(a.team, team) != 0) {
             fprintf(stderr, "sa-admin: account %s is listed in team %s but "
@@ -405,6 +405,21 @@ sa_account_change_once(sa_admin_t *sa, sa_account_t *a, json_t *new_apps,
                                            "previous_apps", a->apps));
     sa_args_add(&args, ev);
     free(ev);
+
+    /*
+     * A deletion's marker for serve's refresher (<prefix>records): signed,
+     * one version past the record deleted, and no account record (no team,
+     * name, applications: put back, it is refused as invalid)
+     */
+    if (new_apps == NULL) {
+        payload = json_pack("{s:s, s:s, s:I, s:b}", "kind", "account", "id",
+                            a->id, "version", (json_int_t) a->version + 1,
+                            "deleted", 1);
+        sealed = sa_record_seal(sa, payload);
+        sa_args_add(&args, sealed);
+        free(sealed);
+        json_decref(payload);
+    }
 
     rc = sa_change_or_exit(sa, &sa_lua_account_change, &args);
 

@@ -169,9 +169,8 @@ sa_app_change_once(sa_admin_t *sa, void *data)
                             r->type == REDIS_REPLY_STRING ? r->str : NULL,
                             r->len, &err);
     if (c->rec == NULL && err != NULL) {
-        sa_die_kind(SA_ERR_NOT_FOUND, "the record of application '%s' is "
-                    "refused: %s (written by something other than "
-                    "sa-admin?)", c->app, err);
+        sa_die_kind(sa_refused_kind(err), "the record of application '%s' "
+                    "is refused: %s%s", c->app, err, sa_refused_hint(err));
     }
     if (c->rec == NULL) {
         sa_die_kind(SA_ERR_NOT_FOUND, "no application '%s'", c->app);
@@ -323,9 +322,9 @@ sa_op_app_list(sa_admin_t *sa, json_t *in)
                              r->len, &err);
         if (rec == NULL && err != NULL) {
             fprintf(stderr, "sa-admin: the record of application '%s' is "
-                    "refused: %s (written by something other than "
-                    "sa-admin?); not listed\n", sa_vis(names->element[i]->str),
-                    err);
+                    "refused: %s%s; not listed\n",
+                    sa_vis(names->element[i]->str), err,
+                    sa_refused_hint(err));
         }
         if (rec != NULL && (team == NULL || sa_app_serves(rec, team))
             && sa_app_seen(sa, sight, rec))

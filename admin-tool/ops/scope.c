@@ -104,9 +104,8 @@ sa_scope_change_once(sa_admin_t *sa, void *data)
                             r->type == REDIS_REPLY_STRING ? r->str : NULL,
                             r->len, &err);
     if (c->rec == NULL && err != NULL) {
-        sa_die_kind(SA_ERR_NOT_FOUND, "the record of application '%s' is "
-                    "refused: %s (written by something other than "
-                    "sa-admin?)", c->app, err);
+        sa_die_kind(sa_refused_kind(err), "the record of application '%s' "
+                    "is refused: %s%s", c->app, err, sa_refused_hint(err));
     }
     if (c->rec == NULL) {
         freeReplyObject(r);
@@ -277,8 +276,8 @@ sa_scope_apps(sa_admin_t *sa, sa_app_sight_t *sight)
                              r->len, &err);
         if (rec == NULL && err != NULL) {
             fprintf(stderr, "sa-admin: the record of application '%s' is "
-                    "refused: %s (written by something other than "
-                    "sa-admin?); not listed\n", sa_vis(v[i]), err);
+                    "refused: %s%s; not listed\n", sa_vis(v[i]), err,
+                    sa_refused_hint(err));
         }
         if (rec != NULL && (sight == NULL || sa_app_seen(sa, sight, rec))) {
             json_array_append_new(out, rec);

@@ -307,9 +307,9 @@ sa_op_team_member_list(sa_admin_t *sa, json_t *in)
                            members->element[i + 1]->len, &err);
         if (m == NULL) {
             fprintf(stderr, "sa-admin: the member record of '%s' is "
-                    "refused: %s (written by something other than "
-                    "sa-admin?); not listed\n",
-                    sa_vis(members->element[i]->str), err);
+                    "refused: %s%s; not listed\n",
+                    sa_vis(members->element[i]->str), err,
+                    sa_refused_hint(err));
             continue;
         }
         if (sa_member_removed(m)) {

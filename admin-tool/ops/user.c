@@ -360,9 +360,8 @@ sa_ptoken_revoke_once(sa_admin_t *sa, void *data)
     }
 
     if (rec == NULL) {
-        sa_die_kind(SA_ERR_NOT_FOUND, "the record of personal token '%s' is "
-                    "refused: %s (written by something other than "
-                    "sa-admin?)", rv->id, err);
+        sa_die_kind(sa_refused_kind(err), "the record of personal token '%s' "
+                    "is refused: %s%s", rv->id, err, sa_refused_hint(err));
     }
 
     user = json_string_value(json_object_get(rec, "user"));

@@ -482,11 +482,21 @@ sa_metrics_text(sa_serve_t *s)
                 "sa_admin_refresh_records_refused_total{reason=\"older\"} "
                 "%llu\n"
                 "sa_admin_refresh_records_refused_total{reason=\"invalid\"} "
+                "%llu\n"
+                "# HELP sa_admin_refresh_messages_ignored_total Messages the "
+                "refresher heard but did not keep: on <prefix>records not a "
+                "record signed by the signing key (forged, or garbage), on "
+                "the invalidation channel a new id past the memory's bound.\n"
+                "# TYPE sa_admin_refresh_messages_ignored_total counter\n"
+                "sa_admin_refresh_messages_ignored_total{reason=\"unsigned\"} "
+                "%llu\n"
+                "sa_admin_refresh_messages_ignored_total{reason=\"bound\"} "
                 "%llu\n",
                 SA_RS(runs), SA_RS(failed), SA_RS(renewed), SA_RS(older),
                 SA_RS(refused), SA_RS(heard), SA_RS(versions),
                 SA_RS(subscribed), SA_RS(restarts), SA_RS(rec_renewed),
-                SA_RS(rec_older), SA_RS(rec_refused));
+                SA_RS(rec_older), SA_RS(rec_refused), SA_RS(rec_unsigned),
+                SA_RS(tok_unheard));
 #undef SA_RS
     }
 

@@ -58,6 +58,10 @@
 #include "util.h"
 
 
+/* a record is far smaller; a longer message is not read */
+#define SA_RECORDS_MESSAGE_MAX  (1024 * 1024)
+
+
 static sa_refresh_shm_t       *sa_rstats;
 static sa_versions_t          *sa_rversions;
 static sa_rconn_t             *sa_rsub;          /* the subscription */
@@ -123,34 +127,61 @@ sa_sub_close(const char *why)
 
 
 /*
- * A message of <prefix>records (common.lua, record_written()): "<kind>:<id>
- * <version>", a record of the other kinds written (refresh.h).  Not
- * authenticated, as the invalidation channel: a publisher can at worst
- * make genuine records refused by the refresher (they lapse).
+ * A message of <prefix>records (common.lua, record_written()): a record of
+ * the other kinds written, as it was stored, or the signed marker of one
+ * deleted (a higher version, never a usable record): the record itself,
+ * signed by sa-admin.  Only a message that verifies with the signing key
+ * and names a kind, an id and a version is kept: a Redis writer, who can
+ * publish anything there, can neither raise a record's version past what
+ * sa-admin signed (a made-up version would make the refresher refuse the
+ * current record, and every later one, for as long as it runs) nor fill
+ * the memory with made-up names; replaying a genuine message only tells a
+ * version that was current once (the memory keeps the highest).  Never
+ * ends the run (no sa_die: this is heard between runs too).
  */
 static void
 sa_sub_record(const char *msg, size_t len)
 {
-    char                key[600], *end;
-    const char         *sp;
-    unsigned long long  version;
+    char                key[700];
+    const char         *payload, *kind, *id;
+    size_t              plen;
+    json_int_t          version;
+    json_t             *j;
+    const uint8_t      *sk = sa_signing_key_if_loaded();
+    sa_kind_t           k;
+    int                 known = 0;
 
-    sp = memchr(msg, ' ', len);
-    if (sp == NULL || (size_t) (sp - msg) >= sizeof(key) || sp == msg
-        || memchr(msg, '\0', len) != NULL)
+    j = NULL;
+
+    if (sk == NULL || len > SA_RECORDS_MESSAGE_MAX
+        || sa_envelope_open(msg, len, sk + 32, &payload, &plen) != SA_REC_OK
+        || (j = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, NULL))
+           == NULL
+        || json_unpack(j, "{s:s, s:s, s:I}", "kind", &kind, "id", &id,
+                       "version", &version) != 0
+        || version < 1 || id[0] == '\0'
+        || strlen(kind) + strlen(id) + 2 > sizeof(key))
     {
+        json_decref(j);
+        __atomic_add_fetch(&sa_rstats->rec_unsigned, 1, __ATOMIC_RELAXED);
         return;
     }
 
-    memcpy(key, msg, sp - msg);
-    key[sp - msg] = '\0';
-    errno = 0;
-    version = strtoull(sp + 1, &end, 10);
-    if (errno != 0 || end != msg + len || version == 0 || sp[1] == '-') {
+    for (k = SA_KIND_TOKEN; k <= SA_KIND_PTOKEN; k++) {
+        if (k != SA_KIND_TOKEN && strcmp(kind, sa_kind_name(k)) == 0) {
+            known = 1;
+        }
+    }
+
+    if (!known) {
+        json_decref(j);
+        __atomic_add_fetch(&sa_rstats->rec_unsigned, 1, __ATOMIC_RELAXED);
         return;
     }
 
-    sa_versions_note_rec(sa_rversions, key, version);
+    snprintf(key, sizeof(key), "%s:%s", kind, id);
+    sa_versions_note_rec(sa_rversions, key, (uint64_t) version);
+    json_decref(j);
     __atomic_add_fetch(&sa_rstats->heard, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&sa_rstats->versions, sa_versions_count(sa_rversions),
                      __ATOMIC_RELAXED);
@@ -161,7 +192,7 @@ sa_sub_record(const char *msg, size_t len)
 static int
 sa_sub_reply(redisReply *r)
 {
-    size_t       noted;
+    size_t       noted, bounded = 0;
     redisReply  *k;
     int          pong = 0;
 
@@ -181,7 +212,9 @@ sa_sub_reply(redisReply *r)
             && r->element[2]->type == REDIS_REPLY_STRING)
         {
             noted = sa_versions_note_message(sa_rversions, r->element[2]->str,
-                                             r->element[2]->len);
+                                             r->element[2]->len, &bounded);
+            __atomic_add_fetch(&sa_rstats->tok_unheard, bounded,
+                               __ATOMIC_RELAXED);
             __atomic_add_fetch(&sa_rstats->heard, noted, __ATOMIC_RELAXED);
             __atomic_store_n(&sa_rstats->versions,
                              sa_versions_count(sa_rversions),

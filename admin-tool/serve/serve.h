@@ -135,6 +135,10 @@ typedef struct {
     uint64_t          rec_renewed;  /* the same for the records permission */
     uint64_t          rec_refused;  /* checks read (account, team, member, */
     uint64_t          rec_older;    /* application, personal token) */
+    uint64_t          rec_unsigned; /* <prefix>records messages ignored:
+                                       not a record signed by the key */
+    uint64_t          tok_unheard;  /* invalidation versions not kept: the
+                                       memory's bound for ids never read */
 } sa_refresh_shm_t;
 
 typedef struct {

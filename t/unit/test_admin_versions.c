@@ -72,7 +72,7 @@ main(void)
                            "BadId:3 Yy00000000000000 Xx00000000000000:x "
                            "Ww00000000000000:99999999999999999999999";
 
-        is_long((long) sa_versions_note_message(v, msg, strlen(msg)), 2,
+        is_long((long) sa_versions_note_message(v, msg, strlen(msg), NULL), 2,
                 "message: the two well-formed id:version items noted");
         is_long((long) sa_versions_known(v, "AbCdEfGh01234567"), 4,
                 "message: the first one's version");
@@ -82,10 +82,50 @@ main(void)
                 "message: an id without a version notes nothing");
         is_long((long) sa_versions_known(v, "Ww00000000000000"), 0,
                 "message: a version too long for 64 bits notes nothing");
-        is_long((long) sa_versions_note_message(v, "AbCdEfGh01234567:2", 18),
+        is_long((long) sa_versions_note_message(v, "AbCdEfGh01234567:2", 18,
+                                                  NULL),
                 1, "message: a lower version is taken in ...");
         is_long((long) sa_versions_known(v, "AbCdEfGh01234567"), 4,
                 "... and lowers nothing");
+    }
+    sa_versions_free(v);
+
+    /* a flood of made-up ids on the channel: bounded (attack review) */
+    v = sa_versions_new();
+    {
+        char    msg[64];
+        size_t  bounded = 0, kept = 0;
+
+        for (i = 0; i < SA_VERSIONS_UNREAD_MAX + 1000; i++) {
+            id_of(i, id);
+            snprintf(msg, sizeof(msg), "%.16s:7", id);
+            kept += sa_versions_note_message(v, msg, strlen(msg), &bounded);
+        }
+        is_long((long) kept, SA_VERSIONS_UNREAD_MAX,
+                "flood: new ids heard are kept up to the bound");
+        is_long((long) bounded, 1000, "flood: the rest counted as not kept");
+        id_of(SA_VERSIONS_UNREAD_MAX + 10, id);
+        is_long((long) sa_versions_known(v, id), 0,
+                "flood: one past the bound is not known");
+        id_of(3, id);
+        snprintf(msg, sizeof(msg), "%.16s:9", id);
+        is_long((long) sa_versions_note_message(v, msg, strlen(msg), &bounded),
+                1, "flood: a known id heard again is still noted");
+        is_long((long) sa_versions_known(v, id), 9, "flood: with its version");
+        /* a run reads records: they no longer count against the bound */
+        for (i = 0; i < 500; i++) {
+            id_of(i, id);
+            sa_versions_note(v, id, 7);
+        }
+        bounded = 0;
+        for (i = SA_VERSIONS_UNREAD_MAX + 2000;
+             i < SA_VERSIONS_UNREAD_MAX + 3000; i++)
+        {
+            id_of(i, id);
+            snprintf(msg, sizeof(msg), "%.16s:7", id);
+            sa_versions_note_message(v, msg, strlen(msg), &bounded);
+        }
+        is_long((long) bounded, 500, "flood: ids read free room for as many");
     }
     sa_versions_free(v);
 
