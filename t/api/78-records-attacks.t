@@ -25,7 +25,7 @@ use SaTest;
 SaTest::require_build('sa-admin');
 
 my $redis = SaTest::Redis->start;
-my %E = (SA_FRESH_PERIOD => '8s');
+my %E = (SA_FRESH_PERIOD => '16s');
 sub as { my $u = shift; SaTest::admin($redis, { SA_ACTOR => $u, %E }, @_) }
 sub op { SaTest::operator($redis, { %E }, @_) }
 sub ok0 { my ($r, $what) = @_; is($r->{code}, 0, $what) or diag $r->{err}; $r }
@@ -63,7 +63,7 @@ for my $k (sort keys %tamper) {
     is($r->{code}, 2, "F $k: refused (exit 2), not taken") or diag $r->{err};
     like($r->{err}, qr/the member record of 'carol' in team 'plat' is refused: .*written by something other than sa-admin/,
          "F $k: as a forgery");
-    $r = op(qw(key refresh --period 8s --within 2s --lapsed --json));
+    $r = op(qw(key refresh --period 16s --within 4s --lapsed --json));
     is($r->{code}, 2, "F $k: key refresh --lapsed refuses it (exit 2)");
     is(member('carol'), $head . $tamper{$k}, "F $k: and leaves it, unrenewed");
 }
@@ -224,19 +224,19 @@ like($r->{content}, qr/stale-record/, 'R: the problem type stale-record') or dia
 $redis->cmd('DEL', "sa:acct:$tmp");
 
 # ------------------------------------------------ K: kill -9 mid-run, again and again
-ok0(op(qw(key refresh --period 8s --within 2s --lapsed)), 'K: every record current again (the operator)');
+ok0(op(qw(key refresh --period 16s --within 4s --lapsed)), 'K: every record current again (the operator)');
 ok0(as('alice', 'team', 'member', 'add', 'plat', "m$_", '--perm', 'service_accounts:tokens'), "K: member m$_")
     for 1 .. 40;
 # every record fresh for the whole period first, and the kills over well
 # within it: a refresher killed before each run renews nothing, so on a
 # loaded machine the 40 adds and 8 kills outlasted a record's window and
 # it lapsed (left alone, as a lapsed record is: not what K is about)
-ok0(op(qw(key refresh --period 8s --within 7s --lapsed)), 'K: every record fresh for 7 s at least');
+ok0(op(qw(key refresh --period 16s --within 15s --lapsed)), 'K: every record fresh for 15 s at least');
 my $t0 = Time::HiRes::time();
 my $restarts = metric('sa_admin_refresh_restarts_total');
 for my $i (1 .. 8) {
     last if $i > 1 && Time::HiRes::time() - $t0 > 3;
-    my ($pid) = $api->err =~ /.*refresh: every 1s, period 8s \(pid (\d+)\)/s;
+    my ($pid) = $api->err =~ /.*refresh: every 1s, period 16s \(pid (\d+)\)/s;
     ok($pid && kill('KILL', $pid), "K $i: the refresher (pid $pid) killed -9");
     ok(SaTest::wait_until(10, sub { (metric('sa_admin_refresh_restarts_total') // 0) > $restarts }),
        "K $i: serve starts another");
@@ -246,7 +246,7 @@ for my $i (1 .. 8) {
 my $runs_k = metric('sa_admin_refresh_runs_total') // 0;
 ok(SaTest::wait_until(10, sub { (metric('sa_admin_refresh_runs_total') // 0) > $runs_k }),
    'K: the last refresher completes a run');
-$r = op(qw(key refresh --period 8s --within 7s --dry-run --json));
+$r = op(qw(key refresh --period 16s --within 15s --dry-run --json));
 is($r->{code}, 0, 'K: every record verifies (nothing half-written)') or diag $r->{err};
 is($r->{json}{records}{refused}, 0, 'K: none refused') or diag explain $r->{json};
 is($r->{json}{records}{lapsed}, 0, 'K: none lapsed');
