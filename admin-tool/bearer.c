@@ -294,6 +294,7 @@ sa_bearer_forget(void)
     memset(sa_seen, 0, sizeof(sa_seen_own));
     sa_seen_unlock();
     memset(sa_proven, 0, sizeof(sa_proven));
+    sa_verified_forget();
 }
 
 

@@ -35,6 +35,8 @@ const uint8_t *sa_signing_key_if_loaded(void);
 /* the key wiped from memory: the next sa_signing_key_or_exit() reads the
  * file again (serve's refresher, on SIGHUP) */
 void sa_signing_key_forget(void);
+/* forgets which envelopes this process verified (records.c) */
+void sa_verified_forget(void);
 
 /*
  * The signed record of a kind and id, as its payload's JSON object
