@@ -841,11 +841,23 @@ static void
 ngx_http_sa_rate_count(ngx_http_sa_sync_t *sync, const u_char *id,
     time_t win, ngx_uint_t admitted)
 {
-    u_char     buf[NGX_HTTP_SA_SYNC_PERIOD_LEN];
     ngx_str_t  period;
 
-    period.data = buf;
-    period.len = ngx_sprintf(buf, "w%T", win) - buf;
+    /* the minute's name, made once a minute (and minute before) a worker */
+    static time_t     named[2] = { -1, -1 };
+    static size_t     len[2];
+    static u_char     buf[2][NGX_HTTP_SA_SYNC_PERIOD_LEN];
+    ngx_uint_t        i;
+
+    i = (ngx_uint_t) win & 1;
+
+    if (named[i] != win) {
+        len[i] = ngx_sprintf(buf[i], "w%T", win) - buf[i];
+        named[i] = win;
+    }
+
+    period.data = buf[i];
+    period.len = len[i];
 
     /* kept two minutes: the minute, and the next one reads its end */
     (void) ngx_http_sa_sync_add(sync, id, NGX_HTTP_SA_SYNC_RATE, &period, 120,

@@ -417,33 +417,63 @@ ngx_http_sa_days_from_civil(int64_t y, int64_t m, int64_t d)
 }
 
 
-/* the quota's period now: its text and the seconds to its end */
+/*
+ * The quota's period now: its text and the seconds to its end.  Both
+ * texts and the month's end change only with the day: made once a day in
+ * each worker, not per request (issue 25, the cost of a request).
+ */
 static void
 ngx_http_sa_quota_period(const sa_policy_t *p, time_t now,
     ngx_http_sa_rl_result_t *res)
 {
-    u_char    *e;
-    int64_t    next;
-    ngx_tm_t   tm;
+    u_char      *e;
+    int64_t      day, next;
+    ngx_tm_t     tm;
+    ngx_str_t   *text;
 
-    ngx_gmtime(now, &tm);
+    static int64_t    cached_day = -1;
+    static int64_t    month_end;
+    static ngx_str_t  day_text, month_text;
+    static u_char     day_buf[NGX_HTTP_SA_SYNC_PERIOD_LEN];
+    static u_char     month_buf[NGX_HTTP_SA_SYNC_PERIOD_LEN];
 
-    if (p->quota_period == SA_QUOTA_DAY) {
-        e = ngx_sprintf(res->period_text, "d%04d%02d%02d", tm.ngx_tm_year,
+    day = (int64_t) now / 86400;
+
+    if (day != cached_day) {
+        ngx_gmtime(now, &tm);
+
+        e = ngx_sprintf(day_buf, "d%04d%02d%02d", tm.ngx_tm_year,
                         tm.ngx_tm_mon, tm.ngx_tm_mday);
-        next = ((int64_t) now / 86400 + 1) * 86400;
+        day_text.data = day_buf;
+        day_text.len = e - day_buf;
 
-    } else {
-        e = ngx_sprintf(res->period_text, "m%04d%02d", tm.ngx_tm_year,
+        e = ngx_sprintf(month_buf, "m%04d%02d", tm.ngx_tm_year,
                         tm.ngx_tm_mon);
-        next = ngx_http_sa_days_from_civil(
-                   tm.ngx_tm_year + (tm.ngx_tm_mon == 12),
-                   tm.ngx_tm_mon == 12 ? 1 : tm.ngx_tm_mon + 1, 1) * 86400;
+        month_text.data = month_buf;
+        month_text.len = e - month_buf;
+
+        month_end = ngx_http_sa_days_from_civil(
+                        tm.ngx_tm_year + (tm.ngx_tm_mon == 12),
+                        tm.ngx_tm_mon == 12 ? 1 : tm.ngx_tm_mon + 1, 1)
+                    * 86400;
+
+        cached_day = day;
     }
 
-    ngx_memzero(e, res->period_text + NGX_HTTP_SA_SYNC_PERIOD_LEN - e);
+    if (p->quota_period == SA_QUOTA_DAY) {
+        text = &day_text;
+        next = (day + 1) * 86400;
+
+    } else {
+        text = &month_text;
+        next = month_end;
+    }
+
+    ngx_memcpy(res->period_text, text->data, text->len);
+    ngx_memzero(res->period_text + text->len,
+                NGX_HTTP_SA_SYNC_PERIOD_LEN - text->len);
     res->period.data = res->period_text;
-    res->period.len = e - res->period_text;
+    res->period.len = text->len;
     res->period_left = (time_t) (next - now);
 }
 

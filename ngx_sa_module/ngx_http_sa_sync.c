@@ -40,6 +40,7 @@ typedef struct {
     u_char                     kind;
     u_char                     period_len;
     u_char                     app_len;
+    uint32_t                   hash;          /* ngx_http_sa_sync_hash() */
     u_char                     period[NGX_HTTP_SA_SYNC_PERIOD_LEN];
     u_char                     app[NGX_HTTP_SA_SYNC_APP_LEN];
     time_t                     expire;
@@ -67,6 +68,7 @@ struct ngx_http_sa_sync_s {
     ngx_http_sa_sync_total_pt  handlers[NGX_HTTP_SA_SYNC_KINDS];
     void                      *handler_data[NGX_HTTP_SA_SYNC_KINDS];
     u_char                     nonce[32];     /* this worker, in hex */
+    uint64_t                   hkey;          /* the table's hash key */
     u_char                     day[8];        /* YYYYMMDD of today */
     time_t                     day_of;        /* its day number */
     ngx_uint_t                 dropped;       /* table full: not counted */
@@ -313,6 +315,9 @@ ngx_http_sa_sync_init_process(ngx_cycle_t *cycle,
     randombytes_buf(nonce, sizeof(nonce));
     ngx_hex_dump(s->nonce, nonce, sizeof(nonce));
 
+    /* the table's slots, chosen under a random key of this worker */
+    randombytes_buf(&s->hkey, sizeof(s->hkey));
+
     s->timer.handler = ngx_http_sa_sync_tick;
     s->timer.data = s;
     s->timer.log = cycle->log;
@@ -417,18 +422,57 @@ ngx_http_sa_sync_up(ngx_http_sa_sync_t *s)
 }
 
 
-/* the item of this key, made if new; NULL: the table is full */
-static ngx_http_sa_item_t *
-ngx_http_sa_sync_item(ngx_http_sa_sync_t *s, ngx_uint_t type,
-    const u_char *id, ngx_uint_t kind, u_char *period, size_t period_len)
+/*
+ * The slot of an item's key, under the worker's random key: a few
+ * multiplications over 8-byte words (issue 25: two crc32s of the id and
+ * the period, byte by byte, were the most of the table's cost per request)
+ */
+static uint32_t
+ngx_http_sa_sync_hash(ngx_http_sa_sync_t *s, ngx_uint_t type,
+    const u_char *id, ngx_uint_t kind, const u_char *period,
+    size_t period_len)
 {
-    uint32_t             h;
+    size_t    i;
+    uint64_t  h, w;
+
+#define NGX_HTTP_SA_SYNC_MIX(h, w)                                            \
+    h = ((h) ^ (w)) * 0x9e3779b97f4a7c15ULL;                                 \
+    h ^= h >> 29
+
+    h = s->hkey ^ (type * 8 + kind) ^ ((uint64_t) period_len << 8);
+
+    ngx_memcpy(&w, id, 8);
+    NGX_HTTP_SA_SYNC_MIX(h, w);
+    ngx_memcpy(&w, id + 8, 8);
+    NGX_HTTP_SA_SYNC_MIX(h, w);
+
+    for (i = 0; i + 8 <= period_len; i += 8) {
+        ngx_memcpy(&w, period + i, 8);
+        NGX_HTTP_SA_SYNC_MIX(h, w);
+    }
+
+    if (i < period_len) {
+        w = 0;
+        ngx_memcpy(&w, period + i, period_len - i);
+        NGX_HTTP_SA_SYNC_MIX(h, w);
+    }
+
+#undef NGX_HTTP_SA_SYNC_MIX
+
+    h *= 0xff51afd7ed558ccdULL;
+
+    return (uint32_t) (h >> 32);
+}
+
+
+/* the item of this key (of hash h), made if new; NULL: the table is full */
+static ngx_http_sa_item_t *
+ngx_http_sa_sync_item(ngx_http_sa_sync_t *s, uint32_t h, ngx_uint_t type,
+    const u_char *id, ngx_uint_t kind, const u_char *period,
+    size_t period_len)
+{
     ngx_uint_t           i, n;
     ngx_http_sa_item_t  *it;
-
-    h = ngx_crc32_short((u_char *) id, SA_TOKEN_ID_LEN);
-    h = h * 31 + (uint32_t) (type * 8 + kind);
-    h ^= ngx_crc32_short(period, period_len);
 
     for (n = 0; n < NGX_HTTP_SA_SYNC_SLOTS; n++) {
         i = (h + n) & (NGX_HTTP_SA_SYNC_SLOTS - 1);
@@ -439,7 +483,7 @@ ngx_http_sa_sync_item(ngx_http_sa_sync_t *s, ngx_uint_t type,
 
         it = &s->items[s->slots[i] - 1];
 
-        if (it->type == type && it->kind == kind
+        if (it->hash == h && it->type == type && it->kind == kind
             && it->period_len == period_len
             && ngx_memcmp(it->id, id, SA_TOKEN_ID_LEN) == 0
             && ngx_memcmp(it->period, period, period_len) == 0)
@@ -467,6 +511,7 @@ ngx_http_sa_sync_item(ngx_http_sa_sync_t *s, ngx_uint_t type,
     it->type = (u_char) type;
     it->kind = (u_char) kind;
     it->period_len = (u_char) period_len;
+    it->hash = h;
     ngx_memcpy(it->period, period, period_len);
 
     s->slots[(h + n) & (NGX_HTTP_SA_SYNC_SLOTS - 1)] = (uint16_t)
@@ -512,7 +557,10 @@ ngx_http_sa_sync_usage(ngx_http_sa_sync_t *s, const u_char *id,
                     tm.ngx_tm_mday);
     }
 
-    it = ngx_http_sa_sync_item(s, NGX_HTTP_SA_ITEM_USAGE, id, 0, s->day, 8);
+    it = ngx_http_sa_sync_item(s,
+                               ngx_http_sa_sync_hash(s, NGX_HTTP_SA_ITEM_USAGE,
+                                                     id, 0, s->day, 8),
+                               NGX_HTTP_SA_ITEM_USAGE, id, 0, s->day, 8);
     if (it != NULL) {
         ngx_http_sa_sync_inc(&it->counts[field], 1);
     }
@@ -530,7 +578,12 @@ ngx_http_sa_sync_add(ngx_http_sa_sync_t *s, const u_char *id,
         return NGX_DECLINED;
     }
 
-    it = ngx_http_sa_sync_item(s, NGX_HTTP_SA_ITEM_COUNTER, id, kind,
+    it = ngx_http_sa_sync_item(s,
+                               ngx_http_sa_sync_hash(s,
+                                                     NGX_HTTP_SA_ITEM_COUNTER,
+                                                     id, kind, period->data,
+                                                     period->len),
+                               NGX_HTTP_SA_ITEM_COUNTER, id, kind,
                                period->data, period->len);
     if (it == NULL) {
         return NGX_DECLINED;
@@ -732,8 +785,10 @@ ngx_http_sa_sync_keep_usage(ngx_http_sa_sync_t *s)
         it = &s->batch[i];
 
         if (it->type == NGX_HTTP_SA_ITEM_USAGE) {
-            to = ngx_http_sa_sync_item(s, NGX_HTTP_SA_ITEM_USAGE, it->id, 0,
-                                       it->period, it->period_len);
+            /* its hash is kept: the key's slot is found at once */
+            to = ngx_http_sa_sync_item(s, it->hash, NGX_HTTP_SA_ITEM_USAGE,
+                                       it->id, 0, it->period,
+                                       it->period_len);
             if (to != NULL) {
                 ngx_memcpy(to->counts, it->counts, sizeof(it->counts));
             }
