@@ -241,19 +241,19 @@ sa_perm_valid(const char *s)
 }
 
 
-const char *
-sa_vis(const char *s)
+char *
+sa_escape(char *out, const char *s, size_t max, int ascii_only)
 {
-    static char          bufs[4][256];
-    static unsigned      next;
     static const char    hex[] = "0123456789abcdef";
-    char                *out = bufs[next++ % 4];
     const unsigned char *p = (const unsigned char *) s;
     size_t               n = 0;
 
-    for ( /* void */ ; *p && n < 200; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
+    for ( /* void */ ; *p && n < max; p++) {
+        if (*p >= 0x20 && *p != 0x7f
+            && (!ascii_only || (*p < 0x7f && *p != '\\')))
+        {
             out[n++] = (char) *p;
+
         } else {
             out[n++] = '\\';
             out[n++] = 'x';
@@ -269,6 +269,16 @@ sa_vis(const char *s)
     out[n] = '\0';
 
     return out;
+}
+
+
+const char *
+sa_vis(const char *s)
+{
+    static char          bufs[4][200 + SA_ESCAPE_MORE];
+    static unsigned      next;
+
+    return sa_escape(bufs[next++ % 4], s, 200, 1);
 }
 
 

@@ -63,6 +63,14 @@ const char *sa_utf8_fault(const char *s);
 int sa_perm_valid(const char *s);
 
 /*
+ * s into out for a message, at most max bytes of it and "..." if cut:
+ * control bytes (C0, DEL) as \xNN, and with ascii_only every byte outside
+ * printable ASCII and the backslash too.  out holds max + SA_ESCAPE_MORE.
+ */
+#define SA_ESCAPE_MORE  8
+char *sa_escape(char *out, const char *s, size_t max, int ascii_only);
+
+/*
  * s for a message: bytes outside printable ASCII as \xNN, cut at about
  * 200 bytes ("..."), so that what a Redis writer put into a name never
  * reaches a terminal as a control sequence or a line of its own.  One of

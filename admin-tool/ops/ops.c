@@ -100,29 +100,9 @@ sa_err_kind_of_exit(int code)
 static const char *
 sa_die_line(const char *message)
 {
-    static char            line[SA_DIE_LINE_MAX + 8];
-    static const char      hex[] = "0123456789abcdef";
-    const unsigned char   *p = (const unsigned char *) message;
-    size_t                 n = 0;
+    static char  line[SA_DIE_LINE_MAX + SA_ESCAPE_MORE];
 
-    for ( /* void */ ; *p && n < SA_DIE_LINE_MAX; p++) {
-        if (*p >= 0x20 && *p != 0x7f) {
-            line[n++] = (char) *p;
-        } else {
-            line[n++] = '\\';
-            line[n++] = 'x';
-            line[n++] = hex[*p >> 4];
-            line[n++] = hex[*p & 15];
-        }
-    }
-
-    if (*p) {
-        memcpy(line + n, "...", 3);
-        n += 3;
-    }
-    line[n] = '\0';
-
-    return line;
+    return sa_escape(line, message, SA_DIE_LINE_MAX, 0);
 }
 
 
