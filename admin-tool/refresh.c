@@ -422,9 +422,13 @@ done:
 }
 
 
-/* the replies of one key_refresh.lua, counted */
+/*
+ * The replies of one key_refresh.lua or record_refresh.lua, counted into
+ * renewed, changed (between read and write) and gone (deleted meanwhile).
+ */
 static int
-sa_refresh_reply(sa_refresh_t *rf)
+sa_refresh_reply(sa_refresh_t *rf, size_t *renewed, size_t *changed,
+    size_t *gone)
 {
     size_t       i;
     redisReply  *r;
@@ -440,13 +444,13 @@ sa_refresh_reply(sa_refresh_t *rf)
         for (i = 0; i < r->elements; i++) {
             switch (r->element[i]->integer) {
             case 1:
-                rf->st->renewed++;
+                (*renewed)++;
                 break;
             case 2:
-                rf->st->changed++;
+                (*changed)++;
                 break;
             default:
-                rf->st->gone++;
+                (*gone)++;
                 break;
             }
         }
@@ -547,7 +551,8 @@ sa_refresh_batch(sa_refresh_t *rf, redisReply *keys)
 
     /* every reply is read, even after an error, to keep the pipeline whole */
     for (i = 0; i < scripts; i++) {
-        rc = sa_refresh_reply(rf);
+        rc = sa_refresh_reply(rf, &rf->st->renewed, &rf->st->changed,
+                              &rf->st->gone);
         if (rc != SA_EXIT_OK && first == SA_EXIT_OK) {
             first = rc;
         }
@@ -665,41 +670,6 @@ sa_refresh_rjudge(sa_refresh_t *rf, sa_kind_t kind, const char *id,
 done:
 
     json_decref(j);
-}
-
-
-/* the replies of one record_refresh.lua, counted */
-static int
-sa_refresh_rreply(sa_refresh_t *rf)
-{
-    size_t       i;
-    redisReply  *r;
-    int          rc = SA_EXIT_OK;
-
-    r = sa_xredis_reply(rf->sa);
-
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = sa_fail(SA_EXIT_UNAVAILABLE, "key refresh: Redis refused the "
-                     "write: %s", r->str);
-
-    } else if (r->type == REDIS_REPLY_ARRAY) {
-        for (i = 0; i < r->elements; i++) {
-            switch (r->element[i]->integer) {
-            case 1:
-                rf->st->records.renewed++;
-                break;
-            case 2:
-                rf->st->records.changed++;
-                break;
-            default:
-                rf->st->records.gone++;
-                break;
-            }
-        }
-    }
-
-    freeReplyObject(r);
-    return rc;
 }
 
 
@@ -880,7 +850,9 @@ sa_refresh_rbatch(sa_refresh_t *rf, redisReply *keys)
     sa_args_free(&args);
 
     for (i = 0; i < scripts; i++) {
-        rc = sa_refresh_rreply(rf);
+        rc = sa_refresh_reply(rf, &rf->st->records.renewed,
+                              &rf->st->records.changed,
+                              &rf->st->records.gone);
         if (rc != SA_EXIT_OK && first == SA_EXIT_OK) {
             first = rc;
         }
